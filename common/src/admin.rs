@@ -1,0 +1,322 @@
+//! The admin API: its wire types and the pure handler behind
+//! `/__greenlight/*`. The adapter reads the current state, calls
+//! [`handle`], writes `new_state` back when there is one, and replies.
+
+use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
+use crate::state::{RolloutState, WEIGHT_SCALE};
+use serde::{Deserialize, Serialize};
+
+/// Largest admin request body accepted.
+pub const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+/// What `GET /__greenlight/state` and every successful change return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateView {
+    pub state: RolloutState,
+    pub phase: Phase,
+    pub allowed: AllowedOps,
+    /// True when the stored document was unreadable and the edge is serving
+    /// from its last good (or the initial) state.
+    #[serde(default)]
+    pub degraded: bool,
+}
+
+impl StateView {
+    pub fn of(state: RolloutState, degraded: bool) -> StateView {
+        StateView {
+            phase: state.phase(),
+            allowed: state.allowed_ops(),
+            state,
+            degraded,
+        }
+    }
+}
+
+/// Body of every `POST` admin call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// The epoch the caller last saw; a mismatch is a 409.
+    pub expected_epoch: u64,
+    /// For `weight`: basis points (0..=10 000)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_bp: Option<u32>,
+    /// ...or a percentage (0..=100, two decimals kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_percent: Option<f64>,
+    /// Who is acting, for the audit trail (defaults to the authenticated identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// RFC 9457 problem details, used for every admin error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// On 409: the epoch the state is at now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_epoch: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: u16, slug: &str, title: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("urn:greenlight:problem:{slug}"),
+            title: title.to_string(),
+            status,
+            detail: detail.into(),
+            current_epoch: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute {
+    State,
+    Weight,
+    Promote,
+    Rollback,
+    Abort,
+}
+
+impl AdminRoute {
+    /// The route for a path under the admin prefix (`rest` excludes it).
+    pub fn parse(rest: &str) -> Option<AdminRoute> {
+        match rest.trim_end_matches('/') {
+            "state" => Some(AdminRoute::State),
+            "weight" => Some(AdminRoute::Weight),
+            "promote" => Some(AdminRoute::Promote),
+            "rollback" => Some(AdminRoute::Rollback),
+            "abort" => Some(AdminRoute::Abort),
+            _ => None,
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            AdminRoute::State => "GET",
+            _ => "POST",
+        }
+    }
+}
+
+/// A reply to send, plus the state to persist first when the call changed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminOutcome {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub new_state: Option<RolloutState>,
+}
+
+impl AdminOutcome {
+    fn ok(view: &StateView, new_state: Option<RolloutState>) -> AdminOutcome {
+        AdminOutcome {
+            status: 200,
+            content_type: "application/json",
+            body: serde_json::to_string(view).unwrap_or_default(),
+            new_state,
+        }
+    }
+
+    pub fn problem(p: Problem) -> AdminOutcome {
+        AdminOutcome {
+            status: p.status,
+            content_type: "application/problem+json",
+            body: serde_json::to_string(&p).unwrap_or_default(),
+            new_state: None,
+        }
+    }
+}
+
+/// Handles one authenticated admin call against `current`.
+pub fn handle(
+    route: AdminRoute,
+    method: &str,
+    body: &[u8],
+    identity: &str,
+    current: &RolloutState,
+    degraded: bool,
+    now_ms: u64,
+) -> AdminOutcome {
+    if !method.eq_ignore_ascii_case(route.method()) {
+        return AdminOutcome::problem(Problem::new(
+            405,
+            "method-not-allowed",
+            "method not allowed",
+            format!("use {} for this admin route", route.method()),
+        ));
+    }
+    // `None` stands for set_weight, whose argument comes from the body.
+    let fixed_op = match route {
+        AdminRoute::State => {
+            return AdminOutcome::ok(&StateView::of(current.clone(), degraded), None)
+        }
+        AdminRoute::Weight => None,
+        AdminRoute::Promote => Some(RolloutOp::Promote),
+        AdminRoute::Rollback => Some(RolloutOp::Rollback),
+        AdminRoute::Abort => Some(RolloutOp::Abort),
+    };
+    let req = match parse_change(body) {
+        Ok(r) => r,
+        Err(p) => return AdminOutcome::problem(p),
+    };
+    let op = match fixed_op {
+        Some(op) => op,
+        None => match weight_of(&req) {
+            Ok(weight_bp) => RolloutOp::SetWeight { weight_bp },
+            Err(p) => return AdminOutcome::problem(p),
+        },
+    };
+    let meta = ChangeMeta {
+        actor: req.actor.clone().unwrap_or_else(|| identity.to_string()),
+        at_ms: now_ms,
+        reason: req.reason.clone(),
+    };
+    match current.apply(op, req.expected_epoch, meta) {
+        Ok(next) => AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next)),
+        Err(e) => AdminOutcome::problem(problem_of(&e)),
+    }
+}
+
+fn parse_change(body: &[u8]) -> Result<ChangeRequest, Problem> {
+    if body.len() > MAX_ADMIN_BODY {
+        return Err(Problem::new(
+            413,
+            "body-too-large",
+            "request body too large",
+            format!("admin bodies are limited to {MAX_ADMIN_BODY} bytes"),
+        ));
+    }
+    serde_json::from_slice::<ChangeRequest>(body).map_err(|e| {
+        Problem::new(
+            400,
+            "bad-request",
+            "malformed admin request",
+            format!("expected JSON like {{\"expected_epoch\": 3, \"reason\": \"...\"}}: {e}"),
+        )
+    })
+}
+
+fn weight_of(req: &ChangeRequest) -> Result<u16, Problem> {
+    let bad = |detail: String| Problem::new(400, "bad-weight", "invalid weight", detail);
+    let bp = match (req.weight_bp, req.weight_percent) {
+        (Some(bp), None) => bp,
+        (None, Some(pct)) => {
+            if !pct.is_finite() || !(0.0..=100.0).contains(&pct) {
+                return Err(bad(format!("weight_percent {pct} must be within 0..=100")));
+            }
+            (pct * 100.0).round() as u32
+        }
+        (None, None) => return Err(bad("send weight_bp or weight_percent".into())),
+        (Some(_), Some(_)) => return Err(bad("send weight_bp or weight_percent, not both".into())),
+    };
+    if bp > u32::from(WEIGHT_SCALE) {
+        return Err(bad(format!("weight_bp {bp} must be within 0..={WEIGHT_SCALE}")));
+    }
+    Ok(bp as u16)
+}
+
+fn problem_of(e: &RolloutError) -> Problem {
+    match e {
+        RolloutError::StaleEpoch { current, .. } => Problem {
+            current_epoch: Some(*current),
+            ..Problem::new(409, "stale-epoch", "stale epoch", e.to_string())
+        },
+        RolloutError::InvalidTransition { .. } => {
+            Problem::new(409, "invalid-transition", "invalid transition", e.to_string())
+        }
+        RolloutError::WeightOutOfRange(_) => {
+            Problem::new(400, "bad-weight", "invalid weight", e.to_string())
+        }
+        RolloutError::TextTooLong(_) => {
+            Problem::new(400, "bad-request", "malformed admin request", e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::color::Color;
+
+    fn call(route: AdminRoute, method: &str, body: &str, s: &RolloutState) -> AdminOutcome {
+        handle(route, method, body.as_bytes(), "k:ops", s, false, 42)
+    }
+
+    fn problem(o: &AdminOutcome) -> Problem {
+        assert_eq!(o.content_type, "application/problem+json");
+        serde_json::from_str(&o.body).unwrap()
+    }
+
+    #[test]
+    fn get_state_returns_view() {
+        let s = RolloutState::initial("x");
+        let o = call(AdminRoute::State, "GET", "", &s);
+        assert_eq!(o.status, 200);
+        let v: StateView = serde_json::from_str(&o.body).unwrap();
+        assert_eq!((v.state, v.phase, o.new_state), (s, Phase::Stable, None));
+        assert_eq!(call(AdminRoute::State, "POST", "", &RolloutState::initial("x")).status, 405);
+    }
+
+    #[test]
+    fn weight_in_bp_or_percent() {
+        let s = RolloutState::initial("x");
+        let o = call(AdminRoute::Weight, "POST", r#"{"expected_epoch":0,"weight_percent":12.5,"reason":"go"}"#, &s);
+        assert_eq!(o.status, 200, "{}", o.body);
+        let next = o.new_state.unwrap();
+        assert_eq!((next.candidate_weight_bp, next.epoch), (1250, 1));
+        assert_eq!((next.last_change.actor.as_str(), next.last_change.at_ms), ("k:ops", 42));
+        let o = call(AdminRoute::Weight, "POST", r#"{"expected_epoch":0,"weight_bp":300,"actor":"alice"}"#, &s);
+        assert_eq!(o.new_state.unwrap().last_change.actor, "alice");
+    }
+
+    #[test]
+    fn bad_bodies_are_400_and_change_nothing() {
+        let s = RolloutState::initial("x");
+        for body in [
+            "",
+            "{",
+            r#"{"expected_epoch":"0","weight_bp":1}"#,
+            r#"{"expected_epoch":-1,"weight_bp":1}"#,
+            r#"{"expected_epoch":0,"weight_bp":-5}"#,
+            r#"{"expected_epoch":0,"weight_bp":10001}"#,
+            r#"{"expected_epoch":0,"weight_percent":100.5}"#,
+            r#"{"expected_epoch":0}"#,
+            r#"{"expected_epoch":0,"weight_bp":1,"weight_percent":1}"#,
+            r#"{"expected_epoch":0,"weight_bp":1,"extra":true}"#,
+        ] {
+            let o = call(AdminRoute::Weight, "POST", body, &s);
+            assert_eq!((o.status, o.new_state.is_none()), (400, true), "{body}: {}", o.body);
+            assert_eq!(problem(&o).status, 400);
+        }
+        let huge = format!(r#"{{"expected_epoch":0,"reason":"{}"}}"#, "x".repeat(MAX_ADMIN_BODY));
+        assert_eq!(call(AdminRoute::Promote, "POST", &huge, &s).status, 413);
+    }
+
+    #[test]
+    fn stale_epoch_is_409_with_current_epoch() {
+        let s = RolloutState::initial("x");
+        let next = call(AdminRoute::Promote, "POST", r#"{"expected_epoch":0}"#, &s).new_state.unwrap();
+        assert_eq!(next.active, Color::Green);
+        let o = call(AdminRoute::Rollback, "POST", r#"{"expected_epoch":0}"#, &next);
+        assert_eq!(o.status, 409);
+        let p = problem(&o);
+        assert_eq!((p.current_epoch, p.kind.as_str()), (Some(1), "urn:greenlight:problem:stale-epoch"));
+        let o = call(AdminRoute::Abort, "POST", r#"{"expected_epoch":1}"#, &next);
+        assert_eq!((o.status, problem(&o).kind.contains("invalid-transition")), (409, true));
+    }
+
+    #[test]
+    fn routes_parse() {
+        assert_eq!(AdminRoute::parse("promote/"), Some(AdminRoute::Promote));
+        assert_eq!(AdminRoute::parse("state"), Some(AdminRoute::State));
+        assert_eq!(AdminRoute::parse("nope"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! HTTP vocabulary shared by the edges and the harness: header names, the
+//! hop-by-hop list and small header helpers that work on plain strings.
+
+/// Response header: the color that served the request.
+pub const HEADER_COLOR: &str = "x-greenlight-color";
+/// Response header: the rollout epoch the decision was made under.
+pub const HEADER_EPOCH: &str = "x-greenlight-epoch";
+/// Response header: why that color was chosen (see `RouteReason`).
+pub const HEADER_REASON: &str = "x-greenlight-reason";
+/// Response header set when the edge is running on a fallback state.
+pub const HEADER_DEGRADED: &str = "x-greenlight-degraded";
+/// Request header carrying an API key.
+pub const HEADER_API_KEY: &str = "x-api-key";
+/// Cookie that gives anonymous callers a stable identity for stickiness.
+pub const STICKY_COOKIE: &str = "greenlight-id";
+/// Reserved path prefix of the admin API on the edge.
+pub const ADMIN_PREFIX: &str = "/__greenlight/";
+/// Key under which the rollout state document lives in the key-value store.
+pub const STATE_KEY: &str = "rollout-state";
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones an edge must not
+/// forward because the platform computes them itself.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// True when `name` must not be forwarded. `connection_tokens` are the
+/// header names listed in the request's own `Connection` header, which are
+/// hop-by-hop for that message too.
+pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    HOP_BY_HOP.contains(&lower.as_str()) || connection_tokens.iter().any(|t| *t == lower)
+}
+
+/// The header names listed in a `Connection` header value, lowercased.
+pub fn connection_tokens(connection: Option<&str>) -> Vec<String> {
+    connection
+        .map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of cookie `name` in a `Cookie` header, if present.
+pub fn cookie<'a>(cookie_header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    cookie_header?.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim()).filter(|v| !v.is_empty())
+    })
+}
+
+/// A request header map as the core sees it: lowercase names, values joined
+/// the way the platforms join repeated headers.
+pub trait HeaderLookup {
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl HeaderLookup for Vec<(String, String)> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_includes_connection_listed_names() {
+        let tokens = connection_tokens(Some("keep-alive, X-Secret-Hop"));
+        assert!(is_hop_by_hop("Transfer-Encoding", &tokens));
+        assert!(is_hop_by_hop("x-secret-hop", &tokens));
+        assert!(!is_hop_by_hop("accept", &tokens));
+        assert!(!is_hop_by_hop("x-secret-hop", &[]));
+    }
+
+    #[test]
+    fn cookie_lookup() {
+        let h = Some("a=1; greenlight-id=u-42 ; b=");
+        assert_eq!(cookie(h, "greenlight-id"), Some("u-42"));
+        assert_eq!(cookie(h, "a"), Some("1"));
+        assert_eq!(cookie(h, "b"), None);
+        assert_eq!(cookie(h, "c"), None);
+        assert_eq!(cookie(None, "a"), None);
+    }
+}

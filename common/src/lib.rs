@@ -1,0 +1,19 @@
+//! greenlight's functional core.
+//!
+//! Everything in this crate is deterministic and free of I/O: the edge adapters
+//! (Cloudflare Workers, Spin) and the native harness translate their platform's
+//! types into these and back. Time and randomness are passed in, never read here.
+
+pub mod admin;
+pub mod auth;
+pub mod color;
+pub mod decide;
+pub mod edge;
+pub mod http;
+pub mod rollout;
+pub mod state;
+
+pub use color::Color;
+pub use decide::{decide, RequestFacts, RouteDecision, RouteReason};
+pub use rollout::{Phase, RolloutError, RolloutOp};
+pub use state::{ChangeRecord, RolloutState, StateError};
