@@ -25,6 +25,29 @@ pub const DEFAULT_STATE_CACHE_TTL_MS: u64 = 1_000;
 /// Header the edge adds to forwarded requests naming the authenticated caller.
 pub const HEADER_PRINCIPAL: &str = "x-greenlight-principal";
 
+/// Every variable [`EdgeConfig::from_lookup`] reads (upper case). Platforms
+/// whose variables must be declared up front (Spin's `spin.toml`) or fetched
+/// one by one (asynchronously) use this list.
+pub const CONFIG_VARIABLES: &[&str] = &[
+    "BLUE_ORIGIN",
+    "GREEN_ORIGIN",
+    "API_KEYS",
+    "JWT_HS256_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWKS",
+    "JWT_ALGORITHMS",
+    "JWT_LEEWAY_S",
+    "AUTH_ROUTES",
+    "STATE_CACHE_TTL_MS",
+    "ADMIN_TOKEN",
+    "ROLLOUT_SALT",
+];
+/// The variables in [`CONFIG_VARIABLES`] that hold secrets.
+pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET"];
+/// The variables without which [`EdgeConfig::from_lookup`] fails.
+pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
+
 /// Everything an edge is configured with (from wrangler vars and secrets, or
 /// Spin variables).
 #[derive(Debug, Clone)]
@@ -182,6 +205,36 @@ impl Reply {
     pub fn problem(p: Problem) -> Reply {
         Reply::from_admin(&AdminOutcome::problem(p))
     }
+
+    /// 502: the edge is misconfigured (a variable is missing or invalid).
+    pub fn misconfigured(e: &ConfigError) -> Reply {
+        Reply::problem(Problem::new(
+            502,
+            "edge-misconfigured",
+            "edge misconfigured",
+            e.0.clone(),
+        ))
+    }
+
+    /// 502: the chosen origin could not be reached or failed mid-response.
+    pub fn origin_unreachable(detail: impl Into<String>) -> Reply {
+        Reply::problem(Problem::new(
+            502,
+            "origin-unreachable",
+            "origin unreachable",
+            detail,
+        ))
+    }
+
+    /// 503: the state store could not be read or written for an admin call.
+    pub fn store_unavailable(detail: impl Into<String>) -> Reply {
+        Reply::problem(Problem::new(
+            503,
+            "store-unavailable",
+            "state store unavailable",
+            detail,
+        ))
+    }
 }
 
 /// A request to forward to an origin.
@@ -234,12 +287,18 @@ pub fn load_state(
             state,
             degraded: false,
         },
-        Some(Err(_)) => LoadedState {
-            state: last_good
-                .cloned()
-                .unwrap_or_else(|| RolloutState::initial(default_salt)),
-            degraded: true,
-        },
+        Some(Err(_)) => fallback_state(last_good, default_salt),
+    }
+}
+
+/// The state to serve when the document cannot be read at all (the store
+/// failed): the last good state, or the initial one, flagged degraded.
+pub fn fallback_state(last_good: Option<&RolloutState>, default_salt: &str) -> LoadedState {
+    LoadedState {
+        state: last_good
+            .cloned()
+            .unwrap_or_else(|| RolloutState::initial(default_salt)),
+        degraded: true,
     }
 }
 

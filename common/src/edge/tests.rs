@@ -216,3 +216,61 @@ fn corrupt_documents_fall_back_and_flag_degraded() {
     assert_eq!(header(&f.response_headers, HEADER_DEGRADED), Some("1"));
     assert_eq!(f.url, "http://127.0.0.1:9001/x");
 }
+
+#[test]
+fn config_variables_lists_exactly_what_from_lookup_reads() {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+    // Every name is set, so no early return hides a later read.
+    let asked = RefCell::new(BTreeSet::new());
+    let full = vars();
+    let _ = EdgeConfig::from_lookup(|k| {
+        asked.borrow_mut().insert(k.to_string());
+        full.get(k).cloned()
+    });
+    let listed: BTreeSet<String> = CONFIG_VARIABLES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(asked.into_inner(), listed);
+    assert!(SECRET_VARIABLES
+        .iter()
+        .all(|s| CONFIG_VARIABLES.contains(s)));
+    assert!(REQUIRED_VARIABLES
+        .iter()
+        .all(|s| CONFIG_VARIABLES.contains(s)));
+    // The required ones really are required, and nothing else is.
+    for name in CONFIG_VARIABLES {
+        let without =
+            EdgeConfig::from_lookup(|k| (k != *name).then(|| full.get(k).cloned()).flatten());
+        assert_eq!(
+            without.is_err(),
+            REQUIRED_VARIABLES.contains(name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn fallback_and_bad_gateway_replies() {
+    let good = RolloutState::initial("good");
+    assert_eq!(
+        fallback_state(Some(&good), "s"),
+        LoadedState {
+            state: good,
+            degraded: true
+        }
+    );
+    assert_eq!(fallback_state(None, "s").state, RolloutState::initial("s"));
+    for r in [
+        Reply::misconfigured(&ConfigError("BLUE_ORIGIN is not set".into())),
+        Reply::origin_unreachable("connection refused"),
+    ] {
+        assert_eq!(r.status, 502);
+        let p: crate::admin::Problem = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(p.status, 502);
+    }
+    assert!(
+        Reply::misconfigured(&ConfigError("BLUE_ORIGIN is not set".into()))
+            .body
+            .contains("BLUE_ORIGIN")
+    );
+    assert_eq!(Reply::store_unavailable("down").status, 503);
+}
