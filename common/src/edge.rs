@@ -405,6 +405,23 @@ pub fn plan(
     })
 }
 
+/// Whether an origin response header is passed on to the client: not when
+/// it is hop-by-hop (`connection_tokens` from the response's own
+/// `Connection` header), nor when the edge sets it itself
+/// ([`Forward::response_headers`], except `set-cookie`, which is added to the
+/// origin's own cookies). The adapter then appends `fwd.response_headers`.
+pub fn keep_origin_response_header(
+    name: &str,
+    connection_tokens: &[String],
+    fwd: &Forward,
+) -> bool {
+    !is_hop_by_hop(name, connection_tokens)
+        && !fwd
+            .response_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name) && !k.eq_ignore_ascii_case("set-cookie"))
+}
+
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
 /// before replying.
 pub fn run_admin(

@@ -274,3 +274,18 @@ fn fallback_and_bad_gateway_replies() {
     );
     assert_eq!(Reply::store_unavailable("down").status, 503);
 }
+
+#[test]
+fn origin_response_headers_are_filtered_and_overridden() {
+    let f = forward(run(
+        &config(),
+        &RolloutState::initial("s"),
+        "/x",
+        &[("x-api-key", "app-key")],
+    ));
+    let tokens = crate::http::connection_tokens(Some("close, x-hop"));
+    let keep = |n: &str| keep_origin_response_header(n, &tokens, &f);
+    assert!(keep("content-type") && keep("set-cookie") && keep("ETag"));
+    assert!(!keep("transfer-encoding") && !keep("Connection") && !keep("x-hop"));
+    assert!(!keep("X-Greenlight-Color") && !keep("x-greenlight-epoch"));
+}
