@@ -3,13 +3,15 @@
 //! Every failure collapses into one of three classes (`AuthError`) so a client
 //! never learns which check failed; the edge maps them to RFC 6750 responses.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+mod verify;
+
+pub use jsonwebtoken::jwk::JwkSet;
+pub use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::fmt;
 use subtle::ConstantTimeEq;
+use verify::VerifyKeys;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -106,6 +108,8 @@ pub struct AuthConfig {
     pub routes: Vec<RoutePolicy>,
     api_keys: Vec<ApiKey>,
     pub jwt: JwtSettings,
+    /// The JWKS keys, parsed once at configuration time.
+    keys: VerifyKeys,
 }
 
 /// An authenticated caller.
@@ -271,10 +275,12 @@ impl AuthConfig {
                 "JWT HS256 secret must be at least 32 bytes".into(),
             ));
         }
+        let keys = VerifyKeys::from_jwks(jwt.jwks.as_ref())?;
         Ok(AuthConfig {
             routes,
             api_keys,
             jwt,
+            keys,
         })
     }
 
@@ -353,21 +359,14 @@ impl AuthConfig {
         if !self.jwt.algorithms.contains(&header.alg) {
             return Err(AuthError::Invalid);
         }
-        let key = self.key_for(header.alg, header.kid.as_deref())?;
-        let mut validation = Validation::new(header.alg);
-        // Time checks are done below against the caller-supplied clock, so
-        // this crate never reads a clock (wasm32-unknown-unknown has none).
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims = HashSet::new();
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+        let claims = verify::verify_signature(
             token,
-            &key,
-            &validation,
+            header.alg,
+            header.kid.as_deref(),
+            self.jwt.hs256_secret.as_deref(),
+            &self.keys,
         )
-        .map_err(|_| AuthError::Invalid)?;
-        let claims = data.claims;
+        .ok_or(AuthError::Invalid)?;
         let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
         let leeway = self.jwt.leeway_s as f64;
         let now = now_s as f64;
@@ -424,55 +423,6 @@ impl AuthConfig {
             id: format!("s:{sub}"),
             roles,
         })
-    }
-
-    /// The verification key for `alg`: the HS256 secret, or a JWKS key of
-    /// the matching type (by `kid`, or the only one of that type).
-    fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
-        if alg == Algorithm::HS256 {
-            return self
-                .jwt
-                .hs256_secret
-                .as_deref()
-                .map(DecodingKey::from_secret)
-                .ok_or(AuthError::Invalid);
-        }
-        let jwks = self.jwt.jwks.as_ref().ok_or(AuthError::Invalid)?;
-        let fits = |jwk: &Jwk| jwk_fits(jwk, alg);
-        let jwk = match kid {
-            Some(kid) => jwks
-                .keys
-                .iter()
-                .find(|k| k.common.key_id.as_deref() == Some(kid))
-                .filter(|k| fits(k)),
-            None => {
-                let mut candidates = jwks.keys.iter().filter(|k| fits(k));
-                match (candidates.next(), candidates.next()) {
-                    (Some(only), None) => Some(only),
-                    _ => None,
-                }
-            }
-        }
-        .ok_or(AuthError::Invalid)?;
-        DecodingKey::from_jwk(jwk).map_err(|_| AuthError::Invalid)
-    }
-}
-
-/// A JWK may verify `alg` only if its key type matches and its own `alg`,
-/// when it names one, is the same: this is what makes HS/RS confusion and
-/// curve confusion impossible.
-fn jwk_fits(jwk: &Jwk, alg: Algorithm) -> bool {
-    if let Some(key_alg) = jwk.common.key_algorithm {
-        if format!("{key_alg:?}") != format!("{alg:?}") {
-            return false;
-        }
-    }
-    match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
-            ec.curve == EllipticCurve::P256
-        }
-        _ => false,
     }
 }
 

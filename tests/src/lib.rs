@@ -1,0 +1,10 @@
+//! Support for greenlight's end-to-end tests: starting edge runtimes and
+//! origins on 127.0.0.1, and the fixtures they are configured with.
+
+pub mod cloudflare;
+pub mod fixtures;
+pub mod process;
+pub mod runtime;
+pub mod spin;
+
+pub use runtime::{EdgeSetup, Runtime, RunningEdge};

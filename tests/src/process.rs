@@ -1,0 +1,95 @@
+//! Child processes for end-to-end tests: each runs in its own process group
+//! so the whole tree (wrangler spawns workerd and esbuild) is stopped on drop.
+
+use anyhow::{bail, Context};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A spawned command and everything it forks. Killed (SIGKILL to the group)
+/// when dropped, so a failing test never leaves servers behind.
+pub struct ProcessGroup {
+    child: Child,
+    pub log_path: Option<std::path::PathBuf>,
+}
+
+impl ProcessGroup {
+    /// Spawns `cmd` as the leader of a new process group with stdin closed.
+    pub fn spawn(mut cmd: Command) -> anyhow::Result<ProcessGroup> {
+        cmd.stdin(Stdio::null()).process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
+        Ok(ProcessGroup {
+            child,
+            log_path: None,
+        })
+    }
+
+    /// Like `spawn`, with stdout and stderr appended to `log`.
+    pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> anyhow::Result<ProcessGroup> {
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        cmd.stdout(out).stderr(err);
+        let mut group = ProcessGroup::spawn(cmd)?;
+        group.log_path = Some(log.to_path_buf());
+        Ok(group)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the leader has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The tail of the log, for error messages.
+    pub fn log_tail(&self) -> String {
+        self.log_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|s| {
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        // SAFETY: kill(2) with a negative pid signals the group we created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Polls `url` until it answers any HTTP response, or fails after `timeout`.
+pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let start = Instant::now();
+    let mut last_err = String::new();
+    while start.elapsed() < timeout {
+        match client.get(url).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => last_err = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} not ready after {timeout:?}: {last_err}")
+}
