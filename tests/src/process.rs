@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct ProcessGroup {
     child: Child,
     pub log_path: Option<std::path::PathBuf>,
+    /// A scratch directory removed after the processes are gone.
+    pub scratch: Option<tempfile::TempDir>,
 }
 
 impl ProcessGroup {
@@ -23,6 +25,7 @@ impl ProcessGroup {
         Ok(ProcessGroup {
             child,
             log_path: None,
+            scratch: None,
         })
     }
 

@@ -2,8 +2,9 @@
 //! `greenlight_common::edge`. All decisions are made in `common`; this file
 //! only reads configuration and KV, and carries the plan out.
 
+use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{self, EdgeConfig, EdgePlan, Forward, LoadedState, Reply, RequestHead};
-use greenlight_common::http::{connection_tokens, is_hop_by_hop, STATE_KEY};
+use greenlight_common::http::{connection_tokens, STATE_KEY};
 use greenlight_common::RolloutState;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -24,7 +25,7 @@ thread_local! {
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let cfg = match config(&env) {
         Ok(cfg) => cfg,
-        Err(msg) => return misconfigured(&msg),
+        Err(e) => return respond(&Reply::misconfigured(&e)),
     };
     let now_ms = worker::Date::now().as_millis();
     let loaded = match cached_state(&cfg, now_ms) {
@@ -45,8 +46,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             let body = req.bytes().await.unwrap_or_default();
             let outcome = edge::run_admin(&call, &method, &body, &fresh, now_ms);
             if let Some(next) = &outcome.new_state {
-                let kv = env.kv(KV_BINDING)?;
-                kv.put(STATE_KEY, next.to_json())?.execute().await?;
+                if let Err(e) = store_state(&env, next).await {
+                    return respond(&Reply::store_unavailable(e.to_string()));
+                }
                 remember(LoadedState { state: next.clone(), degraded: false }, now_ms);
             }
             respond(&Reply::from_admin(&outcome))
@@ -54,13 +56,17 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     }
 }
 
-fn config(env: &Env) -> Result<Rc<EdgeConfig>, String> {
+async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
+    env.kv(KV_BINDING)?.put(STATE_KEY, state.to_json())?.execute().await?;
+    Ok(())
+}
+
+fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
     if let Some(cfg) = CONFIG.with(|c| c.borrow().clone()) {
         return Ok(cfg);
     }
     // Vars and secrets (`.dev.vars` locally) both appear as strings on `env`.
-    let cfg = EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
-        .map_err(|e| e.to_string())?;
+    let cfg = EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
     let cfg = Rc::new(cfg);
     CONFIG.with(|c| *c.borrow_mut() = Some(cfg.clone()));
     Ok(cfg)
@@ -90,7 +96,7 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
     };
     let loaded = match document {
         Ok(doc) => edge::load_state(doc.as_deref(), last_good.as_ref(), &cfg.default_salt),
-        Err(()) => edge::load_state(Some(""), last_good.as_ref(), &cfg.default_salt),
+        Err(()) => edge::fallback_state(last_good.as_ref(), &cfg.default_salt),
     };
     remember(loaded.clone(), now_ms);
     loaded
@@ -110,14 +116,14 @@ async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Re
     let origin_req = Request::new_with_init(&fwd.url, &init)?;
     let resp = match Fetch::Request(origin_req).send().await {
         Ok(r) => r,
-        Err(e) => return respond(&bad_gateway(&e.to_string())),
+        Err(e) => return respond(&Reply::origin_unreachable(format!("{}: {e}", fwd.decision.color))),
     };
     let status = resp.status_code();
     // Headers of a fetched response are immutable: build a new set.
     let out = Headers::new();
     let tokens = connection_tokens(resp.headers().get("connection").ok().flatten().as_deref());
     for (k, v) in resp.headers().entries() {
-        if !is_hop_by_hop(&k, &tokens) {
+        if edge::keep_origin_response_header(&k, &tokens, &fwd) {
             out.append(&k, &v)?;
         }
     }
@@ -137,24 +143,6 @@ fn respond(reply: &Reply) -> worker::Result<Response> {
         .with_status(reply.status)
         .with_headers(headers)
         .body(ResponseBody::Body(reply.body.clone().into_bytes())))
-}
-
-fn bad_gateway(detail: &str) -> Reply {
-    Reply::problem(greenlight_common::admin::Problem::new(
-        502,
-        "origin-unreachable",
-        "origin unreachable",
-        format!("the selected origin did not answer: {detail}"),
-    ))
-}
-
-fn misconfigured(detail: &str) -> worker::Result<Response> {
-    respond(&Reply::problem(greenlight_common::admin::Problem::new(
-        503,
-        "edge-misconfigured",
-        "edge misconfigured",
-        detail.to_string(),
-    )))
 }
 
 /// 64 random bits from the runtime's CSPRNG (`crypto.getRandomValues`).

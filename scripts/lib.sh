@@ -1,0 +1,54 @@
+# Shared helpers for greenlight's scripts: idempotent installs, nothing else.
+# Sourced, not executed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export PATH="$CARGO_HOME/bin:$PATH"
+# Tools built once per machine live outside the clone, so a fresh clone (CI)
+# reuses them.
+GL_CACHE="${GREENLIGHT_CACHE:-$HOME/.cache/greenlight}"
+mkdir -p "$GL_CACHE"
+
+# Pinned tool versions (worker 0.8.7 locks wasm-bindgen 0.2.130).
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=0.2.130
+
+log() { printf '\033[1;32m==>\033[0m %s\n' "$*" >&2; }
+
+# Installing a build tool: opt-level 1 and no LTO cut the compile time by
+# ~4x; these tools run for a second per build, so speed of the tool itself
+# does not matter.
+cargo_install_fast() {
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_DEBUG=0 \
+  CARGO_TARGET_DIR="$GL_CACHE/install-target" \
+    cargo install "$@"
+}
+
+ensure_target() {
+  local target="$1"
+  if ! rustup target list --installed | grep -qx "$target"; then
+    log "rustup target add $target"
+    rustup target add "$target"
+  fi
+}
+
+ensure_worker_tools() {
+  ensure_target wasm32-unknown-unknown
+  if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+    log "installing worker-build $WORKER_BUILD_VERSION (one-off, a few minutes)"
+    cargo_install_fast worker-build --version "$WORKER_BUILD_VERSION" --locked
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+    log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (one-off, a few minutes)"
+    # Not --locked: its lockfile pins a yanked crate.
+    cargo_install_fast wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+  local cf="$ROOT/edge/cloudflare"
+  if [ ! -x "$cf/node_modules/.bin/wrangler" ] || [ ! -x "$cf/node_modules/.bin/wasm-opt" ] \
+     || [ "$cf/package-lock.json" -nt "$cf/node_modules/.package-lock.json" ]; then
+    log "npm ci (wrangler, binaryen) in edge/cloudflare"
+    (cd "$cf" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}

@@ -1,0 +1,87 @@
+//! Runs the built Worker under real workerd via `wrangler dev --local`.
+
+use crate::process::{free_port, wait_ready, ProcessGroup};
+use crate::runtime::{EdgeSetup, Runtime, RunningEdge};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// `edge/cloudflare` in this checkout.
+pub fn worker_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../edge/cloudflare")
+}
+
+/// Starts `wrangler dev` on free ports with its own config, KV directory,
+/// inspector port and wrangler home, all in a scratch directory.
+pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    let dir = worker_dir();
+    let bundle = dir.join("build/index.js");
+    let wrangler = dir.join("node_modules/.bin/wrangler");
+    if !bundle.exists() || !wrangler.exists() {
+        bail!(
+            "the Worker is not built ({} / {} missing): run scripts/build-worker.sh first",
+            bundle.display(),
+            wrangler.display()
+        );
+    }
+    let scratch = tempfile::Builder::new().prefix("greenlight-wrangler-").tempdir()?;
+    let config = scratch.path().join("wrangler.toml");
+    std::fs::write(&config, wrangler_toml(&bundle.canonicalize()?, setup))?;
+    let port = free_port();
+    let inspector = free_port();
+    let mut cmd = Command::new(&wrangler);
+    cmd.current_dir(scratch.path())
+        .args(["dev", "--local", "--config"])
+        .arg(&config)
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .arg("--persist-to")
+        .arg(scratch.path().join("state"))
+        .arg("--show-interactive-dev-session=false")
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
+    let mut process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    if let Err(e) = wait_ready(&format!("{base_url}/__greenlight/health"), Duration::from_secs(90)).await {
+        let tail = process.log_tail();
+        bail!("wrangler dev did not come up: {e}\n--- wrangler log ---\n{tail}");
+    }
+    if !process.is_running() {
+        bail!("wrangler dev exited:\n{}", process.log_tail());
+    }
+    process.scratch = Some(scratch);
+    Ok(RunningEdge {
+        base_url,
+        runtime: Runtime::Cloudflare,
+        _process: process,
+    })
+}
+
+/// A wrangler config for one test edge: the built bundle, a local KV
+/// namespace and the setup's variables.
+fn wrangler_toml(bundle: &std::path::Path, setup: &EdgeSetup) -> String {
+    // JSON string literals are valid TOML basic strings.
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut out = format!(
+        "name = \"greenlight-e2e\"\nmain = {}\ncompatibility_date = \"2025-09-01\"\n\n\
+         [[kv_namespaces]]\nbinding = \"GREENLIGHT_STATE\"\nid = \"e2e\"\n\n[vars]\n",
+        quote(&bundle.to_string_lossy())
+    );
+    for (k, v) in &setup.vars {
+        out.push_str(&format!("{k} = {}\n", quote(v)));
+    }
+    out
+}
+
+/// Used by the README/CI: fails with a clear message when the tools are missing.
+pub fn check_built() -> anyhow::Result<()> {
+    let bundle = worker_dir().join("build/index_bg.wasm");
+    std::fs::metadata(&bundle)
+        .with_context(|| format!("{} missing: run scripts/build-worker.sh", bundle.display()))?;
+    Ok(())
+}
