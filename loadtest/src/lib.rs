@@ -1,5 +1,24 @@
 //! greenlight's release harness engine.
 //!
-//! Modules are small and named for one job; nothing here knows about a UI.
+//! Modules are small and named for one job; nothing here knows about a UI:
+//! - [`schedule`]: open-loop arrival schedule (constant, ramp, steps; live rate changes)
+//! - [`client`]: the load engine (open and closed loop) and its [`client::Control`]
+//! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
+//! - [`scenario`]: TOML request mix
+//! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
+//! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
+//! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
+//! - [`admin_client`]: the edge admin API client
+//! - [`origin`]: a test origin with injectable latency, errors and stalls
 
+pub mod admin_client;
+pub mod client;
+pub mod histogram;
 pub mod origin;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod stats;
+pub mod users;
+pub mod verdict;

@@ -1,0 +1,448 @@
+//! Client of the edge's admin API (`/__greenlight/*`), shared by the CLI and
+//! the dashboard. Every change sends the epoch the caller last saw; without
+//! one, the client reads it from a fresh `GET /__greenlight/state` first.
+
+use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
+use greenlight_common::http::ADMIN_PREFIX;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable holding the admin bearer token.
+pub const TOKEN_ENV: &str = "GREENLIGHT_ADMIN_TOKEN";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminError {
+    /// 401/403: the token is missing, wrong, or lacks the admin role.
+    Unauthorized { status: u16, detail: String },
+    /// 409: stale epoch or a transition the current phase does not allow.
+    Conflict(Problem),
+    /// Any other problem reply (400, 404, 5xx...).
+    Problem(Problem),
+    /// The edge could not be reached.
+    Transport(String),
+    /// The edge answered something that is not the admin API.
+    BadResponse(String),
+    /// Caller mistake found before sending (bad URL, bad weight).
+    Usage(String),
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::Unauthorized { status, detail } => write!(
+                f,
+                "refused ({status}): the admin token was not accepted ({detail}); set {TOKEN_ENV} or admin_token in the config file"
+            ),
+            AdminError::Conflict(p) => match p.current_epoch {
+                Some(e) => write!(f, "conflict: {} (the state is now at epoch {e}; check `greenlight status` and retry)", p.detail),
+                None => write!(f, "conflict: {}", p.detail),
+            },
+            AdminError::Problem(p) => write!(f, "{} ({}): {}", p.title, p.status, p.detail),
+            AdminError::Transport(m) => write!(f, "cannot reach the edge: {m}"),
+            AdminError::BadResponse(m) => write!(f, "unexpected answer from the edge: {m}"),
+            AdminError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+/// Settings read from a config file (TOML): `admin_token = "..."`, `edge = "http://..."`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub admin_token: Option<String>,
+    pub edge: Option<String>,
+}
+
+impl ClientConfig {
+    /// `$XDG_CONFIG_HOME/greenlight/config.toml` or `~/.config/greenlight/config.toml`.
+    pub fn default_path() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        Some(base.join("greenlight").join("config.toml"))
+    }
+
+    /// Reads `path`; a missing file is an empty config only when `optional`.
+    pub fn load(path: &Path, optional: bool) -> Result<ClientConfig, AdminError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                AdminError::Usage(format!(
+                    "config file {}: {}",
+                    path.display(),
+                    e.to_string().trim()
+                ))
+            }),
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(ClientConfig::default())
+            }
+            Err(e) => Err(AdminError::Usage(format!(
+                "config file {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// The token to use: the environment wins over the config file.
+pub fn resolve_token(env: Option<String>, config: &ClientConfig) -> Option<String> {
+    env.filter(|t| !t.trim().is_empty())
+        .or_else(|| config.admin_token.clone())
+        .map(|t| t.trim().to_string())
+}
+
+/// An admin API client for one edge.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: Url,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(edge: &str, token: Option<String>) -> Result<AdminClient, AdminError> {
+        let base = Url::parse(edge.trim())
+            .map_err(|e| AdminError::Usage(format!("edge URL {edge:?}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(AdminError::Usage(format!(
+                "edge URL {edge:?} must be http(s)://host[:port]"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        Ok(AdminClient { base, token, http })
+    }
+
+    fn url(&self, route: &str) -> Result<Url, AdminError> {
+        let mut u = self.base.clone();
+        u.set_path(&format!("{}{route}", ADMIN_PREFIX));
+        u.set_query(None);
+        Ok(u)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        route: &str,
+        body: Option<&ChangeRequest>,
+    ) -> Result<StateView, AdminError> {
+        let mut rb = self.http.request(method, self.url(route)?);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .map_err(|e| AdminError::BadResponse(format!("{status}: not a state view ({e})")));
+        }
+        let problem: Option<Problem> = serde_json::from_str(&text).ok();
+        let detail = problem
+            .as_ref()
+            .map(|p| p.detail.clone())
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AdminError::Unauthorized {
+                status: status.as_u16(),
+                detail: if detail.is_empty() {
+                    status.to_string()
+                } else {
+                    detail
+                },
+            }),
+            StatusCode::CONFLICT => {
+                Err(AdminError::Conflict(problem.unwrap_or_else(|| {
+                    Problem::new(409, "conflict", "conflict", detail)
+                })))
+            }
+            _ => Err(AdminError::Problem(problem.unwrap_or_else(|| {
+                Problem::new(
+                    status.as_u16(),
+                    "http",
+                    status.canonical_reason().unwrap_or("error"),
+                    detail,
+                )
+            }))),
+        }
+    }
+
+    /// `GET /__greenlight/state`.
+    pub async fn state(&self) -> Result<StateView, AdminError> {
+        self.call(reqwest::Method::GET, "state", None).await
+    }
+
+    /// A change; `expected_epoch: None` reads the current epoch first.
+    pub async fn change(
+        &self,
+        route: AdminRoute,
+        mut req: ChangeRequest,
+        expected_epoch: Option<u64>,
+    ) -> Result<StateView, AdminError> {
+        let name = match route {
+            AdminRoute::State => return Err(AdminError::Usage("state is not a change".into())),
+            AdminRoute::Weight => "weight",
+            AdminRoute::Promote => "promote",
+            AdminRoute::Rollback => "rollback",
+            AdminRoute::Abort => "abort",
+        };
+        req.expected_epoch = match expected_epoch {
+            Some(e) => e,
+            None => self.state().await?.state.epoch,
+        };
+        self.call(reqwest::Method::POST, name, Some(&req)).await
+    }
+
+    /// Sets the candidate's share, in percent (0..=100).
+    pub async fn set_weight(
+        &self,
+        percent: f64,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
+            return Err(AdminError::Usage(format!(
+                "weight {percent} must be within 0..=100 (percent)"
+            )));
+        }
+        let req = ChangeRequest {
+            weight_percent: Some(percent),
+            reason: reason.to_string(),
+            ..ChangeRequest::default()
+        };
+        self.change(AdminRoute::Weight, req, expected_epoch).await
+    }
+
+    pub async fn promote(
+        &self,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        self.simple(AdminRoute::Promote, expected_epoch, reason)
+            .await
+    }
+
+    pub async fn rollback(
+        &self,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        self.simple(AdminRoute::Rollback, expected_epoch, reason)
+            .await
+    }
+
+    pub async fn abort(
+        &self,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        self.simple(AdminRoute::Abort, expected_epoch, reason).await
+    }
+
+    async fn simple(
+        &self,
+        route: AdminRoute,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        let req = ChangeRequest {
+            reason: reason.to_string(),
+            ..ChangeRequest::default()
+        };
+        self.change(route, req, expected_epoch).await
+    }
+}
+
+/// A few lines describing a state, for terminals.
+pub fn describe(v: &StateView) -> String {
+    let s = &v.state;
+    let mut out = format!(
+        "phase      {}\nactive     {}\ncandidate  {} at {:.2}%\nepoch      {}\n",
+        v.phase,
+        s.active,
+        s.candidate,
+        s.candidate_percent(),
+        s.epoch
+    );
+    if let Some(t) = s.rollback_target {
+        out.push_str(&format!("rollback   to {t}\n"));
+    }
+    out.push_str(&format!(
+        "sticky     {} (salt {:?})\nlast       {} by {} at {} ms: {}\n",
+        if s.stickiness.enabled { "on" } else { "off" },
+        s.stickiness.salt,
+        s.last_change.op,
+        s.last_change.actor,
+        s.last_change.at_ms,
+        s.last_change.reason
+    ));
+    let a = v.allowed;
+    let allowed: Vec<&str> = [
+        ("weight", a.set_weight),
+        ("promote", a.promote),
+        ("rollback", a.rollback),
+        ("abort", a.abort),
+    ]
+    .iter()
+    .filter(|(_, ok)| *ok)
+    .map(|(n, _)| *n)
+    .collect();
+    out.push_str(&format!("allowed    {}\n", allowed.join(", ")));
+    if v.degraded {
+        out.push_str(
+            "WARNING    the edge is serving from a fallback state (stored document unreadable)\n",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greenlight_common::admin::{handle, AdminOutcome};
+    use greenlight_common::RolloutState;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::service::service_fn;
+    use std::sync::{Arc, Mutex};
+    use tokio::net::TcpListener;
+
+    /// A fake edge: the real pure admin handler behind a token check.
+    async fn fake_edge(token: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(RolloutState::initial("s")));
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                        let state = state.clone();
+                        async move {
+                            let authed = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                == Some(&format!("Bearer {token}"));
+                            let method = req.method().to_string();
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let o = if !authed {
+                                AdminOutcome::problem(Problem::new(
+                                    401,
+                                    "unauthorized",
+                                    "unauthorized",
+                                    "bad token",
+                                ))
+                            } else {
+                                let route =
+                                    AdminRoute::parse(path.trim_start_matches(ADMIN_PREFIX))
+                                        .unwrap();
+                                let cur = state.lock().unwrap().clone();
+                                let o =
+                                    handle(route, &method, &body, "admin-token", &cur, false, 1);
+                                if let Some(n) = &o.new_state {
+                                    *state.lock().unwrap() = n.clone();
+                                }
+                                o
+                            };
+                            Ok::<_, hyper::Error>(
+                                hyper::Response::builder()
+                                    .status(o.status)
+                                    .header("content-type", o.content_type)
+                                    .body(Full::new(bytes::Bytes::from(o.body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn drives_a_rollout_and_reports_refusals() {
+        let edge = fake_edge("t0ken").await;
+        let c = AdminClient::new(&edge, Some("t0ken".into())).unwrap();
+        assert_eq!(c.state().await.unwrap().state.epoch, 0);
+        let v = c.set_weight(12.5, None, "canary").await.unwrap();
+        assert_eq!((v.state.candidate_weight_bp, v.state.epoch), (1250, 1));
+        // A stale explicit epoch is a conflict that names the current epoch.
+        let e = c.promote(Some(0), "go").await.unwrap_err();
+        assert!(
+            matches!(&e, AdminError::Conflict(p) if p.current_epoch == Some(1)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("epoch 1"));
+        let v = c.promote(None, "go").await.unwrap();
+        assert_eq!(v.state.active, greenlight_common::Color::Green);
+        let e = c.abort(None, "nothing to abort").await.unwrap_err();
+        assert!(e.to_string().starts_with("conflict:"), "{e}");
+        assert!(describe(&c.rollback(None, "undo").await.unwrap()).contains("active     blue"));
+
+        let bad = AdminClient::new(&edge, Some("wrong".into())).unwrap();
+        let e = bad.state().await.unwrap_err();
+        assert!(matches!(e, AdminError::Unauthorized { status: 401, .. }));
+        assert!(e.to_string().contains(TOKEN_ENV));
+        assert!(c.set_weight(101.0, None, "").await.is_err());
+    }
+
+    #[test]
+    fn token_and_config_resolution() {
+        let cfg = ClientConfig {
+            admin_token: Some("from-file".into()),
+            edge: None,
+        };
+        assert_eq!(
+            resolve_token(Some("env".into()), &cfg).as_deref(),
+            Some("env")
+        );
+        assert_eq!(
+            resolve_token(Some(" ".into()), &cfg).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(resolve_token(None, &ClientConfig::default()), None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "admin_token = \"x\"\nedge = \"http://127.0.0.1:1\"\n").unwrap();
+        assert_eq!(
+            ClientConfig::load(&p, false)
+                .unwrap()
+                .admin_token
+                .as_deref(),
+            Some("x")
+        );
+        std::fs::write(&p, "admin_tokn = \"x\"\n").unwrap();
+        assert!(ClientConfig::load(&p, false)
+            .unwrap_err()
+            .to_string()
+            .contains("admin_tokn"));
+        assert_eq!(
+            ClientConfig::load(&dir.path().join("none"), true).unwrap(),
+            ClientConfig::default()
+        );
+        assert!(AdminClient::new("not a url", None).is_err());
+        assert!(AdminClient::new("ftp://x", None).is_err());
+    }
+}

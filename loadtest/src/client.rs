@@ -1,0 +1,577 @@
+//! The load engine: sends requests (open loop on a schedule, or closed loop
+//! as fast as possible) and records every result in a [`Recorder`].
+//! It knows nothing about terminals or UIs: callers watch the recorder and
+//! steer with a [`Control`].
+
+use crate::histogram::{ColorKey, Outcome, Sample};
+use crate::recorder::Recorder;
+use crate::scenario::Scenario;
+use crate::schedule::{RateControl, RateProfile, Schedule};
+use crate::users::{splitmix64, Population};
+use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
+use reqwest::Url;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+
+/// A request sent later than this after its intended time counts as late.
+pub const LATE_THRESHOLD: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// How requests are paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Open loop: arrivals follow `profile` whatever the server does; at most
+    /// `max_in_flight` requests are outstanding (later ones wait and count as late).
+    Open {
+        profile: RateProfile,
+        max_in_flight: usize,
+    },
+    /// Closed loop: `concurrency` workers each send the next request as soon
+    /// as the previous one finished (maximum throughput, for benchmarks).
+    Closed { concurrency: usize },
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Target URL; with a scenario, its scheme, host, port and path prefix
+    /// are kept and each request's path is appended.
+    pub url: Url,
+    pub mode: Mode,
+    pub duration: Duration,
+    /// Stop after this many requests, whatever the duration.
+    pub max_requests: Option<u64>,
+    /// Per-request timeout (connect + response + body).
+    pub timeout: Duration,
+    pub scenario: Option<Arc<Scenario>>,
+    pub users: Arc<Population>,
+    pub seed: u64,
+}
+
+impl LoadConfig {
+    /// A constant-rate open-loop run of `GET url` by 100 anonymous users.
+    pub fn constant(url: Url, rps: f64, duration: Duration) -> Result<LoadConfig, LoadError> {
+        Ok(LoadConfig {
+            url,
+            mode: Mode::Open {
+                profile: RateProfile::Constant { rps },
+                max_in_flight: 1024,
+            },
+            duration,
+            max_requests: None,
+            timeout: Duration::from_secs(10),
+            scenario: None,
+            users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
+            seed: 1,
+        })
+    }
+}
+
+/// Steering a running engine: stop it, or change its rate.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    stopped: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+    pub rate: RateControl,
+}
+
+impl Control {
+    /// Ends the run early (what Ctrl-C does); what ran is still reported.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    async fn wait_stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunEnd {
+    pub elapsed: Duration,
+    pub sent: u64,
+    pub stopped_early: bool,
+}
+
+struct Prepared {
+    client: reqwest::Client,
+    urls: Vec<Url>,
+    scenario: Arc<Scenario>,
+    users: Arc<Population>,
+    seed: u64,
+}
+
+/// The HTTP client the engine uses (also fine for anything loopback).
+pub fn http_client(timeout: Duration, pool: usize) -> Result<reqwest::Client, LoadError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(pool.max(1))
+        .tcp_nodelay(true)
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| LoadError(format!("cannot build the HTTP client: {e}")))
+}
+
+fn prepare(cfg: &LoadConfig, pool: usize) -> Result<Prepared, LoadError> {
+    if !matches!(cfg.url.scheme(), "http" | "https") {
+        return Err(LoadError(format!(
+            "URL {} must be http:// or https://",
+            cfg.url
+        )));
+    }
+    if cfg.url.host_str().is_none() {
+        return Err(LoadError(format!("URL {} has no host", cfg.url)));
+    }
+    let scenario = match &cfg.scenario {
+        Some(s) => s.clone(),
+        None => {
+            let mut p = cfg.url.path().to_string();
+            if let Some(q) = cfg.url.query() {
+                p = format!("{p}?{q}");
+            }
+            Arc::new(Scenario::single(&p))
+        }
+    };
+    let prefix = if cfg.scenario.is_some() {
+        cfg.url.path().trim_end_matches('/').to_string()
+    } else {
+        String::new()
+    };
+    let mut root = cfg.url.clone();
+    root.set_path("");
+    root.set_query(None);
+    let root = root.as_str().trim_end_matches('/').to_string();
+    let urls = scenario
+        .requests
+        .iter()
+        .map(|r| {
+            Url::parse(&format!("{root}{prefix}{}", r.path))
+                .map_err(|e| LoadError(format!("request {}: bad URL: {e}", r.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Prepared {
+        client: http_client(cfg.timeout, pool)?,
+        urls,
+        scenario,
+        users: cfg.users.clone(),
+        seed: cfg.seed,
+    })
+}
+
+fn uniform(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Sends request `seq` and measures it from `intended`.
+async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
+    let h = splitmix64(seq ^ p.seed.rotate_left(17));
+    let i = if p.urls.len() == 1 {
+        0
+    } else {
+        let tpl = p.scenario.pick(uniform(h));
+        p.scenario
+            .requests
+            .iter()
+            .position(|r| std::ptr::eq(r, tpl))
+            .unwrap_or(0)
+    };
+    let tpl = &p.scenario.requests[i];
+    let user = p.users.pick(h.rotate_left(32));
+    let mut headers = tpl.headers.clone();
+    user.apply(&mut headers);
+    let mut rb = p
+        .client
+        .request(tpl.method.clone(), p.urls[i].clone())
+        .headers(headers);
+    if let Some(b) = &tpl.body {
+        rb = rb.body(b.clone());
+    }
+    let sent = Instant::now();
+    let classify = |e: &reqwest::Error| {
+        if e.is_timeout() {
+            Outcome::Timeout
+        } else if e.is_connect() {
+            Outcome::ConnectError
+        } else {
+            Outcome::OtherError
+        }
+    };
+    let (color, epoch, outcome) = match rb.send().await {
+        Ok(resp) => {
+            let headers = resp.headers();
+            let color =
+                ColorKey::from_header(headers.get(HEADER_COLOR).and_then(|v| v.to_str().ok()));
+            let epoch = headers
+                .get(HEADER_EPOCH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            user.observe(headers);
+            let status = resp.status().as_u16();
+            match resp.bytes().await {
+                Ok(_) => (color, epoch, Outcome::Status(status)),
+                Err(e) => (color, epoch, classify(&e)),
+            }
+        }
+        Err(e) => (ColorKey::Unknown, None, classify(&e)),
+    };
+    let end = Instant::now();
+    Sample {
+        color,
+        latency: end.saturating_duration_since(intended),
+        service: end.saturating_duration_since(sent),
+        outcome,
+        epoch,
+    }
+}
+
+/// Runs the load described by `cfg`, recording into `recorder`, until the
+/// duration or request count is reached or `control.stop()` is called.
+pub async fn run(
+    cfg: LoadConfig,
+    recorder: Arc<Recorder>,
+    control: Control,
+) -> Result<RunEnd, LoadError> {
+    if cfg.duration.is_zero() {
+        return Err(LoadError("duration must be greater than 0".into()));
+    }
+    let pool = match &cfg.mode {
+        Mode::Open { max_in_flight, .. } => {
+            if *max_in_flight == 0 {
+                return Err(LoadError("the in-flight cap must be at least 1".into()));
+            }
+            *max_in_flight
+        }
+        Mode::Closed { concurrency } => {
+            if *concurrency == 0 {
+                return Err(LoadError("concurrency must be at least 1".into()));
+            }
+            *concurrency
+        }
+    };
+    let prepared = Arc::new(prepare(&cfg, pool)?);
+    let start = Instant::now();
+    recorder.set_start(start);
+    let deadline = start + cfg.duration;
+    let max_requests = cfg.max_requests.unwrap_or(u64::MAX);
+
+    let ticker = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(
+                tokio::time::Instant::from_std(start + Duration::from_secs(1)),
+                Duration::from_secs(1),
+            );
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                recorder.tick();
+            }
+        })
+    };
+
+    let sent = match cfg.mode {
+        Mode::Open {
+            profile,
+            max_in_flight,
+        } => {
+            open_loop(
+                prepared,
+                &recorder,
+                &control,
+                profile,
+                max_in_flight,
+                start,
+                deadline,
+                max_requests,
+                cfg.timeout,
+            )
+            .await
+        }
+        Mode::Closed { concurrency } => {
+            closed_loop(
+                prepared,
+                &recorder,
+                &control,
+                concurrency,
+                deadline,
+                max_requests,
+                cfg.timeout,
+            )
+            .await
+        }
+    };
+    ticker.abort();
+    recorder.tick();
+    Ok(RunEnd {
+        elapsed: start.elapsed(),
+        sent,
+        stopped_early: control.is_stopped(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open_loop(
+    prepared: Arc<Prepared>,
+    recorder: &Arc<Recorder>,
+    control: &Control,
+    profile: RateProfile,
+    max_in_flight: usize,
+    start: Instant,
+    deadline: Instant,
+    max_requests: u64,
+    timeout: Duration,
+) -> u64 {
+    let mut schedule = Schedule::new(profile, control.rate.clone());
+    let sem = Arc::new(Semaphore::new(max_in_flight));
+    let mut seq = 0u64;
+    while seq < max_requests && !control.is_stopped() {
+        let intended = start + schedule.next_offset();
+        if intended >= deadline {
+            break;
+        }
+        if intended > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(intended)) => {}
+                _ = control.wait_stopped() => break,
+            }
+        }
+        recorder.count_scheduled();
+        let (permit, waited) = match sem.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => {
+                let p = tokio::select! {
+                    p = sem.clone().acquire_owned() => p,
+                    _ = control.wait_stopped() => break,
+                };
+                match p {
+                    Ok(p) => (p, true),
+                    Err(_) => break,
+                }
+            }
+        };
+        if Instant::now() > intended + LATE_THRESHOLD {
+            recorder.count_late(waited);
+        }
+        let p = prepared.clone();
+        let r = recorder.clone();
+        let s = seq;
+        r.in_flight_add();
+        tokio::spawn(async move {
+            let sample = one_request(&p, s, intended).await;
+            r.record(s, &sample);
+            r.in_flight_sub();
+            drop(permit);
+        });
+        seq += 1;
+    }
+    // Let what is in flight finish (bounded by the request timeout).
+    let grace = if control.is_stopped() {
+        timeout.min(Duration::from_secs(3))
+    } else {
+        timeout + Duration::from_secs(1)
+    };
+    let _ = tokio::time::timeout(grace, sem.acquire_many(max_in_flight as u32)).await;
+    seq
+}
+
+async fn closed_loop(
+    prepared: Arc<Prepared>,
+    recorder: &Arc<Recorder>,
+    control: &Control,
+    concurrency: usize,
+    deadline: Instant,
+    max_requests: u64,
+    timeout: Duration,
+) -> u64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let p = prepared.clone();
+            let r = recorder.clone();
+            let next = next.clone();
+            let control = control.clone();
+            tokio::spawn(async move {
+                while !control.is_stopped() && Instant::now() < deadline {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= max_requests {
+                        break;
+                    }
+                    r.count_scheduled();
+                    r.in_flight_add();
+                    let sample = one_request(&p, seq, Instant::now()).await;
+                    r.record(seq, &sample);
+                    r.in_flight_sub();
+                }
+            })
+        })
+        .collect();
+    let wait_all = async {
+        for w in workers {
+            let _ = w.await;
+        }
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(remaining + timeout + Duration::from_secs(1), wait_all).await;
+    next.load(Ordering::Relaxed).min(max_requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::{Behavior, LatencyDist, Origin, Stall};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn open_loop_hits_the_rate_and_accounts_unknown_color() {
+        rt().block_on(async {
+            let o = Origin::start("127.0.0.1:0".parse().unwrap(), "blue", Behavior::default())
+                .await
+                .unwrap();
+            let url = Url::parse(&format!("{}/x", o.url())).unwrap();
+            let cfg = LoadConfig::constant(url, 200.0, Duration::from_millis(1000)).unwrap();
+            let rec = Recorder::new();
+            let end = run(cfg, rec.clone(), Control::default()).await.unwrap();
+            let snap = rec.snapshot();
+            // The origin does not send x-greenlight-color: everything is "unknown".
+            let unknown = snap.color(ColorKey::Unknown);
+            assert_eq!(end.sent, 200);
+            assert_eq!(unknown.requests(), 200);
+            assert_eq!(unknown.outcomes.s2xx, 200);
+            assert_eq!(o.hits(), 200);
+            assert!(!snap.series.is_empty());
+        });
+    }
+
+    #[test]
+    fn stalls_are_not_hidden_by_coordinated_omission() {
+        rt().block_on(async {
+            // The origin stalls 300 ms every second; 2 connections only, so
+            // requests queue behind the stall. Service time stays small for
+            // most of them, corrected latency does not.
+            let behavior = Behavior {
+                stall: Some(Stall {
+                    every: Duration::from_secs(1),
+                    duration: Duration::from_millis(300),
+                }),
+                ..Behavior::default()
+            };
+            let o = Origin::start("127.0.0.1:0".parse().unwrap(), "green", behavior)
+                .await
+                .unwrap();
+            let mut cfg =
+                LoadConfig::constant(Url::parse(&o.url()).unwrap(), 200.0, Duration::from_secs(2))
+                    .unwrap();
+            cfg.mode = Mode::Open {
+                profile: RateProfile::Constant { rps: 200.0 },
+                max_in_flight: 2,
+            };
+            let rec = Recorder::new();
+            run(cfg, rec.clone(), Control::default()).await.unwrap();
+            let snap = rec.snapshot();
+            let c = snap.color(ColorKey::Unknown);
+            // 30 % of the schedule falls in a stall: the corrected p90 sees it.
+            let corrected_p90 = c.corrected.value_at_quantile(0.90);
+            let service_p90 = c.uncorrected.value_at_quantile(0.90);
+            assert!(corrected_p90 > 50_000, "corrected p90 {corrected_p90} µs");
+            assert!(
+                service_p90 < corrected_p90 / 3,
+                "service p90 {service_p90} µs"
+            );
+            assert!(snap.counters.late > 0 && snap.counters.cap_waits > 0);
+            let _ = LatencyDist::Fixed(Duration::ZERO);
+        });
+    }
+
+    #[test]
+    fn closed_loop_and_stop() {
+        rt().block_on(async {
+            let o = Origin::start("127.0.0.1:0".parse().unwrap(), "blue", Behavior::default())
+                .await
+                .unwrap();
+            let mut cfg =
+                LoadConfig::constant(Url::parse(&o.url()).unwrap(), 1.0, Duration::from_secs(5))
+                    .unwrap();
+            cfg.mode = Mode::Closed { concurrency: 4 };
+            cfg.max_requests = Some(500);
+            let rec = Recorder::new();
+            let end = run(cfg.clone(), rec.clone(), Control::default())
+                .await
+                .unwrap();
+            assert_eq!((end.sent, rec.snapshot().requests()), (500, 500));
+
+            cfg.max_requests = None;
+            let control = Control::default();
+            let c2 = control.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                c2.stop();
+            });
+            let rec = Recorder::new();
+            let end = run(cfg, rec.clone(), control).await.unwrap();
+            assert!(end.stopped_early && end.elapsed < Duration::from_secs(2));
+            assert_eq!(rec.snapshot().requests(), end.sent);
+        });
+    }
+
+    #[test]
+    fn connection_errors_are_counted() {
+        rt().block_on(async {
+            // Bind and drop to get a port nobody listens on.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+            let mut cfg = LoadConfig::constant(url, 50.0, Duration::from_millis(200)).unwrap();
+            cfg.timeout = Duration::from_secs(1);
+            let rec = Recorder::new();
+            run(cfg, rec.clone(), Control::default()).await.unwrap();
+            let u = rec.snapshot();
+            let c = u.color(ColorKey::Unknown);
+            assert_eq!(c.outcomes.connect_error, c.requests());
+            assert_eq!(c.requests(), 10);
+            assert!(prepare(
+                &LoadConfig::constant(Url::parse("ftp://x/").unwrap(), 1.0, Duration::from_secs(1))
+                    .unwrap(),
+                1
+            )
+            .is_err());
+        });
+    }
+}

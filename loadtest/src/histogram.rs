@@ -1,0 +1,327 @@
+//! Per-color measurements: latency histograms (µs, 3 significant digits),
+//! outcome counts and the rollout epochs seen.
+
+use crate::stats::Bucket;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Highest latency a histogram tracks (1 hour in µs); larger values saturate.
+pub const MAX_TRACKABLE_US: u64 = 3_600_000_000;
+/// HdrHistogram precision used everywhere.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// The color a response came from, read from `x-greenlight-color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorKey {
+    Blue,
+    Green,
+    /// Header missing or not a known color (errors before any response, too).
+    Unknown,
+}
+
+impl ColorKey {
+    pub const ALL: [ColorKey; 3] = [ColorKey::Blue, ColorKey::Green, ColorKey::Unknown];
+
+    /// Reads a header value; anything but blue/green is `Unknown`.
+    pub fn from_header(value: Option<&str>) -> ColorKey {
+        match value.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("blue") => ColorKey::Blue,
+            Some(v) if v.eq_ignore_ascii_case("green") => ColorKey::Green,
+            _ => ColorKey::Unknown,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColorKey::Blue => "blue",
+            ColorKey::Green => "green",
+            ColorKey::Unknown => "unknown",
+        }
+    }
+}
+
+impl From<greenlight_common::Color> for ColorKey {
+    fn from(c: greenlight_common::Color) -> ColorKey {
+        match c {
+            greenlight_common::Color::Blue => ColorKey::Blue,
+            greenlight_common::Color::Green => ColorKey::Green,
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// An HTTP response with this status.
+    Status(u16),
+    /// No complete response within the request timeout.
+    Timeout,
+    /// The connection could not be established.
+    ConnectError,
+    /// Any other transport failure (reset, malformed response, body error).
+    OtherError,
+}
+
+impl Outcome {
+    /// Server errors and transport failures count as errors; 4xx do not
+    /// (they are the caller's fault and hit both colors alike).
+    pub fn is_error(self) -> bool {
+        !matches!(self, Outcome::Status(s) if s < 500)
+    }
+}
+
+/// Counts by outcome class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeCounts {
+    pub s2xx: u64,
+    pub s3xx: u64,
+    pub s4xx: u64,
+    pub s5xx: u64,
+    /// 1xx or nonstandard status codes.
+    pub other_status: u64,
+    pub timeout: u64,
+    pub connect_error: u64,
+    pub other_error: u64,
+}
+
+impl OutcomeCounts {
+    pub fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Status(s) => match s {
+                200..=299 => self.s2xx += 1,
+                300..=399 => self.s3xx += 1,
+                400..=499 => self.s4xx += 1,
+                500..=599 => self.s5xx += 1,
+                _ => self.other_status += 1,
+            },
+            Outcome::Timeout => self.timeout += 1,
+            Outcome::ConnectError => self.connect_error += 1,
+            Outcome::OtherError => self.other_error += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &OutcomeCounts) {
+        self.s2xx += o.s2xx;
+        self.s3xx += o.s3xx;
+        self.s4xx += o.s4xx;
+        self.s5xx += o.s5xx;
+        self.other_status += o.other_status;
+        self.timeout += o.timeout;
+        self.connect_error += o.connect_error;
+        self.other_error += o.other_error;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.s2xx
+            + self.s3xx
+            + self.s4xx
+            + self.s5xx
+            + self.other_status
+            + self.timeout
+            + self.connect_error
+            + self.other_error
+    }
+
+    /// 5xx plus transport failures (see [`Outcome::is_error`]).
+    pub fn errors(&self) -> u64 {
+        self.s5xx + self.timeout + self.connect_error + self.other_error
+    }
+}
+
+/// One finished request as the engine measured it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub color: ColorKey,
+    /// From the *intended* send time to the end of the response (CO-corrected).
+    pub latency: Duration,
+    /// From the actual send to the end of the response (what closed-loop tools report).
+    pub service: Duration,
+    pub outcome: Outcome,
+    pub epoch: Option<u64>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Constant, valid bounds: construction cannot fail; fall back to an
+    // auto-resizing histogram rather than panicking if it ever did.
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, SIGNIFICANT_DIGITS)
+        .or_else(|_| Histogram::new(SIGNIFICANT_DIGITS))
+        .unwrap_or_else(|_| unreachable_histogram())
+}
+
+#[cold]
+fn unreachable_histogram() -> Histogram<u64> {
+    // `Histogram::new(3)` only fails for sigfig > 5.
+    match Histogram::new(3) {
+        Ok(h) => h,
+        Err(e) => panic!("hdrhistogram refused sigfig 3: {e}"),
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Everything measured for one color.
+#[derive(Debug, Clone)]
+pub struct ColorStats {
+    /// Latency from the intended send time (µs).
+    pub corrected: Histogram<u64>,
+    /// Service time from the actual send (µs).
+    pub uncorrected: Histogram<u64>,
+    pub outcomes: OutcomeCounts,
+    pub epochs: BTreeSet<u64>,
+}
+
+impl Default for ColorStats {
+    fn default() -> Self {
+        ColorStats {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            outcomes: OutcomeCounts::default(),
+            epochs: BTreeSet::new(),
+        }
+    }
+}
+
+impl ColorStats {
+    pub fn record(&mut self, s: &Sample) {
+        self.corrected.saturating_record(us(s.latency));
+        self.uncorrected.saturating_record(us(s.service));
+        self.outcomes.add(s.outcome);
+        if let Some(e) = s.epoch {
+            self.epochs.insert(e);
+        }
+    }
+
+    pub fn merge(&mut self, other: &ColorStats) {
+        // Same bounds on both sides: `add` cannot fail; saturate otherwise.
+        if self.corrected.add(&other.corrected).is_err() {
+            for v in other.corrected.iter_recorded() {
+                self.corrected
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        if self.uncorrected.add(&other.uncorrected).is_err() {
+            for v in other.uncorrected.iter_recorded() {
+                self.uncorrected
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        self.outcomes.merge(&other.outcomes);
+        self.epochs.extend(other.epochs.iter().copied());
+    }
+
+    pub fn reset(&mut self) {
+        self.corrected.reset();
+        self.uncorrected.reset();
+        self.outcomes = OutcomeCounts::default();
+        self.epochs.clear();
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.outcomes.total()
+    }
+
+    /// Corrected latency quantile in µs (0 when empty).
+    pub fn latency_us(&self, q: f64) -> u64 {
+        self.corrected.value_at_quantile(q)
+    }
+
+    /// Corrected-latency buckets in milliseconds, for the statistics.
+    pub fn buckets_ms(&self) -> Vec<Bucket> {
+        histogram_buckets_ms(&self.corrected)
+    }
+}
+
+/// A histogram's recorded buckets as `(median-equivalent value in ms, count)`.
+pub fn histogram_buckets_ms(h: &Histogram<u64>) -> Vec<Bucket> {
+    h.iter_recorded()
+        .map(|v| {
+            (
+                h.median_equivalent(v.value_iterated_to()) as f64 / 1000.0,
+                v.count_at_value(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(color: ColorKey, ms: u64, outcome: Outcome) -> Sample {
+        Sample {
+            color,
+            latency: Duration::from_millis(ms),
+            service: Duration::from_millis(ms / 2),
+            outcome,
+            epoch: Some(3),
+        }
+    }
+
+    #[test]
+    fn colors_from_header() {
+        assert_eq!(ColorKey::from_header(Some("Green")), ColorKey::Green);
+        assert_eq!(ColorKey::from_header(Some(" blue")), ColorKey::Blue);
+        assert_eq!(ColorKey::from_header(Some("red")), ColorKey::Unknown);
+        assert_eq!(ColorKey::from_header(None), ColorKey::Unknown);
+    }
+
+    #[test]
+    fn outcomes_are_classified() {
+        let mut c = OutcomeCounts::default();
+        for o in [
+            Outcome::Status(200),
+            Outcome::Status(204),
+            Outcome::Status(302),
+            Outcome::Status(404),
+            Outcome::Status(503),
+            Outcome::Status(101),
+            Outcome::Timeout,
+            Outcome::ConnectError,
+            Outcome::OtherError,
+        ] {
+            c.add(o);
+        }
+        assert_eq!(
+            (c.s2xx, c.s3xx, c.s4xx, c.s5xx, c.other_status),
+            (2, 1, 1, 1, 1)
+        );
+        assert_eq!((c.timeout, c.connect_error, c.other_error), (1, 1, 1));
+        assert_eq!((c.total(), c.errors()), (9, 4));
+        assert!(!Outcome::Status(404).is_error() && Outcome::Status(500).is_error());
+    }
+
+    #[test]
+    fn records_and_merges() {
+        let mut a = ColorStats::default();
+        a.record(&sample(ColorKey::Blue, 10, Outcome::Status(200)));
+        let mut b = ColorStats::default();
+        b.record(&sample(ColorKey::Blue, 30, Outcome::Timeout));
+        b.epochs.insert(4);
+        a.merge(&b);
+        assert_eq!(a.requests(), 2);
+        assert_eq!(a.outcomes.errors(), 1);
+        assert_eq!(a.epochs.iter().copied().collect::<Vec<_>>(), vec![3, 4]);
+        let max = a.latency_us(1.0);
+        assert!((29_990..=30_020).contains(&max), "{max}");
+        assert!(a.uncorrected.max() < 16_000);
+        let buckets = a.buckets_ms();
+        assert_eq!(buckets.len(), 2);
+        assert!((buckets[0].0 - 10.0).abs() < 0.01);
+        // Huge values saturate instead of failing.
+        a.record(&Sample {
+            latency: Duration::from_secs(10_000),
+            ..sample(ColorKey::Blue, 1, Outcome::Status(200))
+        });
+        assert!(a.corrected.max() >= MAX_TRACKABLE_US - MAX_TRACKABLE_US / 1000);
+    }
+}

@@ -1,0 +1,694 @@
+//! `greenlight`: load with a verdict, the admin API client, and a test origin.
+//!
+//! Exit codes: 0 success (verdict Pass or Inconclusive), 1 verdict Fail or a
+//! refused admin call, 2 bad input, 3 the run itself failed.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use greenlight_common::admin::StateView;
+use indicatif::{ProgressBar, ProgressStyle};
+use loadtest::admin_client::{self, AdminClient, AdminError, ClientConfig};
+use loadtest::client::{self, Control, LoadConfig, Mode};
+use loadtest::histogram::ColorKey;
+use loadtest::origin::{Behavior, LatencyDist, Origin, Stall};
+use loadtest::recorder::Recorder;
+use loadtest::report::{hgrm, Report};
+use loadtest::scenario::Scenario;
+use loadtest::schedule::{parse_duration, RateProfile};
+use loadtest::users::{IdentityKind, JwtClaims, JwtKey, Population};
+use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy, Verdict};
+use reqwest::Url;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "greenlight",
+    version,
+    about = "Blue/green + canary releases at the edge: load with a verdict, admin client, test origin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run load against a URL and judge green against blue.
+    Load(Box<LoadArgs>),
+    /// Show the rollout state of an edge.
+    Status(AdminArgs),
+    /// Set the candidate's share of users, in percent.
+    Weight(WeightArgs),
+    /// Make the candidate active (blue/green switch).
+    Promote(ChangeArgs),
+    /// Undo: canary back to 0 %, or return to the color active before the last promote.
+    Rollback(ChangeArgs),
+    /// Cancel a canary in progress.
+    Abort(ChangeArgs),
+    /// Run a test origin that answers with its color.
+    Origin(OriginArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IdentityArg {
+    /// No credentials; the edge's greenlight-id cookie is kept per user.
+    Anonymous,
+    /// x-api-key: <prefix><n>.
+    ApiKey,
+    /// Bearer JWTs signed with --jwt-secret.
+    Hs256,
+    /// Bearer JWTs signed with the P-256 key in --jwt-key.
+    Es256,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Target URL, e.g. http://127.0.0.1:8787/
+    url: String,
+    /// Requests/s: 500 (constant), 100..1000 (ramp over the run), 100,500@10s (steps).
+    #[arg(long)]
+    rate: Option<String>,
+    /// Run length, e.g. 30s, 2m.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Closed-loop maximum-throughput mode (no --rate; see --concurrency).
+    #[arg(long)]
+    max: bool,
+    /// Workers in --max mode.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open loop: most requests outstanding at once; later ones count as late.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Stop after this many requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+    /// Simulated users.
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, value_enum, default_value = "anonymous")]
+    identity: IdentityArg,
+    #[arg(long, default_value = "glk-user-")]
+    api_key_prefix: String,
+    #[arg(long, env = "GREENLIGHT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM file of the ES256 signing key (e.g. tests/fixtures/ec-private.pem).
+    #[arg(long)]
+    jwt_key: Option<PathBuf>,
+    #[arg(long)]
+    jwt_kid: Option<String>,
+    #[arg(long)]
+    jwt_iss: Option<String>,
+    #[arg(long)]
+    jwt_aud: Option<String>,
+    /// TOML request mix (and optional [verdict] policy).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write <color>.hgrm and <color>-service.hgrm percentile distributions here.
+    #[arg(long)]
+    hgrm_dir: Option<PathBuf>,
+    /// Policy: error probability of each check.
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Policy: fewer requests than this on a color → Inconclusive.
+    #[arg(long)]
+    min_samples: Option<u64>,
+    /// Policy: largest acceptable latency shift relative to blue's median (0.10 = 10 %).
+    #[arg(long)]
+    latency_tolerance: Option<f64>,
+    /// Policy: green p99 ≤ blue p99 × this.
+    #[arg(long)]
+    p99_ratio: Option<f64>,
+    /// Policy: green error rate ≤ blue + this many percentage points.
+    #[arg(long)]
+    error_pp: Option<f64>,
+    /// Stop as soon as the sequential (anytime-valid) test decides.
+    #[arg(long)]
+    stop_early: bool,
+    /// The color treated as the baseline (the other is judged against it).
+    #[arg(long, default_value = "blue")]
+    baseline: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Edge base URL (or GREENLIGHT_EDGE, or `edge` in the config file).
+    #[arg(long, env = "GREENLIGHT_EDGE")]
+    edge: Option<String>,
+    /// Config file with admin_token / edge (default ~/.config/greenlight/config.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the state as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChangeArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Expected epoch (default: read from a fresh GET /__greenlight/state).
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Why, for the audit trail.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+#[derive(Args)]
+struct WeightArgs {
+    /// Candidate share in percent (0..=100, two decimals kept).
+    percent: f64,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Args)]
+struct OriginArgs {
+    /// The color to answer with (any label; blue/green in the demo).
+    #[arg(long)]
+    color: String,
+    #[arg(long, default_value_t = 8081)]
+    port: u16,
+    /// Loopback by default.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// fixed:5ms | uniform:1ms,9ms | normal:5ms,1ms | lognormal:5ms,0.5 | exp:5ms | none
+    #[arg(long, default_value = "none")]
+    latency: String,
+    /// Fraction (0.05) or percentage (5%) of requests answered with 500.
+    #[arg(long, default_value = "0")]
+    error_rate: String,
+    /// Periodic stall: every,duration (e.g. 5s,500ms).
+    #[arg(long)]
+    stall: Option<String>,
+}
+
+/// A user mistake: printed as one line, exit code 2.
+struct Usage(String);
+
+impl From<String> for Usage {
+    fn from(s: String) -> Usage {
+        Usage(s)
+    }
+}
+
+fn usage_exit(msg: &str) -> ExitCode {
+    eprintln!("greenlight: error: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        Cmd::Load(a) => a.threads,
+        _ => None,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = threads {
+        if t == 0 {
+            return usage_exit("--threads must be at least 1");
+        }
+        rt.worker_threads(t);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("greenlight: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Load(a) => load(*a).await,
+            Cmd::Status(a) => admin(&a, |c| Box::pin(async move { c.state().await })).await,
+            Cmd::Weight(w) => {
+                let (p, e, r) = (w.percent, w.change.epoch, w.change.reason.clone());
+                admin(&w.change.admin, move |c| {
+                    Box::pin(async move { c.set_weight(p, e, &r).await })
+                })
+                .await
+            }
+            Cmd::Promote(a) => {
+                let (e, r) = (a.epoch, a.reason.clone());
+                admin(&a.admin, move |c| {
+                    Box::pin(async move { c.promote(e, &r).await })
+                })
+                .await
+            }
+            Cmd::Rollback(a) => {
+                let (e, r) = (a.epoch, a.reason.clone());
+                admin(&a.admin, move |c| {
+                    Box::pin(async move { c.rollback(e, &r).await })
+                })
+                .await
+            }
+            Cmd::Abort(a) => {
+                let (e, r) = (a.epoch, a.reason.clone());
+                admin(&a.admin, move |c| {
+                    Box::pin(async move { c.abort(e, &r).await })
+                })
+                .await
+            }
+            Cmd::Origin(a) => origin(a).await,
+        }
+    })
+}
+
+type AdminFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<StateView, AdminError>> + Send>>;
+
+async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) -> ExitCode {
+    let config = match &args.config {
+        Some(p) => ClientConfig::load(p, false),
+        None => match ClientConfig::default_path() {
+            Some(p) => ClientConfig::load(&p, true),
+            None => Ok(ClientConfig::default()),
+        },
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return usage_exit(&e.to_string()),
+    };
+    let Some(edge) = args.edge.clone().or_else(|| config.edge.clone()) else {
+        return usage_exit("no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)");
+    };
+    let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
+    let client = match AdminClient::new(&edge, token) {
+        Ok(c) => c,
+        Err(e) => return usage_exit(&e.to_string()),
+    };
+    match op(client).await {
+        Ok(view) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).unwrap_or_default()
+                );
+            } else {
+                print!("{}", admin_client::describe(&view));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(AdminError::Usage(m)) => usage_exit(&m),
+        Err(e) => {
+            eprintln!("greenlight: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey), Usage> {
+    let url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Usage(format!(
+            "invalid URL {:?}: must be http://host[:port]/path",
+            a.url
+        )));
+    }
+    let duration = parse_duration(&a.duration).map_err(|e| format!("--duration: {e}"))?;
+    if duration.is_zero() {
+        return Err(Usage("--duration must be greater than 0".into()));
+    }
+    let timeout = parse_duration(&a.timeout).map_err(|e| format!("--timeout: {e}"))?;
+    if timeout.is_zero() {
+        return Err(Usage("--timeout must be greater than 0".into()));
+    }
+    let (mode, target_rps) = match (&a.rate, a.max) {
+        (Some(_), true) => {
+            return Err(Usage(
+                "use either --rate (open loop) or --max (closed loop), not both".into(),
+            ))
+        }
+        (None, false) => {
+            return Err(Usage(
+                "--rate is required (or --max for closed-loop maximum throughput)".into(),
+            ))
+        }
+        (None, true) => {
+            if a.concurrency == 0 {
+                return Err(Usage("--concurrency must be at least 1".into()));
+            }
+            (
+                Mode::Closed {
+                    concurrency: a.concurrency,
+                },
+                None,
+            )
+        }
+        (Some(r), false) => {
+            let profile = RateProfile::parse(r, duration).map_err(|e| format!("--rate: {e}"))?;
+            if a.max_in_flight == 0 {
+                return Err(Usage("--max-in-flight must be at least 1".into()));
+            }
+            let first = profile.rate_at(Duration::ZERO);
+            (
+                Mode::Open {
+                    profile,
+                    max_in_flight: a.max_in_flight,
+                },
+                Some(first),
+            )
+        }
+    };
+    if a.requests == Some(0) {
+        return Err(Usage("--requests must be at least 1".into()));
+    }
+    let scenario = match &a.scenario {
+        Some(p) => Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?)),
+        None => None,
+    };
+    let kind = match a.identity {
+        IdentityArg::Anonymous => IdentityKind::Anonymous,
+        IdentityArg::ApiKey => IdentityKind::ApiKeys {
+            prefix: a.api_key_prefix.clone(),
+        },
+        IdentityArg::Hs256 | IdentityArg::Es256 => {
+            let key = match a.identity {
+                IdentityArg::Hs256 => JwtKey::Hs256(
+                    a.jwt_secret
+                        .clone()
+                        .ok_or_else(|| {
+                            "--identity hs256 needs --jwt-secret (or GREENLIGHT_JWT_SECRET)"
+                                .to_string()
+                        })?
+                        .into_bytes(),
+                ),
+                _ => {
+                    let path = a
+                        .jwt_key
+                        .as_ref()
+                        .ok_or_else(|| "--identity es256 needs --jwt-key <pem file>".to_string())?;
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("--jwt-key {}: {e}", path.display()))?;
+                    JwtKey::Es256 {
+                        pem,
+                        kid: a.jwt_kid.clone(),
+                    }
+                }
+            };
+            IdentityKind::Jwt {
+                key,
+                claims: JwtClaims {
+                    issuer: a.jwt_iss.clone(),
+                    audience: a.jwt_aud.clone(),
+                    ttl_s: duration.as_secs() + 3600,
+                    roles: Vec::new(),
+                },
+            }
+        }
+    };
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let users = Population::new(&kind, a.users, now_s).map_err(|e| e.0)?;
+    let mut policy = scenario
+        .as_ref()
+        .and_then(|s| s.policy.clone())
+        .unwrap_or_default();
+    if let Some(v) = a.alpha {
+        policy.alpha = v;
+    }
+    if let Some(v) = a.min_samples {
+        policy.min_samples = v;
+    }
+    if let Some(v) = a.latency_tolerance {
+        policy.latency_tolerance = v;
+    }
+    if let Some(v) = a.p99_ratio {
+        policy.p99_ratio_max = v;
+    }
+    if let Some(v) = a.error_pp {
+        policy.error_rate_delta_max_pp = v;
+    }
+    policy.validate().map_err(|e| format!("policy: {e}"))?;
+    let baseline = match a.baseline.parse::<greenlight_common::Color>() {
+        Ok(c) => ColorKey::from(c),
+        Err(e) => return Err(Usage(format!("--baseline: {e}"))),
+    };
+    if let Some(dir) = &a.hgrm_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--hgrm-dir {}: {e}", dir.display()))?;
+    }
+    Ok((
+        LoadConfig {
+            url,
+            mode,
+            duration,
+            max_requests: a.requests,
+            timeout,
+            scenario,
+            users: Arc::new(users),
+            seed: a.seed,
+        },
+        policy,
+        target_rps,
+        baseline,
+    ))
+}
+
+fn summaries(
+    snap: &loadtest::recorder::Snapshot,
+    baseline: ColorKey,
+) -> Option<(ColorSummary, ColorSummary)> {
+    let cand = if baseline == ColorKey::Blue {
+        ColorKey::Green
+    } else {
+        ColorKey::Blue
+    };
+    let (b, c) = (snap.color(baseline), snap.color(cand));
+    if b.requests() == 0 || c.requests() == 0 {
+        return None;
+    }
+    Some((ColorSummary::of(b), ColorSummary::of(c)))
+}
+
+fn live_message(snap: &loadtest::recorder::Snapshot) -> String {
+    ColorKey::ALL
+        .iter()
+        .filter(|c| snap.color(**c).requests() > 0)
+        .map(|c| {
+            let s = snap.color(*c);
+            format!(
+                "{} {} req p99 {:.1} ms err {}",
+                c.as_str(),
+                s.requests(),
+                s.latency_us(0.99) as f64 / 1000.0,
+                s.outcomes.errors()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+async fn load(a: LoadArgs) -> ExitCode {
+    let (cfg, policy, target_rps, baseline) = match build_load(&a) {
+        Ok(x) => x,
+        Err(Usage(m)) => return usage_exit(&m),
+    };
+    let mode = if matches!(cfg.mode, Mode::Open { .. }) {
+        "open"
+    } else {
+        "closed"
+    };
+    let target = cfg.url.to_string();
+    let recorder = Recorder::new();
+    let control = Control::default();
+
+    // Ctrl-C: stop cleanly and still report; a second Ctrl-C exits at once.
+    {
+        let control = control.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ngreenlight: stopping (Ctrl-C again to quit without a report)");
+                control.stop();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+
+    // Progress bar and the sequential watcher (one look per second).
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(cfg.duration.as_millis() as u64);
+        if let Ok(style) =
+            ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {percent:>3}% {msg}")
+        {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b
+    };
+    let sequential: Arc<std::sync::Mutex<Option<Judgement>>> = Arc::default();
+    let watcher = {
+        let (recorder, control, bar, sequential, policy) = (
+            recorder.clone(),
+            control.clone(),
+            bar.clone(),
+            sequential.clone(),
+            policy.clone(),
+        );
+        let stop_early = a.stop_early;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(1000));
+            loop {
+                every.tick().await;
+                let snap = recorder.snapshot();
+                bar.set_position(snap.elapsed.as_millis() as u64);
+                bar.set_message(live_message(&snap));
+                if stop_early {
+                    if let Some((b, c)) = summaries(&snap, baseline) {
+                        let j = judge_sequential(&policy, &b, &c);
+                        if j.verdict != Verdict::Inconclusive {
+                            if let Ok(mut s) = sequential.lock() {
+                                *s = Some(j);
+                            }
+                            control.stop();
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let end = client::run(cfg, recorder.clone(), control).await;
+    watcher.abort();
+    bar.finish_and_clear();
+    let end = match end {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("greenlight: error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let snap = recorder.snapshot();
+    let early = sequential.lock().ok().and_then(|mut s| s.take());
+    let verdict = match early {
+        Some(j) => Some(j),
+        None => summaries(&snap, baseline).map(|(b, c)| judge(&policy, &b, &c)),
+    };
+    let report = Report::build(
+        &target,
+        mode,
+        target_rps,
+        &snap,
+        end.elapsed.as_secs_f64(),
+        end.stopped_early,
+        verdict,
+    );
+    print!("{}", report.human());
+    if report.verdict.is_none() {
+        let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
+        println!(
+            "\nno verdict: it needs responses from both blue and green (x-greenlight-color); saw: {}",
+            if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
+        );
+    }
+    let mut code = match report.verdict.as_ref().map(|j| j.verdict) {
+        Some(Verdict::Fail) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    };
+    if let Some(path) = &a.json {
+        if let Err(e) = std::fs::write(path, report.to_json()) {
+            eprintln!("greenlight: cannot write {}: {e}", path.display());
+            code = ExitCode::from(3);
+        }
+    }
+    if let Some(dir) = &a.hgrm_dir {
+        for c in ColorKey::ALL {
+            let s = snap.color(c);
+            if s.requests() == 0 {
+                continue;
+            }
+            for (suffix, h) in [("", &s.corrected), ("-service", &s.uncorrected)] {
+                let path = dir.join(format!("{}{suffix}.hgrm", c.as_str()));
+                if let Err(e) = std::fs::write(&path, hgrm(h)) {
+                    eprintln!("greenlight: cannot write {}: {e}", path.display());
+                    code = ExitCode::from(3);
+                }
+            }
+        }
+    }
+    code
+}
+
+fn parse_error_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = match t.strip_suffix('%') {
+        Some(n) => (n, 0.01),
+        None => (t, 1.0),
+    };
+    let v = num
+        .trim()
+        .parse::<f64>()
+        .map(|v| v * scale)
+        .map_err(|_| format!("--error-rate {s:?} is not a number like 0.05 or 5%"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!(
+            "--error-rate {s:?} must be within 0..=1 (or 0%..=100%)"
+        ));
+    }
+    Ok(v)
+}
+
+async fn origin(a: OriginArgs) -> ExitCode {
+    let behavior = (|| -> Result<Behavior, String> {
+        Ok(Behavior {
+            latency: LatencyDist::parse(&a.latency).map_err(|e| format!("--latency: {e}"))?,
+            error_rate: parse_error_rate(&a.error_rate)?,
+            stall: a
+                .stall
+                .as_deref()
+                .map(Stall::parse)
+                .transpose()
+                .map_err(|e| format!("--stall: {e}"))?,
+        })
+    })();
+    let behavior = match behavior {
+        Ok(b) => b,
+        Err(m) => return usage_exit(&m),
+    };
+    if a.color.trim().is_empty() {
+        return usage_exit("--color must not be empty");
+    }
+    let addr: SocketAddr = match format!("{}:{}", a.host, a.port).parse() {
+        Ok(x) => x,
+        Err(_) => return usage_exit(&format!("--host {:?} is not an IP address", a.host)),
+    };
+    let o = match Origin::start(addr, &a.color, behavior).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("greenlight: cannot listen on {addr}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    println!("greenlight origin {} listening on {}", o.color, o.url());
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!(
+        "greenlight origin {}: {} requests served",
+        o.color,
+        o.hits()
+    );
+    ExitCode::SUCCESS
+}

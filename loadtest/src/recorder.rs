@@ -1,0 +1,356 @@
+//! Thread-safe accumulation of samples, per color, with a per-second time
+//! series that a live view can read (via [`Recorder::snapshot`]) while the
+//! run goes on.
+//!
+//! Writers lock one of a few shards (picked by the request's sequence number),
+//! so they rarely contend; [`Recorder::tick`] (called once a second by the
+//! engine) drains the shards into the totals and closes one series point.
+
+use crate::histogram::{ColorKey, ColorStats, Sample};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 4;
+
+/// One color's figures over one series interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColorPoint {
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: u64,
+    /// Corrected latency, ms (0 when there were no requests).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The figures of one interval (normally one second) of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// End of the interval, seconds since the run started.
+    pub t_s: f64,
+    pub blue: ColorPoint,
+    pub green: ColorPoint,
+    pub unknown: ColorPoint,
+}
+
+impl SeriesPoint {
+    pub fn color(&self, c: ColorKey) -> &ColorPoint {
+        match c {
+            ColorKey::Blue => &self.blue,
+            ColorKey::Green => &self.green,
+            ColorKey::Unknown => &self.unknown,
+        }
+    }
+}
+
+/// Counters that are not per color.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineCounters {
+    /// Requests the schedule asked for.
+    pub scheduled: u64,
+    /// Requests sent more than [`crate::client::LATE_THRESHOLD`] after their
+    /// intended time (in-flight cap reached or the sender fell behind).
+    pub late: u64,
+    /// Of those, how many had to wait for the in-flight cap.
+    pub cap_waits: u64,
+    /// Requests in flight right now.
+    pub in_flight: u64,
+}
+
+/// A consistent copy of everything recorded so far.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    pub colors: [ColorStats; 3],
+    pub series: Vec<SeriesPoint>,
+    pub counters: EngineCounters,
+}
+
+impl Snapshot {
+    pub fn color(&self, c: ColorKey) -> &ColorStats {
+        &self.colors[c.index()]
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.colors.iter().map(ColorStats::requests).sum()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    colors: [ColorStats; 3],
+}
+
+struct Totals {
+    colors: [ColorStats; 3],
+    series: Vec<SeriesPoint>,
+    last_tick: Duration,
+    /// Scratch space for the interval being closed (kept to avoid reallocating).
+    interval: [ColorStats; 3],
+}
+
+/// Shared accumulator; clone the `Arc` to read it from another task.
+pub struct Recorder {
+    start: Mutex<Instant>,
+    shards: Vec<Mutex<Shard>>,
+    totals: Mutex<Totals>,
+    scheduled: AtomicU64,
+    late: AtomicU64,
+    cap_waits: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves only counters behind: keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            start: Mutex::new(Instant::now()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            totals: Mutex::new(Totals {
+                colors: Default::default(),
+                series: Vec::new(),
+                last_tick: Duration::ZERO,
+                interval: Default::default(),
+            }),
+            scheduled: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            cap_waits: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder::default())
+    }
+
+    /// Marks the start of the run (series times are relative to it).
+    pub fn set_start(&self, at: Instant) {
+        *lock(&self.start) = at;
+    }
+
+    pub fn start(&self) -> Instant {
+        *lock(&self.start)
+    }
+
+    /// Records one finished request; `seq` spreads writers over the shards.
+    pub fn record(&self, seq: u64, s: &Sample) {
+        let mut shard = lock(&self.shards[(seq as usize) % SHARDS]);
+        shard.colors[s.color.index()].record(s);
+    }
+
+    pub fn count_scheduled(&self) {
+        self.scheduled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_late(&self, waited_for_cap: bool) {
+        self.late.fetch_add(1, Ordering::Relaxed);
+        if waited_for_cap {
+            self.cap_waits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn in_flight_add(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn in_flight_sub(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> EngineCounters {
+        EngineCounters {
+            scheduled: self.scheduled.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            cap_waits: self.cap_waits.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the current interval: drains the shards into the totals and
+    /// appends one series point. Called once per second by the engine and
+    /// once at the end of the run.
+    pub fn tick(&self) {
+        self.tick_at(self.start().elapsed());
+    }
+
+    /// [`Recorder::tick`] with an explicit elapsed time (tests, simulations).
+    pub fn tick_at(&self, elapsed: Duration) {
+        let mut totals = lock(&self.totals);
+        let t = &mut *totals;
+        for c in t.interval.iter_mut() {
+            c.reset();
+        }
+        for shard in &self.shards {
+            let mut s = lock(shard);
+            for (acc, c) in t.interval.iter_mut().zip(s.colors.iter_mut()) {
+                acc.merge(c);
+                c.reset();
+            }
+        }
+        let secs = elapsed.saturating_sub(t.last_tick).as_secs_f64();
+        let point = |c: &ColorStats| {
+            let n = c.requests();
+            ColorPoint {
+                requests: n,
+                rps: if secs > 0.0 { n as f64 / secs } else { 0.0 },
+                errors: c.outcomes.errors(),
+                p50_ms: if n > 0 {
+                    c.latency_us(0.5) as f64 / 1000.0
+                } else {
+                    0.0
+                },
+                p99_ms: if n > 0 {
+                    c.latency_us(0.99) as f64 / 1000.0
+                } else {
+                    0.0
+                },
+            }
+        };
+        let sp = SeriesPoint {
+            t_s: elapsed.as_secs_f64(),
+            blue: point(&t.interval[0]),
+            green: point(&t.interval[1]),
+            unknown: point(&t.interval[2]),
+        };
+        if secs > 0.0 || sp.blue.requests + sp.green.requests + sp.unknown.requests > 0 {
+            t.series.push(sp);
+        }
+        for (total, c) in t.colors.iter_mut().zip(t.interval.iter()) {
+            total.merge(c);
+        }
+        t.last_tick = elapsed;
+    }
+
+    /// Everything so far, including what the shards hold since the last tick.
+    pub fn snapshot(&self) -> Snapshot {
+        let totals = lock(&self.totals);
+        let mut colors = totals.colors.clone();
+        let series = totals.series.clone();
+        drop(totals);
+        for shard in &self.shards {
+            let s = lock(shard);
+            for (acc, c) in colors.iter_mut().zip(s.colors.iter()) {
+                acc.merge(c);
+            }
+        }
+        Snapshot {
+            elapsed: self.start().elapsed(),
+            colors,
+            series,
+            counters: self.counters(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::Outcome;
+
+    fn s(color: ColorKey, ms: u64, outcome: Outcome, epoch: u64) -> Sample {
+        Sample {
+            color,
+            latency: Duration::from_millis(ms),
+            service: Duration::from_millis(ms),
+            outcome,
+            epoch: Some(epoch),
+        }
+    }
+
+    #[test]
+    fn accounts_per_color() {
+        let r = Recorder::new();
+        for i in 0..90 {
+            r.record(i, &s(ColorKey::Blue, 10, Outcome::Status(200), 1));
+        }
+        for i in 0..10 {
+            r.record(i, &s(ColorKey::Green, 20, Outcome::Status(503), 2));
+        }
+        r.record(7, &s(ColorKey::Unknown, 5, Outcome::ConnectError, 0));
+        // Visible before any tick.
+        let snap = r.snapshot();
+        assert_eq!(snap.requests(), 101);
+        let blue = snap.color(ColorKey::Blue);
+        let green = snap.color(ColorKey::Green);
+        assert_eq!(
+            (blue.requests(), blue.outcomes.s2xx, blue.outcomes.errors()),
+            (90, 90, 0)
+        );
+        assert_eq!((green.requests(), green.outcomes.s5xx), (10, 10));
+        assert_eq!(snap.color(ColorKey::Unknown).outcomes.connect_error, 1);
+        assert_eq!(green.epochs.iter().copied().collect::<Vec<_>>(), vec![2]);
+        assert!((green.latency_us(0.5) as i64 - 20_000).abs() < 20);
+    }
+
+    #[test]
+    fn ticks_make_a_series_and_keep_totals() {
+        let r = Recorder::new();
+        for i in 0..50 {
+            r.record(i, &s(ColorKey::Blue, 10, Outcome::Status(200), 1));
+        }
+        r.tick_at(Duration::from_secs(1));
+        for i in 0..20 {
+            r.record(i, &s(ColorKey::Green, 40, Outcome::Timeout, 1));
+        }
+        r.tick_at(Duration::from_millis(1500));
+        let snap = r.snapshot();
+        assert_eq!(snap.series.len(), 2);
+        let (a, b) = (&snap.series[0], &snap.series[1]);
+        assert_eq!(
+            (a.blue.requests, a.blue.rps, a.green.requests),
+            (50, 50.0, 0)
+        );
+        assert!((a.blue.p99_ms - 10.0).abs() < 0.05);
+        assert_eq!(
+            (b.green.requests, b.green.rps, b.green.errors),
+            (20, 40.0, 20)
+        );
+        assert_eq!(b.blue.requests, 0);
+        assert_eq!(snap.color(ColorKey::Blue).requests(), 50);
+        assert_eq!(snap.color(ColorKey::Green).requests(), 20);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let r = Recorder::new();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5_000u64 {
+                        let c = if i % 10 == 0 {
+                            ColorKey::Green
+                        } else {
+                            ColorKey::Blue
+                        };
+                        r.record(i + t, &s(c, 1 + i % 50, Outcome::Status(200), 1));
+                        if i % 1000 == 0 {
+                            r.tick();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        r.tick();
+        let snap = r.snapshot();
+        assert_eq!(snap.requests(), 20_000);
+        assert_eq!(snap.color(ColorKey::Green).requests(), 2_000);
+        let series_total: u64 = snap
+            .series
+            .iter()
+            .map(|p| p.blue.requests + p.green.requests)
+            .sum();
+        assert_eq!(series_total, 20_000);
+    }
+}
