@@ -12,11 +12,16 @@ pub fn worker_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../edge/cloudflare")
 }
 
-/// Starts `wrangler dev` on free ports with its own config, KV directory,
-/// inspector port and wrangler home, all in a scratch directory.
+/// Starts the greenlight Worker under `wrangler dev`.
 pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    start_worker(&worker_dir().join("build/index.js"), setup).await
+}
+
+/// Starts the Worker whose entry module is `bundle` under `wrangler dev` on
+/// free ports, with its own config, KV directory, inspector port and
+/// wrangler home, all in a scratch directory.
+pub async fn start_worker(bundle: &std::path::Path, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     let dir = worker_dir();
-    let bundle = dir.join("build/index.js");
     let wrangler = dir.join("node_modules/.bin/wrangler");
     if !bundle.exists() || !wrangler.exists() {
         bail!(
@@ -78,10 +83,10 @@ fn wrangler_toml(bundle: &std::path::Path, setup: &EdgeSetup) -> String {
     out
 }
 
-/// Used by the README/CI: fails with a clear message when the tools are missing.
-pub fn check_built() -> anyhow::Result<()> {
-    let bundle = worker_dir().join("build/index_bg.wasm");
-    std::fs::metadata(&bundle)
-        .with_context(|| format!("{} missing: run scripts/build-worker.sh", bundle.display()))?;
-    Ok(())
+/// The built Worker wasm, for size measurements.
+pub fn built_wasm() -> anyhow::Result<PathBuf> {
+    let wasm = worker_dir().join("build/index_bg.wasm");
+    std::fs::metadata(&wasm)
+        .with_context(|| format!("{} missing: run scripts/build-worker.sh", wasm.display()))?;
+    Ok(wasm)
 }
