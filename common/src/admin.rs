@@ -218,7 +218,9 @@ fn weight_of(req: &ChangeRequest) -> Result<u16, Problem> {
         (Some(_), Some(_)) => return Err(bad("send weight_bp or weight_percent, not both".into())),
     };
     if bp > u32::from(WEIGHT_SCALE) {
-        return Err(bad(format!("weight_bp {bp} must be within 0..={WEIGHT_SCALE}")));
+        return Err(bad(format!(
+            "weight_bp {bp} must be within 0..={WEIGHT_SCALE}"
+        )));
     }
     Ok(bp as u16)
 }
@@ -229,9 +231,12 @@ fn problem_of(e: &RolloutError) -> Problem {
             current_epoch: Some(*current),
             ..Problem::new(409, "stale-epoch", "stale epoch", e.to_string())
         },
-        RolloutError::InvalidTransition { .. } => {
-            Problem::new(409, "invalid-transition", "invalid transition", e.to_string())
-        }
+        RolloutError::InvalidTransition { .. } => Problem::new(
+            409,
+            "invalid-transition",
+            "invalid transition",
+            e.to_string(),
+        ),
         RolloutError::WeightOutOfRange(_) => {
             Problem::new(400, "bad-weight", "invalid weight", e.to_string())
         }
@@ -262,18 +267,34 @@ mod tests {
         assert_eq!(o.status, 200);
         let v: StateView = serde_json::from_str(&o.body).unwrap();
         assert_eq!((v.state, v.phase, o.new_state), (s, Phase::Stable, None));
-        assert_eq!(call(AdminRoute::State, "POST", "", &RolloutState::initial("x")).status, 405);
+        assert_eq!(
+            call(AdminRoute::State, "POST", "", &RolloutState::initial("x")).status,
+            405
+        );
     }
 
     #[test]
     fn weight_in_bp_or_percent() {
         let s = RolloutState::initial("x");
-        let o = call(AdminRoute::Weight, "POST", r#"{"expected_epoch":0,"weight_percent":12.5,"reason":"go"}"#, &s);
+        let o = call(
+            AdminRoute::Weight,
+            "POST",
+            r#"{"expected_epoch":0,"weight_percent":12.5,"reason":"go"}"#,
+            &s,
+        );
         assert_eq!(o.status, 200, "{}", o.body);
         let next = o.new_state.unwrap();
         assert_eq!((next.candidate_weight_bp, next.epoch), (1250, 1));
-        assert_eq!((next.last_change.actor.as_str(), next.last_change.at_ms), ("k:ops", 42));
-        let o = call(AdminRoute::Weight, "POST", r#"{"expected_epoch":0,"weight_bp":300,"actor":"alice"}"#, &s);
+        assert_eq!(
+            (next.last_change.actor.as_str(), next.last_change.at_ms),
+            ("k:ops", 42)
+        );
+        let o = call(
+            AdminRoute::Weight,
+            "POST",
+            r#"{"expected_epoch":0,"weight_bp":300,"actor":"alice"}"#,
+            &s,
+        );
         assert_eq!(o.new_state.unwrap().last_change.actor, "alice");
     }
 
@@ -293,24 +314,45 @@ mod tests {
             r#"{"expected_epoch":0,"weight_bp":1,"extra":true}"#,
         ] {
             let o = call(AdminRoute::Weight, "POST", body, &s);
-            assert_eq!((o.status, o.new_state.is_none()), (400, true), "{body}: {}", o.body);
+            assert_eq!(
+                (o.status, o.new_state.is_none()),
+                (400, true),
+                "{body}: {}",
+                o.body
+            );
             assert_eq!(problem(&o).status, 400);
         }
-        let huge = format!(r#"{{"expected_epoch":0,"reason":"{}"}}"#, "x".repeat(MAX_ADMIN_BODY));
+        let huge = format!(
+            r#"{{"expected_epoch":0,"reason":"{}"}}"#,
+            "x".repeat(MAX_ADMIN_BODY)
+        );
         assert_eq!(call(AdminRoute::Promote, "POST", &huge, &s).status, 413);
     }
 
     #[test]
     fn stale_epoch_is_409_with_current_epoch() {
         let s = RolloutState::initial("x");
-        let next = call(AdminRoute::Promote, "POST", r#"{"expected_epoch":0}"#, &s).new_state.unwrap();
+        let next = call(AdminRoute::Promote, "POST", r#"{"expected_epoch":0}"#, &s)
+            .new_state
+            .unwrap();
         assert_eq!(next.active, Color::Green);
-        let o = call(AdminRoute::Rollback, "POST", r#"{"expected_epoch":0}"#, &next);
+        let o = call(
+            AdminRoute::Rollback,
+            "POST",
+            r#"{"expected_epoch":0}"#,
+            &next,
+        );
         assert_eq!(o.status, 409);
         let p = problem(&o);
-        assert_eq!((p.current_epoch, p.kind.as_str()), (Some(1), "urn:greenlight:problem:stale-epoch"));
+        assert_eq!(
+            (p.current_epoch, p.kind.as_str()),
+            (Some(1), "urn:greenlight:problem:stale-epoch")
+        );
         let o = call(AdminRoute::Abort, "POST", r#"{"expected_epoch":1}"#, &next);
-        assert_eq!((o.status, problem(&o).kind.contains("invalid-transition")), (409, true));
+        assert_eq!(
+            (o.status, problem(&o).kind.contains("invalid-transition")),
+            (409, true)
+        );
     }
 
     #[test]

@@ -206,11 +206,13 @@ pub fn parse_routes(spec: &str) -> Result<Vec<RoutePolicy>, ConfigError> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|item| {
-            let (prefix, mode) = item
-                .rsplit_once(':')
-                .ok_or_else(|| ConfigError(format!("route {item:?} must look like /prefix:mode")))?;
+            let (prefix, mode) = item.rsplit_once(':').ok_or_else(|| {
+                ConfigError(format!("route {item:?} must look like /prefix:mode"))
+            })?;
             if !prefix.starts_with('/') {
-                return Err(ConfigError(format!("route prefix {prefix:?} must start with /")));
+                return Err(ConfigError(format!(
+                    "route prefix {prefix:?} must start with /"
+                )));
             }
             let mode = match mode.trim() {
                 "required" => AuthMode::Required,

@@ -39,7 +39,11 @@ pub struct UnknownColor(pub String);
 
 impl fmt::Display for UnknownColor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown color {:?} (expected \"blue\" or \"green\")", self.0)
+        write!(
+            f,
+            "unknown color {:?} (expected \"blue\" or \"green\")",
+            self.0
+        )
     }
 }
 

@@ -79,7 +79,10 @@ pub fn bucket(salt: &str, key: &str) -> u16 {
 ///
 /// A user is on the candidate iff their bucket is below the weight, so raising
 /// the weight only ever moves users from active to candidate, never back.
-pub fn decide(facts: &RequestFacts<'_>, state: &RolloutState) -> Result<RouteDecision, PreviewDenied> {
+pub fn decide(
+    facts: &RequestFacts<'_>,
+    state: &RolloutState,
+) -> Result<RouteDecision, PreviewDenied> {
     let decision = |color, reason| RouteDecision {
         color,
         epoch: state.epoch,
@@ -97,8 +100,13 @@ pub fn decide(facts: &RequestFacts<'_>, state: &RolloutState) -> Result<RouteDec
         Phase::Canary => {}
     }
     let (slot, reason) = match facts.sticky_key {
-        Some(key) if state.stickiness.enabled => (bucket(&state.stickiness.salt, key), RouteReason::Sticky),
-        _ => ((facts.roll % u32::from(WEIGHT_SCALE)) as u16, RouteReason::Weight),
+        Some(key) if state.stickiness.enabled => {
+            (bucket(&state.stickiness.salt, key), RouteReason::Sticky)
+        }
+        _ => (
+            (facts.roll % u32::from(WEIGHT_SCALE)) as u16,
+            RouteReason::Weight,
+        ),
     };
     let color = if slot < state.candidate_weight_bp {
         state.candidate
@@ -179,7 +187,10 @@ mod tests {
             .iter()
             .filter(|k| bucket("salt-A", k) != bucket("salt-B", k))
             .count();
-        assert!(moved > 1_900, "a new salt should reshuffle nearly everyone, moved {moved}");
+        assert!(
+            moved > 1_900,
+            "a new salt should reshuffle nearly everyone, moved {moved}"
+        );
     }
 
     #[test]
@@ -187,7 +198,14 @@ mod tests {
         let mut state = canary(2_000);
         let mut f = facts(None);
         f.roll = 1_999;
-        assert_eq!(decide(&f, &state).unwrap(), RouteDecision { color: Color::Green, epoch: 1, reason: RouteReason::Weight });
+        assert_eq!(
+            decide(&f, &state).unwrap(),
+            RouteDecision {
+                color: Color::Green,
+                epoch: 1,
+                reason: RouteReason::Weight
+            }
+        );
         f.roll = 12_000; // 12 000 % 10 000 = 2 000: not below the weight
         assert_eq!(decide(&f, &state).unwrap().color, Color::Blue);
         state.stickiness.enabled = false;
@@ -210,10 +228,21 @@ mod tests {
         let d = decide(&facts(Some("k:a")), &s).unwrap();
         assert_eq!((d.color, d.reason), (Color::Blue, RouteReason::Stable));
         let p = s
-            .apply(RolloutOp::Promote, 0, ChangeMeta { actor: "t".into(), at_ms: 0, reason: String::new() })
+            .apply(
+                RolloutOp::Promote,
+                0,
+                ChangeMeta {
+                    actor: "t".into(),
+                    at_ms: 0,
+                    reason: String::new(),
+                },
+            )
             .unwrap();
         let d = decide(&facts(Some("k:a")), &p).unwrap();
-        assert_eq!((d.color, d.reason, d.epoch), (Color::Green, RouteReason::Promoted, 1));
+        assert_eq!(
+            (d.color, d.reason, d.epoch),
+            (Color::Green, RouteReason::Promoted, 1)
+        );
     }
 
     #[test]

@@ -65,11 +65,17 @@ impl EdgeConfig {
     /// Reads the configuration through `get` (variable name → value).
     /// Names are upper case; the Spin adapter lower-cases them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, ConfigError> {
-        let nonempty = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let nonempty = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let origin = |name: &str| -> Result<String, ConfigError> {
             let v = nonempty(name).ok_or_else(|| ConfigError(format!("{name} is not set")))?;
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(ConfigError(format!("{name} must be an http(s) URL, got {v:?}")));
+                return Err(ConfigError(format!(
+                    "{name} must be an http(s) URL, got {v:?}"
+                )));
             }
             Ok(v.trim_end_matches('/').to_string())
         };
@@ -109,7 +115,8 @@ impl EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
             auth: AuthConfig::new(routes, api_keys, jwt)?,
-            admin_token_digest: nonempty("ADMIN_TOKEN").map(|t| Sha256::digest(t.as_bytes()).into()),
+            admin_token_digest: nonempty("ADMIN_TOKEN")
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
         })

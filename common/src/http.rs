@@ -58,7 +58,9 @@ pub fn connection_tokens(connection: Option<&str>) -> Vec<String> {
 pub fn cookie<'a>(cookie_header: Option<&'a str>, name: &str) -> Option<&'a str> {
     cookie_header?.split(';').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k.trim() == name).then(|| v.trim()).filter(|v| !v.is_empty())
+        (k.trim() == name)
+            .then(|| v.trim())
+            .filter(|v| !v.is_empty())
     })
 }
 

@@ -67,7 +67,10 @@ pub struct ChangeMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolloutError {
     /// The caller's view is out of date: someone changed the state since.
-    StaleEpoch { expected: u64, current: u64 },
+    StaleEpoch {
+        expected: u64,
+        current: u64,
+    },
     /// The operation makes no sense in the current phase.
     InvalidTransition {
         op: &'static str,
@@ -246,7 +249,10 @@ mod tests {
         let s0 = RolloutState::initial("s");
         assert_eq!(s0.phase(), Phase::Stable);
         let s1 = apply(&s0, RolloutOp::SetWeight { weight_bp: 500 }).unwrap();
-        assert_eq!((s1.phase(), s1.epoch, s1.candidate_weight_bp), (Phase::Canary, 1, 500));
+        assert_eq!(
+            (s1.phase(), s1.epoch, s1.candidate_weight_bp),
+            (Phase::Canary, 1, 500)
+        );
         assert_eq!(s1.last_change.op, "set_weight");
         assert_eq!(s1.last_change.actor, "alice");
         let s2 = apply(&s1, RolloutOp::Promote).unwrap();
@@ -255,18 +261,31 @@ mod tests {
         assert_eq!(s2.rollback_target, Some(Color::Blue));
         assert_eq!(s2.candidate_weight_bp, 0);
         let s3 = apply(&s2, RolloutOp::Rollback).unwrap();
-        assert_eq!((s3.active, s3.candidate, s3.phase()), (Color::Blue, Color::Green, Phase::Stable));
+        assert_eq!(
+            (s3.active, s3.candidate, s3.phase()),
+            (Color::Blue, Color::Green, Phase::Stable)
+        );
         assert_eq!(s3.epoch, 3);
         s3.validate().unwrap();
     }
 
     #[test]
     fn rollback_during_canary_pulls_weight_to_zero() {
-        let s1 = apply(&RolloutState::initial("s"), RolloutOp::SetWeight { weight_bp: 2500 }).unwrap();
+        let s1 = apply(
+            &RolloutState::initial("s"),
+            RolloutOp::SetWeight { weight_bp: 2500 },
+        )
+        .unwrap();
         let s2 = apply(&s1, RolloutOp::Rollback).unwrap();
-        assert_eq!((s2.active, s2.candidate_weight_bp, s2.phase()), (Color::Blue, 0, Phase::Stable));
+        assert_eq!(
+            (s2.active, s2.candidate_weight_bp, s2.phase()),
+            (Color::Blue, 0, Phase::Stable)
+        );
         let s3 = apply(&s1, RolloutOp::Abort).unwrap();
-        assert_eq!((s3.candidate_weight_bp, s3.last_change.op.as_str()), (0, "abort"));
+        assert_eq!(
+            (s3.candidate_weight_bp, s3.last_change.op.as_str()),
+            (0, "abort")
+        );
     }
 
     #[test]
@@ -279,15 +298,28 @@ mod tests {
     #[test]
     fn invalid_transitions_are_errors_and_leave_epoch() {
         let s0 = RolloutState::initial("s");
-        for op in [RolloutOp::Rollback, RolloutOp::Abort, RolloutOp::SetWeight { weight_bp: 0 }] {
-            assert!(matches!(apply(&s0, op), Err(RolloutError::InvalidTransition { .. })), "{op:?}");
+        for op in [
+            RolloutOp::Rollback,
+            RolloutOp::Abort,
+            RolloutOp::SetWeight { weight_bp: 0 },
+        ] {
+            assert!(
+                matches!(apply(&s0, op), Err(RolloutError::InvalidTransition { .. })),
+                "{op:?}"
+            );
         }
         let promoted = apply(&s0, RolloutOp::Promote).unwrap();
         assert!(matches!(
             apply(&promoted, RolloutOp::Promote),
-            Err(RolloutError::InvalidTransition { phase: Phase::Promoted, .. })
+            Err(RolloutError::InvalidTransition {
+                phase: Phase::Promoted,
+                ..
+            })
         ));
-        assert!(matches!(apply(&promoted, RolloutOp::Abort), Err(RolloutError::InvalidTransition { .. })));
+        assert!(matches!(
+            apply(&promoted, RolloutOp::Abort),
+            Err(RolloutError::InvalidTransition { .. })
+        ));
         assert_eq!(
             apply(&s0, RolloutOp::SetWeight { weight_bp: 10_001 }),
             Err(RolloutError::WeightOutOfRange(10_001))
@@ -296,10 +328,17 @@ mod tests {
 
     #[test]
     fn stale_epoch_is_refused() {
-        let s1 = apply(&RolloutState::initial("s"), RolloutOp::SetWeight { weight_bp: 100 }).unwrap();
+        let s1 = apply(
+            &RolloutState::initial("s"),
+            RolloutOp::SetWeight { weight_bp: 100 },
+        )
+        .unwrap();
         assert_eq!(
             s1.apply(RolloutOp::Promote, 0, meta()),
-            Err(RolloutError::StaleEpoch { expected: 0, current: 1 })
+            Err(RolloutError::StaleEpoch {
+                expected: 0,
+                current: 1
+            })
         );
     }
 
@@ -307,7 +346,10 @@ mod tests {
     fn new_canary_after_promote_clears_rollback_target() {
         let p = apply(&RolloutState::initial("s"), RolloutOp::Promote).unwrap();
         let c = apply(&p, RolloutOp::SetWeight { weight_bp: 100 }).unwrap();
-        assert_eq!((c.active, c.candidate, c.rollback_target), (Color::Green, Color::Blue, None));
+        assert_eq!(
+            (c.active, c.candidate, c.rollback_target),
+            (Color::Green, Color::Blue, None)
+        );
         assert_eq!(c.phase(), Phase::Canary);
     }
 
@@ -328,7 +370,12 @@ mod tests {
         for s in &states {
             let allowed = s.allowed_ops();
             for op in ops {
-                assert_eq!(allowed.allows(&op), apply(s, op).is_ok(), "{:?} {op:?}", s.phase());
+                assert_eq!(
+                    allowed.allows(&op),
+                    apply(s, op).is_ok(),
+                    "{:?} {op:?}",
+                    s.phase()
+                );
             }
         }
     }
@@ -338,6 +385,9 @@ mod tests {
         let s = RolloutState::initial("s");
         let mut m = meta();
         m.reason = "x".repeat(MAX_TEXT_LEN + 1);
-        assert_eq!(s.apply(RolloutOp::Promote, 0, m), Err(RolloutError::TextTooLong("reason")));
+        assert_eq!(
+            s.apply(RolloutOp::Promote, 0, m),
+            Err(RolloutError::TextTooLong("reason"))
+        );
     }
 }

@@ -200,11 +200,7 @@ impl RolloutState {
             }
         }
         let lc = &self.last_change;
-        for (name, text) in [
-            ("op", &lc.op),
-            ("actor", &lc.actor),
-            ("reason", &lc.reason),
-        ] {
+        for (name, text) in [("op", &lc.op), ("actor", &lc.actor), ("reason", &lc.reason)] {
             if text.len() > MAX_TEXT_LEN {
                 return invalid(format!("last_change.{name} is longer than {MAX_TEXT_LEN}"));
             }

@@ -1,7 +1,7 @@
 //! Runs the built Worker under real workerd via `wrangler dev --local`.
 
 use crate::process::{free_port, wait_ready, ProcessGroup};
-use crate::runtime::{EdgeSetup, Runtime, RunningEdge};
+use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +20,10 @@ pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
 /// Starts the Worker whose entry module is `bundle` under `wrangler dev` on
 /// free ports, with its own config, KV directory, inspector port and
 /// wrangler home, all in a scratch directory.
-pub async fn start_worker(bundle: &std::path::Path, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+pub async fn start_worker(
+    bundle: &std::path::Path,
+    setup: &EdgeSetup,
+) -> anyhow::Result<RunningEdge> {
     let dir = worker_dir();
     let wrangler = dir.join("node_modules/.bin/wrangler");
     if !bundle.exists() || !wrangler.exists() {
@@ -30,7 +33,9 @@ pub async fn start_worker(bundle: &std::path::Path, setup: &EdgeSetup) -> anyhow
             wrangler.display()
         );
     }
-    let scratch = tempfile::Builder::new().prefix("greenlight-wrangler-").tempdir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("greenlight-wrangler-")
+        .tempdir()?;
     let config = scratch.path().join("wrangler.toml");
     std::fs::write(&config, wrangler_toml(&bundle.canonicalize()?, setup))?;
     let port = free_port();
@@ -52,7 +57,12 @@ pub async fn start_worker(bundle: &std::path::Path, setup: &EdgeSetup) -> anyhow
         .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
     let mut process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
     let base_url = format!("http://127.0.0.1:{port}");
-    if let Err(e) = wait_ready(&format!("{base_url}/__greenlight/health"), Duration::from_secs(90)).await {
+    if let Err(e) = wait_ready(
+        &format!("{base_url}/__greenlight/health"),
+        Duration::from_secs(90),
+    )
+    .await
+    {
         let tail = process.log_tail();
         bail!("wrangler dev did not come up: {e}\n--- wrangler log ---\n{tail}");
     }

@@ -98,7 +98,12 @@ pub fn hostile_tokens() -> Vec<(&'static str, String)> {
     let confusion = {
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("rsa-1".into());
-        encode(&h, &claims("mallory"), &EncodingKey::from_secret(RSA_PUBLIC.as_bytes())).unwrap_or_default()
+        encode(
+            &h,
+            &claims("mallory"),
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        )
+        .unwrap_or_default()
     };
     let forged = {
         let mut h = Header::new(Algorithm::ES256);
@@ -115,7 +120,14 @@ pub fn hostile_tokens() -> Vec<(&'static str, String)> {
             .unwrap_or_default()
     };
     vec![
-        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims("mallory")))),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims("mallory"))
+            ),
+        ),
         ("HS256 signed with the RSA public key", confusion),
         ("expired", sign(Algorithm::HS256, &expired)),
         ("not yet valid", sign(Algorithm::ES256, &future)),
@@ -125,6 +137,14 @@ pub fn hostile_tokens() -> Vec<(&'static str, String)> {
         ("bad signature", forged),
         ("truncated", good[..good.len() - 7].to_string()),
         ("not base64", "@@@.###.$$$".to_string()),
-        ("oversized", format!("{}.{}.{}", "e".repeat(3000), "e".repeat(3000), "e".repeat(3000))),
+        (
+            "oversized",
+            format!(
+                "{}.{}.{}",
+                "e".repeat(3000),
+                "e".repeat(3000),
+                "e".repeat(3000)
+            ),
+        ),
     ]
 }

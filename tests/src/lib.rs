@@ -7,4 +7,4 @@ pub mod process;
 pub mod runtime;
 pub mod spin;
 
-pub use runtime::{EdgeSetup, Runtime, RunningEdge};
+pub use runtime::{EdgeSetup, RunningEdge, Runtime};

@@ -31,7 +31,8 @@ impl ProcessGroup {
 
     /// Like `spawn`, with stdout and stderr appended to `log`.
     pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> anyhow::Result<ProcessGroup> {
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         cmd.stdout(out).stderr(err);
         let mut group = ProcessGroup::spawn(cmd)?;

@@ -1,7 +1,130 @@
-//! Placeholder until the wasmtime Spin host lands (issue 3): replaced by the
-//! real launcher.
-use crate::runtime::{EdgeSetup, RunningEdge};
+//! Runs the built Spin component under the wasmtime test host
+//! (`tests/spin-host`, `greenlight-spin-host`): local runs and CI only,
+//! production uses Spin.
 
-pub async fn start(_setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
-    anyhow::bail!("the Spin runtime launcher is not written yet")
+use crate::process::{free_port, wait_ready, ProcessGroup};
+use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const BUILD: &str = "run scripts/build-spin.sh";
+
+/// The workspace root of this checkout.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `edge/spin` in this checkout (its `spin.toml` lives there).
+pub fn component_dir() -> PathBuf {
+    root().join("edge/spin")
+}
+
+/// The built component: `target/wasm32-wasip2/release/greenlight_edge_spin.wasm`
+/// under `$CARGO_TARGET_DIR` (if set) or the workspace's `target/`.
+pub fn built_wasm() -> anyhow::Result<PathBuf> {
+    let rel = "wasm32-wasip2/release/greenlight_edge_spin.wasm";
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(dir).join(rel));
+    }
+    candidates.push(root().join("target").join(rel));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "the Spin component is not built ({} missing): {BUILD}",
+                candidates[candidates.len() - 1].display()
+            )
+        })
+}
+
+/// The test host binary: `$GREENLIGHT_SPIN_HOST`, else
+/// `~/.cache/greenlight/spin-host-target/release/greenlight-spin-host`.
+pub fn host_binary() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("GREENLIGHT_SPIN_HOST") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = match std::env::var_os("GREENLIGHT_CACHE") {
+                Some(c) => PathBuf::from(c),
+                None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+                    .join(".cache/greenlight"),
+            };
+            cache.join("spin-host-target/release/greenlight-spin-host")
+        }
+    };
+    if !path.is_file() {
+        bail!(
+            "the Spin test host is not built ({} missing): {BUILD} \
+             (~14 min the first time), or point GREENLIGHT_SPIN_HOST at a built binary",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts the greenlight component under the test host.
+pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    start_component(&built_wasm()?, setup).await
+}
+
+/// Starts `component` under the test host on a free port, with the setup's
+/// variables (lower-cased, as Spin variables), a fresh key-value store, and
+/// outbound HTTP allowed to BLUE_ORIGIN and GREEN_ORIGIN only.
+pub async fn start_component(
+    component: &std::path::Path,
+    setup: &EdgeSetup,
+) -> anyhow::Result<RunningEdge> {
+    let host = host_binary()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("greenlight-spin-")
+        .tempdir()?;
+    // Variables go through a file: values (API_KEYS, JWKS) can be long.
+    let mut vars = String::new();
+    for (k, v) in &setup.vars {
+        if v.contains('\n') {
+            bail!("variable {k} contains a newline, which the vars file cannot carry");
+        }
+        vars.push_str(&format!("{}={v}\n", k.to_lowercase()));
+    }
+    let vars_file = scratch.path().join("vars");
+    std::fs::write(&vars_file, vars)?;
+    let port = free_port();
+    let mut cmd = Command::new(&host);
+    cmd.arg(component)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--vars-file")
+        .arg(&vars_file)
+        .arg("--kv-file")
+        .arg(scratch.path().join("kv.json"));
+    for name in ["BLUE_ORIGIN", "GREEN_ORIGIN"] {
+        if let Some(origin) = setup.vars.get(name) {
+            cmd.args(["--allow-outbound", origin.trim().trim_end_matches('/')]);
+        }
+    }
+    let mut process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin-host.log"))?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    if let Err(e) = wait_ready(
+        &format!("{base_url}/__greenlight/health"),
+        Duration::from_secs(60),
+    )
+    .await
+    {
+        bail!(
+            "the Spin test host did not come up: {e}\n--- host log ---\n{}",
+            process.log_tail()
+        );
+    }
+    if !process.is_running() {
+        bail!("the Spin test host exited:\n{}", process.log_tail());
+    }
+    process.scratch = Some(scratch);
+    Ok(RunningEdge {
+        base_url,
+        runtime: Runtime::Spin,
+        _process: process,
+    })
 }

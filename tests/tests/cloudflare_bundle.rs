@@ -26,14 +26,23 @@ fn wrangler_deploy_dry_run_bundles_offline() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "wrangler deploy --dry-run failed:\n{log}");
+    assert!(
+        output.status.success(),
+        "wrangler deploy --dry-run failed:\n{log}"
+    );
     assert!(log.contains("--dry-run: exiting now"), "{log}");
     let files: Vec<String> = std::fs::read_dir(out.path())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
-    assert!(files.iter().any(|f| f.ends_with(".wasm")), "no wasm in {files:?}");
-    assert!(files.iter().any(|f| f == "index.js"), "no index.js in {files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with(".wasm")),
+        "no wasm in {files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f == "index.js"),
+        "no index.js in {files:?}"
+    );
 }
 
 #[test]
@@ -44,5 +53,8 @@ fn worker_wasm_fits_the_size_budget() {
     let gz = gz.finish().unwrap().len();
     // Issue 2's budget; a regression here is a dependency pulling in crypto
     // or formatting code the edge does not need.
-    assert!(gz <= 250_000, "worker wasm is {gz} bytes gzipped (budget 250 000)");
+    assert!(
+        gz <= 250_000,
+        "worker wasm is {gz} bytes gzipped (budget 250 000)"
+    );
 }

@@ -2,12 +2,12 @@
 //! `wrangler dev`) and the Spin component under the wasmtime host, each in
 //! front of two real origins on 127.0.0.1.
 
+use futures::future::join_all;
 use greenlight_common::admin::{Problem, StateView};
 use greenlight_common::{Color, Phase};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
-use greenlight_e2e::{Runtime, RunningEdge};
+use greenlight_e2e::{RunningEdge, Runtime};
 use jsonwebtoken::Algorithm;
-use futures::future::join_all;
 use loadtest::origin::{Behavior, Origin};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use sha2::{Digest, Sha256};
@@ -25,8 +25,12 @@ struct Rig {
 impl Rig {
     async fn start(runtime: Runtime) -> Rig {
         let any = "127.0.0.1:0".parse().unwrap();
-        let blue = Origin::start(any, "blue", Behavior::default()).await.unwrap();
-        let green = Origin::start(any, "green", Behavior::default()).await.unwrap();
+        let blue = Origin::start(any, "blue", Behavior::default())
+            .await
+            .unwrap();
+        let green = Origin::start(any, "green", Behavior::default())
+            .await
+            .unwrap();
         let setup = fixtures::edge_setup(&blue.url(), &green.url());
         let edge = runtime
             .start(&setup)
@@ -37,7 +41,12 @@ impl Rig {
             .pool_max_idle_per_host(32)
             .build()
             .unwrap();
-        Rig { blue, green, edge, http }
+        Rig {
+            blue,
+            green,
+            edge,
+            http,
+        }
     }
 
     fn get(&self, path: &str) -> RequestBuilder {
@@ -53,7 +62,12 @@ impl Rig {
     }
 
     async fn state(&self) -> StateView {
-        let resp = self.get("/__greenlight/state").bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let resp = self
+            .get("/__greenlight/state")
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         resp.json().await.unwrap()
     }
@@ -80,11 +94,19 @@ impl Rig {
 }
 
 fn color(resp: &Response) -> Option<Color> {
-    resp.headers().get("x-greenlight-color")?.to_str().ok()?.parse().ok()
+    resp.headers()
+        .get("x-greenlight-color")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn header<'a>(resp: &'a Response, name: &str) -> &'a str {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 async fn auth_failures_never_reach_the_origin(runtime: Runtime) {
@@ -92,18 +114,38 @@ async fn auth_failures_never_reach_the_origin(runtime: Runtime) {
     // No credentials: 401 with a bare Bearer challenge.
     let resp = rig.get("/api/items").send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(header(&resp, "www-authenticate"), "Bearer realm=\"greenlight\"");
+    assert_eq!(
+        header(&resp, "www-authenticate"),
+        "Bearer realm=\"greenlight\""
+    );
     // Wrong API key.
-    let resp = rig.get("/api/items").header("x-api-key", "gl_wrong").send().await.unwrap();
+    let resp = rig
+        .get("/api/items")
+        .header("x-api-key", "gl_wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert!(header(&resp, "www-authenticate").contains("error=\"invalid_token\""));
     let generic_body = resp.text().await.unwrap();
     // Every hostile token: 401 invalid_token, same body, never a 5xx.
     for (what, token) in fixtures::hostile_tokens() {
-        let resp = rig.get("/api/items").bearer_auth(&token).send().await.unwrap();
+        let resp = rig
+            .get("/api/items")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{what}");
-        assert!(header(&resp, "www-authenticate").contains("invalid_token"), "{what}");
-        assert_eq!(resp.text().await.unwrap(), generic_body, "{what}: body must not say which check failed");
+        assert!(
+            header(&resp, "www-authenticate").contains("invalid_token"),
+            "{what}"
+        );
+        assert_eq!(
+            resp.text().await.unwrap(),
+            generic_body,
+            "{what}: body must not say which check failed"
+        );
     }
     // Preview without the role: 403.
     let resp = rig
@@ -118,12 +160,27 @@ async fn auth_failures_never_reach_the_origin(runtime: Runtime) {
     // Admin: no token 401, wrong token 401, credential without the admin role 403.
     let resp = rig.get("/__greenlight/state").send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = rig.get("/__greenlight/state").bearer_auth("not-the-token").send().await.unwrap();
+    let resp = rig
+        .get("/__greenlight/state")
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = rig.post("/__greenlight/promote").header("x-api-key", QA_KEY).body("{}").send().await.unwrap();
+    let resp = rig
+        .post("/__greenlight/promote")
+        .header("x-api-key", QA_KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(rig.origin_hits(), 0, "a rejected request reached an origin");
-    assert_eq!(rig.state().await.state.epoch, 0, "a refused admin call changed the state");
+    assert_eq!(
+        rig.state().await.state.epoch,
+        0,
+        "a refused admin call changed the state"
+    );
     // The anonymous prefix still works, proving the origins were reachable.
     let resp = rig.get("/public/ping").send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -132,7 +189,10 @@ async fn auth_failures_never_reach_the_origin(runtime: Runtime) {
 
 async fn every_credential_kind_is_accepted(runtime: Runtime) {
     let rig = Rig::start(runtime).await;
-    let mut requests = vec![("api key", rig.get("/api/items?x=1").header("x-api-key", APP_KEY))];
+    let mut requests = vec![(
+        "api key",
+        rig.get("/api/items?x=1").header("x-api-key", APP_KEY),
+    )];
     for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
         let token = fixtures::sign(alg, &fixtures::claims("user-42"));
         requests.push(("jwt", rig.get("/api/items?x=1").bearer_auth(token)));
@@ -148,26 +208,37 @@ async fn every_credential_kind_is_accepted(runtime: Runtime) {
     let seen = rig.blue.recent();
     assert_eq!(seen.len(), 4);
     assert_eq!(seen[0].header("x-greenlight-principal"), Some("k:app"));
-    assert_eq!(seen[0].header("x-api-key"), None, "the API key must not reach the origin");
+    assert_eq!(
+        seen[0].header("x-api-key"),
+        None,
+        "the API key must not reach the origin"
+    );
     assert_eq!(seen[0].query.as_deref(), Some("x=1"));
     assert_eq!(seen[1].header("x-greenlight-principal"), Some("s:user-42"));
 }
 
 async fn weighted_split_is_sticky_and_converges(runtime: Runtime) {
     let rig = Rig::start(runtime).await;
-    rig.change("weight", serde_json::json!({"weight_percent": 20})).await;
-    let users: Vec<String> = (0..2_000u32).map(|i| format!("{:016x}", u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
+    rig.change("weight", serde_json::json!({"weight_percent": 20}))
+        .await;
+    let users: Vec<String> = (0..2_000u32)
+        .map(|i| format!("{:016x}", u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
     let colors = colors_of(&rig, &users).await;
     let green = colors.values().filter(|c| **c == Color::Green).count();
     let share = green as f64 / users.len() as f64 * 100.0;
-    assert!((share - 20.0).abs() <= 3.0, "green share {share:.1} % at weight 20 %");
+    assert!(
+        (share - 20.0).abs() <= 3.0,
+        "green share {share:.1} % at weight 20 %"
+    );
     // The same users again: nobody moves.
     let again = colors_of(&rig, &users[..300]).await;
     for (u, c) in &again {
         assert_eq!(colors[u], *c, "user {u} changed color at constant weight");
     }
     // Growing the weight only moves users blue → green.
-    rig.change("weight", serde_json::json!({"weight_percent": 50})).await;
+    rig.change("weight", serde_json::json!({"weight_percent": 50}))
+        .await;
     let grown = colors_of(&rig, &users[..600]).await;
     for (u, c) in &grown {
         if colors[u] == Color::Green {
@@ -196,7 +267,11 @@ async fn colors_of(rig: &Rig, users: &[String]) -> HashMap<String, Color> {
             assert_eq!(header(&resp, "x-greenlight-reason"), "sticky");
             assert!(resp.headers().get("set-cookie").is_none());
             let c = color(&resp).unwrap();
-            assert_eq!(header(&resp, "x-origin-color"), c.as_str(), "edge header and origin disagree");
+            assert_eq!(
+                header(&resp, "x-origin-color"),
+                c.as_str(),
+                "edge header and origin disagree"
+            );
             out.insert(u.clone(), c);
         }
     }
@@ -205,14 +280,20 @@ async fn colors_of(rig: &Rig, users: &[String]) -> HashMap<String, Color> {
 
 async fn anonymous_users_get_a_sticky_cookie(runtime: Runtime) {
     let rig = Rig::start(runtime).await;
-    rig.change("weight", serde_json::json!({"weight_percent": 50})).await;
+    rig.change("weight", serde_json::json!({"weight_percent": 50}))
+        .await;
     let resp = rig.get("/public/page").send().await.unwrap();
     let set = header(&resp, "set-cookie").to_string();
     assert!(set.starts_with("greenlight-id="), "{set}");
     let first = color(&resp).unwrap();
     let cookie = set.split(';').next().unwrap().to_string();
     for _ in 0..5 {
-        let resp = rig.get("/public/page").header("cookie", &cookie).send().await.unwrap();
+        let resp = rig
+            .get("/public/page")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(color(&resp), Some(first));
         assert!(resp.headers().get("set-cookie").is_none());
     }
@@ -220,21 +301,48 @@ async fn anonymous_users_get_a_sticky_cookie(runtime: Runtime) {
 
 async fn preview_override_needs_the_role(runtime: Runtime) {
     let rig = Rig::start(runtime).await;
-    let resp = rig.get("/api/x").header("x-api-key", QA_KEY).header("x-greenlight-color", "green").send().await.unwrap();
+    let resp = rig
+        .get("/api/x")
+        .header("x-api-key", QA_KEY)
+        .header("x-greenlight-color", "green")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!((color(&resp), header(&resp, "x-greenlight-reason")), (Some(Color::Green), "override"));
+    assert_eq!(
+        (color(&resp), header(&resp, "x-greenlight-reason")),
+        (Some(Color::Green), "override")
+    );
     assert_eq!(header(&resp, "x-origin-color"), "green");
-    let resp = rig.get("/api/x").header("x-api-key", QA_KEY).header("cookie", "greenlight-preview=green").send().await.unwrap();
+    let resp = rig
+        .get("/api/x")
+        .header("x-api-key", QA_KEY)
+        .header("cookie", "greenlight-preview=green")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(color(&resp), Some(Color::Green));
     let token = {
         let mut c = fixtures::claims("tester");
         c["greenlight_roles"] = serde_json::json!(["preview"]);
         fixtures::sign(Algorithm::ES256, &c)
     };
-    let resp = rig.get("/api/x").bearer_auth(token).header("x-greenlight-color", "green").send().await.unwrap();
+    let resp = rig
+        .get("/api/x")
+        .bearer_auth(token)
+        .header("x-greenlight-color", "green")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(color(&resp), Some(Color::Green));
     let before = rig.origin_hits();
-    let resp = rig.get("/api/x").header("x-api-key", APP_KEY).header("x-greenlight-color", "green").send().await.unwrap();
+    let resp = rig
+        .get("/api/x")
+        .header("x-api-key", APP_KEY)
+        .header("x-greenlight-color", "green")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(rig.origin_hits(), before);
 }
@@ -244,14 +352,23 @@ async fn promote_and_rollback_apply_to_the_next_request(runtime: Runtime) {
     let req = || rig.get("/api/x").header("x-api-key", APP_KEY);
     assert_eq!(color(&req().send().await.unwrap()), Some(Color::Blue));
     let view = rig.change("promote", serde_json::json!({})).await;
-    assert_eq!((view.state.active, view.phase, view.state.epoch), (Color::Green, Phase::Promoted, 1));
+    assert_eq!(
+        (view.state.active, view.phase, view.state.epoch),
+        (Color::Green, Phase::Promoted, 1)
+    );
     let resp = req().send().await.unwrap();
-    assert_eq!((color(&resp), header(&resp, "x-greenlight-reason")), (Some(Color::Green), "promoted"));
+    assert_eq!(
+        (color(&resp), header(&resp, "x-greenlight-reason")),
+        (Some(Color::Green), "promoted")
+    );
     assert_eq!(header(&resp, "x-greenlight-epoch"), "1");
     let view = rig.change("rollback", serde_json::json!({})).await;
     assert_eq!((view.state.active, view.state.epoch), (Color::Blue, 2));
     let resp = req().send().await.unwrap();
-    assert_eq!((color(&resp), header(&resp, "x-greenlight-epoch")), (Some(Color::Blue), "2"));
+    assert_eq!(
+        (color(&resp), header(&resp, "x-greenlight-epoch")),
+        (Some(Color::Blue), "2")
+    );
     assert_eq!(view.state.last_change.op, "rollback");
     // A stale epoch is refused with 409 and the current epoch.
     let resp = rig
@@ -266,14 +383,36 @@ async fn promote_and_rollback_apply_to_the_next_request(runtime: Runtime) {
     let p: Problem = resp.json().await.unwrap();
     assert_eq!(p.current_epoch, Some(2));
     // Invalid transition (nothing to roll back) and malformed bodies.
-    let resp = rig.post("/__greenlight/rollback").bearer_auth(ADMIN_TOKEN).json(&serde_json::json!({"expected_epoch": 2})).send().await.unwrap();
+    let resp = rig
+        .post("/__greenlight/rollback")
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"expected_epoch": 2}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
-    for body in ["{", r#"{"expected_epoch":2,"weight_bp":10001}"#, r#"{"expected_epoch":2,"weight_percent":-1}"#, r#"{"expected_epoch":"2","weight_bp":5}"#] {
-        let resp = rig.post("/__greenlight/weight").bearer_auth(ADMIN_TOKEN).body(body).send().await.unwrap();
+    for body in [
+        "{",
+        r#"{"expected_epoch":2,"weight_bp":10001}"#,
+        r#"{"expected_epoch":2,"weight_percent":-1}"#,
+        r#"{"expected_epoch":"2","weight_bp":5}"#,
+    ] {
+        let resp = rig
+            .post("/__greenlight/weight")
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{body}");
     }
     // The admin role works as well as the admin token.
-    let resp = rig.get("/__greenlight/state").header("x-api-key", OPS_KEY).send().await.unwrap();
+    let resp = rig
+        .get("/__greenlight/state")
+        .header("x-api-key", OPS_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(rig.state().await.state.epoch, 2);
 }
@@ -300,12 +439,18 @@ async fn headers_and_bodies_pass_through(runtime: Runtime) {
         // workerd removes `Connection` before the Worker sees the request, so
         // on Cloudflare the edge cannot know which extra names it listed (a
         // documented platform difference; Cloudflare's own proxy strips them).
-        assert_eq!(seen.header("x-hop-secret"), None, "a Connection-listed header was forwarded");
+        assert_eq!(
+            seen.header("x-hop-secret"),
+            None,
+            "a Connection-listed header was forwarded"
+        );
     }
     assert_eq!(seen.query.as_deref(), Some("q=a%20b&z=1"));
     assert_eq!(seen.method, "GET");
     // A 3 MiB binary body goes through byte for byte, both ways.
-    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let digest = hex::encode(Sha256::digest(&body));
     for method in [reqwest::Method::POST, reqwest::Method::PUT] {
         let resp = rig
@@ -322,7 +467,10 @@ async fn headers_and_bodies_pass_through(runtime: Runtime) {
         assert_eq!(echoed.len(), body.len(), "{method}");
         assert_eq!(hex::encode(Sha256::digest(&echoed)), digest, "{method}");
         let seen = rig.blue.recent().pop().unwrap();
-        assert_eq!((seen.method.as_str(), seen.body_sha256.as_str()), (method.as_str(), digest.as_str()));
+        assert_eq!(
+            (seen.method.as_str(), seen.body_sha256.as_str()),
+            (method.as_str(), digest.as_str())
+        );
     }
 }
 

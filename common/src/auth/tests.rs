@@ -95,19 +95,28 @@ fn api_keys_authenticate_with_roles() {
         api_key: Some("key-ops-secreT"),
         authorization: None,
     };
-    assert_eq!(cfg.authenticate("/api/x", wrong, NOW), Err(AuthError::Invalid));
+    assert_eq!(
+        cfg.authenticate("/api/x", wrong, NOW),
+        Err(AuthError::Invalid)
+    );
     let empty = Credentials {
         api_key: Some(""),
         authorization: None,
     };
-    assert_eq!(cfg.authenticate("/api/x", empty, NOW), Err(AuthError::Invalid));
+    assert_eq!(
+        cfg.authenticate("/api/x", empty, NOW),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
 fn route_modes() {
     let cfg = config();
     let none = Credentials::default();
-    assert_eq!(cfg.authenticate("/api/x", none, NOW), Err(AuthError::Missing));
+    assert_eq!(
+        cfg.authenticate("/api/x", none, NOW),
+        Err(AuthError::Missing)
+    );
     assert_eq!(cfg.authenticate("/other", none, NOW), Ok(None));
     assert_eq!(cfg.authenticate("/public/a", none, NOW), Ok(None));
     // Bad credentials on an optional route are still refused...
@@ -115,10 +124,17 @@ fn route_modes() {
         api_key: Some("nope"),
         authorization: None,
     };
-    assert_eq!(cfg.authenticate("/other", bad, NOW), Err(AuthError::Invalid));
+    assert_eq!(
+        cfg.authenticate("/other", bad, NOW),
+        Err(AuthError::Invalid)
+    );
     // ...but ignored where auth is off.
     assert_eq!(cfg.authenticate("/public/a", bad, NOW), Ok(None));
-    assert_eq!(cfg.mode_for("/apiary"), AuthMode::Required, "prefix match, longest wins");
+    assert_eq!(
+        cfg.mode_for("/apiary"),
+        AuthMode::Required,
+        "prefix match, longest wins"
+    );
     let strict = AuthConfig::new(vec![], vec![], JwtSettings::default()).unwrap();
     assert_eq!(strict.mode_for("/anything"), AuthMode::Required);
 }
@@ -142,7 +158,9 @@ fn jwt_roles_from_claim_or_scope() {
     let mut c = claims();
     c["greenlight_roles"] = json!(["preview"]);
     c["scope"] = json!("read greenlight:admin");
-    let p = check(&sign(Algorithm::ES256, Some("ec-1"), &c)).unwrap().unwrap();
+    let p = check(&sign(Algorithm::ES256, Some("ec-1"), &c))
+        .unwrap()
+        .unwrap();
     assert!(p.has(Role::Preview) && p.has(Role::Admin));
 }
 
@@ -152,17 +170,30 @@ fn jwt_time_checks_with_leeway() {
     c["exp"] = json!(NOW - 10); // inside the 30 s leeway
     assert!(check(&sign(Algorithm::HS256, None, &c)).is_ok());
     c["exp"] = json!(NOW - 31);
-    assert_eq!(check(&sign(Algorithm::HS256, None, &c)), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&sign(Algorithm::HS256, None, &c)),
+        Err(AuthError::Invalid)
+    );
     let mut c = claims();
     c.as_object_mut().unwrap().remove("exp");
-    assert_eq!(check(&sign(Algorithm::HS256, None, &c)), Err(AuthError::Invalid), "exp is required");
+    assert_eq!(
+        check(&sign(Algorithm::HS256, None, &c)),
+        Err(AuthError::Invalid),
+        "exp is required"
+    );
     let mut c = claims();
     c["nbf"] = json!(NOW + 60);
-    assert_eq!(check(&sign(Algorithm::HS256, None, &c)), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&sign(Algorithm::HS256, None, &c)),
+        Err(AuthError::Invalid)
+    );
     c["nbf"] = json!(NOW + 20);
     assert!(check(&sign(Algorithm::HS256, None, &c)).is_ok());
     c["nbf"] = json!("soon");
-    assert_eq!(check(&sign(Algorithm::HS256, None, &c)), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&sign(Algorithm::HS256, None, &c)),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
@@ -176,7 +207,11 @@ fn jwt_issuer_audience_subject() {
     ] {
         let mut c = claims();
         c[field] = value.clone();
-        assert_eq!(check(&sign(Algorithm::RS256, Some("rsa-1"), &c)), Err(AuthError::Invalid), "{field}={value}");
+        assert_eq!(
+            check(&sign(Algorithm::RS256, Some("rsa-1"), &c)),
+            Err(AuthError::Invalid),
+            "{field}={value}"
+        );
     }
     let mut c = claims();
     c["aud"] = json!(["x", "greenlight"]);
@@ -189,7 +224,10 @@ fn alg_none_is_refused() {
     let token = format!("{header}.{}.", b64(&claims()));
     assert_eq!(check(&token), Err(AuthError::Invalid));
     let header = b64(&json!({"alg": "None"}));
-    assert_eq!(check(&format!("{header}.{}.", b64(&claims()))), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&format!("{header}.{}.", b64(&claims()))),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
@@ -197,10 +235,18 @@ fn hs_rs_confusion_is_refused() {
     // The classic attack: HS256 "signed" with the RSA public key as secret.
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
-    let token = encode(&header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC.as_bytes())).unwrap();
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+    )
+    .unwrap();
     assert_eq!(check(&token), Err(AuthError::Invalid));
     // An ES256 token naming the RSA key id.
-    assert_eq!(check(&sign(Algorithm::ES256, Some("rsa-1"), &claims())), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&sign(Algorithm::ES256, Some("rsa-1"), &claims())),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
@@ -210,12 +256,21 @@ fn wrong_key_unknown_kid_and_disallowed_alg() {
     header.kid = Some("ec-1".into());
     let forged = encode(&header, &claims(), &other).unwrap();
     assert_eq!(check(&forged), Err(AuthError::Invalid));
-    assert_eq!(check(&sign(Algorithm::RS256, Some("rsa-9"), &claims())), Err(AuthError::Invalid));
+    assert_eq!(
+        check(&sign(Algorithm::RS256, Some("rsa-9"), &claims())),
+        Err(AuthError::Invalid)
+    );
     let mut cfg = config();
     cfg.jwt.algorithms = vec![Algorithm::ES256];
     let auth = bearer(&sign(Algorithm::HS256, None, &claims()));
-    let creds = Credentials { api_key: None, authorization: Some(&auth) };
-    assert_eq!(cfg.authenticate("/api", creds, NOW), Err(AuthError::Invalid));
+    let creds = Credentials {
+        api_key: None,
+        authorization: Some(&auth),
+    };
+    assert_eq!(
+        cfg.authenticate("/api", creds, NOW),
+        Err(AuthError::Invalid)
+    );
 }
 
 #[test]
@@ -231,7 +286,12 @@ fn malformed_tokens_and_headers() {
         "A".repeat(MAX_TOKEN_LEN + 1),
     ];
     for token in &cases {
-        assert_eq!(check(token), Err(AuthError::Invalid), "{}", &token[..token.len().min(40)]);
+        assert_eq!(
+            check(token),
+            Err(AuthError::Invalid),
+            "{}",
+            &token[..token.len().min(40)]
+        );
     }
     let cfg = config();
     for auth in [
@@ -241,8 +301,15 @@ fn malformed_tokens_and_headers() {
         format!("Bearer {good}, Bearer {good}"), // duplicate headers joined by the platform
         format!("Token {good}"),
     ] {
-        let creds = Credentials { api_key: None, authorization: Some(&auth) };
-        assert_eq!(cfg.authenticate("/api", creds, NOW), Err(AuthError::Invalid), "{auth}");
+        let creds = Credentials {
+            api_key: None,
+            authorization: Some(&auth),
+        };
+        assert_eq!(
+            cfg.authenticate("/api", creds, NOW),
+            Err(AuthError::Invalid),
+            "{auth}"
+        );
     }
     let good_bearer = bearer(&good);
     let both = Credentials {
@@ -256,20 +323,48 @@ fn malformed_tokens_and_headers() {
 #[test]
 fn rfc6750_mapping() {
     assert_eq!(AuthError::Missing.status(), 401);
-    assert_eq!(AuthError::Missing.www_authenticate(), "Bearer realm=\"greenlight\"");
-    assert!(AuthError::Invalid.www_authenticate().contains("error=\"invalid_token\""));
+    assert_eq!(
+        AuthError::Missing.www_authenticate(),
+        "Bearer realm=\"greenlight\""
+    );
+    assert!(AuthError::Invalid
+        .www_authenticate()
+        .contains("error=\"invalid_token\""));
     assert_eq!(AuthError::Forbidden.status(), 403);
-    assert!(AuthError::Forbidden.www_authenticate().contains("insufficient_scope"));
+    assert!(AuthError::Forbidden
+        .www_authenticate()
+        .contains("insufficient_scope"));
 }
 
 #[test]
 fn config_errors_are_precise() {
     assert!(parse_routes("/a:maybe").unwrap_err().0.contains("maybe"));
-    assert!(parse_routes("a:off").unwrap_err().0.contains("start with /"));
-    assert!(parse_algorithms("HS256,none").unwrap_err().0.contains("none"));
-    assert_eq!(parse_algorithms("ES256, RS256").unwrap(), vec![Algorithm::ES256, Algorithm::RS256]);
-    let bad_hash = ApiKeyEntry { id: "x".into(), sha256: "zz".into(), roles: vec![] };
-    assert!(AuthConfig::new(vec![], vec![bad_hash], JwtSettings::default()).unwrap_err().0.contains("hex"));
-    let short = JwtSettings { hs256_secret: Some(b"short".to_vec()), ..JwtSettings::default() };
+    assert!(parse_routes("a:off")
+        .unwrap_err()
+        .0
+        .contains("start with /"));
+    assert!(parse_algorithms("HS256,none")
+        .unwrap_err()
+        .0
+        .contains("none"));
+    assert_eq!(
+        parse_algorithms("ES256, RS256").unwrap(),
+        vec![Algorithm::ES256, Algorithm::RS256]
+    );
+    let bad_hash = ApiKeyEntry {
+        id: "x".into(),
+        sha256: "zz".into(),
+        roles: vec![],
+    };
+    assert!(
+        AuthConfig::new(vec![], vec![bad_hash], JwtSettings::default())
+            .unwrap_err()
+            .0
+            .contains("hex")
+    );
+    let short = JwtSettings {
+        hs256_secret: Some(b"short".to_vec()),
+        ..JwtSettings::default()
+    };
     assert!(AuthConfig::new(vec![], vec![], short).is_err());
 }

@@ -99,7 +99,8 @@ fn parse_jwk(jwk: &Jwk) -> Result<Option<NamedKey>, ConfigError> {
             PublicKey::Rs256(key)
         }
         AlgorithmParameters::EllipticCurve(p)
-            if p.curve == EllipticCurve::P256 && declared.as_deref().is_none_or(|a| a == "ES256") =>
+            if p.curve == EllipticCurve::P256
+                && declared.as_deref().is_none_or(|a| a == "ES256") =>
         {
             let (x, y) = (b64("x", &p.x)?, b64("y", &p.y)?);
             if x.len() != 32 || y.len() != 32 {
@@ -109,7 +110,8 @@ fn parse_jwk(jwk: &Jwk) -> Result<Option<NamedKey>, ConfigError> {
             sec1.push(4);
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
-            let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
+            let key =
+                VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| bad("not a point on P-256"))?;
             PublicKey::Es256(key)
         }
         _ => return Ok(None),
@@ -143,7 +145,8 @@ pub fn verify_signature(
         Algorithm::RS256 => match keys.select(alg, kid)? {
             PublicKey::Rs256(key) => {
                 let digest = Sha256::digest(signing_input.as_bytes());
-                key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature).is_ok()
+                key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
+                    .is_ok()
             }
             PublicKey::Es256(_) => false,
         },

@@ -30,7 +30,10 @@ fn config() -> EdgeConfig {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn run(cfg: &EdgeConfig, state: &RolloutState, path: &str, h: &[(&str, &str)]) -> EdgePlan {
@@ -88,15 +91,28 @@ fn config_errors_name_the_variable() {
     assert!(err.0.contains("GREEN_ORIGIN"), "{err}");
     let mut v = vars();
     v.insert("BLUE_ORIGIN", "ftp://x".into());
-    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err().0.contains("BLUE_ORIGIN"));
+    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned())
+        .unwrap_err()
+        .0
+        .contains("BLUE_ORIGIN"));
     let mut v = vars();
     v.insert("API_KEYS", "{".into());
-    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err().0.contains("API_KEYS"));
+    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned())
+        .unwrap_err()
+        .0
+        .contains("API_KEYS"));
     let mut v = vars();
     v.insert("STATE_CACHE_TTL_MS", "soon".into());
-    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err().0.contains("STATE_CACHE_TTL_MS"));
+    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned())
+        .unwrap_err()
+        .0
+        .contains("STATE_CACHE_TTL_MS"));
     assert_eq!(config().state_cache_ttl_ms, DEFAULT_STATE_CACHE_TTL_MS);
-    assert_eq!(config().blue_origin, "http://127.0.0.1:9001", "trailing slash trimmed");
+    assert_eq!(
+        config().blue_origin,
+        "http://127.0.0.1:9001",
+        "trailing slash trimmed"
+    );
 }
 
 #[test]
@@ -132,18 +148,49 @@ fn auth_failures_never_forward() {
     let s = RolloutState::initial("s");
     let r = reply(run(&cfg, &s, "/api", &[]));
     assert_eq!(r.status, 401);
-    assert_eq!(header(&r.headers, "www-authenticate"), Some("Bearer realm=\"greenlight\""));
+    assert_eq!(
+        header(&r.headers, "www-authenticate"),
+        Some("Bearer realm=\"greenlight\"")
+    );
     let r = reply(run(&cfg, &s, "/api", &[("x-api-key", "wrong")]));
     assert_eq!(r.status, 401);
-    assert!(header(&r.headers, "www-authenticate").unwrap().contains("invalid_token"));
-    let r = reply(run(&cfg, &s, "/api", &[("authorization", "Bearer not.a.jwt")]));
+    assert!(header(&r.headers, "www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/api",
+        &[("authorization", "Bearer not.a.jwt")],
+    ));
     assert_eq!(r.status, 401);
     // Preview without the role → 403; with it → the override.
-    let r = reply(run(&cfg, &s, "/api", &[("x-api-key", "app-key"), ("x-greenlight-color", "green")]));
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/api",
+        &[("x-api-key", "app-key"), ("x-greenlight-color", "green")],
+    ));
     assert_eq!(r.status, 403);
-    let f = forward(run(&cfg, &s, "/api", &[("x-api-key", "qa-key"), ("x-greenlight-color", "green")]));
-    assert_eq!((f.decision.color, f.decision.reason), (Color::Green, RouteReason::Override));
-    let f = forward(run(&cfg, &s, "/api", &[("x-api-key", "qa-key"), ("cookie", "greenlight-preview=green")]));
+    let f = forward(run(
+        &cfg,
+        &s,
+        "/api",
+        &[("x-api-key", "qa-key"), ("x-greenlight-color", "green")],
+    ));
+    assert_eq!(
+        (f.decision.color, f.decision.reason),
+        (Color::Green, RouteReason::Override)
+    );
+    let f = forward(run(
+        &cfg,
+        &s,
+        "/api",
+        &[
+            ("x-api-key", "qa-key"),
+            ("cookie", "greenlight-preview=green"),
+        ],
+    ));
     assert_eq!(f.decision.color, Color::Green);
 }
 
@@ -154,9 +201,17 @@ fn anonymous_users_get_a_sticky_cookie() {
     let f = forward(run(&cfg, &s, "/public/page", &[]));
     let set = header(&f.response_headers, "set-cookie").unwrap();
     assert!(set.starts_with("greenlight-id=deadbeef00000001;"), "{set}");
-    let again = forward(run(&cfg, &s, "/public/page", &[("cookie", "greenlight-id=deadbeef00000001")]));
+    let again = forward(run(
+        &cfg,
+        &s,
+        "/public/page",
+        &[("cookie", "greenlight-id=deadbeef00000001")],
+    ));
     assert_eq!(header(&again.response_headers, "set-cookie"), None);
-    assert_eq!(again.decision.color, f.decision.color, "the cookie keeps the same color");
+    assert_eq!(
+        again.decision.color, f.decision.color,
+        "the cookie keeps the same color"
+    );
     assert_eq!(again.decision.reason, RouteReason::Sticky);
 }
 
@@ -165,20 +220,46 @@ fn admin_requires_token_or_role() {
     let cfg = config();
     let s = RolloutState::initial("s");
     let r = reply(run(&cfg, &s, "/__greenlight/state", &[]));
-    assert_eq!((r.status, header(&r.headers, "www-authenticate")), (401, Some("Bearer realm=\"greenlight\"")));
-    let r = reply(run(&cfg, &s, "/__greenlight/state", &[("authorization", "Bearer wrong")]));
+    assert_eq!(
+        (r.status, header(&r.headers, "www-authenticate")),
+        (401, Some("Bearer realm=\"greenlight\""))
+    );
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/__greenlight/state",
+        &[("authorization", "Bearer wrong")],
+    ));
     assert_eq!(r.status, 401);
-    let r = reply(run(&cfg, &s, "/__greenlight/state", &[("x-api-key", "app-key")]));
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/__greenlight/state",
+        &[("x-api-key", "app-key")],
+    ));
     assert_eq!(r.status, 403);
-    match run(&cfg, &s, "/__greenlight/promote", &[("authorization", "Bearer admin-secret")]) {
-        EdgePlan::Admin(call) => assert_eq!((call.route, call.identity.as_str()), (AdminRoute::Promote, "admin-token")),
+    match run(
+        &cfg,
+        &s,
+        "/__greenlight/promote",
+        &[("authorization", "Bearer admin-secret")],
+    ) {
+        EdgePlan::Admin(call) => assert_eq!(
+            (call.route, call.identity.as_str()),
+            (AdminRoute::Promote, "admin-token")
+        ),
         other => panic!("{other:?}"),
     }
     match run(&cfg, &s, "/__greenlight/state", &[("x-api-key", "ops-key")]) {
         EdgePlan::Admin(call) => assert_eq!(call.identity, "k:ops"),
         other => panic!("{other:?}"),
     }
-    let r = reply(run(&cfg, &s, "/__greenlight/nope", &[("authorization", "Bearer admin-secret")]));
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/__greenlight/nope",
+        &[("authorization", "Bearer admin-secret")],
+    ));
     assert_eq!(r.status, 404);
 }
 
@@ -192,9 +273,18 @@ fn admin_round_trip_through_run_admin() {
         route: AdminRoute::Weight,
         identity: "admin-token".into(),
     };
-    let o = run_admin(&call, "POST", br#"{"expected_epoch":0,"weight_percent":20}"#, &loaded, NOW_MS);
+    let o = run_admin(
+        &call,
+        "POST",
+        br#"{"expected_epoch":0,"weight_percent":20}"#,
+        &loaded,
+        NOW_MS,
+    );
     let next = o.new_state.unwrap();
-    assert_eq!((next.candidate_weight_bp, next.last_change.at_ms), (2_000, NOW_MS));
+    assert_eq!(
+        (next.candidate_weight_bp, next.last_change.at_ms),
+        (2_000, NOW_MS)
+    );
 }
 
 #[test]
@@ -205,13 +295,24 @@ fn corrupt_documents_fall_back_and_flag_degraded() {
     let l = load_state(Some(r#"{"schema":9}"#), None, "s");
     assert_eq!((l.state, l.degraded), (RolloutState::initial("s"), true));
     let l = load_state(None, Some(&good), "salt");
-    assert_eq!((l.state, l.degraded), (RolloutState::initial("salt"), false));
+    assert_eq!(
+        (l.state, l.degraded),
+        (RolloutState::initial("salt"), false)
+    );
     let l = load_state(Some(&good.to_json()), None, "s");
     assert_eq!((l.state, l.degraded), (good, false));
     let cfg = config();
     let hs = headers(&[("x-api-key", "app-key")]);
-    let req = RequestHead { method: "GET", path: "/x", query: None, headers: &hs };
-    let degraded = LoadedState { state: RolloutState::initial("s"), degraded: true };
+    let req = RequestHead {
+        method: "GET",
+        path: "/x",
+        query: None,
+        headers: &hs,
+    };
+    let degraded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: true,
+    };
     let f = forward(plan(&cfg, &degraded, &req, NOW_MS, 1));
     assert_eq!(header(&f.response_headers, HEADER_DEGRADED), Some("1"));
     assert_eq!(f.url, "http://127.0.0.1:9001/x");

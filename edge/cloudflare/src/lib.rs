@@ -3,13 +3,17 @@
 //! only reads configuration and KV, and carries the plan out.
 
 use greenlight_common::auth::ConfigError;
-use greenlight_common::edge::{self, EdgeConfig, EdgePlan, Forward, LoadedState, Reply, RequestHead};
+use greenlight_common::edge::{
+    self, EdgeConfig, EdgePlan, Forward, LoadedState, Reply, RequestHead,
+};
 use greenlight_common::http::{connection_tokens, STATE_KEY};
 use greenlight_common::RolloutState;
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
-use worker::{event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody};
+use worker::{
+    event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
+};
 
 /// The KV namespace binding that holds the rollout state document.
 const KV_BINDING: &str = "GREENLIGHT_STATE";
@@ -35,7 +39,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let url = req.url()?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let method = req.method().to_string();
-    let head = RequestHead { method: &method, path: url.path(), query: url.query(), headers: &headers };
+    let head = RequestHead {
+        method: &method,
+        path: url.path(),
+        query: url.query(),
+        headers: &headers,
+    };
     match edge::plan(&cfg, &loaded, &head, now_ms, random_u64()) {
         EdgePlan::Reply(reply) => respond(&reply),
         EdgePlan::Forward(fwd) => forward(&req, &method, fwd).await,
@@ -49,7 +58,13 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
                 if let Err(e) = store_state(&env, next).await {
                     return respond(&Reply::store_unavailable(e.to_string()));
                 }
-                remember(LoadedState { state: next.clone(), degraded: false }, now_ms);
+                remember(
+                    LoadedState {
+                        state: next.clone(),
+                        degraded: false,
+                    },
+                    now_ms,
+                );
             }
             respond(&Reply::from_admin(&outcome))
         }
@@ -57,7 +72,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 }
 
 async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
-    env.kv(KV_BINDING)?.put(STATE_KEY, state.to_json())?.execute().await?;
+    env.kv(KV_BINDING)?
+        .put(STATE_KEY, state.to_json())?
+        .execute()
+        .await?;
     Ok(())
 }
 
@@ -88,8 +106,12 @@ fn remember(loaded: LoadedState, now_ms: u64) {
 /// Reads the state document; a KV failure or a bad document degrades to the
 /// last good state instead of failing the request.
 async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
-    let last_good: Option<RolloutState> =
-        STATE.with(|s| s.borrow().as_ref().filter(|(l, _)| !l.degraded).map(|(l, _)| l.state.clone()));
+    let last_good: Option<RolloutState> = STATE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .filter(|(l, _)| !l.degraded)
+            .map(|(l, _)| l.state.clone())
+    });
     let document = match env.kv(KV_BINDING) {
         Ok(kv) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
         Err(_) => Err(()),
@@ -108,7 +130,8 @@ async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Re
         headers.append(k, v)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::from(method.to_string())).with_headers(headers);
+    init.with_method(Method::from(method.to_string()))
+        .with_headers(headers);
     if !matches!(method, "GET" | "HEAD") {
         // Stream the body through untouched.
         init.with_body(req.inner().body().map(Into::into));
@@ -116,7 +139,12 @@ async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Re
     let origin_req = Request::new_with_init(&fwd.url, &init)?;
     let resp = match Fetch::Request(origin_req).send().await {
         Ok(r) => r,
-        Err(e) => return respond(&Reply::origin_unreachable(format!("{}: {e}", fwd.decision.color))),
+        Err(e) => {
+            return respond(&Reply::origin_unreachable(format!(
+                "{}: {e}",
+                fwd.decision.color
+            )))
+        }
     };
     let status = resp.status_code();
     // Headers of a fetched response are immutable: build a new set.
@@ -131,7 +159,10 @@ async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Re
         out.append(k, v)?;
     }
     let (_, body) = resp.into_parts();
-    Ok(Response::builder().with_status(status).with_headers(out).body(body))
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(out)
+        .body(body))
 }
 
 fn respond(reply: &Reply) -> worker::Result<Response> {

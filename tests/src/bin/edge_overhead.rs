@@ -26,10 +26,13 @@ async fn main() -> anyhow::Result<()> {
     let greenlight = cloudflare::start(&fixtures::edge_setup(&origin.url(), &green.url())).await?;
     let mut pass_setup = EdgeSetup::default();
     pass_setup.vars.insert("ORIGIN".into(), origin.url());
-    let passthrough_js = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/passthrough-worker/index.js");
+    let passthrough_js =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/passthrough-worker/index.js");
     let passthrough = cloudflare::start_worker(&passthrough_js, &pass_setup).await?;
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
     let gl_url = format!("{}/api/items", greenlight.base_url);
     let pt_url = format!("{}/api/items", passthrough.base_url);
     let send = |url: String, key: bool| {

@@ -1,0 +1,140 @@
+//! greenlight's local demo: two origins on 127.0.0.1, a real edge runtime in
+//! front of them, and a rollout you can watch. `scripts/demo.sh` builds what
+//! it needs and runs this.
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use greenlight_common::Color;
+use greenlight_e2e::{fixtures, Runtime};
+use loadtest::admin_client::{describe, AdminClient};
+use loadtest::origin::{Behavior, LatencyDist, Origin};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EdgeKind {
+    /// The Worker under workerd (`wrangler dev --local`).
+    Cloudflare,
+    /// The Spin component under the wasmtime test host.
+    Spin,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Run greenlight locally: two origins, the edge, and a scripted rollout")]
+struct Args {
+    #[arg(long, value_enum, default_value = "cloudflare")]
+    edge: EdgeKind,
+    /// Blue's latency distribution (see `greenlight origin --help`).
+    #[arg(long, default_value = "normal:4ms,1ms")]
+    blue_latency: String,
+    /// Green's latency distribution; make it slower to watch a regression.
+    #[arg(long, default_value = "normal:4ms,1ms")]
+    green_latency: String,
+    /// Users sampled at each rollout step.
+    #[arg(long, default_value_t = 300)]
+    users: u32,
+    /// Keep the edge and origins up this many seconds after the rollout, to
+    /// try it with curl (Ctrl-C stops earlier).
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let behavior = |spec: &str| -> anyhow::Result<Behavior> {
+        Ok(Behavior {
+            latency: LatencyDist::parse(spec).map_err(anyhow::Error::msg)?,
+            ..Behavior::default()
+        })
+    };
+    let any = "127.0.0.1:0".parse()?;
+    let blue = Origin::start(any, "blue", behavior(&args.blue_latency)?).await?;
+    let green = Origin::start(any, "green", behavior(&args.green_latency)?).await?;
+    println!("origins: blue {}  green {}", blue.url(), green.url());
+
+    let runtime = match args.edge {
+        EdgeKind::Cloudflare => Runtime::Cloudflare,
+        EdgeKind::Spin => Runtime::Spin,
+    };
+    println!("starting the {} edge ...", runtime.name());
+    let edge = runtime
+        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
+        .await
+        .with_context(|| format!("starting the {} edge", runtime.name()))?;
+    println!("edge: {}\n", edge.base_url);
+    println!(
+        "try:  curl -si -H 'x-api-key: {}' {}/api/hello",
+        fixtures::APP_KEY,
+        edge.base_url
+    );
+    println!(
+        "      curl -s -H 'authorization: Bearer {}' {}/__greenlight/state\n",
+        fixtures::ADMIN_TOKEN,
+        edge.base_url
+    );
+
+    let admin = AdminClient::new(&edge.base_url, Some(fixtures::ADMIN_TOKEN.to_string()))?;
+    let http = reqwest::Client::new();
+    let sample = |label: String| {
+        let http = http.clone();
+        let base = edge.base_url.clone();
+        let users = args.users;
+        async move {
+            let (mut b, mut g, mut epochs) = (0u32, 0u32, std::collections::BTreeSet::new());
+            for u in 0..users {
+                let resp = http
+                    .get(format!("{base}/public/page"))
+                    .header(
+                        "cookie",
+                        format!(
+                            "greenlight-id={:016x}",
+                            u64::from(u).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ),
+                    )
+                    .send()
+                    .await?;
+                let header = |n: &str| {
+                    resp.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                match header("x-greenlight-color").parse::<Color>() {
+                    Ok(Color::Blue) => b += 1,
+                    Ok(Color::Green) => g += 1,
+                    Err(_) => {}
+                }
+                epochs.insert(header("x-greenlight-epoch"));
+            }
+            println!(
+                "  {label:<28} blue {b:>4}  green {g:>4}  ({:>5.1} % green)  epochs seen {:?}",
+                f64::from(g) * 100.0 / f64::from(users.max(1)),
+                epochs
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+
+    println!("{}", describe(&admin.state().await?));
+    sample("before".into()).await?;
+    for pct in [5.0, 25.0, 50.0] {
+        let view = admin.set_weight(pct, None, "demo canary step").await?;
+        sample(format!("weight {pct} % (epoch {})", view.state.epoch)).await?;
+    }
+    let view = admin.promote(None, "demo: green looks good").await?;
+    sample(format!("promoted (epoch {})", view.state.epoch)).await?;
+    let view = admin.rollback(None, "demo: instant rollback").await?;
+    sample(format!("rolled back (epoch {})", view.state.epoch)).await?;
+    println!("\n{}", describe(&admin.state().await?));
+    println!("origin hits: blue {}  green {}", blue.hits(), green.hits());
+
+    if args.hold > 0 {
+        println!("\nholding for {} s (Ctrl-C to stop) ...", args.hold);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    Ok(())
+}
