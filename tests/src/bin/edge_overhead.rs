@@ -29,12 +29,14 @@ async fn main() -> anyhow::Result<()> {
     let passthrough_js =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/passthrough-worker/index.js");
     let passthrough = cloudflare::start_worker(&passthrough_js, &pass_setup).await?;
+    let tagging = cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()?;
     let gl_url = format!("{}/api/items", greenlight.base_url);
     let pt_url = format!("{}/api/items", passthrough.base_url);
+    let tg_url = format!("{}/api/items", tagging.base_url);
     let send = |url: String, key: bool| {
         let mut req = client.get(url);
         if key {
@@ -52,9 +54,11 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..200 {
         send(gl_url.clone(), true).await?;
         send(pt_url.clone(), false).await?;
+        send(tg_url.clone(), false).await?;
     }
     let mut h_gl = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut h_pt = h_gl.clone();
+    let mut h_tg = h_gl.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     for i in 0..requests {
         if Instant::now() > deadline {
@@ -62,12 +66,13 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         // Alternate which goes first so neither always follows the other.
-        if i % 2 == 0 {
-            h_gl.record(send(gl_url.clone(), true).await?)?;
-            h_pt.record(send(pt_url.clone(), false).await?)?;
-        } else {
-            h_pt.record(send(pt_url.clone(), false).await?)?;
-            h_gl.record(send(gl_url.clone(), true).await?)?;
+        // Rotate the order so none always follows another.
+        for k in 0..3 {
+            match (i + k) % 3 {
+                0 => h_gl.record(send(gl_url.clone(), true).await?)?,
+                1 => h_pt.record(send(pt_url.clone(), false).await?)?,
+                _ => h_tg.record(send(tg_url.clone(), false).await?)?,
+            }
         }
     }
     let wasm = cloudflare::built_wasm()?;
@@ -76,9 +81,13 @@ async fn main() -> anyhow::Result<()> {
     gz.write_all(&raw)?;
     let gz_bytes = gz.finish()?.len();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (name, h) in [("greenlight", &h_gl), ("pass-through", &h_pt), ("tagging pass-through", &h_tg)] {
+        eprintln!("{name:>22}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms", h.len(), ms(h, 0.5), ms(h, 0.9), ms(h, 0.99));
+    }
     eprintln!(
-        "greenlight worker: n={} p50={:.3} ms p99={:.3} ms | pass-through worker: n={} p50={:.3} ms p99={:.3} ms | wasm {} B raw",
-        h_gl.len(), ms(&h_gl, 0.5), ms(&h_gl, 0.99), h_pt.len(), ms(&h_pt, 0.5), ms(&h_pt, 0.99), raw.len()
+        "wasm {} B raw; greenlight / tagging pass-through p50 = {:.2}",
+        raw.len(),
+        ms(&h_gl, 0.5) / ms(&h_tg, 0.5)
     );
     println!(
         "edge_overhead_ratio={:.2} wasm_gzip_bytes={}",
