@@ -196,12 +196,7 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
     let i = if p.urls.len() == 1 {
         0
     } else {
-        let tpl = p.scenario.pick(uniform(h));
-        p.scenario
-            .requests
-            .iter()
-            .position(|r| std::ptr::eq(r, tpl))
-            .unwrap_or(0)
+        p.scenario.pick_index(uniform(h))
     };
     let tpl = &p.scenario.requests[i];
     let user = p.users.pick(h.rotate_left(32));

@@ -175,11 +175,14 @@ impl Scenario {
 
     /// The template for a uniform draw `u` in [0, 1).
     pub fn pick(&self, u: f64) -> &RequestTemplate {
-        let i = self
-            .cumulative
+        &self.requests[self.pick_index(u)]
+    }
+
+    /// Index of [`Scenario::pick`]'s template.
+    pub fn pick_index(&self, u: f64) -> usize {
+        self.cumulative
             .partition_point(|&c| c <= u)
-            .min(self.requests.len() - 1);
-        &self.requests[i]
+            .min(self.requests.len().saturating_sub(1))
     }
 }
 
