@@ -1,0 +1,532 @@
+//! `greenlight-spin-host`: a small Spin-compatible host for greenlight's Spin
+//! component, built on wasmtime. **Test tooling for local runs and CI;
+//! production uses Spin.** The Spin CLI cannot be installed on the build
+//! machines, so this host provides just what the component imports:
+//!
+//! - `wasi:http/handler@0.3.0` served over HTTP/1.1 on `--listen`, one fresh
+//!   instance per request (as Spin does);
+//! - `wasi:http/client` outbound HTTP, refused (`HTTP-request-denied`, as
+//!   Spin) unless the URL matches an `--allow-outbound` pattern
+//!   (`scheme://host:port`, each part may be `*`);
+//! - `spin:key-value@3.0.0`: in memory, shared by all requests, one map per
+//!   store label (`--kv-store`, default `default`), optionally loaded from and
+//!   saved to `--kv-file` (JSON) after every write;
+//! - `spin:variables@3.0.0`: from `--var name=value`, `--vars-file` (lines of
+//!   `name=value`, `#` comments) and `SPIN_VARIABLE_<NAME>` environment
+//!   variables (as Spin's environment provider), later sources winning.
+//!
+//! It does not read `spin.toml` (routes, templates); the manifest check in
+//! `tests/tests/spin_manifest.rs` keeps the two in step.
+
+use bytes::Bytes;
+use futures::SinkExt as _;
+use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Accessor, Component, HasData, Linker, Resource, ResourceTable};
+use wasmtime::component::{FutureReader, StreamReader};
+use wasmtime::error::Context as _;
+use wasmtime::{bail, format_err};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+mod spin {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "spin-imports",
+        imports: { default: async | store | trappable },
+        with: { "spin:key-value/key-value.store": super::KvStore },
+    });
+}
+use spin::spin::key_value::key_value as kv;
+use spin::spin::variables::variables as vars;
+
+const USAGE: &str = "usage: greenlight-spin-host <component.wasm> [--listen 127.0.0.1:3000] \
+[--var name=value]... [--vars-file FILE] [--kv-file FILE] [--kv-store LABEL]... \
+[--allow-outbound scheme://host:port]...";
+
+/// Everything requests share.
+struct Shared {
+    variables: HashMap<String, String>,
+    /// label → key → value
+    kv: Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
+    kv_file: Option<std::path::PathBuf>,
+    allowed: Vec<[String; 3]>,
+}
+
+/// Per-request store data.
+struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    shared: Arc<Shared>,
+}
+
+/// An open key-value store: its label.
+pub struct KvStore(String);
+
+struct Hooks(Arc<Shared>);
+
+#[tokio::main]
+async fn main() -> wasmtime::Result<()> {
+    let (component_path, listen, shared) = parse_args()?;
+    let mut config = Config::new();
+    config.wasm_component_model_async(true);
+    let engine = Engine::new(&config)?;
+    let component = Component::from_file(&engine, &component_path)
+        .with_context(|| format!("loading {component_path}"))?;
+    let mut linker = Linker::<Ctx>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    spin::SpinImports::add_to_linker::<Ctx, SpinHost>(&mut linker, |c| c)?;
+    let pre = ServicePre::new(linker.instantiate_pre(&component)?)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!("greenlight-spin-host: serving {component_path} on http://{listen}");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (pre, shared) = (pre.clone(), shared.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (pre, shared) = (pre.clone(), shared.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(match serve(pre, shared, req).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            eprintln!("greenlight-spin-host: request failed: {e:#}");
+                            error_response(&format!("{e:#}"))
+                        }
+                    })
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+type HostBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn error_response(msg: &str) -> hyper::Response<HostBody> {
+    let mut resp = hyper::Response::new(
+        Full::new(Bytes::from(format!("greenlight-spin-host: {msg}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+    resp
+}
+
+/// Runs one request in a fresh instance. The store lives in its own task
+/// until the response body has been streamed out.
+async fn serve(
+    pre: ServicePre<Ctx>,
+    shared: Arc<Shared>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> wasmtime::Result<hyper::Response<HostBody>> {
+    let mut store = Store::new(
+        pre.engine(),
+        Ctx {
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            hooks: Hooks(shared.clone()),
+            shared,
+        },
+    );
+    let service = pre.instantiate_async(&mut store).await?;
+    let req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from));
+    let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let run = store
+            .run_concurrent(async move |store: &Accessor<Ctx>| -> wasmtime::Result<()> {
+                let resp = match service.handle(store, req).await? {
+                    Ok(resp) => resp,
+                    Err(code) => bail!("the component returned an error: {code:?}"),
+                };
+                let resp = store.with(|s| resp.into_http(s, async { Ok(()) }))?;
+                let (parts, mut body) = resp.into_parts();
+                let (mut tx, rx) = futures::channel::mpsc::channel(8);
+                let body_out = StreamBody::new(rx).boxed();
+                if head_tx
+                    .send(Ok(hyper::Response::from_parts(parts, body_out)))
+                    .is_err()
+                {
+                    return Ok(()); // client went away
+                }
+                let pump = async {
+                    while let Some(frame) = body.frame().await {
+                        let frame = frame.map_err(|e| e.to_string().into());
+                        if tx.send(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let ((), _) = tokio::join!(pump, io);
+                Ok(())
+            })
+            .await;
+        if let Err(e) | Ok(Err(e)) = run.map_err(wasmtime::Error::from) {
+            eprintln!("greenlight-spin-host: {e:#}");
+        }
+    });
+    match head_rx.await {
+        Ok(resp) => resp,
+        Err(_) => bail!("the component trapped or returned no response (see the log above)"),
+    }
+}
+
+// ---- outbound HTTP ---------------------------------------------------------
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let allowed = self.0.allowed.iter().any(|[s, h, p]| {
+            (s == "*" || *s == scheme)
+                && (h == "*" || *h == host)
+                && (p == "*" || *p == port.to_string())
+        });
+        if !allowed {
+            eprintln!("greenlight-spin-host: outbound {scheme}://{host}:{port} denied (not in --allow-outbound)");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                resp.map(|b| b.boxed_unsync()),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+// ---- WASI plumbing ----------------------------------------------------------
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+// ---- spin:key-value and spin:variables --------------------------------------
+
+struct SpinHost;
+
+impl HasData for SpinHost {
+    type Data<'a> = &'a mut Ctx;
+}
+
+impl kv::Host for Ctx {}
+impl kv::HostStore for Ctx {}
+impl vars::Host for Ctx {}
+
+type Acc = Accessor<Ctx, SpinHost>;
+
+/// Runs `f` on the map of the store behind `res`.
+fn with_map<R>(
+    acc: &Acc,
+    res: &Resource<KvStore>,
+    f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> R,
+) -> wasmtime::Result<(R, Arc<Shared>)> {
+    acc.with(|mut a| {
+        let ctx = a.get();
+        let label = ctx.table.get(res)?.0.clone();
+        let shared = ctx.shared.clone();
+        let mut all = shared
+            .kv
+            .lock()
+            .map_err(|_| format_err!("kv lock poisoned"))?;
+        let map = all.entry(label).or_default();
+        let r = f(map);
+        drop(all);
+        Ok((r, shared))
+    })
+}
+
+impl kv::HostStoreWithStore<Ctx> for SpinHost {
+    async fn drop(acc: &Acc, rep: Resource<KvStore>) -> wasmtime::Result<()> {
+        acc.with(|mut a| a.get().table.delete(rep))?;
+        Ok(())
+    }
+
+    async fn open(
+        acc: &Acc,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KvStore>, kv::Error>> {
+        acc.with(|mut a| {
+            let ctx = a.get();
+            let known = ctx
+                .shared
+                .kv
+                .lock()
+                .map(|m| m.contains_key(&label))
+                .unwrap_or(false);
+            if !known {
+                return Ok(Err(kv::Error::NoSuchStore));
+            }
+            Ok(Ok(ctx.table.push(KvStore(label))?))
+        })
+    }
+
+    async fn get(
+        acc: &Acc,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        Ok(Ok(with_map(acc, &s, |m| m.get(&key).cloned())?.0))
+    }
+
+    async fn set(
+        acc: &Acc,
+        s: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let ((), shared) = with_map(acc, &s, |m| {
+            m.insert(key, value);
+        })?;
+        Ok(save_kv(&shared).map_err(|e| kv::Error::Other(format!("{e:#}"))))
+    }
+
+    async fn delete(
+        acc: &Acc,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let (_, shared) = with_map(acc, &s, |m| m.remove(&key))?;
+        Ok(save_kv(&shared).map_err(|e| kv::Error::Other(format!("{e:#}"))))
+    }
+
+    async fn exists(
+        acc: &Acc,
+        s: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        Ok(Ok(with_map(acc, &s, |m| m.contains_key(&key))?.0))
+    }
+
+    async fn get_keys(
+        acc: &Acc,
+        s: Resource<KvStore>,
+    ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), kv::Error>>)> {
+        let (keys, _) = with_map(acc, &s, |m| m.keys().cloned().collect::<Vec<_>>())?;
+        acc.with(|mut a| {
+            let keys = StreamReader::new(&mut a, keys)?;
+            let done = FutureReader::new(&mut a, async { wasmtime::error::Ok(Ok(())) })?;
+            Ok((keys, done))
+        })
+    }
+}
+
+impl vars::HostWithStore<Ctx> for SpinHost {
+    async fn get(acc: &Acc, name: String) -> wasmtime::Result<Result<String, vars::Error>> {
+        let valid = !name.is_empty()
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Ok(Err(vars::Error::InvalidName(name)));
+        }
+        Ok(acc.with(|mut a| match a.get().shared.variables.get(&name) {
+            Some(v) => Ok(v.clone()),
+            None => Err(vars::Error::Undefined(format!(
+                "no variable named {name:?}"
+            ))),
+        }))
+    }
+}
+
+/// Writes all stores to `--kv-file` (write to a temporary file, then rename).
+fn save_kv(shared: &Shared) -> wasmtime::Result<()> {
+    let Some(path) = &shared.kv_file else {
+        return Ok(());
+    };
+    let json = {
+        let all = shared
+            .kv
+            .lock()
+            .map_err(|_| format_err!("kv lock poisoned"))?;
+        let doc: BTreeMap<&String, BTreeMap<&String, serde_json::Value>> = all
+            .iter()
+            .map(|(label, m)| {
+                (
+                    label,
+                    m.iter().map(|(k, v)| (k, kv_value_to_json(v))).collect(),
+                )
+            })
+            .collect();
+        serde_json::to_string_pretty(&doc)?
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// UTF-8 values are stored as strings (readable), others as byte arrays.
+fn kv_value_to_json(v: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(v) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => serde_json::Value::from(v.to_vec()),
+    }
+}
+
+fn kv_value_from_json(v: serde_json::Value) -> wasmtime::Result<Vec<u8>> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.into_bytes()),
+        other => Ok(serde_json::from_value(other)?),
+    }
+}
+
+// ---- command line -----------------------------------------------------------
+
+fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>)> {
+    let mut args = std::env::args().skip(1);
+    let (mut component, mut listen) = (None, "127.0.0.1:3000".to_string());
+    let (mut cli_vars, mut vars_files, mut kv_file, mut labels, mut allowed) =
+        (Vec::new(), Vec::new(), None, Vec::new(), Vec::new());
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| {
+            args.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--listen" => listen = value("--listen")?,
+            "--var" => cli_vars.push(value("--var")?),
+            "--vars-file" => vars_files.push(value("--vars-file")?),
+            "--kv-file" => kv_file = Some(std::path::PathBuf::from(value("--kv-file")?)),
+            "--kv-store" => labels.push(value("--kv-store")?),
+            "--allow-outbound" => allowed.push(parse_allowed(&value("--allow-outbound")?)?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            s if s.starts_with('-') => bail!("unknown flag {s}\n{USAGE}"),
+            _ if component.is_none() => component = Some(arg),
+            _ => bail!("more than one component given\n{USAGE}"),
+        }
+    }
+    let component = component.with_context(|| format!("no component given\n{USAGE}"))?;
+    // Lowest precedence first: files, then the environment, then --var.
+    let mut variables = HashMap::new();
+    let mut set = |pair: &str, origin: &str| -> wasmtime::Result<()> {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("{origin}: expected name=value, got {pair:?}"))?;
+        variables.insert(k.trim().to_lowercase(), v.to_string());
+        Ok(())
+    };
+    for file in &vars_files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            set(line, file)?;
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if let Some(name) = k.strip_prefix("SPIN_VARIABLE_") {
+            set(&format!("{name}={v}"), "environment")?;
+        }
+    }
+    for pair in &cli_vars {
+        set(pair, "--var")?;
+    }
+    if labels.is_empty() {
+        labels.push("default".to_string());
+    }
+    let mut kv: BTreeMap<String, BTreeMap<String, Vec<u8>>> =
+        labels.into_iter().map(|l| (l, BTreeMap::new())).collect();
+    if let Some(path) = kv_file.as_ref().filter(|p| p.exists()) {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for (label, entries) in doc {
+            let map = kv.entry(label).or_default();
+            for (k, v) in entries {
+                map.insert(k, kv_value_from_json(v)?);
+            }
+        }
+    }
+    let shared = Shared {
+        variables,
+        kv: Mutex::new(kv),
+        kv_file,
+        allowed,
+    };
+    Ok((component, listen, Arc::new(shared)))
+}
+
+/// `scheme://host[:port]` with `*` wildcards; no port means the scheme's default.
+fn parse_allowed(spec: &str) -> wasmtime::Result<[String; 3]> {
+    let (scheme, rest) = spec
+        .split_once("://")
+        .with_context(|| format!("--allow-outbound {spec:?}: expected scheme://host:port"))?;
+    // An origin URL may carry a path: only scheme, host and port matter.
+    let rest = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (
+            rest.to_string(),
+            match scheme {
+                "https" => "443".to_string(),
+                "http" => "80".to_string(),
+                _ => "*".to_string(),
+            },
+        ),
+    };
+    if host.is_empty() || port.is_empty() {
+        bail!("--allow-outbound {spec:?}: expected scheme://host:port");
+    }
+    Ok([scheme.to_string(), host, port])
+}
