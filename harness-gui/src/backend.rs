@@ -1,0 +1,486 @@
+//! The dashboard's worker: a thread with a tokio runtime that owns the
+//! admin client, the load engine and the automated rollout. The UI sends it
+//! [`Request`]s and drains [`Event`]s every frame; nothing here blocks a frame.
+
+use crate::audit::{AuditEntry, AuditFile};
+use crate::metrics::{self, MetricsView};
+use crate::rollout::{
+    drive, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
+};
+use greenlight_common::admin::StateView;
+use greenlight_common::Color;
+use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::client::{self as engine, Control, LoadConfig, Mode};
+use loadtest::recorder::{Recorder, Snapshot};
+use loadtest::scenario::Scenario;
+use loadtest::schedule::RateProfile;
+use loadtest::users::Population;
+use loadtest::verdict::Policy;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+
+/// A change made by hand from the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ManualOp {
+    Weight(f64),
+    Promote,
+    Rollback,
+    Abort,
+}
+
+impl ManualOp {
+    pub fn name(&self) -> String {
+        match self {
+            ManualOp::Weight(p) => format!("weight {p}%"),
+            ManualOp::Promote => "promote".into(),
+            ManualOp::Rollback => "rollback".into(),
+            ManualOp::Abort => "abort".into(),
+        }
+    }
+}
+
+/// What the load panel starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRequest {
+    pub url: String,
+    pub rate: f64,
+    pub users: usize,
+    pub scenario: Option<PathBuf>,
+    /// Upper bound of the run (the Stop button ends it earlier).
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Point at an edge (token already resolved; never stored).
+    Connect {
+        edge: String,
+        token: Option<String>,
+        actor: String,
+    },
+    SetPolicy(Policy),
+    Refresh,
+    Change {
+        op: ManualOp,
+        expected_epoch: u64,
+        reason: String,
+    },
+    StartLoad(LoadRequest),
+    StopLoad,
+    SetRate(f64),
+    StartRollout(RolloutPlan),
+    Rollout(UserCmd),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadStatus {
+    pub running: bool,
+    pub target: String,
+    pub rate: f64,
+    /// Last message (why it stopped, or an error).
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    State(Result<StateView, AdminError>),
+    Changed {
+        op: ManualOp,
+        result: Result<StateView, AdminError>,
+    },
+    Audit(AuditEntry),
+    Metrics(Arc<MetricsView>),
+    Load(LoadStatus),
+    Rollout(RolloutStatus),
+    /// A request could not be carried out (bad URL, no edge configured...).
+    Error(String),
+}
+
+type Repaint = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+struct Sink {
+    tx: std::sync::mpsc::Sender<Event>,
+    repaint: Option<Repaint>,
+}
+
+impl Sink {
+    fn send(&self, e: Event) {
+        let _ = self.tx.send(e);
+        if let Some(r) = &self.repaint {
+            r();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    client: Option<AdminClient>,
+    actor: String,
+    policy: Policy,
+    active: Option<Color>,
+    recorder: Option<Arc<Recorder>>,
+    load: Option<Control>,
+    /// Metrics must be recomputed (load running, or just stopped).
+    metrics_dirty: bool,
+    rollout: Option<mpsc::UnboundedSender<UserCmd>>,
+    rollout_base: Option<Snapshot>,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Timing of the background loops.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub state: Duration,
+    pub metrics: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            state: Duration::from_secs(1),
+            metrics: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The UI's handle on the worker thread.
+pub struct Backend {
+    tx: mpsc::UnboundedSender<Request>,
+    rx: std::sync::mpsc::Receiver<Event>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Backend {
+    /// Starts the worker. `repaint` is called after every event (wakes the UI).
+    pub fn start(
+        audit: AuditFile,
+        intervals: Intervals,
+        repaint: Option<Repaint>,
+    ) -> std::io::Result<Backend> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dashboard-worker")
+            .enable_all()
+            .build()?;
+        let (tx, mut req_rx) = mpsc::unbounded_channel::<Request>();
+        let (ev_tx, rx) = std::sync::mpsc::channel();
+        let sink = Sink { tx: ev_tx, repaint };
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let refresh = Arc::new(Notify::new());
+
+        runtime.spawn(state_poller(
+            shared.clone(),
+            sink.clone(),
+            refresh.clone(),
+            intervals.state,
+        ));
+        runtime.spawn(metrics_sampler(
+            shared.clone(),
+            sink.clone(),
+            intervals.metrics,
+        ));
+        runtime.spawn(async move {
+            while let Some(req) = req_rx.recv().await {
+                handle(req, &shared, &sink, &refresh, &audit);
+            }
+        });
+        Ok(Backend {
+            tx,
+            rx,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn send(&self, r: Request) {
+        let _ = self.tx.send(r);
+    }
+
+    /// Everything the worker reported since the last call.
+    pub fn drain(&self) -> Vec<Event> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(500));
+        }
+    }
+}
+
+fn handle(
+    req: Request,
+    shared: &Arc<Mutex<Shared>>,
+    sink: &Sink,
+    refresh: &Arc<Notify>,
+    audit: &AuditFile,
+) {
+    match req {
+        Request::Connect { edge, token, actor } => match AdminClient::new(&edge, token) {
+            Ok(c) => {
+                let mut s = lock(shared);
+                s.client = Some(c);
+                s.actor = actor;
+                drop(s);
+                refresh.notify_one();
+            }
+            Err(e) => {
+                lock(shared).client = None;
+                sink.send(Event::State(Err(e)));
+            }
+        },
+        Request::SetPolicy(p) => {
+            let mut s = lock(shared);
+            s.policy = p;
+            s.metrics_dirty = true;
+        }
+        Request::Refresh => refresh.notify_one(),
+        Request::Change {
+            op,
+            expected_epoch,
+            reason,
+        } => {
+            let (client, actor) = {
+                let s = lock(shared);
+                (s.client.clone(), s.actor.clone())
+            };
+            let Some(client) = client else {
+                sink.send(Event::Error("no edge is configured".into()));
+                return;
+            };
+            let sink = sink.clone();
+            let refresh = refresh.clone();
+            let audit = audit.clone();
+            tokio::spawn(async move {
+                let e = Some(expected_epoch);
+                let result = crate::rollout::Command::manual(op, expected_epoch, reason.clone())
+                    .execute(&client, &actor)
+                    .await;
+                let entry = AuditEntry::for_change(&actor, op.name(), e, &result, &reason);
+                let _ = audit.append(&entry);
+                sink.send(Event::Audit(entry));
+                sink.send(Event::Changed { op, result });
+                refresh.notify_one();
+            });
+        }
+        Request::StartLoad(l) => start_load(l, shared, sink, audit),
+        Request::StopLoad => {
+            if let Some(c) = lock(shared).load.take() {
+                c.stop();
+            }
+        }
+        Request::SetRate(r) => {
+            if let Some(c) = &lock(shared).load {
+                c.rate.set(Some(r));
+            }
+        }
+        Request::StartRollout(plan) => start_rollout(plan, shared, sink, audit),
+        Request::Rollout(cmd) => {
+            if let Some(tx) = &lock(shared).rollout {
+                let _ = tx.send(cmd);
+            }
+        }
+    }
+}
+
+fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &AuditFile) {
+    if lock(shared).load.is_some() {
+        sink.send(Event::Error("load is already running".into()));
+        return;
+    }
+    let cfg = (|| -> Result<LoadConfig, String> {
+        let url = reqwest::Url::parse(l.url.trim())
+            .map_err(|e| format!("target URL {:?}: {e}", l.url))?;
+        if !(l.rate.is_finite() && l.rate > 0.0 && l.rate <= 100_000.0) {
+            return Err(format!(
+                "rate {} must be within (0, 100000] requests/s",
+                l.rate
+            ));
+        }
+        let mut cfg = LoadConfig::constant(url, l.rate, l.duration).map_err(|e| e.0)?;
+        cfg.mode = Mode::Open {
+            profile: RateProfile::Constant { rps: l.rate },
+            max_in_flight: 512,
+        };
+        cfg.timeout = Duration::from_secs(5);
+        cfg.users = Arc::new(Population::anonymous(l.users.clamp(1, 100_000)).map_err(|e| e.0)?);
+        if let Some(p) = &l.scenario {
+            cfg.scenario = Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?));
+        }
+        Ok(cfg)
+    })();
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(m) => {
+            sink.send(Event::Load(LoadStatus {
+                running: false,
+                target: l.url.clone(),
+                rate: l.rate,
+                message: Some(m),
+            }));
+            return;
+        }
+    };
+    let recorder = Recorder::new();
+    let control = Control::default();
+    let actor = {
+        let mut s = lock(shared);
+        s.recorder = Some(recorder.clone());
+        s.load = Some(control.clone());
+        s.metrics_dirty = true;
+        s.actor.clone()
+    };
+    let status = LoadStatus {
+        running: true,
+        target: l.url.clone(),
+        rate: l.rate,
+        message: None,
+    };
+    sink.send(Event::Load(status.clone()));
+    let e = AuditEntry::info(
+        &actor,
+        "load start",
+        None,
+        format!("{} at {} rps", l.url, l.rate),
+    );
+    let _ = audit.append(&e);
+    sink.send(Event::Audit(e));
+    let shared = shared.clone();
+    let sink = sink.clone();
+    tokio::spawn(async move {
+        let end = engine::run(cfg, recorder, control).await;
+        {
+            let mut s = lock(&shared);
+            s.load = None;
+            s.metrics_dirty = true;
+        }
+        let message = match end {
+            Ok(e) => format!(
+                "stopped after {:.0} s, {} requests sent",
+                e.elapsed.as_secs_f64(),
+                e.sent
+            ),
+            Err(e) => format!("load failed: {e}"),
+        };
+        sink.send(Event::Load(LoadStatus {
+            running: false,
+            message: Some(message),
+            ..status
+        }));
+    });
+}
+
+fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &AuditFile) {
+    let (client, recorder) = {
+        let s = lock(shared);
+        if s.rollout.is_some() {
+            drop(s);
+            sink.send(Event::Error("a rollout is already running".into()));
+            return;
+        }
+        (s.client.clone(), s.recorder.clone())
+    };
+    let Some(client) = client else {
+        sink.send(Event::Error("no edge is configured".into()));
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let evidence = Evidence::since_now(recorder);
+    {
+        let mut s = lock(shared);
+        s.rollout = Some(tx);
+        s.rollout_base = evidence.base().cloned();
+        s.metrics_dirty = true;
+    }
+    let shared = shared.clone();
+    let sink = sink.clone();
+    let audit = audit.clone();
+    tokio::spawn(async move {
+        let mut ctrl = Controller::new(plan);
+        let limit = ctrl.plan().max_duration() * 2 + Duration::from_secs(600);
+        let ev_sink = sink.clone();
+        drive(
+            &mut ctrl,
+            &client,
+            &evidence,
+            &mut rx,
+            &audit,
+            limit,
+            move |e| match e {
+                DriveEvent::Status(s) => ev_sink.send(Event::Rollout(s)),
+                DriveEvent::Audit(a) => ev_sink.send(Event::Audit(a)),
+                DriveEvent::State(v) => ev_sink.send(Event::State(Ok(v))),
+                DriveEvent::StateError(e) => ev_sink.send(Event::State(Err(e))),
+            },
+        )
+        .await;
+        sink.send(Event::Rollout(ctrl.status(Duration::ZERO)));
+        let mut s = lock(&shared);
+        s.rollout = None;
+        s.metrics_dirty = true;
+    });
+}
+
+async fn state_poller(
+    shared: Arc<Mutex<Shared>>,
+    sink: Sink,
+    refresh: Arc<Notify>,
+    every: Duration,
+) {
+    loop {
+        let client = lock(&shared).client.clone();
+        if let Some(c) = client {
+            let r = c.state().await;
+            if let Ok(v) = &r {
+                let mut s = lock(&shared);
+                if s.active != Some(v.state.active) {
+                    s.active = Some(v.state.active);
+                    s.metrics_dirty = true;
+                }
+            }
+            sink.send(Event::State(r));
+        }
+        tokio::select! {
+            _ = refresh.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn metrics_sampler(shared: Arc<Mutex<Shared>>, sink: Sink, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let job = {
+            let mut s = lock(&shared);
+            let dirty = s.metrics_dirty || s.load.is_some();
+            s.metrics_dirty = false;
+            match (&s.recorder, dirty) {
+                (Some(r), true) => Some((
+                    r.clone(),
+                    s.rollout.as_ref().and(s.rollout_base.clone()),
+                    s.policy.clone(),
+                    s.active.unwrap_or(Color::Blue),
+                )),
+                _ => None,
+            }
+        };
+        if let Some((rec, base, policy, active)) = job {
+            // Snapshots and statistics are CPU work: keep them off the reactor.
+            let view = tokio::task::spawn_blocking(move || {
+                let snap = rec.snapshot();
+                metrics::build(&snap, base.as_ref(), &policy, active)
+            })
+            .await;
+            if let Ok(v) = view {
+                sink.send(Event::Metrics(Arc::new(v)));
+            }
+        }
+    }
+}

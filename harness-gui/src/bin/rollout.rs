@@ -1,0 +1,271 @@
+//! `greenlight-rollout`: the dashboard's automated rollout without a display
+//! (for CI and machines without one). Drives load through the edge in-process,
+//! steps the candidate's weight, analyses each step, promotes at the end and
+//! rolls back automatically on `Fail`.
+//!
+//! Exit codes: 0 promoted, 1 rolled back / aborted / interrupted, 2 bad
+//! input, 3 the edge refused or could not be reached.
+
+use clap::Parser;
+use harness_gui::audit::AuditFile;
+use harness_gui::rollout::{
+    drive, Controller, DriveEvent, Evidence, Finish, OnInconclusive, RolloutPlan, UserCmd,
+};
+use harness_gui::settings::{parse_steps, DEFAULT_TOKEN_ENV};
+use indicatif::{ProgressBar, ProgressStyle};
+use loadtest::admin_client::AdminClient;
+use loadtest::client::{self as engine, Control, LoadConfig, Mode};
+use loadtest::recorder::Recorder;
+use loadtest::schedule::{parse_duration, RateProfile};
+use loadtest::users::Population;
+use loadtest::verdict::Policy;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Inconclusive {
+    Pause,
+    Advance,
+    Rollback,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "greenlight-rollout",
+    version,
+    about = "Automated canary rollout with analysis, promotion and automatic rollback (headless twin of the dashboard)"
+)]
+struct Cli {
+    /// Edge base URL.
+    #[arg(long, env = "GREENLIGHT_EDGE", default_value = "http://127.0.0.1:8787")]
+    edge: String,
+    /// Where the synthetic load goes (default: the edge).
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not drive load (the analysis then has no evidence).
+    #[arg(long)]
+    no_load: bool,
+    /// Load rate, requests/s.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Simulated users.
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Candidate weights in percent.
+    #[arg(long, default_value = "1,5,25,50,100")]
+    steps: String,
+    /// Dwell at each step (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s")]
+    dwell: String,
+    /// Extra dwells when a step is inconclusive.
+    #[arg(long, default_value_t = 2)]
+    max_extensions: u32,
+    /// What to do when a step stays inconclusive. `pause` waits for a human,
+    /// which a headless run cannot offer: it aborts instead.
+    #[arg(long, value_enum, default_value = "rollback")]
+    on_inconclusive: Inconclusive,
+    /// Give up (and abort the canary) after this long.
+    #[arg(long, default_value = "2h")]
+    timeout: String,
+    #[arg(long)]
+    alpha: Option<f64>,
+    #[arg(long)]
+    min_samples: Option<u64>,
+    /// Largest acceptable latency shift relative to the baseline median (0.10 = 10 %).
+    #[arg(long)]
+    latency_tolerance: Option<f64>,
+    #[arg(long)]
+    p99_ratio_max: Option<f64>,
+    #[arg(long)]
+    error_delta_pp: Option<f64>,
+    /// Environment variable holding the admin token.
+    #[arg(long, default_value = DEFAULT_TOKEN_ENV)]
+    token_env: String,
+    /// Name for the audit trail.
+    #[arg(long, default_value = "greenlight-rollout")]
+    actor: String,
+    /// Audit log (JSON lines).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+}
+
+fn usage(m: &str) -> ExitCode {
+    eprintln!("greenlight-rollout: {m}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut policy = Policy::default();
+    if let Some(v) = cli.alpha {
+        policy.alpha = v;
+    }
+    if let Some(v) = cli.min_samples {
+        policy.min_samples = v;
+    }
+    if let Some(v) = cli.latency_tolerance {
+        policy.latency_tolerance = v;
+    }
+    if let Some(v) = cli.p99_ratio_max {
+        policy.p99_ratio_max = v;
+    }
+    if let Some(v) = cli.error_delta_pp {
+        policy.error_rate_delta_max_pp = v;
+    }
+    let steps = match parse_steps(&cli.steps) {
+        Ok(s) => s,
+        Err(e) => return usage(&format!("--steps: {e}")),
+    };
+    let dwell = match parse_duration(&cli.dwell) {
+        Ok(d) => d,
+        Err(e) => return usage(&format!("--dwell: {}", e.0)),
+    };
+    let timeout = match parse_duration(&cli.timeout) {
+        Ok(d) => d,
+        Err(e) => return usage(&format!("--timeout: {}", e.0)),
+    };
+    let on = match cli.on_inconclusive {
+        Inconclusive::Pause => OnInconclusive::Pause,
+        Inconclusive::Advance => OnInconclusive::Advance,
+        Inconclusive::Rollback => OnInconclusive::Rollback,
+    };
+    let plan = match RolloutPlan::new(
+        steps,
+        dwell,
+        cli.max_extensions,
+        on,
+        policy,
+        cli.actor.clone(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return usage(&e),
+    };
+    let token = std::env::var(&cli.token_env)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let client = match AdminClient::new(&cli.edge, token) {
+        Ok(c) => c,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let load = if cli.no_load {
+        None
+    } else {
+        let target = cli.target.clone().unwrap_or_else(|| cli.edge.clone());
+        let url = match reqwest::Url::parse(&target) {
+            Ok(u) => u,
+            Err(e) => return usage(&format!("--target {target:?}: {e}")),
+        };
+        let mut cfg = match LoadConfig::constant(url, cli.rate, timeout + Duration::from_secs(60)) {
+            Ok(c) => c,
+            Err(e) => return usage(&e.0),
+        };
+        cfg.mode = Mode::Open {
+            profile: RateProfile::Constant { rps: cli.rate },
+            max_in_flight: 512,
+        };
+        cfg.timeout = Duration::from_secs(5);
+        cfg.users = match Population::anonymous(cli.users.max(1)) {
+            Ok(p) => Arc::new(p),
+            Err(e) => return usage(&e.0),
+        };
+        Some(cfg)
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("greenlight-rollout: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let audit = AuditFile::new(cli.audit.clone());
+    rt.block_on(async move {
+        let recorder = load.as_ref().map(|_| Recorder::new());
+        let control = Control::default();
+        let load_task = match (load, &recorder) {
+            (Some(cfg), Some(rec)) => Some(tokio::spawn(engine::run(cfg, rec.clone(), control.clone()))),
+            _ => None,
+        };
+        let evidence = Evidence::since_now(recorder.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted: aborting the rollout (Ctrl-C again to quit at once)");
+                    let _ = tx.send(UserCmd::Abort);
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+        }
+        let n = plan.steps.len() as u64;
+        let pb = ProgressBar::new(n);
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] step {pos}/{len} {bar:30.green/blue} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        let mut printed = 0usize;
+        let mut paused_abort_sent = false;
+        let mut ctrl = Controller::new(plan);
+        let finish = drive(&mut ctrl, &client, &evidence, &mut rx, &audit, timeout, |e| match e {
+            DriveEvent::Status(s) => {
+                for l in &s.log[printed.min(s.log.len())..] {
+                    pb.println(l);
+                }
+                printed = s.log.len();
+                if let Some(i) = s.step {
+                    pb.set_position(i as u64 + 1);
+                }
+                let verdict = s.last_verdict.map(|v| format!(" · last analysis {v}")).unwrap_or_default();
+                pb.set_message(format!("{}{verdict}", s.headline));
+                if s.paused && !paused_abort_sent {
+                    paused_abort_sent = true;
+                    pb.println("the rollout paused for a decision, which a headless run cannot take: aborting");
+                    let _ = tx.send(UserCmd::Abort);
+                }
+            }
+            DriveEvent::Audit(a) if a.outcome != harness_gui::audit::Outcome::Info => {
+                pb.println(format!(
+                    "admin: {} → {} (epoch {:?} → {:?})",
+                    a.action,
+                    a.outcome.as_str(),
+                    a.epoch_before,
+                    a.epoch_after
+                ));
+            }
+            DriveEvent::StateError(e) => pb.set_message(format!("state read failed: {e}")),
+            _ => {}
+        })
+        .await;
+        pb.finish_and_clear();
+        control.stop();
+        if let Some(t) = load_task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        if let Some(rec) = &recorder {
+            let snap = rec.snapshot();
+            let c = |k: loadtest::histogram::ColorKey| snap.color(k).requests();
+            eprintln!(
+                "load: {} requests (blue {}, green {}, unknown {})",
+                snap.requests(),
+                c(loadtest::histogram::ColorKey::Blue),
+                c(loadtest::histogram::ColorKey::Green),
+                c(loadtest::histogram::ColorKey::Unknown)
+            );
+        }
+        println!("rollout {}", finish.describe());
+        match finish {
+            Finish::Promoted { .. } => ExitCode::SUCCESS,
+            Finish::RolledBack { .. } | Finish::Aborted | Finish::Interrupted(_) => ExitCode::from(1),
+            Finish::Failed(_) => ExitCode::from(3),
+        }
+    })
+}

@@ -1,0 +1,1421 @@
+//! The automated rollout: a pure controller (steps → dwell → analysis →
+//! next step, promotion at the end, automatic rollback on `Fail`; Pause,
+//! Resume, Abort) and an async driver that connects it to the edge's admin
+//! API and to the load engine's recorder. Both the dashboard and the
+//! headless `greenlight-rollout` use them.
+//!
+//! The controller never does I/O and never reads the clock: the driver
+//! feeds it the time, the state it read and the results of the commands it
+//! asked for, so every transition is unit-tested.
+
+use crate::audit::{AuditEntry, AuditFile};
+use crate::metrics::window;
+use greenlight_common::admin::{AdminRoute, ChangeRequest, StateView};
+use greenlight_common::Color;
+use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::histogram::ColorKey;
+use loadtest::recorder::{Recorder, Snapshot};
+use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy, Verdict};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to do when a step's analysis stays inconclusive after its extensions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInconclusive {
+    /// Hold the current weight and wait for a human (Resume to go on).
+    #[default]
+    Pause,
+    /// Treat as a pass and go to the next step.
+    Advance,
+    /// Treat as a failure and roll back.
+    Rollback,
+}
+
+impl OnInconclusive {
+    pub const ALL: [OnInconclusive; 3] = [
+        OnInconclusive::Pause,
+        OnInconclusive::Advance,
+        OnInconclusive::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInconclusive::Pause => "pause",
+            OnInconclusive::Advance => "advance",
+            OnInconclusive::Rollback => "rollback",
+        }
+    }
+}
+
+/// A validated automated-rollout plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutPlan {
+    /// Candidate weights in percent, strictly increasing, each in (0, 100].
+    pub steps: Vec<f64>,
+    pub dwell: Duration,
+    pub max_extensions: u32,
+    pub on_inconclusive: OnInconclusive,
+    pub policy: Policy,
+    pub actor: String,
+}
+
+impl RolloutPlan {
+    pub fn new(
+        steps: Vec<f64>,
+        dwell: Duration,
+        max_extensions: u32,
+        on_inconclusive: OnInconclusive,
+        policy: Policy,
+        actor: String,
+    ) -> Result<RolloutPlan, String> {
+        if steps.is_empty() {
+            return Err("the rollout needs at least one step".into());
+        }
+        for (i, s) in steps.iter().enumerate() {
+            if !(s.is_finite() && *s > 0.0 && *s <= 100.0) {
+                return Err(format!("step {s} must be within (0, 100] percent"));
+            }
+            // The edge keeps basis points: 0.01 % is the finest step.
+            if (s * 100.0 - (s * 100.0).round()).abs() > 1e-6 {
+                return Err(format!("step {s} has more than two decimals"));
+            }
+            if i > 0 && *s <= steps[i - 1] {
+                return Err(format!(
+                    "steps must be increasing: {} then {s}",
+                    steps[i - 1]
+                ));
+            }
+        }
+        if dwell.is_zero() {
+            return Err("the dwell time must be greater than 0".into());
+        }
+        policy.validate()?;
+        Ok(RolloutPlan {
+            steps,
+            dwell,
+            max_extensions,
+            on_inconclusive,
+            policy,
+            actor,
+        })
+    }
+
+    /// Longest time the rollout can take without pauses (for time limits).
+    pub fn max_duration(&self) -> Duration {
+        self.dwell * (self.steps.len() as u32) * (self.max_extensions + 1)
+    }
+}
+
+/// Which analysis the controller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// A look during the dwell: anytime-valid (sequential) analysis, which
+    /// may stop the rollout early on clear evidence of a regression.
+    Live,
+    /// The end of a step's dwell: fixed-horizon analysis of the evidence.
+    EndOfStep,
+}
+
+/// An admin call the controller wants made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    SetWeight {
+        percent: f64,
+        expected_epoch: u64,
+        reason: String,
+    },
+    Promote {
+        expected_epoch: u64,
+        reason: String,
+    },
+    Rollback {
+        expected_epoch: u64,
+        reason: String,
+    },
+    Abort {
+        expected_epoch: u64,
+        reason: String,
+    },
+}
+
+impl Command {
+    /// Short name for logs (`weight 25%`, `promote`...).
+    pub fn action(&self) -> String {
+        match self {
+            Command::SetWeight { percent, .. } => format!("weight {percent}%"),
+            Command::Promote { .. } => "promote".into(),
+            Command::Rollback { .. } => "rollback".into(),
+            Command::Abort { .. } => "abort".into(),
+        }
+    }
+
+    pub fn expected_epoch(&self) -> u64 {
+        match self {
+            Command::SetWeight { expected_epoch, .. }
+            | Command::Promote { expected_epoch, .. }
+            | Command::Rollback { expected_epoch, .. }
+            | Command::Abort { expected_epoch, .. } => *expected_epoch,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Command::SetWeight { reason, .. }
+            | Command::Promote { reason, .. }
+            | Command::Rollback { reason, .. }
+            | Command::Abort { reason, .. } => reason,
+        }
+    }
+
+    /// Executes the call against an edge, naming `actor` in the edge's own record.
+    pub async fn execute(
+        &self,
+        client: &AdminClient,
+        actor: &str,
+    ) -> Result<StateView, AdminError> {
+        let (route, weight) = match self {
+            Command::SetWeight { percent, .. } => {
+                if !(percent.is_finite() && (0.0..=100.0).contains(percent)) {
+                    return Err(AdminError::Usage(format!(
+                        "weight {percent} must be within 0..=100"
+                    )));
+                }
+                (AdminRoute::Weight, Some(*percent))
+            }
+            Command::Promote { .. } => (AdminRoute::Promote, None),
+            Command::Rollback { .. } => (AdminRoute::Rollback, None),
+            Command::Abort { .. } => (AdminRoute::Abort, None),
+        };
+        let req = ChangeRequest {
+            weight_percent: weight,
+            actor: (!actor.is_empty()).then(|| actor.to_string()),
+            reason: self.reason().to_string(),
+            ..ChangeRequest::default()
+        };
+        client.change(route, req, Some(self.expected_epoch())).await
+    }
+
+    /// The same call for a manual change from the dashboard.
+    pub fn manual(op: crate::backend::ManualOp, expected_epoch: u64, reason: String) -> Command {
+        use crate::backend::ManualOp;
+        match op {
+            ManualOp::Weight(percent) => Command::SetWeight {
+                percent,
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Promote => Command::Promote {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Rollback => Command::Rollback {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Abort => Command::Abort {
+                expected_epoch,
+                reason,
+            },
+        }
+    }
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// The candidate became active.
+    Promoted { epoch: u64 },
+    /// The analysis failed (or an inconclusive result was treated as one) and
+    /// the candidate was pulled back.
+    RolledBack { why: String },
+    /// Stopped by the operator (a canary in progress was aborted).
+    Aborted,
+    /// Someone else changed the rollout, so the automation stopped.
+    Interrupted(String),
+    /// The edge refused or could not be reached.
+    Failed(String),
+}
+
+impl Finish {
+    pub fn describe(&self) -> String {
+        match self {
+            Finish::Promoted { epoch } => format!("promoted (epoch {epoch})"),
+            Finish::RolledBack { why } => format!("rolled back: {why}"),
+            Finish::Aborted => "aborted by the operator".into(),
+            Finish::Interrupted(m) => format!("stopped: {m}"),
+            Finish::Failed(m) => format!("failed: {m}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum After {
+    Dwell(usize),
+    Finish(Finish),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Stage {
+    /// Waiting for the first state read.
+    Start,
+    /// A command is (about to be) in flight.
+    Waiting {
+        cmd: Command,
+        then: After,
+        issued: bool,
+        retries: u32,
+    },
+    Dwelling {
+        step: usize,
+        since: Duration,
+        extensions: u32,
+    },
+    Paused {
+        resume: Box<Stage>,
+        why: String,
+    },
+    Done(Finish),
+}
+
+/// A summary of the controller for displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutStatus {
+    /// `starting`, `applying`, `dwelling`, `paused`, `done`.
+    pub stage: &'static str,
+    /// One line for a status bar.
+    pub headline: String,
+    pub steps: Vec<f64>,
+    /// Index of the current step.
+    pub step: Option<usize>,
+    /// Candidate weight last confirmed by the edge.
+    pub weight: Option<f64>,
+    pub dwell_left: Option<Duration>,
+    pub dwell: Duration,
+    pub extensions: u32,
+    pub last_verdict: Option<Verdict>,
+    pub last_reasons: Vec<String>,
+    pub finished: Option<Finish>,
+    pub paused: bool,
+    /// Everything the controller did, oldest first.
+    pub log: Vec<String>,
+}
+
+/// Transport failures tolerated in a row for one command before giving up.
+const MAX_RETRIES: u32 = 5;
+
+/// The rollout state machine.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    plan: RolloutPlan,
+    stage: Stage,
+    /// The epoch the controller last saw or created.
+    epoch: Option<u64>,
+    weight: Option<f64>,
+    active: Option<Color>,
+    last: Option<Judgement>,
+    pause_requested: Option<String>,
+    abort_requested: bool,
+    log: Vec<String>,
+    now: Duration,
+}
+
+fn pct(p: f64) -> String {
+    format!("{p}%")
+}
+
+impl Controller {
+    pub fn new(plan: RolloutPlan) -> Controller {
+        Controller {
+            plan,
+            stage: Stage::Start,
+            epoch: None,
+            weight: None,
+            active: None,
+            last: None,
+            pause_requested: None,
+            abort_requested: false,
+            log: Vec::new(),
+            now: Duration::ZERO,
+        }
+    }
+
+    pub fn plan(&self) -> &RolloutPlan {
+        &self.plan
+    }
+
+    /// The color the candidate is judged against.
+    pub fn active(&self) -> Option<Color> {
+        self.active
+    }
+
+    pub fn finished(&self) -> Option<&Finish> {
+        match &self.stage {
+            Stage::Done(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        matches!(self.stage, Stage::Paused { .. })
+    }
+
+    fn note(&mut self, msg: String) {
+        self.log
+            .push(format!("[{:>6.1}s] {msg}", self.now.as_secs_f64()));
+    }
+
+    fn finish(&mut self, f: Finish) {
+        self.note(f.describe());
+        self.stage = Stage::Done(f);
+    }
+
+    fn issue(&mut self, cmd: Command, then: After) -> Option<Command> {
+        self.note(format!(
+            "{} (expecting epoch {})",
+            cmd.action(),
+            cmd.expected_epoch()
+        ));
+        self.stage = Stage::Waiting {
+            cmd: cmd.clone(),
+            then,
+            issued: true,
+            retries: 0,
+        };
+        Some(cmd)
+    }
+
+    /// Feeds a state read from the edge. A change nobody asked this
+    /// controller for stops the automation (someone else is in charge now).
+    pub fn observe_state(&mut self, view: &StateView) {
+        let s = &view.state;
+        match &self.stage {
+            Stage::Done(_) | Stage::Waiting { .. } => {}
+            Stage::Start => {
+                self.epoch = Some(s.epoch);
+                self.weight = Some(s.candidate_percent());
+                self.active = Some(s.active);
+            }
+            _ => {
+                if let Some(e) = self.epoch {
+                    if s.epoch != e {
+                        let lc = &s.last_change;
+                        self.finish(Finish::Interrupted(format!(
+                            "the rollout was changed elsewhere ({} by {}: {:?}; epoch {e} -> {}); the automation stopped",
+                            lc.op, lc.actor, lc.reason, s.epoch
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Advances the state machine; returns the admin call to make, if any.
+    /// `judge` gives the evidence so far for the current candidate.
+    pub fn poll(
+        &mut self,
+        now: Duration,
+        judge: &mut dyn FnMut(Look) -> Judgement,
+    ) -> Option<Command> {
+        self.now = now;
+        if !matches!(self.stage, Stage::Waiting { .. } | Stage::Done(_)) {
+            if self.abort_requested {
+                self.abort_requested = false;
+                return self.abort_now();
+            }
+            if let Some(why) = self.pause_requested.take() {
+                self.pause(&why);
+            }
+        }
+        match self.stage.clone() {
+            Stage::Start => {
+                let epoch = self.epoch?;
+                let current = self.weight.unwrap_or(0.0);
+                // Resume from the current weight: the first step above it, or
+                // dwell at a step it already equals.
+                if let Some(i) = self
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|s| (*s - current).abs() < 1e-9)
+                {
+                    self.note(format!(
+                        "already at {}: dwelling at step {}",
+                        pct(current),
+                        i + 1
+                    ));
+                    self.stage = Stage::Dwelling {
+                        step: i,
+                        since: now,
+                        extensions: 0,
+                    };
+                    return None;
+                }
+                let i = self
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|s| *s > current)
+                    .unwrap_or(0);
+                let percent = self.plan.steps[i];
+                self.issue(
+                    Command::SetWeight {
+                        percent,
+                        expected_epoch: epoch,
+                        reason: format!(
+                            "automated rollout step {}/{}",
+                            i + 1,
+                            self.plan.steps.len()
+                        ),
+                    },
+                    After::Dwell(i),
+                )
+            }
+            Stage::Waiting {
+                cmd,
+                then,
+                issued,
+                retries,
+            } => {
+                if issued {
+                    None
+                } else {
+                    self.stage = Stage::Waiting {
+                        cmd: cmd.clone(),
+                        then,
+                        issued: true,
+                        retries,
+                    };
+                    Some(cmd)
+                }
+            }
+            Stage::Dwelling {
+                step,
+                since,
+                extensions,
+            } => self.dwell(now, step, since, extensions, judge),
+            Stage::Paused { .. } | Stage::Done(_) => None,
+        }
+    }
+
+    fn dwell(
+        &mut self,
+        now: Duration,
+        step: usize,
+        since: Duration,
+        extensions: u32,
+        judge: &mut dyn FnMut(Look) -> Judgement,
+    ) -> Option<Command> {
+        let epoch = self.epoch?;
+        let n = self.plan.steps.len();
+        let at = format!("step {}/{n} ({})", step + 1, pct(self.plan.steps[step]));
+        let live = judge(Look::Live);
+        let live_fail = live.verdict == Verdict::Fail;
+        let live_reasons = live.reasons.clone();
+        self.last = Some(live);
+        if live_fail {
+            let why = format!("{at}: live analysis failed: {}", failing(&live_reasons));
+            return self.rollback(epoch, why);
+        }
+        if now.saturating_sub(since) < self.plan.dwell {
+            return None;
+        }
+        let end = judge(Look::EndOfStep);
+        let verdict = end.verdict;
+        let reasons = end.reasons.clone();
+        self.last = Some(end);
+        self.note(format!("{at}: analysis {verdict}"));
+        let advance = |c: &mut Controller| -> Option<Command> {
+            if step + 1 < n {
+                let percent = c.plan.steps[step + 1];
+                c.issue(
+                    Command::SetWeight {
+                        percent,
+                        expected_epoch: epoch,
+                        reason: format!(
+                            "automated rollout step {}/{n}: step {} passed",
+                            step + 2,
+                            step + 1
+                        ),
+                    },
+                    After::Dwell(step + 1),
+                )
+            } else {
+                c.issue(
+                    Command::Promote {
+                        expected_epoch: epoch,
+                        reason: format!("automated rollout: all {n} steps passed"),
+                    },
+                    After::Finish(Finish::Promoted { epoch: epoch + 1 }),
+                )
+            }
+        };
+        match verdict {
+            Verdict::Fail => self.rollback(epoch, format!("{at}: analysis failed: {}", failing(&reasons))),
+            Verdict::Pass => advance(self),
+            Verdict::Inconclusive if extensions < self.plan.max_extensions => {
+                self.note(format!(
+                    "{at}: inconclusive, extending the dwell ({}/{})",
+                    extensions + 1,
+                    self.plan.max_extensions
+                ));
+                self.stage = Stage::Dwelling {
+                    step,
+                    since: now,
+                    extensions: extensions + 1,
+                };
+                None
+            }
+            Verdict::Inconclusive => match self.plan.on_inconclusive {
+                OnInconclusive::Advance => {
+                    self.note(format!("{at}: still inconclusive; the policy says advance"));
+                    advance(self)
+                }
+                OnInconclusive::Rollback => self.rollback(
+                    epoch,
+                    format!("{at}: still inconclusive after {extensions} extensions; the policy says roll back"),
+                ),
+                OnInconclusive::Pause => {
+                    self.stage = Stage::Dwelling {
+                        step,
+                        since: now,
+                        extensions: 0,
+                    };
+                    self.pause(&format!(
+                        "{at}: still inconclusive after {extensions} extensions; waiting for a decision (Resume, Promote or Rollback)"
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    fn rollback(&mut self, epoch: u64, why: String) -> Option<Command> {
+        self.issue(
+            Command::Rollback {
+                expected_epoch: epoch,
+                reason: format!("automatic rollback: {why}"),
+            },
+            After::Finish(Finish::RolledBack { why }),
+        )
+    }
+
+    /// Feeds the result of the last command.
+    pub fn on_result(&mut self, now: Duration, result: &Result<StateView, AdminError>) {
+        self.now = now;
+        let Stage::Waiting {
+            cmd, then, retries, ..
+        } = self.stage.clone()
+        else {
+            return;
+        };
+        match result {
+            Ok(v) => {
+                self.epoch = Some(v.state.epoch);
+                self.weight = Some(v.state.candidate_percent());
+                self.active = Some(v.state.active);
+                match then {
+                    After::Dwell(step) => {
+                        self.note(format!(
+                            "step {}/{}: {} on the candidate (epoch {}); dwelling {:?}",
+                            step + 1,
+                            self.plan.steps.len(),
+                            pct(v.state.candidate_percent()),
+                            v.state.epoch,
+                            self.plan.dwell
+                        ));
+                        self.stage = Stage::Dwelling {
+                            step,
+                            since: now,
+                            extensions: 0,
+                        };
+                        if let Some(why) = self.pause_requested.take() {
+                            self.pause(&why);
+                        }
+                    }
+                    After::Finish(Finish::Promoted { .. }) => self.finish(Finish::Promoted {
+                        epoch: v.state.epoch,
+                    }),
+                    After::Finish(f) => self.finish(f),
+                }
+            }
+            Err(AdminError::Transport(m)) if retries < MAX_RETRIES => {
+                self.note(format!(
+                    "{}: edge unreachable ({m}); retrying",
+                    cmd.action()
+                ));
+                self.stage = Stage::Waiting {
+                    cmd,
+                    then,
+                    issued: false,
+                    retries: retries + 1,
+                };
+            }
+            Err(AdminError::Conflict(p)) => {
+                let now_at = p
+                    .current_epoch
+                    .map(|e| format!(" (the state is now at epoch {e})"))
+                    .unwrap_or_default();
+                let msg = format!(
+                    "{} was refused with 409: {}{now_at}; someone else changed the rollout, so the automation stopped",
+                    cmd.action(),
+                    p.detail
+                );
+                self.finish(Finish::Interrupted(msg));
+            }
+            Err(e) => {
+                let msg = format!("{}: {e}", cmd.action());
+                self.finish(Finish::Failed(msg));
+            }
+        }
+    }
+
+    /// Holds the current weight; no further automatic step until [`Controller::resume`].
+    pub fn pause(&mut self, why: &str) {
+        match &self.stage {
+            Stage::Waiting { .. } => self.pause_requested = Some(why.to_string()),
+            Stage::Done(_) | Stage::Paused { .. } => {}
+            other => {
+                let resume = Box::new(other.clone());
+                self.note(format!("paused: {why}"));
+                self.stage = Stage::Paused {
+                    resume,
+                    why: why.to_string(),
+                };
+            }
+        }
+    }
+
+    /// Continues after a pause; the current step's dwell starts again.
+    pub fn resume(&mut self, now: Duration) {
+        self.now = now;
+        self.pause_requested = None;
+        if let Stage::Paused { resume, .. } = self.stage.clone() {
+            self.note("resumed".into());
+            self.stage = match *resume {
+                Stage::Dwelling {
+                    step, extensions, ..
+                } => Stage::Dwelling {
+                    step,
+                    since: now,
+                    extensions,
+                },
+                other => other,
+            };
+        }
+    }
+
+    /// Stops the rollout; returns the abort call when a canary is in progress.
+    pub fn abort(&mut self, now: Duration) -> Option<Command> {
+        self.now = now;
+        if matches!(self.stage, Stage::Waiting { .. }) {
+            self.abort_requested = true;
+            return None;
+        }
+        self.abort_now()
+    }
+
+    fn abort_now(&mut self) -> Option<Command> {
+        if matches!(self.stage, Stage::Done(_)) {
+            return None;
+        }
+        match (self.epoch, self.weight) {
+            (Some(epoch), Some(w)) if w > 0.0 && w < 100.0 + 1e-9 => self.issue(
+                Command::Abort {
+                    expected_epoch: epoch,
+                    reason: "automated rollout aborted by the operator".into(),
+                },
+                After::Finish(Finish::Aborted),
+            ),
+            _ => {
+                self.finish(Finish::Aborted);
+                None
+            }
+        }
+    }
+
+    pub fn status(&self, now: Duration) -> RolloutStatus {
+        let n = self.plan.steps.len();
+        let (stage, step, dwell_left, extensions, headline) = match &self.stage {
+            Stage::Start => (
+                "starting",
+                None,
+                None,
+                0,
+                "reading the rollout state".to_string(),
+            ),
+            Stage::Waiting { cmd, then, .. } => (
+                "applying",
+                match then {
+                    After::Dwell(s) => Some(*s),
+                    After::Finish(_) => None,
+                },
+                None,
+                0,
+                format!("applying: {}", cmd.action()),
+            ),
+            Stage::Dwelling {
+                step,
+                since,
+                extensions,
+            } => {
+                let left = self.plan.dwell.saturating_sub(now.saturating_sub(*since));
+                (
+                    "dwelling",
+                    Some(*step),
+                    Some(left),
+                    *extensions,
+                    format!(
+                        "step {}/{n} at {}: analysing, {:.0} s left",
+                        step + 1,
+                        pct(self.plan.steps[*step]),
+                        left.as_secs_f64().ceil()
+                    ),
+                )
+            }
+            Stage::Paused { resume, why } => (
+                "paused",
+                match resume.as_ref() {
+                    Stage::Dwelling { step, .. } => Some(*step),
+                    _ => None,
+                },
+                None,
+                0,
+                format!("paused: {why}"),
+            ),
+            Stage::Done(f) => ("done", None, None, 0, f.describe()),
+        };
+        RolloutStatus {
+            stage,
+            headline,
+            steps: self.plan.steps.clone(),
+            step,
+            weight: self.weight,
+            dwell_left,
+            dwell: self.plan.dwell,
+            extensions,
+            last_verdict: self.last.as_ref().map(|j| j.verdict),
+            last_reasons: self
+                .last
+                .as_ref()
+                .map(|j| j.reasons.clone())
+                .unwrap_or_default(),
+            finished: self.finished().cloned(),
+            paused: self.is_paused(),
+            log: self.log.clone(),
+        }
+    }
+}
+
+fn failing(reasons: &[String]) -> String {
+    let bad: Vec<&str> = reasons
+        .iter()
+        .filter(|r| r.contains("slower") || r.contains("higher") || r.contains("over the limit"))
+        .map(String::as_str)
+        .collect();
+    if bad.is_empty() {
+        reasons.join("; ")
+    } else {
+        bad.join("; ")
+    }
+}
+
+/// Evidence for the analysis: what the recorder gathered since `base`.
+pub struct Evidence {
+    recorder: Option<Arc<Recorder>>,
+    base: Option<Snapshot>,
+}
+
+impl Evidence {
+    /// Evidence from now on (a snapshot taken now is the baseline).
+    pub fn since_now(recorder: Option<Arc<Recorder>>) -> Evidence {
+        let base = recorder.as_ref().map(|r| r.snapshot());
+        Evidence { recorder, base }
+    }
+
+    /// The snapshot the evidence starts from.
+    pub fn base(&self) -> Option<&Snapshot> {
+        self.base.as_ref()
+    }
+
+    /// The judgement of the candidate against `active`.
+    pub fn judge(&self, look: Look, policy: &Policy, active: Color) -> Judgement {
+        let Some(rec) = &self.recorder else {
+            return no_evidence("no load is being measured, so there is no evidence");
+        };
+        let now = rec.snapshot();
+        let colors = window(&now, self.base.as_ref());
+        let base = ColorSummary::of(&colors[ColorKey::from(active).index()]);
+        let cand = ColorSummary::of(&colors[ColorKey::from(active.other()).index()]);
+        match look {
+            Look::Live => judge_sequential(policy, &base, &cand),
+            Look::EndOfStep => judge(policy, &base, &cand),
+        }
+    }
+}
+
+fn no_evidence(why: &str) -> Judgement {
+    Judgement {
+        verdict: Verdict::Inconclusive,
+        mode: "none".into(),
+        reasons: vec![why.to_string()],
+        baseline_requests: 0,
+        candidate_requests: 0,
+        latency: None,
+        percentiles: Vec::new(),
+        errors: None,
+        sequential: None,
+    }
+}
+
+/// Operator commands for a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCmd {
+    Pause,
+    Resume,
+    Abort,
+}
+
+/// What the driver reports while it runs.
+#[derive(Debug, Clone)]
+pub enum DriveEvent {
+    Status(RolloutStatus),
+    Audit(AuditEntry),
+    State(StateView),
+    /// The state could not be read (the driver keeps trying).
+    StateError(AdminError),
+}
+
+/// How often the driver looks (state read + analysis).
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `ctrl` against an edge until it finishes, the operator aborts, or
+/// `limit` (wall time, pauses included) runs out — then it aborts.
+pub async fn drive(
+    ctrl: &mut Controller,
+    client: &AdminClient,
+    evidence: &Evidence,
+    user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
+    audit: &AuditFile,
+    limit: Duration,
+    mut on_event: impl FnMut(DriveEvent),
+) -> Finish {
+    let start = Instant::now();
+    let actor = ctrl.plan().actor.clone();
+    let mut state_failures = 0u32;
+    let mut user_open = true;
+    let steps = crate::settings::format_steps(&ctrl.plan().steps);
+    let start_entry = AuditEntry::info(
+        &actor,
+        "rollout start",
+        None,
+        format!("steps {steps}, dwell {:?}", ctrl.plan().dwell),
+    );
+    let _ = audit.append(&start_entry);
+    on_event(DriveEvent::Audit(start_entry));
+    loop {
+        let now = start.elapsed();
+        // Operator commands first.
+        let mut cmds = Vec::new();
+        while let Ok(c) = user.try_recv() {
+            cmds.push(c);
+        }
+        let mut pending = None;
+        for c in cmds {
+            let info = match c {
+                UserCmd::Pause => {
+                    ctrl.pause("paused by the operator");
+                    "rollout pause"
+                }
+                UserCmd::Resume => {
+                    ctrl.resume(now);
+                    "rollout resume"
+                }
+                UserCmd::Abort => {
+                    pending = ctrl.abort(now).or(pending);
+                    "rollout abort"
+                }
+            };
+            let e = AuditEntry::info(&actor, info, None, "");
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+        }
+        if now > limit && ctrl.finished().is_none() {
+            let e = AuditEntry::info(
+                &actor,
+                "rollout time limit",
+                None,
+                format!("{limit:?} exceeded"),
+            );
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            pending = ctrl.abort(now).or(pending);
+            if pending.is_none() && ctrl.finished().is_none() {
+                return Finish::Failed("time limit".into());
+            }
+        }
+        if pending.is_none() {
+            match client.state().await {
+                Ok(v) => {
+                    state_failures = 0;
+                    ctrl.observe_state(&v);
+                    on_event(DriveEvent::State(v));
+                }
+                Err(e) => {
+                    state_failures += 1;
+                    let fatal = matches!(e, AdminError::Unauthorized { .. }) || state_failures > 60;
+                    on_event(DriveEvent::StateError(e.clone()));
+                    if fatal && ctrl.finished().is_none() {
+                        let f = Finish::Failed(format!("cannot read the state: {e}"));
+                        on_event(DriveEvent::Status(ctrl.status(now)));
+                        return f;
+                    }
+                }
+            }
+            if ctrl.finished().is_none() {
+                let policy = ctrl.plan().policy.clone();
+                let active = ctrl.active().unwrap_or(Color::Blue);
+                pending = ctrl.poll(now, &mut |look| evidence.judge(look, &policy, active));
+            }
+        }
+        if let Some(cmd) = pending {
+            let before = Some(cmd.expected_epoch());
+            let result = cmd.execute(client, &actor).await;
+            let entry = AuditEntry::for_change(&actor, cmd.action(), before, &result, cmd.reason());
+            let _ = audit.append(&entry);
+            on_event(DriveEvent::Audit(entry));
+            if let Ok(v) = &result {
+                on_event(DriveEvent::State(v.clone()));
+            }
+            ctrl.on_result(start.elapsed(), &result);
+        }
+        on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
+        if let Some(f) = ctrl.finished() {
+            let f = f.clone();
+            let e = AuditEntry::info(&actor, "rollout end", None, f.describe());
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            return f;
+        }
+        if user_open {
+            tokio::select! {
+                c = user.recv() => match c {
+                    // Put it back for the next iteration.
+                    Some(c) => { pending_push(ctrl, c, start.elapsed(), &mut on_event, &actor, audit); }
+                    None => user_open = false,
+                },
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+        } else {
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+}
+
+/// Applies an operator command that arrived while the driver was sleeping.
+fn pending_push(
+    ctrl: &mut Controller,
+    c: UserCmd,
+    now: Duration,
+    on_event: &mut impl FnMut(DriveEvent),
+    actor: &str,
+    audit: &AuditFile,
+) {
+    let info = match c {
+        UserCmd::Pause => {
+            ctrl.pause("paused by the operator");
+            "rollout pause"
+        }
+        UserCmd::Resume => {
+            ctrl.resume(now);
+            "rollout resume"
+        }
+        UserCmd::Abort => {
+            // The abort call itself is made at the next poll.
+            ctrl.abort_requested = true;
+            "rollout abort"
+        }
+    };
+    let e = AuditEntry::info(actor, info, None, "");
+    let _ = audit.append(&e);
+    on_event(DriveEvent::Audit(e));
+    on_event(DriveEvent::Status(ctrl.status(now)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greenlight_common::admin::Problem;
+    use greenlight_common::RolloutState;
+
+    fn plan(steps: &[f64], ext: u32, on: OnInconclusive) -> RolloutPlan {
+        RolloutPlan::new(
+            steps.to_vec(),
+            Duration::from_secs(10),
+            ext,
+            on,
+            Policy::default(),
+            "test".into(),
+        )
+        .unwrap()
+    }
+
+    fn verdict(v: Verdict) -> Judgement {
+        Judgement {
+            verdict: v,
+            reasons: vec![match v {
+                Verdict::Fail => "latency: green is slower than blue beyond the tolerance".into(),
+                _ => format!("{v}"),
+            }],
+            ..no_evidence("")
+        }
+    }
+
+    /// A fake edge: the real state machine.
+    struct Edge {
+        state: RolloutState,
+    }
+
+    impl Edge {
+        fn new() -> Edge {
+            Edge {
+                state: RolloutState::initial("s"),
+            }
+        }
+        fn view(&self) -> StateView {
+            StateView::of(self.state.clone(), false)
+        }
+        fn exec(&mut self, c: &Command) -> Result<StateView, AdminError> {
+            use greenlight_common::rollout::{ChangeMeta, RolloutOp};
+            let op = match c {
+                Command::SetWeight { percent, .. } => RolloutOp::SetWeight {
+                    weight_bp: (percent * 100.0).round() as u16,
+                },
+                Command::Promote { .. } => RolloutOp::Promote,
+                Command::Rollback { .. } => RolloutOp::Rollback,
+                Command::Abort { .. } => RolloutOp::Abort,
+            };
+            let meta = ChangeMeta {
+                actor: "test".into(),
+                at_ms: 1,
+                reason: c.reason().into(),
+            };
+            match self.state.apply(op, c.expected_epoch(), meta) {
+                Ok(s) => {
+                    self.state = s;
+                    Ok(self.view())
+                }
+                Err(e) => Err(AdminError::Conflict(Problem::new(
+                    409,
+                    "x",
+                    "x",
+                    e.to_string(),
+                ))),
+            }
+        }
+    }
+
+    /// Runs the controller against `edge` with verdicts from `verdicts(step_weight, look)`
+    /// until it is done; returns the commands made.
+    fn run(
+        c: &mut Controller,
+        edge: &mut Edge,
+        mut verdicts: impl FnMut(f64, Look) -> Verdict,
+        max_ticks: u32,
+    ) -> Vec<String> {
+        let mut made = Vec::new();
+        for tick in 0..max_ticks {
+            let now = Duration::from_secs(u64::from(tick));
+            c.observe_state(&edge.view());
+            let w = edge.state.candidate_percent();
+            if let Some(cmd) = c.poll(now, &mut |look| verdict(verdicts(w, look))) {
+                made.push(cmd.action());
+                let r = edge.exec(&cmd);
+                c.on_result(now, &r);
+            }
+            if c.finished().is_some() {
+                break;
+            }
+        }
+        made
+    }
+
+    #[test]
+    fn plans_are_validated() {
+        let p = |s: &[f64]| {
+            RolloutPlan::new(
+                s.to_vec(),
+                Duration::from_secs(1),
+                0,
+                OnInconclusive::Pause,
+                Policy::default(),
+                "a".into(),
+            )
+        };
+        assert!(p(&[1.0, 5.0, 100.0]).is_ok());
+        assert!(p(&[]).is_err());
+        assert!(p(&[5.0, 1.0]).unwrap_err().contains("increasing"));
+        assert!(p(&[0.0, 1.0]).is_err());
+        assert!(p(&[101.0]).is_err());
+        assert!(p(&[0.001]).unwrap_err().contains("decimals"));
+        assert!(RolloutPlan::new(
+            vec![1.0],
+            Duration::ZERO,
+            0,
+            OnInconclusive::Pause,
+            Policy::default(),
+            "a".into()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn passing_steps_end_in_promotion() {
+        let mut c = Controller::new(plan(
+            &[1.0, 5.0, 25.0, 50.0, 100.0],
+            0,
+            OnInconclusive::Pause,
+        ));
+        let mut edge = Edge::new();
+        let made = run(&mut c, &mut edge, |_, _| Verdict::Pass, 200);
+        assert_eq!(
+            made,
+            [
+                "weight 1%",
+                "weight 5%",
+                "weight 25%",
+                "weight 50%",
+                "weight 100%",
+                "promote"
+            ]
+        );
+        assert_eq!(c.finished(), Some(&Finish::Promoted { epoch: 6 }));
+        assert_eq!(edge.state.active, Color::Green);
+        let st = c.status(Duration::from_secs(100));
+        assert_eq!(st.stage, "done");
+        assert!(
+            st.log
+                .iter()
+                .any(|l| l.contains("step 3/5 (25%): analysis PASS")),
+            "{:#?}",
+            st.log
+        );
+    }
+
+    #[test]
+    fn each_step_dwells_before_advancing() {
+        let mut c = Controller::new(plan(&[10.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        // 5 ticks of 1 s: weight set at t=0, dwell of 10 s not over yet.
+        let made = run(&mut c, &mut edge, |_, _| Verdict::Pass, 6);
+        assert_eq!(made, ["weight 10%"]);
+        let st = c.status(Duration::from_secs(5));
+        assert_eq!(
+            (st.stage, st.step, st.dwell_left),
+            ("dwelling", Some(0), Some(Duration::from_secs(5)))
+        );
+    }
+
+    #[test]
+    fn live_failure_rolls_back_early() {
+        let mut c = Controller::new(plan(&[1.0, 5.0, 25.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        let made = run(
+            &mut c,
+            &mut edge,
+            |w, look| {
+                if w >= 25.0 && look == Look::Live {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                }
+            },
+            200,
+        );
+        assert_eq!(made, ["weight 1%", "weight 5%", "weight 25%", "rollback"]);
+        match c.finished() {
+            Some(Finish::RolledBack { why }) => {
+                assert!(
+                    why.contains("step 3/4 (25%)") && why.contains("slower"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            (edge.state.candidate_weight_bp, edge.state.active),
+            (0, Color::Blue)
+        );
+    }
+
+    #[test]
+    fn end_of_step_failure_rolls_back() {
+        let mut c = Controller::new(plan(&[1.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        let made = run(
+            &mut c,
+            &mut edge,
+            |_, look| {
+                if look == Look::EndOfStep {
+                    Verdict::Fail
+                } else {
+                    Verdict::Inconclusive
+                }
+            },
+            200,
+        );
+        assert_eq!(made, ["weight 1%", "rollback"]);
+        assert!(matches!(c.finished(), Some(Finish::RolledBack { .. })));
+    }
+
+    #[test]
+    fn inconclusive_extends_then_follows_the_policy() {
+        // Pause: holds after the extensions, resumes on request.
+        let mut c = Controller::new(plan(&[5.0, 100.0], 2, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        let made = run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 60);
+        assert_eq!(made, ["weight 5%"]);
+        assert!(c.is_paused());
+        let st = c.status(Duration::from_secs(60));
+        assert!(
+            st.headline
+                .contains("still inconclusive after 2 extensions"),
+            "{}",
+            st.headline
+        );
+        assert_eq!(st.log.iter().filter(|l| l.contains("extending")).count(), 2);
+        c.resume(Duration::from_secs(60));
+        assert!(!c.is_paused());
+
+        // Advance: goes on to promotion.
+        let mut c = Controller::new(plan(&[5.0, 100.0], 1, OnInconclusive::Advance));
+        let mut edge = Edge::new();
+        let made = run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 200);
+        assert_eq!(made, ["weight 5%", "weight 100%", "promote"]);
+
+        // Rollback.
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Rollback));
+        let mut edge = Edge::new();
+        let made = run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 200);
+        assert_eq!(made, ["weight 5%", "rollback"]);
+    }
+
+    #[test]
+    fn pause_holds_and_resume_restarts_the_dwell() {
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        c.pause("operator");
+        let judged = |_: Look| -> Judgement { panic!("no analysis while paused") };
+        let mut judged = judged;
+        for t in 3..40 {
+            assert_eq!(c.poll(Duration::from_secs(t), &mut judged), None);
+        }
+        c.resume(Duration::from_secs(40));
+        // The dwell restarts at 40 s: nothing before 50 s.
+        let mut pass = |_: Look| verdict(Verdict::Pass);
+        assert_eq!(c.poll(Duration::from_secs(45), &mut pass), None);
+        let cmd = c.poll(Duration::from_secs(50), &mut pass).unwrap();
+        assert_eq!(cmd.action(), "weight 100%");
+    }
+
+    #[test]
+    fn abort_pulls_a_canary_back() {
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        let cmd = c.abort(Duration::from_secs(3)).unwrap();
+        assert!(matches!(
+            cmd,
+            Command::Abort {
+                expected_epoch: 1,
+                ..
+            }
+        ));
+        let r = edge.exec(&cmd);
+        c.on_result(Duration::from_secs(3), &r);
+        assert_eq!(c.finished(), Some(&Finish::Aborted));
+        assert_eq!(edge.state.candidate_weight_bp, 0);
+        // Abort before anything happened: nothing to call.
+        let mut c = Controller::new(plan(&[5.0], 0, OnInconclusive::Pause));
+        assert_eq!(c.abort(Duration::ZERO), None);
+        assert_eq!(c.finished(), Some(&Finish::Aborted));
+    }
+
+    #[test]
+    fn outside_changes_and_conflicts_stop_the_automation() {
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        // Another release manager promotes by hand.
+        edge.exec(&Command::Promote {
+            expected_epoch: 1,
+            reason: "by hand".into(),
+        })
+        .unwrap();
+        c.observe_state(&edge.view());
+        match c.finished() {
+            Some(Finish::Interrupted(m)) => assert!(
+                m.contains("changed elsewhere") && m.contains("promote"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+
+        // A 409 on our own call.
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        c.observe_state(&Edge::new().view());
+        let cmd = c
+            .poll(Duration::ZERO, &mut |_| verdict(Verdict::Pass))
+            .unwrap();
+        c.on_result(
+            Duration::ZERO,
+            &Err(AdminError::Conflict(Problem {
+                current_epoch: Some(4),
+                ..Problem::new(409, "stale-epoch", "stale epoch", "stale epoch")
+            })),
+        );
+        assert_eq!(cmd.action(), "weight 5%");
+        match c.finished() {
+            Some(Finish::Interrupted(m)) => {
+                assert!(m.contains("409") && m.contains("epoch 4"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transport_errors_are_retried_then_fail() {
+        let mut c = Controller::new(plan(&[5.0], 0, OnInconclusive::Pause));
+        c.observe_state(&Edge::new().view());
+        let mut pass = |_: Look| verdict(Verdict::Pass);
+        let first = c.poll(Duration::ZERO, &mut pass).unwrap();
+        let down = Err(AdminError::Transport("connection refused".into()));
+        c.on_result(Duration::ZERO, &down);
+        for _ in 0..MAX_RETRIES {
+            let again = c.poll(Duration::ZERO, &mut pass).unwrap();
+            assert_eq!(again, first);
+            c.on_result(Duration::ZERO, &down);
+        }
+        assert!(matches!(c.finished(), Some(Finish::Failed(m)) if m.contains("cannot reach")));
+    }
+
+    #[test]
+    fn starts_from_the_current_weight() {
+        let mut c = Controller::new(plan(&[1.0, 5.0, 25.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        edge.exec(&Command::SetWeight {
+            percent: 5.0,
+            expected_epoch: 0,
+            reason: String::new(),
+        })
+        .unwrap();
+        c.observe_state(&edge.view());
+        assert_eq!(
+            c.poll(Duration::ZERO, &mut |_| verdict(Verdict::Pass)),
+            None
+        );
+        assert_eq!(c.status(Duration::ZERO).step, Some(1));
+    }
+}

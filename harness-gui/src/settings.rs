@@ -1,0 +1,239 @@
+//! Dashboard settings that persist between runs (JSON in the platform's
+//! config directory). The admin token is never stored: only the *name* of
+//! the environment variable that holds it.
+
+use crate::rollout::{OnInconclusive, RolloutPlan};
+use loadtest::verdict::Policy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable read for the admin token unless the settings name another.
+pub const DEFAULT_TOKEN_ENV: &str = loadtest::admin_client::TOKEN_ENV;
+
+/// Load controls (what the "Load" panel starts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadSettings {
+    /// Where the synthetic load goes (normally the edge itself).
+    pub target_url: String,
+    /// Requests per second (open loop).
+    pub rate: f64,
+    /// Simulated users (distinct sticky identities).
+    pub users: usize,
+    /// Optional scenario file (TOML request mix).
+    pub scenario: String,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        LoadSettings {
+            target_url: "http://127.0.0.1:8787/".into(),
+            rate: 200.0,
+            users: 200,
+            scenario: String::new(),
+        }
+    }
+}
+
+/// Everything the dashboard remembers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Base URL of the edge (its admin API lives under `/__greenlight/`).
+    pub edge_url: String,
+    /// Name of the environment variable holding the admin bearer token.
+    pub token_env: String,
+    /// Who the audit log names for actions taken from this dashboard.
+    pub actor: String,
+    pub policy: Policy,
+    /// Automated rollout: candidate weights in percent, in order.
+    pub steps: Vec<f64>,
+    /// Seconds to dwell (and gather evidence) at each step.
+    pub dwell_s: u64,
+    /// Extra dwells allowed when a step's analysis is inconclusive.
+    pub max_extensions: u32,
+    pub on_inconclusive: OnInconclusive,
+    pub load: LoadSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            edge_url: "http://127.0.0.1:8787".into(),
+            token_env: DEFAULT_TOKEN_ENV.into(),
+            actor: default_actor(),
+            policy: Policy::default(),
+            steps: vec![1.0, 5.0, 25.0, 50.0, 100.0],
+            dwell_s: 30,
+            max_extensions: 2,
+            on_inconclusive: OnInconclusive::Pause,
+            load: LoadSettings::default(),
+        }
+    }
+}
+
+fn default_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "operator".into());
+    format!("{user}@dashboard")
+}
+
+impl Settings {
+    /// `<config dir>/dashboard.json` (e.g. `~/.config/greenlight/dashboard.json` on Linux).
+    pub fn default_path() -> Option<PathBuf> {
+        directories::ProjectDirs::from("dev", "greenlight", "greenlight")
+            .map(|d| d.config_dir().join("dashboard.json"))
+    }
+
+    /// Reads settings; a missing file gives the defaults. A broken file also
+    /// gives the defaults, with a message saying why (the app must start).
+    pub fn load(path: &Path) -> (Settings, Option<String>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str::<Settings>(&text) {
+                Ok(s) => match s.validate() {
+                    Ok(()) => (s, None),
+                    Err(e) => (
+                        Settings::default(),
+                        Some(format!("settings {}: {e}; using defaults", path.display())),
+                    ),
+                },
+                Err(e) => (
+                    Settings::default(),
+                    Some(format!(
+                        "settings {} unreadable ({e}); using defaults",
+                        path.display()
+                    )),
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Settings::default(), None),
+            Err(e) => (
+                Settings::default(),
+                Some(format!("settings {}: {e}; using defaults", path.display())),
+            ),
+        }
+    }
+
+    /// Writes atomically (temp file + rename), creating the directory.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.policy.validate()?;
+        self.plan().map(|_| ())
+    }
+
+    /// The token from the configured environment variable (never stored).
+    pub fn resolve_token(&self) -> Option<String> {
+        std::env::var(self.token_env.trim())
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The automated-rollout plan these settings describe.
+    pub fn plan(&self) -> Result<RolloutPlan, String> {
+        RolloutPlan::new(
+            self.steps.clone(),
+            Duration::from_secs(self.dwell_s),
+            self.max_extensions,
+            self.on_inconclusive,
+            self.policy.clone(),
+            self.actor.clone(),
+        )
+    }
+}
+
+/// Parses `"1, 5, 25, 50, 100"` (also `→`, `->`, spaces or `%`) into percents.
+pub fn parse_steps(text: &str) -> Result<Vec<f64>, String> {
+    let cleaned = text.replace("->", ",").replace(['→', '%', ';'], ",");
+    let mut out = Vec::new();
+    for part in cleaned.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+        let v: f64 = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("step {part:?} is not a number"))?;
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err("give at least one step, e.g. 1, 5, 25, 50, 100".into());
+    }
+    Ok(out)
+}
+
+/// `[1.0, 5.0, 100.0]` → `"1, 5, 100"`.
+pub fn format_steps(steps: &[f64]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_without_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dashboard.json");
+        let s = Settings {
+            edge_url: "http://127.0.0.1:9999".into(),
+            token_env: "MY_TOKEN_VAR".into(),
+            steps: vec![2.0, 10.0, 100.0],
+            dwell_s: 5,
+            ..Settings::default()
+        };
+        s.save(&path).unwrap();
+        let (back, warn) = Settings::load(&path);
+        assert_eq!(warn, None);
+        assert_eq!(back, s);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("MY_TOKEN_VAR"));
+        assert!(!text.to_lowercase().contains("\"token\""));
+    }
+
+    #[test]
+    fn broken_or_missing_files_give_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, w) = Settings::load(&dir.path().join("none.json"));
+        assert_eq!((s, w), (Settings::default(), None));
+        let p = dir.path().join("bad.json");
+        std::fs::write(&p, "{not json").unwrap();
+        let (s, w) = Settings::load(&p);
+        assert_eq!(s, Settings::default());
+        assert!(w.unwrap().contains("unreadable"));
+        std::fs::write(&p, r#"{"steps":[50,10]}"#).unwrap();
+        let (_, w) = Settings::load(&p);
+        assert!(
+            w.unwrap().contains("increasing"),
+            "invalid plans are refused"
+        );
+        // Unknown fields of older/newer versions are ignored, missing ones defaulted.
+        std::fs::write(&p, r#"{"edge_url":"http://x:1","future":1}"#).unwrap();
+        let (s, w) = Settings::load(&p);
+        assert_eq!((s.edge_url.as_str(), w), ("http://x:1", None));
+    }
+
+    #[test]
+    fn steps_parse_in_several_spellings() {
+        assert_eq!(
+            parse_steps("1 → 5 → 25 → 50 → 100").unwrap(),
+            vec![1.0, 5.0, 25.0, 50.0, 100.0]
+        );
+        assert_eq!(parse_steps("1%,5%, 100%").unwrap(), vec![1.0, 5.0, 100.0]);
+        assert_eq!(parse_steps("0.5->100").unwrap(), vec![0.5, 100.0]);
+        assert!(parse_steps("1, x").unwrap_err().contains("\"x\""));
+        assert!(parse_steps("  ").is_err());
+        assert_eq!(format_steps(&[0.5, 5.0, 100.0]), "0.5, 5, 100");
+    }
+}

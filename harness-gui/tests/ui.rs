@@ -1,0 +1,524 @@
+//! The dashboard driven through its UI (egui_kittest, no display) against a
+//! real HTTP server on 127.0.0.1 that runs the real admin handler, records
+//! every admin call, and serves tagged traffic (green optionally slower).
+
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use greenlight_common::admin::{handle, AdminOutcome, AdminRoute, Problem};
+use greenlight_common::http::ADMIN_PREFIX;
+use greenlight_common::rollout::{ChangeMeta, RolloutOp};
+use greenlight_common::RolloutState;
+use harness_gui::app::AppState;
+use harness_gui::audit::{AuditFile, Outcome};
+use harness_gui::backend::{Backend, Intervals};
+use harness_gui::rollout::OnInconclusive;
+use harness_gui::settings::Settings;
+use harness_gui::Dashboard;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "test-admin-token";
+
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    route: String,
+    body: serde_json::Value,
+}
+
+struct FakeEdge {
+    url: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+    state: Arc<Mutex<RolloutState>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FakeEdge {
+    /// `delays_ms`: origin latency of blue and green.
+    fn start(blue_ms: u64, green_ms: u64) -> FakeEdge {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(Mutex::new(RolloutState::initial("test")));
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (c2, s2) = (calls.clone(), state.clone());
+        let seq = Arc::new(AtomicU64::new(0));
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (calls, state, seq) = (c2.clone(), s2.clone(), seq.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                        let (calls, state, seq) = (calls.clone(), state.clone(), seq.clone());
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let method = req.method().to_string();
+                            let authed = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                == Some(&format!("Bearer {TOKEN}"));
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let resp = if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
+                                let route = AdminRoute::parse(rest).unwrap_or(AdminRoute::State);
+                                if route != AdminRoute::State {
+                                    calls.lock().unwrap().push(Call {
+                                        method: method.clone(),
+                                        route: rest.to_string(),
+                                        body: serde_json::from_slice(&body).unwrap_or_default(),
+                                    });
+                                }
+                                let o = if !authed {
+                                    AdminOutcome::problem(Problem::new(
+                                        401,
+                                        "unauthorized",
+                                        "unauthorized",
+                                        "bad token",
+                                    ))
+                                } else {
+                                    let cur = state.lock().unwrap().clone();
+                                    let o = handle(
+                                        route,
+                                        &method,
+                                        &body,
+                                        "k:test",
+                                        &cur,
+                                        false,
+                                        1_700_000_000_000,
+                                    );
+                                    if let Some(n) = &o.new_state {
+                                        *state.lock().unwrap() = n.clone();
+                                    }
+                                    o
+                                };
+                                hyper::Response::builder()
+                                    .status(o.status)
+                                    .header("content-type", o.content_type)
+                                    .body(Full::new(bytes::Bytes::from(o.body)))
+                                    .unwrap()
+                            } else {
+                                // Traffic: split by weight, tag the color, delay per color.
+                                let s = state.lock().unwrap().clone();
+                                let n = seq.fetch_add(1, Ordering::Relaxed);
+                                let bucket = (n.wrapping_mul(2_654_435_761) % 10_000) as u16;
+                                let color = if bucket < s.candidate_weight_bp {
+                                    s.candidate
+                                } else {
+                                    s.active
+                                };
+                                let ms = match color {
+                                    greenlight_common::Color::Blue => blue_ms,
+                                    greenlight_common::Color::Green => green_ms,
+                                };
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                hyper::Response::builder()
+                                    .status(200)
+                                    .header("x-greenlight-color", color.to_string())
+                                    .header("x-greenlight-epoch", s.epoch.to_string())
+                                    .body(Full::new(bytes::Bytes::from_static(b"ok")))
+                                    .unwrap()
+                            };
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeEdge {
+            url: format!("http://{addr}"),
+            calls,
+            state,
+            _rt: rt,
+        }
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Another release manager changes the state directly.
+    fn change_elsewhere(&self, op: RolloutOp) {
+        let mut s = self.state.lock().unwrap();
+        let meta = ChangeMeta {
+            actor: "someone-else".into(),
+            at_ms: 1,
+            reason: "by hand".into(),
+        };
+        *s = s.apply(op, s.epoch, meta).unwrap();
+    }
+}
+
+fn dashboard(
+    edge: &str,
+    token: Option<&str>,
+    audit: &std::path::Path,
+    state_every: Duration,
+) -> Dashboard {
+    let backend = Backend::start(
+        AuditFile::new(Some(audit.to_path_buf())),
+        Intervals {
+            state: state_every,
+            metrics: Duration::from_millis(200),
+        },
+        None,
+    )
+    .unwrap();
+    let settings = Settings {
+        edge_url: edge.to_string(),
+        actor: "tester@dashboard".into(),
+        ..Settings::default()
+    };
+    let mut s = AppState::new(settings, None, token.map(str::to_string));
+    s.audit_path = Some(audit.to_path_buf());
+    Dashboard::new(s, backend)
+}
+
+fn harness(d: Dashboard) -> Harness<'static, Dashboard> {
+    Harness::builder()
+        .with_size(egui::vec2(1600.0, 1000.0))
+        .with_max_steps(20)
+        .build_ui_state(|ui, d: &mut Dashboard| d.ui(ui), d)
+}
+
+/// Steps the UI until `cond` holds (bounded).
+fn wait_for(
+    h: &mut Harness<'_, Dashboard>,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&Harness<'_, Dashboard>) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if cond(h) {
+            h.step();
+            return;
+        }
+        if start.elapsed() > timeout {
+            let s = &h.state().state;
+            panic!(
+                "timed out waiting for {what}; notice {:?}; rollout {:#?}; view {:?}",
+                s.notice,
+                s.rollout
+                    .as_ref()
+                    .map(|r| (&r.headline, &r.log, &r.last_reasons)),
+                s.view
+                    .as_ref()
+                    .map(|v| (v.state.epoch, v.state.candidate_weight_bp))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn disabled(h: &Harness<'_, Dashboard>, label: &str) -> bool {
+    h.get_by_label(label).accesskit_node().is_disabled()
+}
+
+fn shows(h: &Harness<'_, Dashboard>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+#[test]
+fn promote_then_rollback_through_the_buttons() {
+    let edge = FakeEdge::start(0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &audit,
+        Duration::from_millis(200),
+    ));
+    wait_for(&mut h, "the first state", Duration::from_secs(10), |h| {
+        shows(h, "epoch 0")
+    });
+    assert!(shows(&h, "reachable"));
+    assert!(
+        disabled(&h, "Rollback"),
+        "nothing to roll back while stable"
+    );
+    assert!(!disabled(&h, "Promote"));
+
+    h.get_by_label("Promote").click();
+    h.run();
+    assert!(shows(
+        &h,
+        "green becomes the active color and receives 100% of users"
+    ));
+    assert!(
+        edge.calls().is_empty(),
+        "nothing is sent before the confirmation"
+    );
+    h.get_by_label("Confirm").click();
+    wait_for(&mut h, "the promotion", Duration::from_secs(10), |h| {
+        shows(h, "epoch 1")
+    });
+    let calls = edge.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].route.as_str()),
+        ("POST", "promote")
+    );
+    assert_eq!(calls[0].body["expected_epoch"], 0);
+    assert!(shows(&h, "promote done: epoch 1"));
+    assert!(shows(&h, "promote by tester@dashboard") || shows(&h, "promote by k:test"));
+    wait_for(
+        &mut h,
+        "buttons to follow the phase",
+        Duration::from_secs(5),
+        |h| disabled(h, "Promote") && !disabled(h, "Rollback"),
+    );
+
+    h.get_by_label("Rollback").click();
+    h.run();
+    assert!(shows(
+        &h,
+        "Roll back the promotion: blue becomes the active color again"
+    ));
+    h.get_by_label("Confirm").click();
+    wait_for(&mut h, "the rollback", Duration::from_secs(10), |h| {
+        shows(h, "epoch 2")
+    });
+    let calls = edge.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        (calls[1].route.as_str(), &calls[1].body["expected_epoch"]),
+        ("rollback", &serde_json::json!(1))
+    );
+    assert_eq!(
+        edge.state.lock().unwrap().active,
+        greenlight_common::Color::Blue
+    );
+
+    // The audit file has both actions, with epochs before and after.
+    let (entries, bad) = AuditFile::read(&audit).unwrap();
+    assert_eq!(bad, 0);
+    let changes: Vec<_> = entries
+        .iter()
+        .filter(|e| e.outcome != Outcome::Info)
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        (
+            changes[0].action.as_str(),
+            changes[0].epoch_before,
+            changes[0].epoch_after
+        ),
+        ("promote", Some(0), Some(1))
+    );
+    assert_eq!(
+        (
+            changes[1].action.as_str(),
+            changes[1].epoch_before,
+            changes[1].epoch_after
+        ),
+        ("rollback", Some(1), Some(2))
+    );
+    assert!(changes
+        .iter()
+        .all(|e| e.outcome == Outcome::Ok && e.actor == "tester@dashboard"));
+    // ... and the audit panel shows them.
+    assert!(shows(&h, "1->2"));
+}
+
+#[test]
+fn a_409_refreshes_and_says_so() {
+    let edge = FakeEdge::start(0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // Slow polling, so the dashboard's view goes stale before the click.
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &dir.path().join("a.jsonl"),
+        Duration::from_secs(30),
+    ));
+    wait_for(&mut h, "the first state", Duration::from_secs(10), |h| {
+        shows(h, "epoch 0")
+    });
+    edge.change_elsewhere(RolloutOp::SetWeight { weight_bp: 1000 });
+    h.get_by_label("Promote").click();
+    h.run();
+    h.get_by_label("Confirm").click();
+    wait_for(
+        &mut h,
+        "the conflict message",
+        Duration::from_secs(10),
+        |h| shows(h, "409 conflict"),
+    );
+    assert!(shows(&h, "rollout changed elsewhere (now at epoch 1)"));
+    // The state was refreshed right away (not at the next 30 s poll).
+    wait_for(&mut h, "the refresh", Duration::from_secs(5), |h| {
+        shows(h, "epoch 1")
+    });
+    assert!(shows(&h, "10% on green"));
+    let calls = edge.calls();
+    assert_eq!(
+        (calls.len(), calls[0].body["expected_epoch"].as_u64()),
+        (1, Some(0))
+    );
+}
+
+#[test]
+fn unreachable_edge_and_bad_token_are_banners() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut h = harness(dashboard(
+        &format!("http://127.0.0.1:{port}"),
+        Some(TOKEN),
+        &dir.path().join("a.jsonl"),
+        Duration::from_millis(200),
+    ));
+    wait_for(
+        &mut h,
+        "the unreachable banner",
+        Duration::from_secs(10),
+        |h| shows(h, "Edge unreachable"),
+    );
+    assert!(shows(&h, "the dashboard keeps running"));
+    assert!(disabled(&h, "Promote") && disabled(&h, "Start rollout"));
+
+    let edge = FakeEdge::start(0, 0);
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some("wrong"),
+        &dir.path().join("b.jsonl"),
+        Duration::from_millis(200),
+    ));
+    wait_for(&mut h, "the 401 banner", Duration::from_secs(10), |h| {
+        shows(h, "Admin token refused")
+    });
+    assert!(shows(&h, "GREENLIGHT_ADMIN_TOKEN"));
+}
+
+fn start_rollout(
+    h: &mut Harness<'_, Dashboard>,
+    edge: &FakeEdge,
+    steps: &str,
+    on: OnInconclusive,
+    tolerance: f64,
+) {
+    {
+        let s = &mut h.state_mut().state;
+        s.settings.load.target_url = format!("{}/", edge.url);
+        s.settings.load.rate = 300.0;
+        s.settings.load.users = 50;
+        s.steps_text = steps.into();
+        s.settings.dwell_s = 2;
+        s.settings.max_extensions = 1;
+        s.settings.on_inconclusive = on;
+        s.settings.policy.min_samples = 40;
+        s.settings.policy.latency_tolerance = tolerance;
+        s.settings.policy.p99_ratio_max = 1.0 + tolerance;
+    }
+    wait_for(h, "the first state", Duration::from_secs(10), |h| {
+        shows(h, "epoch 0")
+    });
+    h.get_by_label("Start load").click();
+    wait_for(h, "load", Duration::from_secs(10), |h| {
+        shows(h, "running: http")
+    });
+    // A second of baseline traffic, then the rollout.
+    std::thread::sleep(Duration::from_secs(1));
+    h.get_by_label("Start rollout").click();
+    h.run();
+}
+
+#[test]
+fn automated_rollout_rolls_back_a_slow_green() {
+    let edge = FakeEdge::start(2, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &audit,
+        Duration::from_millis(300),
+    ));
+    start_rollout(&mut h, &edge, "20, 50, 100", OnInconclusive::Pause, 0.10);
+    wait_for(
+        &mut h,
+        "the automatic rollback",
+        Duration::from_secs(40),
+        |h| shows(h, "Rollout: rolled back"),
+    );
+    let routes: Vec<String> = edge.calls().iter().map(|c| c.route.clone()).collect();
+    assert_eq!(routes.first().map(String::as_str), Some("weight"));
+    assert_eq!(routes.last().map(String::as_str), Some("rollback"));
+    assert!(!routes.contains(&"promote".to_string()), "{routes:?}");
+    assert_eq!(edge.calls()[0].body["weight_percent"], 20.0);
+    assert!(shows(&h, "FAIL"), "the verdict panel shows the failure");
+    let s = edge.state.lock().unwrap().clone();
+    assert_eq!(
+        (s.active, s.candidate_weight_bp),
+        (greenlight_common::Color::Blue, 0)
+    );
+    h.get_by_label("Stop load").click();
+    h.run();
+    let (entries, _) = AuditFile::read(&audit).unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"rollout start")
+            && actions.contains(&"rollback")
+            && actions.contains(&"rollout end"),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
+    let edge = FakeEdge::start(3, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &dir.path().join("a.jsonl"),
+        Duration::from_millis(300),
+    ));
+    start_rollout(&mut h, &edge, "50, 100", OnInconclusive::Advance, 2.0);
+    wait_for(&mut h, "the first step", Duration::from_secs(10), |h| {
+        shows(h, "step 1/2 at 50%")
+    });
+    assert!(
+        disabled(&h, "Promote"),
+        "manual promote waits while the automation runs"
+    );
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "the pause", Duration::from_secs(10), |h| {
+        shows(h, "Rollout: paused")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    h.step();
+    assert_eq!(edge.calls().len(), 1, "no step while paused");
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, "the promotion", Duration::from_secs(40), |h| {
+        shows(h, "Rollout: promoted")
+    });
+    let routes: Vec<String> = edge.calls().iter().map(|c| c.route.clone()).collect();
+    assert_eq!(routes, ["weight", "weight", "promote"]);
+    assert_eq!(
+        edge.state.lock().unwrap().active,
+        greenlight_common::Color::Green
+    );
+    h.get_by_label("Stop load").click();
+    h.run();
+}

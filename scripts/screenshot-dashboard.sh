@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Takes docs/dashboard.png: the real dashboard under Xvfb, watching a local
+# demo — two `greenlight origin`s (green a little slower), the real Worker
+# under `wrangler dev --local` when it is built (scripts/build-worker.sh),
+# a canary at 10 %, and load driven by the dashboard itself.
+# Without the built Worker the load goes straight at the blue origin and the
+# state panel shows the "edge unreachable" banner.
+# Installs what is missing (apt-get), bounded in time, loopback only.
+# Usage: scripts/screenshot-dashboard.sh [out.png] (SETTLE_S=25 to wait longer)
+source "$(dirname "$0")/lib.sh"
+OUT="${1:-$ROOT/docs/dashboard.png}"
+SETTLE_S="${SETTLE_S:-25}"
+
+pkgs=(xvfb xauth x11-apps imagemagick xdotool libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cd "$ROOT"
+log "building greenlight and greenlight-dashboard"
+nice -n 10 cargo build -q -p greenlight-loadtest --bin greenlight -p greenlight-harness-gui --bin greenlight-dashboard >&2
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+
+SCRATCH="$(mktemp -d /tmp/greenlight-shot.XXXXXX)"
+PGIDS=()
+cleanup() {
+  for g in "${PGIDS[@]}"; do kill -- "-$g" 2>/dev/null || true; done
+  sleep 0.5
+  for g in "${PGIDS[@]}"; do kill -9 -- "-$g" 2>/dev/null || true; done
+  rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+# Starts a command in its own process group; records the group id.
+spawn() {
+  local logf="$1"; shift
+  setsid "$@" >"$logf" 2>&1 </dev/null &
+  PGIDS+=("$!")
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 120); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+BLUE_PORT=$(free_port); GREEN_PORT=$(free_port)
+spawn "$SCRATCH/blue.log" "$BIN/greenlight" origin --color blue --port "$BLUE_PORT" --latency lognormal:4ms,0.3
+spawn "$SCRATCH/green.log" "$BIN/greenlight" origin --color green --port "$GREEN_PORT" --latency lognormal:6ms,0.35 --error-rate 0.5%
+wait_http "http://127.0.0.1:$BLUE_PORT/" && wait_http "http://127.0.0.1:$GREEN_PORT/"
+
+export GREENLIGHT_ADMIN_TOKEN="screenshot-admin-token-0123456789"
+CF="$ROOT/edge/cloudflare"
+EDGE=""
+if [ -f "$CF/build/index.js" ] && [ -x "$CF/node_modules/.bin/wrangler" ]; then
+  EDGE_PORT=$(free_port); INSPECT_PORT=$(free_port)
+  cat >"$SCRATCH/wrangler.toml" <<TOML
+name = "greenlight-screenshot"
+main = "$CF/build/index.js"
+compatibility_date = "2025-09-01"
+
+[[kv_namespaces]]
+binding = "GREENLIGHT_STATE"
+id = "screenshot"
+
+[vars]
+BLUE_ORIGIN = "http://127.0.0.1:$BLUE_PORT"
+GREEN_ORIGIN = "http://127.0.0.1:$GREEN_PORT"
+ADMIN_TOKEN = "$GREENLIGHT_ADMIN_TOKEN"
+AUTH_ROUTES = "/:off"
+ROLLOUT_SALT = "screenshot"
+TOML
+  log "starting the Worker under wrangler dev on :$EDGE_PORT"
+  pushd "$SCRATCH" >/dev/null
+  spawn "$SCRATCH/wrangler.log" env CI=true WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
+    CLOUDFLARE_CF_FETCH_ENABLED=false NO_COLOR=1 XDG_CONFIG_HOME="$SCRATCH/xdg" \
+    "$CF/node_modules/.bin/wrangler" dev --local --config "$SCRATCH/wrangler.toml" \
+      --ip 127.0.0.1 --port "$EDGE_PORT" --inspector-port "$INSPECT_PORT" \
+      --persist-to "$SCRATCH/state" --show-interactive-dev-session=false
+  popd >/dev/null
+  if wait_http "http://127.0.0.1:$EDGE_PORT/__greenlight/health"; then
+    EDGE="http://127.0.0.1:$EDGE_PORT"
+    "$BIN/greenlight" weight 10 --edge "$EDGE" --reason "canary for the screenshot" >/dev/null
+  else
+    log "wrangler dev did not come up; see below. Falling back to the origin only."
+    tail -20 "$SCRATCH/wrangler.log" >&2 || true
+  fi
+fi
+if [ -n "$EDGE" ]; then
+  TARGET="$EDGE/"
+else
+  EDGE="http://127.0.0.1:$(free_port)"   # nothing listens: the banner shows it
+  TARGET="http://127.0.0.1:$BLUE_PORT/"
+fi
+
+log "dashboard under Xvfb (edge $EDGE, load at $TARGET), settling ${SETTLE_S}s"
+mkdir -p "$(dirname "$OUT")"
+cat >"$SCRATCH/run.sh" <<SH
+#!/usr/bin/env bash
+LIBGL_ALWAYS_SOFTWARE=1 "$BIN/greenlight-dashboard" --edge "$EDGE" --target "$TARGET" --rate 300 \
+  --settings "$SCRATCH/settings.json" --audit "$SCRATCH/audit.jsonl" --start-load --size 1600x1000 &
+app=\$!
+sleep $SETTLE_S
+xdotool mousemove 1599 999 || true
+sleep 1
+import -window root "$OUT"
+kill \$app
+wait \$app 2>/dev/null || true
+SH
+chmod +x "$SCRATCH/run.sh"
+spawn "$SCRATCH/xvfb.log" xvfb-run -a -s "-screen 0 1600x1000x24" "$SCRATCH/run.sh"
+XVFB_PID="${PGIDS[-1]}"
+for _ in $(seq 1 $((SETTLE_S + 60))); do
+  kill -0 "$XVFB_PID" 2>/dev/null || break
+  sleep 1
+done
+if [ ! -s "$OUT" ]; then
+  log "no screenshot taken"; cat "$SCRATCH/xvfb.log" >&2; exit 1
+fi
+log "saved $OUT ($(identify -format '%wx%h' "$OUT" 2>/dev/null || echo '?'))"
