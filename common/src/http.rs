@@ -39,7 +39,7 @@ pub const HOP_BY_HOP: &[&str] = &[
 /// hop-by-hop for that message too.
 pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
     let lower = name.to_ascii_lowercase();
-    HOP_BY_HOP.contains(&lower.as_str()) || connection_tokens.iter().any(|t| *t == lower)
+    HOP_BY_HOP.contains(&lower.as_str()) || connection_tokens.contains(&lower)
 }
 
 /// The header names listed in a `Connection` header value, lowercased.

@@ -29,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
     let passthrough_js =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/passthrough-worker/index.js");
     let passthrough = cloudflare::start_worker(&passthrough_js, &pass_setup).await?;
-    let tagging = cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?;
+    let tagging =
+        cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -81,8 +82,18 @@ async fn main() -> anyhow::Result<()> {
     gz.write_all(&raw)?;
     let gz_bytes = gz.finish()?.len();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    for (name, h) in [("greenlight", &h_gl), ("pass-through", &h_pt), ("tagging pass-through", &h_tg)] {
-        eprintln!("{name:>22}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms", h.len(), ms(h, 0.5), ms(h, 0.9), ms(h, 0.99));
+    for (name, h) in [
+        ("greenlight", &h_gl),
+        ("pass-through", &h_pt),
+        ("tagging pass-through", &h_tg),
+    ] {
+        eprintln!(
+            "{name:>22}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms",
+            h.len(),
+            ms(h, 0.5),
+            ms(h, 0.9),
+            ms(h, 0.99)
+        );
     }
     eprintln!(
         "wasm {} B raw; greenlight / tagging pass-through p50 = {:.2}",
