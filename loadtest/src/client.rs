@@ -7,8 +7,10 @@ use crate::histogram::{ColorKey, Outcome, Sample};
 use crate::recorder::Recorder;
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
+use crate::transport::{Failure, Pool};
 use crate::users::{splitmix64, Population};
 use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
+use hyper::Uri;
 use reqwest::Url;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -119,37 +121,30 @@ pub struct RunEnd {
 }
 
 struct Prepared {
-    client: reqwest::Client,
-    urls: Vec<Url>,
+    pool: Pool,
+    /// Path and query of each scenario request (origin-form request targets).
+    uris: Vec<Uri>,
     scenario: Arc<Scenario>,
     users: Arc<Population>,
     seed: u64,
+    timeout: Duration,
 }
 
-/// The HTTP client the engine uses (also fine for anything loopback).
-pub fn http_client(timeout: Duration, pool: usize) -> Result<reqwest::Client, LoadError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .pool_max_idle_per_host(pool.max(1))
-        .tcp_nodelay(true)
-        .http1_only()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| LoadError(format!("cannot build the HTTP client: {e}")))
-}
-
-fn prepare(cfg: &LoadConfig, pool: usize) -> Result<Prepared, LoadError> {
-    if !matches!(cfg.url.scheme(), "http" | "https") {
-        return Err(LoadError(format!(
-            "URL {} must be http:// or https://",
-            cfg.url
-        )));
+fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
+    match cfg.url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(LoadError(format!(
+                "URL {}: https is not supported (greenlight load targets loopback edges over plain HTTP)",
+                cfg.url
+            )))
+        }
+        _ => return Err(LoadError(format!("URL {} must be http://", cfg.url))),
     }
-    if cfg.url.host_str().is_none() {
+    let Some(host) = cfg.url.host_str() else {
         return Err(LoadError(format!("URL {} has no host", cfg.url)));
-    }
+    };
+    let authority = format!("{host}:{}", cfg.url.port_or_known_default().unwrap_or(80));
     let scenario = match &cfg.scenario {
         Some(s) => s.clone(),
         None => {
@@ -165,24 +160,22 @@ fn prepare(cfg: &LoadConfig, pool: usize) -> Result<Prepared, LoadError> {
     } else {
         String::new()
     };
-    let mut root = cfg.url.clone();
-    root.set_path("");
-    root.set_query(None);
-    let root = root.as_str().trim_end_matches('/').to_string();
-    let urls = scenario
+    let uris = scenario
         .requests
         .iter()
         .map(|r| {
-            Url::parse(&format!("{root}{prefix}{}", r.path))
-                .map_err(|e| LoadError(format!("request {}: bad URL: {e}", r.name)))
+            format!("{prefix}{}", r.path)
+                .parse::<Uri>()
+                .map_err(|e| LoadError(format!("request {}: bad path: {e}", r.name)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
-        client: http_client(cfg.timeout, pool)?,
-        urls,
+        pool: Pool::new(&authority, cfg.timeout.min(Duration::from_secs(5))).map_err(LoadError)?,
+        uris,
         scenario,
         users: cfg.users.clone(),
         seed: cfg.seed,
+        timeout: cfg.timeout,
     })
 }
 
@@ -193,7 +186,7 @@ fn uniform(x: u64) -> f64 {
 /// Sends request `seq` and measures it from `intended`.
 async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
     let h = splitmix64(seq ^ p.seed.rotate_left(17));
-    let i = if p.urls.len() == 1 {
+    let i = if p.uris.len() == 1 {
         0
     } else {
         p.scenario.pick_index(uniform(h))
@@ -202,26 +195,21 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
     let user = p.users.pick(h.rotate_left(32));
     let mut headers = tpl.headers.clone();
     user.apply(&mut headers);
-    let mut rb = p
-        .client
-        .request(tpl.method.clone(), p.urls[i].clone())
-        .headers(headers);
-    if let Some(b) = &tpl.body {
-        rb = rb.body(b.clone());
-    }
     let sent = Instant::now();
-    let classify = |e: &reqwest::Error| {
-        if e.is_timeout() {
-            Outcome::Timeout
-        } else if e.is_connect() {
-            Outcome::ConnectError
-        } else {
-            Outcome::OtherError
-        }
-    };
-    let (color, epoch, outcome) = match rb.send().await {
-        Ok(resp) => {
-            let headers = resp.headers();
+    let result = p
+        .pool
+        .send(
+            &tpl.method,
+            &p.uris[i],
+            headers,
+            tpl.body.as_ref(),
+            p.timeout,
+        )
+        .await;
+    let end = Instant::now();
+    let (color, epoch, outcome) = match result {
+        Ok(answer) => {
+            let headers = &answer.headers;
             let color =
                 ColorKey::from_header(headers.get(HEADER_COLOR).and_then(|v| v.to_str().ok()));
             let epoch = headers
@@ -229,15 +217,12 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
             user.observe(headers);
-            let status = resp.status().as_u16();
-            match resp.bytes().await {
-                Ok(_) => (color, epoch, Outcome::Status(status)),
-                Err(e) => (color, epoch, classify(&e)),
-            }
+            (color, epoch, Outcome::Status(answer.status))
         }
-        Err(e) => (ColorKey::Unknown, None, classify(&e)),
+        Err(Failure::Timeout) => (ColorKey::Unknown, None, Outcome::Timeout),
+        Err(Failure::Connect) => (ColorKey::Unknown, None, Outcome::ConnectError),
+        Err(Failure::Other) => (ColorKey::Unknown, None, Outcome::OtherError),
     };
-    let end = Instant::now();
     Sample {
         color,
         latency: end.saturating_duration_since(intended),
@@ -257,21 +242,16 @@ pub async fn run(
     if cfg.duration.is_zero() {
         return Err(LoadError("duration must be greater than 0".into()));
     }
-    let pool = match &cfg.mode {
-        Mode::Open { max_in_flight, .. } => {
-            if *max_in_flight == 0 {
-                return Err(LoadError("the in-flight cap must be at least 1".into()));
-            }
-            *max_in_flight
+    match &cfg.mode {
+        Mode::Open {
+            max_in_flight: 0, ..
+        } => return Err(LoadError("the in-flight cap must be at least 1".into())),
+        Mode::Closed { concurrency: 0 } => {
+            return Err(LoadError("concurrency must be at least 1".into()))
         }
-        Mode::Closed { concurrency } => {
-            if *concurrency == 0 {
-                return Err(LoadError("concurrency must be at least 1".into()));
-            }
-            *concurrency
-        }
-    };
-    let prepared = Arc::new(prepare(&cfg, pool)?);
+        _ => {}
+    }
+    let prepared = Arc::new(prepare(&cfg)?);
     let start = Instant::now();
     recorder.set_start(start);
     let deadline = start + cfg.duration;
@@ -561,12 +541,17 @@ mod tests {
             let c = u.color(ColorKey::Unknown);
             assert_eq!(c.outcomes.connect_error, c.requests());
             assert_eq!(c.requests(), 10);
-            assert!(prepare(
-                &LoadConfig::constant(Url::parse("ftp://x/").unwrap(), 1.0, Duration::from_secs(1))
-                    .unwrap(),
-                1
-            )
-            .is_err());
+            let bad = |u: &str| {
+                prepare(
+                    &LoadConfig::constant(Url::parse(u).unwrap(), 1.0, Duration::from_secs(1))
+                        .unwrap(),
+                )
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default()
+            };
+            assert!(bad("ftp://x/").contains("must be http://"));
+            assert!(bad("https://x/").contains("https is not supported"));
         });
     }
 }

@@ -3,6 +3,7 @@
 //! Modules are small and named for one job; nothing here knows about a UI:
 //! - [`schedule`]: open-loop arrival schedule (constant, ramp, steps; live rate changes)
 //! - [`client`]: the load engine (open and closed loop) and its [`client::Control`]
+//! - [`transport`]: the engine's keep-alive HTTP/1.1 connection pool (hyper)
 //! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
 //! - [`scenario`]: TOML request mix
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
@@ -20,5 +21,6 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;
+pub mod transport;
 pub mod users;
 pub mod verdict;

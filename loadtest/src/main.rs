@@ -318,7 +318,7 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
 
 fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey), Usage> {
     let url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+    if url.scheme() != "http" || url.host_str().is_none() {
         return Err(Usage(format!(
             "invalid URL {:?}: must be http://host[:port]/path",
             a.url
