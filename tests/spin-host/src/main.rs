@@ -146,7 +146,8 @@ async fn serve(
         },
     );
     let service = pre.instantiate_async(&mut store).await?;
-    let req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from));
+    let mut req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from));
+    strip_connection_listed(req.headers_mut());
     let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
     let (head_tx, head_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -185,6 +186,23 @@ async fn serve(
     match head_rx.await {
         Ok(resp) => resp,
         Err(_) => bail!("the component trapped or returned no response (see the log above)"),
+    }
+}
+
+/// wasmtime hides `Connection` from the guest (a forbidden header), so the
+/// component cannot know which extra names it lists: as an HTTP intermediary
+/// must (RFC 9110 7.6.1), the host removes them, as Cloudflare's front end does.
+fn strip_connection_listed(headers: &mut http::HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in listed {
+        headers.remove(name.as_str());
     }
 }
 
