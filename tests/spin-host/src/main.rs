@@ -179,7 +179,7 @@ async fn serve(
                 Ok(())
             })
             .await;
-        if let Err(e) | Ok(Err(e)) = run.map_err(wasmtime::Error::from) {
+        if let Err(e) | Ok(Err(e)) = run {
             eprintln!("greenlight-spin-host: {e:#}");
         }
     });
