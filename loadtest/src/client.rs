@@ -7,9 +7,11 @@ use crate::histogram::{ColorKey, Outcome, Sample};
 use crate::recorder::Recorder;
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
-use crate::transport::{Failure, Pool};
+use crate::transport::{Failure, Pool, SendRequest};
 use crate::users::{splitmix64, Population};
+use bytes::Bytes;
 use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
+use http_body_util::Full;
 use hyper::Uri;
 use reqwest::Url;
 use std::fmt;
@@ -183,8 +185,12 @@ fn uniform(x: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Sends request `seq` and measures it from `intended`.
-async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
+/// A closed-loop worker's own connection.
+type Slot = Option<SendRequest<Full<Bytes>>>;
+
+/// Sends request `seq` and measures it from `intended`; on `slot`'s
+/// connection when given (closed loop), else through the pool.
+async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mut Slot>) -> Sample {
     let h = splitmix64(seq ^ p.seed.rotate_left(17));
     let i = if p.uris.len() == 1 {
         0
@@ -196,16 +202,19 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant) -> Sample {
     let mut headers = tpl.headers.clone();
     user.apply(&mut headers);
     let sent = Instant::now();
-    let result = p
-        .pool
-        .send(
-            &tpl.method,
-            &p.uris[i],
-            headers,
-            tpl.body.as_ref(),
-            p.timeout,
-        )
-        .await;
+    let body = tpl.body.as_ref();
+    let result = match slot {
+        Some(slot) => {
+            p.pool
+                .send_on(slot, &tpl.method, &p.uris[i], headers, body, p.timeout)
+                .await
+        }
+        None => {
+            p.pool
+                .send(&tpl.method, &p.uris[i], headers, body, p.timeout)
+                .await
+        }
+    };
     let end = Instant::now();
     let (color, epoch, outcome) = match result {
         Ok(answer) => {
@@ -360,7 +369,7 @@ async fn open_loop(
         let s = seq;
         r.in_flight_add();
         tokio::spawn(async move {
-            let sample = one_request(&p, s, intended).await;
+            let sample = one_request(&p, s, intended, None).await;
             r.record(s, &sample);
             r.in_flight_sub();
             drop(permit);
@@ -394,28 +403,39 @@ async fn closed_loop(
             let next = next.clone();
             let control = control.clone();
             tokio::spawn(async move {
+                // Per-request counters stay out of the hot loop: `scheduled`
+                // and `in_flight` are settled once per worker.
+                let mut slot: Slot = None;
+                let mut sent = 0u64;
+                r.in_flight_add();
                 while !control.is_stopped() && Instant::now() < deadline {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
                     if seq >= max_requests {
                         break;
                     }
-                    r.count_scheduled();
-                    r.in_flight_add();
-                    let sample = one_request(&p, seq, Instant::now()).await;
+                    let start = Instant::now();
+                    let sample = one_request(&p, seq, start, Some(&mut slot)).await;
                     r.record(seq, &sample);
-                    r.in_flight_sub();
+                    sent += 1;
                 }
+                r.in_flight_sub();
+                sent
             })
         })
         .collect();
     let wait_all = async {
+        let mut sent = 0;
         for w in workers {
-            let _ = w.await;
+            sent += w.await.unwrap_or(0);
         }
+        sent
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let _ = tokio::time::timeout(remaining + timeout + Duration::from_secs(1), wait_all).await;
-    next.load(Ordering::Relaxed).min(max_requests)
+    let sent = tokio::time::timeout(remaining + timeout + Duration::from_secs(1), wait_all)
+        .await
+        .unwrap_or_else(|_| next.load(Ordering::Relaxed).min(max_requests));
+    recorder.add_scheduled(sent);
+    sent
 }
 
 #[cfg(test)]

@@ -210,6 +210,14 @@ impl From<String> for Usage {
     }
 }
 
+/// Prints to stdout, ignoring a closed pipe (`greenlight load ... | head`).
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 fn usage_exit(msg: &str) -> ExitCode {
     eprintln!("greenlight: error: {msg}");
     ExitCode::from(2)
@@ -299,12 +307,12 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
     match op(client).await {
         Ok(view) => {
             if args.json {
-                println!(
-                    "{}",
+                say(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&view).unwrap_or_default()
-                );
+                ));
             } else {
-                print!("{}", admin_client::describe(&view));
+                say(&admin_client::describe(&view));
             }
             ExitCode::SUCCESS
         }
@@ -597,13 +605,13 @@ async fn load(a: LoadArgs) -> ExitCode {
         end.stopped_early,
         verdict,
     );
-    print!("{}", report.human());
+    say(&report.human());
     if report.verdict.is_none() {
         let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
-        println!(
-            "\nno verdict: it needs responses from both blue and green (x-greenlight-color); saw: {}",
+        say(&format!(
+            "\nno verdict: it needs responses from both blue and green (x-greenlight-color); saw: {}\n",
             if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
-        );
+        ));
     }
     let mut code = match report.verdict.as_ref().map(|j| j.verdict) {
         Some(Verdict::Fail) => ExitCode::from(1),
@@ -683,7 +691,11 @@ async fn origin(a: OriginArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    println!("greenlight origin {} listening on {}", o.color, o.url());
+    say(&format!(
+        "greenlight origin {} listening on {}\n",
+        o.color,
+        o.url()
+    ));
     let _ = tokio::signal::ctrl_c().await;
     eprintln!(
         "greenlight origin {}: {} requests served",

@@ -150,6 +150,11 @@ impl Recorder {
         self.scheduled.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n` scheduled requests at once (closed loop settles at the end).
+    pub fn add_scheduled(&self, n: u64) {
+        self.scheduled.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn count_late(&self, waited_for_cap: bool) {
         self.late.fetch_add(1, Ordering::Relaxed);
         if waited_for_cap {

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+pub use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderValue, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -89,6 +89,28 @@ impl Pool {
         Ok(sender)
     }
 
+    /// Like [`Pool::send`] on a connection the caller keeps in `slot` (closed
+    /// loop: one connection per worker, no pool lock).
+    pub async fn send_on(
+        &self,
+        slot: &mut Option<SendRequest<Full<Bytes>>>,
+        method: &Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Option<&Bytes>,
+        timeout: Duration,
+    ) -> Result<Answer, Failure> {
+        let work = async {
+            let (result, conn) = self.exchange(slot.take(), method, uri, headers, body).await;
+            *slot = conn;
+            result
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
     /// Sends one request and reads the whole body, within `timeout`.
     pub async fn send(
         &self,
@@ -111,20 +133,43 @@ impl Pool {
         headers: HeaderMap,
         body: Option<&Bytes>,
     ) -> Result<Answer, Failure> {
-        // A pooled connection the server closed meanwhile fails before the
+        let (result, conn) = self
+            .exchange(self.take_idle(), method, uri, headers, body)
+            .await;
+        if let Some(c) = conn {
+            self.put(c);
+        }
+        result
+    }
+
+    /// One exchange on `conn` (or a new connection); gives back the
+    /// connection when it can be reused.
+    async fn exchange(
+        &self,
+        conn: Option<SendRequest<Full<Bytes>>>,
+        method: &Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Option<&Bytes>,
+    ) -> (Result<Answer, Failure>, Option<SendRequest<Full<Bytes>>>) {
+        // A kept connection the server closed meanwhile fails before the
         // request is written: retry once on a fresh connection then.
         let mut fresh = false;
+        let mut conn = conn.filter(|c| !c.is_closed());
         loop {
-            let mut sender = match self.take_idle() {
+            let mut sender = match conn.take() {
                 Some(s) => s,
                 None => {
                     fresh = true;
-                    self.connect().await?
+                    match self.connect().await {
+                        Ok(s) => s,
+                        Err(f) => return (Err(f), None),
+                    }
                 }
             };
             if sender.ready().await.is_err() {
                 if fresh {
-                    return Err(Failure::Other);
+                    return (Err(Failure::Other), None);
                 }
                 continue;
             }
@@ -140,17 +185,17 @@ impl Pool {
                     // Read and drop the body frame by frame.
                     while let Some(frame) = body.frame().await {
                         if frame.is_err() {
-                            return Err(Failure::Other);
+                            return (Err(Failure::Other), None);
                         }
                     }
-                    self.put(sender);
-                    return Ok(Answer {
+                    let answer = Answer {
                         status: parts.status.as_u16(),
                         headers: parts.headers,
-                    });
+                    };
+                    return (Ok(answer), Some(sender).filter(|s| !s.is_closed()));
                 }
                 Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => continue,
-                Err(_) => return Err(Failure::Other),
+                Err(_) => return (Err(Failure::Other), None),
             }
         }
     }
