@@ -75,10 +75,12 @@ fn main() {
     let t0 = Instant::now();
     let rec = Recorder::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let per_s = requests / seconds.max(1);
+    let seconds = seconds.max(1);
     let mut seq = 0u64;
     for s in 1..=seconds {
-        for _ in 0..per_s {
+        // Spread the remainder so exactly `requests` are recorded.
+        let this_second = requests * s / seconds - requests * (s - 1) / seconds;
+        for _ in 0..this_second {
             let green = rng.next() < 0.10;
             let (color, median) = if green {
                 (ColorKey::Green, 11.5)
