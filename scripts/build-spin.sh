@@ -23,7 +23,7 @@ ensure_target wasm32-wasip2
 # per-package profile only covers the component crate itself); the output
 # stays in target/wasm32-wasip2/release, where spin.toml points.
 log "building the Spin component (wasm32-wasip2, release)"
-(cd "$ROOT" && nice -n 10 cargo build --target wasm32-wasip2 --release -p greenlight-edge-spin \
+(cd "$ROOT" && nice -n 10 cargo build --target wasm32-wasip2 --release -p greenlight-edge-spin -p greenlight-passthrough-spin \
   --config 'profile.release.opt-level="z"' --config 'profile.release.lto=true' \
   --config 'profile.release.codegen-units=1' --config 'profile.release.panic="abort"')
 

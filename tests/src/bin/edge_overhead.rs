@@ -1,18 +1,27 @@
 //! bench/edge-overhead: what the greenlight edge costs per request.
 //!
-//! Runs, in one process and one run, the greenlight Worker and a bare
-//! pass-through Worker under the same workerd build (`wrangler dev`), in
-//! front of the same origin, and alternates requests between them so both
-//! see the same machine load. Last line:
-//! `edge_overhead_ratio=<p50 greenlight / p50 pass-through> wasm_gzip_bytes=<n>`.
+//! For each runtime, runs in one process and one run the greenlight edge and
+//! a bare pass-through edge under the same runtime build, in front of the
+//! same origin, and rotates requests among them so all see the same machine
+//! load. Cloudflare also gets a "tagging" pass-through (a JS Worker that
+//! copies the response to add one header, as any tagging edge must), which
+//! separates the cost of that copy from greenlight's own logic. Last line:
+//! `edge_overhead_ratio=<x.xx> wasm_gzip_bytes=<n> spin_edge_overhead_ratio=<x.xx> spin_wasm_gzip_bytes=<n>`.
 
 use anyhow::Context;
-use greenlight_e2e::{cloudflare, fixtures, EdgeSetup};
+use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
 use hdrhistogram::Histogram;
 use loadtest::origin::{Behavior, Origin};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// One edge under test: its URL and whether it needs the API key.
+struct Target {
+    name: &'static str,
+    url: String,
+    api_key: bool,
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -20,27 +29,82 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3_000);
-    let origin = Origin::start("127.0.0.1:0".parse()?, "blue", Behavior::default()).await?;
+    let blue = Origin::start("127.0.0.1:0".parse()?, "blue", Behavior::default()).await?;
     let green = Origin::start("127.0.0.1:0".parse()?, "green", Behavior::default()).await?;
-
-    let greenlight = cloudflare::start(&fixtures::edge_setup(&origin.url(), &green.url())).await?;
+    let setup = fixtures::edge_setup(&blue.url(), &green.url());
     let mut pass_setup = EdgeSetup::default();
-    pass_setup.vars.insert("ORIGIN".into(), origin.url());
-    let passthrough_js =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/passthrough-worker/index.js");
-    let passthrough = cloudflare::start_worker(&passthrough_js, &pass_setup).await?;
-    let tagging =
-        cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?;
+    pass_setup.vars.insert("ORIGIN".into(), blue.url());
+    // The Spin host only lets a component reach the origins it was given.
+    pass_setup.vars.insert("BLUE_ORIGIN".into(), blue.url());
 
+    let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench");
+    let passthrough_js = bench_dir.join("passthrough-worker/index.js");
+    let cf = [
+        cloudflare::start(&setup).await?,
+        cloudflare::start_worker(&passthrough_js, &pass_setup).await?,
+        cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?,
+    ];
+    let cf_h = measure(
+        &[
+            target("cloudflare greenlight", &cf[0], true),
+            target("cloudflare pass-through", &cf[1], false),
+            target("cloudflare tagging pass-through", &cf[2], false),
+        ],
+        requests,
+    )
+    .await?;
+    drop(cf);
+
+    let spin_wasm = spin::built_wasm()?;
+    let spin_edges = [
+        spin::start(&setup).await?,
+        spin::start_component(
+            &spin_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
+            &pass_setup,
+        )
+        .await?,
+    ];
+    let spin_h = measure(
+        &[
+            target("spin greenlight", &spin_edges[0], true),
+            target("spin pass-through", &spin_edges[1], false),
+        ],
+        requests,
+    )
+    .await?;
+
+    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64;
+    eprintln!(
+        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (the rest is the response copy every tagging Worker pays)",
+        p50(&cf_h[0]) / p50(&cf_h[2])
+    );
+    println!(
+        "edge_overhead_ratio={:.2} wasm_gzip_bytes={} spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
+        p50(&cf_h[0]) / p50(&cf_h[1]),
+        gzip_len(&cloudflare::built_wasm()?)?,
+        p50(&spin_h[0]) / p50(&spin_h[1]),
+        gzip_len(&spin_wasm)?,
+    );
+    Ok(())
+}
+
+fn target(name: &'static str, edge: &RunningEdge, api_key: bool) -> Target {
+    Target {
+        name,
+        url: format!("{}/api/items", edge.base_url),
+        api_key,
+    }
+}
+
+/// Sequential requests, one connection per target, rotating the order each
+/// round; after a warm-up (isolate start, wasm compile, state cache).
+async fn measure(targets: &[Target], rounds: u64) -> anyhow::Result<Vec<Histogram<u64>>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .build()?;
-    let gl_url = format!("{}/api/items", greenlight.base_url);
-    let pt_url = format!("{}/api/items", passthrough.base_url);
-    let tg_url = format!("{}/api/items", tagging.base_url);
-    let send = |url: String, key: bool| {
-        let mut req = client.get(url);
-        if key {
+    let send = |t: &Target| {
+        let mut req = client.get(&t.url);
+        if t.api_key {
             req = req.header("x-api-key", fixtures::APP_KEY);
         }
         async move {
@@ -51,59 +115,40 @@ async fn main() -> anyhow::Result<()> {
             Ok::<u64, anyhow::Error>(start.elapsed().as_micros() as u64)
         }
     };
-    // Warm-up: isolate start, wasm compile, connection pools, state cache.
     for _ in 0..200 {
-        send(gl_url.clone(), true).await?;
-        send(pt_url.clone(), false).await?;
-        send(tg_url.clone(), false).await?;
+        for t in targets {
+            send(t).await?;
+        }
     }
-    let mut h_gl = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut h_pt = h_gl.clone();
-    let mut h_tg = h_gl.clone();
+    let mut hs = vec![Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?; targets.len()];
     let deadline = Instant::now() + Duration::from_secs(120);
-    for i in 0..requests {
+    for i in 0..rounds {
         if Instant::now() > deadline {
-            eprintln!("stopping early at {i} requests: 120 s budget used");
+            eprintln!("stopping at {i} rounds: 120 s budget used");
             break;
         }
-        // Alternate which goes first so neither always follows the other.
-        // Rotate the order so none always follows another.
-        for k in 0..3 {
-            match (i + k) % 3 {
-                0 => h_gl.record(send(gl_url.clone(), true).await?)?,
-                1 => h_pt.record(send(pt_url.clone(), false).await?)?,
-                _ => h_tg.record(send(tg_url.clone(), false).await?)?,
-            }
+        for k in 0..targets.len() {
+            let j = (i as usize + k) % targets.len();
+            hs[j].record(send(&targets[j]).await?)?;
         }
     }
-    let wasm = cloudflare::built_wasm()?;
-    let raw = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&raw)?;
-    let gz_bytes = gz.finish()?.len();
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    for (name, h) in [
-        ("greenlight", &h_gl),
-        ("pass-through", &h_pt),
-        ("tagging pass-through", &h_tg),
-    ] {
+    for (t, h) in targets.iter().zip(&hs) {
         eprintln!(
-            "{name:>22}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms",
+            "{:>32}: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms",
+            t.name,
             h.len(),
             ms(h, 0.5),
             ms(h, 0.9),
             ms(h, 0.99)
         );
     }
-    eprintln!(
-        "wasm {} B raw; greenlight / tagging pass-through p50 = {:.2}",
-        raw.len(),
-        ms(&h_gl, 0.5) / ms(&h_tg, 0.5)
-    );
-    println!(
-        "edge_overhead_ratio={:.2} wasm_gzip_bytes={}",
-        ms(&h_gl, 0.5) / ms(&h_pt, 0.5),
-        gz_bytes
-    );
-    Ok(())
+    Ok(hs)
+}
+
+fn gzip_len(path: &Path) -> anyhow::Result<usize> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw)?;
+    Ok(gz.finish()?.len())
 }
