@@ -154,10 +154,10 @@ impl AdminClient {
                 .map_err(|e| AdminError::BadResponse(format!("{status}: not a state view ({e})")));
         }
         let problem: Option<Problem> = serde_json::from_str(&text).ok();
-        let detail = problem
-            .as_ref()
-            .map(|p| p.detail.clone())
-            .unwrap_or_else(|| text.chars().take(200).collect());
+        let detail = match &problem {
+            Some(p) => p.detail.clone(),
+            None => brief_error(&text),
+        };
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AdminError::Unauthorized {
                 status: status.as_u16(),
@@ -267,6 +267,21 @@ impl AdminClient {
         };
         self.change(route, req, expected_epoch).await
     }
+}
+
+/// The gist of a non-problem error body: an OAuth-style `error` /
+/// `error_description` JSON, or the first 200 characters of text.
+fn brief_error(text: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        if let Some(e) = field("error_description")
+            .or_else(|| field("error"))
+            .or_else(|| field("message"))
+        {
+            return e;
+        }
+    }
+    text.trim().chars().take(200).collect()
 }
 
 /// A few lines describing a state, for terminals.
@@ -406,6 +421,16 @@ mod tests {
         assert!(matches!(e, AdminError::Unauthorized { status: 401, .. }));
         assert!(e.to_string().contains(TOKEN_ENV));
         assert!(c.set_weight(101.0, None, "").await.is_err());
+    }
+
+    #[test]
+    fn error_bodies_are_summarized() {
+        assert_eq!(brief_error(r#"{"error":"invalid_token"}"#), "invalid_token");
+        assert_eq!(
+            brief_error(r#"{"error":"x","error_description":"expired"}"#),
+            "expired"
+        );
+        assert_eq!(brief_error(" plain text \n"), "plain text");
     }
 
     #[test]
