@@ -560,7 +560,8 @@ fn series_line<'a>(name: &str, pts: &'a [PlotPoint], color: Color32, style: Line
 fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
     let empty = MetricsView::default();
     let m = m.unwrap_or(&empty);
-    let h = ((ui.available_height() - 40.0) / 2.0).max(120.0);
+    // Leave room for the titles and the x-axis labels of both rows.
+    let h = ((ui.available_height() - 80.0) / 2.0).max(120.0);
     let w = ((ui.available_width() - 12.0) / 2.0).max(200.0);
     egui::Grid::new("charts")
         .num_columns(2)
