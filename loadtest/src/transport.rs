@@ -153,7 +153,13 @@ impl Pool {
         body: Option<&Bytes>,
     ) -> (Result<Answer, Failure>, Option<SendRequest<Full<Bytes>>>) {
         // A kept connection the server closed meanwhile fails before the
-        // request is written: retry once on a fresh connection then.
+        // request is written: hyper hands the request back, and it is sent
+        // once more on a fresh connection.
+        let mut req = Request::new(Full::new(body.cloned().unwrap_or_default()));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers;
+        req.headers_mut().insert(HOST, self.host.clone());
         let mut fresh = false;
         let mut conn = conn.filter(|c| !c.is_closed());
         loop {
@@ -173,15 +179,9 @@ impl Pool {
                 }
                 continue;
             }
-            let mut req = Request::new(Full::new(body.cloned().unwrap_or_default()));
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri.clone();
-            *req.headers_mut() = headers.clone();
-            req.headers_mut().insert(HOST, self.host.clone());
-            match sender.send_request(req).await {
+            match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let mut body = body;
+                    let (parts, mut body) = resp.into_parts();
                     // Read and drop the body frame by frame.
                     while let Some(frame) = body.frame().await {
                         if frame.is_err() {
@@ -194,8 +194,10 @@ impl Pool {
                     };
                     return (Ok(answer), Some(sender).filter(|s| !s.is_closed()));
                 }
-                Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => continue,
-                Err(_) => return (Err(Failure::Other), None),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => req = unsent,
+                    _ => return (Err(Failure::Other), None),
+                },
             }
         }
     }
