@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The local demo: two origins, the edge, and a rollout you can watch.
+# The local demo: two origins, the edge, and a rollout you can watch: the
+# release dashboard when a display is available, else its headless twin.
 #   scripts/demo.sh                      # Cloudflare Worker under workerd
+#   scripts/demo.sh --regression         # green 50 % slower: watch it roll back
 #   scripts/demo.sh --edge spin          # the Spin component under the wasmtime host
-#   scripts/demo.sh --green-latency normal:8ms,1ms --hold 300
+#   scripts/demo.sh --ui script --hold 300   # scripted steps, then curl around
 # Installs what is missing first (idempotent).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -16,6 +18,6 @@ case "$edge" in
   spin) "$ROOT/scripts/build-spin.sh" ;;
   *) echo "unknown --edge $edge (cloudflare or spin)" >&2; exit 2 ;;
 esac
-log "building the demo"
-cargo build --release -q -p greenlight-e2e --bin demo
+log "building the demo and the harness"
+cargo build --release -q -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard --bin greenlight-rollout
 exec "$ROOT/target/release/demo" "$@"

@@ -9,8 +9,8 @@ started=$(date +%s)
 if [ -x "$ROOT/scripts/build-spin.sh" ]; then
   "$ROOT/scripts/build-spin.sh"
 fi
-log "building the greenlight CLI (the end-to-end load test runs it)"
-cargo build -q -p greenlight-loadtest --bin greenlight
+log "building the CLIs the end-to-end tests run (greenlight, greenlight-rollout)"
+cargo build -q -p greenlight-loadtest --bin greenlight -p greenlight-harness-gui --bin greenlight-rollout
 log "cargo test (unit + end-to-end)"
 # Two test threads: each end-to-end test runs its own edge runtime.
 cargo test --workspace --exclude greenlight-edge-cloudflare -- --test-threads=2 "$@"

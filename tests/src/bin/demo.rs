@@ -18,11 +18,31 @@ enum EdgeKind {
     Spin,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Ui {
+    /// The release dashboard (needs a display).
+    Dashboard,
+    /// The dashboard's headless twin, `greenlight-rollout`.
+    Headless,
+    /// A scripted canary → promote → rollback, printed as a table.
+    Script,
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "Run greenlight locally: two origins, the edge, and a scripted rollout")]
+#[command(about = "Run greenlight locally: two origins, the edge, and a rollout you can watch")]
 struct Args {
     #[arg(long, value_enum, default_value = "cloudflare")]
     edge: EdgeKind,
+    /// How to drive the rollout (default: the dashboard when $DISPLAY is set,
+    /// else the headless twin).
+    #[arg(long, value_enum)]
+    ui: Option<Ui>,
+    /// Make green ~10 ms slower per request, so the automated rollout rolls itself back.
+    #[arg(long)]
+    regression: bool,
+    /// Synthetic load, requests/s (local workerd is one thread: keep it modest).
+    #[arg(long, default_value_t = 60.0)]
+    rate: f64,
     /// Blue's latency distribution (see `greenlight origin --help`).
     #[arg(long, default_value = "normal:4ms,1ms")]
     blue_latency: String,
@@ -48,8 +68,13 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     let any = "127.0.0.1:0".parse()?;
+    let green_latency = if args.regression {
+        "normal:14ms,2ms"
+    } else {
+        args.green_latency.as_str()
+    };
     let blue = Origin::start(any, "blue", behavior(&args.blue_latency)?).await?;
-    let green = Origin::start(any, "green", behavior(&args.green_latency)?).await?;
+    let green = Origin::start(any, "green", behavior(green_latency)?).await?;
     println!("origins: blue {}  green {}", blue.url(), green.url());
 
     let runtime = match args.edge {
@@ -72,6 +97,15 @@ async fn main() -> anyhow::Result<()> {
         fixtures::ADMIN_TOKEN,
         edge.base_url
     );
+
+    let ui = args.ui.unwrap_or(if std::env::var_os("DISPLAY").is_some() {
+        Ui::Dashboard
+    } else {
+        Ui::Headless
+    });
+    if ui != Ui::Script {
+        return run_harness(ui, &args, &edge.base_url).await;
+    }
 
     let admin = AdminClient::new(&edge.base_url, Some(fixtures::ADMIN_TOKEN.to_string()))?;
     let http = reqwest::Client::new();
@@ -136,5 +170,57 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     }
+    Ok(())
+}
+
+/// Runs the dashboard or its headless twin (built next to this binary by
+/// scripts/demo.sh) against the demo edge, with anonymous synthetic users.
+async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
+    let dir = std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("locating the demo binary's directory")?;
+    let target = format!("{edge}/public/demo");
+    let rate = args.rate.to_string();
+    let mut cmd = match ui {
+        Ui::Dashboard => {
+            let mut c = tokio::process::Command::new(dir.join("greenlight-dashboard"));
+            c.args([
+                "--edge",
+                edge,
+                "--target",
+                &target,
+                "--rate",
+                &rate,
+                "--start-load",
+            ]);
+            println!("dashboard: try Start rollout; with --regression green is slower and gets rolled back");
+            c
+        }
+        _ => {
+            let mut c = tokio::process::Command::new(dir.join("greenlight-rollout"));
+            c.args(["--edge", edge, "--target", &target, "--rate", &rate])
+                .args(["--steps", "20,50,100", "--dwell", "15s"])
+                // A demo should reach its end when nothing is wrong; a Fail
+                // still rolls back at once.
+                .args(["--on-inconclusive", "advance"]);
+            println!(
+                "headless rollout: 20 → 50 → 100 %, 15 s per step{}",
+                if args.regression {
+                    " (green regressed: expect a rollback)"
+                } else {
+                    ""
+                }
+            );
+            c
+        }
+    };
+    cmd.env(loadtest::admin_client::TOKEN_ENV, fixtures::ADMIN_TOKEN)
+        .kill_on_drop(true);
+    let status = tokio::select! {
+        s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+    println!("harness finished: {status}");
     Ok(())
 }
