@@ -65,7 +65,7 @@ fn promotes_a_healthy_green_and_exits_0() {
             "advance",
             "--latency-tolerance",
             "2",
-            "--p99-ratio-max",
+            "--p99-ratio",
             "3",
         ],
     );

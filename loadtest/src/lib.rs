@@ -16,6 +16,7 @@ pub mod admin_client;
 pub mod client;
 pub mod histogram;
 pub mod origin;
+pub mod policy_args;
 pub mod recorder;
 pub mod report;
 pub mod scenario;

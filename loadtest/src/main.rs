@@ -116,21 +116,8 @@ struct LoadArgs {
     /// Write <color>.hgrm and <color>-service.hgrm percentile distributions here.
     #[arg(long)]
     hgrm_dir: Option<PathBuf>,
-    /// Policy: error probability of each check.
-    #[arg(long)]
-    alpha: Option<f64>,
-    /// Policy: fewer requests than this on a color → Inconclusive.
-    #[arg(long)]
-    min_samples: Option<u64>,
-    /// Policy: largest acceptable latency shift relative to blue's median (0.10 = 10 %).
-    #[arg(long)]
-    latency_tolerance: Option<f64>,
-    /// Policy: green p99 ≤ blue p99 × this.
-    #[arg(long)]
-    p99_ratio: Option<f64>,
-    /// Policy: green error rate ≤ blue + this many percentage points.
-    #[arg(long)]
-    error_pp: Option<f64>,
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
     /// Stop as soon as the sequential (anytime-valid) test decides.
     #[arg(long)]
     stop_early: bool,
@@ -429,25 +416,12 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let users = Population::new(&kind, a.users, now_s).map_err(|e| e.0)?;
-    let mut policy = scenario
-        .as_ref()
-        .and_then(|s| s.policy.clone())
-        .unwrap_or_default();
-    if let Some(v) = a.alpha {
-        policy.alpha = v;
-    }
-    if let Some(v) = a.min_samples {
-        policy.min_samples = v;
-    }
-    if let Some(v) = a.latency_tolerance {
-        policy.latency_tolerance = v;
-    }
-    if let Some(v) = a.p99_ratio {
-        policy.p99_ratio_max = v;
-    }
-    if let Some(v) = a.error_pp {
-        policy.error_rate_delta_max_pp = v;
-    }
+    let policy = a.policy.apply(
+        scenario
+            .as_ref()
+            .and_then(|s| s.policy.clone())
+            .unwrap_or_default(),
+    );
     policy.validate().map_err(|e| format!("policy: {e}"))?;
     let baseline = match a.baseline.parse::<greenlight_common::Color>() {
         Ok(c) => ColorKey::from(c),

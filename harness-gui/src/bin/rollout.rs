@@ -69,17 +69,8 @@ struct Cli {
     /// Give up (and abort the canary) after this long.
     #[arg(long, default_value = "2h")]
     timeout: String,
-    #[arg(long)]
-    alpha: Option<f64>,
-    #[arg(long)]
-    min_samples: Option<u64>,
-    /// Largest acceptable latency shift relative to the baseline median (0.10 = 10 %).
-    #[arg(long)]
-    latency_tolerance: Option<f64>,
-    #[arg(long)]
-    p99_ratio_max: Option<f64>,
-    #[arg(long)]
-    error_delta_pp: Option<f64>,
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
     /// Environment variable holding the admin token.
     #[arg(long, default_value = DEFAULT_TOKEN_ENV)]
     token_env: String,
@@ -98,22 +89,7 @@ fn usage(m: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut policy = Policy::default();
-    if let Some(v) = cli.alpha {
-        policy.alpha = v;
-    }
-    if let Some(v) = cli.min_samples {
-        policy.min_samples = v;
-    }
-    if let Some(v) = cli.latency_tolerance {
-        policy.latency_tolerance = v;
-    }
-    if let Some(v) = cli.p99_ratio_max {
-        policy.p99_ratio_max = v;
-    }
-    if let Some(v) = cli.error_delta_pp {
-        policy.error_rate_delta_max_pp = v;
-    }
+    let policy = cli.policy.apply(Policy::default());
     let steps = match parse_steps(&cli.steps) {
         Ok(s) => s,
         Err(e) => return usage(&format!("--steps: {e}")),
