@@ -1,6 +1,6 @@
 //! Runs the built Worker under real workerd via `wrangler dev --local`.
 
-use crate::process::{free_port, wait_ready, ProcessGroup};
+use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -55,26 +55,15 @@ pub async fn start_worker(
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("NO_COLOR", "1")
         .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
-    let mut process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
-    let base_url = format!("http://127.0.0.1:{port}");
-    if let Err(e) = wait_ready(
-        &format!("{base_url}/__greenlight/health"),
+    let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
+    RunningEdge::when_ready(
+        Runtime::Cloudflare,
+        port,
+        process,
+        scratch,
         Duration::from_secs(90),
     )
     .await
-    {
-        let tail = process.log_tail();
-        bail!("wrangler dev did not come up: {e}\n--- wrangler log ---\n{tail}");
-    }
-    if !process.is_running() {
-        bail!("wrangler dev exited:\n{}", process.log_tail());
-    }
-    process.scratch = Some(scratch);
-    Ok(RunningEdge {
-        base_url,
-        runtime: Runtime::Cloudflare,
-        _process: process,
-    })
 }
 
 /// A wrangler config for one test edge: the built bundle, a local KV

@@ -97,3 +97,18 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     }
     bail!("{url} not ready after {timeout:?}: {last_err}")
 }
+
+/// A workspace binary in the debug profile (`target/debug/<name>`, honouring
+/// `CARGO_TARGET_DIR`), which scripts/test.sh builds before the suite runs.
+pub fn built_binary(name: &str, package: &str) -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug").join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p {package} --bin {name}` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}

@@ -1,7 +1,9 @@
 //! The edge runtimes the conformance suite runs against, behind one interface.
 
-use crate::process::ProcessGroup;
+use crate::process::{wait_ready, ProcessGroup};
+use anyhow::bail;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Configuration handed to an edge: the same UPPER_CASE variable names that
 /// `greenlight_common::edge::EdgeConfig::from_lookup` reads (BLUE_ORIGIN,
@@ -41,5 +43,36 @@ impl Runtime {
             Runtime::Cloudflare => crate::cloudflare::start(setup).await,
             Runtime::Spin => crate::spin::start(setup).await,
         }
+    }
+}
+
+impl RunningEdge {
+    /// Waits until the edge in `process` answers on `port` (any HTTP answer:
+    /// the admin health path needs credentials), then hands it out; on
+    /// failure the error carries the tail of the runtime's log.
+    pub async fn when_ready(
+        runtime: Runtime,
+        port: u16,
+        mut process: ProcessGroup,
+        scratch: tempfile::TempDir,
+        timeout: Duration,
+    ) -> anyhow::Result<RunningEdge> {
+        let base_url = format!("http://127.0.0.1:{port}");
+        let name = runtime.name();
+        if let Err(e) = wait_ready(&format!("{base_url}/__greenlight/health"), timeout).await {
+            bail!(
+                "the {name} edge did not come up: {e}\n--- log ---\n{}",
+                process.log_tail()
+            );
+        }
+        if !process.is_running() {
+            bail!("the {name} edge exited:\n{}", process.log_tail());
+        }
+        process.scratch = Some(scratch);
+        Ok(RunningEdge {
+            base_url,
+            runtime,
+            _process: process,
+        })
     }
 }

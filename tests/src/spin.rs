@@ -2,7 +2,7 @@
 //! (`tests/spin-host`, `greenlight-spin-host`): local runs and CI only,
 //! production uses Spin.
 
-use crate::process::{free_port, wait_ready, ProcessGroup};
+use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -105,26 +105,13 @@ pub async fn start_component(
             cmd.args(["--allow-outbound", origin.trim().trim_end_matches('/')]);
         }
     }
-    let mut process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin-host.log"))?;
-    let base_url = format!("http://127.0.0.1:{port}");
-    if let Err(e) = wait_ready(
-        &format!("{base_url}/__greenlight/health"),
+    let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin-host.log"))?;
+    RunningEdge::when_ready(
+        Runtime::Spin,
+        port,
+        process,
+        scratch,
         Duration::from_secs(60),
     )
     .await
-    {
-        bail!(
-            "the Spin test host did not come up: {e}\n--- host log ---\n{}",
-            process.log_tail()
-        );
-    }
-    if !process.is_running() {
-        bail!("the Spin test host exited:\n{}", process.log_tail());
-    }
-    process.scratch = Some(scratch);
-    Ok(RunningEdge {
-        base_url,
-        runtime: Runtime::Spin,
-        _process: process,
-    })
 }

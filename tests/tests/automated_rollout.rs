@@ -4,24 +4,10 @@
 
 use greenlight_common::{Color, Phase};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
+use greenlight_e2e::process::built_binary;
 use greenlight_e2e::Runtime;
 use loadtest::admin_client::{AdminClient, TOKEN_ENV};
 use loadtest::origin::{Behavior, LatencyDist, Origin};
-use std::path::PathBuf;
-
-/// Built by scripts/test.sh before the suite runs.
-fn rollout_bin() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/greenlight-rollout");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p greenlight-harness-gui --bin greenlight-rollout` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slower_green_is_rolled_back_automatically() {
@@ -40,23 +26,24 @@ async fn slower_green_is_rolled_back_automatically() {
         .start(&fixtures::edge_setup(&blue.url(), &green.url()))
         .await
         .unwrap();
-    let out = tokio::process::Command::new(rollout_bin())
-        .args(["--edge", &edge.base_url])
-        .args(["--target", &format!("{}/public/e2e", edge.base_url)])
-        .args([
-            "--rate",
-            "40",
-            "--steps",
-            "20,50,100",
-            "--dwell",
-            "10s",
-            "--timeout",
-            "3m",
-        ])
-        .env(TOKEN_ENV, ADMIN_TOKEN)
-        .output()
-        .await
-        .unwrap();
+    let out =
+        tokio::process::Command::new(built_binary("greenlight-rollout", "greenlight-harness-gui"))
+            .args(["--edge", &edge.base_url])
+            .args(["--target", &format!("{}/public/e2e", edge.base_url)])
+            .args([
+                "--rate",
+                "40",
+                "--steps",
+                "20,50,100",
+                "--dwell",
+                "10s",
+                "--timeout",
+                "3m",
+            ])
+            .env(TOKEN_ENV, ADMIN_TOKEN)
+            .output()
+            .await
+            .unwrap();
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

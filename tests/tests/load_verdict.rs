@@ -3,27 +3,18 @@
 //! judged `Fail` with a non-zero exit; equal origins never `Fail`.
 
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
-use greenlight_e2e::process::{free_port, wait_ready, ProcessGroup};
+use greenlight_e2e::process::{built_binary, free_port, wait_ready, ProcessGroup};
 use greenlight_e2e::Runtime;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// The `greenlight` CLI, built by scripts/test.sh before the suite runs.
+/// The `greenlight` CLI (`GREENLIGHT_BIN` overrides).
 fn greenlight_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("GREENLIGHT_BIN") {
-        return PathBuf::from(p);
+    match std::env::var("GREENLIGHT_BIN") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/greenlight");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p greenlight-loadtest --bin greenlight` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
 }
 
 async fn origin(color: &str, latency: &str) -> (ProcessGroup, String) {
