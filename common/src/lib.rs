@@ -10,6 +10,7 @@ pub mod color;
 pub mod decide;
 pub mod edge;
 pub mod http;
+pub mod origin_auth;
 pub mod rollout;
 pub mod state;
 

@@ -186,6 +186,10 @@ struct OriginArgs {
     /// Periodic stall: every,duration (e.g. 5s,500ms).
     #[arg(long)]
     stall: Option<String>,
+    /// Refuse (401) requests without a valid edge signature; the shared
+    /// secret is read from this environment variable (never from argv).
+    #[arg(long)]
+    signing_secret_env: Option<String>,
 }
 
 /// A user mistake: printed as one line, exit code 2.
@@ -645,6 +649,16 @@ async fn origin(a: OriginArgs) -> ExitCode {
                 .map(Stall::parse)
                 .transpose()
                 .map_err(|e| format!("--stall: {e}"))?,
+            signing_secret: match &a.signing_secret_env {
+                None => None,
+                Some(var) => Some(
+                    std::env::var(var)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| format!("--signing-secret-env: ${var} is not set"))?
+                        .into_bytes(),
+                ),
+            },
         })
     })();
     let behavior = match behavior {

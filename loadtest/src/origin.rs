@@ -206,12 +206,17 @@ pub struct Behavior {
     /// Fraction (0..=1) of requests answered with a 500.
     pub error_rate: f64,
     pub stall: Option<Stall>,
+    /// When set, requests without a valid edge signature get 401.
+    pub signing_secret: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     started: Option<Instant>,
     hits: AtomicU64,
+    /// Requests refused for a missing/bad/stale/replayed edge signature.
+    refused: AtomicU64,
+    replay_guard: Mutex<greenlight_common::origin_auth::ReplayGuard>,
     recent: Mutex<Vec<RecordedRequest>>,
 }
 
@@ -278,6 +283,12 @@ impl Origin {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
+    /// Requests refused because they did not carry a valid edge signature
+    /// (only with `Behavior::signing_secret`). They do not count as hits.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
+    }
+
     /// The most recent requests, oldest first.
     pub fn recent(&self) -> Vec<RecordedRequest> {
         self.shared
@@ -301,6 +312,34 @@ impl Drop for Origin {
     }
 }
 
+/// Checks the edge's HMAC signature (see `greenlight_common::origin_auth`).
+fn check_signature(
+    secret: &[u8],
+    parts: &hyper::http::request::Parts,
+    shared: &Shared,
+) -> Result<(), greenlight_common::origin_auth::OriginAuthError> {
+    use greenlight_common::origin_auth::{verify, OriginAuthError, DEFAULT_WINDOW_S};
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+    let mut guard = shared
+        .replay_guard
+        .lock()
+        .map_err(|_| OriginAuthError::Missing)?;
+    verify(
+        secret,
+        parts.method.as_str(),
+        path,
+        header,
+        now_s,
+        DEFAULT_WINDOW_S,
+        &mut guard,
+    )
+}
+
 async fn serve(
     req: Request<Incoming>,
     color: &str,
@@ -309,6 +348,16 @@ async fn serve(
 ) -> Response<Full<Bytes>> {
     let arrived = Instant::now();
     let (parts, body) = req.into_parts();
+    if let Some(secret) = &behavior.signing_secret {
+        if let Err(e) = check_signature(secret, &parts, shared) {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from(format!("{e}\n"))))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+        }
+    }
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
@@ -454,6 +503,7 @@ mod tests {
             latency: LatencyDist::Fixed(Duration::from_millis(30)),
             error_rate: 1.0,
             stall: None,
+            signing_secret: None,
         };
         let o = Origin::start("127.0.0.1:0".parse().unwrap(), "green", b)
             .await

@@ -24,14 +24,23 @@ struct Rig {
 
 impl Rig {
     async fn start(runtime: Runtime) -> Rig {
+        Rig::start_signed(runtime, None).await
+    }
+
+    /// With `secret`, the edge signs what it forwards and the origins refuse
+    /// anything unsigned.
+    async fn start_signed(runtime: Runtime, secret: Option<&str>) -> Rig {
         let any = "127.0.0.1:0".parse().unwrap();
-        let blue = Origin::start(any, "blue", Behavior::default())
-            .await
-            .unwrap();
-        let green = Origin::start(any, "green", Behavior::default())
-            .await
-            .unwrap();
-        let setup = fixtures::edge_setup(&blue.url(), &green.url());
+        let behavior = Behavior {
+            signing_secret: secret.map(|s| s.as_bytes().to_vec()),
+            ..Behavior::default()
+        };
+        let blue = Origin::start(any, "blue", behavior.clone()).await.unwrap();
+        let green = Origin::start(any, "green", behavior).await.unwrap();
+        let mut setup = fixtures::edge_setup(&blue.url(), &green.url());
+        if let Some(s) = secret {
+            setup.vars.insert("ORIGIN_SIGNING_SECRET".into(), s.into());
+        }
         let edge = runtime
             .start(&setup)
             .await
@@ -467,6 +476,40 @@ async fn headers_and_bodies_pass_through(runtime: Runtime) {
     }
 }
 
+async fn origins_only_accept_signed_edge_traffic(runtime: Runtime) {
+    let rig = Rig::start_signed(runtime, Some("origin-signing-secret-e2e")).await;
+    // Through the edge (even with a client-forged signature header): accepted.
+    let resp = rig
+        .get("/api/signed?x=1")
+        .header("x-api-key", APP_KEY)
+        .header("x-greenlight-signature", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 0));
+    let seen = rig.blue.recent().pop().unwrap();
+    // Straight to the origin, bypassing the edge: refused.
+    let direct = rig
+        .http
+        .get(format!("{}/api/signed?x=1", rig.blue.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 401);
+    // Replaying the edge's own signed request: refused too.
+    let mut replay = rig.http.get(format!("{}/api/signed?x=1", rig.blue.url()));
+    for name in [
+        "x-greenlight-timestamp",
+        "x-greenlight-nonce",
+        "x-greenlight-signature",
+    ] {
+        replay = replay.header(name, seen.header(name).unwrap_or_default());
+    }
+    assert_eq!(replay.send().await.unwrap().status(), 401);
+    assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 2));
+}
+
 macro_rules! conformance {
     ($runtime_mod:ident, $runtime:expr, [$($test:ident),* $(,)?]) => {
         mod $runtime_mod {
@@ -495,4 +538,5 @@ suite!(
     preview_override_needs_the_role,
     promote_and_rollback_apply_to_the_next_request,
     headers_and_bodies_pass_through,
+    origins_only_accept_signed_edge_traffic,
 );

@@ -390,3 +390,49 @@ fn origin_response_headers_are_filtered_and_overridden() {
     assert!(!keep("transfer-encoding") && !keep("Connection") && !keep("x-hop"));
     assert!(!keep("X-Greenlight-Color") && !keep("x-greenlight-epoch"));
 }
+
+#[test]
+fn forwarded_requests_are_signed_when_a_secret_is_set() {
+    use crate::origin_auth::{verify, ReplayGuard, DEFAULT_WINDOW_S, HEADER_SIGNATURE};
+    let mut v = vars();
+    v.insert("ORIGIN_SIGNING_SECRET", "origin-secret".into());
+    let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+    let f = forward(run(
+        &cfg,
+        &RolloutState::initial("s"),
+        "/api/items",
+        &[
+            ("x-api-key", "app-key"),
+            (HEADER_SIGNATURE, "forged-by-client"),
+        ],
+    ));
+    let lookup = |n: &str| header(&f.request_headers, n);
+    let mut guard = ReplayGuard::default();
+    let now_s = NOW_MS / 1_000;
+    assert_eq!(
+        verify(
+            b"origin-secret",
+            "GET",
+            "/api/items?a=1",
+            lookup,
+            now_s,
+            DEFAULT_WINDOW_S,
+            &mut guard
+        ),
+        Ok(())
+    );
+    let sigs = f
+        .request_headers
+        .iter()
+        .filter(|(k, _)| k == HEADER_SIGNATURE)
+        .count();
+    assert_eq!(sigs, 1, "the client's copy must be dropped");
+    // Without a secret nothing is added.
+    let plain = forward(run(
+        &config(),
+        &RolloutState::initial("s"),
+        "/api/items",
+        &[("x-api-key", "app-key")],
+    ));
+    assert_eq!(header(&plain.request_headers, HEADER_SIGNATURE), None);
+}
