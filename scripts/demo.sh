@@ -18,6 +18,10 @@ case "$edge" in
   spin) "$ROOT/scripts/build-spin.sh" ;;
   *) echo "unknown --edge $edge (cloudflare or spin)" >&2; exit 2 ;;
 esac
+# The dashboard runs when there is a display (and --ui is not headless/script).
+if [ -n "${DISPLAY:-}" ] && ! [[ " $* " =~ " --ui "(headless|script)" " || " $* " =~ " --ui="(headless|script)" " ]]; then
+  ensure_apt "${DASHBOARD_APT_PACKAGES[@]}"
+fi
 log "building the demo and the harness"
 cargo build --release -q -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard --bin greenlight-rollout
 exec "$ROOT/target/release/demo" "$@"

@@ -26,6 +26,23 @@ cargo_install_fast() {
     cargo install "$@"
 }
 
+# Installs the Debian packages among "$@" that are not installed yet.
+ensure_apt() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# What the dashboard (eframe: glow on X11) needs at run time.
+DASHBOARD_APT_PACKAGES=(libgl1-mesa-dri libegl1 libegl-mesa0 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
+
 ensure_target() {
   local target="$1"
   if ! rustup target list --installed | grep -qx "$target"; then

@@ -12,17 +12,7 @@ source "$(dirname "$0")/lib.sh"
 OUT="${1:-$ROOT/docs/dashboard.png}"
 SETTLE_S="${SETTLE_S:-30}"
 
-pkgs=(xvfb xauth x11-apps imagemagick xdotool libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "apt-get install ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_apt xvfb xauth x11-apps imagemagick xdotool "${DASHBOARD_APT_PACKAGES[@]}"
 
 cd "$ROOT"
 log "building greenlight and greenlight-dashboard"
