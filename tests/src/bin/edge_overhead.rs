@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
 
     let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64;
     eprintln!(
-        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (the rest is the response copy every tagging Worker pays)",
+        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response; this ratio is greenlight's own cost)",
         p50(&cf_h[0]) / p50(&cf_h[2])
     );
     println!(
