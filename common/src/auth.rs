@@ -108,8 +108,8 @@ pub struct AuthConfig {
     pub routes: Vec<RoutePolicy>,
     api_keys: Vec<ApiKey>,
     pub jwt: JwtSettings,
-    /// The JWKS keys, parsed once at configuration time.
-    keys: VerifyKeys,
+    /// The JWKS keys, built on first use (see `VerifyKeys::check_jwks`).
+    keys: std::sync::OnceLock<VerifyKeys>,
 }
 
 /// An authenticated caller.
@@ -277,7 +277,8 @@ impl AuthConfig {
                 "JWT HS256 secret must be at least 32 bytes".into(),
             ));
         }
-        let keys = VerifyKeys::from_jwks(jwt.jwks.as_ref())?;
+        VerifyKeys::check_jwks(jwt.jwks.as_ref())?;
+        let keys = std::sync::OnceLock::new();
         Ok(AuthConfig {
             routes,
             api_keys,
@@ -366,7 +367,11 @@ impl AuthConfig {
             header.alg,
             header.kid.as_deref(),
             self.jwt.hs256_secret.as_deref(),
-            &self.keys,
+            self.keys.get_or_init(|| {
+                // A key that decoded but does not build verifies nothing:
+                // its tokens are refused like any other bad token.
+                VerifyKeys::from_jwks(self.jwt.jwks.as_ref()).unwrap_or_default()
+            }),
         )
         .ok_or(AuthError::Invalid)?;
         let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);

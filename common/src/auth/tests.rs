@@ -368,3 +368,38 @@ fn config_errors_are_precise() {
     };
     assert!(AuthConfig::new(vec![], vec![], short).is_err());
 }
+
+#[test]
+fn malformed_jwks_is_a_config_error_and_an_unbuildable_key_verifies_nothing() {
+    let jwks = |x: &str| -> JwkSet {
+        serde_json::from_value(
+            json!({"keys": [{"kty": "EC", "kid": "ec-1", "crv": "P-256", "alg": "ES256",
+            "x": x, "y": URL_SAFE_NO_PAD.encode([7u8; 32])}]}),
+        )
+        .unwrap()
+    };
+    let with = |set: JwkSet| {
+        AuthConfig::new(
+            vec![],
+            vec![],
+            JwtSettings {
+                jwks: Some(set),
+                ..JwtSettings::default()
+            },
+        )
+    };
+    // Not base64url / wrong length: refused when the configuration loads.
+    assert!(with(jwks("***")).unwrap_err().0.contains("ec-1"));
+    assert!(with(jwks(&URL_SAFE_NO_PAD.encode([1u8; 31])))
+        .unwrap_err()
+        .0
+        .contains("32 bytes"));
+    // Well-formed but not a point on P-256: accepted, and verifies no token.
+    let cfg = with(jwks(&URL_SAFE_NO_PAD.encode([7u8; 32]))).unwrap();
+    let auth = bearer(&sign(Algorithm::ES256, Some("ec-1"), &claims()));
+    let creds = Credentials {
+        api_key: None,
+        authorization: Some(&auth),
+    };
+    assert_eq!(cfg.identify(creds, NOW), Err(AuthError::Invalid));
+}

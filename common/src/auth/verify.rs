@@ -46,9 +46,20 @@ impl VerifyKeys {
         let keys = jwks
             .keys
             .iter()
-            .filter_map(|jwk| parse_jwk(jwk).transpose())
+            .filter_map(|jwk| parse_jwk(jwk, true).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(VerifyKeys { keys })
+    }
+
+    /// The cheap part of `from_jwks`: every key we would use decodes and has
+    /// the right lengths. Building the keys (RSA modulus checks, P-256 point
+    /// validation) is left to the first token that needs them, because a
+    /// Spin instance lives for one request and most requests carry no JWT.
+    pub fn check_jwks(jwks: Option<&JwkSet>) -> Result<(), ConfigError> {
+        for jwk in jwks.map(|j| j.keys.as_slice()).unwrap_or_default() {
+            parse_jwk(jwk, false)?;
+        }
+        Ok(())
     }
 
     /// The key that may verify `alg`: the one named by `kid`, or the only key
@@ -81,7 +92,8 @@ impl VerifyKeys {
 
 /// Keys of other types or algorithms are skipped (a JWKS may list keys for
 /// other consumers); a key we should understand but cannot parse is an error.
-fn parse_jwk(jwk: &Jwk) -> Result<Option<NamedKey>, ConfigError> {
+/// With `build` false only the encoding is checked and `Ok(None)` returned.
+fn parse_jwk(jwk: &Jwk, build: bool) -> Result<Option<NamedKey>, ConfigError> {
     let kid = jwk.common.key_id.clone();
     let name = kid.clone().unwrap_or_else(|| "(no kid)".into());
     let declared = jwk.common.key_algorithm.map(|a| format!("{a:?}"));
@@ -93,8 +105,11 @@ fn parse_jwk(jwk: &Jwk) -> Result<Option<NamedKey>, ConfigError> {
     };
     let key = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) if declared.as_deref().is_none_or(|a| a == "RS256") => {
-            let n = BigUint::from_bytes_be(&b64("n", &p.n)?);
-            let e = BigUint::from_bytes_be(&b64("e", &p.e)?);
+            let (n, e) = (b64("n", &p.n)?, b64("e", &p.e)?);
+            if !build {
+                return Ok(None);
+            }
+            let (n, e) = (BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e));
             let key = RsaPublicKey::new(n, e).map_err(|e| bad(&format!("bad RSA key: {e}")))?;
             PublicKey::Rs256(key)
         }
@@ -105,6 +120,9 @@ fn parse_jwk(jwk: &Jwk) -> Result<Option<NamedKey>, ConfigError> {
             let (x, y) = (b64("x", &p.x)?, b64("y", &p.y)?);
             if x.len() != 32 || y.len() != 32 {
                 return Err(bad("P-256 coordinates must be 32 bytes"));
+            }
+            if !build {
+                return Ok(None);
             }
             let mut sec1 = Vec::with_capacity(65);
             sec1.push(4);
