@@ -463,42 +463,39 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
             egui::Grid::new("policy-grid")
                 .num_columns(2)
                 .show(ui, |ui| {
-                    let l = ui.label("alpha");
-                    ui.add(
+                    grid_drag(
+                        ui,
+                        "alpha",
                         egui::DragValue::new(&mut p.alpha)
                             .range(0.0001..=0.49)
                             .speed(0.001),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("min samples / color");
-                    ui.add(egui::DragValue::new(&mut p.min_samples).range(1..=10_000_000))
-                        .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("latency tolerance");
-                    ui.add(
+                    );
+                    grid_drag(
+                        ui,
+                        "min samples / color",
+                        egui::DragValue::new(&mut p.min_samples).range(1..=10_000_000),
+                    );
+                    grid_drag(
+                        ui,
+                        "latency tolerance",
                         egui::DragValue::new(&mut p.latency_tolerance)
                             .range(0.0..=10.0)
                             .speed(0.01),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("p99 ratio max");
-                    ui.add(
+                    );
+                    grid_drag(
+                        ui,
+                        "p99 ratio max",
                         egui::DragValue::new(&mut p.p99_ratio_max)
                             .range(1.0..=10.0)
                             .speed(0.01),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
-                    let l = ui.label("error delta max (pp)");
-                    ui.add(
+                    );
+                    grid_drag(
+                        ui,
+                        "error delta max (pp)",
                         egui::DragValue::new(&mut p.error_rate_delta_max_pp)
                             .range(0.0..=100.0)
                             .speed(0.01),
-                    )
-                    .labelled_by(l.id);
-                    ui.end_row();
+                    );
                 });
             if ui.button("Save settings").clicked() {
                 out.push(Action::SaveSettings);
@@ -711,4 +708,12 @@ fn confirm_dialog(ui: &mut Ui, s: &AppState, out: &mut Vec<Action>) {
     if r.should_close() && !out.contains(&Action::Confirm) {
         out.push(Action::Cancel);
     }
+}
+
+/// One labelled row of a two-column grid: the label names the field for
+/// screen readers and kittest (`labelled_by`).
+fn grid_drag(ui: &mut egui::Ui, label: &str, value: egui::DragValue<'_>) {
+    let l = ui.label(label);
+    ui.add(value).labelled_by(l.id);
+    ui.end_row();
 }
