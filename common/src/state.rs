@@ -94,6 +94,32 @@ impl fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
+/// Why a document did not parse: a missing or foreign `schema` takes
+/// precedence over the field-level error, so an old edge reading a newer
+/// document says "schema 2 is not supported" rather than "unknown field".
+fn diagnose(text: &str, parse_error: serde_json::Error) -> StateError {
+    #[derive(Deserialize)]
+    struct SchemaProbe {
+        schema: Option<serde_json::Value>,
+    }
+    match serde_json::from_str::<SchemaProbe>(text) {
+        Ok(SchemaProbe { schema: None }) => StateError::MissingSchema,
+        Ok(SchemaProbe { schema: Some(v) }) => match v.as_u64() {
+            None => StateError::Malformed("\"schema\" must be a number".into()),
+            Some(found) if found != u64::from(SCHEMA_VERSION) => StateError::UnsupportedSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            Some(_) => StateError::Malformed(parse_error.to_string()),
+        },
+        // Valid JSON that is not an object has no schema to read.
+        Err(_) if serde_json::from_str::<serde_json::Value>(text).is_ok() => {
+            StateError::MissingSchema
+        }
+        Err(_) => StateError::Malformed(parse_error.to_string()),
+    }
+}
+
 impl Default for PreviewRules {
     fn default() -> Self {
         PreviewRules {
@@ -132,22 +158,18 @@ impl RolloutState {
     /// Parses and validates a state document. Nothing is returned unless the
     /// whole document is valid.
     pub fn from_json(text: &str) -> Result<RolloutState, StateError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| StateError::Malformed(e.to_string()))?;
-        let schema = match value.get("schema") {
-            None => return Err(StateError::MissingSchema),
-            Some(s) => s
-                .as_u64()
-                .ok_or_else(|| StateError::Malformed("\"schema\" must be a number".into()))?,
+        // The common case is one typed parse; only a failure pays for a
+        // second look that says precisely what is wrong (schema first).
+        let state = match serde_json::from_str::<RolloutState>(text) {
+            Ok(state) => state,
+            Err(e) => return Err(diagnose(text, e)),
         };
-        if schema != u64::from(SCHEMA_VERSION) {
+        if state.schema != SCHEMA_VERSION {
             return Err(StateError::UnsupportedSchema {
-                found: schema,
+                found: u64::from(state.schema),
                 supported: SCHEMA_VERSION,
             });
         }
-        let state: RolloutState =
-            serde_json::from_value(value).map_err(|e| StateError::Malformed(e.to_string()))?;
         state.validate()?;
         Ok(state)
     }
