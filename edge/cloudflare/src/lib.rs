@@ -22,7 +22,7 @@ const KV_BINDING: &str = "GREENLIGHT_STATE";
 // so thread-locals are the isolate's memory.
 thread_local! {
     static CONFIG: RefCell<Option<Rc<EdgeConfig>>> = const { RefCell::new(None) };
-    static STATE: RefCell<Option<(LoadedState, u64)>> = const { RefCell::new(None) };
+    static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
 }
 
 #[event(fetch)]
@@ -32,9 +32,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Err(e) => return respond(&Reply::misconfigured(&e)),
     };
     let now_ms = worker::Date::now().as_millis();
-    let loaded = match cached_state(&cfg, now_ms) {
-        Some(s) => s,
-        None => load_state(&env, &cfg, now_ms).await,
+    let (loaded, just_read) = match cached_state(&cfg, now_ms) {
+        Some(s) => (s, false),
+        None => (load_state(&env, &cfg, now_ms).await, true),
     };
     let url = req.url()?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
@@ -49,9 +49,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         EdgePlan::Reply(reply) => respond(&reply),
         EdgePlan::Forward(fwd) => forward(&req, &method, fwd).await,
         EdgePlan::Admin(call) => {
-            // Admin calls always read the store, never the cache: optimistic
-            // concurrency must compare against the latest written epoch.
-            let fresh = load_state(&env, &cfg, now_ms).await;
+            // Admin calls always work from a fresh read of the store, never
+            // the cache: optimistic concurrency must compare against the
+            // latest written epoch.
+            let fresh = if just_read {
+                loaded
+            } else {
+                load_state(&env, &cfg, now_ms).await
+            };
             let body = req.bytes().await.unwrap_or_default();
             let outcome = edge::run_admin(&call, &method, &body, &fresh, now_ms);
             if let Some(next) = &outcome.new_state {
@@ -59,10 +64,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
                     return respond(&Reply::store_unavailable(e.to_string()));
                 }
                 remember(
-                    LoadedState {
+                    Rc::new(LoadedState {
                         state: next.clone(),
                         degraded: false,
-                    },
+                    }),
                     now_ms,
                 );
             }
@@ -90,7 +95,7 @@ fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
     Ok(cfg)
 }
 
-fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<LoadedState> {
+fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<Rc<LoadedState>> {
     STATE.with(|s| {
         s.borrow()
             .as_ref()
@@ -99,19 +104,18 @@ fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<LoadedState> {
     })
 }
 
-fn remember(loaded: LoadedState, now_ms: u64) {
+fn remember(loaded: Rc<LoadedState>, now_ms: u64) {
     STATE.with(|s| *s.borrow_mut() = Some((loaded, now_ms)));
 }
 
 /// Reads the state document; a KV failure or a bad document degrades to the
 /// last good state instead of failing the request.
-async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
-    let last_good: Option<RolloutState> = STATE.with(|s| {
-        s.borrow()
-            .as_ref()
-            .filter(|(l, _)| !l.degraded)
-            .map(|(l, _)| l.state.clone())
-    });
+async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState> {
+    // Whatever is cached is the last good state: a degraded entry already
+    // holds the previous good state (or the initial one) it fell back to, so
+    // repeated bad reads keep serving it rather than dropping to the initial.
+    let last_good: Option<RolloutState> =
+        STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
     let document = match env.kv(KV_BINDING) {
         Ok(kv) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
         Err(_) => Err(()),
@@ -120,6 +124,7 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
         Ok(doc) => edge::load_state(doc.as_deref(), last_good.as_ref(), &cfg.default_salt),
         Err(()) => edge::fallback_state(last_good.as_ref(), &cfg.default_salt),
     };
+    let loaded = Rc::new(loaded);
     remember(loaded.clone(), now_ms);
     loaded
 }
