@@ -350,11 +350,13 @@ pub fn plan(
     // a new anonymous id that the response will set.
     let cookie_header = req.header("cookie");
     let anon = cookie(cookie_header, STICKY_COOKIE).filter(|v| valid_anon_id(v));
-    let fresh_id = format!("{random:016x}");
     let (sticky_key, set_cookie) = match (&principal, anon) {
         (Some(p), _) => (p.id.clone(), None),
         (None, Some(id)) => (format!("c:{id}"), None),
-        (None, None) => (format!("c:{fresh_id}"), Some(fresh_id)),
+        (None, None) => {
+            let fresh_id = format!("{random:016x}");
+            (format!("c:{fresh_id}"), Some(fresh_id))
+        }
     };
     let preview = req
         .header(&state.preview.header)
