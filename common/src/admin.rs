@@ -194,14 +194,24 @@ fn parse_change(body: &[u8]) -> Result<ChangeRequest, Problem> {
             format!("admin bodies are limited to {MAX_ADMIN_BODY} bytes"),
         ));
     }
-    serde_json::from_slice::<ChangeRequest>(body).map_err(|e| {
+    let malformed = |why: String| {
         Problem::new(
             400,
             "bad-request",
             "malformed admin request",
-            format!("expected JSON like {{\"expected_epoch\": 3, \"reason\": \"...\"}}: {e}"),
+            format!("expected JSON like {{\"expected_epoch\": 3, \"reason\": \"...\"}}: {why}"),
         )
-    })
+    };
+    // serde's derived `Deserialize` also accepts a struct as a JSON array of
+    // its fields in order (`[3, 2500]` would be expected_epoch 3, weight_bp
+    // 2500): only an object, whose field names are checked, is a request.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(malformed("the body must be a JSON object".into()));
+    }
+    serde_json::from_slice::<ChangeRequest>(body).map_err(|e| malformed(e.to_string()))
 }
 
 fn weight_of(req: &ChangeRequest) -> Result<u16, Problem> {
@@ -322,6 +332,24 @@ mod tests {
             );
             assert_eq!(problem(&o).status, 400);
         }
+        // Positional (array) forms of the request are not requests, even
+        // when their values would be valid in an object.
+        for body in ["[0,300]", " \n[0, 300, null, \"a\", \"b\"]", "[0]", "[]"] {
+            for route in [AdminRoute::Weight, AdminRoute::Promote] {
+                let o = call(route, "POST", body, &s);
+                assert_eq!((o.status, o.new_state), (400, None), "{body}: {}", o.body);
+            }
+        }
+        assert_eq!(
+            call(
+                AdminRoute::Weight,
+                "POST",
+                " \r\n\t{\"expected_epoch\":0,\"weight_bp\":3}",
+                &s
+            )
+            .status,
+            200
+        );
         let huge = format!(
             r#"{{"expected_epoch":0,"reason":"{}"}}"#,
             "x".repeat(MAX_ADMIN_BODY)
