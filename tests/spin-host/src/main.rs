@@ -10,7 +10,8 @@
 //!   (`scheme://host:port`, each part may be `*`);
 //! - `spin:key-value@3.0.0`: in memory, shared by all requests, one map per
 //!   store label (`--kv-store`, default `default`), optionally loaded from and
-//!   saved to `--kv-file` (JSON) after every write;
+//!   saved to `--kv-file` (JSON) after every write, and reloaded from it when
+//!   another process replaces the file (tests plant documents that way);
 //! - `spin:variables@3.0.0`: from `--var name=value`, `--vars-file` (lines of
 //!   `name=value`, `#` comments) and `SPIN_VARIABLE_<NAME>` environment
 //!   variables (as Spin's environment provider), later sources winning.
@@ -54,7 +55,19 @@ struct Shared {
     /// label → key → value
     kv: Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
     kv_file: Option<std::path::PathBuf>,
+    /// The `--kv-file` as last loaded or saved, to notice outside changes.
+    kv_file_seen: Mutex<Option<FileStamp>>,
     allowed: Vec<[String; 3]>,
+}
+
+/// What tells one version of a file from another: a writer that renames a
+/// new file into place changes the inode even within one mtime tick.
+type FileStamp = (std::time::SystemTime, u64, u64);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// Per-request store data.
@@ -296,6 +309,7 @@ fn with_map<R>(
         let ctx = a.get();
         let label = ctx.table.get(res)?.0.clone();
         let shared = ctx.shared.clone();
+        reload_kv_if_changed(&shared);
         let mut all = shared
             .kv
             .lock()
@@ -319,6 +333,7 @@ impl kv::HostStoreWithStore<Ctx> for SpinHost {
     ) -> wasmtime::Result<Result<Resource<KvStore>, kv::Error>> {
         acc.with(|mut a| {
             let ctx = a.get();
+            reload_kv_if_changed(&ctx.shared);
             let known = ctx
                 .shared
                 .kv
@@ -425,7 +440,58 @@ fn save_kv(shared: &Shared) -> wasmtime::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    if let Ok(mut seen) = shared.kv_file_seen.lock() {
+        *seen = file_stamp(path);
+    }
     Ok(())
+}
+
+/// Reads `--kv-file` into `shared.kv` when the file is not the one last
+/// loaded or saved, i.e. another process replaced it. Its stores replace
+/// the ones in memory (labels it lacks keep existing, empty); a file that
+/// does not parse is reported and ignored.
+fn reload_kv_if_changed(shared: &Shared) {
+    let Some(path) = &shared.kv_file else {
+        return;
+    };
+    let Ok(mut seen) = shared.kv_file_seen.lock() else {
+        return;
+    };
+    let stamp = file_stamp(path);
+    if stamp.is_none() || stamp == *seen {
+        return;
+    }
+    *seen = stamp;
+    match read_kv_file(path) {
+        Ok(stores) => {
+            if let Ok(mut all) = shared.kv.lock() {
+                all.values_mut().for_each(BTreeMap::clear);
+                all.extend(stores);
+            }
+        }
+        Err(e) => eprintln!(
+            "greenlight-spin-host: not reloading {}: {e:#}",
+            path.display()
+        ),
+    }
+}
+
+type Stores = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+fn read_kv_file(path: &std::path::Path) -> wasmtime::Result<Stores> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    doc.into_iter()
+        .map(|(label, entries)| {
+            let map = entries
+                .into_iter()
+                .map(|(k, v)| Ok((k, kv_value_from_json(v)?)))
+                .collect::<wasmtime::Result<BTreeMap<_, _>>>()?;
+            Ok((label, map))
+        })
+        .collect()
 }
 
 /// UTF-8 values are stored as strings (readable), others as byte arrays.
@@ -502,24 +568,19 @@ fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>)> {
     if labels.is_empty() {
         labels.push("default".to_string());
     }
-    let mut kv: BTreeMap<String, BTreeMap<String, Vec<u8>>> =
-        labels.into_iter().map(|l| (l, BTreeMap::new())).collect();
+    let mut kv: Stores = labels.into_iter().map(|l| (l, BTreeMap::new())).collect();
+    let mut kv_file_seen = None;
     if let Some(path) = kv_file.as_ref().filter(|p| p.exists()) {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let doc: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for (label, entries) in doc {
-            let map = kv.entry(label).or_default();
-            for (k, v) in entries {
-                map.insert(k, kv_value_from_json(v)?);
-            }
+        kv_file_seen = file_stamp(path);
+        for (label, entries) in read_kv_file(path)? {
+            kv.entry(label).or_default().extend(entries);
         }
     }
     let shared = Shared {
         variables,
         kv: Mutex::new(kv),
         kv_file,
+        kv_file_seen: Mutex::new(kv_file_seen),
         allowed,
     };
     Ok((component, listen, Arc::new(shared)))
