@@ -3,9 +3,13 @@
 use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
-use std::path::PathBuf;
-use std::process::Command;
+use greenlight_common::http::STATE_KEY;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// The Worker's KV binding for the rollout state (edge/cloudflare/src/lib.rs).
+pub const KV_BINDING: &str = "GREENLIGHT_STATE";
 
 /// `edge/cloudflare` in this checkout.
 pub fn worker_dir() -> PathBuf {
@@ -38,23 +42,19 @@ pub async fn start_worker(
         .tempdir()?;
     let config = scratch.path().join("wrangler.toml");
     std::fs::write(&config, wrangler_toml(&bundle.canonicalize()?, setup))?;
+    if let Some(document) = &setup.state_document {
+        put_state_document(scratch.path(), document).await?;
+    }
     let port = free_port();
     let inspector = free_port();
-    let mut cmd = Command::new(&wrangler);
-    cmd.current_dir(scratch.path())
-        .args(["dev", "--local", "--config"])
+    let mut cmd = wrangler_command(scratch.path());
+    cmd.args(["dev", "--local", "--config"])
         .arg(&config)
         .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
         .args(["--inspector-port", &inspector.to_string()])
         .arg("--persist-to")
         .arg(scratch.path().join("state"))
-        .arg("--show-interactive-dev-session=false")
-        .env("CI", "true")
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env("NO_COLOR", "1")
-        .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
+        .arg("--show-interactive-dev-session=false");
     let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
     RunningEdge::when_ready(
         Runtime::Cloudflare,
@@ -66,15 +66,71 @@ pub async fn start_worker(
     .await
 }
 
+/// `wrangler` run in `scratch` (the directory `start_worker` made), offline
+/// and quiet, with its own wrangler home.
+fn wrangler_command(scratch: &Path) -> Command {
+    let mut cmd = Command::new(worker_dir().join("node_modules/.bin/wrangler"));
+    cmd.current_dir(scratch)
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", scratch.join("xdg"));
+    cmd
+}
+
+/// Writes `document` under `STATE_KEY` into the local KV namespace of the
+/// edge whose scratch directory is `scratch` (its `wrangler.toml` and
+/// `--persist-to` directory), with `wrangler kv key put --local`, as another
+/// process. A running `wrangler dev` on the same directory sees it.
+pub async fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> {
+    let value = scratch.join("planted-state-document");
+    std::fs::write(&value, document)?;
+    let mut cmd = wrangler_command(scratch);
+    cmd.args([
+        "kv",
+        "key",
+        "put",
+        STATE_KEY,
+        "--local",
+        "--binding",
+        KV_BINDING,
+    ])
+    .arg("--path")
+    .arg(&value)
+    .arg("--config")
+    .arg(scratch.join("wrangler.toml"))
+    .arg("--persist-to")
+    .arg(scratch.join("state"))
+    .stdin(Stdio::null());
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(cmd).output(),
+    )
+    .await
+    .context("wrangler kv key put took over 60 s")??;
+    if !out.status.success() {
+        bail!(
+            "wrangler kv key put failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// A wrangler config for one test edge: the built bundle, a local KV
 /// namespace and the setup's variables.
-fn wrangler_toml(bundle: &std::path::Path, setup: &EdgeSetup) -> String {
+fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     // JSON string literals are valid TOML basic strings.
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let mut out = format!(
         "name = \"greenlight-e2e\"\nmain = {}\ncompatibility_date = \"2025-09-01\"\n\n\
-         [[kv_namespaces]]\nbinding = \"GREENLIGHT_STATE\"\nid = \"e2e\"\n\n[vars]\n",
-        quote(&bundle.to_string_lossy())
+         [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n[vars]\n",
+        quote(&bundle.to_string_lossy()),
+        quote(KV_BINDING)
     );
     for (k, v) in &setup.vars {
         out.push_str(&format!("{k} = {}\n", quote(v)));

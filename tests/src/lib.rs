@@ -4,6 +4,7 @@
 pub mod cloudflare;
 pub mod fixtures;
 pub mod process;
+pub mod rig;
 pub mod runtime;
 pub mod spin;
 

@@ -13,6 +13,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSetup {
     pub vars: BTreeMap<String, String>,
+    /// A state document (any text, valid or not) put under
+    /// `greenlight_common::http::STATE_KEY` in the edge's key-value store
+    /// before the edge starts, so its first read already sees it.
+    pub state_document: Option<String>,
 }
 
 /// A started edge. Dropping it stops the runtime's whole process group.
@@ -47,6 +51,24 @@ impl Runtime {
 }
 
 impl RunningEdge {
+    /// Replaces the state document in the running edge's key-value store
+    /// from outside the edge, the way another writer (or a corruption)
+    /// would: no route of the edge is involved. Cloudflare: `wrangler kv key
+    /// put --local` into the `--persist-to` directory the running `wrangler
+    /// dev` uses (~3 s). Spin: the test host's `--kv-file`, which the host
+    /// reloads when it changes. Returns once the store holds the document.
+    pub async fn put_state_document(&self, document: &str) -> anyhow::Result<()> {
+        let Some(scratch) = self._process.scratch.as_ref() else {
+            bail!("the {} edge has no scratch directory", self.runtime.name());
+        };
+        match self.runtime {
+            Runtime::Cloudflare => {
+                crate::cloudflare::put_state_document(scratch.path(), document).await
+            }
+            Runtime::Spin => crate::spin::put_state_document(scratch.path(), document),
+        }
+    }
+
     /// Waits until the edge in `process` answers on `port` (any HTTP answer:
     /// the admin health path needs credentials), then hands it out; on
     /// failure the error carries the tail of the runtime's log.

@@ -5,7 +5,9 @@
 use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
-use std::path::PathBuf;
+use greenlight_common::http::STATE_KEY;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,14 +68,48 @@ pub fn host_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The label of the key-value store the component opens (edge/spin/spin.toml).
+pub const KV_STORE: &str = "default";
+
+/// The test host's `--kv-file` in the edge's scratch directory.
+fn kv_file(scratch: &Path) -> PathBuf {
+    scratch.join("kv.json")
+}
+
+/// Writes `document` under `STATE_KEY` into the `--kv-file` of the edge whose
+/// scratch directory is `scratch`, keeping the other entries: a new file
+/// renamed into place, so the host never reads half of it. The host loads
+/// the file at start and reloads it when it changes (a host built before
+/// that change only reads it at start).
+pub fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> {
+    type Stores = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
+    let path = kv_file(scratch);
+    let mut stores: Stores = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stores::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    stores
+        .entry(KV_STORE.to_string())
+        .or_default()
+        .insert(STATE_KEY.to_string(), document.into());
+    let tmp = scratch.join("kv.json.planted");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&stores)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
 /// Starts the greenlight component under the test host.
 pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     start_component(&built_wasm()?, setup).await
 }
 
 /// Starts `component` under the test host on a free port, with the setup's
-/// variables (lower-cased, as Spin variables), a fresh key-value store, and
-/// outbound HTTP allowed to BLUE_ORIGIN and GREEN_ORIGIN only.
+/// variables (lower-cased, as Spin variables), a fresh key-value store (with
+/// the setup's state document, if any), and outbound HTTP allowed to
+/// BLUE_ORIGIN and GREEN_ORIGIN only.
 pub async fn start_component(
     component: &std::path::Path,
     setup: &EdgeSetup,
@@ -92,6 +128,9 @@ pub async fn start_component(
     }
     let vars_file = scratch.path().join("vars");
     std::fs::write(&vars_file, vars)?;
+    if let Some(document) = &setup.state_document {
+        put_state_document(scratch.path(), document)?;
+    }
     let port = free_port();
     let mut cmd = Command::new(&host);
     cmd.arg(component)
@@ -99,7 +138,7 @@ pub async fn start_component(
         .arg("--vars-file")
         .arg(&vars_file)
         .arg("--kv-file")
-        .arg(scratch.path().join("kv.json"));
+        .arg(kv_file(scratch.path()));
     for name in ["BLUE_ORIGIN", "GREEN_ORIGIN"] {
         if let Some(origin) = setup.vars.get(name) {
             cmd.args(["--allow-outbound", origin.trim().trim_end_matches('/')]);
