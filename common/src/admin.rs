@@ -2,6 +2,7 @@
 //! `/__greenlight/*`. The adapter reads the current state, calls
 //! [`handle`], writes `new_state` back when there is one, and replies.
 
+use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
 use crate::state::{RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,9 @@ pub struct StateView {
     /// from its last good (or the initial) state.
     #[serde(default)]
     pub degraded: bool,
+    /// Origin failures the edges counted in this epoch (`GET state` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 impl StateView {
@@ -28,6 +32,7 @@ impl StateView {
             allowed: state.allowed_ops(),
             state,
             degraded,
+            health: None,
         }
     }
 }
@@ -145,6 +150,32 @@ pub fn handle(
     degraded: bool,
     now_ms: u64,
 ) -> AdminOutcome {
+    handle_with_health(
+        route,
+        method,
+        body,
+        identity,
+        current,
+        degraded,
+        None,
+        HealthPolicy::default(),
+        now_ms,
+    )
+}
+
+/// [`handle`], with the stored health record judged into `GET state`'s view.
+#[allow(clippy::too_many_arguments)]
+pub fn handle_with_health(
+    route: AdminRoute,
+    method: &str,
+    body: &[u8],
+    identity: &str,
+    current: &RolloutState,
+    degraded: bool,
+    health: Option<&HealthRecord>,
+    policy: HealthPolicy,
+    now_ms: u64,
+) -> AdminOutcome {
     if !method.eq_ignore_ascii_case(route.method()) {
         return AdminOutcome::problem(Problem::new(
             405,
@@ -156,7 +187,9 @@ pub fn handle(
     // `None` stands for set_weight, whose argument comes from the body.
     let fixed_op = match route {
         AdminRoute::State => {
-            return AdminOutcome::ok(&StateView::of(current.clone(), degraded), None)
+            let mut view = StateView::of(current.clone(), degraded);
+            view.health = Some(assess(health, current, policy, now_ms));
+            return AdminOutcome::ok(&view, None);
         }
         AdminRoute::Weight => None,
         AdminRoute::Promote => Some(RolloutOp::Promote),

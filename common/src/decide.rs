@@ -36,6 +36,8 @@ pub enum RouteReason {
     Stable,
     /// Just promoted: everyone on the new active color.
     Promoted,
+    /// The chosen color failed and the request was retried on this one.
+    Failover,
 }
 
 impl RouteReason {
@@ -46,6 +48,7 @@ impl RouteReason {
             RouteReason::Weight => "weight",
             RouteReason::Stable => "stable",
             RouteReason::Promoted => "promoted",
+            RouteReason::Failover => "failover",
         }
     }
 }

@@ -10,12 +10,15 @@ use crate::auth::{
     JwtSettings, Role,
 };
 use crate::color::Color;
-use crate::decide::{decide, RequestFacts, RouteDecision};
+use crate::decide::{decide, RequestFacts, RouteDecision, RouteReason};
+use crate::failover::{live_colors, OriginPolicy, Outcome, MAX_REPLAY_BODY};
+use crate::health::{HealthPolicy, HealthRecord};
 use crate::http::{
     connection_tokens, cookie, is_hop_by_hop, ADMIN_PREFIX, HEADER_API_KEY, HEADER_COLOR,
     HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON, STICKY_COOKIE,
 };
 use crate::origin_auth;
+use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::state::RolloutState;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -44,6 +47,14 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "ADMIN_TOKEN",
     "ROLLOUT_SALT",
     "ORIGIN_SIGNING_SECRET",
+    "ORIGIN_TIMEOUT_MS",
+    "FAILOVER_DEADLINE_MS",
+    "RETRY_METHODS",
+    "RETRY_AFTER_S",
+    "HEALTH_FAILURE_THRESHOLD",
+    "HEALTH_WINDOW_MS",
+    "RATE_LIMIT_PER_S",
+    "RATE_LIMIT_BURST",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
 pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
@@ -63,6 +74,12 @@ pub struct EdgeConfig {
     pub default_salt: String,
     /// When set, every forwarded request is signed (see `origin_auth`).
     origin_signing_secret: Option<Vec<u8>>,
+    /// Timeouts and retries towards the origins.
+    pub origins: OriginPolicy,
+    /// When the color under test counts as unhealthy.
+    pub health: HealthPolicy,
+    /// Per-caller limit; `None` = no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl EdgeConfig {
@@ -109,12 +126,39 @@ impl EdgeConfig {
                 .map_err(|_| ConfigError(format!("JWT_LEEWAY_S {leeway:?} is not a number")))?;
         }
         let routes = parse_routes(&nonempty("AUTH_ROUTES").unwrap_or_else(|| "/:required".into()))?;
-        let state_cache_ttl_ms = match nonempty("STATE_CACHE_TTL_MS") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| ConfigError(format!("STATE_CACHE_TTL_MS {v:?} is not a number")))?,
-            None => DEFAULT_STATE_CACHE_TTL_MS,
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match nonempty(name) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{name} {v:?} is not a whole number"))),
+                None => Ok(default),
+            }
         };
+        let state_cache_ttl_ms = number("STATE_CACHE_TTL_MS", DEFAULT_STATE_CACHE_TTL_MS)?;
+        let defaults = OriginPolicy::default();
+        let origins = OriginPolicy {
+            timeout_ms: number("ORIGIN_TIMEOUT_MS", defaults.timeout_ms)?.max(1),
+            deadline_ms: number("FAILOVER_DEADLINE_MS", defaults.deadline_ms)?,
+            retry_methods: match nonempty("RETRY_METHODS") {
+                Some(list) => OriginPolicy::parse_methods(&list)?,
+                None => defaults.retry_methods,
+            },
+            retry_after_s: number("RETRY_AFTER_S", defaults.retry_after_s)?,
+        };
+        let health_defaults = HealthPolicy::default();
+        let health = HealthPolicy {
+            threshold: u32::try_from(number(
+                "HEALTH_FAILURE_THRESHOLD",
+                u64::from(health_defaults.threshold),
+            )?)
+            .map_err(|_| ConfigError("HEALTH_FAILURE_THRESHOLD is too large".into()))?
+            .max(1),
+            window_ms: number("HEALTH_WINDOW_MS", health_defaults.window_ms)?,
+        };
+        let rate_limit = RateLimit::from_vars(
+            nonempty("RATE_LIMIT_PER_S").as_deref(),
+            nonempty("RATE_LIMIT_BURST").as_deref(),
+        )?;
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -124,6 +168,9 @@ impl EdgeConfig {
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
             origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(String::into_bytes),
+            origins,
+            health,
+            rate_limit,
         })
     }
 
@@ -164,6 +211,9 @@ pub struct RequestHead<'a> {
     pub query: Option<&'a str>,
     /// Header names lower-case; repeated headers joined with ", ".
     pub headers: &'a [(String, String)],
+    /// The caller's address as the platform reports it (not a header the
+    /// client chose), used to rate-limit anonymous callers.
+    pub client_addr: Option<&'a str>,
 }
 
 impl RequestHead<'_> {
@@ -228,14 +278,37 @@ impl Reply {
         ))
     }
 
-    /// 502: the chosen origin could not be reached or failed mid-response.
-    pub fn origin_unreachable(detail: impl Into<String>) -> Reply {
-        Reply::problem(Problem::new(
-            502,
-            "origin-unreachable",
-            "origin unreachable",
+    /// 502: the chosen origin failed (no answer, a timeout or a 5xx) and
+    /// the request may not be retried, or failed after its headers arrived.
+    pub fn origin_failed(detail: impl Into<String>) -> Reply {
+        Reply::problem(Problem::new(502, "origin-failed", "origin failed", detail))
+    }
+
+    /// 503: no live origin answered; the client may try again later.
+    pub fn no_live_origin(detail: impl Into<String>, retry_after_s: u64) -> Reply {
+        let mut r = Reply::problem(Problem::new(
+            503,
+            "no-live-origin",
+            "no origin available",
             detail,
-        ))
+        ));
+        r.headers
+            .push(("retry-after".into(), retry_after_s.to_string()));
+        r
+    }
+
+    /// 429: the caller is over its rate limit. The body is fixed: it names
+    /// neither the limit nor the key it was counted under.
+    pub fn rate_limited(wait: RetryAfter) -> Reply {
+        let mut r = Reply::problem(Problem::new(
+            429,
+            "rate-limited",
+            "too many requests",
+            "slow down and retry after the time in Retry-After",
+        ));
+        r.headers
+            .push(("retry-after".into(), wait.seconds.to_string()));
+        r
     }
 
     /// 503: the state store could not be read or written for an admin call.
@@ -259,6 +332,137 @@ pub struct Forward {
     pub request_headers: Vec<(String, String)>,
     /// Headers to add to the origin's response.
     pub response_headers: Vec<(String, String)>,
+    /// Where the request goes if this attempt fails: the other live color
+    /// and its URL. Only for methods that may be retried.
+    pub fallback: Option<(Color, String)>,
+    /// Whether the method may be retried at all: a failure is then a 503
+    /// ("no live origin") rather than a 502.
+    pub retryable: bool,
+    /// Time this attempt may wait for response headers.
+    pub timeout_ms: u64,
+    /// Time left for the whole request, retry included, when this attempt starts.
+    pub deadline_ms: u64,
+    pub retry_after_s: u64,
+    /// Key to count this caller's requests under, when a rate limit is set.
+    pub rate_key: Option<String>,
+}
+
+/// What the adapter does after an attempt at an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Pass the origin's response on.
+    Deliver,
+    /// Try again with this forward (the other color); its `deadline_ms` is
+    /// the time left.
+    Retry(Box<Forward>),
+    /// Answer with this instead of the origin's response.
+    Reply(Reply),
+}
+
+impl Forward {
+    /// Decides what follows `outcome`, `elapsed_ms` after this attempt started.
+    pub fn after_attempt(&self, outcome: &Outcome, elapsed_ms: u64) -> Next {
+        if !outcome.failed() {
+            return Next::Deliver;
+        }
+        let what = outcome.describe(self.decision.color);
+        let left_ms = self.deadline_ms.saturating_sub(elapsed_ms);
+        if let (Some(retry), true) = (self.retry(left_ms), left_ms > 0) {
+            return Next::Retry(Box::new(retry));
+        }
+        if !self.retryable {
+            Next::Reply(Reply::origin_failed(format!(
+                "{what}; requests with this method are not retried"
+            )))
+        } else {
+            Next::Reply(Reply::no_live_origin(
+                format!("{what}; no other live origin to try"),
+                self.retry_after_s,
+            ))
+        }
+    }
+
+    /// The same request aimed at the fallback color, with no fallback of its own.
+    fn retry(&self, left_ms: u64) -> Option<Forward> {
+        let (color, url) = self.fallback.clone()?;
+        let decision = RouteDecision {
+            color,
+            epoch: self.decision.epoch,
+            reason: RouteReason::Failover,
+        };
+        let response_headers = self
+            .response_headers
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                HEADER_COLOR => (k.clone(), color.to_string()),
+                HEADER_REASON => (k.clone(), RouteReason::Failover.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        Some(Forward {
+            decision,
+            url,
+            request_headers: self.request_headers.clone(),
+            response_headers,
+            fallback: None,
+            retryable: self.retryable,
+            timeout_ms: self.timeout_ms.min(left_ms),
+            deadline_ms: left_ms,
+            retry_after_s: self.retry_after_s,
+            rate_key: self.rate_key.clone(),
+        })
+    }
+
+    /// Decides how the adapter sends the request body, from its framing:
+    /// nothing to send; kept in memory so a retry can send it again (known
+    /// to be at most [`MAX_REPLAY_BODY`]); or streamed once, in which case
+    /// the retry is dropped, since the body cannot be sent twice.
+    pub fn plan_body(&mut self, content_length: Option<&str>, chunked: bool) -> BodyPlan {
+        let length = content_length.map(|v| v.trim().parse::<u64>().ok());
+        let empty = !chunked && matches!(length, None | Some(Some(0)));
+        if empty {
+            return BodyPlan::Empty;
+        }
+        if self.fallback.is_none() {
+            return BodyPlan::Stream;
+        }
+        match length {
+            Some(Some(n)) if !chunked && n <= MAX_REPLAY_BODY => BodyPlan::Buffer,
+            _ => {
+                self.fallback = None;
+                self.retryable = false;
+                BodyPlan::Stream
+            }
+        }
+    }
+}
+
+/// How a forwarded request's body is sent (see [`Forward::plan_body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    Empty,
+    Buffer,
+    Stream,
+}
+
+/// The health record with one more failure of `color` counted, for the
+/// adapter to store under [`crate::health::HEALTH_KEY`].
+pub fn record_failure(
+    cfg: &EdgeConfig,
+    stored: Option<&str>,
+    epoch: u64,
+    color: Color,
+    outcome: &Outcome,
+    now_ms: u64,
+) -> HealthRecord {
+    crate::health::record_failure(
+        HealthRecord::from_json(stored),
+        epoch,
+        color,
+        &outcome.describe(color),
+        now_ms,
+        cfg.health.window_ms,
+    )
 }
 
 /// An admin call that passed authorisation.
@@ -426,11 +630,34 @@ pub fn plan(
         ));
     }
     let url = format!("{}{}", cfg.origin(decision.color), path_and_query);
+    let retryable = cfg.origins.retries(req.method);
+    let fallback = if retryable {
+        live_colors(state)
+            .into_iter()
+            .find(|c| *c != decision.color)
+            .map(|c| (c, format!("{}{}", cfg.origin(c), path_and_query)))
+    } else {
+        None
+    };
+    // Anonymous callers are counted by address when the platform gives one:
+    // a fresh cookie per request must not be a fresh bucket.
+    let rate_key = cfg.rate_limit.map(|_| match (&principal, req.client_addr) {
+        // Principal ids are namespaced by kind ("k:", "s:"), like "ip:" and "c:".
+        (Some(p), _) => p.id.clone(),
+        (None, Some(addr)) => format!("ip:{addr}"),
+        (None, None) => sticky_key.clone(),
+    });
     EdgePlan::Forward(Forward {
         decision,
         url,
         request_headers,
         response_headers,
+        fallback,
+        retryable,
+        timeout_ms: cfg.origins.timeout_ms.min(cfg.origins.deadline_ms.max(1)),
+        deadline_ms: cfg.origins.deadline_ms,
+        retry_after_s: cfg.origins.retry_after_s,
+        rate_key,
     })
 }
 
@@ -453,22 +680,36 @@ pub fn keep_origin_response_header(
 
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
 /// before replying.
+///
+/// `health` is the stored health document (see [`crate::health`]); the
+/// adapter reads it only for `GET state` ([`AdminCall::wants_health`]).
 pub fn run_admin(
+    cfg: &EdgeConfig,
     call: &AdminCall,
     method: &str,
     body: &[u8],
     loaded: &LoadedState,
+    health: Option<&str>,
     now_ms: u64,
 ) -> AdminOutcome {
-    admin::handle(
+    admin::handle_with_health(
         call.route,
         method,
         body,
         &call.identity,
         &loaded.state,
         loaded.degraded,
+        HealthRecord::from_json(health).as_ref(),
+        cfg.health,
         now_ms,
     )
+}
+
+impl AdminCall {
+    /// Whether the call reports health, so the adapter reads that document.
+    pub fn wants_health(&self) -> bool {
+        self.route == AdminRoute::State
+    }
 }
 
 /// Shape check for the anonymous id cookie, so junk never reaches the hash.

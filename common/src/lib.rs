@@ -9,8 +9,11 @@ pub mod auth;
 pub mod color;
 pub mod decide;
 pub mod edge;
+pub mod failover;
+pub mod health;
 pub mod http;
 pub mod origin_auth;
+pub mod ratelimit;
 pub mod rollout;
 pub mod state;
 

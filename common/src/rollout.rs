@@ -150,6 +150,15 @@ impl RolloutState {
             phase,
             why: why.to_string(),
         };
+        // A stored document may carry any u64 epoch (e.g. hand-written); at
+        // u64::MAX there is no next epoch. `+ 1` panicked in debug builds and
+        // wrapped to 0 in release (the edge's profile), breaking monotonicity.
+        // Found by the admin_request fuzz target (common/fuzz).
+        let Some(next_epoch) = self.epoch.checked_add(1) else {
+            return Err(invalid(
+                "the epoch is at its maximum; write a state document with a lower epoch",
+            ));
+        };
         let mut next = self.clone();
         match op {
             RolloutOp::SetWeight { weight_bp } => {
@@ -197,7 +206,7 @@ impl RolloutState {
                 next.candidate_weight_bp = 0;
             }
         }
-        next.epoch = self.epoch + 1;
+        next.epoch = next_epoch;
         next.last_change = ChangeRecord {
             op: op.name().to_string(),
             actor: meta.actor,

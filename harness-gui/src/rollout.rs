@@ -317,6 +317,9 @@ pub struct Controller {
     last: Option<Judgement>,
     pause_requested: Option<String>,
     abort_requested: bool,
+    /// The edge reported the candidate unhealthy (origin failures it
+    /// counted itself); the next poll rolls back.
+    edge_unhealthy: Option<String>,
     log: Vec<String>,
     now: Duration,
 }
@@ -336,6 +339,7 @@ impl Controller {
             last: None,
             pause_requested: None,
             abort_requested: false,
+            edge_unhealthy: None,
             log: Vec::new(),
             now: Duration::ZERO,
         }
@@ -398,6 +402,19 @@ impl Controller {
                 self.active = Some(s.active);
             }
             _ => {
+                // The edge's own failure count of the candidate: a rollback
+                // reason even when too few requests reached the harness's
+                // analysis (the edge sees every caller, the harness only its load).
+                if let Some(h) = view.health.as_ref().filter(|h| {
+                    h.unhealthy && Some(h.under_test) != self.active && self.epoch == Some(s.epoch)
+                }) {
+                    self.edge_unhealthy = Some(format!(
+                        "the edge reports {} unhealthy: {} failures within its window (last: {})",
+                        h.under_test,
+                        h.recent_failures,
+                        h.last_failure.as_deref().unwrap_or("?")
+                    ));
+                }
                 if let Some(e) = self.epoch {
                     if s.epoch != e {
                         let lc = &s.last_change;
@@ -510,6 +527,9 @@ impl Controller {
         let epoch = self.epoch?;
         let n = self.plan.steps.len();
         let at = format!("step {}/{n} ({})", step + 1, pct(self.plan.steps[step]));
+        if let Some(why) = self.edge_unhealthy.take() {
+            return self.rollback(epoch, format!("{at}: {why}"));
+        }
         let live = judge(Look::Live);
         let live_fail = live.verdict == Verdict::Fail;
         let live_reasons = live.reasons.clone();
@@ -1318,6 +1338,49 @@ mod tests {
         assert_eq!(c.poll(Duration::from_secs(45), &mut pass), None);
         let cmd = c.poll(Duration::from_secs(50), &mut pass).unwrap();
         assert_eq!(cmd.action(), "weight 100%");
+    }
+
+    #[test]
+    fn an_unhealthy_report_from_the_edge_rolls_back_despite_passing_analysis() {
+        use greenlight_common::health::HealthView;
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        let mut view = edge.view();
+        view.health = Some(HealthView {
+            under_test: Color::Green,
+            unhealthy: true,
+            blue_failures: 0,
+            green_failures: 7,
+            recent_failures: 7,
+            last_failure: Some("green origin answered 503".into()),
+        });
+        c.observe_state(&view);
+        let mut pass = |_: Look| verdict(Verdict::Pass);
+        let cmd = c.poll(Duration::from_secs(4), &mut pass).unwrap();
+        assert_eq!(cmd.action(), "rollback");
+        assert!(
+            cmd.reason()
+                .contains("the edge reports green unhealthy: 7 failures")
+                && cmd.reason().contains("answered 503"),
+            "{}",
+            cmd.reason()
+        );
+        // A healthy report changes nothing.
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        let mut view = edge.view();
+        view.health = Some(HealthView {
+            under_test: Color::Green,
+            unhealthy: false,
+            blue_failures: 0,
+            green_failures: 1,
+            recent_failures: 1,
+            last_failure: None,
+        });
+        c.observe_state(&view);
+        assert_eq!(c.poll(Duration::from_secs(4), &mut pass), None);
     }
 
     #[test]

@@ -165,6 +165,19 @@ fn state_panel(ui: &mut Ui, s: &AppState, _out: &mut [Action]) {
                     ui.label(RichText::new("edge serving a fallback state").color(RED));
                     ui.end_row();
                 }
+                if let Some(h) = &v.health {
+                    ui.label("Origin health");
+                    let text = format!(
+                        "{} under test: {} failures in the window (blue {}, green {} this epoch)",
+                        h.under_test, h.recent_failures, h.blue_failures, h.green_failures
+                    );
+                    if h.unhealthy {
+                        ui.label(RichText::new(format!("UNHEALTHY: {text}")).color(RED));
+                    } else {
+                        ui.label(text);
+                    }
+                    ui.end_row();
+                }
             }
             ui.label("Refreshed");
             ui.label(match s.refreshed {

@@ -43,6 +43,7 @@ fn run(cfg: &EdgeConfig, state: &RolloutState, path: &str, h: &[(&str, &str)]) -
         path,
         query: Some("a=1"),
         headers: &hs,
+        client_addr: None,
     };
     let loaded = LoadedState {
         state: state.clone(),
@@ -274,10 +275,12 @@ fn admin_round_trip_through_run_admin() {
         identity: "admin-token".into(),
     };
     let o = run_admin(
+        &config(),
         &call,
         "POST",
         br#"{"expected_epoch":0,"weight_percent":20}"#,
         &loaded,
+        None,
         NOW_MS,
     );
     let next = o.new_state.unwrap();
@@ -308,6 +311,7 @@ fn corrupt_documents_fall_back_and_flag_degraded() {
         path: "/x",
         query: None,
         headers: &hs,
+        client_addr: None,
     };
     let degraded = LoadedState {
         state: RolloutState::initial("s"),
@@ -362,7 +366,7 @@ fn fallback_and_bad_gateway_replies() {
     assert_eq!(fallback_state(None, "s").state, RolloutState::initial("s"));
     for r in [
         Reply::misconfigured(&ConfigError("BLUE_ORIGIN is not set".into())),
-        Reply::origin_unreachable("connection refused"),
+        Reply::origin_failed("connection refused"),
     ] {
         assert_eq!(r.status, 502);
         let p: crate::admin::Problem = serde_json::from_str(&r.body).unwrap();
@@ -435,4 +439,250 @@ fn forwarded_requests_are_signed_when_a_secret_is_set() {
         &[("x-api-key", "app-key")],
     ));
     assert_eq!(header(&plain.request_headers, HEADER_SIGNATURE), None);
+}
+
+fn config_with(extra: &[(&'static str, &str)]) -> EdgeConfig {
+    let mut v = vars();
+    for (k, val) in extra {
+        v.insert(k, val.to_string());
+    }
+    EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap()
+}
+
+fn plan_method(cfg: &EdgeConfig, state: &RolloutState, method: &str, user: &str) -> Forward {
+    let hs = headers(&[("x-api-key", user)]);
+    let req = RequestHead {
+        method,
+        path: "/x",
+        query: None,
+        headers: &hs,
+        client_addr: None,
+    };
+    let loaded = LoadedState {
+        state: state.clone(),
+        degraded: false,
+    };
+    forward(plan(cfg, &loaded, &req, NOW_MS, 7))
+}
+
+fn promoted() -> RolloutState {
+    canary(5_000)
+        .apply(
+            RolloutOp::Promote,
+            1,
+            ChangeMeta {
+                actor: "t".into(),
+                at_ms: 0,
+                reason: String::new(),
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_failed_idempotent_request_is_retried_once_on_the_other_live_color() {
+    let cfg = config_with(&[
+        ("ORIGIN_TIMEOUT_MS", "300"),
+        ("FAILOVER_DEADLINE_MS", "500"),
+    ]);
+    let f = plan_method(&cfg, &canary(5_000), "GET", "app-key");
+    let first = f.decision.color;
+    assert_eq!((f.timeout_ms, f.deadline_ms), (300, 500));
+    assert_eq!(f.after_attempt(&Outcome::Answered(200), 10), Next::Deliver);
+    assert_eq!(f.after_attempt(&Outcome::Answered(404), 10), Next::Deliver);
+    for failure in [
+        Outcome::Unreachable("connection refused".into()),
+        Outcome::TimedOut { after_ms: 300 },
+        Outcome::Answered(503),
+    ] {
+        let Next::Retry(retry) = f.after_attempt(&failure, 300) else {
+            panic!("{failure:?} should be retried");
+        };
+        assert_eq!(retry.decision.color, first.other());
+        assert_eq!(retry.url, format!("{}/x", cfg.origin(first.other())));
+        assert_eq!(
+            header(&retry.response_headers, HEADER_COLOR),
+            Some(first.other().as_str())
+        );
+        assert_eq!(
+            header(&retry.response_headers, HEADER_REASON),
+            Some("failover")
+        );
+        assert_eq!(retry.request_headers, f.request_headers);
+        // The retry gets what is left of the deadline, and no retry of its own.
+        assert_eq!((retry.timeout_ms, retry.deadline_ms), (200, 200));
+        assert_eq!(retry.fallback, None);
+        let Next::Reply(r) = retry.after_attempt(&failure, 200) else {
+            panic!("a failed retry ends the request");
+        };
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r.headers, "retry-after"), Some("5"));
+        assert!(
+            r.body.contains(&format!("{} origin", first.other())),
+            "{}",
+            r.body
+        );
+    }
+    // Deadline spent: no retry, 503.
+    let Next::Reply(r) = f.after_attempt(&Outcome::TimedOut { after_ms: 500 }, 500) else {
+        panic!("no time left for a retry");
+    };
+    assert_eq!(r.status, 503);
+}
+
+#[test]
+fn non_idempotent_failures_are_502_and_never_retried() {
+    let cfg = config();
+    for method in ["POST", "PATCH", "PUT", "DELETE"] {
+        let f = plan_method(&cfg, &canary(5_000), method, "app-key");
+        assert_eq!((f.fallback.clone(), f.retryable), (None, false), "{method}");
+        let Next::Reply(r) = f.after_attempt(&Outcome::Answered(500), 1) else {
+            panic!("{method} must not be retried");
+        };
+        assert_eq!(r.status, 502);
+        let p: crate::admin::Problem = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            (p.status, p.kind.as_str()),
+            (502, "urn:greenlight:problem:origin-failed")
+        );
+        assert!(p.detail.contains("answered 500"), "{}", p.detail);
+    }
+}
+
+#[test]
+fn put_and_delete_are_retried_only_when_configured_and_replayable() {
+    let cfg = config_with(&[("RETRY_METHODS", "GET,PUT,DELETE")]);
+    let mut small = plan_method(&cfg, &canary(5_000), "PUT", "app-key");
+    assert!(small.fallback.is_some());
+    assert_eq!(small.plan_body(Some("1024"), false), BodyPlan::Buffer);
+    assert!(small.fallback.is_some());
+    let mut big = plan_method(&cfg, &canary(5_000), "PUT", "app-key");
+    assert_eq!(big.plan_body(Some("2000000"), false), BodyPlan::Stream);
+    assert_eq!((big.fallback.clone(), big.retryable), (None, false));
+    let mut chunked = plan_method(&cfg, &canary(5_000), "DELETE", "app-key");
+    assert_eq!(chunked.plan_body(None, true), BodyPlan::Stream);
+    assert_eq!(chunked.fallback, None);
+    let mut junk = plan_method(&cfg, &canary(5_000), "DELETE", "app-key");
+    assert_eq!(junk.plan_body(Some("12x"), false), BodyPlan::Stream);
+    assert_eq!(junk.fallback, None);
+    for len in [None, Some("0")] {
+        let mut get = plan_method(&cfg, &canary(5_000), "GET", "app-key");
+        assert_eq!(get.plan_body(len, false), BodyPlan::Empty);
+        assert!(get.fallback.is_some());
+    }
+    // A GET with a (small) body is kept for the retry too.
+    let mut get = plan_method(&cfg, &canary(5_000), "GET", "app-key");
+    assert_eq!(get.plan_body(Some("7"), false), BodyPlan::Buffer);
+    // Not retryable anyway: streamed, nothing dropped.
+    let mut post = plan_method(&cfg, &canary(5_000), "POST", "app-key");
+    assert_eq!(post.plan_body(Some("7"), false), BodyPlan::Stream);
+    // POST cannot be configured at all.
+    let v = vars();
+    let bad = EdgeConfig::from_lookup(|k| {
+        if k == "RETRY_METHODS" {
+            Some("GET,POST".into())
+        } else {
+            v.get(k).cloned()
+        }
+    });
+    assert!(bad.unwrap_err().0.contains("POST is not idempotent"));
+}
+
+#[test]
+fn only_live_colors_are_failover_targets() {
+    let cfg = config();
+    // Stable: the candidate takes no traffic, so a failure of blue is a 503.
+    let stable = plan_method(&cfg, &RolloutState::initial("s"), "GET", "app-key");
+    assert_eq!(stable.fallback, None);
+    assert!(stable.retryable);
+    let Next::Reply(r) = stable.after_attempt(&Outcome::Unreachable("refused".into()), 1) else {
+        panic!("nothing to retry on");
+    };
+    assert_eq!(r.status, 503);
+    // Promoted: green serves, blue (the rollback target) is the fallback.
+    let p = plan_method(&cfg, &promoted(), "GET", "app-key");
+    assert_eq!(p.decision.color, Color::Green);
+    assert_eq!(p.fallback.map(|(c, _)| c), Some(Color::Blue));
+}
+
+#[test]
+fn rate_limit_keys_name_the_caller() {
+    let cfg = config_with(&[("RATE_LIMIT_PER_S", "10"), ("AUTH_ROUTES", "/:optional")]);
+    assert_eq!(
+        cfg.rate_limit,
+        Some(RateLimit {
+            per_s: 10,
+            burst: 10
+        })
+    );
+    let f = plan_method(&cfg, &canary(100), "GET", "app-key");
+    assert_eq!(f.rate_key.as_deref(), Some("k:app"));
+    let hs = headers(&[("cookie", "greenlight-id=abcdef0123")]);
+    let mut req = RequestHead {
+        method: "GET",
+        path: "/x",
+        query: None,
+        headers: &hs,
+        client_addr: Some("203.0.113.9"),
+    };
+    let loaded = LoadedState {
+        state: canary(100),
+        degraded: false,
+    };
+    let f = forward(plan(&cfg, &loaded, &req, NOW_MS, 1));
+    assert_eq!(f.rate_key.as_deref(), Some("ip:203.0.113.9"));
+    req.client_addr = None;
+    let f = forward(plan(&cfg, &loaded, &req, NOW_MS, 1));
+    assert_eq!(f.rate_key.as_deref(), Some("c:abcdef0123"));
+    // No limit configured: nothing to count.
+    assert_eq!(
+        plan_method(&config(), &canary(100), "GET", "app-key").rate_key,
+        None
+    );
+    let r = Reply::rate_limited(RetryAfter { seconds: 3 });
+    assert_eq!(
+        (r.status, header(&r.headers, "retry-after")),
+        (429, Some("3"))
+    );
+}
+
+#[test]
+fn state_reports_the_health_of_the_color_under_test() {
+    let cfg = config_with(&[("HEALTH_FAILURE_THRESHOLD", "2")]);
+    let state = canary(1_000);
+    let loaded = LoadedState {
+        state: state.clone(),
+        degraded: false,
+    };
+    let failure = Outcome::Unreachable("refused".into());
+    let once = record_failure(&cfg, None, state.epoch, Color::Green, &failure, NOW_MS);
+    let twice = record_failure(
+        &cfg,
+        Some(&once.to_json()),
+        state.epoch,
+        Color::Green,
+        &failure,
+        NOW_MS + 1,
+    );
+    let call = AdminCall {
+        route: AdminRoute::State,
+        identity: "admin-token".into(),
+    };
+    assert!(call.wants_health());
+    let view = |doc: Option<&str>| -> crate::admin::StateView {
+        let o = run_admin(&cfg, &call, "GET", b"", &loaded, doc, NOW_MS + 2);
+        serde_json::from_str(&o.body).unwrap()
+    };
+    let h = view(Some(&once.to_json())).health.unwrap();
+    assert_eq!(
+        (h.under_test, h.unhealthy, h.green_failures),
+        (Color::Green, false, 1)
+    );
+    let h = view(Some(&twice.to_json())).health.unwrap();
+    assert!(h.unhealthy);
+    assert_eq!(
+        h.last_failure.as_deref(),
+        Some("green origin unreachable: refused")
+    );
+    assert!(!view(None).health.unwrap().unhealthy);
 }

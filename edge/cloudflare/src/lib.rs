@@ -2,17 +2,23 @@
 //! `greenlight_common::edge`. All decisions are made in `common`; this file
 //! only reads configuration and KV, and carries the plan out.
 
+use futures_util::future::{select, Either};
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
-    self, EdgeConfig, EdgePlan, Forward, LoadedState, Reply, RequestHead,
+    self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply, RequestHead,
 };
+use greenlight_common::failover::Outcome;
+use greenlight_common::health::HEALTH_KEY;
 use greenlight_common::http::{connection_tokens, STATE_KEY};
+use greenlight_common::ratelimit::Limiter;
 use greenlight_common::RolloutState;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 use wasm_bindgen::JsCast;
 use worker::{
-    event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
+    event, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    Response, ResponseBody,
 };
 
 /// The KV namespace binding that holds the rollout state document.
@@ -23,10 +29,16 @@ const KV_BINDING: &str = "GREENLIGHT_STATE";
 thread_local! {
     static CONFIG: RefCell<Option<Rc<EdgeConfig>>> = const { RefCell::new(None) };
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
+    /// Rate-limit buckets of this isolate: the limit holds per isolate, and
+    /// a busy PoP runs several (see README, "Guarantees and limits").
+    static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
 }
 
+/// Callers one isolate keeps buckets for before it forgets idle ones.
+const MAX_LIMITED_CALLERS: usize = 10_000;
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let cfg = match config(&env) {
         Ok(cfg) => cfg,
         Err(e) => return respond(&Reply::misconfigured(&e)),
@@ -39,15 +51,38 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let url = req.url()?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let method = req.method().to_string();
+    // Set by Cloudflare itself, never taken from the client.
+    let client_addr = header_value(&headers, "cf-connecting-ip");
     let head = RequestHead {
         method: &method,
         path: url.path(),
         query: url.query(),
         headers: &headers,
+        client_addr,
     };
     match edge::plan(&cfg, &loaded, &head, now_ms, random_u64()) {
         EdgePlan::Reply(reply) => respond(&reply),
-        EdgePlan::Forward(fwd) => forward(&req, &method, fwd).await,
+        EdgePlan::Forward(mut fwd) => {
+            if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
+                return respond(&Reply::rate_limited(wait));
+            }
+            // fetch() refuses a body on GET/HEAD: workerd drops one, so
+            // for these there is nothing to send.
+            let framing = if matches!(method.as_str(), "GET" | "HEAD") {
+                (None, false)
+            } else {
+                (
+                    header_value(&headers, "content-length"),
+                    header_value(&headers, "transfer-encoding").is_some(),
+                )
+            };
+            let body = match fwd.plan_body(framing.0, framing.1) {
+                BodyPlan::Buffer => Body::Bytes(req.bytes().await?),
+                BodyPlan::Stream => Body::Stream,
+                BodyPlan::Empty => Body::Empty,
+            };
+            forward(&req, &method, body, fwd, &env, &ctx).await
+        }
         EdgePlan::Admin(call) => {
             // Admin calls always work from a fresh read of the store, never
             // the cache: optimistic concurrency must compare against the
@@ -58,7 +93,20 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
                 load_state(&env, &cfg, now_ms).await
             };
             let body = req.bytes().await.unwrap_or_default();
-            let outcome = edge::run_admin(&call, &method, &body, &fresh, now_ms);
+            let health = if call.wants_health() {
+                read_key(&env, HEALTH_KEY).await
+            } else {
+                None
+            };
+            let outcome = edge::run_admin(
+                &cfg,
+                &call,
+                &method,
+                &body,
+                &fresh,
+                health.as_deref(),
+                now_ms,
+            );
             if let Some(next) = &outcome.new_state {
                 if let Err(e) = store_state(&env, next).await {
                     return respond(&Reply::store_unavailable(e.to_string()));
@@ -129,7 +177,83 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState>
     loaded
 }
 
-async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Response> {
+fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Takes a token from the caller's bucket in this isolate.
+fn take_token(
+    cfg: &EdgeConfig,
+    fwd: &Forward,
+    now_ms: u64,
+) -> Result<(), greenlight_common::ratelimit::RetryAfter> {
+    let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) else {
+        return Ok(());
+    };
+    LIMITER.with_borrow_mut(|l| {
+        l.get_or_insert_with(|| Limiter::new(limit, MAX_LIMITED_CALLERS))
+            .take(key, now_ms)
+    })
+}
+
+async fn read_key(env: &Env, key: &str) -> Option<String> {
+    env.kv(KV_BINDING)
+        .ok()?
+        .get(key)
+        .text()
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Forwards to the chosen origin; on failure, retries once on the other live
+/// color when the core says so, and otherwise answers 502/503.
+/// The body of a forwarded request.
+enum Body {
+    Empty,
+    /// Kept in memory so a retry can send it again.
+    Bytes(Vec<u8>),
+    /// The client's stream, passed through untouched (sent once).
+    Stream,
+}
+
+async fn forward(
+    req: &Request,
+    method: &str,
+    body: Body,
+    mut fwd: Forward,
+    env: &Env,
+    ctx: &Context,
+) -> worker::Result<Response> {
+    loop {
+        let started = worker::Date::now().as_millis();
+        let (outcome, resp) = attempt(req, method, &body, &fwd).await?;
+        let now = worker::Date::now().as_millis();
+        if outcome.failed() {
+            count_failure(env, ctx, &fwd, &outcome, now);
+        }
+        match fwd.after_attempt(&outcome, now.saturating_sub(started)) {
+            Next::Deliver => match resp {
+                Some(resp) => return tag(resp, &fwd),
+                None => return respond(&Reply::origin_failed("origin response lost")),
+            },
+            Next::Retry(next) => fwd = *next,
+            Next::Reply(reply) => return respond(&reply),
+        }
+    }
+}
+
+/// One request to one origin, bounded by the attempt's timeout (until the
+/// response headers; the body then streams through).
+async fn attempt(
+    req: &Request,
+    method: &str,
+    body: &Body,
+    fwd: &Forward,
+) -> worker::Result<(Outcome, Option<Response>)> {
     let headers = Headers::new();
     for (k, v) in &fwd.request_headers {
         headers.append(k, v)?;
@@ -137,26 +261,65 @@ async fn forward(req: &Request, method: &str, fwd: Forward) -> worker::Result<Re
     let mut init = RequestInit::new();
     init.with_method(Method::from(method.to_string()))
         .with_headers(headers);
-    if !matches!(method, "GET" | "HEAD") {
-        // Stream the body through untouched.
-        init.with_body(req.inner().body().map(Into::into));
+    match body {
+        Body::Bytes(bytes) => {
+            init.with_body(Some(js_sys::Uint8Array::from(bytes.as_slice()).into()));
+        }
+        Body::Stream => {
+            init.with_body(req.inner().body().map(Into::into));
+        }
+        Body::Empty => {}
     }
     let origin_req = Request::new_with_init(&fwd.url, &init)?;
-    let resp = match Fetch::Request(origin_req).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return respond(&Reply::origin_unreachable(format!(
-                "{}: {e}",
-                fwd.decision.color
-            )))
+    let abort = AbortController::default();
+    let signal = abort.signal();
+    let fetch = Fetch::Request(origin_req);
+    let send = std::pin::pin!(fetch.send_with_signal(&signal));
+    let timer = Delay::from(Duration::from_millis(fwd.timeout_ms));
+    Ok(match select(send, timer).await {
+        Either::Left((Ok(resp), _)) => (Outcome::Answered(resp.status_code()), Some(resp)),
+        Either::Left((Err(e), _)) => (Outcome::Unreachable(e.to_string()), None),
+        Either::Right(_) => {
+            abort.abort();
+            (
+                Outcome::TimedOut {
+                    after_ms: fwd.timeout_ms,
+                },
+                None,
+            )
         }
-    };
+    })
+}
+
+/// Counts a failed attempt in the health document, after the response is
+/// sent (`wait_until`): a failing origin must not also slow the reply down.
+/// Read-modify-write, so concurrent failures may be counted once; enough to
+/// cross a threshold, which is all the count is for.
+fn count_failure(env: &Env, ctx: &Context, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
+    let env = env.clone();
+    let (epoch, color, outcome) = (fwd.decision.epoch, fwd.decision.color, outcome.clone());
+    let cfg = CONFIG.with(|c| c.borrow().clone());
+    ctx.wait_until(async move {
+        let Some(cfg) = cfg else { return };
+        let stored = read_key(&env, HEALTH_KEY).await;
+        let rec = edge::record_failure(&cfg, stored.as_deref(), epoch, color, &outcome, now_ms);
+        if let Ok(kv) = env.kv(KV_BINDING) {
+            if let Ok(put) = kv.put(HEALTH_KEY, rec.to_json()) {
+                let _ = put.execute().await;
+            }
+        }
+    });
+}
+
+/// The origin's response with hop-by-hop headers dropped and the plan's
+/// `x-greenlight-*` headers added; the body streams through.
+fn tag(resp: Response, fwd: &Forward) -> worker::Result<Response> {
     let status = resp.status_code();
     // Headers of a fetched response are immutable: build a new set.
     let out = Headers::new();
     let tokens = connection_tokens(resp.headers().get("connection").ok().flatten().as_deref());
     for (k, v) in resp.headers().entries() {
-        if edge::keep_origin_response_header(&k, &tokens, &fwd) {
+        if edge::keep_origin_response_header(&k, &tokens, fwd) {
             out.append(&k, &v)?;
         }
     }

@@ -13,16 +13,20 @@
 use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
-    self, EdgeConfig, EdgePlan, Forward, LoadedState, Reply, RequestHead, CONFIG_VARIABLES,
+    self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply, RequestHead,
+    CONFIG_VARIABLES,
 };
+use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
+use greenlight_common::health::HEALTH_KEY;
 use greenlight_common::http::{connection_tokens, STATE_KEY};
+use greenlight_common::ratelimit;
 use greenlight_common::RolloutState;
 use http_body_util::BodyExt;
 use spin_sdk::http::{HeaderMap, IntoResponse, Method, Request, StatusCode};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
 use spin_sdk::wasip3::http::{client, types};
-use spin_sdk::wasip3::wit_future;
+use spin_sdk::wasip3::{wit_future, wit_stream};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,11 +49,19 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
     let cfg = config(now_ms).await.map_err(|e| Reply::misconfigured(&e))?;
     let (parts, mut body) = req.into_parts();
     let headers = header_pairs(&parts.headers);
+    // Spin sets `spin-client-addr` itself (ip:port); the port is dropped so
+    // one caller is one bucket.
+    let client_addr = parts
+        .headers
+        .get("spin-client-addr")
+        .and_then(|v| v.to_str().ok())
+        .map(strip_port);
     let head = RequestHead {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &headers,
+        client_addr,
     };
     let loaded = cached_state(&cfg, now_ms).await;
     match edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms)) {
@@ -64,7 +76,13 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
                 .await
                 .map_err(|e| Reply::store_unavailable(format!("reading the state: {e}")))?;
             let fresh = load_document(document.as_deref(), &cfg);
-            let outcome = edge::run_admin(&call, head.method, &body, &fresh, now_ms);
+            let health = if call.wants_health() {
+                store.get(HEALTH_KEY).await.ok().flatten()
+            } else {
+                None
+            };
+            let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+            let outcome = edge::run_admin(&cfg, &call, head.method, &body, &fresh, health, now_ms);
             if let Some(next) = &outcome.new_state {
                 store
                     .set(STATE_KEY, next.to_json().as_bytes())
@@ -82,29 +100,151 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
             }
             Err(Reply::from_admin(&outcome))
         }
-        EdgePlan::Forward(fwd) => {
-            // The raw WASI request still owns the body stream: hand that
-            // stream to the outgoing request untouched.
-            let raw = body.take_unstarted();
-            forward(&parts.method, &parts.headers, raw, &fwd)
-                .await
-                .map_err(Reply::origin_unreachable)
+        EdgePlan::Forward(mut fwd) => {
+            take_token(&cfg, &fwd, now_ms).await?;
+            let length = parts
+                .headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok());
+            let chunked = parts.headers.contains_key("transfer-encoding");
+            let body = match fwd.plan_body(length, chunked) {
+                // Known to be at most MAX_REPLAY_BODY: kept to send twice.
+                BodyPlan::Buffer => {
+                    RequestBody::Buffered(read_limited(&mut body, MAX_REPLAY_BODY as usize).await)
+                }
+                // The raw WASI request still owns the body stream: hand that
+                // stream to the outgoing request untouched.
+                BodyPlan::Stream | BodyPlan::Empty => RequestBody::Stream(body.take_unstarted()),
+            };
+            forward_with_failover(&parts.method, &parts.headers, body, fwd, &cfg).await
         }
+    }
+}
+
+/// What a forwarded request carries: the client's stream (sent once) or a
+/// small body kept in memory so a retry can send it again.
+enum RequestBody {
+    Stream(Option<types::Request>),
+    Buffered(Vec<u8>),
+}
+
+/// Forwards to the chosen origin; on failure, retries once on the other live
+/// color when the core says so, and otherwise answers 502/503.
+async fn forward_with_failover(
+    method: &Method,
+    in_headers: &HeaderMap,
+    mut body: RequestBody,
+    mut fwd: Forward,
+    cfg: &EdgeConfig,
+) -> Result<types::Response, Reply> {
+    loop {
+        let started = now_ms();
+        let raw = match &mut body {
+            RequestBody::Stream(raw) => Body::Stream(raw.take()),
+            RequestBody::Buffered(bytes) => Body::Bytes(bytes.clone()),
+        };
+        let (outcome, resp) = match forward(method, in_headers, raw, &fwd).await {
+            Ok(resp) => (Outcome::Answered(resp.get_status_code()), Some(resp)),
+            Err(Failure::TimedOut) => (
+                Outcome::TimedOut {
+                    after_ms: fwd.timeout_ms,
+                },
+                None,
+            ),
+            Err(Failure::Unreachable(detail)) => (Outcome::Unreachable(detail), None),
+        };
+        let now = now_ms();
+        if outcome.failed() {
+            count_failure(cfg, &fwd, &outcome, now).await;
+        }
+        match fwd.after_attempt(&outcome, now.saturating_sub(started)) {
+            Next::Deliver => {
+                return resp.ok_or_else(|| Reply::origin_failed("origin response lost"))
+            }
+            Next::Retry(next) => fwd = *next,
+            Next::Reply(reply) => return Err(reply),
+        }
+    }
+}
+
+/// Takes a token from the caller's bucket, kept in key-value: a Spin
+/// instance lives for one request, so memory cannot hold it. Not atomic:
+/// concurrent requests of one caller may each see the same count (the limit
+/// can be exceeded by the concurrency, never tightened). A store failure lets
+/// the request through: the limiter protects origins, it must not take the
+/// edge down with the store.
+async fn take_token(cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), Reply> {
+    let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) else {
+        return Ok(());
+    };
+    let Ok(store) = Store::open(KV_STORE).await else {
+        return Ok(());
+    };
+    let kv_key = ratelimit::storage_key(key);
+    let stored = store.get(&kv_key).await.ok().flatten();
+    let (verdict, bucket) = ratelimit::take_stored(stored.as_deref(), limit, now_ms);
+    let _ = store.set(&kv_key, bucket.to_json().as_bytes()).await;
+    verdict.map_err(Reply::rate_limited)
+}
+
+/// Counts a failed attempt in the health document (read-modify-write:
+/// concurrent failures may be counted once, enough to cross a threshold).
+async fn count_failure(cfg: &EdgeConfig, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
+    let Ok(store) = Store::open(KV_STORE).await else {
+        return;
+    };
+    let stored = store.get(HEALTH_KEY).await.ok().flatten();
+    let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+    let rec = edge::record_failure(
+        cfg,
+        stored,
+        fwd.decision.epoch,
+        fwd.decision.color,
+        outcome,
+        now_ms,
+    );
+    let _ = store.set(HEALTH_KEY, rec.to_json().as_bytes()).await;
+}
+
+fn strip_port(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        // "[::1]:80" → "[::1]", "1.2.3.4:80" → "1.2.3.4"; a bare IPv6
+        // address has more than one colon and no brackets: keep it.
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (host.starts_with('[') || !host.contains(':')) =>
+        {
+            host
+        }
+        _ => addr,
     }
 }
 
 /// Sends the request to the origin and returns its response, with
 /// hop-by-hop headers dropped and the plan's headers added.
+/// The body of one attempt.
+enum Body {
+    Stream(Option<types::Request>),
+    Bytes(Vec<u8>),
+}
+
+/// Why an attempt got no response.
+enum Failure {
+    TimedOut,
+    Unreachable(String),
+}
+
 async fn forward(
     method: &Method,
     in_headers: &HeaderMap,
-    raw: Option<types::Request>,
+    body: Body,
     fwd: &Forward,
-) -> Result<types::Response, String> {
+) -> Result<types::Response, Failure> {
+    let unreachable = Failure::Unreachable;
     let uri: spin_sdk::http::Uri = fwd
         .url
         .parse()
-        .map_err(|e| format!("bad origin URL {:?}: {e}", fwd.url))?;
+        .map_err(|e| unreachable(format!("bad origin URL {:?}: {e}", fwd.url)))?;
     let mut entries: Vec<(String, Vec<u8>)> = fwd
         .request_headers
         .iter()
@@ -126,17 +266,33 @@ async fn forward(
         entries.push(("content-length".into(), len));
     }
     let fields = types::Fields::from_list(&entries)
-        .map_err(|e| format!("request headers not accepted: {e:?}"))?;
-    let (contents, trailers) = match raw {
-        Some(raw) if has_body => {
+        .map_err(|e| unreachable(format!("request headers not accepted: {e:?}")))?;
+    let (contents, trailers) = match body {
+        Body::Stream(Some(raw)) if has_body => {
             let (_done, done_rx) = wit_future::new::<Result<(), types::ErrorCode>>(|| Ok(()));
             let (contents, trailers) = types::Request::consume_body(raw, done_rx);
             (Some(contents), trailers)
         }
+        Body::Bytes(bytes) if has_body => {
+            let (mut tx, rx) = wit_stream::new::<u8>();
+            spin_sdk::wasip3::spawn(async move {
+                // The origin hanging up early is its failure, seen on send.
+                let _unwritten = tx.write_all(bytes).await;
+            });
+            (Some(rx), no_trailers())
+        }
         _ => (None, no_trailers()),
     };
-    let (out, _sent) = types::Request::new(fields, contents, trailers, None);
-    let set = |ok: Result<(), ()>, what: &str| ok.map_err(|()| format!("invalid {what}"));
+    // The timeout covers connecting and waiting for the response headers;
+    // the body then streams at the origin's pace.
+    let options = types::RequestOptions::new();
+    let timeout_ns = Some(fwd.timeout_ms.saturating_mul(1_000_000));
+    let _ = options.set_connect_timeout(timeout_ns);
+    let _ = options.set_first_byte_timeout(timeout_ns);
+    let (out, _sent) = types::Request::new(fields, contents, trailers, Some(options));
+    let set = |ok: Result<(), ()>, what: &str| {
+        ok.map_err(|()| Failure::Unreachable(format!("invalid {what}")))
+    };
     set(out.set_method(&method.into()), "method")?;
     set(
         out.set_scheme(uri.scheme().map(Into::into).as_ref()),
@@ -151,9 +307,12 @@ async fn forward(
         "path",
     )?;
 
-    let resp = client::send(out)
-        .await
-        .map_err(|e| format!("{}: {e:?}", origin_of(&fwd.url)))?;
+    let resp = client::send(out).await.map_err(|e| match e {
+        types::ErrorCode::ConnectionTimeout | types::ErrorCode::ConnectionReadTimeout => {
+            Failure::TimedOut
+        }
+        e => Failure::Unreachable(format!("{}: {e:?}", origin_of(&fwd.url))),
+    })?;
     let status = resp.get_status_code();
     let origin_headers = resp.get_headers().copy_all();
     let connection = origin_headers
@@ -177,13 +336,13 @@ async fn forward(
             .map(|(k, v)| (k.clone(), v.as_bytes().to_vec())),
     );
     let fields = types::Fields::from_list(&out_headers)
-        .map_err(|e| format!("origin response headers not accepted: {e:?}"))?;
+        .map_err(|e| unreachable(format!("origin response headers not accepted: {e:?}")))?;
     let (_done, done_rx) = wit_future::new::<Result<(), types::ErrorCode>>(|| Ok(()));
     let (contents, trailers) = types::Response::consume_body(resp, done_rx);
     let (response, _sent) = types::Response::new(fields, Some(contents), trailers);
     response
         .set_status_code(status)
-        .map_err(|()| format!("origin sent status {status}"))?;
+        .map_err(|()| unreachable(format!("origin sent status {status}")))?;
     Ok(response)
 }
 

@@ -39,20 +39,23 @@ async fn main() -> anyhow::Result<()> {
 
     let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench");
     let passthrough_js = bench_dir.join("passthrough-worker/index.js");
-    let cf = [
+    let mut cf = vec![
         cloudflare::start(&setup).await?,
         cloudflare::start_worker(&passthrough_js, &pass_setup).await?,
         cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?,
     ];
-    let cf_h = measure(
-        &[
-            target("cloudflare greenlight", &cf[0], true),
-            target("cloudflare pass-through", &cf[1], false),
-            target("cloudflare tagging pass-through", &cf[2], false),
-        ],
-        requests,
-    )
-    .await?;
+    let mut cf_targets = vec![
+        target("cloudflare greenlight", &cf[0], true),
+        target("cloudflare pass-through", &cf[1], false),
+        target("cloudflare tagging pass-through", &cf[2], false),
+    ];
+    // For experiments: another build of the greenlight Worker measured in
+    // the same rotation (its numbers are printed, not part of the last line).
+    if let Ok(variant) = std::env::var("EDGE_OVERHEAD_VARIANT_WORKER") {
+        cf.push(cloudflare::start_worker(Path::new(&variant), &setup).await?);
+        cf_targets.push(target("cloudflare variant", &cf[3], true));
+    }
+    let cf_h = measure(&cf_targets, requests).await?;
     drop(cf);
 
     let spin_wasm = spin::built_wasm()?;
