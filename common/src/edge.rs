@@ -518,6 +518,19 @@ pub fn fallback_state(last_good: Option<&RolloutState>, default_salt: &str) -> L
     }
 }
 
+/// The state to serve when the stored document is unreadable and the
+/// instance has no last good state in memory: the backup copy under
+/// [`crate::http::LAST_GOOD_KEY`] if it parses, else the initial state;
+/// flagged degraded either way.
+pub fn fallback_from_backup(backup: Option<&str>, default_salt: &str) -> LoadedState {
+    LoadedState {
+        state: backup
+            .and_then(|b| RolloutState::from_json(b).ok())
+            .unwrap_or_else(|| RolloutState::initial(default_salt)),
+        degraded: true,
+    }
+}
+
 /// Decides what to do with one request.
 ///
 /// `random` must be fresh per request; it draws the weighted split for

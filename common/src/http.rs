@@ -17,6 +17,12 @@ pub const STICKY_COOKIE: &str = "greenlight-id";
 pub const ADMIN_PREFIX: &str = "/__greenlight/";
 /// Key under which the rollout state document lives in the key-value store.
 pub const STATE_KEY: &str = "rollout-state";
+/// A copy of the last state the admin API wrote, read only when the document
+/// under [`STATE_KEY`] is unreadable and the instance remembers no good state
+/// of its own (a Spin instance lives for one request; a Worker isolate may be
+/// new). Without it such an edge would fall back to the initial state, moving
+/// everyone back to blue after a promote.
+pub const LAST_GOOD_KEY: &str = "rollout-state.last-good";
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones an edge must not
 /// forward because the platform computes them itself.

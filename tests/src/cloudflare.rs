@@ -3,7 +3,7 @@
 use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
-use greenlight_common::http::STATE_KEY;
+use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -45,6 +45,9 @@ pub async fn start_worker(
     if let Some(document) = &setup.state_document {
         put_state_document(scratch.path(), document).await?;
     }
+    if let Some(document) = &setup.backup_document {
+        put_document(scratch.path(), LAST_GOOD_KEY, document).await?;
+    }
     let port = free_port();
     let inspector = free_port();
     let mut cmd = wrangler_command(scratch.path());
@@ -85,25 +88,22 @@ fn wrangler_command(scratch: &Path) -> Command {
 /// `--persist-to` directory), with `wrangler kv key put --local`, as another
 /// process. A running `wrangler dev` on the same directory sees it.
 pub async fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> {
-    let value = scratch.join("planted-state-document");
+    put_document(scratch, STATE_KEY, document).await
+}
+
+/// [`put_state_document`] for any key.
+pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::Result<()> {
+    let value = scratch.join("planted-document");
     std::fs::write(&value, document)?;
     let mut cmd = wrangler_command(scratch);
-    cmd.args([
-        "kv",
-        "key",
-        "put",
-        STATE_KEY,
-        "--local",
-        "--binding",
-        KV_BINDING,
-    ])
-    .arg("--path")
-    .arg(&value)
-    .arg("--config")
-    .arg(scratch.join("wrangler.toml"))
-    .arg("--persist-to")
-    .arg(scratch.join("state"))
-    .stdin(Stdio::null());
+    cmd.args(["kv", "key", "put", key, "--local", "--binding", KV_BINDING])
+        .arg("--path")
+        .arg(&value)
+        .arg("--config")
+        .arg(scratch.join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(scratch.join("state"))
+        .stdin(Stdio::null());
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::from(cmd).output(),

@@ -17,6 +17,8 @@ pub struct EdgeSetup {
     /// `greenlight_common::http::STATE_KEY` in the edge's key-value store
     /// before the edge starts, so its first read already sees it.
     pub state_document: Option<String>,
+    /// Likewise under `LAST_GOOD_KEY`, the backup copy admin writes keep.
+    pub backup_document: Option<String>,
 }
 
 /// A started edge. Dropping it stops the runtime's whole process group.

@@ -5,7 +5,7 @@
 use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
-use greenlight_common::http::STATE_KEY;
+use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,6 +82,11 @@ fn kv_file(scratch: &Path) -> PathBuf {
 /// the file at start and reloads it when it changes (a host built before
 /// that change only reads it at start).
 pub fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> {
+    put_document(scratch, STATE_KEY, document)
+}
+
+/// [`put_state_document`] for any key.
+pub fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::Result<()> {
     type Stores = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
     let path = kv_file(scratch);
     let mut stores: Stores = match std::fs::read_to_string(&path) {
@@ -94,7 +99,7 @@ pub fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> 
     stores
         .entry(KV_STORE.to_string())
         .or_default()
-        .insert(STATE_KEY.to_string(), document.into());
+        .insert(key.to_string(), document.into());
     let tmp = scratch.join("kv.json.planted");
     std::fs::write(&tmp, serde_json::to_string_pretty(&stores)?)?;
     std::fs::rename(&tmp, &path)?;
@@ -130,6 +135,9 @@ pub async fn start_component(
     std::fs::write(&vars_file, vars)?;
     if let Some(document) = &setup.state_document {
         put_state_document(scratch.path(), document)?;
+    }
+    if let Some(document) = &setup.backup_document {
+        put_document(scratch.path(), LAST_GOOD_KEY, document)?;
     }
     let port = free_port();
     let mut cmd = Command::new(&host);

@@ -285,6 +285,23 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     assert_eq!(Rig::hits(&rig.blue) + Rig::hits(&rig.green), ok);
     // Another caller has a bucket of its own.
     assert_eq!(send(QA_KEY).await.unwrap().status(), 200);
+
+    // Anonymous callers without a cookie get a fresh id on every request;
+    // they are counted by the address the platform reports instead
+    // (cf-connecting-ip, spin-client-addr), so dropping the cookie does
+    // not buy a fresh bucket.
+    let mut anonymous = Vec::new();
+    for _ in 0..8 {
+        let resp = rig
+            .http
+            .get(format!("{}/public/page", rig.edge.base_url))
+            .send()
+            .await
+            .unwrap();
+        anonymous.push(resp.status().as_u16());
+    }
+    assert_eq!(&anonymous[..3], &[200, 200, 200], "{anonymous:?}");
+    assert!(anonymous.contains(&429), "{anonymous:?}");
 }
 
 macro_rules! both_runtimes {

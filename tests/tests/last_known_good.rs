@@ -28,37 +28,22 @@ fn initial() -> RolloutState {
     RolloutState::initial("e2e")
 }
 
-/// KNOWN BUG (Spin), needs a change in edge/spin/src/lib.rs (see below):
-/// whether the runtime remembers the last good state across requests.
-///
-/// The Worker keeps it in isolate memory (thread-locals live as long as the
-/// isolate). A Spin component instance lives for ONE request (Spin, and the
-/// test host, instantiate per request), so the Spin adapter's thread-local
-/// `last_good` is always empty: every request that reads a bad document
-/// falls back to the INITIAL state (everything on blue, epoch 0) instead of
-/// the last good one. For a promoted rollout that silently moves every user
-/// back to the old color, and an admin write made then applies to epoch 0,
-/// so the epoch goes backwards (a second, different "epoch 1").
-///
-/// The fix has to persist the last good state where the next instance can
-/// read it, i.e. in key-value: write a copy under a second key with every
-/// admin write (and read it when `STATE_KEY` does not parse). The same would
-/// make a fresh Worker isolate (eviction, another colo) serve the last good
-/// state instead of the initial one. When that lands, return true for Spin
-/// too; the assertions below then check the fixed behaviour.
-fn remembers_last_good(runtime: Runtime) -> bool {
-    match runtime {
-        Runtime::Cloudflare => true,
-        Runtime::Spin => false,
-    }
+async fn start(runtime: Runtime, document: Option<String>) -> Rig {
+    start_with_backup(runtime, document, None).await
 }
 
-async fn start(runtime: Runtime, document: Option<String>) -> Rig {
+/// With `backup` under `LAST_GOOD_KEY` too, as an earlier admin write leaves it.
+async fn start_with_backup(
+    runtime: Runtime,
+    document: Option<String>,
+    backup: Option<String>,
+) -> Rig {
     Rig::start(runtime, |setup| {
         setup
             .vars
             .insert("STATE_CACHE_TTL_MS".into(), TTL.as_millis().to_string());
         setup.state_document = document;
+        setup.backup_document = backup;
     })
     .await
 }
@@ -199,13 +184,10 @@ async fn bad_documents_keep_the_last_good_state(runtime: Runtime) {
     let good = rig.state().await.state;
     assert_eq!((good.active, good.epoch), (Color::Green, 1));
     until_routed(&rig, &routed_by(&good, false), "after promote").await;
-    // What a degraded edge serves: the last good state (Spin: see
-    // `remembers_last_good`).
-    let fallback = if remembers_last_good(runtime) {
-        good.clone()
-    } else {
-        initial()
-    };
+    // What a degraded edge serves: the last good state. The Worker keeps it
+    // in isolate memory; a Spin instance lives for one request and reads the
+    // backup copy the promote also wrote (`LAST_GOOD_KEY`).
+    let fallback = good.clone();
     let degraded = routed_by(&fallback, true);
     // How long the first planted document took to be seen, once the store
     // held it; later documents get that long (and several cache lifetimes)
@@ -256,6 +238,43 @@ async fn bad_documents_keep_the_last_good_state(runtime: Runtime) {
     until_routed(&rig, &healthy, "after the repairing write").await;
     steady(&rig, &healthy, TTL * 3, "after the repairing write").await;
     check_view(&rig, &repaired.state, false, "after the repairing write").await;
+}
+
+/// A new instance (a fresh isolate, another location, any Spin request) that
+/// finds the document unreadable serves the backup copy of the last admin
+/// write, and the next admin write continues from its epoch.
+async fn fresh_edge_serves_the_backup_of_the_last_write(runtime: Runtime) {
+    let good = {
+        let mut s = initial();
+        s.active = Color::Green;
+        s.candidate = Color::Blue;
+        s.rollback_target = Some(Color::Blue);
+        s.epoch = 7;
+        s
+    };
+    let (_, corrupt) = bad_documents(&good).swap_remove(0);
+    let rig = start_with_backup(runtime, Some(corrupt), Some(good.to_json())).await;
+    let degraded = routed_by(&good, true);
+    until_routed(&rig, &degraded, "first request").await;
+    steady(&rig, &degraded, TTL * 3, "fresh edge with a backup").await;
+    check_view(&rig, &good, true, "fresh edge with a backup").await;
+    let resp = rig
+        .admin_post(
+            "rollback",
+            json!({"expected_epoch": 7, "reason": "continue from the backup"}),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let view = rig.state().await;
+    assert_eq!(
+        (view.degraded, view.state.epoch, view.state.active),
+        (false, 8, Color::Blue)
+    );
 }
 
 async fn fresh_edge_with_a_corrupt_document_serves_blue(runtime: Runtime) {
@@ -313,5 +332,6 @@ macro_rules! suite {
 
 suite!(
     bad_documents_keep_the_last_good_state,
+    fresh_edge_serves_the_backup_of_the_last_write,
     fresh_edge_with_a_corrupt_document_serves_blue,
 );

@@ -323,6 +323,17 @@ fn corrupt_documents_fall_back_and_flag_degraded() {
 }
 
 #[test]
+fn a_backup_copy_stands_in_for_an_unreadable_document() {
+    let good = canary(700);
+    let l = fallback_from_backup(Some(&good.to_json()), "s");
+    assert_eq!((l.state, l.degraded), (good, true));
+    for junk in [None, Some("{oops"), Some(r#"{"schema":99}"#)] {
+        let l = fallback_from_backup(junk, "salt");
+        assert_eq!((l.state, l.degraded), (RolloutState::initial("salt"), true));
+    }
+}
+
+#[test]
 fn config_variables_lists_exactly_what_from_lookup_reads() {
     use std::cell::RefCell;
     use std::collections::BTreeSet;

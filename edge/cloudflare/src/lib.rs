@@ -9,7 +9,7 @@ use greenlight_common::edge::{
 };
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::HEALTH_KEY;
-use greenlight_common::http::{connection_tokens, STATE_KEY};
+use greenlight_common::http::{connection_tokens, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit::Limiter;
 use greenlight_common::RolloutState;
 use std::cell::RefCell;
@@ -125,10 +125,13 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
 }
 
 async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
-    env.kv(KV_BINDING)?
-        .put(STATE_KEY, state.to_json())?
-        .execute()
-        .await?;
+    let kv = env.kv(KV_BINDING)?;
+    let json = state.to_json();
+    kv.put(STATE_KEY, json.clone())?.execute().await?;
+    // The backup is best effort: the change itself is stored.
+    if let Ok(put) = kv.put(LAST_GOOD_KEY, json) {
+        let _ = put.execute().await;
+    }
     Ok(())
 }
 
@@ -171,6 +174,16 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState>
     let loaded = match document {
         Ok(doc) => edge::load_state(doc.as_deref(), last_good.as_ref(), &cfg.default_salt),
         Err(()) => edge::fallback_state(last_good.as_ref(), &cfg.default_salt),
+    };
+    // A new isolate has no last good state of its own: use the backup copy
+    // the admin API writes rather than the initial state.
+    let loaded = if loaded.degraded && last_good.is_none() {
+        edge::fallback_from_backup(
+            read_key(env, LAST_GOOD_KEY).await.as_deref(),
+            &cfg.default_salt,
+        )
+    } else {
+        loaded
     };
     let loaded = Rc::new(loaded);
     remember(loaded.clone(), now_ms);

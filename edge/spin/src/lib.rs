@@ -18,7 +18,7 @@ use greenlight_common::edge::{
 };
 use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HEALTH_KEY;
-use greenlight_common::http::{connection_tokens, STATE_KEY};
+use greenlight_common::http::{connection_tokens, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit;
 use greenlight_common::RolloutState;
 use http_body_util::BodyExt;
@@ -75,7 +75,7 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
                 .get(STATE_KEY)
                 .await
                 .map_err(|e| Reply::store_unavailable(format!("reading the state: {e}")))?;
-            let fresh = load_document(document.as_deref(), &cfg);
+            let fresh = with_backup(load_document(document.as_deref(), &cfg), &store, &cfg).await;
             let health = if call.wants_health() {
                 store.get(HEALTH_KEY).await.ok().flatten()
             } else {
@@ -84,10 +84,13 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
             let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
             let outcome = edge::run_admin(&cfg, &call, head.method, &body, &fresh, health, now_ms);
             if let Some(next) = &outcome.new_state {
+                let json = next.to_json();
                 store
-                    .set(STATE_KEY, next.to_json().as_bytes())
+                    .set(STATE_KEY, json.as_bytes())
                     .await
                     .map_err(|e| Reply::store_unavailable(format!("writing the state: {e}")))?;
+                // The backup is best effort: the change itself is stored.
+                let _ = store.set(LAST_GOOD_KEY, json.as_bytes()).await;
                 remember_state(
                     LoadedState {
                         state: next.clone(),
@@ -468,7 +471,7 @@ async fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
     }
     let loaded = match Store::open(KV_STORE).await {
         Ok(store) => match store.get(STATE_KEY).await {
-            Ok(doc) => load_document(doc.as_deref(), cfg),
+            Ok(doc) => with_backup(load_document(doc.as_deref(), cfg), &store, cfg).await,
             Err(_) => {
                 CACHE.with_borrow(|c| edge::fallback_state(c.last_good.as_ref(), &cfg.default_salt))
             }
@@ -479,6 +482,18 @@ async fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
     };
     remember_state(loaded.clone(), now_ms);
     loaded
+}
+
+/// A degraded load with no last good state in this instance (always the case
+/// on Spin: an instance serves one request) falls back to the backup copy the
+/// admin API writes, not to the initial state.
+async fn with_backup(loaded: LoadedState, store: &Store, cfg: &EdgeConfig) -> LoadedState {
+    if !loaded.degraded || CACHE.with_borrow(|c| c.last_good.is_some()) {
+        return loaded;
+    }
+    let backup = store.get(LAST_GOOD_KEY).await.ok().flatten();
+    let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+    edge::fallback_from_backup(backup, &cfg.default_salt)
 }
 
 /// Parses a stored document (bytes that are not UTF-8 count as unreadable).

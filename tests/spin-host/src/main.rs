@@ -103,14 +103,19 @@ async fn main() -> wasmtime::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     eprintln!("greenlight-spin-host: serving {component_path} on http://{listen}");
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (pre, shared) = (pre.clone(), shared.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
                 let (pre, shared) = (pre.clone(), shared.clone());
+                // Like Spin: the caller's address, set by the host (any copy
+                // the client sent is replaced).
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+                    req.headers_mut().insert("spin-client-addr", v);
+                }
                 async move {
                     Ok::<_, std::convert::Infallible>(match serve(pre, shared, req).await {
                         Ok(resp) => resp,
