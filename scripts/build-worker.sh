@@ -4,6 +4,20 @@
 source "$(dirname "$0")/lib.sh"
 ensure_worker_tools
 cf="$ROOT/edge/cloudflare"
+tools="$cf/node_modules/.bin"
+if [ "${1:-}" = "--passthrough-rs" ]; then
+  # bench/edge-overhead's worker-rs reference Worker (same tools, own build/).
+  rs="$ROOT/bench/passthrough-worker-rs"
+  if [ -f "$rs/build/index_bg.wasm" ] && [ -z "$(find "$rs/src" "$rs/Cargo.toml" "$ROOT/Cargo.lock" -newer "$rs/build/index_bg.wasm" -print -quit)" ]; then
+    log "worker-rs pass-through is up to date"
+    exit 0
+  fi
+  log "building the worker-rs pass-through (bench reference)"
+  cd "$rs"
+  WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" WASM_OPT_BIN="$tools/wasm-opt" \
+    ESBUILD_BIN="$tools/esbuild" worker-build --profile edge
+  exit 0
+fi
 stamp="$cf/build/index_bg.wasm"
 if [ -f "$stamp" ] && [ -z "$(find "$ROOT/common/src" "$ROOT/common/Cargo.toml" "$cf/src" "$cf/Cargo.toml" "$ROOT/Cargo.lock" -newer "$stamp" -print -quit)" ]; then
   log "Worker is up to date"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// One edge under test: its URL and whether it needs the API key.
 struct Target {
-    name: &'static str,
+    name: String,
     url: String,
     api_key: bool,
 }
@@ -49,11 +49,36 @@ async fn main() -> anyhow::Result<()> {
         target("cloudflare pass-through", &cf[1], false),
         target("cloudflare tagging pass-through", &cf[2], false),
     ];
-    // For experiments: another build of the greenlight Worker measured in
-    // the same rotation (its numbers are printed, not part of the last line).
-    if let Ok(variant) = std::env::var("EDGE_OVERHEAD_VARIANT_WORKER") {
-        cf.push(cloudflare::start_worker(Path::new(&variant), &setup).await?);
-        cf_targets.push(target("cloudflare variant", &cf[3], true));
+    // The same pass-through written with worker-rs: what the Rust/wasm-bindgen
+    // glue costs before any greenlight logic runs.
+    let rust_passthrough = bench_dir.join("passthrough-worker-rs/build/index.js");
+    let rust_index = if rust_passthrough.exists() {
+        cf.push(cloudflare::start_worker(&rust_passthrough, &pass_setup).await?);
+        cf_targets.push(target(
+            "cloudflare worker-rs pass-through",
+            &cf[cf.len() - 1],
+            false,
+        ));
+        Some(cf_targets.len() - 1)
+    } else {
+        eprintln!(
+            "{} not built: skipping the worker-rs reference",
+            rust_passthrough.display()
+        );
+        None
+    };
+    // For experiments: other builds of the greenlight Worker (entry modules,
+    // ':'-separated) measured in the same rotation; printed, not part of the
+    // last line.
+    let variants = std::env::var("EDGE_OVERHEAD_VARIANT_WORKERS").unwrap_or_default();
+    let mut variant_setup = setup.clone();
+    variant_setup.vars.insert("ORIGIN".into(), blue.url());
+    for (i, variant) in variants.split(':').filter(|v| !v.is_empty()).enumerate() {
+        cf.push(cloudflare::start_worker(Path::new(variant), &variant_setup).await?);
+        let name = format!("cloudflare variant {}", i + 1);
+        eprintln!("{name}: {variant}");
+        let edge = &cf[cf.len() - 1];
+        cf_targets.push(target(name, edge, true));
     }
     let cf_h = measure(&cf_targets, requests).await?;
     drop(cf);
@@ -78,9 +103,16 @@ async fn main() -> anyhow::Result<()> {
 
     let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64;
     eprintln!(
-        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response; this ratio is greenlight's own cost)",
+        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response)",
         p50(&cf_h[0]) / p50(&cf_h[2])
     );
+    if let Some(i) = rust_index {
+        eprintln!(
+            "cloudflare: worker-rs pass-through / JS pass-through p50 = {:.2} (Rust/wasm-bindgen glue); greenlight / worker-rs pass-through = {:.2} (greenlight's own logic)",
+            p50(&cf_h[i]) / p50(&cf_h[1]),
+            p50(&cf_h[0]) / p50(&cf_h[i])
+        );
+    }
     println!(
         "edge_overhead_ratio={:.2} wasm_gzip_bytes={} spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
         p50(&cf_h[0]) / p50(&cf_h[1]),
@@ -91,9 +123,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target(name: &'static str, edge: &RunningEdge, api_key: bool) -> Target {
+fn target(name: impl Into<String>, edge: &RunningEdge, api_key: bool) -> Target {
     Target {
-        name,
+        name: name.into(),
         url: format!("{}/api/items", edge.base_url),
         api_key,
     }
