@@ -1,5 +1,7 @@
-//! The per-request cost of the core: `decide` + API-key auth (target ≤ 1 µs)
-//! and ES256 JWT verification.
+//! The per-request cost of the core: `decide` + API-key auth (target ≤ 1 µs),
+//! ES256 JWT verification, and everything a fresh edge instance does before
+//! it can forward (Spin starts one per request): configuration from its
+//! variables, the state document, the plan.
 use criterion::{criterion_group, criterion_main, Criterion};
 use greenlight_common::auth::{
     hash_api_key, parse_routes, ApiKeyEntry, AuthConfig, Credentials, JwtSettings,
@@ -68,6 +70,69 @@ fn bench(c: &mut Criterion) {
                 authorization: Some(black_box(&auth)),
             };
             black_box(cfg.authenticate("/api", creds, NOW).unwrap())
+        })
+    });
+    fresh_instance(c, &state);
+}
+
+/// A fresh instance's work: the e2e suite's configuration, one stored state
+/// document, and the plan for an API-key request.
+fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
+    use greenlight_common::edge::{plan, EdgeConfig, LoadedState, RequestHead};
+    let api_keys = serde_json::json!([
+        {"id": "app", "sha256": hash_api_key("app-key")},
+        {"id": "qa", "sha256": hash_api_key("qa-key"), "roles": ["preview"]},
+        {"id": "ops", "sha256": hash_api_key("ops-key"), "roles": ["admin", "preview"]},
+    ])
+    .to_string();
+    let jwks = include_str!("../../tests/fixtures/jwks.json").to_string();
+    let vars: Vec<(&str, String)> = vec![
+        ("BLUE_ORIGIN", "http://127.0.0.1:9001".into()),
+        ("GREEN_ORIGIN", "http://127.0.0.1:9002".into()),
+        ("ADMIN_TOKEN", "admin-token-0123456789".into()),
+        ("AUTH_ROUTES", "/public:off,/:required".into()),
+        ("API_KEYS", api_keys),
+        (
+            "JWT_HS256_SECRET",
+            "hs256-secret-0123456789abcdef0123456789".into(),
+        ),
+        ("JWKS", jwks),
+        ("JWT_ISSUER", "https://issuer.test".into()),
+        ("JWT_AUDIENCE", "bench".into()),
+        ("ROLLOUT_SALT", "bench".into()),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let document = state.to_json();
+    let headers = vec![
+        ("host".to_string(), "edge.test".to_string()),
+        ("accept".to_string(), "*/*".to_string()),
+        ("x-api-key".to_string(), "app-key".to_string()),
+    ];
+    c.bench_function("edge_config_from_variables", |b| {
+        b.iter(|| black_box(EdgeConfig::from_lookup(lookup).unwrap()))
+    });
+    c.bench_function("state_document_parse", |b| {
+        b.iter(|| black_box(RolloutState::from_json(black_box(&document)).unwrap()))
+    });
+    c.bench_function("fresh_instance_config_state_plan", |b| {
+        b.iter(|| {
+            let cfg = EdgeConfig::from_lookup(lookup).unwrap();
+            let loaded = LoadedState {
+                state: RolloutState::from_json(&document).unwrap(),
+                degraded: false,
+            };
+            let head = RequestHead {
+                method: "GET",
+                path: "/api/items",
+                query: None,
+                headers: &headers,
+                client_addr: Some("127.0.0.1"),
+            };
+            black_box(plan(&cfg, &loaded, &head, NOW * 1000, 42))
         })
     });
 }

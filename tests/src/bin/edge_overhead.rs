@@ -38,11 +38,94 @@ async fn main() -> anyhow::Result<()> {
     pass_setup.vars.insert("BLUE_ORIGIN".into(), blue.url());
 
     let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench");
+    // EDGE_OVERHEAD_ONLY=spin|cloudflare measures one runtime (experiments;
+    // the last line then carries only its keys).
+    let only = std::env::var("EDGE_OVERHEAD_ONLY").unwrap_or_default();
+    let cf_result = if only == "spin" {
+        None
+    } else {
+        Some(measure_cloudflare(&bench_dir, &setup, &pass_setup, &blue, requests).await?)
+    };
+    if only == "cloudflare" {
+        if let Some((cf_h, _)) = &cf_result {
+            println!(
+                "edge_overhead_ratio={:.2} wasm_gzip_bytes={}",
+                p50(&cf_h[0]) / p50(&cf_h[1]),
+                gzip_len(&cloudflare::built_wasm()?)?
+            );
+        }
+        return Ok(());
+    }
+
+    let spin_wasm = spin::built_wasm()?;
+    let mut spin_edges = vec![
+        spin::start(&setup).await?,
+        spin::start_component(
+            &spin_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
+            &pass_setup,
+        )
+        .await?,
+    ];
+    let mut spin_targets = vec![
+        target("spin greenlight", &spin_edges[0], true),
+        target("spin pass-through", &spin_edges[1], false),
+    ];
+    // For experiments: other builds of the greenlight component.
+    let variants = std::env::var("EDGE_OVERHEAD_VARIANT_COMPONENTS").unwrap_or_default();
+    for (i, variant) in variants.split(':').filter(|v| !v.is_empty()).enumerate() {
+        spin_edges.push(spin::start_component(Path::new(variant), &setup).await?);
+        let name = format!("spin variant {}", i + 1);
+        eprintln!("{name}: {variant}");
+        spin_targets.push(target(name, &spin_edges[spin_edges.len() - 1], true));
+    }
+    let spin_h = measure(&spin_targets, requests).await?;
+    if only == "spin" {
+        println!(
+            "spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
+            p50(&spin_h[0]) / p50(&spin_h[1]),
+            gzip_len(&spin_wasm)?
+        );
+        return Ok(());
+    }
+    let Some((cf_h, rust_index)) = cf_result else {
+        return Ok(());
+    };
+    eprintln!(
+        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response)",
+        p50(&cf_h[0]) / p50(&cf_h[2])
+    );
+    if let Some(i) = rust_index {
+        eprintln!(
+            "cloudflare: worker-rs pass-through / JS pass-through p50 = {:.2} (Rust/wasm-bindgen glue); greenlight / worker-rs pass-through = {:.2} (greenlight's own logic)",
+            p50(&cf_h[i]) / p50(&cf_h[1]),
+            p50(&cf_h[0]) / p50(&cf_h[i])
+        );
+    }
+    println!(
+        "edge_overhead_ratio={:.2} wasm_gzip_bytes={} spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
+        p50(&cf_h[0]) / p50(&cf_h[1]),
+        gzip_len(&cloudflare::built_wasm()?)?,
+        p50(&spin_h[0]) / p50(&spin_h[1]),
+        gzip_len(&spin_wasm)?,
+    );
+    Ok(())
+}
+
+/// The Cloudflare half: greenlight, the JS pass-through, the tagging
+/// pass-through, the worker-rs pass-through (when built) and any variants,
+/// in one rotation. Returns the histograms and the worker-rs index.
+async fn measure_cloudflare(
+    bench_dir: &Path,
+    setup: &EdgeSetup,
+    pass_setup: &EdgeSetup,
+    blue: &Origin,
+    requests: u64,
+) -> anyhow::Result<(Vec<Histogram<u64>>, Option<usize>)> {
     let passthrough_js = bench_dir.join("passthrough-worker/index.js");
     let mut cf = vec![
-        cloudflare::start(&setup).await?,
-        cloudflare::start_worker(&passthrough_js, &pass_setup).await?,
-        cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), &pass_setup).await?,
+        cloudflare::start(setup).await?,
+        cloudflare::start_worker(&passthrough_js, pass_setup).await?,
+        cloudflare::start_worker(&passthrough_js.with_file_name("tagging.js"), pass_setup).await?,
     ];
     let mut cf_targets = vec![
         target("cloudflare greenlight", &cf[0], true),
@@ -53,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     // glue costs before any greenlight logic runs.
     let rust_passthrough = bench_dir.join("passthrough-worker-rs/build/index.js");
     let rust_index = if rust_passthrough.exists() {
-        cf.push(cloudflare::start_worker(&rust_passthrough, &pass_setup).await?);
+        cf.push(cloudflare::start_worker(&rust_passthrough, pass_setup).await?);
         cf_targets.push(target(
             "cloudflare worker-rs pass-through",
             &cf[cf.len() - 1],
@@ -82,45 +165,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let cf_h = measure(&cf_targets, requests).await?;
     drop(cf);
+    Ok((cf_h, rust_index))
+}
 
-    let spin_wasm = spin::built_wasm()?;
-    let spin_edges = [
-        spin::start(&setup).await?,
-        spin::start_component(
-            &spin_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
-            &pass_setup,
-        )
-        .await?,
-    ];
-    let spin_h = measure(
-        &[
-            target("spin greenlight", &spin_edges[0], true),
-            target("spin pass-through", &spin_edges[1], false),
-        ],
-        requests,
-    )
-    .await?;
-
-    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64;
-    eprintln!(
-        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response)",
-        p50(&cf_h[0]) / p50(&cf_h[2])
-    );
-    if let Some(i) = rust_index {
-        eprintln!(
-            "cloudflare: worker-rs pass-through / JS pass-through p50 = {:.2} (Rust/wasm-bindgen glue); greenlight / worker-rs pass-through = {:.2} (greenlight's own logic)",
-            p50(&cf_h[i]) / p50(&cf_h[1]),
-            p50(&cf_h[0]) / p50(&cf_h[i])
-        );
-    }
-    println!(
-        "edge_overhead_ratio={:.2} wasm_gzip_bytes={} spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
-        p50(&cf_h[0]) / p50(&cf_h[1]),
-        gzip_len(&cloudflare::built_wasm()?)?,
-        p50(&spin_h[0]) / p50(&spin_h[1]),
-        gzip_len(&spin_wasm)?,
-    );
-    Ok(())
+fn p50(h: &Histogram<u64>) -> f64 {
+    h.value_at_quantile(0.5) as f64
 }
 
 fn target(name: impl Into<String>, edge: &RunningEdge, api_key: bool) -> Target {
