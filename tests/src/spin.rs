@@ -115,6 +115,11 @@ pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
 /// variables (lower-cased, as Spin variables), a fresh key-value store (with
 /// the setup's state document, if any), and outbound HTTP allowed to
 /// BLUE_ORIGIN and GREEN_ORIGIN only.
+///
+/// The host reuses instances as Spin does (up to 128 requests, 16 at once);
+/// `GREENLIGHT_SPIN_MAX_INSTANCE_REUSE=1` runs every request in a fresh
+/// instance instead (`--max-instance-reuse-count`), to check the paths a new
+/// instance takes.
 pub async fn start_component(
     component: &std::path::Path,
     setup: &EdgeSetup,
@@ -147,6 +152,9 @@ pub async fn start_component(
         .arg(&vars_file)
         .arg("--kv-file")
         .arg(kv_file(scratch.path()));
+    if let Some(n) = std::env::var_os("GREENLIGHT_SPIN_MAX_INSTANCE_REUSE") {
+        cmd.arg("--max-instance-reuse-count").arg(n);
+    }
     for name in ["BLUE_ORIGIN", "GREEN_ORIGIN"] {
         if let Some(origin) = setup.vars.get(name) {
             cmd.args(["--allow-outbound", origin.trim().trim_end_matches('/')]);

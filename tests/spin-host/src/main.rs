@@ -3,8 +3,15 @@
 //! production uses Spin.** The Spin CLI cannot be installed on the build
 //! machines, so this host provides just what the component imports:
 //!
-//! - `wasi:http/handler@0.3.0` served over HTTP/1.1 on `--listen`, one fresh
-//!   instance per request (as Spin does);
+//! - `wasi:http/handler@0.3.0` served over HTTP/1.1 on `--listen`, with
+//!   instances reused as Spin (and `wasmtime serve`) reuse WASIp3 instances:
+//!   up to 128 requests per instance (`--max-instance-reuse-count`), up to 16
+//!   of them at once (`--max-instance-concurrent-reuse-count`), an idle
+//!   instance dropped after 5 s (`--idle-instance-timeout-ms`); the dispatch
+//!   is wasmtime-wasi-http's `handler::ProxyHandler`, the one `wasmtime serve`
+//!   uses. `--max-instance-reuse-count 1` gives a fresh instance per request.
+//!   Instances come from wasmtime's pooling allocator (Spin's default) when
+//!   the machine can reserve its address space;
 //! - `wasi:http/client` outbound HTTP, refused (`HTTP-request-denied`, as
 //!   Spin) unless the URL matches an `--allow-outbound` pattern
 //!   (`scheme://host:port`, each part may be `*`);
@@ -20,17 +27,20 @@
 //! `tests/tests/spin_manifest.rs` keeps the two in step.
 
 use bytes::Bytes;
-use futures::SinkExt as _;
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full, StreamBody};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Accessor, Component, HasData, Linker, Resource, ResourceTable};
-use wasmtime::component::{FutureReader, StreamReader};
+use wasmtime::component::{FutureReader, GuestTaskId, StreamReader};
 use wasmtime::error::Context as _;
 use wasmtime::{bail, format_err};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::handler::{self, ProxyHandler, ProxyPre, ShouldAccept, WorkerStatus};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -47,7 +57,24 @@ use spin::spin::variables::variables as vars;
 
 const USAGE: &str = "usage: greenlight-spin-host <component.wasm> [--listen 127.0.0.1:3000] \
 [--var name=value]... [--vars-file FILE] [--kv-file FILE] [--kv-store LABEL]... \
-[--allow-outbound scheme://host:port]...";
+[--allow-outbound scheme://host:port]... [--max-instance-reuse-count N] \
+[--max-instance-concurrent-reuse-count N] [--idle-instance-timeout-ms MS]";
+
+/// Spin's (and `wasmtime serve`'s) defaults for WASIp3 components.
+const DEFAULT_MAX_INSTANCE_REUSE_COUNT: usize = 128;
+const DEFAULT_MAX_INSTANCE_CONCURRENT_REUSE_COUNT: usize = 16;
+const DEFAULT_IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How instances are reused.
+#[derive(Clone, Copy)]
+struct Reuse {
+    /// Requests one instance serves before it is dropped (1: fresh instances).
+    max: usize,
+    /// Requests one instance serves at once.
+    concurrent: usize,
+    /// How long an idle instance is kept for the next request.
+    idle: Duration,
+}
 
 /// Everything requests share.
 struct Shared {
@@ -70,7 +97,7 @@ fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-/// Per-request store data.
+/// Per-instance store data (one store per instance).
 struct Ctx {
     table: ResourceTable,
     wasi: WasiCtx,
@@ -86,10 +113,17 @@ struct Hooks(Arc<Shared>);
 
 #[tokio::main]
 async fn main() -> wasmtime::Result<()> {
-    let (component_path, listen, shared) = parse_args()?;
+    let (component_path, listen, shared, reuse) = parse_args()?;
     let mut config = Config::new();
     config.wasm_component_model_async(true);
-    let engine = Engine::new(&config)?;
+    // Like Spin: instances from a pool of preallocated slots. It reserves a
+    // lot of address space (not memory); fall back if the machine refuses.
+    config.allocation_strategy(InstanceAllocationStrategy::pooling());
+    let engine = Engine::new(&config).or_else(|e| {
+        eprintln!("greenlight-spin-host: no pooling allocator ({e:#}), allocating on demand");
+        config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        Engine::new(&config)
+    })?;
     let component = Component::from_file(&engine, &component_path)
         .with_context(|| format!("loading {component_path}"))?;
     let mut linker = Linker::<Ctx>::new(&engine);
@@ -97,27 +131,37 @@ async fn main() -> wasmtime::Result<()> {
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     spin::SpinImports::add_to_linker::<Ctx, SpinHost>(&mut linker, |c| c)?;
-    let pre = ServicePre::new(linker.instantiate_pre(&component)?)?;
+    let pre = ProxyPre::P3(ServicePre::new(linker.instantiate_pre(&component)?)?);
+    let handler = ProxyHandler::new(Host {
+        engine,
+        pre,
+        shared,
+        reuse,
+    });
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    eprintln!("greenlight-spin-host: serving {component_path} on http://{listen}");
+    eprintln!(
+        "greenlight-spin-host: serving {component_path} on http://{listen} \
+         (instances serve up to {} requests, {} at once)",
+        reuse.max, reuse.concurrent
+    );
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (pre, shared) = (pre.clone(), shared.clone());
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                let (pre, shared) = (pre.clone(), shared.clone());
+                let handler = handler.clone();
                 // Like Spin: the caller's address, set by the host (any copy
                 // the client sent is replaced).
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
                     req.headers_mut().insert("spin-client-addr", v);
                 }
                 async move {
-                    Ok::<_, std::convert::Infallible>(match serve(pre, shared, req).await {
+                    Ok::<_, std::convert::Infallible>(match serve(&handler, req).await {
                         Ok(resp) => resp,
                         Err(e) => {
                             eprintln!("greenlight-spin-host: request failed: {e:#}");
@@ -134,77 +178,30 @@ async fn main() -> wasmtime::Result<()> {
     }
 }
 
-type HostBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type HostBody = UnsyncBoxBody<Bytes, BoxError>;
 
 fn error_response(msg: &str) -> hyper::Response<HostBody> {
     let mut resp = hyper::Response::new(
         Full::new(Bytes::from(format!("greenlight-spin-host: {msg}\n")))
             .map_err(|never| match never {})
-            .boxed(),
+            .boxed_unsync(),
     );
     *resp.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
     resp
 }
 
-/// Runs one request in a fresh instance. The store lives in its own task
-/// until the response body has been streamed out.
+/// Hands one request to an instance (an idle or not yet full one, else a new
+/// one). The response body streams from the instance's store, which its
+/// worker task keeps running until the body is done.
 async fn serve(
-    pre: ServicePre<Ctx>,
-    shared: Arc<Shared>,
+    handler: &ProxyHandler<Host>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> wasmtime::Result<hyper::Response<HostBody>> {
-    let mut store = Store::new(
-        pre.engine(),
-        Ctx {
-            table: ResourceTable::new(),
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            hooks: Hooks(shared.clone()),
-            shared,
-        },
-    );
-    let service = pre.instantiate_async(&mut store).await?;
-    let mut req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from));
+    let mut req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
     strip_connection_listed(req.headers_mut());
-    let (req, io) = wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
-    let (head_tx, head_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let run = store
-            .run_concurrent(async move |store: &Accessor<Ctx>| -> wasmtime::Result<()> {
-                let resp = match service.handle(store, req).await? {
-                    Ok(resp) => resp,
-                    Err(code) => bail!("the component returned an error: {code:?}"),
-                };
-                let resp = store.with(|s| resp.into_http(s, async { Ok(()) }))?;
-                let (parts, mut body) = resp.into_parts();
-                let (mut tx, rx) = futures::channel::mpsc::channel(8);
-                let body_out = StreamBody::new(rx).boxed();
-                if head_tx
-                    .send(Ok(hyper::Response::from_parts(parts, body_out)))
-                    .is_err()
-                {
-                    return Ok(()); // client went away
-                }
-                let pump = async {
-                    while let Some(frame) = body.frame().await {
-                        let frame = frame.map_err(|e| e.to_string().into());
-                        if tx.send(frame).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let ((), _) = tokio::join!(pump, io);
-                Ok(())
-            })
-            .await;
-        if let Err(e) | Ok(Err(e)) = run {
-            eprintln!("greenlight-spin-host: {e:#}");
-        }
-    });
-    match head_rx.await {
-        Ok(resp) => resp,
-        Err(_) => bail!("the component trapped or returned no response (see the log above)"),
-    }
+    let resp = handler.handle((), req).await?;
+    Ok(resp.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
 }
 
 /// wasmtime hides `Connection` from the guest (a forbidden header), so the
@@ -221,6 +218,109 @@ fn strip_connection_listed(headers: &mut http::HeaderMap) {
         .collect();
     for name in listed {
         headers.remove(name.as_str());
+    }
+}
+
+// ---- instances --------------------------------------------------------------
+
+/// What [`ProxyHandler`] needs to start instances.
+struct Host {
+    engine: Engine,
+    pre: ProxyPre<Ctx>,
+    shared: Arc<Shared>,
+    reuse: Reuse,
+}
+
+impl handler::HandlerState for Host {
+    type StoreData = Ctx;
+    type WorkerExpiration = IdleTimeout;
+    type WorkerState = Limits;
+
+    async fn instantiate(&self) -> wasmtime::Result<handler::Instance<Ctx, IdleTimeout, Limits>> {
+        let mut store = Store::new(
+            &self.engine,
+            Ctx {
+                table: ResourceTable::new(),
+                wasi: WasiCtx::builder().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                hooks: Hooks(self.shared.clone()),
+                shared: self.shared.clone(),
+            },
+        );
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(handler::Instance {
+            store,
+            proxy,
+            view: <Ctx as WasiHttpView>::http,
+            expiration: IdleTimeout {
+                after: self.reuse.idle,
+                timer: Box::pin(tokio::time::sleep(self.reuse.idle)),
+                since: None,
+            },
+            state: Limits(self.reuse),
+        })
+    }
+}
+
+/// How many requests an instance takes; no per-request deadline (the
+/// callers' own timeouts apply).
+struct Limits(Reuse);
+
+impl handler::WorkerState for Limits {
+    type StoreData = Ctx;
+    type RequestData = ();
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.0.max {
+            ShouldAccept::Never
+        } else if concurrent >= self.0.concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _: StoreContextMut<'_, Ctx>,
+        (): (),
+        _: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn drop(&self, store: Store<Ctx>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            eprintln!("greenlight-spin-host: instance dropped after an error: {e:#}");
+        }
+        drop(store);
+    }
+}
+
+/// Drops an instance that has been idle for `after`.
+struct IdleTimeout {
+    after: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The idle period the timer is set for.
+    since: Option<Instant>,
+}
+
+impl handler::WorkerExpiration for IdleTimeout {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        if status != WorkerStatus::Idle {
+            return Poll::Pending;
+        }
+        if self.since != Some(start) {
+            self.since = Some(start);
+            let deadline = tokio::time::Instant::from_std(start + self.after);
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx)
     }
 }
 
@@ -516,11 +616,16 @@ fn kv_value_from_json(v: serde_json::Value) -> wasmtime::Result<Vec<u8>> {
 
 // ---- command line -----------------------------------------------------------
 
-fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>)> {
+fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>, Reuse)> {
     let mut args = std::env::args().skip(1);
     let (mut component, mut listen) = (None, "127.0.0.1:3000".to_string());
     let (mut cli_vars, mut vars_files, mut kv_file, mut labels, mut allowed) =
         (Vec::new(), Vec::new(), None, Vec::new(), Vec::new());
+    let mut reuse = Reuse {
+        max: DEFAULT_MAX_INSTANCE_REUSE_COUNT,
+        concurrent: DEFAULT_MAX_INSTANCE_CONCURRENT_REUSE_COUNT,
+        idle: DEFAULT_IDLE_INSTANCE_TIMEOUT,
+    };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
             args.next()
@@ -533,6 +638,13 @@ fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>)> {
             "--kv-file" => kv_file = Some(std::path::PathBuf::from(value("--kv-file")?)),
             "--kv-store" => labels.push(value("--kv-store")?),
             "--allow-outbound" => allowed.push(parse_allowed(&value("--allow-outbound")?)?),
+            "--max-instance-reuse-count" => reuse.max = count(&arg, &value(&arg)?)?,
+            "--max-instance-concurrent-reuse-count" => {
+                reuse.concurrent = count(&arg, &value(&arg)?)?
+            }
+            "--idle-instance-timeout-ms" => {
+                reuse.idle = Duration::from_millis(count(&arg, &value(&arg)?)? as u64)
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -588,7 +700,15 @@ fn parse_args() -> wasmtime::Result<(String, String, Arc<Shared>)> {
         kv_file_seen: Mutex::new(kv_file_seen),
         allowed,
     };
-    Ok((component, listen, Arc::new(shared)))
+    Ok((component, listen, Arc::new(shared), reuse))
+}
+
+/// A positive number for `flag`.
+fn count(flag: &str, v: &str) -> wasmtime::Result<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{flag} {v:?}: expected a positive number\n{USAGE}"),
+    }
 }
 
 /// `scheme://host[:port]` with `*` wildcards; no port means the scheme's default.
