@@ -1,7 +1,7 @@
 //! The per-request cost of the core: `decide` + API-key auth (target ≤ 1 µs),
 //! ES256 JWT verification, and everything a fresh edge instance does before
-//! it can forward (Spin starts one per request): configuration from its
-//! variables, the state document, the plan.
+//! it can forward (a new Spin instance, which then serves up to 128
+//! requests): configuration from its variables, the state document, the plan.
 use criterion::{criterion_group, criterion_main, Criterion};
 use greenlight_common::auth::{
     hash_api_key, parse_routes, ApiKeyEntry, AuthConfig, Credentials, JwtSettings,

@@ -19,8 +19,7 @@ pub const ADMIN_PREFIX: &str = "/__greenlight/";
 pub const STATE_KEY: &str = "rollout-state";
 /// A copy of the last state the admin API wrote, read only when the document
 /// under [`STATE_KEY`] is unreadable and the instance remembers no good state
-/// of its own (a Spin instance lives for one request; a Worker isolate may be
-/// new). Without it such an edge would fall back to the initial state, moving
+/// of its own (a new Spin instance or Worker isolate starts empty). Without it such an edge would fall back to the initial state, moving
 /// everyone back to blue after a promote.
 pub const LAST_GOOD_KEY: &str = "rollout-state.last-good";
 

@@ -1,8 +1,8 @@
 //! Per-caller rate limiting: a token bucket.
 //!
 //! Written here rather than taken from a crate (e.g. `governor`) because the
-//! bucket must be plain data: the Spin edge keeps it in key-value between
-//! instances (one instance serves one request), the Worker in isolate
+//! bucket must be plain data: the Spin edge keeps it in key-value, shared by
+//! its instances (each serves up to 128 requests), the Worker in isolate
 //! memory, and the core never reads a clock: time is passed in.
 
 use crate::auth::ConfigError;

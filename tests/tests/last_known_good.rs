@@ -184,9 +184,9 @@ async fn bad_documents_keep_the_last_good_state(runtime: Runtime) {
     let good = rig.state().await.state;
     assert_eq!((good.active, good.epoch), (Color::Green, 1));
     until_routed(&rig, &routed_by(&good, false), "after promote").await;
-    // What a degraded edge serves: the last good state. The Worker keeps it
-    // in isolate memory; a Spin instance lives for one request and reads the
-    // backup copy the promote also wrote (`LAST_GOOD_KEY`).
+    // What a degraded edge serves: the last good state. The Worker isolate
+    // and a reused Spin instance keep it in memory; a new Spin instance reads
+    // the backup copy the promote also wrote (`LAST_GOOD_KEY`).
     let fallback = good.clone();
     let degraded = routed_by(&fallback, true);
     // How long the first planted document took to be seen, once the store
@@ -240,7 +240,7 @@ async fn bad_documents_keep_the_last_good_state(runtime: Runtime) {
     check_view(&rig, &repaired.state, false, "after the repairing write").await;
 }
 
-/// A new instance (a fresh isolate, another location, any Spin request) that
+/// A new instance (a fresh isolate, another location, a new Spin instance) that
 /// finds the document unreadable serves the backup copy of the last admin
 /// write, and the next admin write continues from its epoch.
 async fn fresh_edge_serves_the_backup_of_the_last_write(runtime: Runtime) {

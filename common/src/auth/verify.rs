@@ -53,8 +53,9 @@ impl VerifyKeys {
 
     /// The cheap part of `from_jwks`: every key we would use decodes and has
     /// the right lengths. Building the keys (RSA modulus checks, P-256 point
-    /// validation) is left to the first token that needs them, because a
-    /// Spin instance lives for one request and most requests carry no JWT.
+    /// validation) is left to the first token that needs them, because every
+    /// new Spin instance or isolate checks the configuration and most
+    /// requests carry no JWT.
     pub fn check_jwks(jwks: Option<&JwkSet>) -> Result<(), ConfigError> {
         for jwk in jwks.map(|j| j.keys.as_slice()).unwrap_or_default() {
             parse_jwk(jwk, false)?;

@@ -170,8 +170,9 @@ async fn forward_with_failover(
     }
 }
 
-/// Takes a token from the caller's bucket, kept in key-value: a Spin
-/// instance lives for one request, so memory cannot hold it. Not atomic:
+/// Takes a token from the caller's bucket, kept in key-value: a caller's
+/// requests reach many Spin instances (each serves up to 128 requests, then
+/// a new one starts empty), so instance memory cannot hold it. Not atomic:
 /// concurrent requests of one caller may each see the same count (the limit
 /// can be exceeded by the concurrency, never tightened). A store failure lets
 /// the request through: the limiter protects origins, it must not take the
@@ -416,6 +417,10 @@ async fn read_limited(
 }
 
 // ---- configuration and state, cached per instance ----------------------
+//
+// Spin reuses a WASIp3 instance for up to 128 requests (up to 16 at once) and
+// drops it when idle, so this cache lives across requests, as in a Worker
+// isolate; a new instance starts with it empty.
 
 #[derive(Default)]
 struct Cache {
@@ -484,9 +489,10 @@ async fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
     loaded
 }
 
-/// A degraded load with no last good state in this instance (always the case
-/// on Spin: an instance serves one request) falls back to the backup copy the
-/// admin API writes, not to the initial state.
+/// A degraded load with no last good state in this instance (a new instance
+/// starts empty: Spin reuses one for up to 128 requests, then starts another)
+/// falls back to the backup copy the admin API writes, not to the initial
+/// state.
 async fn with_backup(loaded: LoadedState, store: &Store, cfg: &EdgeConfig) -> LoadedState {
     if !loaded.degraded || CACHE.with_borrow(|c| c.last_good.is_some()) {
         return loaded;
