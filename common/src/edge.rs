@@ -455,8 +455,27 @@ pub fn record_failure(
     outcome: &Outcome,
     now_ms: u64,
 ) -> HealthRecord {
-    crate::health::record_failure(
+    count_failure(
+        cfg,
         HealthRecord::from_json(stored),
+        epoch,
+        color,
+        outcome,
+        now_ms,
+    )
+}
+
+/// [`record_failure`] on a record already parsed (an instance's own).
+pub fn count_failure(
+    cfg: &EdgeConfig,
+    record: Option<HealthRecord>,
+    epoch: u64,
+    color: Color,
+    outcome: &Outcome,
+    now_ms: u64,
+) -> HealthRecord {
+    crate::health::record_failure(
+        record,
         epoch,
         color,
         &outcome.describe(color),

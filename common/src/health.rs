@@ -95,6 +95,43 @@ pub fn record_failure(
     rec
 }
 
+/// Combines two views of the same counts (the store's and an edge
+/// instance's own), keeping the larger of each: an instance that remembers
+/// its failures can write them back without losing ones it raced with, and
+/// without adding up the same failure twice. A newer epoch wins outright.
+pub fn merge(stored: Option<HealthRecord>, mine: &HealthRecord) -> HealthRecord {
+    let Some(stored) = stored else {
+        return mine.clone();
+    };
+    if stored.epoch != mine.epoch {
+        return if stored.epoch > mine.epoch {
+            stored
+        } else {
+            mine.clone()
+        };
+    }
+    let pick = |a: &ColorFailures, b: &ColorFailures| -> ColorFailures {
+        let (window_start_ms, in_window) = match a.window_start_ms.cmp(&b.window_start_ms) {
+            std::cmp::Ordering::Less => (b.window_start_ms, b.in_window),
+            std::cmp::Ordering::Greater => (a.window_start_ms, a.in_window),
+            std::cmp::Ordering::Equal => (a.window_start_ms, a.in_window.max(b.in_window)),
+        };
+        let latest = if a.last_at_ms >= b.last_at_ms { a } else { b };
+        ColorFailures {
+            total: a.total.max(b.total),
+            window_start_ms,
+            in_window,
+            last_at_ms: latest.last_at_ms,
+            last_detail: latest.last_detail.clone(),
+        }
+    };
+    HealthRecord {
+        epoch: mine.epoch,
+        blue: pick(&stored.blue, &mine.blue),
+        green: pick(&stored.green, &mine.green),
+    }
+}
+
 /// When a color counts as unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthPolicy {
@@ -257,6 +294,30 @@ mod tests {
         assert_eq!(under_test(&promoted), Color::Green);
         let rec = fail_n(5, promoted.epoch, Color::Green, 0);
         assert!(assess(rec.as_ref(), &promoted, HealthPolicy::default(), 10).unhealthy);
+    }
+
+    #[test]
+    fn merging_keeps_the_larger_counts_and_the_newer_epoch() {
+        // An instance counted 3 failures; the store holds 2 of them (a write raced).
+        let mine = fail_n(3, 4, Color::Green, 1_000).unwrap();
+        let stored = fail_n(2, 4, Color::Green, 1_000).unwrap();
+        let m = merge(Some(stored.clone()), &mine);
+        assert_eq!((m.green.total, m.green.in_window), (3, 3));
+        // Another instance's blue failures survive the write back.
+        let mut other = stored;
+        other = record_failure(Some(other), 4, Color::Blue, "x", 1_500, 60_000);
+        let m = merge(Some(other), &mine);
+        assert_eq!((m.blue.total, m.green.total), (1, 3));
+        // A later window wins over an older one.
+        let fresh = record_failure(None, 4, Color::Green, "late", 90_000, 60_000);
+        let m = merge(Some(fresh), &mine);
+        assert_eq!((m.green.window_start_ms, m.green.in_window), (90_000, 1));
+        assert_eq!(m.green.last_detail, "late");
+        // Epochs: the newer one wins whole.
+        let newer = fail_n(1, 5, Color::Blue, 2_000).unwrap();
+        assert_eq!(merge(Some(newer.clone()), &mine), newer);
+        assert_eq!(merge(Some(mine.clone()), &newer), newer);
+        assert_eq!(merge(None, &mine), mine);
     }
 
     #[test]

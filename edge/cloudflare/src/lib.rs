@@ -2,23 +2,20 @@
 //! `greenlight_common::edge`. All decisions are made in `common`; this file
 //! only reads configuration and KV, and carries the plan out.
 
-use futures_util::future::{select, Either};
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply, RequestHead,
 };
 use greenlight_common::failover::Outcome;
-use greenlight_common::health::HEALTH_KEY;
+use greenlight_common::health::{self, HealthRecord, HEALTH_KEY};
 use greenlight_common::http::{connection_tokens, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit::Limiter;
 use greenlight_common::RolloutState;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
-use wasm_bindgen::JsCast;
 use worker::{
-    event, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    Response, ResponseBody,
+    event, AbortSignal, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+    ResponseBody,
 };
 
 /// The KV namespace binding that holds the rollout state document.
@@ -32,6 +29,9 @@ thread_local! {
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
     static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
+    /// Origin failures this isolate counted, written back merged with the
+    /// stored record: writes after the response can race each other.
+    static HEALTH: RefCell<Option<HealthRecord>> = const { RefCell::new(None) };
 }
 
 /// Callers one isolate keeps buckets for before it forgets idle ones.
@@ -43,7 +43,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         Ok(cfg) => cfg,
         Err(e) => return respond(&Reply::misconfigured(&e)),
     };
-    let now_ms = worker::Date::now().as_millis();
+    let now_ms = now_ms();
     let (loaded, just_read) = match cached_state(&cfg, now_ms) {
         Some(s) => (s, false),
         None => (load_state(&env, &cfg, now_ms).await, true),
@@ -242,9 +242,9 @@ async fn forward(
     ctx: &Context,
 ) -> worker::Result<Response> {
     loop {
-        let started = worker::Date::now().as_millis();
+        let started = now_ms();
         let (outcome, resp) = attempt(req, method, &body, &fwd).await?;
-        let now = worker::Date::now().as_millis();
+        let now = now_ms();
         if outcome.failed() {
             count_failure(env, ctx, &fwd, &outcome, now);
         }
@@ -284,40 +284,53 @@ async fn attempt(
         Body::Empty => {}
     }
     let origin_req = Request::new_with_init(&fwd.url, &init)?;
-    let abort = AbortController::default();
-    let signal = abort.signal();
-    let fetch = Fetch::Request(origin_req);
-    let send = std::pin::pin!(fetch.send_with_signal(&signal));
-    let timer = Delay::from(Duration::from_millis(fwd.timeout_ms));
-    Ok(match select(send, timer).await {
-        Either::Left((Ok(resp), _)) => (Outcome::Answered(resp.status_code()), Some(resp)),
-        Either::Left((Err(e), _)) => (Outcome::Unreachable(e.to_string()), None),
-        Either::Right(_) => {
-            abort.abort();
-            (
+    // `AbortSignal.timeout`: the runtime aborts the fetch itself, with no
+    // timer or closure on the Rust side. It bounds the wait for the
+    // response headers; once they are here the body streams on.
+    let timeout_ms = u32::try_from(fwd.timeout_ms).unwrap_or(u32::MAX);
+    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(timeout_ms));
+    Ok(
+        match Fetch::Request(origin_req).send_with_signal(&signal).await {
+            Ok(resp) => (Outcome::Answered(resp.status_code()), Some(resp)),
+            Err(_) if signal.aborted() => (
                 Outcome::TimedOut {
                     after_ms: fwd.timeout_ms,
                 },
                 None,
-            )
-        }
-    })
+            ),
+            Err(e) => (Outcome::Unreachable(e.to_string()), None),
+        },
+    )
 }
 
-/// Counts a failed attempt in the health document, after the response is
-/// sent (`wait_until`): a failing origin must not also slow the reply down.
-/// Read-modify-write, so concurrent failures may be counted once; enough to
+/// Counts a failed attempt in this isolate's record at once, and writes it
+/// to the health document after the response is sent (`waitUntil`): a
+/// failing origin must not also slow the reply down. The write merges with
+/// what is stored (the larger count wins), so racing writes of one isolate
+/// never lose its failures; across isolates it is a lower bound, enough to
 /// cross a threshold, which is all the count is for.
 fn count_failure(env: &Env, ctx: &Context, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
+    let Some(cfg) = CONFIG.with(|c| c.borrow().clone()) else {
+        return;
+    };
+    let mine = HEALTH.with_borrow_mut(|h| {
+        let next = edge::count_failure(
+            &cfg,
+            h.take(),
+            fwd.decision.epoch,
+            fwd.decision.color,
+            outcome,
+            now_ms,
+        );
+        *h = Some(next.clone());
+        next
+    });
     let env = env.clone();
-    let (epoch, color, outcome) = (fwd.decision.epoch, fwd.decision.color, outcome.clone());
-    let cfg = CONFIG.with(|c| c.borrow().clone());
     ctx.wait_until(async move {
-        let Some(cfg) = cfg else { return };
-        let stored = read_key(&env, HEALTH_KEY).await;
-        let rec = edge::record_failure(&cfg, stored.as_deref(), epoch, color, &outcome, now_ms);
+        let stored = HealthRecord::from_json(read_key(&env, HEALTH_KEY).await.as_deref());
+        let merged = health::merge(stored, &mine);
         if let Ok(kv) = env.kv(KV_BINDING) {
-            if let Ok(put) = kv.put(HEALTH_KEY, rec.to_json()) {
+            if let Ok(put) = kv.put(HEALTH_KEY, merged.to_json()) {
                 let _ = put.execute().await;
             }
         }
@@ -357,15 +370,18 @@ fn respond(reply: &Reply) -> worker::Result<Response> {
         .body(ResponseBody::Body(reply.body.clone().into_bytes())))
 }
 
-/// 64 random bits from the runtime's CSPRNG (`crypto.getRandomValues`).
+/// Unix time in ms (`Date.now()`: one call, no `Date` object).
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// 64 random bits from the runtime's CSPRNG (`crypto.getRandomValues`,
+/// through getrandom, which looks the crypto object up once per isolate).
 fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
-    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-        .ok()
-        .and_then(|c| c.dyn_into::<web_sys::Crypto>().ok());
-    match crypto.map(|c| c.get_random_values_with_u8_array(&mut buf)) {
-        Some(Ok(_)) => u64::from_le_bytes(buf),
-        // No crypto object cannot happen on workerd; fall back to Math.random.
-        _ => (js_sys::Math::random() * u64::MAX as f64) as u64,
+    match getrandom_02::getrandom(&mut buf) {
+        Ok(()) => u64::from_le_bytes(buf),
+        // Cannot happen on workerd; Math.random still keeps ids distinct.
+        Err(_) => (js_sys::Math::random() * u64::MAX as f64) as u64,
     }
 }
