@@ -38,7 +38,7 @@ use greenlight_common::rollout::ChangeMeta;
 use greenlight_common::{Color, RolloutOp, RolloutState};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
 use greenlight_e2e::flips::{self, Change, Identity, Observation, Outcome};
-use greenlight_e2e::Runtime;
+use greenlight_e2e::{RunningEdge, Runtime};
 use jsonwebtoken::Algorithm;
 use loadtest::admin_client::{AdminClient, AdminError};
 use loadtest::client::Control;
@@ -471,11 +471,28 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
     }
     assert!(
         problems.is_empty(),
-        "{} {}:\n- {}",
+        "{} {}:\n- {}\n--- the runtime's log (last lines, request lines left out) ---\n{}",
         runtime.name(),
         plan.variant,
-        problems.join("\n- ")
+        problems.join("\n- "),
+        log_tail(&edge)
     );
+}
+
+/// The last lines of the edge runtime's log, without `wrangler dev`'s
+/// one-line-per-request entries.
+fn log_tail(edge: &RunningEdge) -> String {
+    let text = edge
+        ._process
+        .log_path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("[wrangler:info] "))
+        .collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 mod short {
