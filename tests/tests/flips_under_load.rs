@@ -469,9 +469,26 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
             ms(flips::percentile(&latency, 0.50)),
         ));
     }
-    assert!(
-        problems.is_empty(),
-        "{} {}:\n- {}\n--- the runtime's log (last lines, request lines left out) ---\n{}",
+    if problems.is_empty() {
+        return;
+    }
+    // The scratch directory goes with the edge: keep the whole log.
+    let kept = std::env::temp_dir().join(format!(
+        "flips_under_load-{}-{}.log",
+        runtime.name(),
+        plan.variant
+    ));
+    let kept = match edge
+        ._process
+        .log_path
+        .as_ref()
+        .map(|p| std::fs::copy(p, &kept))
+    {
+        Some(Ok(_)) => format!("whole log kept in {}", kept.display()),
+        _ => "no log kept".to_string(),
+    };
+    panic!(
+        "{} {}:\n- {}\n--- the runtime's log (last lines, request lines left out; {kept}) ---\n{}",
         runtime.name(),
         plan.variant,
         problems.join("\n- "),
@@ -490,9 +507,11 @@ fn log_tail(edge: &RunningEdge) -> String {
         .unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with("[wrangler:info] "))
+        .filter(|l| {
+            !(l.starts_with("[wrangler:info] GET ") || l.starts_with("[wrangler:info] POST "))
+        })
         .collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 mod short {
