@@ -149,10 +149,14 @@ pub struct Judgement {
     pub in_flight_at_ack: Vec<u64>,
     /// Per flip: admin call duration (request → acknowledgement).
     pub admin_latency: Vec<Duration>,
+    /// The first few of each kind, in the order found.
     pub examples: Vec<String>,
+    /// Examples kept so far, per kind.
+    example_counts: BTreeMap<&'static str, usize>,
 }
 
-const MAX_EXAMPLES: usize = 12;
+/// Examples kept per kind of violation, so one kind cannot hide the others.
+const EXAMPLES_PER_KIND: usize = 4;
 
 impl Judgement {
     pub fn failed(&self) -> u64 {
@@ -168,8 +172,10 @@ impl Judgement {
             && self.stale_responses == 0
     }
 
-    fn example(&mut self, what: String) {
-        if self.examples.len() < MAX_EXAMPLES {
+    fn example(&mut self, kind: &'static str, what: String) {
+        let n = self.example_counts.entry(kind).or_default();
+        if *n < EXAMPLES_PER_KIND {
+            *n += 1;
             self.examples.push(what);
         }
     }
@@ -248,7 +254,7 @@ pub fn judge(
         let (status, color, epoch, reason, origin) = match &o.outcome {
             Outcome::Transport(e) => {
                 j.transport_errors += 1;
-                j.example(format!("{at}: no answer: {e}"));
+                j.example("transport", format!("{at}: no answer: {e}"));
                 epochs.push(None);
                 continue;
             }
@@ -266,36 +272,46 @@ pub fn judge(
             } else {
                 j.status_other += 1;
             }
-            j.example(format!("{at}: status {status}"));
+            j.example("status", format!("{at}: status {status}"));
             epochs.push(None);
             continue;
         }
         if color.is_none() || color != origin {
             j.origin_mismatches += 1;
-            j.example(format!(
-                "{at}: edge says color {color:?}, the origin that answered is {origin:?}"
-            ));
+            j.example(
+                "origin",
+                format!("{at}: edge says color {color:?}, the origin that answered is {origin:?}"),
+            );
         }
         let parsed = epoch.as_deref().and_then(|e| e.trim().parse::<u64>().ok());
         epochs.push(parsed);
         let Some(e) = parsed else {
             j.epoch_errors += 1;
-            j.example(format!("{at}: epoch header {epoch:?}"));
+            j.example("epoch", format!("{at}: epoch header {epoch:?}"));
             continue;
         };
         let Some(&(state, requested)) = states.get(&e) else {
             j.epoch_errors += 1;
-            j.example(format!("{at}: epoch {e} was never produced by a change"));
+            j.example(
+                "epoch",
+                format!(
+                    "{at}: epoch {e} was not produced by any acknowledged change \
+                     (an admin call that failed on the client's side may still have been applied)"
+                ),
+            );
             continue;
         };
         if let Some(req) = requested {
             if o.done < req {
                 j.epoch_errors += 1;
-                j.example(format!(
-                    "{at}: carried epoch {e}, answered at {:.1} ms, before the change to it was requested ({:.1} ms)",
-                    ms(o.done),
-                    ms(req)
-                ));
+                j.example(
+                    "epoch",
+                    format!(
+                        "{at}: carried epoch {e}, answered at {:.1} ms, before the change to it was requested ({:.1} ms)",
+                        ms(o.done),
+                        ms(req)
+                    ),
+                );
             }
         }
         if let Some(id) = identities.get(o.identity) {
@@ -307,10 +323,13 @@ pub fn judge(
             };
             if !ok {
                 j.wrong_for_epoch += 1;
-                j.example(format!(
-                    "{at}: epoch {e} answered (color, reason) {got:?}, its state gives {:?}",
-                    expected.map(|d| (d.color.as_str(), d.reason.as_str()))
-                ));
+                j.example(
+                    "wrong",
+                    format!(
+                        "{at}: epoch {e} answered (color, reason) {got:?}, its state gives {:?}",
+                        expected.map(|d| (d.color.as_str(), d.reason.as_str()))
+                    ),
+                );
             }
         }
         // The newest change acknowledged more than `window` before the send.
@@ -319,13 +338,16 @@ pub fn judge(
         if let Some(c) = newest_due {
             if e < c.state.epoch {
                 j.stale_responses += 1;
-                j.example(format!(
-                    "{at}: carried epoch {e} although epoch {} was acknowledged at {:.1} ms ({:.1} ms before the send; window {:.1} ms)",
-                    c.state.epoch,
-                    ms(c.acked),
-                    ms(o.sent - c.acked),
-                    ms(window)
-                ));
+                j.example(
+                    "stale",
+                    format!(
+                        "{at}: carried epoch {e} although epoch {} was acknowledged at {:.1} ms ({:.1} ms before the send; window {:.1} ms)",
+                        c.state.epoch,
+                        ms(c.acked),
+                        ms(o.sent - c.acked),
+                        ms(window)
+                    ),
+                );
             }
         }
         // How late an old epoch was still sent out, relative to the ack of
@@ -526,6 +548,19 @@ mod tests {
             (1, 1, 2, 2),
             "{j:?}"
         );
+        // Many failures of one kind do not hide another kind's examples.
+        let mut many: Vec<Observation> = (0..20)
+            .map(|i| Observation {
+                identity: 0,
+                sent: ms(i),
+                done: ms(i + 1),
+                outcome: Outcome::Transport("timeout".into()),
+            })
+            .collect();
+        many.push(answer(10, 20, 7, "blue", "stable"));
+        let j = judge(&ids(), &s0, &changes, &many, ms(50));
+        assert_eq!(j.examples.len(), EXAMPLES_PER_KIND + 1, "{j:?}");
+        assert!(j.examples.last().unwrap().contains("epoch 7"));
     }
 
     #[test]

@@ -435,7 +435,7 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
     let mut problems = Vec::new();
     if !judgement.clean() {
         problems.push(format!(
-            "rules broken; first examples:\n  {}",
+            "rules broken; first examples of each kind:\n  {}",
             judgement.examples.join("\n  ")
         ));
     }
