@@ -143,12 +143,12 @@ impl AdminClient {
         let resp = rb
             .send()
             .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
+            .map_err(|e| AdminError::Transport(with_causes(&e)))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| AdminError::Transport(e.to_string()))?;
+            .map_err(|e| AdminError::Transport(with_causes(&e)))?;
         if status.is_success() {
             return serde_json::from_str(&text)
                 .map_err(|e| AdminError::BadResponse(format!("{status}: not a state view ({e})")));
@@ -267,6 +267,22 @@ impl AdminClient {
         };
         self.change(route, req, expected_epoch).await
     }
+}
+
+/// An error and its causes (`error sending request for url (...): operation
+/// timed out`): reqwest's own message does not say what went wrong.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// The gist of a non-problem error body: an OAuth-style `error` /
@@ -421,6 +437,19 @@ mod tests {
         assert!(matches!(e, AdminError::Unauthorized { status: 401, .. }));
         assert!(e.to_string().contains(TOKEN_ENV));
         assert!(c.set_weight(101.0, None, "").await.is_err());
+
+        // A transport error says what went wrong, not only "error sending request".
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dead = AdminClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let e = dead.state().await.unwrap_err();
+        assert!(
+            matches!(&e, AdminError::Transport(m) if m.to_lowercase().contains("refused")),
+            "{e}"
+        );
     }
 
     #[test]

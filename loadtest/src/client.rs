@@ -103,7 +103,7 @@ impl Control {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    async fn wait_stopped(&self) {
+    pub(crate) async fn wait_stopped(&self) {
         loop {
             let notified = self.notify.notified();
             if self.is_stopped() {

@@ -11,6 +11,7 @@
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
 //! - [`admin_client`]: the edge admin API client
 //! - [`origin`]: a test origin with injectable latency, errors and stalls
+//! - [`trace`]: open-loop load keeping one record per request (end-to-end checks)
 
 pub mod admin_client;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;
+pub mod trace;
 pub mod transport;
 pub mod users;
 pub mod verdict;

@@ -29,6 +29,9 @@ pub enum Failure {
 pub struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
+    /// The first bytes of the body, only with [`Pool::send_keeping_body`]
+    /// (the load engine reads and drops bodies: empty).
+    pub body: Bytes,
 }
 
 /// Keep-alive connections to one `host:port`.
@@ -101,7 +104,9 @@ impl Pool {
         timeout: Duration,
     ) -> Result<Answer, Failure> {
         let work = async {
-            let (result, conn) = self.exchange(slot.take(), method, uri, headers, body).await;
+            let (result, conn) = self
+                .exchange(slot.take(), method, uri, headers, body, 0)
+                .await;
             *slot = conn;
             result
         };
@@ -120,7 +125,23 @@ impl Pool {
         body: Option<&Bytes>,
         timeout: Duration,
     ) -> Result<Answer, Failure> {
-        match tokio::time::timeout(timeout, self.send_inner(method, uri, headers, body)).await {
+        self.send_keeping_body(method, uri, headers, body, timeout, 0)
+            .await
+    }
+
+    /// Like [`Pool::send`], keeping the first `keep` bytes of the response
+    /// body in [`Answer::body`] (the rest is read and dropped).
+    pub async fn send_keeping_body(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Option<&Bytes>,
+        timeout: Duration,
+        keep: usize,
+    ) -> Result<Answer, Failure> {
+        let work = self.send_inner(method, uri, headers, body, keep);
+        match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(Failure::Timeout),
         }
@@ -132,9 +153,10 @@ impl Pool {
         uri: &Uri,
         headers: HeaderMap,
         body: Option<&Bytes>,
+        keep: usize,
     ) -> Result<Answer, Failure> {
         let (result, conn) = self
-            .exchange(self.take_idle(), method, uri, headers, body)
+            .exchange(self.take_idle(), method, uri, headers, body, keep)
             .await;
         if let Some(c) = conn {
             self.put(c);
@@ -142,8 +164,8 @@ impl Pool {
         result
     }
 
-    /// One exchange on `conn` (or a new connection); gives back the
-    /// connection when it can be reused.
+    /// One exchange on `conn` (or a new connection), keeping the first
+    /// `keep` bytes of the body; gives back the connection when it can be reused.
     async fn exchange(
         &self,
         conn: Option<SendRequest<Full<Bytes>>>,
@@ -151,6 +173,7 @@ impl Pool {
         uri: &Uri,
         headers: HeaderMap,
         body: Option<&Bytes>,
+        keep: usize,
     ) -> (Result<Answer, Failure>, Option<SendRequest<Full<Bytes>>>) {
         // A kept connection the server closed meanwhile fails before the
         // request is written: hyper hands the request back, and it is sent
@@ -182,15 +205,23 @@ impl Pool {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let (parts, mut body) = resp.into_parts();
-                    // Read and drop the body frame by frame.
+                    // Read the body frame by frame, dropping what is not kept.
+                    let mut kept = Vec::new();
                     while let Some(frame) = body.frame().await {
-                        if frame.is_err() {
-                            return (Err(Failure::Other), None);
+                        match frame {
+                            Err(_) => return (Err(Failure::Other), None),
+                            Ok(frame) => {
+                                if let Some(data) = frame.data_ref() {
+                                    let room = keep.saturating_sub(kept.len());
+                                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                                }
+                            }
                         }
                     }
                     let answer = Answer {
                         status: parts.status.as_u16(),
                         headers: parts.headers,
+                        body: Bytes::from(kept),
                     };
                     return (Ok(answer), Some(sender).filter(|s| !s.is_closed()));
                 }

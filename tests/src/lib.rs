@@ -3,6 +3,7 @@
 
 pub mod cloudflare;
 pub mod fixtures;
+pub mod flips;
 pub mod process;
 pub mod rig;
 pub mod runtime;
