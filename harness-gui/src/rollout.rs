@@ -1340,22 +1340,35 @@ mod tests {
         assert_eq!(cmd.action(), "weight 100%");
     }
 
-    #[test]
-    fn an_unhealthy_report_from_the_edge_rolls_back_despite_passing_analysis() {
+    /// The state after one 5 % step, with the edge's health report.
+    fn edge_view_with(under_test: Color, unhealthy: bool, failures: u32) -> StateView {
         use greenlight_common::health::HealthView;
-        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
         let mut edge = Edge::new();
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
         run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
         let mut view = edge.view();
         view.health = Some(HealthView {
-            under_test: Color::Green,
-            unhealthy: true,
+            under_test,
+            unhealthy,
             blue_failures: 0,
-            green_failures: 7,
-            recent_failures: 7,
-            last_failure: Some("green origin answered 503".into()),
+            green_failures: u64::from(failures),
+            recent_failures: failures,
+            last_failure: None,
         });
-        c.observe_state(&view);
+        view
+    }
+
+    #[test]
+    fn an_unhealthy_report_from_the_edge_rolls_back_despite_passing_analysis() {
+        let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
+        let reported = |unhealthy: bool, failures: u32| {
+            let mut view = edge_view_with(Color::Green, unhealthy, failures);
+            view.health.as_mut().unwrap().last_failure = Some("green origin answered 503".into());
+            view
+        };
+        c.observe_state(&reported(true, 7));
         let mut pass = |_: Look| verdict(Verdict::Pass);
         let cmd = c.poll(Duration::from_secs(4), &mut pass).unwrap();
         assert_eq!(cmd.action(), "rollback");
@@ -1370,16 +1383,7 @@ mod tests {
         let mut c = Controller::new(plan(&[5.0, 100.0], 0, OnInconclusive::Pause));
         let mut edge = Edge::new();
         run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
-        let mut view = edge.view();
-        view.health = Some(HealthView {
-            under_test: Color::Green,
-            unhealthy: false,
-            blue_failures: 0,
-            green_failures: 1,
-            recent_failures: 1,
-            last_failure: None,
-        });
-        c.observe_state(&view);
+        c.observe_state(&reported(false, 1));
         assert_eq!(c.poll(Duration::from_secs(4), &mut pass), None);
     }
 

@@ -10,3 +10,29 @@ pub mod runtime;
 pub mod spin;
 
 pub use runtime::{EdgeSetup, RunningEdge, Runtime};
+
+/// Declares one `#[tokio::test]` per runtime for each named behaviour:
+/// `cloudflare::<name>` and `spin::<name>`, each calling
+/// `<name>(Runtime::…)` of the test file. Every suite is run against both
+/// edges through this one macro.
+#[macro_export]
+macro_rules! for_each_runtime {
+    ($($test:ident),* $(,)?) => {
+        mod cloudflare {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Runtime::Cloudflare).await
+                }
+            )*
+        }
+        mod spin {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Runtime::Spin).await
+                }
+            )*
+        }
+    };
+}

@@ -510,27 +510,7 @@ async fn origins_only_accept_signed_edge_traffic(runtime: Runtime) {
     assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 2));
 }
 
-macro_rules! conformance {
-    ($runtime_mod:ident, $runtime:expr, [$($test:ident),* $(,)?]) => {
-        mod $runtime_mod {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($runtime).await
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        conformance!(cloudflare, greenlight_e2e::Runtime::Cloudflare, [$($test),*]);
-        conformance!(spin, greenlight_e2e::Runtime::Spin, [$($test),*]);
-    };
-}
-
-suite!(
+greenlight_e2e::for_each_runtime!(
     auth_failures_never_reach_the_origin,
     every_credential_kind_is_accepted,
     weighted_split_is_sticky_and_converges,

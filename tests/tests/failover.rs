@@ -304,28 +304,7 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     assert!(anonymous.contains(&429), "{anonymous:?}");
 }
 
-macro_rules! both_runtimes {
-    ($($test:ident),* $(,)?) => {
-        mod cloudflare {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(greenlight_e2e::Runtime::Cloudflare).await
-                }
-            )*
-        }
-        mod spin {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(greenlight_e2e::Runtime::Spin).await
-                }
-            )*
-        }
-    };
-}
-
-both_runtimes!(
+greenlight_e2e::for_each_runtime!(
     idempotent_requests_fail_over_to_the_other_live_color,
     slow_origins_time_out_and_fail_over,
     no_live_origin_is_503_with_retry_after,

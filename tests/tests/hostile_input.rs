@@ -622,27 +622,7 @@ async fn admin_refuses_hostile_calls(runtime: Runtime) {
     assert_eq!(rig.state().await.state.epoch, 2);
 }
 
-macro_rules! hostile {
-    ($runtime_mod:ident, $runtime:expr, [$($test:ident),* $(,)?]) => {
-        mod $runtime_mod {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($runtime).await
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        hostile!(cloudflare, greenlight_e2e::Runtime::Cloudflare, [$($test),*]);
-        hostile!(spin, greenlight_e2e::Runtime::Spin, [$($test),*]);
-    };
-}
-
-suite!(
+greenlight_e2e::for_each_runtime!(
     credential_headers_are_refused,
     header_bombs,
     admin_refuses_hostile_calls,

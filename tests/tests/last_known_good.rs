@@ -310,27 +310,7 @@ async fn fresh_edge_with_a_corrupt_document_serves_blue(runtime: Runtime) {
     steady(&rig, &healthy, TTL * 3, "after the repairing write").await;
 }
 
-macro_rules! lkg {
-    ($runtime_mod:ident, $runtime:expr, [$($test:ident),* $(,)?]) => {
-        mod $runtime_mod {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test($runtime).await
-                }
-            )*
-        }
-    };
-}
-
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        lkg!(cloudflare, greenlight_e2e::Runtime::Cloudflare, [$($test),*]);
-        lkg!(spin, greenlight_e2e::Runtime::Spin, [$($test),*]);
-    };
-}
-
-suite!(
+greenlight_e2e::for_each_runtime!(
     bad_documents_keep_the_last_good_state,
     fresh_edge_serves_the_backup_of_the_last_write,
     fresh_edge_with_a_corrupt_document_serves_blue,
