@@ -434,11 +434,11 @@ thread_local! {
 }
 
 /// The configuration, from Spin variables (lower-cased names), cached for
-/// `state_cache_ttl_ms`. Errors are not cached.
+/// [`CONFIG_CACHE_MS`]. Errors are not cached.
 async fn config(now_ms: u64) -> Result<Rc<EdgeConfig>, ConfigError> {
     let cached = CACHE.with_borrow(|c| c.config.clone());
     if let Some((cfg, at)) = cached {
-        if now_ms.saturating_sub(at) < cfg.state_cache_ttl_ms {
+        if now_ms.saturating_sub(at) < CONFIG_CACHE_MS {
             return Ok(cfg);
         }
     }
@@ -460,10 +460,23 @@ async fn config(now_ms: u64) -> Result<Rc<EdgeConfig>, ConfigError> {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.clone())
+            .or_else(|| (name == "STATE_CACHE_TTL_MS").then(|| SPIN_STATE_CACHE_TTL_MS.into()))
     })?);
     CACHE.with_borrow_mut(|c| c.config = Some((cfg.clone(), now_ms)));
     Ok(cfg)
 }
+
+/// How long an instance keeps the configuration it read from variables:
+/// they change with a deploy (which brings new instances), so this only
+/// bounds how late a rotated secret from a dynamic provider is seen.
+const CONFIG_CACHE_MS: u64 = 1_000;
+
+/// `state_cache_ttl_ms` when the variable is not set: 0, the state is read on
+/// every request. Spin's key-value store is local to the app (SQLite by
+/// default, no network round trip), and a reused instance serving from a
+/// cache would let a request after a promote, landing on another instance,
+/// see the old state. Raise it to trade that for fewer store reads.
+const SPIN_STATE_CACHE_TTL_MS: &str = "0";
 
 /// The rollout state for routing, cached for `state_cache_ttl_ms`. A store
 /// failure serves the last good state, flagged degraded.

@@ -198,10 +198,70 @@ async fn serve(
     handler: &ProxyHandler<Host>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> wasmtime::Result<hyper::Response<HostBody>> {
-    let mut req = req.map(|b| b.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
+    let mut req = req.map(|b| {
+        LingeringBody(Some(b))
+            .map_err(wasmtime_wasi_http::Error::from)
+            .boxed_unsync()
+    });
     strip_connection_listed(req.headers_mut());
     let resp = handler.handle((), req).await?;
     Ok(resp.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+}
+
+/// The request body as the guest gets it. A guest that answers without
+/// reading all of it (a 401 to an upload) would otherwise make hyper close
+/// the connection mid-upload, and the client may never read that answer.
+/// Like a server's lingering close, what the guest left is read and thrown
+/// away in the background (at most 64 MiB or 10 s).
+struct LingeringBody(Option<hyper::body::Incoming>);
+
+impl hyper::body::Body for LingeringBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+impl Drop for LingeringBody {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut read = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > 64 << 20 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+        });
+    }
 }
 
 /// wasmtime hides `Connection` from the guest (a forbidden header), so the
