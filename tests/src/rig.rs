@@ -19,11 +19,21 @@ impl Rig {
     /// The suite's standard edge (`fixtures::edge_setup`), with `tweak`
     /// applied to its setup before it starts.
     pub async fn start(runtime: Runtime, tweak: impl FnOnce(&mut EdgeSetup)) -> Rig {
+        Rig::start_with(runtime, Behavior::default(), Behavior::default(), tweak).await
+    }
+
+    /// [`Rig::start`] with origins that behave as given (slow, erroring...).
+    pub async fn start_with(
+        runtime: Runtime,
+        blue: Behavior,
+        green: Behavior,
+        tweak: impl FnOnce(&mut EdgeSetup),
+    ) -> Rig {
         let any = "127.0.0.1:0".parse().expect("loopback address");
-        let blue = Origin::start(any, "blue", Behavior::default())
+        let blue = Origin::start(any, "blue", blue)
             .await
             .expect("starting the blue origin");
-        let green = Origin::start(any, "green", Behavior::default())
+        let green = Origin::start(any, "green", green)
             .await
             .expect("starting the green origin");
         let mut setup = fixtures::edge_setup(&blue.url(), &green.url());

@@ -2,19 +2,21 @@
 //! with origins on 127.0.0.1 that fail for real: a closed port (connection
 //! refused), an origin that answers 500, one that answers too late.
 
-use greenlight_common::admin::{Problem, StateView};
+use greenlight_common::admin::Problem;
 use greenlight_common::Color;
-use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
+use greenlight_e2e::fixtures::{APP_KEY, QA_KEY};
 use greenlight_e2e::process::free_port;
-use greenlight_e2e::{RunningEdge, Runtime};
-use loadtest::origin::{Behavior, LatencyDist, Origin};
-use reqwest::{Client, Response, StatusCode};
+use greenlight_e2e::rig::{header, Rig};
+use greenlight_e2e::Runtime;
+use loadtest::origin::{Behavior, LatencyDist};
+use reqwest::{Response, StatusCode};
 use std::time::{Duration, Instant};
 
 /// How a test origin misbehaves.
 enum Health {
     Up,
-    /// Nothing listens on its port.
+    /// Nothing listens where the edge is told the origin is (the rig's
+    /// origin for that color is never reached).
     Refused,
     /// Every answer is a 500.
     Errors,
@@ -22,106 +24,60 @@ enum Health {
     Slow(Duration),
 }
 
-struct Rig {
-    /// `None` for a refused origin.
-    blue: Option<Origin>,
-    green: Option<Origin>,
-    edge: RunningEdge,
-    http: Client,
-}
-
-async fn origin(color: &str, health: &Health) -> (Option<Origin>, String) {
-    let any = "127.0.0.1:0".parse().unwrap();
-    let behavior = match health {
-        Health::Up | Health::Refused => Behavior::default(),
-        Health::Errors => Behavior {
-            error_rate: 1.0,
-            ..Behavior::default()
-        },
-        Health::Slow(d) => Behavior {
-            latency: LatencyDist::Fixed(*d),
-            ..Behavior::default()
-        },
-    };
-    if matches!(health, Health::Refused) {
-        return (None, format!("http://127.0.0.1:{}", free_port()));
+impl Health {
+    fn behavior(&self) -> Behavior {
+        match self {
+            Health::Up | Health::Refused => Behavior::default(),
+            Health::Errors => Behavior {
+                error_rate: 1.0,
+                ..Behavior::default()
+            },
+            Health::Slow(d) => Behavior {
+                latency: LatencyDist::Fixed(*d),
+                ..Behavior::default()
+            },
+        }
     }
-    let o = Origin::start(any, color, behavior).await.unwrap();
-    let url = o.url();
-    (Some(o), url)
 }
 
-impl Rig {
-    async fn start(runtime: Runtime, blue: Health, green: Health, vars: &[(&str, &str)]) -> Rig {
-        let (blue, blue_url) = origin("blue", &blue).await;
-        let (green, green_url) = origin("green", &green).await;
-        let mut setup = fixtures::edge_setup(&blue_url, &green_url);
+/// The suite's rig with misbehaving origins and extra edge variables.
+async fn start(runtime: Runtime, blue: Health, green: Health, vars: &[(&str, &str)]) -> Rig {
+    Rig::start_with(runtime, blue.behavior(), green.behavior(), |setup| {
+        for (var, health) in [("BLUE_ORIGIN", &blue), ("GREEN_ORIGIN", &green)] {
+            if matches!(health, Health::Refused) {
+                setup
+                    .vars
+                    .insert(var.into(), format!("http://127.0.0.1:{}", free_port()));
+            }
+        }
         for (k, v) in vars {
             setup.vars.insert(k.to_string(), v.to_string());
         }
-        let edge = runtime
-            .start(&setup)
-            .await
-            .unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
-        let http = Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Rig {
-            blue,
-            green,
-            edge,
-            http,
-        }
-    }
-
-    fn hits(o: &Option<Origin>) -> u64 {
-        o.as_ref().map_or(0, Origin::hits)
-    }
-
-    /// A request as the QA key asking for green (it may preview).
-    async fn as_green_previewer(&self, method: reqwest::Method) -> Response {
-        self.http
-            .request(method, format!("{}/api/item?x=1", self.edge.base_url))
-            .header("x-api-key", QA_KEY)
-            .header("x-greenlight-color", "green")
-            .body("payload")
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn state(&self) -> StateView {
-        let resp = self
-            .http
-            .get(format!("{}/__greenlight/state", self.edge.base_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
-    }
-
-    async fn set_weight(&self, percent: f64) {
-        let epoch = self.state().await.state.epoch;
-        let resp = self
-            .http
-            .post(format!("{}/__greenlight/weight", self.edge.base_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"expected_epoch": epoch, "weight_percent": percent}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
+    })
+    .await
 }
 
-fn header<'a>(resp: &'a Response, name: &str) -> &'a str {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+/// A request as the QA key asking for green (it may preview).
+async fn as_green_previewer(rig: &Rig, method: reqwest::Method) -> Response {
+    rig.http
+        .request(method, rig.url("/api/item?x=1"))
+        .header("x-api-key", QA_KEY)
+        .header("x-greenlight-color", "green")
+        .body("payload")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn set_weight(rig: &Rig, percent: f64) {
+    let epoch = rig.state().await.state.epoch;
+    let resp = rig
+        .admin_post(
+            "weight",
+            serde_json::json!({"expected_epoch": epoch, "weight_percent": percent}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
 }
 
 async fn problem(resp: Response) -> Problem {
@@ -134,31 +90,31 @@ async fn problem(resp: Response) -> Problem {
 /// green's failures until the state reports it unhealthy.
 async fn idempotent_requests_fail_over_to_the_other_live_color(runtime: Runtime) {
     for green in [Health::Refused, Health::Errors] {
-        let rig = Rig::start(
+        let rig = start(
             runtime,
             Health::Up,
             green,
             &[("HEALTH_FAILURE_THRESHOLD", "3")],
         )
         .await;
-        rig.set_weight(10.0).await;
-        let resp = rig.as_green_previewer(reqwest::Method::GET).await;
+        set_weight(&rig, 10.0).await;
+        let resp = as_green_previewer(&rig, reqwest::Method::GET).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-greenlight-color"), "blue");
         assert_eq!(header(&resp, "x-greenlight-reason"), "failover");
         let served: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(served["color"], "blue", "blue's own answer");
-        assert_eq!(Rig::hits(&rig.blue), 1);
+        assert_eq!(rig.blue.hits(), 1);
 
         // Not idempotent: one attempt, a 502 problem, nothing sent to blue.
         for method in [reqwest::Method::POST, reqwest::Method::PUT] {
-            let resp = rig.as_green_previewer(method.clone()).await;
+            let resp = as_green_previewer(&rig, method.clone()).await;
             assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{method}");
             let p = problem(resp).await;
             assert_eq!(p.kind, "urn:greenlight:problem:origin-failed");
             assert!(p.detail.starts_with("green origin"), "{}", p.detail);
         }
-        assert_eq!(Rig::hits(&rig.blue), 1, "writes are never retried");
+        assert_eq!(rig.blue.hits(), 1, "writes are never retried");
 
         // Failures so far: GET + POST + PUT = 3 ≥ the threshold. Workers
         // write the count after responding (waitUntil): poll briefly.
@@ -182,7 +138,7 @@ async fn idempotent_requests_fail_over_to_the_other_live_color(runtime: Runtime)
             "{health:?}"
         );
         // A new step (epoch) starts a fresh count.
-        rig.set_weight(20.0).await;
+        set_weight(&rig, 20.0).await;
         assert!(!rig.state().await.health.unwrap().unhealthy);
     }
 }
@@ -190,7 +146,7 @@ async fn idempotent_requests_fail_over_to_the_other_live_color(runtime: Runtime)
 /// An origin that answers too late is abandoned after ORIGIN_TIMEOUT_MS and
 /// the read is served by the other color, well before the slow answer.
 async fn slow_origins_time_out_and_fail_over(runtime: Runtime) {
-    let rig = Rig::start(
+    let rig = start(
         runtime,
         Health::Up,
         Health::Slow(Duration::from_secs(20)),
@@ -200,9 +156,9 @@ async fn slow_origins_time_out_and_fail_over(runtime: Runtime) {
         ],
     )
     .await;
-    rig.set_weight(10.0).await;
+    set_weight(&rig, 10.0).await;
     let started = Instant::now();
-    let resp = rig.as_green_previewer(reqwest::Method::GET).await;
+    let resp = as_green_previewer(&rig, reqwest::Method::GET).await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-greenlight-color"), "blue");
@@ -216,7 +172,7 @@ async fn slow_origins_time_out_and_fail_over(runtime: Runtime) {
 /// With no live origin answering, reads get 503 + Retry-After and writes 502;
 /// a candidate at 0 % is not live, so blue alone being down is a 503 too.
 async fn no_live_origin_is_503_with_retry_after(runtime: Runtime) {
-    let rig = Rig::start(
+    let rig = start(
         runtime,
         Health::Refused,
         Health::Refused,
@@ -225,7 +181,7 @@ async fn no_live_origin_is_503_with_retry_after(runtime: Runtime) {
     .await;
     let get = |method: reqwest::Method| {
         rig.http
-            .request(method, format!("{}/api/item", rig.edge.base_url))
+            .request(method, rig.url("/api/item"))
             .header("x-api-key", APP_KEY)
             .send()
     };
@@ -236,7 +192,7 @@ async fn no_live_origin_is_503_with_retry_after(runtime: Runtime) {
     let p = problem(resp).await;
     assert_eq!(p.kind, "urn:greenlight:problem:no-live-origin");
     // Canary: both live, both down.
-    rig.set_weight(50.0).await;
+    set_weight(&rig, 50.0).await;
     let resp = get(reqwest::Method::HEAD).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&resp, "retry-after"), "7");
@@ -248,7 +204,7 @@ async fn no_live_origin_is_503_with_retry_after(runtime: Runtime) {
 /// Each caller has its own token bucket; over the limit → 429 with
 /// Retry-After, the origin sees nothing; other callers are unaffected.
 async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
-    let rig = Rig::start(
+    let rig = start(
         runtime,
         Health::Up,
         Health::Up,
@@ -257,7 +213,7 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     .await;
     let send = |key: &'static str| {
         rig.http
-            .get(format!("{}/api/item", rig.edge.base_url))
+            .get(rig.url("/api/item"))
             .header("x-api-key", key)
             .send()
     };
@@ -282,7 +238,7 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     assert!(ok <= 3 + elapsed_s + 1, "{statuses:?} in {elapsed_s} s");
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
-    assert_eq!(Rig::hits(&rig.blue) + Rig::hits(&rig.green), ok);
+    assert_eq!(rig.origin_hits(), ok);
     // Another caller has a bucket of its own.
     assert_eq!(send(QA_KEY).await.unwrap().status(), 200);
 
@@ -292,12 +248,7 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     // not buy a fresh bucket.
     let mut anonymous = Vec::new();
     for _ in 0..8 {
-        let resp = rig
-            .http
-            .get(format!("{}/public/page", rig.edge.base_url))
-            .send()
-            .await
-            .unwrap();
+        let resp = rig.http.get(rig.url("/public/page")).send().await.unwrap();
         anonymous.push(resp.status().as_u16());
     }
     assert_eq!(&anonymous[..3], &[200, 200, 200], "{anonymous:?}");
