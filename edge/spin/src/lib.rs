@@ -68,7 +68,7 @@ async fn serve(req: Request, now_ms: u64) -> Result<types::Response, Reply> {
         EdgePlan::Reply(reply) => Err(reply),
         EdgePlan::Admin(call) => {
             let body = read_limited(&mut body, MAX_ADMIN_BODY + 1).await;
-            let store = Store::open(KV_STORE)
+            let store = store()
                 .await
                 .map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
             let document = store
@@ -181,7 +181,7 @@ async fn take_token(cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), 
     let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) else {
         return Ok(());
     };
-    let Ok(store) = Store::open(KV_STORE).await else {
+    let Ok(store) = store().await else {
         return Ok(());
     };
     let kv_key = ratelimit::storage_key(key);
@@ -194,7 +194,7 @@ async fn take_token(cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), 
 /// Counts a failed attempt in the health document (read-modify-write:
 /// concurrent failures may be counted once, enough to cross a threshold).
 async fn count_failure(cfg: &EdgeConfig, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
-    let Ok(store) = Store::open(KV_STORE).await else {
+    let Ok(store) = store().await else {
         return;
     };
     let stored = store.get(HEALTH_KEY).await.ok().flatten();
@@ -431,6 +431,20 @@ struct Cache {
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// The key-value store, opened once per instance: Spin reuses an
+    /// instance for many requests, and every one of them reads the state.
+    static STORE: RefCell<Option<Rc<Store>>> = const { RefCell::new(None) };
+}
+
+/// The instance's handle on the key-value store (opened on first use;
+/// a failed open is not cached).
+async fn store() -> Result<Rc<Store>, spin_sdk::key_value::Error> {
+    if let Some(store) = STORE.with_borrow(|s| s.clone()) {
+        return Ok(store);
+    }
+    let store = Rc::new(Store::open(KV_STORE).await?);
+    STORE.with_borrow_mut(|s| *s = Some(store.clone()));
+    Ok(store)
 }
 
 /// The configuration, from Spin variables (lower-cased names), cached for
@@ -487,7 +501,7 @@ async fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> LoadedState {
             return loaded;
         }
     }
-    let loaded = match Store::open(KV_STORE).await {
+    let loaded = match store().await {
         Ok(store) => match store.get(STATE_KEY).await {
             Ok(doc) => with_backup(load_document(doc.as_deref(), cfg), &store, cfg).await,
             Err(_) => {
