@@ -83,6 +83,58 @@ impl HeaderLookup for Vec<(String, String)> {
     }
 }
 
+/// Path and query of an absolute URL as the platform serialises it
+/// (WHATWG form: `scheme://host[:port]/path[?query][#fragment]`), without
+/// parsing it again: in that form the first `/` after the authority starts
+/// the path, and `?` and `#` inside path and query are percent-encoded.
+/// The fragment is dropped (it is never sent to an origin).
+pub fn path_and_query(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let rest = rest.find(['/', '?', '#']).map_or("", |i| &rest[i..]);
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
+/// Separator of [`join_lines`] / [`split_lines`]. HTTP header names and
+/// values can never contain a line feed (browsers' and workerd's `Headers`
+/// refuse one), so it cannot occur inside a field.
+const LINE: char = '\n';
+
+/// Name/value pairs as one string, `name\nvalue\nname\nvalue…`: how the
+/// Worker's JavaScript glue and Rust exchange a whole header list in one
+/// call instead of one call per header.
+pub fn join_lines<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs {
+        if !out.is_empty() {
+            out.push(LINE);
+        }
+        out.push_str(name);
+        out.push(LINE);
+        out.push_str(value);
+    }
+    out
+}
+
+/// The pairs [`join_lines`] made. A trailing name without a value (which
+/// the glue never produces) is dropped.
+pub fn split_lines(flat: &str) -> Vec<(String, String)> {
+    let mut fields = flat.split(LINE);
+    let mut out = Vec::new();
+    if flat.is_empty() {
+        return out;
+    }
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +146,55 @@ mod tests {
         assert!(is_hop_by_hop("x-secret-hop", &tokens));
         assert!(!is_hop_by_hop("accept", &tokens));
         assert!(!is_hop_by_hop("x-secret-hop", &[]));
+    }
+
+    #[test]
+    fn path_and_query_of_serialised_urls() {
+        assert_eq!(
+            path_and_query("http://127.0.0.1:8787/api/items?a=1&b=2"),
+            ("/api/items", Some("a=1&b=2"))
+        );
+        assert_eq!(path_and_query("https://example.com/"), ("/", None));
+        assert_eq!(path_and_query("https://example.com"), ("/", None));
+        assert_eq!(path_and_query("https://example.com?x"), ("/", Some("x")));
+        assert_eq!(
+            path_and_query("https://example.com/a/b#frag"),
+            ("/a/b", None)
+        );
+        assert_eq!(
+            path_and_query("https://example.com/a?q=1#f?g"),
+            ("/a", Some("q=1"))
+        );
+        assert_eq!(path_and_query("https://example.com/a?"), ("/a", Some("")));
+        assert_eq!(
+            path_and_query("https://u:p@example.com:8443/%3F?%23"),
+            ("/%3F", Some("%23"))
+        );
+        assert_eq!(path_and_query("/relative?x=1"), ("/relative", Some("x=1")));
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let pairs = vec![
+            ("x-api-key".to_string(), "k".to_string()),
+            ("empty".to_string(), String::new()),
+            ("set-cookie".to_string(), "a=1; Path=/".to_string()),
+            ("set-cookie".to_string(), "b=2".to_string()),
+        ];
+        let flat = join_lines(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert_eq!(
+            flat,
+            "x-api-key\nk\nempty\n\nset-cookie\na=1; Path=/\nset-cookie\nb=2"
+        );
+        assert_eq!(split_lines(&flat), pairs);
+        assert_eq!(split_lines(""), Vec::<(String, String)>::new());
+        assert_eq!(join_lines([]), "");
+        // A lone empty-named pair survives (an empty value is not "nothing").
+        assert_eq!(split_lines("\n"), vec![(String::new(), String::new())]);
+        assert_eq!(
+            split_lines("a\n1\ndangling"),
+            vec![("a".to_string(), "1".to_string())]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod http;
 pub mod origin_auth;
 pub mod ratelimit;
 pub mod rollout;
+pub mod shell;
 pub mod state;
 
 pub use color::Color;

@@ -140,7 +140,7 @@ fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
 
 /// The built Worker wasm, for size measurements.
 pub fn built_wasm() -> anyhow::Result<PathBuf> {
-    let wasm = worker_dir().join("build/index_bg.wasm");
+    let wasm = worker_dir().join("build/worker/index.wasm");
     std::fs::metadata(&wasm)
         .with_context(|| format!("{} missing: run scripts/build-worker.sh", wasm.display()))?;
     Ok(wasm)

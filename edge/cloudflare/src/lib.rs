@@ -1,6 +1,11 @@
-//! greenlight on Cloudflare Workers: translates between `worker` types and
-//! `greenlight_common::edge`. All decisions are made in `common`; this file
-//! only reads configuration and KV, and carries the plan out.
+//! greenlight on Cloudflare Workers: the Rust half of the adapter.
+//!
+//! The request's I/O runs in the JavaScript shell (`shell.js`, the Worker's
+//! entry module); every decision is made here, in synchronous calls that
+//! translate between the shell's strings (`greenlight_common::shell`) and
+//! `greenlight_common::edge`. Only store access is async Rust: loading
+//! configuration and state, the admin API, and writing the health record.
+//! Why the split: `greenlight_common::shell`.
 
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
@@ -8,23 +13,26 @@ use greenlight_common::edge::{
 };
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::{self, HealthRecord, HEALTH_KEY};
-use greenlight_common::http::{connection_tokens, LAST_GOOD_KEY, STATE_KEY};
-use greenlight_common::ratelimit::Limiter;
-use greenlight_common::RolloutState;
+use greenlight_common::http::{path_and_query, split_lines, LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::ratelimit::{Limiter, RetryAfter};
+use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use worker::{
-    event, AbortSignal, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response,
-    ResponseBody,
-};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen_futures::JsFuture;
+use worker::Env;
 
 /// The KV namespace binding that holds the rollout state document.
 const KV_BINDING: &str = "GREENLIGHT_STATE";
 
-// Per-isolate caches. An isolate serves requests one at a time on one thread,
-// so thread-locals are the isolate's memory.
+// Per-isolate memory. An isolate runs on one thread, so thread-locals are the
+// isolate's; requests interleave at awaits, never inside a call.
 thread_local! {
-    static CONFIG: RefCell<Option<Rc<EdgeConfig>>> = const { RefCell::new(None) };
+    /// Read from the Worker's vars once per isolate (they cannot change
+    /// without a new deployment, hence a new isolate); a bad configuration
+    /// is remembered too and answered on every request.
+    static CONFIG: RefCell<Option<Result<Rc<EdgeConfig>, ConfigError>>> = const { RefCell::new(None) };
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
@@ -32,96 +40,296 @@ thread_local! {
     /// Origin failures this isolate counted, written back merged with the
     /// stored record: writes after the response can race each other.
     static HEALTH: RefCell<Option<HealthRecord>> = const { RefCell::new(None) };
+    /// Forwards waiting for their attempt's result, by attempt id.
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
 /// Callers one isolate keeps buckets for before it forgets idle ones.
 const MAX_LIMITED_CALLERS: usize = 10_000;
 
-#[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let cfg = match config(&env) {
-        Ok(cfg) => cfg,
-        Err(e) => return respond(&Reply::misconfigured(&e)),
+/// Forwards in flight before the oldest is forgotten: an attempt whose
+/// client went away never reports back.
+const MAX_PENDING: usize = 10_000;
+
+/// A forward between its `forward` step and the attempt's result.
+struct PendingForward {
+    fwd: Forward,
+    method: String,
+    body: BodyPlan,
+}
+
+#[derive(Default)]
+struct Pending {
+    next_id: u32,
+    by_id: BTreeMap<u32, PendingForward>,
+}
+
+impl Pending {
+    fn insert(&mut self, id: Option<u32>, pending: PendingForward) -> u32 {
+        let id = id.unwrap_or_else(|| {
+            self.next_id = self.next_id.wrapping_add(1);
+            self.next_id
+        });
+        self.by_id.insert(id, pending);
+        while self.by_id.len() > MAX_PENDING {
+            self.by_id.pop_first();
+        }
+        id
+    }
+}
+
+/// Begins a request from its head (`requestHead` in shell.js: method, URL,
+/// header fields). `fresh` is set right after `loadEdge`, so the state just
+/// read is used even when the cache TTL is 0. Returns the first step.
+#[wasm_bindgen(js_name = beginRequest)]
+pub fn begin_request(
+    head: &str,
+    now_ms: f64,
+    random_hi: u32,
+    random_lo: u32,
+    fresh: bool,
+) -> String {
+    let now_ms = now_ms as u64;
+    let cfg = match CONFIG.with(|c| c.borrow().clone()) {
+        Some(Ok(cfg)) => cfg,
+        Some(Err(e)) => return shell::reply(&Reply::misconfigured(&e)),
+        None => return shell::LOAD.into(),
     };
-    let now_ms = now_ms();
-    let (loaded, just_read) = match cached_state(&cfg, now_ms) {
-        Some(s) => (s, false),
-        None => (load_state(&env, &cfg, now_ms).await, true),
+    let loaded = if fresh {
+        STATE.with(|s| s.borrow().as_ref().map(|(loaded, _)| loaded.clone()))
+    } else {
+        cached_state(&cfg, now_ms)
     };
-    let url = req.url()?;
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let method = req.method().to_string();
-    // Set by Cloudflare itself, never taken from the client.
-    let client_addr = header_value(&headers, "cf-connecting-ip");
+    let Some(loaded) = loaded else {
+        return shell::LOAD.into();
+    };
+    let mut fields = head.splitn(3, '\n');
+    let method = fields.next().unwrap_or_default();
+    let url = fields.next().unwrap_or_default();
+    let headers = split_lines(fields.next().unwrap_or_default());
+    let (path, query) = path_and_query(url);
     let head = RequestHead {
-        method: &method,
-        path: url.path(),
-        query: url.query(),
+        method,
+        path,
+        query,
         headers: &headers,
-        client_addr,
+        // Set by Cloudflare itself, never taken from the client.
+        client_addr: header_value(&headers, "cf-connecting-ip"),
     };
-    match edge::plan(&cfg, &loaded, &head, now_ms, random_u64()) {
-        EdgePlan::Reply(reply) => respond(&reply),
+    let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
+    match edge::plan(&cfg, &loaded, &head, now_ms, random) {
+        EdgePlan::Reply(reply) => shell::reply(&reply),
+        EdgePlan::Admin(_) => shell::ADMIN.into(),
         EdgePlan::Forward(mut fwd) => {
             if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
-                return respond(&Reply::rate_limited(wait));
+                return shell::reply(&Reply::rate_limited(wait));
             }
             // fetch() refuses a body on GET/HEAD: workerd drops one, so
             // for these there is nothing to send.
-            let framing = if matches!(method.as_str(), "GET" | "HEAD") {
-                (None, false)
+            let body = if matches!(method, "GET" | "HEAD") {
+                BodyPlan::Empty
             } else {
-                (
+                fwd.plan_body(
                     header_value(&headers, "content-length"),
                     header_value(&headers, "transfer-encoding").is_some(),
                 )
             };
-            let body = match fwd.plan_body(framing.0, framing.1) {
-                BodyPlan::Buffer => Body::Bytes(req.bytes().await?),
-                BodyPlan::Stream => Body::Stream,
-                BodyPlan::Empty => Body::Empty,
-            };
-            forward(&req, &method, body, fwd, &env, &ctx).await
-        }
-        EdgePlan::Admin(call) => {
-            // Admin calls always work from a fresh read of the store, never
-            // the cache: optimistic concurrency must compare against the
-            // latest written epoch.
-            let fresh = if just_read {
-                loaded
-            } else {
-                load_state(&env, &cfg, now_ms).await
-            };
-            let body = req.bytes().await.unwrap_or_default();
-            let health = if call.wants_health() {
-                read_key(&env, HEALTH_KEY).await
-            } else {
-                None
-            };
-            let outcome = edge::run_admin(
-                &cfg,
-                &call,
-                &method,
-                &body,
-                &fresh,
-                health.as_deref(),
-                now_ms,
-            );
-            if let Some(next) = &outcome.new_state {
-                if let Err(e) = store_state(&env, next).await {
-                    return respond(&Reply::store_unavailable(e.to_string()));
-                }
-                remember(
-                    Rc::new(LoadedState {
-                        state: next.clone(),
-                        degraded: false,
-                    }),
-                    now_ms,
-                );
-            }
-            respond(&Reply::from_admin(&outcome))
+            let step_fwd = fwd.clone();
+            let id = PENDING.with_borrow_mut(|p| {
+                p.insert(
+                    None,
+                    PendingForward {
+                        fwd,
+                        method: method.to_owned(),
+                        body,
+                    },
+                )
+            });
+            shell::forward(id, method, body, &step_fwd)
         }
     }
+}
+
+/// Takes attempt `id`'s result (see `greenlight_common::shell`) and
+/// returns what follows: deliver, retry on the other color, or reply.
+#[wasm_bindgen(js_name = afterAttempt)]
+pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> String {
+    let Some(pending) = PENDING.with_borrow_mut(|p| p.by_id.remove(&id)) else {
+        return shell::reply(&Reply::origin_failed("the edge lost track of this request"));
+    };
+    let now_ms = now_ms as u64;
+    let elapsed_ms = now_ms.saturating_sub(started_ms as u64);
+    let result = shell::attempt_result(report, pending.fwd.timeout_ms);
+    let persist = result.outcome.failed() && count_failure(&pending.fwd, &result.outcome, now_ms);
+    let step = match pending.fwd.after_attempt(&result.outcome, elapsed_ms) {
+        Next::Deliver => match (&result.outcome, result.header_lines) {
+            (Outcome::Answered(status), Some(lines)) => {
+                shell::deliver(*status, lines, &pending.fwd)
+            }
+            _ => shell::reply(&Reply::origin_failed("origin response lost")),
+        },
+        Next::Retry(next) => {
+            let step = shell::forward(id, &pending.method, pending.body, &next);
+            PENDING.with_borrow_mut(|p| {
+                p.insert(
+                    Some(id),
+                    PendingForward {
+                        fwd: *next,
+                        ..pending
+                    },
+                )
+            });
+            step
+        }
+        Next::Reply(reply) => shell::reply(&reply),
+    };
+    if persist {
+        format!("{}{step}", shell::PERSIST_PREFIX)
+    } else {
+        step
+    }
+}
+
+/// Reads configuration (once per isolate) and the rollout state into this
+/// isolate's memory; the shell then begins the request again.
+#[wasm_bindgen(js_name = loadEdge)]
+pub async fn load_edge(env: Env) {
+    if let Ok(cfg) = config(&env) {
+        load_state(&env, &cfg, now_ms()).await;
+    }
+}
+
+/// The admin API (`/__greenlight/…`): authorised, applied against a fresh
+/// read of the store (optimistic concurrency must compare against the latest
+/// written epoch), stored, answered.
+#[wasm_bindgen]
+pub async fn admin(req: web_sys::Request, env: Env) -> web_sys::Response {
+    let reply = admin_reply(&req, &env).await;
+    let init = web_sys::ResponseInit::new();
+    init.set_status(reply.status);
+    let headers = web_sys::Headers::new();
+    if let Ok(headers) = &headers {
+        for (k, v) in &reply.headers {
+            let _ = headers.append(k, v);
+        }
+        init.set_headers(headers);
+    }
+    match web_sys::Response::new_with_opt_str_and_init(Some(&reply.body), &init) {
+        Ok(resp) => resp,
+        // Only an invalid status could fail, and replies carry valid ones.
+        Err(_) => web_sys::Response::error(),
+    }
+}
+
+async fn admin_reply(req: &web_sys::Request, env: &Env) -> Reply {
+    let cfg = match config(env) {
+        Ok(cfg) => cfg,
+        Err(e) => return Reply::misconfigured(&e),
+    };
+    let now_ms = now_ms();
+    let fresh = load_state(env, &cfg, now_ms).await;
+    let method = req.method();
+    let url = req.url();
+    let headers: Vec<(String, String)> = request_headers(req);
+    let (path, query) = path_and_query(&url);
+    let head = RequestHead {
+        method: &method,
+        path,
+        query,
+        headers: &headers,
+        client_addr: header_value(&headers, "cf-connecting-ip"),
+    };
+    let call = match edge::plan(&cfg, &fresh, &head, now_ms, 0) {
+        EdgePlan::Admin(call) => call,
+        EdgePlan::Reply(reply) => return reply,
+        // The shell only sends admin paths here.
+        EdgePlan::Forward(_) => return Reply::origin_failed("not an admin request"),
+    };
+    let body = read_body(req).await.unwrap_or_default();
+    let health = if call.wants_health() {
+        read_key(env, HEALTH_KEY).await
+    } else {
+        None
+    };
+    let outcome = edge::run_admin(
+        &cfg,
+        &call,
+        &method,
+        &body,
+        &fresh,
+        health.as_deref(),
+        now_ms,
+    );
+    if let Some(next) = &outcome.new_state {
+        if let Err(e) = store_state(env, next).await {
+            return Reply::store_unavailable(e.to_string());
+        }
+        remember(
+            Rc::new(LoadedState {
+                state: next.clone(),
+                degraded: false,
+            }),
+            now_ms,
+        );
+    }
+    Reply::from_admin(&outcome)
+}
+
+/// Writes this isolate's health record merged with the stored one (the
+/// larger count wins), so racing writes of one isolate never lose its
+/// failures; across isolates it is a lower bound, enough to cross a
+/// threshold, which is all the count is for. Run after the response
+/// (`waitUntil`): a failing origin must not also slow the reply down.
+#[wasm_bindgen(js_name = persistHealth)]
+pub async fn persist_health(env: Env) {
+    let Some(mine) = HEALTH.with(|h| h.borrow().clone()) else {
+        return;
+    };
+    let stored = HealthRecord::from_json(read_key(&env, HEALTH_KEY).await.as_deref());
+    let merged = health::merge(stored, &mine);
+    if let Ok(kv) = env.kv(KV_BINDING) {
+        if let Ok(put) = kv.put(HEALTH_KEY, merged.to_json()) {
+            let _ = put.execute().await;
+        }
+    }
+}
+
+/// Counts a failed attempt in this isolate's record; true when there is a
+/// record for the shell to persist.
+fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> bool {
+    let Some(Ok(cfg)) = CONFIG.with(|c| c.borrow().clone()) else {
+        return false;
+    };
+    HEALTH.with_borrow_mut(|h| {
+        *h = Some(edge::count_failure(
+            &cfg,
+            h.take(),
+            fwd.decision.epoch,
+            fwd.decision.color,
+            outcome,
+            now_ms,
+        ));
+    });
+    true
+}
+
+fn request_headers(req: &web_sys::Request) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(Some(entries)) = js_sys::try_iter(&req.headers().entries()) {
+        for entry in entries.flatten() {
+            let pair = js_sys::Array::from(&entry);
+            if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+/// The whole request body.
+async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, wasm_bindgen::JsValue> {
+    let buffer = JsFuture::from(req.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
@@ -137,13 +345,13 @@ async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
 
 fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
     if let Some(cfg) = CONFIG.with(|c| c.borrow().clone()) {
-        return Ok(cfg);
+        return cfg;
     }
     // Vars and secrets (`.dev.vars` locally) both appear as strings on `env`.
-    let cfg = EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
-    let cfg = Rc::new(cfg);
+    let cfg =
+        EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new);
     CONFIG.with(|c| *c.borrow_mut() = Some(cfg.clone()));
-    Ok(cfg)
+    cfg
 }
 
 fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<Rc<LoadedState>> {
@@ -198,11 +406,7 @@ fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a s
 }
 
 /// Takes a token from the caller's bucket in this isolate.
-fn take_token(
-    cfg: &EdgeConfig,
-    fwd: &Forward,
-    now_ms: u64,
-) -> Result<(), greenlight_common::ratelimit::RetryAfter> {
+fn take_token(cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), RetryAfter> {
     let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) else {
         return Ok(());
     };
@@ -222,166 +426,7 @@ async fn read_key(env: &Env, key: &str) -> Option<String> {
         .flatten()
 }
 
-/// Forwards to the chosen origin; on failure, retries once on the other live
-/// color when the core says so, and otherwise answers 502/503.
-/// The body of a forwarded request.
-enum Body {
-    Empty,
-    /// Kept in memory so a retry can send it again.
-    Bytes(Vec<u8>),
-    /// The client's stream, passed through untouched (sent once).
-    Stream,
-}
-
-async fn forward(
-    req: &Request,
-    method: &str,
-    body: Body,
-    mut fwd: Forward,
-    env: &Env,
-    ctx: &Context,
-) -> worker::Result<Response> {
-    loop {
-        let started = now_ms();
-        let (outcome, resp) = attempt(req, method, &body, &fwd).await?;
-        let now = now_ms();
-        if outcome.failed() {
-            count_failure(env, ctx, &fwd, &outcome, now);
-        }
-        match fwd.after_attempt(&outcome, now.saturating_sub(started)) {
-            Next::Deliver => match resp {
-                Some(resp) => return tag(resp, &fwd),
-                None => return respond(&Reply::origin_failed("origin response lost")),
-            },
-            Next::Retry(next) => fwd = *next,
-            Next::Reply(reply) => return respond(&reply),
-        }
-    }
-}
-
-/// One request to one origin, bounded by the attempt's timeout (until the
-/// response headers; the body then streams through).
-async fn attempt(
-    req: &Request,
-    method: &str,
-    body: &Body,
-    fwd: &Forward,
-) -> worker::Result<(Outcome, Option<Response>)> {
-    let headers = Headers::new();
-    for (k, v) in &fwd.request_headers {
-        headers.append(k, v)?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(method.to_string()))
-        .with_headers(headers);
-    match body {
-        Body::Bytes(bytes) => {
-            init.with_body(Some(js_sys::Uint8Array::from(bytes.as_slice()).into()));
-        }
-        Body::Stream => {
-            init.with_body(req.inner().body().map(Into::into));
-        }
-        Body::Empty => {}
-    }
-    let origin_req = Request::new_with_init(&fwd.url, &init)?;
-    // `AbortSignal.timeout`: the runtime aborts the fetch itself, with no
-    // timer or closure on the Rust side. It bounds the wait for the
-    // response headers; once they are here the body streams on.
-    let timeout_ms = u32::try_from(fwd.timeout_ms).unwrap_or(u32::MAX);
-    let signal = AbortSignal::from(web_sys::AbortSignal::timeout_with_u32(timeout_ms));
-    Ok(
-        match Fetch::Request(origin_req).send_with_signal(&signal).await {
-            Ok(resp) => (Outcome::Answered(resp.status_code()), Some(resp)),
-            Err(_) if signal.aborted() => (
-                Outcome::TimedOut {
-                    after_ms: fwd.timeout_ms,
-                },
-                None,
-            ),
-            Err(e) => (Outcome::Unreachable(e.to_string()), None),
-        },
-    )
-}
-
-/// Counts a failed attempt in this isolate's record at once, and writes it
-/// to the health document after the response is sent (`waitUntil`): a
-/// failing origin must not also slow the reply down. The write merges with
-/// what is stored (the larger count wins), so racing writes of one isolate
-/// never lose its failures; across isolates it is a lower bound, enough to
-/// cross a threshold, which is all the count is for.
-fn count_failure(env: &Env, ctx: &Context, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
-    let Some(cfg) = CONFIG.with(|c| c.borrow().clone()) else {
-        return;
-    };
-    let mine = HEALTH.with_borrow_mut(|h| {
-        let next = edge::count_failure(
-            &cfg,
-            h.take(),
-            fwd.decision.epoch,
-            fwd.decision.color,
-            outcome,
-            now_ms,
-        );
-        *h = Some(next.clone());
-        next
-    });
-    let env = env.clone();
-    ctx.wait_until(async move {
-        let stored = HealthRecord::from_json(read_key(&env, HEALTH_KEY).await.as_deref());
-        let merged = health::merge(stored, &mine);
-        if let Ok(kv) = env.kv(KV_BINDING) {
-            if let Ok(put) = kv.put(HEALTH_KEY, merged.to_json()) {
-                let _ = put.execute().await;
-            }
-        }
-    });
-}
-
-/// The origin's response with hop-by-hop headers dropped and the plan's
-/// `x-greenlight-*` headers added; the body streams through.
-fn tag(resp: Response, fwd: &Forward) -> worker::Result<Response> {
-    let status = resp.status_code();
-    // Headers of a fetched response are immutable: build a new set.
-    let out = Headers::new();
-    let tokens = connection_tokens(resp.headers().get("connection").ok().flatten().as_deref());
-    for (k, v) in resp.headers().entries() {
-        if edge::keep_origin_response_header(&k, &tokens, fwd) {
-            out.append(&k, &v)?;
-        }
-    }
-    for (k, v) in &fwd.response_headers {
-        out.append(k, v)?;
-    }
-    let (_, body) = resp.into_parts();
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(out)
-        .body(body))
-}
-
-fn respond(reply: &Reply) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (k, v) in &reply.headers {
-        headers.append(k, v)?;
-    }
-    Ok(Response::builder()
-        .with_status(reply.status)
-        .with_headers(headers)
-        .body(ResponseBody::Body(reply.body.clone().into_bytes())))
-}
-
 /// Unix time in ms (`Date.now()`: one call, no `Date` object).
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
-}
-
-/// 64 random bits from the runtime's CSPRNG (`crypto.getRandomValues`,
-/// through getrandom, which looks the crypto object up once per isolate).
-fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    match getrandom_02::getrandom(&mut buf) {
-        Ok(()) => u64::from_le_bytes(buf),
-        // Cannot happen on workerd; Math.random still keeps ids distinct.
-        Err(_) => (js_sys::Math::random() * u64::MAX as f64) as u64,
-    }
 }

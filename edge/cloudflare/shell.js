@@ -1,0 +1,118 @@
+// greenlight's Worker entry: the JavaScript half of the Cloudflare adapter.
+//
+// This shell does the request's I/O with the runtime's own APIs (fetch,
+// AbortSignal, Response) and asks the Rust core what to do at each step, in
+// synchronous calls that pass one string each way (the protocol is
+// documented in common/src/shell.rs). It makes no decisions: which origin,
+// which headers, whether to retry, what to answer all come from Rust.
+//
+// Built by `worker-build` as its CUSTOM_SHIM template (scripts/build-worker.sh):
+// the placeholders below are filled with wasm-bindgen's snippet imports.
+import * as wasm from "./index_bg.js";
+import wasmModule from "./index.wasm";
+$SNIPPET_JS_IMPORTS
+
+const instance = new WebAssembly.Instance(wasmModule, {
+  "./index_bg.js": wasm,
+  $SNIPPET_WASM_IMPORTS
+});
+wasm.__wbg_set_wasm(instance.exports);
+instance.exports.__wbindgen_start?.();
+
+// Header lists cross as "name\nvalue\n..." (a header never holds a line feed).
+function headerLines(headers) {
+  let out = "";
+  for (const [name, value] of headers) {
+    out += (out === "" ? "" : "\n") + name + "\n" + value;
+  }
+  return out;
+}
+
+function headersFrom(fields, start, end) {
+  const headers = new Headers();
+  for (let i = start; i + 1 < end; i += 2) {
+    headers.append(fields[i], fields[i + 1]);
+  }
+  return headers;
+}
+
+function requestHead(request) {
+  const headers = headerLines(request.headers);
+  const head = request.method + "\n" + request.url;
+  return headers === "" ? head : head + "\n" + headers;
+}
+
+// reply\n<status>\n<header count>\n<headers...>\n<body>
+function replyFrom(step) {
+  const fields = step.split("\n");
+  const end = 3 + 2 * Number(fields[2]);
+  return new Response(fields.slice(end).join("\n"), {
+    status: Number(fields[1]),
+    headers: headersFrom(fields, 3, end),
+  });
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const head = requestHead(request);
+    const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));
+    let step = wasm.beginRequest(head, Date.now(), hi, lo, false);
+    if (step === "load") {
+      await wasm.loadEdge(env);
+      step = wasm.beginRequest(head, Date.now(), hi, lo, true);
+    }
+    if (step === "admin") {
+      return wasm.admin(request, env);
+    }
+    let buffered; // a body kept for a retry
+    let response; // the last origin response
+    for (;;) {
+      if (step.startsWith("persist\n")) {
+        ctx.waitUntil(wasm.persistHealth(env));
+        step = step.slice("persist\n".length);
+      }
+      const kind = step.slice(0, step.indexOf("\n"));
+      if (kind === "forward") {
+        // forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<headers...>
+        const fields = step.split("\n");
+        const id = Number(fields[1]);
+        let body;
+        if (fields[5] === "buffer") {
+          buffered ??= await request.arrayBuffer();
+          body = buffered;
+        } else if (fields[5] === "stream") {
+          body = request.body;
+        }
+        const started = Date.now();
+        let report;
+        try {
+          response = await fetch(fields[3], {
+            method: fields[2],
+            headers: headersFrom(fields, 6, fields.length),
+            body,
+            // The runtime aborts a fetch with no response headers in time.
+            signal: AbortSignal.timeout(Number(fields[4])),
+          });
+          report = response.status + "\n" + headerLines(response.headers);
+        } catch (e) {
+          response = undefined;
+          report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
+        }
+        step = wasm.afterAttempt(id, report, started, Date.now());
+      } else if (kind === "deliver") {
+        // deliver\n<status>\n<headers...>: a fetched response's headers are
+        // immutable, so the body goes on in a new one.
+        const fields = step.split("\n");
+        return new Response(response.body, {
+          status: Number(fields[1]),
+          headers: headersFrom(fields, 2, fields.length),
+        });
+      } else if (kind === "reply") {
+        return replyFrom(step);
+      } else {
+        // Cannot happen: every step Rust returns is one of the above.
+        return new Response(`unexpected edge step ${kind}`, { status: 502 });
+      }
+    }
+  },
+};
