@@ -135,6 +135,45 @@ fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
             black_box(plan(&cfg, &loaded, &head, NOW * 1000, 42))
         })
     });
+    // What the Worker's Rust half does per forwarded request, as the shell
+    // calls it: read the request head string, plan, write the forward step;
+    // then read the attempt report and write the deliver step.
+    let cfg = EdgeConfig::from_lookup(lookup).unwrap();
+    let loaded = LoadedState {
+        state: RolloutState::from_json(&document).unwrap(),
+        degraded: false,
+    };
+    let request_head = "GET\nhttp://edge.test/api/items?page=2\naccept\n*/*\n\
+                        cf-connecting-ip\n127.0.0.1\nhost\nedge.test\nuser-agent\nbench/1.0\n\
+                        x-api-key\napp-key";
+    let report = "200\ncontent-length\n145\ncontent-type\napplication/json\n\
+                  date\nFri, 27 Nov 2026 12:38:13 GMT\nx-origin-color\nblue";
+    c.bench_function("worker_shell_forward_round_trip", |b| {
+        use greenlight_common::edge::{BodyPlan, EdgePlan};
+        use greenlight_common::http::{path_and_query, split_lines};
+        use greenlight_common::shell;
+        b.iter(|| {
+            let mut fields = black_box(request_head).splitn(3, '\n');
+            let method = fields.next().unwrap_or_default();
+            let url = fields.next().unwrap_or_default();
+            let headers = split_lines(fields.next().unwrap_or_default());
+            let (path, query) = path_and_query(url);
+            let head = RequestHead {
+                method,
+                path,
+                query,
+                headers: &headers,
+                client_addr: Some("127.0.0.1"),
+            };
+            let EdgePlan::Forward(fwd) = plan(&cfg, &loaded, &head, NOW * 1000, 42) else {
+                panic!("expected a forward")
+            };
+            let step = shell::forward(1, method, BodyPlan::Empty, &headers, &fwd);
+            let result = shell::attempt_result(black_box(report), fwd.timeout_ms);
+            let deliver = shell::deliver(200, result.header_lines.unwrap_or_default(), &fwd);
+            black_box((step, deliver))
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -112,11 +112,14 @@ pub enum Outcome {
     TimedOut { after_ms: u64 },
 }
 
+/// The lowest status that makes an answer a failed attempt (a 5xx).
+pub const FIRST_FAILED_STATUS: u16 = 500;
+
 impl Outcome {
     /// A failed attempt: no answer, or a 5xx.
     pub fn failed(&self) -> bool {
         match self {
-            Outcome::Answered(status) => *status >= 500,
+            Outcome::Answered(status) => *status >= FIRST_FAILED_STATUS,
             _ => true,
         }
     }

@@ -18,12 +18,23 @@
 //! - `load`: read configuration and state from the store, then begin again.
 //! - `admin`: hand the request to the async admin handler.
 //! - `reply\n<status>\n<header count>\n<headers…>\n<body>`: answer this.
-//! - `forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<headers…>`: send
-//!   one attempt; `<body>` is `empty`, `buffer` (read it once, send it again
-//!   on a retry) or `stream` (send the client's stream, once). The result goes
-//!   back with the same id.
-//! - `deliver\n<status>\n<headers…>`: pass the origin's response on with
-//!   exactly these headers.
+//! - `forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<deliver below>\n
+//!   <request delta>\n<response delta>`: send one attempt with the client's
+//!   headers changed by the request delta. `<body>` is `empty`, `buffer`
+//!   (read it once, send it again on a retry) or `stream` (send the client's
+//!   stream, once). An answer with a status below `<deliver below>` and no
+//!   `Connection` header is delivered at once with its headers changed by
+//!   the response delta, and the id goes back with the next `beginRequest`
+//!   as finished; anything else goes back to `afterAttempt` with the id.
+//! - `deliver\n<status>\n<response delta>`: pass the origin's response on
+//!   with its headers changed by the delta.
+//!
+//! A delta is `<n>\n<n names to delete…>\n<m>\n<m name/value pairs to
+//! append…>`: the shell copies a header list natively (`new
+//! Headers(request.headers)`, `new Response(body, response)`) and applies the
+//! few changes, rather than building every header again from strings; and
+//! the common answer (no 5xx, no `Connection` header) needs no second call,
+//! since the core can say in advance what it would do with it.
 //!
 //! Any step may be preceded by `persist\n`: the shell then writes this
 //! isolate's health record to the store after responding.
@@ -33,8 +44,8 @@
 //! otherwise.
 
 use crate::edge::{self, BodyPlan, Forward, Reply};
-use crate::failover::Outcome;
-use crate::http::{connection_tokens, join_lines, split_lines};
+use crate::failover::{Outcome, FIRST_FAILED_STATUS};
+use crate::http::{connection_tokens, split_lines, HOP_BY_HOP};
 
 /// Step: read configuration and state first.
 pub const LOAD: &str = "load";
@@ -56,27 +67,51 @@ pub fn reply(reply: &Reply) -> String {
     out
 }
 
-/// A `forward` step for attempt `id`.
-pub fn forward(id: u32, method: &str, body: BodyPlan, fwd: &Forward) -> String {
+/// A `forward` step for attempt `id`: the client's headers (`client`, as
+/// the shell reported them) become `fwd.request_headers`.
+pub fn forward(
+    id: u32,
+    method: &str,
+    body: BodyPlan,
+    client: &[(String, String)],
+    fwd: &Forward,
+) -> String {
     let body = match body {
         BodyPlan::Empty => "empty",
         BodyPlan::Buffer => "buffer",
         BodyPlan::Stream => "stream",
     };
     let mut out = format!(
-        "forward\n{id}\n{method}\n{}\n{}\n{body}",
+        "forward\n{id}\n{method}\n{}\n{}\n{body}\n{FIRST_FAILED_STATUS}\n",
         fwd.url, fwd.timeout_ms
     );
-    let headers = join_lines(
-        fwd.request_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    if !headers.is_empty() {
-        out.push('\n');
-        out.push_str(&headers);
-    }
+    push_delta(&mut out, client, &fwd.request_headers);
+    out.push('\n');
+    push_direct_delivery_delta(&mut out, fwd);
     out
+}
+
+/// What [`deliver`] does to an answer without a `Connection` header,
+/// without seeing it: drop every hop-by-hop name and every header the edge
+/// sets itself, then append the edge's headers (`set-cookie` is added to the
+/// origin's own cookies, never replaces them).
+fn push_direct_delivery_delta(out: &mut String, fwd: &Forward) {
+    let mut deletes: Vec<&str> = HOP_BY_HOP
+        .iter()
+        .copied()
+        .filter(|name| *name != "connection")
+        .collect();
+    for (name, _) in &fwd.response_headers {
+        let owned = !name.eq_ignore_ascii_case("set-cookie");
+        if owned && !deletes.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+            deletes.push(name);
+        }
+    }
+    let appends = fwd
+        .response_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    push_fields(out, &deletes, appends);
 }
 
 /// A `deliver` step: the origin's headers minus hop-by-hop ones and the
@@ -88,17 +123,72 @@ pub fn deliver(status: u16, origin_header_lines: &str, fwd: &Forward) -> String 
         .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
         .map(|(_, v)| v.as_str());
     let tokens = connection_tokens(connection);
-    let kept = origin
+    let wanted: Vec<(String, String)> = origin
         .iter()
         .filter(|(k, _)| edge::keep_origin_response_header(k, &tokens, fwd))
         .chain(&fwd.response_headers)
-        .map(|(k, v)| (k.as_str(), v.as_str()));
-    let headers = join_lines(kept);
-    if headers.is_empty() {
-        format!("deliver\n{status}")
-    } else {
-        format!("deliver\n{status}\n{headers}")
+        .cloned()
+        .collect();
+    let mut out = format!("deliver\n{status}\n");
+    push_delta(&mut out, &origin, &wanted);
+    out
+}
+
+fn values<'a>(list: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    list.iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// Appends the delta that turns header list `from` into `to`: per name
+/// (case-insensitive), when the values differ, delete the name and append
+/// every wanted value in order; names whose values match are left alone.
+fn push_delta(out: &mut String, from: &[(String, String)], to: &[(String, String)]) {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in from.iter().chain(to) {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name);
+        }
     }
+    let mut deletes: Vec<&str> = Vec::new();
+    let mut appends: Vec<(&str, &str)> = Vec::new();
+    for name in names {
+        let (old, new) = (values(from, name), values(to, name));
+        if old == new {
+            continue;
+        }
+        if !old.is_empty() {
+            deletes.push(name);
+        }
+        appends.extend(new.into_iter().map(|v| (name, v)));
+    }
+    push_fields(out, &deletes, appends);
+}
+
+/// `<n>\n<names…>\n<m>\n<pairs…>`.
+fn push_fields<'a>(
+    out: &mut String,
+    deletes: &[&str],
+    appends: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    out.push_str(&deletes.len().to_string());
+    for name in deletes {
+        out.push('\n');
+        out.push_str(name);
+    }
+    let mut pairs = String::new();
+    let mut count = 0;
+    for (name, value) in appends {
+        pairs.push('\n');
+        pairs.push_str(name);
+        pairs.push('\n');
+        pairs.push_str(value);
+        count += 1;
+    }
+    out.push('\n');
+    out.push_str(&count.to_string());
+    out.push_str(&pairs);
 }
 
 /// An attempt's result as the shell reports it.
@@ -189,33 +279,151 @@ mod tests {
         assert_eq!(reply(&empty), "reply\n204\n0\n");
     }
 
+    fn client() -> Vec<(String, String)> {
+        vec![
+            ("accept".into(), "*/*".into()),
+            ("host".into(), "edge.test".into()),
+            ("x-api-key".into(), "secret".into()),
+        ]
+    }
+
+    /// The response delta for [`fwd`]'s headers: the ten hop-by-hop names
+    /// other than `connection`, the edge's own names, then its headers.
+    const DIRECT: &str = "12\nkeep-alive\nproxy-authenticate\nproxy-authorization\n\
+                          proxy-connection\nte\ntrailer\ntransfer-encoding\nupgrade\nhost\n\
+                          content-length\nx-greenlight-color\nx-greenlight-epoch\n\
+                          3\nx-greenlight-color\ngreen\nx-greenlight-epoch\n7\n\
+                          set-cookie\ngreenlight-id=u1";
+
     #[test]
-    fn forward_step_carries_everything_the_shell_needs() {
+    fn forward_step_carries_both_deltas() {
+        let fwd = fwd();
+        let step = forward(3, "GET", BodyPlan::Empty, &client(), &fwd);
         assert_eq!(
-            forward(3, "GET", BodyPlan::Empty, &fwd()),
-            "forward\n3\nGET\nhttp://127.0.0.1:9/api?q=1\n1500\nempty\naccept\n*/*\nx-greenlight-principal\napp"
+            step,
+            format!(
+                "forward\n3\nGET\nhttp://127.0.0.1:9/api?q=1\n1500\nempty\n500\n\
+                 2\nhost\nx-api-key\n1\nx-greenlight-principal\napp\n{DIRECT}"
+            )
         );
-        let mut bare = fwd();
-        bare.request_headers.clear();
-        assert_eq!(
-            forward(4, "PUT", BodyPlan::Buffer, &bare),
-            "forward\n4\nPUT\nhttp://127.0.0.1:9/api?q=1\n1500\nbuffer"
-        );
-        assert!(forward(5, "POST", BodyPlan::Stream, &bare).ends_with("\nstream"));
+        // Nothing to change in the request: an empty request delta.
+        let mut same = fwd.clone();
+        same.request_headers = client();
+        let step = forward(4, "PUT", BodyPlan::Buffer, &client(), &same);
+        assert!(step.starts_with(
+            "forward\n4\nPUT\nhttp://127.0.0.1:9/api?q=1\n1500\nbuffer\n500\n0\n0\n12\n"
+        ));
+        let step = forward(5, "POST", BodyPlan::Stream, &[], &same);
+        assert!(step.contains(
+            "\nstream\n500\n0\n3\naccept\n*/*\nhost\nedge.test\nx-api-key\nsecret\n12\n"
+        ));
+    }
+
+    /// Applies a delta the way shell.js does; returns the list and where
+    /// the delta ended.
+    fn apply(
+        from: &[(String, String)],
+        fields: &[&str],
+        at: usize,
+    ) -> (Vec<(String, String)>, usize) {
+        let n: usize = fields[at].parse().unwrap();
+        let deletes = &fields[at + 1..=at + n];
+        let mut out: Vec<(String, String)> = from
+            .iter()
+            .filter(|(k, _)| !deletes.iter().any(|d| d.eq_ignore_ascii_case(k)))
+            .cloned()
+            .collect();
+        let m: usize = fields[at + n + 1].parse().unwrap();
+        let start = at + n + 2;
+        for pair in fields[start..start + 2 * m].chunks(2) {
+            out.push((pair[0].to_string(), pair[1].to_string()));
+        }
+        (out, start + 2 * m)
+    }
+
+    fn normalised(v: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = v
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        // Order matters only within a name.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn a_delta_reaches_its_target_per_name() {
+        let from = client();
+        for to in [
+            vec![],
+            client(),
+            vec![("accept".to_string(), "text/html".to_string())],
+            vec![
+                ("x-new".to_string(), "1".to_string()),
+                ("x-new".to_string(), "2".to_string()),
+                ("HOST".to_string(), "edge.test".to_string()),
+            ],
+        ] {
+            let mut delta = String::new();
+            push_delta(&mut delta, &from, &to);
+            let fields: Vec<&str> = delta.split('\n').collect();
+            let (got, end) = apply(&from, &fields, 0);
+            assert_eq!(end, fields.len(), "delta {delta:?}");
+            assert_eq!(normalised(got), normalised(to.clone()), "delta {delta:?}");
+        }
     }
 
     #[test]
     fn deliver_drops_hop_by_hop_and_edge_owned_headers() {
         let origin = "content-type\ntext/plain\nconnection\nclose, x-hop\nx-hop\n1\n\
                       transfer-encoding\nchunked\nx-greenlight-color\nblue\nset-cookie\na=1";
+        // Deleted: connection, x-hop, transfer-encoding, x-greenlight-color
+        // (the edge's own), set-cookie (the edge adds one: all are appended
+        // again in order); appended: the edge's headers.
         assert_eq!(
             deliver(200, origin, &fwd()),
-            "deliver\n200\ncontent-type\ntext/plain\nset-cookie\na=1\n\
-             x-greenlight-color\ngreen\nx-greenlight-epoch\n7\nset-cookie\ngreenlight-id=u1"
+            "deliver\n200\n5\nconnection\nx-hop\ntransfer-encoding\nx-greenlight-color\n\
+             set-cookie\n4\nx-greenlight-color\ngreen\nset-cookie\na=1\nset-cookie\n\
+             greenlight-id=u1\nx-greenlight-epoch\n7"
         );
         let mut bare = fwd();
         bare.response_headers.clear();
-        assert_eq!(deliver(304, "", &bare), "deliver\n304");
+        assert_eq!(deliver(304, "", &bare), "deliver\n304\n0\n0");
+        assert_eq!(
+            deliver(200, "content-length\n12\netag\nx", &bare),
+            "deliver\n200\n1\ncontent-length\n0"
+        );
+    }
+
+    /// The direct delivery the forward step announces must do what
+    /// `deliver` would have done, for any answer without `Connection`.
+    #[test]
+    fn direct_delivery_matches_deliver() {
+        let origins = [
+            "content-type\ntext/plain",
+            "",
+            "content-length\n12\ntransfer-encoding\nchunked\nkeep-alive\ntimeout=5",
+            "x-greenlight-color\nblue\nx-greenlight-epoch\n1\nset-cookie\na=1\nset-cookie\nb=2",
+            "X-Greenlight-Color\nblue\nTE\ntrailers\netag\n\"x\"\nhost\norigin.test",
+        ];
+        for origin in origins {
+            for fwd in [fwd(), {
+                let mut f = fwd();
+                f.response_headers.clear();
+                f
+            }] {
+                let from = split_lines(origin);
+                let step = forward(1, "GET", BodyPlan::Empty, &client(), &fwd);
+                let fields: Vec<&str> = step.split('\n').collect();
+                let (_, request_end) = apply(&client(), &fields, 7);
+                let (direct, end) = apply(&from, &fields, request_end);
+                assert_eq!(end, fields.len());
+                let slow = deliver(200, origin, &fwd);
+                let slow_fields: Vec<&str> = slow.split('\n').collect();
+                let (slow, _) = apply(&from, &slow_fields, 2);
+                assert_eq!(normalised(direct), normalised(slow), "origin {origin:?}");
+            }
+        }
     }
 
     #[test]

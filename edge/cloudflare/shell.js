@@ -36,6 +36,50 @@ function headersFrom(fields, start, end) {
   return headers;
 }
 
+// A delta from fields[at]: <n>, n names to delete, <m>, m name/value pairs
+// to append (see common/src/shell.rs). Returns where the delta ends.
+function applyDelta(headers, fields, at) {
+  const deletes = Number(fields[at]);
+  for (let i = at + 1; i <= at + deletes; i++) {
+    headers.delete(fields[i]);
+  }
+  const appendsAt = at + 1 + deletes;
+  const end = appendsAt + 1 + 2 * Number(fields[appendsAt]);
+  for (let i = appendsAt + 1; i < end; i += 2) {
+    headers.append(fields[i], fields[i + 1]);
+  }
+  return end;
+}
+
+// The origin's response with its headers changed by the delta at
+// fields[at]; its body streams through (a fetched response's headers are
+// immutable, so the body goes on in a new response).
+function rewrap(response, status, fields, at) {
+  const out = new Response(response.body, {
+    status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  applyDelta(out.headers, fields, at);
+  return out;
+}
+
+// Attempts delivered without a second call into Rust, reported with the
+// next request so it can forget them.
+let finished = [];
+
+// Random bits for the core (anonymous ids, weighted draws), drawn from the
+// runtime's CSPRNG a batch at a time rather than with a call per request.
+const randomPool = new Uint32Array(256);
+let randomNext = randomPool.length;
+function random32() {
+  if (randomNext === randomPool.length) {
+    crypto.getRandomValues(randomPool);
+    randomNext = 0;
+  }
+  return randomPool[randomNext++];
+}
+
 function requestHead(request) {
   const headers = headerLines(request.headers);
   const head = request.method + "\n" + request.url;
@@ -55,11 +99,14 @@ function replyFrom(step) {
 export default {
   async fetch(request, env, ctx) {
     const head = requestHead(request);
-    const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));
-    let step = wasm.beginRequest(head, Date.now(), hi, lo, false);
+    const hi = random32();
+    const lo = random32();
+    const done = finished;
+    finished = [];
+    let step = wasm.beginRequest(head, Date.now(), hi, lo, false, done);
     if (step === "load") {
       await wasm.loadEdge(env);
-      step = wasm.beginRequest(head, Date.now(), hi, lo, true);
+      step = wasm.beginRequest(head, Date.now(), hi, lo, true, []);
     }
     if (step === "admin") {
       return wasm.admin(request, env);
@@ -73,7 +120,8 @@ export default {
       }
       const kind = step.slice(0, step.indexOf("\n"));
       if (kind === "forward") {
-        // forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<headers...>
+        // forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n
+        // <deliver below>\n<request delta>\n<response delta>
         const fields = step.split("\n");
         const id = Number(fields[1]);
         let body;
@@ -83,16 +131,23 @@ export default {
         } else if (fields[5] === "stream") {
           body = request.body;
         }
+        const headers = new Headers(request.headers);
+        const responseDeltaAt = applyDelta(headers, fields, 7);
         const started = Date.now();
         let report;
         try {
           response = await fetch(fields[3], {
             method: fields[2],
-            headers: headersFrom(fields, 6, fields.length),
+            headers,
             body,
             // The runtime aborts a fetch with no response headers in time.
             signal: AbortSignal.timeout(Number(fields[4])),
           });
+          if (response.status < Number(fields[6]) && !response.headers.has("connection")) {
+            // The answer Rust said in advance it would pass on this way.
+            finished.push(id);
+            return rewrap(response, response.status, fields, responseDeltaAt);
+          }
           report = response.status + "\n" + headerLines(response.headers);
         } catch (e) {
           response = undefined;
@@ -100,13 +155,9 @@ export default {
         }
         step = wasm.afterAttempt(id, report, started, Date.now());
       } else if (kind === "deliver") {
-        // deliver\n<status>\n<headers...>: a fetched response's headers are
-        // immutable, so the body goes on in a new one.
+        // deliver\n<status>\n<response delta>
         const fields = step.split("\n");
-        return new Response(response.body, {
-          status: Number(fields[1]),
-          headers: headersFrom(fields, 2, fields.length),
-        });
+        return rewrap(response, Number(fields[1]), fields, 2);
       } else if (kind === "reply") {
         return replyFrom(step);
       } else {

@@ -77,8 +77,10 @@ impl Rig {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "GET state answered {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     /// Calls an admin change route with the current epoch; returns the new view.

@@ -48,7 +48,7 @@ thread_local! {
 const MAX_LIMITED_CALLERS: usize = 10_000;
 
 /// Forwards in flight before the oldest is forgotten: an attempt whose
-/// client went away never reports back.
+/// client went away never reports back, nor is reported finished.
 const MAX_PENDING: usize = 10_000;
 
 /// A forward between its `forward` step and the attempt's result.
@@ -56,6 +56,8 @@ struct PendingForward {
     fwd: Forward,
     method: String,
     body: BodyPlan,
+    /// The client's headers, which a retry's forward step changes again.
+    client_headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -65,22 +67,24 @@ struct Pending {
 }
 
 impl Pending {
-    fn insert(&mut self, id: Option<u32>, pending: PendingForward) -> u32 {
-        let id = id.unwrap_or_else(|| {
-            self.next_id = self.next_id.wrapping_add(1);
-            self.next_id
-        });
+    fn next_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn insert(&mut self, id: u32, pending: PendingForward) {
         self.by_id.insert(id, pending);
         while self.by_id.len() > MAX_PENDING {
             self.by_id.pop_first();
         }
-        id
     }
 }
 
 /// Begins a request from its head (`requestHead` in shell.js: method, URL,
 /// header fields). `fresh` is set right after `loadEdge`, so the state just
-/// read is used even when the cache TTL is 0. Returns the first step.
+/// read is used even when the cache TTL is 0. `finished` are the attempts
+/// the shell delivered directly since the last call (no `afterAttempt` for
+/// them). Returns the first step.
 #[wasm_bindgen(js_name = beginRequest)]
 pub fn begin_request(
     head: &str,
@@ -88,7 +92,15 @@ pub fn begin_request(
     random_hi: u32,
     random_lo: u32,
     fresh: bool,
+    finished: &[u32],
 ) -> String {
+    if !finished.is_empty() {
+        PENDING.with_borrow_mut(|p| {
+            for id in finished {
+                p.by_id.remove(id);
+            }
+        });
+    }
     let now_ms = now_ms as u64;
     let cfg = match CONFIG.with(|c| c.borrow().clone()) {
         Some(Ok(cfg)) => cfg,
@@ -134,18 +146,21 @@ pub fn begin_request(
                     header_value(&headers, "transfer-encoding").is_some(),
                 )
             };
-            let step_fwd = fwd.clone();
-            let id = PENDING.with_borrow_mut(|p| {
+            let method = method.to_owned();
+            PENDING.with_borrow_mut(|p| {
+                let id = p.next_id();
+                let step = shell::forward(id, &method, body, &headers, &fwd);
                 p.insert(
-                    None,
+                    id,
                     PendingForward {
                         fwd,
-                        method: method.to_owned(),
+                        method,
                         body,
+                        client_headers: headers,
                     },
-                )
-            });
-            shell::forward(id, method, body, &step_fwd)
+                );
+                step
+            })
         }
     }
 }
@@ -169,10 +184,16 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             _ => shell::reply(&Reply::origin_failed("origin response lost")),
         },
         Next::Retry(next) => {
-            let step = shell::forward(id, &pending.method, pending.body, &next);
+            let step = shell::forward(
+                id,
+                &pending.method,
+                pending.body,
+                &pending.client_headers,
+                &next,
+            );
             PENDING.with_borrow_mut(|p| {
                 p.insert(
-                    Some(id),
+                    id,
                     PendingForward {
                         fwd: *next,
                         ..pending

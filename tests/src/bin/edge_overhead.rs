@@ -12,6 +12,7 @@ use anyhow::Context;
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
 use hdrhistogram::Histogram;
 use loadtest::origin::{Behavior, Origin};
+use rand::{seq::SliceRandom, SeedableRng};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,10 +91,12 @@ async fn main() -> anyhow::Result<()> {
     let Some((cf_h, rust_index)) = cf_result else {
         return Ok(());
     };
-    eprintln!(
-        "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response)",
-        p50(&cf_h[0]) / p50(&cf_h[2])
-    );
+    if std::env::var("EDGE_OVERHEAD_REFERENCES").as_deref() != Ok("minimal") {
+        eprintln!(
+            "cloudflare: greenlight / tagging pass-through p50 = {:.2} (a tagging Worker must copy the response)",
+            p50(&cf_h[0]) / p50(&cf_h[2])
+        );
+    }
     if let Some(i) = rust_index {
         eprintln!(
             "cloudflare: worker-rs pass-through / JS pass-through p50 = {:.2} (Rust/wasm-bindgen glue); greenlight / worker-rs pass-through = {:.2} (greenlight's own logic)",
@@ -135,7 +138,14 @@ async fn measure_cloudflare(
     // The same pass-through written with worker-rs: what the Rust/wasm-bindgen
     // glue costs before any greenlight logic runs.
     let rust_passthrough = bench_dir.join("passthrough-worker-rs/build/index.js");
-    let rust_index = if rust_passthrough.exists() {
+    // EDGE_OVERHEAD_REFERENCES=minimal leaves out the tagging and worker-rs
+    // references (experiments: more rounds in the same time).
+    let minimal = std::env::var("EDGE_OVERHEAD_REFERENCES").as_deref() == Ok("minimal");
+    if minimal {
+        cf.truncate(2);
+        cf_targets.truncate(2);
+    }
+    let rust_index = if rust_passthrough.exists() && !minimal {
         cf.push(cloudflare::start_worker(&rust_passthrough, pass_setup).await?);
         cf_targets.push(target(
             "cloudflare worker-rs pass-through",
@@ -205,14 +215,35 @@ async fn measure(targets: &[Target], rounds: u64) -> anyhow::Result<Vec<Histogra
         }
     }
     let mut hs = vec![Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?; targets.len()];
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // EDGE_OVERHEAD_BUDGET_S (default 120) caps each runtime's measurement.
+    let budget_s = std::env::var("EDGE_OVERHEAD_BUDGET_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let deadline = Instant::now() + Duration::from_secs(budget_s);
+    // Each round visits every target once in a fresh random order (fixed
+    // seed, so runs are comparable): a request's latency picks up whatever
+    // work the previous one left running (its runtime's logging, GC), and a
+    // fixed rotation would always put the same target after the same one.
+    // EDGE_OVERHEAD_GAP_MS (default 0) pauses between requests.
+    let gap = Duration::from_millis(
+        std::env::var("EDGE_OVERHEAD_GAP_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6772_6565_6e6c);
+    let mut order: Vec<usize> = (0..targets.len()).collect();
     for i in 0..rounds {
         if Instant::now() > deadline {
-            eprintln!("stopping at {i} rounds: 120 s budget used");
+            eprintln!("stopping at {i} rounds: {budget_s} s budget used");
             break;
         }
-        for k in 0..targets.len() {
-            let j = (i as usize + k) % targets.len();
+        order.shuffle(&mut rng);
+        for &j in &order {
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
             hs[j].record(send(&targets[j]).await?)?;
         }
     }
