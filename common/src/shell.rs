@@ -134,34 +134,34 @@ pub fn deliver(status: u16, origin_header_lines: &str, fwd: &Forward) -> String 
     out
 }
 
-fn values<'a>(list: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    list.iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
 /// Appends the delta that turns header list `from` into `to`: per name
 /// (case-insensitive), when the values differ, delete the name and append
 /// every wanted value in order; names whose values match are left alone.
+/// (Runs on every forwarded request: no allocation per header.)
 fn push_delta(out: &mut String, from: &[(String, String)], to: &[(String, String)]) {
-    let mut names: Vec<&str> = Vec::new();
-    for (name, _) in from.iter().chain(to) {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            names.push(name);
-        }
+    fn values<'a>(
+        list: &'a [(String, String)],
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        list.iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
-    let mut deletes: Vec<&str> = Vec::new();
-    let mut appends: Vec<(&str, &str)> = Vec::new();
-    for name in names {
-        let (old, new) = (values(from, name), values(to, name));
-        if old == new {
+    let all = || from.iter().chain(to).map(|(k, _)| k.as_str());
+    let mut deletes = Vec::new();
+    let mut appends = Vec::new();
+    for (i, name) in all().enumerate() {
+        // Each name once, at its first occurrence.
+        if all().take(i).any(|seen| seen.eq_ignore_ascii_case(name)) {
             continue;
         }
-        if !old.is_empty() {
+        if values(from, name).eq(values(to, name)) {
+            continue;
+        }
+        if values(from, name).next().is_some() {
             deletes.push(name);
         }
-        appends.extend(new.into_iter().map(|v| (name, v)));
+        appends.extend(values(to, name).map(|v| (name, v)));
     }
     push_fields(out, &deletes, appends);
 }

@@ -17,7 +17,7 @@ use greenlight_common::http::{path_and_query, split_lines, LAST_GOOD_KEY, STATE_
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen_futures::JsFuture;
@@ -60,10 +60,12 @@ struct PendingForward {
     client_headers: Vec<(String, String)>,
 }
 
+/// Forwards in flight, oldest first (a handful: the requests this isolate
+/// is serving at once).
 #[derive(Default)]
 struct Pending {
     next_id: u32,
-    by_id: BTreeMap<u32, PendingForward>,
+    in_flight: VecDeque<(u32, PendingForward)>,
 }
 
 impl Pending {
@@ -73,10 +75,15 @@ impl Pending {
     }
 
     fn insert(&mut self, id: u32, pending: PendingForward) {
-        self.by_id.insert(id, pending);
-        while self.by_id.len() > MAX_PENDING {
-            self.by_id.pop_first();
+        self.in_flight.push_back((id, pending));
+        if self.in_flight.len() > MAX_PENDING {
+            self.in_flight.pop_front();
         }
+    }
+
+    fn take(&mut self, id: u32) -> Option<PendingForward> {
+        let at = self.in_flight.iter().position(|(i, _)| *i == id)?;
+        self.in_flight.remove(at).map(|(_, pending)| pending)
     }
 }
 
@@ -97,7 +104,7 @@ pub fn begin_request(
     if !finished.is_empty() {
         PENDING.with_borrow_mut(|p| {
             for id in finished {
-                p.by_id.remove(id);
+                p.take(*id);
             }
         });
     }
@@ -169,7 +176,7 @@ pub fn begin_request(
 /// returns what follows: deliver, retry on the other color, or reply.
 #[wasm_bindgen(js_name = afterAttempt)]
 pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> String {
-    let Some(pending) = PENDING.with_borrow_mut(|p| p.by_id.remove(&id)) else {
+    let Some(pending) = PENDING.with_borrow_mut(|p| p.take(id)) else {
         return shell::reply(&Reply::origin_failed("the edge lost track of this request"));
     };
     let now_ms = now_ms as u64;
