@@ -150,25 +150,14 @@ fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
                   date\nFri, 27 Nov 2026 12:38:13 GMT\nx-origin-color\nblue";
     c.bench_function("worker_shell_forward_round_trip", |b| {
         use greenlight_common::edge::{BodyPlan, EdgePlan};
-        use greenlight_common::http::{path_and_query, split_lines};
         use greenlight_common::shell;
         b.iter(|| {
-            let mut fields = black_box(request_head).splitn(3, '\n');
-            let method = fields.next().unwrap_or_default();
-            let url = fields.next().unwrap_or_default();
-            let headers = split_lines(fields.next().unwrap_or_default());
-            let (path, query) = path_and_query(url);
-            let head = RequestHead {
-                method,
-                path,
-                query,
-                headers: &headers,
-                client_addr: Some("127.0.0.1"),
-            };
+            let request = shell::ShellRequest::parse(black_box(request_head));
+            let head = request.head("cf-connecting-ip");
             let EdgePlan::Forward(fwd) = plan(&cfg, &loaded, &head, NOW * 1000, 42) else {
                 panic!("expected a forward")
             };
-            let step = shell::forward(1, method, BodyPlan::Empty, &headers, &fwd);
+            let step = shell::forward(1, request.method, BodyPlan::Empty, &request.headers, &fwd);
             let result = shell::attempt_result(black_box(report), fwd.timeout_ms);
             let deliver = shell::deliver(200, result.header_lines.unwrap_or_default(), &fwd);
             black_box((step, deliver))

@@ -43,9 +43,9 @@
 //! `timeout` when no response headers came in time, `error\n<message>`
 //! otherwise.
 
-use crate::edge::{self, BodyPlan, Forward, Reply};
+use crate::edge::{self, BodyPlan, Forward, Reply, RequestHead};
 use crate::failover::{Outcome, FIRST_FAILED_STATUS};
-use crate::http::{connection_tokens, split_lines, HOP_BY_HOP};
+use crate::http::{connection_tokens, path_and_query, split_lines, HOP_BY_HOP};
 
 /// Step: read configuration and state first.
 pub const LOAD: &str = "load";
@@ -53,6 +53,47 @@ pub const LOAD: &str = "load";
 pub const ADMIN: &str = "admin";
 /// Prefix of a step after which the health record must be written.
 pub const PERSIST_PREFIX: &str = "persist\n";
+
+/// A request head as the shell sends it: `<method>\n<url>\n<headers…>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl<'a> ShellRequest<'a> {
+    pub fn parse(head: &'a str) -> Self {
+        let mut fields = head.splitn(3, '\n');
+        let method = fields.next().unwrap_or_default();
+        let url = fields.next().unwrap_or_default();
+        let headers = split_lines(fields.next().unwrap_or_default());
+        let (path, query) = path_and_query(url);
+        ShellRequest {
+            method,
+            path,
+            query,
+            headers,
+        }
+    }
+
+    /// The core's view; `client_addr_header` names the header the platform
+    /// itself sets to the caller's address (never one the client chooses).
+    pub fn head(&self, client_addr_header: &str) -> RequestHead<'_> {
+        RequestHead {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: &self.headers,
+            client_addr: self
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(client_addr_header))
+                .map(|(_, v)| v.as_str()),
+        }
+    }
+}
 
 /// A `reply` step.
 pub fn reply(reply: &Reply) -> String {
@@ -424,6 +465,25 @@ mod tests {
                 assert_eq!(normalised(direct), normalised(slow), "origin {origin:?}");
             }
         }
+    }
+
+    #[test]
+    fn request_heads() {
+        let r = ShellRequest::parse(
+            "POST\nhttp://edge.test/api/items?x=1\naccept\n*/*\ncf-connecting-ip\n192.0.2.7",
+        );
+        assert_eq!(
+            (r.method, r.path, r.query),
+            ("POST", "/api/items", Some("x=1"))
+        );
+        assert_eq!(r.headers.len(), 2);
+        let head = r.head("cf-connecting-ip");
+        assert_eq!(head.client_addr, Some("192.0.2.7"));
+        assert_eq!(head.header("Accept"), Some("*/*"));
+        let bare = ShellRequest::parse("GET\nhttp://edge.test/");
+        assert_eq!((bare.path, bare.query, bare.headers.len()), ("/", None, 0));
+        assert_eq!(bare.head("cf-connecting-ip").client_addr, None);
+        assert_eq!(ShellRequest::parse("").path, "/");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use greenlight_common::edge::{
 };
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::{self, HealthRecord, HEALTH_KEY};
-use greenlight_common::http::{path_and_query, split_lines, LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::http::{path_and_query, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
@@ -25,6 +25,10 @@ use worker::Env;
 
 /// The KV namespace binding that holds the rollout state document.
 const KV_BINDING: &str = "GREENLIGHT_STATE";
+
+/// The caller's address as Cloudflare itself sets it (a client's own copy is
+/// replaced at Cloudflare's front door), for rate-limiting anonymous callers.
+const CLIENT_ADDR_HEADER: &str = "cf-connecting-ip";
 
 // Per-isolate memory. An isolate runs on one thread, so thread-locals are the
 // isolate's; requests interleave at awaits, never inside a call.
@@ -122,19 +126,9 @@ pub fn begin_request(
     let Some(loaded) = loaded else {
         return shell::LOAD.into();
     };
-    let mut fields = head.splitn(3, '\n');
-    let method = fields.next().unwrap_or_default();
-    let url = fields.next().unwrap_or_default();
-    let headers = split_lines(fields.next().unwrap_or_default());
-    let (path, query) = path_and_query(url);
-    let head = RequestHead {
-        method,
-        path,
-        query,
-        headers: &headers,
-        // Set by Cloudflare itself, never taken from the client.
-        client_addr: header_value(&headers, "cf-connecting-ip"),
-    };
+    let request = shell::ShellRequest::parse(head);
+    let method = request.method;
+    let head = request.head(CLIENT_ADDR_HEADER);
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
     match edge::plan(&cfg, &loaded, &head, now_ms, random) {
         EdgePlan::Reply(reply) => shell::reply(&reply),
@@ -149,21 +143,21 @@ pub fn begin_request(
                 BodyPlan::Empty
             } else {
                 fwd.plan_body(
-                    header_value(&headers, "content-length"),
-                    header_value(&headers, "transfer-encoding").is_some(),
+                    head.header("content-length"),
+                    head.header("transfer-encoding").is_some(),
                 )
             };
             let method = method.to_owned();
             PENDING.with_borrow_mut(|p| {
                 let id = p.next_id();
-                let step = shell::forward(id, &method, body, &headers, &fwd);
+                let step = shell::forward(id, &method, body, &request.headers, &fwd);
                 p.insert(
                     id,
                     PendingForward {
                         fwd,
                         method,
                         body,
-                        client_headers: headers,
+                        client_headers: request.headers,
                     },
                 );
                 step
@@ -265,7 +259,7 @@ async fn admin_reply(req: &web_sys::Request, env: &Env) -> Reply {
         path,
         query,
         headers: &headers,
-        client_addr: header_value(&headers, "cf-connecting-ip"),
+        client_addr: header_value(&headers, CLIENT_ADDR_HEADER),
     };
     let call = match edge::plan(&cfg, &fresh, &head, now_ms, 0) {
         EdgePlan::Admin(call) => call,
