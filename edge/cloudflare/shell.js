@@ -143,15 +143,17 @@ export default {
             // The runtime aborts a fetch with no response headers in time.
             signal: AbortSignal.timeout(Number(fields[4])),
           });
+        } catch (e) {
+          response = undefined;
+          report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
+        }
+        if (response !== undefined) {
           if (response.status < Number(fields[6]) && !response.headers.has("connection")) {
             // The answer Rust said in advance it would pass on this way.
             finished.push(id);
             return rewrap(response, response.status, fields, responseDeltaAt);
           }
           report = response.status + "\n" + headerLines(response.headers);
-        } catch (e) {
-          response = undefined;
-          report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
         }
         step = wasm.afterAttempt(id, report, started, Date.now());
       } else if (kind === "deliver") {
