@@ -111,10 +111,11 @@ async fn main() -> anyhow::Result<()> {
 /// Why not one rotation: every `wrangler dev` runs its own node and two
 /// workerd processes, and with the references in the same rotation the
 /// greenlight Worker read 1.05-1.07 where the pair alone read 1.03-1.05 on
-/// this 2-core machine. A JS Worker runs on workerd's own code, shared by all
-/// those processes and kept warm by all of them; a wasm Worker's compiled
-/// code is private to its process, so each extra process between two of its
-/// requests leaves it colder. The pair alone is the comparison the ratio is
+/// this 2-core machine. The likely reason (no hardware counters here to prove
+/// it): a JS Worker runs on workerd's own code, shared by all those processes
+/// and kept warm by all of them; a wasm Worker's compiled code is private to
+/// its process, so each extra process between two of its requests leaves it
+/// colder. The pair alone is the comparison the ratio is
 /// defined by (same workerd build, same origin, same run).
 /// Returns the greenlight and pass-through histograms.
 async fn measure_cloudflare(
