@@ -109,7 +109,7 @@ export default {
       step = wasm.beginRequest(head, Date.now(), hi, lo, true, []);
     }
     if (step === "admin") {
-      return wasm.admin(request, env);
+      return replyFrom(await wasm.admin(head, request, env));
     }
     let buffered; // a body kept for a retry
     let response; // the last origin response

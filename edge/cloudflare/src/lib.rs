@@ -9,11 +9,11 @@
 
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
-    self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply, RequestHead,
+    self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
 };
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::{self, HealthRecord, HEALTH_KEY};
-use greenlight_common::http::{path_and_query, LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
@@ -225,42 +225,22 @@ pub async fn load_edge(env: Env) {
 /// read of the store (optimistic concurrency must compare against the latest
 /// written epoch), stored, answered.
 #[wasm_bindgen]
-pub async fn admin(req: web_sys::Request, env: Env) -> web_sys::Response {
-    let reply = admin_reply(&req, &env).await;
-    let init = web_sys::ResponseInit::new();
-    init.set_status(reply.status);
-    let headers = web_sys::Headers::new();
-    if let Ok(headers) = &headers {
-        for (k, v) in &reply.headers {
-            let _ = headers.append(k, v);
-        }
-        init.set_headers(headers);
-    }
-    match web_sys::Response::new_with_opt_str_and_init(Some(&reply.body), &init) {
-        Ok(resp) => resp,
-        // Only an invalid status could fail, and replies carry valid ones.
-        Err(_) => web_sys::Response::error(),
-    }
+pub async fn admin(head: String, req: web_sys::Request, env: Env) -> String {
+    shell::reply(&admin_reply(&head, &req, &env).await)
 }
 
-async fn admin_reply(req: &web_sys::Request, env: &Env) -> Reply {
+/// `head` is the request head the shell already read (see `beginRequest`);
+/// `req` is only read for its body.
+async fn admin_reply(head: &str, req: &web_sys::Request, env: &Env) -> Reply {
     let cfg = match config(env) {
         Ok(cfg) => cfg,
         Err(e) => return Reply::misconfigured(&e),
     };
     let now_ms = now_ms();
     let fresh = load_state(env, &cfg, now_ms).await;
-    let method = req.method();
-    let url = req.url();
-    let headers: Vec<(String, String)> = request_headers(req);
-    let (path, query) = path_and_query(&url);
-    let head = RequestHead {
-        method: &method,
-        path,
-        query,
-        headers: &headers,
-        client_addr: header_value(&headers, CLIENT_ADDR_HEADER),
-    };
+    let request = shell::ShellRequest::parse(head);
+    let method = request.method;
+    let head = request.head(CLIENT_ADDR_HEADER);
     let call = match edge::plan(&cfg, &fresh, &head, now_ms, 0) {
         EdgePlan::Admin(call) => call,
         EdgePlan::Reply(reply) => return reply,
@@ -276,7 +256,7 @@ async fn admin_reply(req: &web_sys::Request, env: &Env) -> Reply {
     let outcome = edge::run_admin(
         &cfg,
         &call,
-        &method,
+        method,
         &body,
         &fresh,
         health.as_deref(),
@@ -333,19 +313,6 @@ fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> bool {
         ));
     });
     true
-}
-
-fn request_headers(req: &web_sys::Request) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Ok(Some(entries)) = js_sys::try_iter(&req.headers().entries()) {
-        for entry in entries.flatten() {
-            let pair = js_sys::Array::from(&entry);
-            if let (Some(k), Some(v)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-                out.push((k, v));
-            }
-        }
-    }
-    out
 }
 
 /// The whole request body.
@@ -418,13 +385,6 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState>
     let loaded = Rc::new(loaded);
     remember(loaded.clone(), now_ms);
     loaded
-}
-
-fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// Takes a token from the caller's bucket in this isolate.
