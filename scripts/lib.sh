@@ -69,3 +69,38 @@ ensure_worker_tools() {
     (cd "$cf" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
+
+# The Spin CLI the tests and the demo run (`spin up`), recorded in
+# $GL_CACHE/spin-path: $GREENLIGHT_SPIN if set; else `spin` on PATH if its
+# major version is at least 3 (the component is spin-sdk 5, WASIp2); else
+# the Spin 4.0.2 CLI in ../shared/tools (built from the official v4.0.2
+# source; no package registry carries the Spin CLI).
+ensure_spin() {
+  local spin="" version major
+  if [ -n "${GREENLIGHT_SPIN:-}" ]; then
+    spin="$GREENLIGHT_SPIN"
+  elif command -v spin >/dev/null 2>&1; then
+    version=$(spin --version 2>/dev/null | awk '{print $2}')
+    major=${version%%.*}
+    if [ -n "$major" ] && [ "$major" -ge 3 ] 2>/dev/null; then
+      spin=$(command -v spin)
+    else
+      log "ignoring spin $version on PATH (greenlight needs Spin 3 or newer)"
+    fi
+  fi
+  if [ -z "$spin" ]; then
+    local shared="$ROOT/../shared/tools/spin-4.0.2/install.sh"
+    if [ -x "$shared" ] || [ -f "$shared" ]; then
+      spin=$(bash "$shared" "$GL_CACHE/bin" | tail -1)
+    else
+      echo "error: no Spin CLI: install Spin 3 or newer (https://spinframework.dev/install) so that \`spin\` is on PATH, or set GREENLIGHT_SPIN" >&2
+      return 1
+    fi
+  fi
+  if ! "$spin" --version >/dev/null 2>&1; then
+    echo "error: $spin does not run (spin --version failed)" >&2
+    return 1
+  fi
+  printf '%s\n' "$spin" > "$GL_CACHE/spin-path"
+  log "Spin CLI: $("$spin" --version | head -1) ($spin)"
+}

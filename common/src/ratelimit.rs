@@ -137,6 +137,52 @@ pub fn storage_key(caller: &str) -> String {
     format!("ratelimit:{}", hex::encode(&digest[..16]))
 }
 
+/// How many key-value keys a stored limiter spreads its callers over (Spin:
+/// every request runs in a fresh instance, so buckets live in the store).
+/// A fixed number of slots bounds the keys the limiter ever writes, however
+/// many distinct callers come and go.
+pub const STORED_SLOTS: u64 = 256;
+/// Callers one slot remembers; idle (full) buckets are dropped first.
+pub const CALLERS_PER_SLOT: usize = 64;
+
+/// The key-value key of the slot `caller` belongs to.
+pub fn slot_key(caller: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(caller.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!(
+        "ratelimit:slot:{}",
+        u64::from_le_bytes(first) % STORED_SLOTS
+    )
+}
+
+/// Takes a token for `caller` from the slot document `stored` (one of
+/// [`STORED_SLOTS`], see [`slot_key`]) and returns the document to store
+/// back: the slot's buckets with idle ones forgotten and at most
+/// [`CALLERS_PER_SLOT`] kept, so both the number of keys and each value stay
+/// bounded. An unreadable document starts empty (every caller full).
+pub fn take_in_slot(
+    stored: Option<&[u8]>,
+    caller: &str,
+    limit: RateLimit,
+    now_ms: u64,
+) -> (Result<(), RetryAfter>, String) {
+    let buckets: HashMap<String, TokenBucket> = stored
+        .and_then(|d| serde_json::from_slice(d).ok())
+        .unwrap_or_default();
+    let mut limiter = Limiter {
+        limit,
+        max_callers: CALLERS_PER_SLOT,
+        buckets,
+    };
+    limiter.buckets.retain(|_, b| !b.is_full(limit, now_ms));
+    let id = storage_key(caller);
+    let verdict = limiter.take(&id, now_ms);
+    let doc = serde_json::to_string(&limiter.buckets).unwrap_or_default();
+    (verdict, doc)
+}
+
 /// Buckets kept in memory (the Worker's per-isolate limiter), bounded in
 /// size so a flood of distinct callers cannot grow it without end.
 #[derive(Debug, Clone)]
@@ -275,6 +321,43 @@ mod tests {
         assert_ne!(a, storage_key("s:alice "));
         assert_eq!(a, storage_key("s:alice"));
         assert_eq!(storage_key(&"x".repeat(10_000)).len(), a.len());
+    }
+
+    #[test]
+    fn slots_bound_the_keys_and_each_document() {
+        let one = RateLimit { per_s: 1, burst: 2 };
+        let mut keys = std::collections::HashSet::new();
+        let mut docs: HashMap<String, String> = HashMap::new();
+        for i in 0..20_000u64 {
+            let caller = format!("caller-{i}");
+            let key = slot_key(&caller);
+            let (verdict, doc) =
+                take_in_slot(docs.get(&key).map(|d| d.as_bytes()), &caller, one, i);
+            assert!(verdict.is_ok(), "a new caller starts with a full bucket");
+            let entries: HashMap<String, TokenBucket> = serde_json::from_str(&doc).unwrap();
+            assert!(entries.len() <= CALLERS_PER_SLOT);
+            keys.insert(key.clone());
+            docs.insert(key, doc);
+        }
+        assert!(keys.len() as u64 <= STORED_SLOTS, "{} keys", keys.len());
+    }
+
+    #[test]
+    fn a_slot_limits_each_of_its_callers() {
+        let one = RateLimit { per_s: 1, burst: 2 };
+        let mut doc: Option<String> = None;
+        let mut take = |caller: &str, now: u64| {
+            let (v, d) = take_in_slot(doc.as_deref().map(str::as_bytes), caller, one, now);
+            doc = Some(d);
+            v
+        };
+        assert!(take("alice", 0).is_ok());
+        assert!(take("alice", 0).is_ok());
+        assert_eq!(take("alice", 0), Err(RetryAfter { seconds: 1 }));
+        assert!(take("alice", 1_000).is_ok(), "refilled after a second");
+        // Junk in the store starts the slot over rather than failing.
+        let (v, _) = take_in_slot(Some(b"not json"), "alice", one, 0);
+        assert!(v.is_ok());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct RunningEdge {
 pub enum Runtime {
     /// The Worker under workerd, started by `wrangler dev --local`.
     Cloudflare,
-    /// The Spin component under the wasmtime test host (`tests/spin-host`).
+    /// The Spin component under the real Spin CLI (`spin up`).
     Spin,
 }
 
@@ -57,8 +57,8 @@ impl RunningEdge {
     /// from outside the edge, the way another writer (or a corruption)
     /// would: no route of the edge is involved. Cloudflare: `wrangler kv key
     /// put --local` into the `--persist-to` directory the running `wrangler
-    /// dev` uses (~3 s). Spin: the test host's `--kv-file`, which the host
-    /// reloads when it changes. Returns once the store holds the document.
+    /// dev` uses (~3 s). Spin: straight into the SQLite file of Spin's
+    /// default store. Returns once the store holds the document.
     pub async fn put_state_document(&self, document: &str) -> anyhow::Result<()> {
         let Some(scratch) = self._process.scratch.as_ref() else {
             bail!("the {} edge has no scratch directory", self.runtime.name());

@@ -1,6 +1,8 @@
-//! Runs the built Spin component under the wasmtime test host
-//! (`tests/spin-host`, `greenlight-spin-host`): local runs and CI only,
-//! production uses Spin.
+//! Runs the built Spin component under the real Spin CLI (`spin up`), as
+//! users run it: the manifest is `edge/spin/spin.toml` (only its `source` is
+//! pointed at the build output of this checkout), variables go in through
+//! `--variable @vars.json`, and the key-value store is Spin's default SQLite
+//! store in a state directory of the test's own (`--state-dir`).
 
 use crate::process::{free_port, ProcessGroup};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
@@ -12,6 +14,11 @@ use std::process::Command;
 use std::time::Duration;
 
 const BUILD: &str = "run scripts/build-spin.sh";
+
+/// The oldest Spin major version the component is run under: spin-sdk 5
+/// (WASIp2 HTTP, `wasi:keyvalue` atomics) is the SDK of Spin 3.x and runs on
+/// 4.0.2 (tested).
+pub const MIN_SPIN_MAJOR: u32 = 3;
 
 /// The workspace root of this checkout.
 fn root() -> PathBuf {
@@ -44,100 +51,170 @@ pub fn built_wasm() -> anyhow::Result<PathBuf> {
         })
 }
 
-/// The test host binary: `$GREENLIGHT_SPIN_HOST`, else
-/// `~/.cache/greenlight/spin-host-target/release/greenlight-spin-host`.
-pub fn host_binary() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("GREENLIGHT_SPIN_HOST") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let cache = match std::env::var_os("GREENLIGHT_CACHE") {
-                Some(c) => PathBuf::from(c),
-                None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-                    .join(".cache/greenlight"),
-            };
-            cache.join("spin-host-target/release/greenlight-spin-host")
-        }
-    };
-    if !path.is_file() {
-        bail!(
-            "the Spin test host is not built ({} missing): {BUILD} \
-             (~14 min the first time), or point GREENLIGHT_SPIN_HOST at a built binary",
-            path.display()
-        );
+/// The `spin` CLI: `$GREENLIGHT_SPIN`, else the one scripts/build-spin.sh
+/// found or installed (`$GREENLIGHT_CACHE/spin-path`, default
+/// `~/.cache/greenlight`), else `spin` on `PATH`.
+pub fn spin_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("GREENLIGHT_SPIN") {
+        return Ok(PathBuf::from(p));
     }
-    Ok(path)
+    let cache = match std::env::var_os("GREENLIGHT_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+            .join(".cache/greenlight"),
+    };
+    if let Ok(recorded) = std::fs::read_to_string(cache.join("spin-path")) {
+        let path = PathBuf::from(recorded.trim());
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    let on_path = Command::new("spin").arg("--version").output();
+    match on_path {
+        Ok(out) if out.status.success() => Ok(PathBuf::from("spin")),
+        _ => bail!(
+            "no Spin CLI found: {BUILD} (it uses `spin` >= {MIN_SPIN_MAJOR} on PATH or installs \
+             the Spin 4.0.2 in ../shared/tools), or point GREENLIGHT_SPIN at a spin binary"
+        ),
+    }
 }
 
 /// The label of the key-value store the component opens (edge/spin/spin.toml).
 pub const KV_STORE: &str = "default";
 
-/// The test host's `--kv-file` in the edge's scratch directory.
+/// Spin's default key-value store in the edge's state directory.
 fn kv_file(scratch: &Path) -> PathBuf {
-    scratch.join("kv.json")
+    scratch.join("state/sqlite_key_value.db")
 }
 
-/// Writes `document` under `STATE_KEY` into the `--kv-file` of the edge whose
-/// scratch directory is `scratch`, keeping the other entries: a new file
-/// renamed into place, so the host never reads half of it. The host loads
-/// the file at start and reloads it when it changes (a host built before
-/// that change only reads it at start).
+/// Writes `document` under `STATE_KEY` into the running (or about to start)
+/// edge's key-value store from outside the edge, the way another writer (or
+/// a corruption) would: straight into Spin's SQLite file, in Spin's own
+/// table. Every request runs in a fresh instance, so the next one reads it.
 pub fn put_state_document(scratch: &Path, document: &str) -> anyhow::Result<()> {
     put_document(scratch, STATE_KEY, document)
 }
 
 /// [`put_state_document`] for any key.
 pub fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::Result<()> {
-    type Stores = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
     let path = kv_file(scratch);
-    let mut stores: Stores = match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stores::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    stores
-        .entry(KV_STORE.to_string())
-        .or_default()
-        .insert(key.to_string(), document.into());
-    let tmp = scratch.join("kv.json.planted");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&stores)?)?;
-    std::fs::rename(&tmp, &path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let db =
+        rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    // The table Spin's SQLite key-value store creates (and uses) itself.
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS spin_key_value (
+           store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+           PRIMARY KEY (store, key))",
+    )?;
+    db.execute(
+        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(store, key) DO UPDATE SET value = ?3",
+        rusqlite::params![KV_STORE, key, document.as_bytes()],
+    )
+    .with_context(|| format!("writing {key} into {}", path.display()))?;
     Ok(())
 }
 
-/// Starts the greenlight component under the test host.
+/// Reads a key of the edge's store (tests count what the edge wrote).
+pub fn get_document(scratch: &Path, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = kv_file(scratch);
+    let db =
+        rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    let mut stmt = db.prepare("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?;
+    let mut rows = stmt.query(rusqlite::params![KV_STORE, key])?;
+    Ok(match rows.next()? {
+        Some(row) => Some(row.get(0)?),
+        None => None,
+    })
+}
+
+/// The keys of the edge's store.
+pub fn keys(scratch: &Path) -> anyhow::Result<Vec<String>> {
+    let path = kv_file(scratch);
+    let db =
+        rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    let mut stmt = db.prepare("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
+    let keys = stmt
+        .query_map(rusqlite::params![KV_STORE], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys)
+}
+
+/// Starts the greenlight component under `spin up`.
 pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     start_component(&built_wasm()?, setup).await
 }
 
-/// Starts `component` under the test host on a free port, with the setup's
-/// variables (lower-cased, as Spin variables), a fresh key-value store (with
-/// the setup's state document, if any), and outbound HTTP allowed to
-/// BLUE_ORIGIN and GREEN_ORIGIN only.
-///
-/// The host reuses instances as Spin does (up to 128 requests, 16 at once);
-/// `GREENLIGHT_SPIN_MAX_INSTANCE_REUSE=1` runs every request in a fresh
-/// instance instead (`--max-instance-reuse-count`), to check the paths a new
-/// instance takes.
-pub async fn start_component(
-    component: &std::path::Path,
-    setup: &EdgeSetup,
-) -> anyhow::Result<RunningEdge> {
-    let host = host_binary()?;
+/// The manifest a component is run with: the pass-through baseline of the
+/// benchmarks has its own (`bench/passthrough-spin/spin.toml`); greenlight
+/// and its variants use `edge/spin/spin.toml`.
+fn manifest_for(component: &Path) -> PathBuf {
+    if component
+        .file_name()
+        .is_some_and(|n| n == "greenlight_passthrough_spin.wasm")
+    {
+        root().join("bench/passthrough-spin/spin.toml")
+    } else {
+        component_dir().join("spin.toml")
+    }
+}
+
+/// The manifest with its component `source` pointed at `component`
+/// (absolute), everything else as written.
+fn manifest_text(manifest: &Path, component: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let component = component
+        .canonicalize()
+        .with_context(|| format!("{} missing: {BUILD}", component.display()))?;
+    let mut replaced = 0;
+    let out: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("source = ") {
+                replaced += 1;
+                format!("source = {:?}", component.display().to_string())
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    if replaced != 1 {
+        bail!(
+            "{} has {replaced} `source` lines, expected 1",
+            manifest.display()
+        );
+    }
+    Ok(out.join("\n") + "\n")
+}
+
+/// Starts `component` under `spin up` on a free port, with the setup's
+/// variables (lower-cased, as Spin variables, from a JSON file), a fresh
+/// key-value store in the edge's own state directory (holding the setup's
+/// state documents, if any), and outbound HTTP as the manifest allows.
+pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    let spin = spin_binary()?;
     let scratch = tempfile::Builder::new()
         .prefix("greenlight-spin-")
         .tempdir()?;
-    // Variables go through a file: values (API_KEYS, JWKS) can be long.
-    let mut vars = String::new();
-    for (k, v) in &setup.vars {
-        if v.contains('\n') {
-            bail!("variable {k} contains a newline, which the vars file cannot carry");
-        }
-        vars.push_str(&format!("{}={v}\n", k.to_lowercase()));
-    }
-    let vars_file = scratch.path().join("vars");
-    std::fs::write(&vars_file, vars)?;
+    let manifest = scratch.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        manifest_text(&manifest_for(component), component)?,
+    )?;
+    let vars: BTreeMap<String, String> = setup
+        .vars
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+        .collect();
+    let vars_file = scratch.path().join("vars.json");
+    std::fs::write(&vars_file, serde_json::to_string(&vars)?)?;
     if let Some(document) = &setup.state_document {
         put_state_document(scratch.path(), document)?;
     }
@@ -145,28 +222,26 @@ pub async fn start_component(
         put_document(scratch.path(), LAST_GOOD_KEY, document)?;
     }
     let port = free_port();
-    let mut cmd = Command::new(&host);
-    cmd.arg(component)
+    let mut cmd = Command::new(&spin);
+    cmd.arg("up")
+        .arg("-f")
+        .arg(&manifest)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--vars-file")
-        .arg(&vars_file)
-        .arg("--kv-file")
-        .arg(kv_file(scratch.path()));
-    if let Some(n) = std::env::var_os("GREENLIGHT_SPIN_MAX_INSTANCE_REUSE") {
-        cmd.arg("--max-instance-reuse-count").arg(n);
-    }
-    for name in ["BLUE_ORIGIN", "GREEN_ORIGIN"] {
-        if let Some(origin) = setup.vars.get(name) {
-            cmd.args(["--allow-outbound", origin.trim().trim_end_matches('/')]);
-        }
-    }
-    let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin-host.log"))?;
+        .arg("--state-dir")
+        .arg(scratch.path().join("state"))
+        .arg("--variable")
+        .arg(format!("@{}", vars_file.display()))
+        // The component's stdio goes to the state directory's logs/.
+        .arg("--quiet")
+        .env("SPIN_TELEMETRY_DISABLED", "1")
+        .env_remove("SPIN_LOG_DIR");
+    let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin.log"))?;
     RunningEdge::when_ready(
         Runtime::Spin,
         port,
         process,
         scratch,
-        Duration::from_secs(60),
+        Duration::from_secs(90),
     )
     .await
 }

@@ -1,0 +1,175 @@
+//! Moving bytes between WASIp2 streams without blocking the instance: the
+//! request body goes to the origin while the response is awaited, and the
+//! origin's body goes to the client chunk by chunk as it arrives.
+//!
+//! Waiting is done on the streams' pollables through Spin's executor
+//! (`spin_executor::push_waker_and_get_token`), the way spin-sdk's own
+//! helpers do, so `futures::join!` can drive two of these at once.
+
+use spin_sdk::wit::wasi::http0_2_0::types::{
+    ErrorCode, FutureIncomingResponse, FutureTrailers, IncomingBody, IncomingResponse, OutgoingBody,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use wasi::io::poll::Pollable;
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+/// Bytes read from an input stream per step.
+const CHUNK: u64 = 64 * 1024;
+
+/// The stream's end or its failure: either way nothing more moves.
+#[derive(Debug)]
+pub struct Broken;
+
+/// Resolves once `pollable` is ready (or on the next poll, whichever comes
+/// first: callers re-check their stream and wait again if needed).
+struct Ready {
+    pollable: Option<Pollable>,
+    _token: Option<spin_executor::CancelOnDropToken>,
+}
+
+impl Future for Ready {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.pollable.take() {
+            Some(p) if !p.ready() => {
+                let token = spin_executor::push_waker_and_get_token(p, cx.waker().clone());
+                self._token = Some(token.into());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+fn ready(pollable: Pollable) -> Ready {
+    Ready {
+        pollable: Some(pollable),
+        _token: None,
+    }
+}
+
+/// Waits for an outgoing request's response head.
+pub async fn response(pending: FutureIncomingResponse) -> Result<IncomingResponse, ErrorCode> {
+    loop {
+        match pending.get() {
+            Some(Ok(result)) => return result,
+            // Already taken: cannot happen, the future is ours alone.
+            Some(Err(())) => return Err(ErrorCode::InternalError(None)),
+            None => ready(pending.subscribe()).await,
+        }
+    }
+}
+
+/// Writes all of `data`, waiting while the stream has no room.
+async fn write_all(output: &OutputStream, mut data: &[u8]) -> Result<(), Broken> {
+    while !data.is_empty() {
+        match output.check_write() {
+            Ok(0) => ready(output.subscribe()).await,
+            Ok(room) => {
+                let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+                output.write(&data[..n]).map_err(|_| Broken)?;
+                data = &data[n..];
+            }
+            Err(_) => return Err(Broken),
+        }
+    }
+    Ok(())
+}
+
+/// Flushes and waits until the flush is done. A stream the host already
+/// closed (a body whose declared length is all written) has nothing left to
+/// flush.
+async fn flush(output: &OutputStream) -> Result<(), Broken> {
+    match output.flush() {
+        Ok(()) => {}
+        Err(StreamError::Closed) => return Ok(()),
+        Err(_) => return Err(Broken),
+    }
+    loop {
+        match output.check_write() {
+            // No room until the flush is done.
+            Ok(0) => ready(output.subscribe()).await,
+            Ok(_) | Err(StreamError::Closed) => return Ok(()),
+            Err(_) => return Err(Broken),
+        }
+    }
+}
+
+/// Copies `input` to `output` until `input` ends.
+async fn copy(input: &InputStream, output: &OutputStream) -> Result<(), Broken> {
+    loop {
+        match input.read(CHUNK) {
+            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
+            Ok(chunk) => write_all(output, &chunk).await?,
+            Err(StreamError::Closed) => return flush(output).await,
+            Err(_) => return Err(Broken),
+        }
+    }
+}
+
+/// Writes `bytes` as the whole of `body`'s contents (the caller finishes it).
+pub async fn write_bytes(body: &OutgoingBody, bytes: &[u8]) -> Result<(), Broken> {
+    let output = body.write().map_err(|()| Broken)?;
+    write_all(&output, bytes).await?;
+    flush(&output).await
+}
+
+/// Copies an incoming body (the client's request) into an outgoing one (to
+/// the origin); the caller finishes the outgoing body.
+pub async fn body_to_body(incoming: IncomingBody, outgoing: &OutgoingBody) -> Result<(), Broken> {
+    let input = incoming.stream().map_err(|()| Broken)?;
+    let output = outgoing.write().map_err(|()| Broken)?;
+    let copied = copy(&input, &output).await;
+    drop(input);
+    drop(output);
+    drop(incoming);
+    copied
+}
+
+/// Copies the origin's body to the client, then its trailers, and finishes
+/// the outgoing body. On failure the outgoing body is dropped unfinished,
+/// which tells the client the response was cut short.
+pub async fn body_to_body_with_trailers(
+    incoming: IncomingBody,
+    outgoing: OutgoingBody,
+) -> Result<(), Broken> {
+    let input = incoming.stream().map_err(|()| Broken)?;
+    let output = outgoing.write().map_err(|()| Broken)?;
+    copy(&input, &output).await?;
+    drop(input);
+    drop(output);
+    let trailers = trailers(IncomingBody::finish(incoming)).await?;
+    OutgoingBody::finish(outgoing, trailers).map_err(|_| Broken)
+}
+
+async fn trailers(
+    future: FutureTrailers,
+) -> Result<Option<spin_sdk::wit::wasi::http0_2_0::types::Fields>, Broken> {
+    loop {
+        match future.get() {
+            Some(Ok(Ok(trailers))) => return Ok(trailers),
+            Some(_) => return Err(Broken),
+            None => ready(future.subscribe()).await,
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of a body (the admin API's bound, or a body
+/// kept for a retry).
+pub async fn read_limited(incoming: IncomingBody, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(input) = incoming.stream() else {
+        return out;
+    };
+    while out.len() < limit {
+        let want = (limit - out.len()).min(CHUNK as usize) as u64;
+        match input.read(want) {
+            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(_) => break,
+        }
+    }
+    out
+}

@@ -1,0 +1,204 @@
+//! The rollout state, health record and rate-limit buckets in Spin's
+//! key-value store, through `wasi:keyvalue` (store + atomics), which Spin
+//! implements since 3.0 over the same stores as `spin:key-value`.
+//!
+//! Admin changes are compare-and-swaps on the state document, so exactly one
+//! of several concurrent changes at an epoch is committed and every other
+//! gets `409`: the store compares the document it holds with the one the
+//! change was computed from. Before a change is committed the store is
+//! checked to really compare (a store that swaps unconditionally would lose
+//! updates; the change is refused instead).
+
+use greenlight_common::edge::{self, AdminCall, EdgeConfig, Forward, LoadedState, Reply};
+use greenlight_common::failover::Outcome;
+use greenlight_common::health::HEALTH_KEY;
+use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::ratelimit;
+use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
+use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
+
+/// Label of the key-value store declared in `spin.toml`.
+const KV_STORE: &str = "default";
+/// Claimed (atomic increment) by the one admin call that writes the first
+/// state document, so two first changes cannot both write it.
+const CREATE_CLAIM_KEY: &str = "rollout-state.created";
+/// Scratch key of the compare-and-swap check.
+const CAS_PROBE_KEY: &str = "rollout-state.cas-probe";
+/// Attempts at an admin change; after a lost swap the next attempt sees the
+/// winner's epoch and answers 409.
+const ADMIN_ATTEMPTS: usize = 5;
+
+pub struct Kv {
+    bucket: Bucket,
+}
+
+impl Kv {
+    pub fn open() -> Result<Kv, String> {
+        store::open(KV_STORE)
+            .map(|bucket| Kv { bucket })
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.bucket.get(key).map_err(|e| format!("{e:?}"))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.bucket.set(key, value).map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Parses a stored document (bytes that are not UTF-8 count as unreadable).
+/// Every request runs in a fresh instance, so there is no last good state in
+/// memory: an unreadable document falls back to the backup copy every admin
+/// write leaves.
+fn loaded(kv: &Kv, doc: Option<&[u8]>, cfg: &EdgeConfig) -> LoadedState {
+    let text = doc.map(|d| std::str::from_utf8(d).unwrap_or("\u{0}not utf-8"));
+    let loaded = edge::load_state(text, None, &cfg.default_salt);
+    if !loaded.degraded {
+        return loaded;
+    }
+    let backup = kv.get(LAST_GOOD_KEY).ok().flatten();
+    let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+    edge::fallback_from_backup(backup, &cfg.default_salt)
+}
+
+/// The rollout state for routing. A store failure serves the initial state,
+/// flagged degraded (never a 5xx).
+pub fn load_state(kv: Result<&Kv, &String>, cfg: &EdgeConfig) -> LoadedState {
+    match kv.map(|kv| (kv, kv.get(STATE_KEY))) {
+        Ok((kv, Ok(doc))) => loaded(kv, doc.as_deref(), cfg),
+        _ => edge::fallback_state(None, &cfg.default_salt),
+    }
+}
+
+/// Runs an authorised admin call against the stored state and commits its
+/// change with a compare-and-swap.
+pub fn run_admin(
+    kv: &Kv,
+    cfg: &EdgeConfig,
+    call: &AdminCall,
+    method: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Reply {
+    let unavailable = |what: &str, e: String| Reply::store_unavailable(format!("{what}: {e}"));
+    for _ in 0..ADMIN_ATTEMPTS {
+        let cas = match Cas::new(&kv.bucket, STATE_KEY) {
+            Ok(cas) => cas,
+            Err(e) => return unavailable("reading the state", format!("{e:?}")),
+        };
+        let current = match cas.current() {
+            Ok(current) => current,
+            Err(e) => return unavailable("reading the state", format!("{e:?}")),
+        };
+        let fresh = loaded(kv, current.as_deref(), cfg);
+        let health = if call.wants_health() {
+            kv.get(HEALTH_KEY).ok().flatten()
+        } else {
+            None
+        };
+        let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+        let outcome = edge::run_admin(cfg, call, method, body, &fresh, health, now_ms);
+        let Some(next) = &outcome.new_state else {
+            return Reply::from_admin(&outcome);
+        };
+        if current.is_none() {
+            // A compare-and-swap on a missing key is a plain insert in
+            // Spin's stores: create the document first, once.
+            if let Err(e) = create_document(kv, &fresh) {
+                return unavailable("creating the state", e);
+            }
+            continue;
+        }
+        match honours_compare_and_swap(kv) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Reply::store_unavailable(
+                    "the key-value store does not honour compare-and-swap, so concurrent \
+                     changes could be lost; configure a store that does (Spin's SQLite \
+                     default or Redis)",
+                )
+            }
+            Err(e) => return unavailable("checking the store", e),
+        }
+        let json = next.to_json();
+        match atomics::swap(cas, json.as_bytes()) {
+            Ok(()) => {
+                // The backup is best effort: the change itself is stored.
+                let _ = kv.set(LAST_GOOD_KEY, json.as_bytes());
+                return Reply::from_admin(&outcome);
+            }
+            // Another change won: the next attempt reads it (and answers 409).
+            Err(CasError::CasFailed(_)) => continue,
+            Err(CasError::StoreError(e)) => {
+                return unavailable("writing the state", format!("{e:?}"))
+            }
+        }
+    }
+    Reply::store_unavailable("the state kept changing during this call; retry")
+}
+
+/// Writes the first state document, if this call is the one that claims it.
+fn create_document(kv: &Kv, fresh: &LoadedState) -> Result<(), String> {
+    let claim =
+        atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, 1).map_err(|e| format!("{e:?}"))?;
+    if claim == 1 {
+        if let Err(e) = kv.set(STATE_KEY, fresh.state.to_json().as_bytes()) {
+            // Give the claim back so a later call can try again.
+            let _ = atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, -1);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a swap over a value that changed since it was read fails, as it
+/// must. Each probe writes values of its own, so concurrent probes cannot
+/// make a comparing store look like one that does not compare.
+fn honours_compare_and_swap(kv: &Kv) -> Result<bool, String> {
+    let nonce = |tag: &str| format!("{tag}-{:016x}", getrandom::u64().unwrap_or(0));
+    kv.set(CAS_PROBE_KEY, nonce("read").as_bytes())?;
+    let cas = Cas::new(&kv.bucket, CAS_PROBE_KEY).map_err(|e| format!("{e:?}"))?;
+    cas.current().map_err(|e| format!("{e:?}"))?;
+    kv.set(CAS_PROBE_KEY, nonce("changed").as_bytes())?;
+    match atomics::swap(cas, nonce("swapped").as_bytes()) {
+        Ok(()) => Ok(false),
+        Err(CasError::CasFailed(_)) => Ok(true),
+        Err(CasError::StoreError(e)) => Err(format!("{e:?}")),
+    }
+}
+
+/// Takes a token from the caller's bucket. Buckets live in the store (each
+/// request runs in a fresh instance), spread over a fixed number of slot
+/// keys that forget idle callers, so the keys written stay bounded. Not
+/// atomic: concurrent requests of one caller may each see the same count
+/// (the limit can be exceeded by the concurrency, never tightened). A store
+/// failure lets the request through: the limiter protects origins, it must
+/// not take the edge down with the store.
+pub fn take_token(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), Reply> {
+    let (Some(limit), Some(caller)) = (cfg.rate_limit, &fwd.rate_key) else {
+        return Ok(());
+    };
+    let key = ratelimit::slot_key(caller);
+    let stored = kv.get(&key).ok().flatten();
+    let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
+    let _ = kv.set(&key, doc.as_bytes());
+    verdict.map_err(Reply::rate_limited)
+}
+
+/// Counts a failed attempt in the health document (read-modify-write:
+/// concurrent failures may be counted once, enough to cross a threshold).
+pub fn count_failure(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
+    let stored = kv.get(HEALTH_KEY).ok().flatten();
+    let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+    let rec = edge::record_failure(
+        cfg,
+        stored,
+        fwd.decision.epoch,
+        fwd.decision.color,
+        outcome,
+        now_ms,
+    );
+    let _ = kv.set(HEALTH_KEY, rec.to_json().as_bytes());
+}
