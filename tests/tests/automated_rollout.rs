@@ -1,6 +1,7 @@
 //! The automated rollout (the dashboard's controller, through its headless
-//! twin `greenlight-rollout`) against the real Worker under workerd: a slower
-//! green is rolled back by itself, with the edge's state to prove it.
+//! twin `greenlight-rollout`) against the real Worker under workerd and the
+//! Spin component under `spin up`: a slower green is rolled back by itself,
+//! with the edge's state to prove it.
 
 use greenlight_common::{Color, Phase};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
@@ -9,8 +10,9 @@ use greenlight_e2e::Runtime;
 use loadtest::admin_client::{AdminClient, TOKEN_ENV};
 use loadtest::origin::{Behavior, LatencyDist, Origin};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slower_green_is_rolled_back_automatically() {
+greenlight_e2e::for_each_runtime!(slower_green_is_rolled_back_automatically);
+
+async fn slower_green_is_rolled_back_automatically(runtime: Runtime) {
     let latency = |spec: &str| Behavior {
         latency: LatencyDist::parse(spec).unwrap(),
         ..Behavior::default()
@@ -22,7 +24,7 @@ async fn slower_green_is_rolled_back_automatically() {
     let green = Origin::start(any, "green", latency("normal:16ms,2ms"))
         .await
         .unwrap();
-    let edge = Runtime::Cloudflare
+    let edge = runtime
         .start(&fixtures::edge_setup(&blue.url(), &green.url()))
         .await
         .unwrap();

@@ -69,8 +69,11 @@ async fn refused(rig: &Rig, what: &str, req: RequestBuilder, expect: Expect) {
     let content_type = header(&resp, "content-type").to_string();
     let body = resp.text().await.unwrap_or_default();
     let brief: String = body.chars().take(300).collect();
+    // Only a runtime's own answer may be other than a 4xx (Spin's HTTP
+    // trigger answers 500 to a header value that is not UTF-8, before the
+    // component runs).
     assert!(
-        (400..500).contains(&status),
+        (400..500).contains(&status) || matches!(expect, Expect::Runtime(_)),
         "{what}: {status}, not a 4xx: {brief}"
     );
     match expect {
@@ -119,6 +122,13 @@ async fn credential_headers_are_refused(runtime: Runtime) {
     let alice = fixtures::sign(Algorithm::HS256, &fixtures::claims("alice"));
     let bob = fixtures::sign(Algorithm::ES256, &fixtures::claims("bob"));
     let over = MAX_TOKEN_LEN + 1;
+    // Spin 4.0.2's HTTP trigger refuses a header value that is not UTF-8
+    // with an empty 500 before the component runs (README: Platform
+    // differences); workerd hands it to the Worker, which refuses it.
+    let not_utf8 = match runtime {
+        Runtime::Cloudflare => Expect::Auth(Invalid),
+        Runtime::Spin => Expect::Runtime(500),
+    };
     let cases: Vec<(&str, RequestBuilder, Expect)> = vec![
         // Oversized credentials: refused by length before any parsing.
         (
@@ -216,13 +226,13 @@ async fn credential_headers_are_refused(runtime: Runtime) {
             "X-Api-Key with bytes that are not UTF-8",
             rig.get(path)
                 .header("x-api-key", value(b"gl_app_\xff\xfe\x80")),
-            Expect::Auth(Invalid),
+            not_utf8,
         ),
         (
             "Authorization with bytes that are not UTF-8",
             rig.get(path)
                 .header("authorization", value(b"Bearer \xc3\x28\xff")),
-            Expect::Auth(Invalid),
+            not_utf8,
         ),
         (
             "empty X-Api-Key",

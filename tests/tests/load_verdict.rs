@@ -1,5 +1,5 @@
 //! `greenlight load` through the real Worker (workerd via `wrangler dev`)
-//! against two `greenlight origin` processes: a 30 % slower green must be
+//! and the Spin component (`spin up`) against two `greenlight origin` processes: a 30 % slower green must be
 //! judged `Fail` with a non-zero exit; equal origins never `Fail`.
 
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
@@ -38,10 +38,10 @@ async fn origin(color: &str, latency: &str) -> (ProcessGroup, String) {
 /// Runs a 50 % canary under load; returns (exit code, verdict string). The
 /// rate is modest: local workerd is one thread, and on a busy 2-core CI
 /// machine a higher rate measures queueing at the edge, not the origins.
-async fn run(green_latency: &str) -> (i32, String) {
+async fn run(runtime: Runtime, green_latency: &str) -> (i32, String) {
     let (_blue, blue_url) = origin("blue", "normal:12ms,1ms").await;
     let (_green, green_url) = origin("green", green_latency).await;
-    let edge = Runtime::Cloudflare
+    let edge = runtime
         .start(&fixtures::edge_setup(&blue_url, &green_url))
         .await
         .unwrap();
@@ -90,16 +90,16 @@ async fn run(green_latency: &str) -> (i32, String) {
     (status.code().unwrap_or(-1), verdict)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slower_green_fails_the_run() {
-    let (code, verdict) = run("normal:15.6ms,1.3ms").await;
+greenlight_e2e::for_each_runtime!(slower_green_fails_the_run, equal_origins_never_fail);
+
+async fn slower_green_fails_the_run(runtime: Runtime) {
+    let (code, verdict) = run(runtime, "normal:15.6ms,1.3ms").await;
     assert_eq!(verdict, "fail");
     assert_eq!(code, 1, "a Fail verdict must exit non-zero");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn equal_origins_never_fail() {
-    let (code, verdict) = run("normal:12ms,1ms").await;
+async fn equal_origins_never_fail(runtime: Runtime) {
+    let (code, verdict) = run(runtime, "normal:12ms,1ms").await;
     assert!(
         verdict == "pass" || verdict == "inconclusive",
         "verdict {verdict}"
