@@ -4,10 +4,11 @@
 
 use greenlight_common::admin::Problem;
 use greenlight_common::Color;
-use greenlight_e2e::fixtures::{APP_KEY, QA_KEY};
+use greenlight_e2e::fixtures::{self, APP_KEY, QA_KEY};
 use greenlight_e2e::process::free_port;
 use greenlight_e2e::rig::{header, Rig};
 use greenlight_e2e::Runtime;
+use jsonwebtoken::Algorithm;
 use loadtest::origin::{Behavior, LatencyDist};
 use reqwest::{Response, StatusCode};
 use std::time::{Duration, Instant};
@@ -253,6 +254,43 @@ async fn callers_over_their_rate_limit_get_429(runtime: Runtime) {
     }
     assert_eq!(&anonymous[..3], &[200, 200, 200], "{anonymous:?}");
     assert!(anonymous.contains(&429), "{anonymous:?}");
+
+    if runtime == Runtime::Spin {
+        // Spin runs every request in a fresh instance, so buckets live in
+        // the key-value store: a flood of distinct callers must not grow its
+        // keys without bound (256 slot keys, see common::ratelimit).
+        const CALLERS: usize = 400;
+        use futures::StreamExt;
+        let statuses: Vec<u16> = futures::stream::iter(0..CALLERS)
+            .map(|i| {
+                let token =
+                    fixtures::sign(Algorithm::HS256, &fixtures::claims(&format!("flood-{i}")));
+                let req = rig.http.get(rig.url("/api/item")).bearer_auth(token);
+                async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "every new caller starts with a full bucket: {statuses:?}"
+        );
+        let scratch = rig.edge._process.scratch.as_ref().expect("scratch dir");
+        let keys = greenlight_e2e::spin::keys(scratch.path()).unwrap();
+        let limiter: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with("ratelimit:"))
+            .collect();
+        assert!(
+            limiter.iter().all(|k| k.starts_with("ratelimit:slot:")),
+            "one key per caller: {limiter:?}"
+        );
+        assert!(
+            limiter.len() <= greenlight_common::ratelimit::STORED_SLOTS as usize,
+            "{} limiter keys for {CALLERS} callers",
+            limiter.len()
+        );
+    }
 }
 
 greenlight_e2e::for_each_runtime!(

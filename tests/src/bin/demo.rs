@@ -14,7 +14,7 @@ use std::time::Duration;
 enum EdgeKind {
     /// The Worker under workerd (`wrangler dev --local`).
     Cloudflare,
-    /// The Spin component under the wasmtime test host.
+    /// The Spin component under `spin up`.
     Spin,
 }
 
