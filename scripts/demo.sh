@@ -22,6 +22,6 @@ esac
 if [ -n "${DISPLAY:-}" ] && ! [[ " $* " =~ " --ui "(headless|script)" " || " $* " =~ " --ui="(headless|script)" " ]]; then
   ensure_apt "${DASHBOARD_APT_PACKAGES[@]}"
 fi
-log "building the demo and the harness"
-cargo build --release -q -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard --bin greenlight-rollout
+log "building the demo and the harness (release; several minutes the first time, cargo shows its progress)"
+cargo build --release -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard --bin greenlight-rollout
 exec "$ROOT/target/release/demo" "$@"

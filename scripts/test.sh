@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests of every crate and the end-to-end
-# conformance suite through real workerd (wrangler dev) and the wasmtime
-# Spin host. Installs what is missing first (idempotent).
+# conformance suite through real workerd (wrangler dev) and the real Spin
+# CLI (spin up). Installs what is missing first (idempotent).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 started=$(date +%s)
@@ -10,7 +10,7 @@ if [ -x "$ROOT/scripts/build-spin.sh" ]; then
   "$ROOT/scripts/build-spin.sh"
 fi
 log "building the CLIs the end-to-end tests run (greenlight, greenlight-rollout)"
-cargo build -q -p greenlight-loadtest --bin greenlight -p greenlight-harness-gui --bin greenlight-rollout
+cargo build -p greenlight-loadtest --bin greenlight -p greenlight-harness-gui --bin greenlight-rollout
 log "cargo test (unit + end-to-end)"
 # Two test threads: each end-to-end test runs its own edge runtime.
 # The default members: the wasm-only crates (edge/*, bench/passthrough-spin)
