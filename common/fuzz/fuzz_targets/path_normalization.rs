@@ -35,7 +35,11 @@ fn decode_all(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push(h << 4 | l);
                 i += 3;
@@ -84,14 +88,18 @@ fuzz_target!(|input: Input<'_>| {
         return;
     };
     assert!(p.starts_with('/'), "{p:?}");
-    assert!(p.split('/').all(|s| s != "." && s != ".."), "dot segment in {p:?}");
+    assert!(
+        p.split('/').all(|s| s != "." && s != ".."),
+        "dot segment in {p:?}"
+    );
     let b = p.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
             let esc = &b[i + 1..i + 3];
             assert!(
-                esc.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)),
+                esc.iter()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)),
                 "escape in {p:?}"
             );
             let v = u8::from_str_radix(std::str::from_utf8(esc).unwrap(), 16).unwrap();
@@ -115,10 +123,18 @@ fuzz_target!(|input: Input<'_>| {
     if policy.merge_slashes {
         assert!(!p.contains("//"), "{p:?}");
     }
-    assert_eq!(normalize(&p, policy).as_deref(), Ok(p.as_ref()), "not idempotent");
+    assert_eq!(
+        normalize(&p, policy).as_deref(),
+        Ok(p.as_ref()),
+        "not idempotent"
+    );
 
-    let cfg = AuthConfig::new(parse_routes(ROUTES).unwrap(), vec![], JwtSettings::default())
-        .unwrap();
+    let cfg = AuthConfig::new(
+        parse_routes(ROUTES).unwrap(),
+        vec![],
+        JwtSettings::default(),
+    )
+    .unwrap();
     let origin_path = origin_reads(&p, input.origin_steps);
     let origin = if input.origin_steps & 16 != 0 {
         let lower = AuthConfig::new(
