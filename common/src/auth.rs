@@ -318,6 +318,20 @@ impl AuthConfig {
     /// origin could take for one under a stricter prefix gets that
     /// prefix's mode.
     pub fn route_mode(&self, path: &str) -> AuthMode {
+        let strictest = |a: AuthMode, b: AuthMode| {
+            if a.strictness() >= b.strictness() {
+                a
+            } else {
+                b
+            }
+        };
+        // The common case allocates nothing.
+        if !crate::path::has_other_readings(path) {
+            return strictest(
+                self.mode_matching(path, false),
+                self.mode_matching(path, true),
+            );
+        }
         crate::path::readings(path)
             .iter()
             .flat_map(|r| [self.mode_matching(r, false), self.mode_matching(r, true)])

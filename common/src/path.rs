@@ -359,7 +359,7 @@ fn strip_parameters(s: &str) -> Cow<'_, str> {
 /// allocation). Duplicates are removed.
 pub fn readings(path: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(path)];
-    if !(path.contains('%') || path.contains(';') || path.contains("//")) {
+    if !has_other_readings(path) {
         return out;
     }
     for decode in [false, true] {
@@ -390,6 +390,11 @@ pub fn readings(path: &str) -> Vec<Cow<'_, str>> {
     out
 }
 
+/// Whether [`readings`] of `path` are more than `path` itself.
+pub fn has_other_readings(path: &str) -> bool {
+    path.bytes().any(|b| b == b'%' || b == b';') || path.contains("//")
+}
+
 /// Whether `path` starts with `prefix`, exactly or ignoring ASCII case.
 pub fn starts_with(path: &str, prefix: &str, ignore_case: bool) -> bool {
     if ignore_case {
@@ -403,11 +408,17 @@ pub fn starts_with(path: &str, prefix: &str, ignore_case: bool) -> bool {
 /// Whether the first segment of some reading of `path` is `name`, ignoring
 /// ASCII case (`/__GREENLIGHT/x`, `//__greenlight`, `/__greenlight;v=1/`).
 pub fn in_namespace(path: &str, name: &str) -> bool {
-    readings(path).iter().any(|r| {
+    let first_is = |r: &str| {
         let rest = r.strip_prefix('/').unwrap_or(r);
-        let first = rest.split('/').next().unwrap_or_default();
-        first.eq_ignore_ascii_case(name)
-    })
+        rest.split('/')
+            .next()
+            .is_some_and(|first| first.eq_ignore_ascii_case(name))
+    };
+    // The common case allocates nothing.
+    if !has_other_readings(path) {
+        return first_is(path);
+    }
+    readings(path).iter().any(|r| first_is(r))
 }
 
 #[cfg(test)]
