@@ -131,6 +131,7 @@ fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
                 query: None,
                 headers: &headers,
                 client_addr: Some("127.0.0.1"),
+                scheme: Some("https"),
             };
             black_box(plan(&cfg, &loaded, &head, NOW * 1000, 42))
         })

@@ -49,6 +49,17 @@ pub enum AuthMode {
     Off,
 }
 
+impl AuthMode {
+    /// Orders modes from the most permissive (`Off`) to `Required`.
+    pub fn strictness(self) -> u8 {
+        match self {
+            AuthMode::Off => 0,
+            AuthMode::Optional => 1,
+            AuthMode::Required => 2,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutePolicy {
     pub prefix: String,
@@ -287,24 +298,57 @@ impl AuthConfig {
         })
     }
 
-    /// The auth mode of `path`: longest matching prefix, `Required` if none.
+    /// The auth mode of `path` read exactly: longest matching prefix,
+    /// `Required` if none.
     pub fn mode_for(&self, path: &str) -> AuthMode {
+        self.mode_matching(path, false)
+    }
+
+    fn mode_matching(&self, path: &str, ignore_case: bool) -> AuthMode {
         self.routes
             .iter()
-            .filter(|r| path.starts_with(&r.prefix))
+            .filter(|r| crate::path::starts_with(path, &r.prefix, ignore_case))
             .max_by_key(|r| r.prefix.len())
             .map_or(AuthMode::Required, |r| r.mode)
     }
 
-    /// Authenticates a request to `path`. `Ok(None)` is an anonymous caller
-    /// on a route that allows one.
+    /// The auth mode of a normalized path: the strictest [`Self::mode_for`]
+    /// of every reading an origin may make of it (`crate::path::readings`),
+    /// with prefixes compared exactly and ignoring ASCII case. A path an
+    /// origin could take for one under a stricter prefix gets that
+    /// prefix's mode.
+    pub fn route_mode(&self, path: &str) -> AuthMode {
+        let strictest = |a: AuthMode, b: AuthMode| {
+            if a.strictness() >= b.strictness() {
+                a
+            } else {
+                b
+            }
+        };
+        // The common case allocates nothing.
+        if !crate::path::has_other_readings(path) {
+            return strictest(
+                self.mode_matching(path, false),
+                self.mode_matching(path, true),
+            );
+        }
+        crate::path::readings(path)
+            .iter()
+            .flat_map(|r| [self.mode_matching(r, false), self.mode_matching(r, true)])
+            .max_by_key(|m| m.strictness())
+            .unwrap_or(AuthMode::Required)
+    }
+
+    /// Authenticates a request to the normalized path `path` (see
+    /// `crate::path::normalize`), under [`Self::route_mode`]. `Ok(None)` is
+    /// an anonymous caller on a route that allows one.
     pub fn authenticate(
         &self,
         path: &str,
         creds: Credentials<'_>,
         now_s: u64,
     ) -> Result<Option<Principal>, AuthError> {
-        let mode = self.mode_for(path);
+        let mode = self.route_mode(path);
         if mode == AuthMode::Off {
             return Ok(None);
         }

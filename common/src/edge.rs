@@ -14,13 +14,16 @@ use crate::decide::{decide, RequestFacts, RouteDecision, RouteReason};
 use crate::failover::{live_colors, OriginPolicy, Outcome, MAX_REPLAY_BODY};
 use crate::health::{HealthPolicy, HealthRecord};
 use crate::http::{
-    connection_tokens, cookie, is_hop_by_hop, ADMIN_PREFIX, HEADER_API_KEY, HEADER_COLOR,
-    HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON, STICKY_COOKIE,
+    connection_tokens, cookie, is_hop_by_hop, ADMIN_NAMESPACE, ADMIN_PREFIX, EDGE_HEADER_PREFIX,
+    FORWARDING_HEADERS, HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
+    METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
 };
 use crate::origin_auth;
+use crate::path::{self, EscapedSlashes, PathPolicy};
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::state::RolloutState;
 use sha2::{Digest, Sha256};
+use std::net::{IpAddr, SocketAddr};
 use subtle::ConstantTimeEq;
 
 /// Default lifetime of the in-isolate state cache. Low, because a promote or
@@ -55,6 +58,10 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "HEALTH_WINDOW_MS",
     "RATE_LIMIT_PER_S",
     "RATE_LIMIT_BURST",
+    "PATH_ESCAPED_SLASHES",
+    "MERGE_SLASHES",
+    "ALLOW_METHOD_OVERRIDE",
+    "TRUSTED_CLIENT_IP_HEADER",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
 pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
@@ -80,6 +87,15 @@ pub struct EdgeConfig {
     pub health: HealthPolicy,
     /// Per-caller limit; `None` = no limit.
     pub rate_limit: Option<RateLimit>,
+    /// How request paths are normalized before every decision.
+    pub paths: PathPolicy,
+    /// Whether method-override headers (`x-http-method-override` and kin)
+    /// reach the origin; off by default.
+    pub allow_method_override: bool,
+    /// A header (lower case) that a proxy in front of the edge sets to the
+    /// caller's address; used instead of the platform's address when it
+    /// holds one. `None`: the platform's address.
+    pub trusted_client_ip_header: Option<String>,
 }
 
 impl EdgeConfig {
@@ -159,6 +175,34 @@ impl EdgeConfig {
             nonempty("RATE_LIMIT_PER_S").as_deref(),
             nonempty("RATE_LIMIT_BURST").as_deref(),
         )?;
+        let flag = |name: &str| -> Result<bool, ConfigError> {
+            match nonempty(name) {
+                None => Ok(false),
+                Some(v) => parse_flag(&v)
+                    .ok_or_else(|| ConfigError(format!("{name} {v:?} is not true or false"))),
+            }
+        };
+        let paths = PathPolicy {
+            escaped_slashes: match nonempty("PATH_ESCAPED_SLASHES") {
+                None => EscapedSlashes::default(),
+                Some(v) => EscapedSlashes::parse(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "PATH_ESCAPED_SLASHES {v:?} must be reject, decode or keep"
+                    ))
+                })?,
+            },
+            merge_slashes: flag("MERGE_SLASHES")?,
+        };
+        let allow_method_override = flag("ALLOW_METHOD_OVERRIDE")?;
+        let trusted_client_ip_header = match nonempty("TRUSTED_CLIENT_IP_HEADER") {
+            None => None,
+            Some(name) if is_token(&name) => Some(name.to_ascii_lowercase()),
+            Some(name) => {
+                return Err(ConfigError(format!(
+                    "TRUSTED_CLIENT_IP_HEADER {name:?} is not a header name"
+                )))
+            }
+        };
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -171,6 +215,9 @@ impl EdgeConfig {
             origins,
             health,
             rate_limit,
+            paths,
+            allow_method_override,
+            trusted_client_ip_header,
         })
     }
 
@@ -212,8 +259,13 @@ pub struct RequestHead<'a> {
     /// Header names lower-case; repeated headers joined with ", ".
     pub headers: &'a [(String, String)],
     /// The caller's address as the platform reports it (not a header the
-    /// client chose), used to rate-limit anonymous callers.
+    /// client chose), used to rate-limit anonymous callers and sent to the
+    /// origin in `x-forwarded-for` / `forwarded`.
     pub client_addr: Option<&'a str>,
+    /// The scheme of the request URL as the platform saw it (`http`,
+    /// `https`), sent to the origin in `x-forwarded-proto` / `forwarded`;
+    /// `None` when the platform does not say (neither is then sent).
+    pub scheme: Option<&'a str>,
 }
 
 impl RequestHead<'_> {
@@ -309,6 +361,17 @@ impl Reply {
         r.headers
             .push(("retry-after".into(), wait.seconds.to_string()));
         r
+    }
+
+    /// 400: the request path is refused (see [`crate::path`]); it never
+    /// reaches an origin.
+    pub fn bad_path(e: path::PathError) -> Reply {
+        Reply::problem(Problem::new(
+            400,
+            "bad-path",
+            "path not accepted",
+            e.detail(),
+        ))
     }
 
     /// 503: the state store could not be read or written for an admin call.
@@ -562,21 +625,26 @@ pub fn plan(
     random: u64,
 ) -> EdgePlan {
     let now_s = now_ms / 1_000;
-    if let Some(rest) = req.path.strip_prefix(ADMIN_PREFIX) {
+    // Every decision below, and the origin, see this one form of the path.
+    let path = match path::normalize(req.path, cfg.paths) {
+        Ok(p) => p,
+        Err(e) => return EdgePlan::Reply(Reply::bad_path(e)),
+    };
+    if path::in_namespace(&path, ADMIN_NAMESPACE) {
         return match cfg.authorize_admin(req.credentials(), now_s) {
             Err(e) => EdgePlan::Reply(Reply::auth_error(e)),
-            Ok(identity) => match AdminRoute::parse(rest) {
+            Ok(identity) => match path.strip_prefix(ADMIN_PREFIX).and_then(AdminRoute::parse) {
                 Some(route) => EdgePlan::Admin(AdminCall { route, identity }),
                 None => EdgePlan::Reply(Reply::problem(Problem::new(
                     404,
                     "not-found",
                     "no such admin route",
-                    "admin routes: state, weight, promote, rollback, abort",
+                    "admin routes: state, weight, promote, rollback, abort (lower case)",
                 ))),
             },
         };
     }
-    let principal = match cfg.auth.authenticate(req.path, req.credentials(), now_s) {
+    let principal = match cfg.auth.authenticate(&path, req.credentials(), now_s) {
         Ok(p) => p,
         Err(e) => return EdgePlan::Reply(Reply::auth_error(e)),
     };
@@ -619,22 +687,17 @@ pub fn plan(
     let mut request_headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .filter(|(k, _)| {
-            !is_hop_by_hop(k, &tokens)
-                && !k.eq_ignore_ascii_case(HEADER_API_KEY)
-                && !k.eq_ignore_ascii_case(HEADER_PRINCIPAL)
-                && !origin_auth::HEADERS
-                    .iter()
-                    .any(|h| k.eq_ignore_ascii_case(h))
-        })
+        .filter(|(k, _)| !is_hop_by_hop(k, &tokens) && forwards_client_header(cfg, k))
         .cloned()
         .collect();
+    let caller = caller_ip(cfg, req);
+    request_headers.extend(forwarding_headers(caller, req.scheme));
     if let Some(p) = &principal {
         request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
     }
     let path_and_query = match req.query {
-        Some(q) if !q.is_empty() => format!("{}?{}", req.path, q),
-        _ => req.path.to_string(),
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.into_owned(),
     };
     if let Some(secret) = &cfg.origin_signing_secret {
         // A nonce distinct from the anonymous id drawn from the same bits.
@@ -671,14 +734,17 @@ pub fn plan(
     } else {
         None
     };
-    // Anonymous callers are counted by address when the platform gives one:
-    // a fresh cookie per request must not be a fresh bucket.
-    let rate_key = cfg.rate_limit.map(|_| match (&principal, req.client_addr) {
-        // Principal ids are namespaced by kind ("k:", "s:"), like "ip:" and "c:".
-        (Some(p), _) => p.id.clone(),
-        (None, Some(addr)) => format!("ip:{addr}"),
-        (None, None) => sticky_key.clone(),
-    });
+    // Anonymous callers are counted by address when there is one: a fresh
+    // cookie per request must not be a fresh bucket.
+    let rate_key = cfg
+        .rate_limit
+        .map(|_| match (&principal, caller, req.client_addr) {
+            // Principal ids are namespaced by kind ("k:", "s:"), like "ip:" and "c:".
+            (Some(p), _, _) => p.id.clone(),
+            (None, Some(ip), _) => format!("ip:{ip}"),
+            (None, None, Some(addr)) => format!("ip:{addr}"),
+            (None, None, None) => sticky_key.clone(),
+        });
     EdgePlan::Forward(Forward {
         decision,
         url,
@@ -742,6 +808,92 @@ impl AdminCall {
     pub fn wants_health(&self) -> bool {
         self.route == AdminRoute::State
     }
+}
+
+/// Whether a client request header may reach the origin as the client sent
+/// it: not the API key, nor any `x-greenlight-*` header (only the edge's own
+/// reach the origin), nor the forwarding headers the edge sets itself, nor
+/// the ones origins trust for the caller's address or the path, nor the
+/// trusted proxy's address header (its address goes on in
+/// `x-forwarded-for`), nor method overrides unless allowed.
+fn forwards_client_header(cfg: &EdgeConfig, name: &str) -> bool {
+    let is = |list: &[&str]| list.iter().any(|h| name.eq_ignore_ascii_case(h));
+    !(name.eq_ignore_ascii_case(HEADER_API_KEY)
+        || (name.len() >= EDGE_HEADER_PREFIX.len()
+            && name.as_bytes()[..EDGE_HEADER_PREFIX.len()]
+                .eq_ignore_ascii_case(EDGE_HEADER_PREFIX.as_bytes()))
+        || is(FORWARDING_HEADERS)
+        || is(UNTRUSTED_HEADERS)
+        || (!cfg.allow_method_override && is(METHOD_OVERRIDE_HEADERS))
+        || cfg
+            .trusted_client_ip_header
+            .as_deref()
+            .is_some_and(|h| name.eq_ignore_ascii_case(h)))
+}
+
+/// The caller's address: the last address in the trusted proxy's header
+/// (the one that proxy added) when one is configured and holds an address,
+/// else the platform's. `None` when neither is an IP address.
+fn caller_ip(cfg: &EdgeConfig, req: &RequestHead<'_>) -> Option<IpAddr> {
+    cfg.trusted_client_ip_header
+        .as_deref()
+        .and_then(|h| req.header(h))
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(parse_ip)
+        .or_else(|| req.client_addr.and_then(parse_ip))
+}
+
+/// An address as platforms and proxies write it: `192.0.2.7`, `2001:db8::1`,
+/// `[2001:db8::1]`, or either with a port.
+fn parse_ip(v: &str) -> Option<IpAddr> {
+    let v = v.trim();
+    v.parse::<IpAddr>()
+        .ok()
+        .or_else(|| v.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            v.strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse().ok())
+        })
+}
+
+/// `x-forwarded-for`, `x-forwarded-proto` and `forwarded` (RFC 7239) from
+/// what the platform reported: only what is known is sent.
+fn forwarding_headers(caller: Option<IpAddr>, scheme: Option<&str>) -> Vec<(String, String)> {
+    let proto = scheme.filter(|s| matches!(*s, "http" | "https"));
+    let mut out = Vec::with_capacity(3);
+    let mut forwarded = Vec::with_capacity(2);
+    if let Some(ip) = caller {
+        out.push(("x-forwarded-for".to_string(), ip.to_string()));
+        forwarded.push(match ip {
+            IpAddr::V4(v4) => format!("for={v4}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        });
+    }
+    if let Some(p) = proto {
+        out.push(("x-forwarded-proto".to_string(), p.to_string()));
+        forwarded.push(format!("proto={p}"));
+    }
+    if !forwarded.is_empty() {
+        out.push(("forwarded".to_string(), forwarded.join(";")));
+    }
+    out
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// An HTTP field name (RFC 9110 token).
+fn is_token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Shape check for the anonymous id cookie, so junk never reaches the hash.

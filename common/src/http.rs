@@ -15,6 +15,40 @@ pub const HEADER_API_KEY: &str = "x-api-key";
 pub const STICKY_COOKIE: &str = "greenlight-id";
 /// Reserved path prefix of the admin API on the edge.
 pub const ADMIN_PREFIX: &str = "/__greenlight/";
+/// The first path segment of the admin namespace. Every path whose first
+/// segment is this in any case or reading (`/__GREENLIGHT/x`,
+/// `//__greenlight`, `/__greenlight;v=1/`) is the edge's own: it needs
+/// admin credentials and never reaches an origin; only the exact
+/// lower-case [`ADMIN_PREFIX`] routes exist.
+pub const ADMIN_NAMESPACE: &str = "__greenlight";
+/// Prefix of the headers the edge itself sends to origins and clients.
+/// Client copies of every such request header are dropped.
+pub const EDGE_HEADER_PREFIX: &str = "x-greenlight-";
+/// Request headers the edge sets from what the platform reports (the
+/// caller's address, the scheme), replacing any client copy.
+pub const FORWARDING_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto"];
+/// Client request headers the edge drops because origins and frameworks
+/// trust them: other proxy headers (caller address, host, port, scheme,
+/// prefix) and the path overrides some frameworks route by
+/// (`x-original-url`, `x-rewrite-url`).
+pub const UNTRUSTED_HEADERS: &[&str] = &[
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-real-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+/// Headers that make some frameworks treat a request as another method;
+/// dropped unless `ALLOW_METHOD_OVERRIDE` is set.
+pub const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 /// Key under which the rollout state document lives in the key-value store.
 pub const STATE_KEY: &str = "rollout-state";
 /// A copy of the last state the admin API wrote, read only when the document

@@ -13,6 +13,7 @@ pub mod failover;
 pub mod health;
 pub mod http;
 pub mod origin_auth;
+pub mod path;
 pub mod ratelimit;
 pub mod rollout;
 pub mod shell;

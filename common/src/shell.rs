@@ -58,6 +58,8 @@ pub const PERSIST_PREFIX: &str = "persist\n";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShellRequest<'a> {
     pub method: &'a str,
+    /// The URL's scheme (`http`, `https`), as the runtime saw the request.
+    pub scheme: Option<&'a str>,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: Vec<(String, String)>,
@@ -70,8 +72,10 @@ impl<'a> ShellRequest<'a> {
         let url = fields.next().unwrap_or_default();
         let headers = split_lines(fields.next().unwrap_or_default());
         let (path, query) = path_and_query(url);
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         ShellRequest {
             method,
+            scheme,
             path,
             query,
             headers,
@@ -86,6 +90,7 @@ impl<'a> ShellRequest<'a> {
             path: self.path,
             query: self.query,
             headers: &self.headers,
+            scheme: self.scheme,
             client_addr: self
                 .headers
                 .iter()
@@ -473,8 +478,8 @@ mod tests {
             "POST\nhttp://edge.test/api/items?x=1\naccept\n*/*\ncf-connecting-ip\n192.0.2.7",
         );
         assert_eq!(
-            (r.method, r.path, r.query),
-            ("POST", "/api/items", Some("x=1"))
+            (r.method, r.scheme, r.path, r.query),
+            ("POST", Some("http"), "/api/items", Some("x=1"))
         );
         assert_eq!(r.headers.len(), 2);
         let head = r.head("cf-connecting-ip");

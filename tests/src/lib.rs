@@ -5,6 +5,7 @@ pub mod cloudflare;
 pub mod fixtures;
 pub mod flips;
 pub mod process;
+pub mod raw;
 pub mod rig;
 pub mod runtime;
 pub mod spin;

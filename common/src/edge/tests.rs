@@ -44,6 +44,7 @@ fn run(cfg: &EdgeConfig, state: &RolloutState, path: &str, h: &[(&str, &str)]) -
         query: Some("a=1"),
         headers: &hs,
         client_addr: None,
+        scheme: Some("https"),
     };
     let loaded = LoadedState {
         state: state.clone(),
@@ -135,7 +136,10 @@ fn forwards_with_tags_and_filtered_headers() {
     assert_eq!(f.url, "http://127.0.0.1:9001/api/items?a=1");
     assert_eq!(f.decision.color, Color::Blue);
     let names: Vec<&str> = f.request_headers.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, vec!["accept", HEADER_PRINCIPAL]);
+    assert_eq!(
+        names,
+        vec!["accept", "x-forwarded-proto", "forwarded", HEADER_PRINCIPAL]
+    );
     assert_eq!(header(&f.request_headers, HEADER_PRINCIPAL), Some("k:app"));
     assert_eq!(header(&f.response_headers, HEADER_COLOR), Some("blue"));
     assert_eq!(header(&f.response_headers, HEADER_EPOCH), Some("0"));
@@ -312,6 +316,7 @@ fn corrupt_documents_fall_back_and_flag_degraded() {
         query: None,
         headers: &hs,
         client_addr: None,
+        scheme: Some("https"),
     };
     let degraded = LoadedState {
         state: RolloutState::initial("s"),
@@ -468,6 +473,7 @@ fn plan_method(cfg: &EdgeConfig, state: &RolloutState, method: &str, user: &str)
         query: None,
         headers: &hs,
         client_addr: None,
+        scheme: Some("https"),
     };
     let loaded = LoadedState {
         state: state.clone(),
@@ -635,6 +641,7 @@ fn rate_limit_keys_name_the_caller() {
         query: None,
         headers: &hs,
         client_addr: Some("203.0.113.9"),
+        scheme: Some("https"),
     };
     let loaded = LoadedState {
         state: canary(100),
@@ -696,4 +703,277 @@ fn state_reports_the_health_of_the_color_under_test() {
         Some("green origin unreachable: refused")
     );
     assert!(!view(None).health.unwrap().unhealthy);
+}
+
+/// A request with these headers and platform facts, planned under `cfg`.
+fn plan_request(
+    cfg: &EdgeConfig,
+    method: &str,
+    path: &str,
+    h: &[(&str, &str)],
+    client_addr: Option<&str>,
+) -> EdgePlan {
+    let hs = headers(h);
+    let req = RequestHead {
+        method,
+        path,
+        query: Some("q=%2F..%2F"),
+        headers: &hs,
+        client_addr,
+        scheme: Some("https"),
+    };
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    plan(cfg, &loaded, &req, NOW_MS, 5)
+}
+
+/// The table of issue 16 (`AUTH_ROUTES=/public:off,/:required`, no
+/// credentials): refused by default, 401 once decoded, never forwarded with
+/// the path the decision was not made on.
+#[test]
+fn path_confusion_is_refused_or_decided_on_the_decoded_path() {
+    let table = [
+        "/public%2F..%2Fapi%2Fhello",
+        "/public/..%2Fapi/hello",
+        "/public/..%5capi/hello",
+        "/public/..\\api/hello",
+        "/public%252F..%252Fapi%252Fhello",
+        "/public/..;/api/hello",
+        "/public/..%C0%AFapi/hello",
+        "/public/x%zz",
+    ];
+    let reject = config();
+    for p in table.iter().chain(&["/public%2fx"]) {
+        let r = reply(plan_request(&reject, "GET", p, &[], None));
+        assert_eq!(r.status, 400, "{p}");
+        assert_eq!(r.headers[0].1, "application/problem+json", "{p}");
+        let problem: crate::admin::Problem = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(problem.kind, "urn:greenlight:problem:bad-path", "{p}");
+    }
+    for p in [
+        "/public/../api/hello",
+        "/public/%2e%2e/api/hello",
+        "/PUBLIC/x",
+    ] {
+        assert_eq!(
+            reply(plan_request(&reject, "GET", p, &[], None)).status,
+            401,
+            "{p}"
+        );
+    }
+    let decode = config_with(&[("PATH_ESCAPED_SLASHES", "decode")]);
+    let keep = config_with(&[("PATH_ESCAPED_SLASHES", "Keep")]);
+    for cfg in [&decode, &keep] {
+        for p in &table[..5] {
+            assert_eq!(
+                reply(plan_request(cfg, "GET", p, &[], None)).status,
+                401,
+                "{p}"
+            );
+        }
+    }
+    // Decoded, `/public%2fx` is `/public/x`: public, and that is the path
+    // the origin gets (the query is left as it was). Kept, it stays encoded.
+    let f = forward(plan_request(&decode, "GET", "/public%2fx", &[], None));
+    assert_eq!(f.url, "http://127.0.0.1:9001/public/x?q=%2F..%2F");
+    let f = forward(plan_request(&keep, "GET", "/public%2fx", &[], None));
+    assert_eq!(f.url, "http://127.0.0.1:9001/public%2Fx?q=%2F..%2F");
+    // A credential on the decoded path: forwarded with exactly that path.
+    let f = forward(plan_request(
+        &decode,
+        "GET",
+        "/public/..%2Fapi/%68ello",
+        &[("x-api-key", "app-key")],
+        None,
+    ));
+    assert_eq!(f.url, "http://127.0.0.1:9001/api/hello?q=%2F..%2F");
+    let merge = config_with(&[("MERGE_SLASHES", "true")]);
+    let f = forward(plan_request(&merge, "GET", "//public//x", &[], None));
+    assert_eq!(f.url, "http://127.0.0.1:9001/public/x?q=%2F..%2F");
+    let f = forward(plan_request(&reject, "GET", "/public//x", &[], None));
+    assert_eq!(f.url, "http://127.0.0.1:9001/public//x?q=%2F..%2F");
+}
+
+#[test]
+fn the_admin_namespace_is_never_forwarded() {
+    let cfg = config();
+    for p in [
+        "/__GREENLIGHT/state",
+        "/__greenlight",
+        "//__greenlight/state",
+        "/__greenlight;x/state",
+        "/public/../__greenlight/state",
+        "/%5F%5Fgreenlight/state",
+    ] {
+        let r = reply(plan_request(&cfg, "GET", p, &[], None));
+        assert_eq!(r.status, 401, "{p}");
+        let admin = [("authorization", "Bearer admin-secret")];
+        match plan_request(&cfg, "GET", p, &admin, None) {
+            EdgePlan::Reply(r) => assert_eq!(r.status, 404, "{p}"),
+            EdgePlan::Admin(call) => assert_eq!(call.route, AdminRoute::State, "{p}"),
+            other => panic!("{p}: {other:?}"),
+        }
+    }
+    let admin = [("authorization", "Bearer admin-secret")];
+    for p in ["/public/../__greenlight/state", "/__greenlight/./state"] {
+        assert!(
+            matches!(
+                plan_request(&cfg, "GET", p, &admin, None),
+                EdgePlan::Admin(_)
+            ),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn origins_get_only_the_edges_forwarding_headers() {
+    let cfg = config();
+    let spoofed = [
+        ("x-api-key", "app-key"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("X-Forwarded-Proto", "http"),
+        ("forwarded", "for=10.0.0.1"),
+        ("x-forwarded-host", "evil.test"),
+        ("x-real-ip", "10.0.0.2"),
+        ("x-original-url", "/__greenlight/state"),
+        ("x-greenlight-color-override", "green"),
+        ("X-Greenlight-Principal", "k:admin"),
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("accept", "*/*"),
+    ];
+    let f = forward(plan_request(
+        &cfg,
+        "POST",
+        "/api",
+        &spoofed,
+        Some("198.51.100.4"),
+    ));
+    assert_eq!(
+        f.request_headers,
+        headers(&[
+            ("accept", "*/*"),
+            ("x-forwarded-for", "198.51.100.4"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=198.51.100.4;proto=https"),
+            (HEADER_PRINCIPAL, "k:app"),
+        ])
+    );
+    // IPv6 is quoted in Forwarded; a port is not part of the address.
+    let f = forward(plan_request(
+        &cfg,
+        "GET",
+        "/api",
+        &spoofed,
+        Some("[2001:db8::7]:443"),
+    ));
+    assert_eq!(
+        header(&f.request_headers, "x-forwarded-for"),
+        Some("2001:db8::7")
+    );
+    assert_eq!(
+        header(&f.request_headers, "forwarded"),
+        Some("for=\"[2001:db8::7]\";proto=https")
+    );
+    // Nothing known, nothing sent (and the client's copies still dropped).
+    let hs = headers(&spoofed);
+    let req = RequestHead {
+        method: "GET",
+        path: "/api",
+        query: None,
+        headers: &hs,
+        client_addr: Some("not an address"),
+        scheme: None,
+    };
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let f = forward(plan(&cfg, &loaded, &req, NOW_MS, 5));
+    let names: Vec<&str> = f.request_headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, vec!["accept", HEADER_PRINCIPAL]);
+    // Method overrides pass when allowed.
+    let allow = config_with(&[("ALLOW_METHOD_OVERRIDE", "true")]);
+    let f = forward(plan_request(&allow, "POST", "/api", &spoofed, None));
+    for h in crate::http::METHOD_OVERRIDE_HEADERS {
+        assert_eq!(header(&f.request_headers, h), Some("DELETE"), "{h}");
+    }
+}
+
+#[test]
+fn a_trusted_proxy_header_names_the_caller() {
+    let anonymous = [("AUTH_ROUTES", "/:optional"), ("RATE_LIMIT_PER_S", "1")];
+    let platform = config_with(&anonymous);
+    let proxied = config_with(&[
+        anonymous[0],
+        anonymous[1],
+        ("TRUSTED_CLIENT_IP_HEADER", "X-Real-IP"),
+    ]);
+    assert_eq!(
+        proxied.trusted_client_ip_header.as_deref(),
+        Some("x-real-ip")
+    );
+    let from = |cfg: &EdgeConfig, h: &[(&str, &str)]| {
+        forward(plan_request(cfg, "GET", "/x", h, Some("10.1.1.1")))
+    };
+    // The platform's address by default, whatever the client claims.
+    let f = from(&platform, &[("x-real-ip", "203.0.113.5")]);
+    assert_eq!(f.rate_key.as_deref(), Some("ip:10.1.1.1"));
+    assert_eq!(
+        header(&f.request_headers, "x-forwarded-for"),
+        Some("10.1.1.1")
+    );
+    // The proxy's header when configured: the last address in it.
+    let f = from(&proxied, &[("x-real-ip", "198.51.100.1, 203.0.113.5")]);
+    assert_eq!(f.rate_key.as_deref(), Some("ip:203.0.113.5"));
+    assert_eq!(
+        header(&f.request_headers, "x-forwarded-for"),
+        Some("203.0.113.5")
+    );
+    assert_eq!(header(&f.request_headers, "x-real-ip"), None, "consumed");
+    // Absent or not an address: the platform's.
+    for h in [&[][..], &[("x-real-ip", "unknown")][..]] {
+        let f = from(&proxied, h);
+        assert_eq!(f.rate_key.as_deref(), Some("ip:10.1.1.1"));
+    }
+    // x-forwarded-for itself may be the trusted header.
+    let xff = config_with(&[("TRUSTED_CLIENT_IP_HEADER", "x-forwarded-for")]);
+    let f = forward(plan_request(
+        &xff,
+        "GET",
+        "/api",
+        &[
+            ("x-api-key", "app-key"),
+            ("x-forwarded-for", "1.2.3.4, 192.0.2.8"),
+        ],
+        Some("10.1.1.1"),
+    ));
+    assert_eq!(
+        header(&f.request_headers, "x-forwarded-for"),
+        Some("192.0.2.8")
+    );
+}
+
+#[test]
+fn new_variables_are_checked() {
+    for (name, bad) in [
+        ("PATH_ESCAPED_SLASHES", "allow"),
+        ("MERGE_SLASHES", "sometimes"),
+        ("ALLOW_METHOD_OVERRIDE", "2"),
+        ("TRUSTED_CLIENT_IP_HEADER", "x real ip"),
+    ] {
+        let mut v = vars();
+        v.insert(name, bad.to_string());
+        let err = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+        assert!(err.0.contains(name), "{err}");
+    }
+    let cfg = config();
+    assert_eq!(cfg.paths, PathPolicy::default());
+    assert_eq!(cfg.paths.escaped_slashes, EscapedSlashes::Reject);
+    assert!(!cfg.paths.merge_slashes && !cfg.allow_method_override);
+    assert_eq!(cfg.trusted_client_ip_header, None);
 }

@@ -63,10 +63,24 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         .find(|(k, _)| k.eq_ignore_ascii_case("spin-client-addr"))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     let headers = header_pairs(&entries);
+    // The scheme the client used, for `x-forwarded-proto`: the request's own
+    // when the host fills it in, else that of the URL Spin reports in
+    // `spin-full-url`.
+    let full_url = header_value(&entries, "spin-full-url");
+    let scheme = match req.scheme() {
+        Some(Scheme::Http) => Some("http"),
+        Some(Scheme::Https) => Some("https"),
+        _ => full_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(s, _)| s)
+            .filter(|s| matches!(*s, "http" | "https")),
+    };
     let head = RequestHead {
         method: &method,
         path,
         query,
+        scheme,
         headers: &headers,
         client_addr: client_addr.as_deref().map(strip_port),
     };
