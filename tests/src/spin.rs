@@ -198,6 +198,8 @@ fn manifest_text(manifest: &Path, component: &Path) -> anyhow::Result<String> {
 /// variables (lower-cased, as Spin variables, from a JSON file), a fresh
 /// key-value store in the edge's own state directory (holding the setup's
 /// state documents, if any), and outbound HTTP as the manifest allows.
+/// `GREENLIGHT_SPIN_RUNTIME_CONFIG` names a runtime config file for every
+/// edge (another store, such as a shared Redis).
 pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     let spin = spin_binary()?;
     let scratch = tempfile::Builder::new()
@@ -235,6 +237,13 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
         .arg("--quiet")
         .env("SPIN_TELEMETRY_DISABLED", "1")
         .env_remove("SPIN_LOG_DIR");
+    // Another key-value store (e.g. Redis) for every Spin edge of a run:
+    // GREENLIGHT_SPIN_RUNTIME_CONFIG=runtime-config.toml. Documents planted
+    // by the tests go to the default SQLite file, so the suites that plant
+    // documents (last_known_good) need the default store.
+    if let Some(config) = std::env::var_os("GREENLIGHT_SPIN_RUNTIME_CONFIG") {
+        cmd.arg("--runtime-config-file").arg(config);
+    }
     let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin.log"))?;
     RunningEdge::when_ready(
         Runtime::Spin,
