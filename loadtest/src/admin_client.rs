@@ -206,7 +206,17 @@ impl AdminClient {
             Some(e) => e,
             None => self.state().await?.state.epoch,
         };
-        self.call(reqwest::Method::POST, name, Some(&req)).await
+        let view = self.call(reqwest::Method::POST, name, Some(&req)).await?;
+        // A 200 means this change is the one in force at the returned
+        // epoch, which is the next one after the epoch it named: anything
+        // else is an edge that did not commit what it claims.
+        if Some(view.state.epoch) != req.expected_epoch.checked_add(1) {
+            return Err(AdminError::BadResponse(format!(
+                "a change at epoch {} was answered with epoch {}",
+                req.expected_epoch, view.state.epoch
+            )));
+        }
+        Ok(view)
     }
 
     /// Sets the candidate's share, in percent (0..=100).

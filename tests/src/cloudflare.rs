@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// The Worker's KV binding for the rollout state (edge/cloudflare/src/lib.rs).
 pub const KV_BINDING: &str = "GREENLIGHT_STATE";
+/// The rollout object's binding and class (edge/cloudflare/shell.js).
+pub const OBJECT_BINDING: &str = "GREENLIGHT_ROLLOUT";
+pub const OBJECT_CLASS: &str = "RolloutObject";
 
 /// `edge/cloudflare` in this checkout.
 pub fn worker_dir() -> PathBuf {
@@ -122,13 +125,27 @@ pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::
 }
 
 /// A wrangler config for one test edge: the built bundle, a local KV
-/// namespace and the setup's variables.
+/// namespace, the rollout object (when the bundle exports it: bench
+/// pass-through Workers do not) and the setup's variables.
 fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     // JSON string literals are valid TOML basic strings.
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let exports_object = std::fs::read_to_string(bundle)
+        .is_ok_and(|js| js.contains(&format!("class {OBJECT_CLASS}")));
+    let object = if exports_object {
+        format!(
+            "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
+             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}]\n\n",
+            quote(OBJECT_BINDING),
+            quote(OBJECT_CLASS),
+            quote(OBJECT_CLASS)
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
         "name = \"greenlight-e2e\"\nmain = {}\ncompatibility_date = \"2025-09-01\"\n\n\
-         [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n[vars]\n",
+         [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n{object}[vars]\n",
         quote(&bundle.to_string_lossy()),
         quote(KV_BINDING)
     );
