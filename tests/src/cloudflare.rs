@@ -130,8 +130,14 @@ pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::
 fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     // JSON string literals are valid TOML basic strings.
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    let exports_object = std::fs::read_to_string(bundle)
-        .is_ok_and(|js| js.contains(&format!("class {OBJECT_CLASS}")));
+    // worker-build's index.js re-exports worker/shim.mjs (the shell,
+    // minified: `export{… as RolloutObject, …}`).
+    let exports_object = [
+        bundle.to_path_buf(),
+        bundle.with_file_name("worker/shim.mjs"),
+    ]
+    .iter()
+    .any(|f| std::fs::read_to_string(f).is_ok_and(|js| js.contains(OBJECT_CLASS)));
     let object = if exports_object {
         format!(
             "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\

@@ -213,14 +213,20 @@ fn mixed_calls(round: u64, state: &RolloutState) -> Vec<Call> {
         .collect()
 }
 
+/// One ordinary request: identity index, status, color, epoch, reason (or
+/// the transport error), the origin's own color.
+type Seen = (usize, u16, String, String, String, Option<String>);
+/// An identity, the path it requests and its headers.
+type Caller = (Identity, &'static str, Vec<(&'static str, &'static str)>);
+
 /// Ordinary traffic during the storms, by identity: what it saw.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(usize, u16, String, String, String, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-fn identities() -> Vec<(Identity, &'static str, Vec<(&'static str, &'static str)>)> {
+fn identities() -> Vec<Caller> {
     vec![
         (
             Identity::new("app-key", "k:app"),
@@ -240,6 +246,8 @@ fn identities() -> Vec<(Identity, &'static str, Vec<(&'static str, &'static str)
     ]
 }
 
+/// One sender per identity, each sending its next request 10 ms after the
+/// last answer.
 fn start_traffic(rig: &Rig) -> Traffic {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -251,29 +259,32 @@ fn start_traffic(rig: &Rig) -> Traffic {
             .build()
             .expect("HTTP client");
         let ids = identities();
-        let mut n = 0usize;
-        while !stop2.load(Ordering::Relaxed) {
-            let i = n % ids.len();
-            n += 1;
+        let senders = (0..ids.len()).map(|i| {
+            let (client, stop, seen, base) = (&client, &stop2, &seen2, &base);
             let (_, path, headers) = &ids[i];
-            let mut rb = client.get(format!("{base}{path}"));
-            for (k, v) in headers {
-                rb = rb.header(*k, *v);
-            }
-            let row = match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let color = header(&resp, "x-greenlight-color").to_string();
-                    let epoch = header(&resp, "x-greenlight-epoch").to_string();
-                    let reason = header(&resp, "x-greenlight-reason").to_string();
-                    let body = resp.bytes().await.unwrap_or_default();
-                    (i, status, color, epoch, reason, origin_color(&body))
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut rb = client.get(format!("{base}{path}"));
+                    for (k, v) in headers {
+                        rb = rb.header(*k, *v);
+                    }
+                    let row = match rb.send().await {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            let color = header(&resp, "x-greenlight-color").to_string();
+                            let epoch = header(&resp, "x-greenlight-epoch").to_string();
+                            let reason = header(&resp, "x-greenlight-reason").to_string();
+                            let body = resp.bytes().await.unwrap_or_default();
+                            (i, status, color, epoch, reason, origin_color(&body))
+                        }
+                        Err(e) => (i, 0, String::new(), String::new(), e.to_string(), None),
+                    };
+                    seen.lock().unwrap().push(row);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(e) => (i, 0, String::new(), String::new(), e.to_string(), None),
-            };
-            seen2.lock().unwrap().push(row);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            }
+        });
+        join_all(senders).await;
     });
     Traffic { stop, seen, task }
 }
