@@ -124,6 +124,39 @@ pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::
     Ok(())
 }
 
+/// The value under `key` in the local KV namespace of the edge whose
+/// scratch directory is `scratch` (`wrangler kv key get --local`, ~3 s);
+/// `None` when the key is absent.
+pub async fn get_document(scratch: &Path, key: &str) -> anyhow::Result<Option<String>> {
+    let mut cmd = wrangler_command(scratch);
+    cmd.args([
+        "kv",
+        "key",
+        "get",
+        key,
+        "--local",
+        "--binding",
+        KV_BINDING,
+        "--text",
+    ])
+    .arg("--config")
+    .arg(scratch.join("wrangler.toml"))
+    .arg("--persist-to")
+    .arg(scratch.join("state"))
+    .stdin(Stdio::null());
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(cmd).output(),
+    )
+    .await
+    .context("wrangler kv key get took over 60 s")??;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() || text == "Value not found" {
+        return Ok(None);
+    }
+    Ok(Some(text))
+}
+
 /// A wrangler config for one test edge: the built bundle, a local KV
 /// namespace, the rollout object (when the bundle exports it: bench
 /// pass-through Workers do not) and the setup's variables.

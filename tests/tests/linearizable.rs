@@ -387,6 +387,60 @@ async fn one_winner_per_epoch_with_promote_rollback_abort(runtime: Runtime) {
     );
 }
 
+/// Cloudflare: the rollout object publishes every committed change to KV
+/// (where the edges read it) without ever failing an admin call on KV's
+/// write limit: a burst of changes, each answered `200` at once, is
+/// coalesced into a few KV writes, and KV ends up holding the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_kv_holds_the_newest_change_after_a_burst() {
+    const CHANGES: u64 = 30;
+    let rig = start(Runtime::Cloudflare).await;
+    let started = std::time::Instant::now();
+    for epoch in 0..CHANGES {
+        let resp = rig
+            .admin_post(
+                if epoch % 2 == 0 {
+                    "promote"
+                } else {
+                    "rollback"
+                },
+                json!({"expected_epoch": epoch, "reason": "burst"}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "change {epoch}");
+    }
+    let burst = started.elapsed();
+    let last = rig.state().await.state;
+    assert_eq!(last.epoch, CHANGES);
+    let scratch = rig.edge._process.scratch.as_ref().expect("scratch dir");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc = greenlight_e2e::cloudflare::get_document(
+            scratch.path(),
+            greenlight_common::http::STATE_KEY,
+        )
+        .await
+        .expect("wrangler kv key get");
+        let published = doc.as_deref().and_then(|d| RolloutState::from_json(d).ok());
+        if published.as_ref() == Some(&last) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "KV still holds {:?} (epoch {:?}), not epoch {}",
+            doc.map(|d| d.chars().take(80).collect::<String>()),
+            published.map(|p| p.epoch),
+            last.epoch
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "kv_publish changes={CHANGES} burst_ms={} kv_holds_newest_after_ms={}",
+        burst.as_millis(),
+        started.elapsed().as_millis()
+    );
+}
+
 greenlight_e2e::for_each_runtime!(
     one_winner_per_epoch,
     one_winner_per_epoch_with_promote_rollback_abort
