@@ -209,6 +209,15 @@ pub fn edge_answer(
     (reply, shown)
 }
 
+/// Whether an edge instance replaces its cached state with one it just
+/// read: not when it has seen a newer epoch. A read that started before a
+/// change was committed (and finished after the instance learned of it),
+/// or a KV location that has not caught up yet, must not move it back.
+/// The same epoch replaces (a read may find the document turned bad).
+pub fn replaces(cached: Option<&LoadedState>, read: &LoadedState) -> bool {
+    cached.is_none_or(|c| read.state.epoch >= c.state.epoch)
+}
+
 /// Runs one admin call inside the object against its current document
 /// (`loaded`) and health record. The caller replaces its document with
 /// [`Answer::committed`] before it handles anything else.
@@ -387,6 +396,19 @@ mod tests {
             .contains(&("content-type".into(), "application/problem+json".into())));
         let (reply, _) = edge_answer("/__greenlight/weight", 0, "gone".into(), false);
         assert_eq!(reply.status, 503);
+    }
+
+    #[test]
+    fn an_edge_never_goes_back_to_an_older_epoch() {
+        let at = |epoch: u64, degraded: bool| {
+            let mut state = RolloutState::initial("s");
+            state.epoch = epoch;
+            LoadedState { state, degraded }
+        };
+        assert!(replaces(None, &at(0, false)));
+        assert!(replaces(Some(&at(3, false)), &at(4, false)));
+        assert!(replaces(Some(&at(3, false)), &at(3, true)));
+        assert!(!replaces(Some(&at(4, false)), &at(3, false)));
     }
 
     #[test]

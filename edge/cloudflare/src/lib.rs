@@ -404,7 +404,7 @@ fn remember_newer(loaded: Rc<LoadedState>, now_ms: u64) -> Rc<LoadedState> {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let keep = match s.as_ref() {
-            Some((mine, _)) if mine.state.epoch > loaded.state.epoch => mine.clone(),
+            Some((mine, _)) if !object::replaces(Some(mine), &loaded) => mine.clone(),
             _ => loaded,
         };
         *s = Some((keep.clone(), now_ms));
