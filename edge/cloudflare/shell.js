@@ -325,8 +325,6 @@ export class RolloutObject {
         this.ctx.storage.put({ [STORAGE_STATE]: committed, [STORAGE_PUBLISHED]: false });
         // The backstop if this object stops before KV holds the change.
         this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
-        // Output gates also hold this KV write until the storage write
-        // above is durable.
         this.publish();
       }
       return new Response(answer.slice(second + 1), { status });
@@ -358,6 +356,9 @@ export class RolloutObject {
         const doc = this.doc;
         this.lastPublish = Date.now();
         try {
+          // Only a durable change is published: KV must never show a
+          // document the object could lose.
+          if (this.ctx.storage.sync) await this.ctx.storage.sync();
           await this.env.GREENLIGHT_STATE.put(STATE_KEY, doc);
           // The backup a fresh isolate falls back to if the document above
           // is ever unreadable.
