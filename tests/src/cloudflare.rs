@@ -98,21 +98,8 @@ pub async fn put_state_document(scratch: &Path, document: &str) -> anyhow::Resul
 pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::Result<()> {
     let value = scratch.join("planted-document");
     std::fs::write(&value, document)?;
-    let mut cmd = wrangler_command(scratch);
-    cmd.args(["kv", "key", "put", key, "--local", "--binding", KV_BINDING])
-        .arg("--path")
-        .arg(&value)
-        .arg("--config")
-        .arg(scratch.join("wrangler.toml"))
-        .arg("--persist-to")
-        .arg(scratch.join("state"))
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::from(cmd).output(),
-    )
-    .await
-    .context("wrangler kv key put took over 60 s")??;
+    let value = value.display().to_string();
+    let out = wrangler_kv(scratch, &["put", key, "--path", &value]).await?;
     if !out.status.success() {
         bail!(
             "wrangler kv key put failed ({}):\n{}{}",
@@ -128,33 +115,34 @@ pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::
 /// scratch directory is `scratch` (`wrangler kv key get --local`, ~3 s);
 /// `None` when the key is absent.
 pub async fn get_document(scratch: &Path, key: &str) -> anyhow::Result<Option<String>> {
-    let mut cmd = wrangler_command(scratch);
-    cmd.args([
-        "kv",
-        "key",
-        "get",
-        key,
-        "--local",
-        "--binding",
-        KV_BINDING,
-        "--text",
-    ])
-    .arg("--config")
-    .arg(scratch.join("wrangler.toml"))
-    .arg("--persist-to")
-    .arg(scratch.join("state"))
-    .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::from(cmd).output(),
-    )
-    .await
-    .context("wrangler kv key get took over 60 s")??;
+    let out = wrangler_kv(scratch, &["get", key, "--text"]).await?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || text.is_empty() || text == "Value not found" {
         return Ok(None);
     }
     Ok(Some(text))
+}
+
+/// `wrangler kv key <args>` against the local KV namespace the edge in
+/// `scratch` persists to, bounded to 60 s.
+async fn wrangler_kv(scratch: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut cmd = wrangler_command(scratch);
+    cmd.args(["kv", "key"])
+        .args(args)
+        .args(["--local", "--binding", KV_BINDING])
+        .arg("--config")
+        .arg(scratch.join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(scratch.join("state"))
+        .stdin(Stdio::null());
+    let what = args.first().copied().unwrap_or("");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(cmd).output(),
+    )
+    .await
+    .with_context(|| format!("wrangler kv key {what} took over 60 s"))?
+    .with_context(|| format!("running wrangler kv key {what}"))
 }
 
 /// A wrangler config for one test edge: the built bundle, a local KV
