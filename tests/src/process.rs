@@ -83,6 +83,16 @@ pub fn free_port() -> u16 {
 
 /// Polls `url` until it answers any HTTP response, or fails after `timeout`.
 pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    wait_until(url, timeout, |_| true).await
+}
+
+/// Polls `url` until an answer passes `ready` (a dev server's own 5xx
+/// while it is still loading the edge does not), or fails after `timeout`.
+pub async fn wait_until(
+    url: &str,
+    timeout: Duration,
+    ready: impl Fn(&reqwest::Response) -> bool,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
@@ -90,7 +100,8 @@ pub async fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let mut last_err = String::new();
     while start.elapsed() < timeout {
         match client.get(url).send().await {
-            Ok(_) => return Ok(()),
+            Ok(resp) if ready(&resp) => return Ok(()),
+            Ok(resp) => last_err = format!("answered {}", resp.status()),
             Err(e) => last_err = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

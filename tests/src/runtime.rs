@@ -1,6 +1,6 @@
 //! The edge runtimes the conformance suite runs against, behind one interface.
 
-use crate::process::{wait_ready, ProcessGroup};
+use crate::process::{wait_until, ProcessGroup};
 use anyhow::bail;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,7 +83,21 @@ impl RunningEdge {
     ) -> anyhow::Result<RunningEdge> {
         let base_url = format!("http://127.0.0.1:{port}");
         let name = runtime.name();
-        if let Err(e) = wait_ready(&format!("{base_url}/__greenlight/health"), timeout).await {
+        // Ready once the edge itself answers: greenlight's 401 with
+        // `WWW-Authenticate` for an admin path without credentials, or (a
+        // benchmark's pass-through edge) the origin's answer relayed; a dev
+        // server that is still loading the edge answers otherwise.
+        let greenlight_answered = |resp: &reqwest::Response| {
+            (resp.status() == 401 && resp.headers().contains_key("www-authenticate"))
+                || resp.headers().contains_key("x-origin-color")
+        };
+        if let Err(e) = wait_until(
+            &format!("{base_url}/__greenlight/health"),
+            timeout,
+            greenlight_answered,
+        )
+        .await
+        {
             bail!(
                 "the {name} edge did not come up: {e}\n--- log ---\n{}",
                 process.log_tail()
