@@ -254,6 +254,11 @@ pub fn normalize(path: &str, policy: PathPolicy) -> Result<Cow<'_, str>, PathErr
             }
             i += 1;
         } else {
+            if b == 0 {
+                // A raw NUL is the same byte `%00` names, refused the same
+                // way (encoding it would give a form that is itself refused).
+                return Err(PathError::ForbiddenEncoding);
+            }
             if raw_ok(b) {
                 out.push(char::from(b));
             } else {

@@ -378,3 +378,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn raw_nul_bytes_normalize_to_a_form_that_normalizes_to_itself() {
+    // Found by the path_normalization fuzz target within 37 runs.
+    let policy = PathPolicy {
+        escaped_slashes: EscapedSlashes::Reject,
+        merge_slashes: false,
+    };
+    let input = "/\0\0//__GREEN\"reasonate";
+    // A raw NUL is refused like `%00`: encoding it gave `/%00%00//...`,
+    // which is itself refused.
+    assert_eq!(normalize(input, policy), Err(PathError::ForbiddenEncoding));
+    assert_eq!(
+        normalize("/a%00", policy),
+        Err(PathError::ForbiddenEncoding)
+    );
+    let once = normalize("/a\x01b\"c", policy).unwrap();
+    assert_eq!(normalize(&once, policy).as_deref(), Ok(once.as_ref()));
+}
