@@ -64,6 +64,64 @@ function rewrap(response, status, fields, at) {
   return out;
 }
 
+// The origin timeout (ORIGIN_TIMEOUT_MS) covers the time the edge waits on
+// the origin, and only until its response headers arrive: connecting, taking
+// the request body, answering. It is paused while the edge waits on the
+// client's upload (a slow client is not a failing origin), restarts with
+// every chunk the origin is handed, and stops for good with the headers,
+// so a body then streams at the origin's pace. (AbortSignal.timeout would
+// also count a slow upload.)
+function originTimer(ms) {
+  const controller = new AbortController();
+  let timer;
+  let stopped = false;
+  return {
+    signal: controller.signal,
+    run() {
+      clearTimeout(timer);
+      if (!stopped) {
+        timer = setTimeout(
+          () => controller.abort(new DOMException("no response headers in time", "TimeoutError")),
+          ms,
+        );
+      }
+    },
+    pause() {
+      clearTimeout(timer);
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+// The client's body stream as the origin's, pumped here so the timer knows
+// whom the edge is waiting on. A known length stays known (no chunking).
+function timedBody(body, length, timer) {
+  const { readable, writable } =
+    length === null ? new TransformStream() : new FixedLengthStream(length);
+  const pump = async () => {
+    const reader = body.getReader();
+    const writer = writable.getWriter();
+    try {
+      for (;;) {
+        timer.pause(); // waiting on the client
+        const { done, value } = await reader.read();
+        timer.run(); // waiting on the origin
+        if (done) break;
+        await writer.write(value);
+      }
+      await writer.close();
+    } catch (e) {
+      writer.abort(e).catch(() => {});
+      reader.cancel(e).catch(() => {});
+    }
+  };
+  pump();
+  return readable;
+}
+
 // Attempts delivered without a second call into Rust, reported with the
 // next request so it can forget them.
 let finished = [];
@@ -124,30 +182,44 @@ export default {
         // <deliver below>\n<request delta>\n<response delta>
         const fields = step.split("\n");
         const id = Number(fields[1]);
+        const timer = originTimer(Number(fields[4]));
         let body;
         if (fields[5] === "buffer") {
           buffered ??= await request.arrayBuffer();
           body = buffered;
-        } else if (fields[5] === "stream") {
-          body = request.body;
+        } else if (fields[5] === "stream" && request.body !== null) {
+          const length = request.headers.get("content-length");
+          body = timedBody(request.body, length === null ? null : Number(length), timer);
         }
         const headers = new Headers(request.headers);
         const responseDeltaAt = applyDelta(headers, fields, 7);
         const started = Date.now();
         let report;
+        timer.run();
         try {
           response = await fetch(fields[3], {
             method: fields[2],
             headers,
             body,
-            // The runtime aborts a fetch with no response headers in time.
-            signal: AbortSignal.timeout(Number(fields[4])),
+            // The origin's answer as it is (a redirect is the client's to
+            // follow: following it here would serve the page at the wrong
+            // URL, drop its cookies and re-send credentials elsewhere).
+            redirect: "manual",
+            signal: timer.signal,
           });
         } catch (e) {
           response = undefined;
           report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
         }
+        timer.stop();
         if (response !== undefined) {
+          if (response.webSocket) {
+            // An accepted WebSocket upgrade: the socket itself goes back.
+            finished.push(id);
+            const out = new Headers(response.headers);
+            applyDelta(out, fields, responseDeltaAt);
+            return new Response(null, { status: 101, webSocket: response.webSocket, headers: out });
+          }
           if (response.status < Number(fields[6]) && !response.headers.has("connection")) {
             // The answer Rust said in advance it would pass on this way.
             finished.push(id);
