@@ -630,6 +630,16 @@ pub enum Next {
 impl Forward {
     /// Decides what follows `outcome`, `elapsed_ms` after this attempt started.
     pub fn after_attempt(&self, outcome: &Outcome, elapsed_ms: u64) -> Next {
+        if let Outcome::Answered(status @ 100..=199) = outcome {
+            // An interim answer taken for the final one (workerd's fetch
+            // resolves with an origin's `103 Early Hints`): it cannot be
+            // delivered, and it is no failure of the origin's either.
+            return Next::Reply(Reply::origin_failed(format!(
+                "{} origin sent an interim {status} answer, which this platform \
+                 cannot pass on",
+                self.decision.color
+            )));
+        }
         if !outcome.failed() {
             return Next::Deliver;
         }

@@ -220,7 +220,10 @@ export default {
             applyDelta(out, fields, responseDeltaAt);
             return new Response(null, { status: 101, webSocket: response.webSocket, headers: out });
           }
-          if (response.status < Number(fields[6]) && !response.headers.has("connection")) {
+          // (An interim answer, such as 103 Early Hints taken for the final
+          // one, goes to Rust: a Response cannot carry a 1xx status.)
+          const status = response.status;
+          if (status >= 200 && status < Number(fields[6]) && !response.headers.has("connection")) {
             // The answer Rust said in advance it would pass on this way.
             finished.push(id);
             return rewrap(response, response.status, fields, responseDeltaAt);

@@ -1264,3 +1264,26 @@ fn locations_are_rewritten_only_when_asked() {
     assert_eq!(rw.apply("https://green.example/apple"), None);
     assert_eq!(rw.apply("https://green.example/other"), None);
 }
+
+#[test]
+fn an_interim_answer_is_not_delivered_nor_counted() {
+    let f = forward(plan_request(
+        &config(),
+        "GET",
+        "/api",
+        &[("x-api-key", "app-key")],
+        None,
+    ));
+    let outcome = Outcome::Answered(103);
+    assert!(!outcome.failed());
+    let Next::Reply(r) = f.after_attempt(&outcome, 1) else {
+        panic!("an interim answer must not be delivered");
+    };
+    assert_eq!(r.status, 502);
+    assert!(
+        r.body.contains("103") && r.body.contains("blue"),
+        "{}",
+        r.body
+    );
+    assert_eq!(f.after_attempt(&Outcome::Answered(302), 1), Next::Deliver);
+}
