@@ -175,8 +175,11 @@ fn parse(raw_all: &[u8]) -> anyhow::Result<RawResponse> {
     })
 }
 
+/// Header or trailer fields, names lower-case.
+type Fields = Vec<(String, String)>;
+
 /// A chunked body and its trailer fields; an error until all of it is there.
-fn dechunk(mut rest: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<(String, String)>)> {
+fn dechunk(mut rest: &[u8]) -> anyhow::Result<(Vec<u8>, Fields)> {
     let mut body = Vec::new();
     loop {
         let line_end = rest
