@@ -100,7 +100,9 @@ function originTimer(ms) {
 // whom the edge is waiting on. A known length stays known (no chunking).
 function timedBody(body, length, timer) {
   const { readable, writable } =
-    length === null ? new TransformStream() : new FixedLengthStream(length);
+    Number.isSafeInteger(length) && length >= 0
+      ? new FixedLengthStream(length)
+      : new TransformStream();
   const pump = async () => {
     const reader = body.getReader();
     const writer = writable.getWriter();

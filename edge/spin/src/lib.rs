@@ -124,7 +124,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
             // usually carries one tells it is there. (Before, such a body
             // was planned as empty and never reached the origin.)
             let chunked = header_value(&entries, "transfer-encoding").is_some()
-                || (length.is_none() && has_body(&entries, &method));
+                || (length.is_none() && carries_unframed_body(&method));
             let body = match fwd.plan_body(length.as_deref(), chunked) {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
                 BodyPlan::Buffer => match req.consume() {
@@ -487,6 +487,17 @@ fn has_body(entries: &[(String, Vec<u8>)], method: &str) -> bool {
                 || !(method == "GET" || method == "HEAD")
         }
     }
+}
+
+/// Whether a request without `content-length` has a (chunked) body, as
+/// far as the component can tell: `wasi:http` hides `transfer-encoding`,
+/// so by its method. `OPTIONS` and `DELETE` are taken to have none, so they
+/// keep their retry (`RETRY_METHODS`); a chunked body on them is not sent.
+fn carries_unframed_body(method: &str) -> bool {
+    !matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "DELETE" | "TRACE" | "CONNECT"
+    )
 }
 
 /// One header's value (the first, if repeated).
