@@ -27,6 +27,11 @@ pub struct HealthRecord {
     pub epoch: u64,
     pub blue: ColorFailures,
     pub green: ColorFailures,
+    /// Writes of this record to the store in this epoch, where the store
+    /// counts them (the Cloudflare rollout object): health reporting must
+    /// cost O(seconds) writes, not one per failure.
+    #[serde(default)]
+    pub writes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +134,7 @@ pub fn merge(stored: Option<HealthRecord>, mine: &HealthRecord) -> HealthRecord 
         epoch: mine.epoch,
         blue: pick(&stored.blue, &mine.blue),
         green: pick(&stored.green, &mine.green),
+        writes: stored.writes.max(mine.writes),
     }
 }
 
@@ -162,6 +168,10 @@ pub struct HealthView {
     pub recent_failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// Writes of the health record in this epoch, where the store counts
+    /// them (see [`HealthRecord::writes`]).
+    #[serde(default)]
+    pub writes: u64,
 }
 
 /// The color whose failures should trigger a rollback.
@@ -196,6 +206,7 @@ pub fn assess(
         green_failures: rec.green.total,
         recent_failures: recent,
         last_failure: (f.total > 0).then(|| f.last_detail.clone()),
+        writes: rec.writes,
     }
 }
 

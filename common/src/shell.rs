@@ -16,7 +16,9 @@
 //!
 //! Steps (Rust → shell), first field is the kind:
 //! - `load`: read configuration and state from the store, then begin again.
-//! - `admin`: hand the request to the async admin handler.
+//! - `admin\n<call>`: send the call line and the request's body to the
+//!   rollout object (`crate::object`), then hand its answer to
+//!   `adminAnswered`.
 //! - `reply\n<status>\n<header count>\n<headers…>\n<body>`: answer this.
 //! - `forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<deliver below>\n
 //!   <request delta>\n<response delta>`: send one attempt with the client's
@@ -36,8 +38,10 @@
 //! the common answer (no 5xx, no `Connection` header) needs no second call,
 //! since the core can say in advance what it would do with it.
 //!
-//! Any step may be preceded by `persist\n`: the shell then writes this
-//! isolate's health record to the store after responding.
+//! Any step may be preceded by `persist\n<delay ms>\n`: the shell then
+//! sends this isolate's health record to the rollout object that many ms
+//! after responding (one report a second at most, however many failures:
+//! `crate::object::ReportThrottle`).
 //!
 //! Attempt results (shell → Rust): `<status>\n<headers…>` for an answer,
 //! `timeout` when no response headers came in time, `error\n<message>`
@@ -49,10 +53,21 @@ use crate::http::{path_and_query, split_lines, RESPONSE_HOP_BY_HOP};
 
 /// Step: read configuration and state first.
 pub const LOAD: &str = "load";
-/// Step: the admin API's async handler takes the request.
+/// Step: the rollout object takes the admin call (`admin\n<call>`).
 pub const ADMIN: &str = "admin";
-/// Prefix of a step after which the health record must be written.
+/// Prefix of a step after which the health record must be reported
+/// (`persist\n<delay ms>\n<step>`).
 pub const PERSIST_PREFIX: &str = "persist\n";
+
+/// An `admin` step for `call_line` ([`crate::object::encode_call`]).
+pub fn admin(call_line: &str) -> String {
+    format!("{ADMIN}\n{call_line}")
+}
+
+/// `step` preceded by a health report due in `delay_ms`.
+pub fn persist(delay_ms: u64, step: &str) -> String {
+    format!("{PERSIST_PREFIX}{delay_ms}\n{step}")
+}
 
 /// A request head as the shell sends it: `<method>\n<url>\n<headers…>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -124,6 +124,72 @@ function timedBody(body, length, timer) {
   return readable;
 }
 
+// The rollout's Durable Object (RolloutObject below): one per rollout,
+// found by name. Admin changes and health reports go to it.
+const OBJECT_BINDING = "GREENLIGHT_ROLLOUT";
+const OBJECT_NAME = "rollout";
+function rolloutObject(env) {
+  const ns = env[OBJECT_BINDING];
+  return ns.get(ns.idFromName(OBJECT_NAME));
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// An admin call: Rust authorised it and encoded it (step "admin\n<call>");
+// the object decides it, Rust turns the answer into the reply.
+async function adminCall(head, call, request, env) {
+  let status = 0;
+  let text;
+  try {
+    const body = await request.arrayBuffer();
+    const answer = await rolloutObject(env).fetch("https://rollout/admin", {
+      method: "POST",
+      headers: { "x-greenlight-call": call },
+      body,
+    });
+    status = answer.status;
+    text = await answer.text();
+  } catch (e) {
+    status = 0;
+    text = String(e);
+  }
+  return replyFrom(wasm.adminAnswered(head, status, text, Date.now()));
+}
+
+// Sends this isolate's health record to the object after `delay` ms (Rust
+// schedules at most one report a second, however many failures).
+async function reportHealth(env, delay) {
+  if (delay > 0) await sleep(delay);
+  const report = wasm.takeHealthReport(Date.now());
+  if (report === undefined) return;
+  try {
+    await rolloutObject(env).fetch("https://rollout/health", {
+      method: "POST",
+      body: report,
+    });
+  } catch (e) {
+    // Health is advisory; the next report carries these failures again.
+  }
+}
+
+// STATE_SOURCE = "object": isolates read the document from the object
+// itself instead of KV (measured in the README; KV is the default).
+async function loadEdge(env) {
+  if (env.STATE_SOURCE === "object") {
+    let doc;
+    try {
+      const resp = await rolloutObject(env).fetch("https://rollout/document");
+      doc = resp.ok ? await resp.text() : undefined;
+    } catch (e) {
+      doc = undefined;
+    }
+    // An unreachable object degrades like an unreadable document.
+    await wasm.loadEdge(env, doc === undefined ? "{" : doc);
+  } else {
+    await wasm.loadEdge(env, undefined);
+  }
+}
+
 // Attempts delivered without a second call into Rust, reported with the
 // next request so it can forget them.
 let finished = [];
@@ -165,18 +231,20 @@ export default {
     finished = [];
     let step = wasm.beginRequest(head, Date.now(), hi, lo, false, done);
     if (step === "load") {
-      await wasm.loadEdge(env);
+      await loadEdge(env);
       step = wasm.beginRequest(head, Date.now(), hi, lo, true, []);
     }
-    if (step === "admin") {
-      return replyFrom(await wasm.admin(head, request, env));
+    if (step.startsWith("admin\n")) {
+      return adminCall(head, step.slice("admin\n".length), request, env);
     }
     let buffered; // a body kept for a retry
     let response; // the last origin response
     for (;;) {
       if (step.startsWith("persist\n")) {
-        ctx.waitUntil(wasm.persistHealth(env));
-        step = step.slice("persist\n".length);
+        // persist\n<delay ms>\n<step>
+        const at = step.indexOf("\n", "persist\n".length);
+        ctx.waitUntil(reportHealth(env, Number(step.slice("persist\n".length, at))));
+        step = step.slice(at + 1);
       }
       const kind = step.slice(0, step.indexOf("\n"));
       if (kind === "forward") {
@@ -246,3 +314,148 @@ export default {
     }
   },
 };
+
+// The rollout's Durable Object: the source of truth for its state.
+//
+// Every admin call of every edge comes here and is decided by Rust
+// (objectChange) against the document this object holds in memory, in one
+// synchronous call: nothing else runs between reading the document,
+// checking the expected epoch and replacing it, so one change wins per
+// epoch. The new document goes to transactional storage before the answer
+// leaves (the output gate holds the answer until the write is durable),
+// then to KV, where the edges read it: at most one KV write per key a
+// second, intermediate documents coalesced, a failed write retried, never
+// failing the admin call (KV takes about one write per second per key).
+const STORAGE_STATE = "state";
+const STORAGE_HEALTH = "health";
+const STORAGE_PUBLISHED = "published";
+const STATE_KEY = "rollout-state";
+const LAST_GOOD_KEY = "rollout-state.last-good";
+// A failed or interrupted publish is retried by an alarm this much later.
+const PUBLISH_RETRY_MS = 5000;
+
+export class RolloutObject {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+    this.doc = undefined; // the committed document (JSON)
+    this.degraded = false; // seeded from an unreadable KV document
+    this.health = undefined; // merged health record (JSON)
+    this.version = 0; // commits since this object started
+    this.published = 0; // the version KV holds
+    this.lastPublish = -1; // when KV was last written (ms; -1: never)
+    this.publishing = false;
+    ctx.blockConcurrencyWhile(async () => {
+      const [stored, health, published] = await Promise.all([
+        ctx.storage.get(STORAGE_STATE),
+        ctx.storage.get(STORAGE_HEALTH),
+        ctx.storage.get(STORAGE_PUBLISHED),
+      ]);
+      let kvDoc;
+      let kvBackup;
+      if (stored === undefined) {
+        // First start (or a deployment from before this object): take over
+        // what KV holds. KV can lag here by its propagation window; the
+        // object's own storage is authoritative from the first change on.
+        const kv = env.GREENLIGHT_STATE;
+        [kvDoc, kvBackup] = await Promise.all([
+          kv.get(STATE_KEY, { cacheTtl: 30 }).catch(() => null),
+          kv.get(LAST_GOOD_KEY, { cacheTtl: 30 }).catch(() => null),
+        ]);
+      }
+      const seed = wasm.objectSeed(env, stored, kvDoc ?? undefined, kvBackup ?? undefined);
+      const nl = seed.indexOf("\n");
+      this.degraded = seed.slice(0, nl) === "1";
+      this.doc = seed.slice(nl + 1);
+      this.health = health;
+      // Storage holds a document KV may not have yet (the object stopped
+      // before publishing it): the alarm set with that change publishes it.
+      if (stored !== undefined && published === false) this.version = 1;
+    });
+  }
+
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === "/admin") {
+      const body = new Uint8Array(await request.arrayBuffer());
+      // From here to the storage write: no await, so no other call runs.
+      const answer = wasm.objectChange(
+        this.env,
+        request.headers.get("x-greenlight-call") ?? "",
+        body,
+        this.doc,
+        this.degraded,
+        this.health,
+        Date.now(),
+      );
+      const first = answer.indexOf("\n");
+      const second = answer.indexOf("\n", first + 1);
+      const status = Number(answer.slice(0, first));
+      const committed = answer.slice(first + 1, second);
+      if (committed !== "") {
+        this.doc = committed;
+        this.degraded = false;
+        this.version += 1;
+        // Not awaited: the output gate holds every answer until this write
+        // is durable, and a failed write resets the object (its memory
+        // with it), so no one is told about a change that was not stored.
+        this.ctx.storage.put({ [STORAGE_STATE]: committed, [STORAGE_PUBLISHED]: false });
+        // The backstop if this object stops before KV holds the change.
+        this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
+        this.publish();
+      }
+      return new Response(answer.slice(second + 1), { status });
+    }
+    if (path === "/health") {
+      const merged = wasm.objectHealth(this.health, await request.text());
+      if (merged !== undefined) {
+        this.health = merged;
+        this.ctx.storage.put(STORAGE_HEALTH, merged);
+      }
+      return new Response(null, { status: 204 });
+    }
+    if (path === "/document") {
+      return new Response(this.doc, { headers: { "x-greenlight-degraded": this.degraded ? "1" : "0" } });
+    }
+    return new Response("not found", { status: 404 });
+  }
+
+  // Writes the newest document to KV until KV holds it; one loop at a time.
+  async publish() {
+    if (this.publishing) return;
+    this.publishing = true;
+    try {
+      for (;;) {
+        const delay = wasm.objectPublishDelay(this.version, this.published, this.lastPublish, Date.now());
+        if (delay < 0) break;
+        if (delay > 0) await sleep(delay);
+        const version = this.version;
+        const doc = this.doc;
+        this.lastPublish = Date.now();
+        try {
+          // Only a durable change is published: KV must never show a
+          // document the object could lose.
+          if (this.ctx.storage.sync) await this.ctx.storage.sync();
+          await this.env.GREENLIGHT_STATE.put(STATE_KEY, doc);
+          // The backup a fresh isolate falls back to if the document above
+          // is ever unreadable.
+          await this.env.GREENLIGHT_STATE.put(LAST_GOOD_KEY, doc);
+          this.published = version;
+          if (version === this.version) {
+            await this.ctx.storage.put(STORAGE_PUBLISHED, true);
+          }
+        } catch (e) {
+          // KV refused (rate limit, outage): the alarm tries again.
+          await this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
+          break;
+        }
+      }
+    } finally {
+      this.publishing = false;
+    }
+  }
+
+  async alarm() {
+    if (this.published < this.version) await this.publish();
+  }
+}

@@ -61,6 +61,29 @@ pub struct AuditEntry {
     pub outcome: Outcome,
     /// Reason sent, or the error.
     pub detail: String,
+    /// On success: the state the edge committed and answered with (phase,
+    /// colors, weight, epoch, and who it records as the change's author),
+    /// not what was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<String>,
+}
+
+/// One line for a committed state, as the edge returned it.
+pub fn committed_summary(v: &greenlight_common::admin::StateView) -> String {
+    let s = &v.state;
+    format!(
+        "epoch {} {}: active {}, candidate {} at {:.2}%{} ({} by {})",
+        s.epoch,
+        v.phase,
+        s.active,
+        s.candidate,
+        s.candidate_percent(),
+        s.rollback_target
+            .map(|t| format!(", rollback to {t}"))
+            .unwrap_or_default(),
+        s.last_change.op,
+        s.last_change.actor
+    )
 }
 
 pub fn now_ms() -> u64 {
@@ -79,6 +102,7 @@ impl AuditEntry {
         result: &Result<greenlight_common::admin::StateView, AdminError>,
         reason: &str,
     ) -> AuditEntry {
+        let committed = result.as_ref().ok().map(committed_summary);
         let (epoch_after, outcome, detail) = match result {
             Ok(v) => (Some(v.state.epoch), Outcome::Ok, reason.to_string()),
             Err(e) => {
@@ -97,6 +121,7 @@ impl AuditEntry {
             epoch_after,
             outcome,
             detail,
+            committed,
         }
     }
 
@@ -115,6 +140,7 @@ impl AuditEntry {
             epoch_after: epoch,
             outcome: Outcome::Info,
             detail: detail.into(),
+            committed: None,
         }
     }
 }
@@ -227,6 +253,13 @@ mod tests {
             (Some(7), Some(8), Outcome::Ok)
         );
         assert_eq!(ok.detail, "looks good");
+        // The line records what the edge committed, not what was asked.
+        let committed = ok.committed.as_deref().unwrap();
+        assert!(
+            committed.starts_with("epoch 8 stable: active blue"),
+            "{committed}"
+        );
+        assert!(committed.contains("(init by greenlight)"), "{committed}");
         let conflict = AuditEntry::for_change(
             "ann",
             "rollback",
@@ -238,8 +271,8 @@ mod tests {
             "",
         );
         assert_eq!(
-            (conflict.epoch_after, conflict.outcome),
-            (Some(5), Outcome::Conflict)
+            (conflict.epoch_after, conflict.outcome, conflict.committed),
+            (Some(5), Outcome::Conflict, None)
         );
         let down = AuditEntry::for_change(
             "ann",

@@ -1354,6 +1354,7 @@ mod tests {
             green_failures: u64::from(failures),
             recent_failures: failures,
             last_failure: None,
+            writes: 0,
         });
         view
     }

@@ -553,7 +553,10 @@ fn audit_panel(ui: &mut Ui, s: &AppState) {
                                 .small()
                                 .color(c),
                         )
-                        .on_hover_text(&e.detail);
+                        .on_hover_text(match &e.committed {
+                            Some(c) => format!("{}\ncommitted: {c}", e.detail),
+                            None => e.detail.clone(),
+                        });
                         ui.end_row();
                     }
                 });

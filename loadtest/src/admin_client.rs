@@ -206,7 +206,8 @@ impl AdminClient {
             Some(e) => e,
             None => self.state().await?.state.epoch,
         };
-        self.call(reqwest::Method::POST, name, Some(&req)).await
+        let view = self.call(reqwest::Method::POST, name, Some(&req)).await?;
+        committed(req.expected_epoch, view)
     }
 
     /// Sets the candidate's share, in percent (0..=100).
@@ -267,6 +268,19 @@ impl AdminClient {
         };
         self.change(route, req, expected_epoch).await
     }
+}
+
+/// A change's `200`: the change is the one in force at the returned epoch,
+/// which is the next one after the epoch it named. Anything else is an edge
+/// that did not commit what it claims, and is not reported as a success.
+fn committed(expected_epoch: u64, view: StateView) -> Result<StateView, AdminError> {
+    if Some(view.state.epoch) != expected_epoch.checked_add(1) {
+        return Err(AdminError::BadResponse(format!(
+            "a change at epoch {expected_epoch} was answered with epoch {}",
+            view.state.epoch
+        )));
+    }
+    Ok(view)
 }
 
 /// An error and its causes (`error sending request for url (...): operation
@@ -450,6 +464,19 @@ mod tests {
             matches!(&e, AdminError::Transport(m) if m.to_lowercase().contains("refused")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_success_must_be_the_next_epoch() {
+        let mut s = RolloutState::initial("s");
+        s.epoch = 4;
+        assert!(committed(3, StateView::of(s.clone(), false)).is_ok());
+        for expected in [4, 2, u64::MAX] {
+            assert!(matches!(
+                committed(expected, StateView::of(s.clone(), false)),
+                Err(AdminError::BadResponse(_))
+            ));
+        }
     }
 
     #[test]

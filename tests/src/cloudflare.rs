@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// The Worker's KV binding for the rollout state (edge/cloudflare/src/lib.rs).
 pub const KV_BINDING: &str = "GREENLIGHT_STATE";
+/// The rollout object's binding and class (edge/cloudflare/shell.js).
+pub const OBJECT_BINDING: &str = "GREENLIGHT_ROLLOUT";
+pub const OBJECT_CLASS: &str = "RolloutObject";
 
 /// `edge/cloudflare` in this checkout.
 pub fn worker_dir() -> PathBuf {
@@ -95,21 +98,8 @@ pub async fn put_state_document(scratch: &Path, document: &str) -> anyhow::Resul
 pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::Result<()> {
     let value = scratch.join("planted-document");
     std::fs::write(&value, document)?;
-    let mut cmd = wrangler_command(scratch);
-    cmd.args(["kv", "key", "put", key, "--local", "--binding", KV_BINDING])
-        .arg("--path")
-        .arg(&value)
-        .arg("--config")
-        .arg(scratch.join("wrangler.toml"))
-        .arg("--persist-to")
-        .arg(scratch.join("state"))
-        .stdin(Stdio::null());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::from(cmd).output(),
-    )
-    .await
-    .context("wrangler kv key put took over 60 s")??;
+    let value = value.display().to_string();
+    let out = wrangler_kv(scratch, &["put", key, "--path", &value]).await?;
     if !out.status.success() {
         bail!(
             "wrangler kv key put failed ({}):\n{}{}",
@@ -121,14 +111,68 @@ pub async fn put_document(scratch: &Path, key: &str, document: &str) -> anyhow::
     Ok(())
 }
 
+/// The value under `key` in the local KV namespace of the edge whose
+/// scratch directory is `scratch` (`wrangler kv key get --local`, ~3 s);
+/// `None` when the key is absent.
+pub async fn get_document(scratch: &Path, key: &str) -> anyhow::Result<Option<String>> {
+    let out = wrangler_kv(scratch, &["get", key, "--text"]).await?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || text.is_empty() || text == "Value not found" {
+        return Ok(None);
+    }
+    Ok(Some(text))
+}
+
+/// `wrangler kv key <args>` against the local KV namespace the edge in
+/// `scratch` persists to, bounded to 60 s.
+async fn wrangler_kv(scratch: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut cmd = wrangler_command(scratch);
+    cmd.args(["kv", "key"])
+        .args(args)
+        .args(["--local", "--binding", KV_BINDING])
+        .arg("--config")
+        .arg(scratch.join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(scratch.join("state"))
+        .stdin(Stdio::null());
+    let what = args.first().copied().unwrap_or("");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::from(cmd).output(),
+    )
+    .await
+    .with_context(|| format!("wrangler kv key {what} took over 60 s"))?
+    .with_context(|| format!("running wrangler kv key {what}"))
+}
+
 /// A wrangler config for one test edge: the built bundle, a local KV
-/// namespace and the setup's variables.
+/// namespace, the rollout object (when the bundle exports it: bench
+/// pass-through Workers do not) and the setup's variables.
 fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     // JSON string literals are valid TOML basic strings.
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    // worker-build's index.js re-exports worker/shim.mjs (the shell,
+    // minified: `export{… as RolloutObject, …}`).
+    let exports_object = [
+        bundle.to_path_buf(),
+        bundle.with_file_name("worker/shim.mjs"),
+    ]
+    .iter()
+    .any(|f| std::fs::read_to_string(f).is_ok_and(|js| js.contains(OBJECT_CLASS)));
+    let object = if exports_object {
+        format!(
+            "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
+             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}]\n\n",
+            quote(OBJECT_BINDING),
+            quote(OBJECT_CLASS),
+            quote(OBJECT_CLASS)
+        )
+    } else {
+        String::new()
+    };
     let mut out = format!(
         "name = \"greenlight-e2e\"\nmain = {}\ncompatibility_date = \"2025-09-01\"\n\n\
-         [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n[vars]\n",
+         [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n{object}[vars]\n",
         quote(&bundle.to_string_lossy()),
         quote(KV_BINDING)
     );

@@ -299,3 +299,57 @@ greenlight_e2e::for_each_runtime!(
     no_live_origin_is_503_with_retry_after,
     callers_over_their_rate_limit_get_429,
 );
+
+/// Cloudflare: health reporting costs O(seconds) writes, not one per
+/// failure. 1 000 failed attempts on green within ~10 s: the isolate sends
+/// its record to the rollout object at most once a second, and the object
+/// counts the writes it takes (`health.writes`); every failure is still
+/// counted and the candidate still turns unhealthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_health_reports_cost_one_write_a_second() {
+    const FAILURES: u64 = 1_000;
+    const SENDERS: u64 = 5;
+    let rig = start(Runtime::Cloudflare, Health::Up, Health::Refused, &[]).await;
+    set_weight(&rig, 10.0).await;
+    let started = Instant::now();
+    // Paced to ~100 requests/s: 5 senders, one request each per 50 ms.
+    let sends = (0..SENDERS).map(|s| {
+        let rig = &rig;
+        async move {
+            for i in 0..FAILURES / SENDERS {
+                let due = Duration::from_millis(50 * i + 10 * s);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+                let resp = as_green_previewer(rig, reqwest::Method::GET).await;
+                assert_eq!(resp.status(), 200);
+                assert_eq!(header(&resp, "x-greenlight-reason"), "failover");
+            }
+        }
+    });
+    futures::future::join_all(sends).await;
+    let took = started.elapsed();
+    // The last report leaves at most a second after the last failure.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let h = rig.state().await.health.expect("GET state reports health");
+        if h.green_failures >= FAILURES || Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bound = took.as_secs() + 3;
+    eprintln!(
+        "health_batching failures={} writes={} seconds={:.1} bound={bound}",
+        health.green_failures,
+        health.writes,
+        took.as_secs_f64()
+    );
+    assert!(health.unhealthy, "{health:?}");
+    assert_eq!(health.green_failures, FAILURES, "{health:?}");
+    assert!(
+        health.writes >= 1 && health.writes <= bound,
+        "{} writes for {FAILURES} failures in {took:?}: {health:?}",
+        health.writes
+    );
+}

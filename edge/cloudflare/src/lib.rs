@@ -12,15 +12,15 @@ use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
 };
 use greenlight_common::failover::Outcome;
-use greenlight_common::health::{self, HealthRecord, HEALTH_KEY};
+use greenlight_common::health::HealthRecord;
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::object::{self, Answer, ReportThrottle};
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen_futures::JsFuture;
 use worker::Env;
 
 /// The KV namespace binding that holds the rollout state document.
@@ -41,9 +41,11 @@ thread_local! {
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
     static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
-    /// Origin failures this isolate counted, written back merged with the
-    /// stored record: writes after the response can race each other.
+    /// Origin failures this isolate counted in the current epoch, reported
+    /// whole to the rollout object (which keeps the larger counts), at most
+    /// once a second however many failures there are.
     static HEALTH: RefCell<Option<HealthRecord>> = const { RefCell::new(None) };
+    static REPORTS: RefCell<ReportThrottle> = RefCell::new(ReportThrottle::default());
     /// Forwards waiting for their attempt's result, by attempt id.
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
@@ -132,7 +134,7 @@ pub fn begin_request(
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
     match edge::plan(&cfg, &loaded, &head, now_ms, random) {
         EdgePlan::Reply(reply) => shell::reply(&reply),
-        EdgePlan::Admin(_) => shell::ADMIN.into(),
+        EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         EdgePlan::Forward(mut fwd) => {
             if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
                 return shell::reply(&Reply::rate_limited(wait));
@@ -184,7 +186,11 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             pending.fwd.decision.color
         );
     }
-    let persist = result.outcome.failed() && count_failure(&pending.fwd, &result.outcome, now_ms);
+    let report_in = if result.outcome.failed() {
+        count_failure(&pending.fwd, &result.outcome, now_ms)
+    } else {
+        None
+    };
     let step = match pending.fwd.after_attempt(&result.outcome, elapsed_ms) {
         Next::Deliver => match (&result.outcome, result.header_lines) {
             (Outcome::Answered(status), Some(lines)) => {
@@ -213,102 +219,69 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
         }
         Next::Reply(reply) => shell::reply(&reply),
     };
-    if persist {
-        format!("{}{step}", shell::PERSIST_PREFIX)
-    } else {
-        step
+    match report_in {
+        Some(delay_ms) => shell::persist(delay_ms, &step),
+        None => step,
     }
 }
 
 /// Reads configuration (once per isolate) and the rollout state into this
-/// isolate's memory; the shell then begins the request again.
+/// isolate's memory; the shell then begins the request again. `document`
+/// is the state document when the shell read it itself (from the rollout
+/// object, `STATE_SOURCE = "object"`); otherwise it is read from KV.
 #[wasm_bindgen(js_name = loadEdge)]
-pub async fn load_edge(env: Env) {
+pub async fn load_edge(env: Env, from_object: Option<String>) {
     if let Ok(cfg) = config(&env) {
-        load_state(&env, &cfg, now_ms()).await;
+        let source = match from_object {
+            Some(doc) => Source::Object(doc),
+            None => Source::Kv,
+        };
+        load_state(&env, &cfg, now_ms(), source).await;
     }
 }
 
-/// The admin API (`/__greenlight/…`): authorised, applied against a fresh
-/// read of the store (optimistic concurrency must compare against the latest
-/// written epoch), stored, answered.
-#[wasm_bindgen]
-pub async fn admin(head: String, req: web_sys::Request, env: Env) -> String {
-    shell::reply(&admin_reply(&head, &req, &env).await)
-}
-
-/// `head` is the request head the shell already read (see `beginRequest`);
-/// `req` is only read for its body.
-async fn admin_reply(head: &str, req: &web_sys::Request, env: &Env) -> Reply {
-    let cfg = match config(env) {
-        Ok(cfg) => cfg,
-        Err(e) => return Reply::misconfigured(&e),
-    };
-    let now_ms = now_ms();
-    let fresh = load_state(env, &cfg, now_ms).await;
-    let request = shell::ShellRequest::parse(head);
-    let method = request.method;
-    let head = request.head(CLIENT_ADDR_HEADER);
-    let call = match edge::plan(&cfg, &fresh, &head, now_ms, 0) {
-        EdgePlan::Admin(call) => call,
-        EdgePlan::Reply(reply) => return reply,
-        // The shell only sends admin paths here.
-        EdgePlan::Forward(_) => return Reply::origin_failed("not an admin request"),
-    };
-    let body = read_body(req).await.unwrap_or_default();
-    let health = if call.wants_health() {
-        read_key(env, HEALTH_KEY).await
-    } else {
-        None
-    };
-    let outcome = edge::run_admin(
-        &cfg,
-        &call,
-        method,
-        &body,
-        &fresh,
-        health.as_deref(),
-        now_ms,
-    );
-    if let Some(next) = &outcome.new_state {
-        if let Err(e) = store_state(env, next).await {
-            return Reply::store_unavailable(e.to_string());
-        }
-        remember(
+/// The rollout object's answer to the admin call of `head` (`status` 0:
+/// the object could not be reached, `body` says why), as a reply step. A
+/// committed change is this isolate's state from now on, so the next
+/// request here follows it; `GET state` also says when this isolate
+/// serves from a fallback state.
+#[wasm_bindgen(js_name = adminAnswered)]
+pub fn admin_answered(head: &str, status: u16, body: String, now_ms: f64) -> String {
+    let degraded_here = STATE.with(|s| s.borrow().as_ref().is_some_and(|(l, _)| l.degraded));
+    let path = shell::ShellRequest::parse(head).path;
+    let (reply, shown) = object::edge_answer(path, status, body, degraded_here);
+    // Only a newer epoch replaces what this isolate read: the same epoch
+    // read as unreadable from KV stays flagged degraded until KV is fixed.
+    let newer = STATE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_none_or(|(mine, _)| shown.as_ref().is_some_and(|st| st.epoch > mine.state.epoch))
+    });
+    if let (Some(state), true) = (shown, newer) {
+        remember_newer(
             Rc::new(LoadedState {
-                state: next.clone(),
+                state,
                 degraded: false,
             }),
-            now_ms,
+            now_ms as u64,
         );
     }
-    Reply::from_admin(&outcome)
+    shell::reply(&reply)
 }
 
-/// Writes this isolate's health record merged with the stored one (the
-/// larger count wins), so racing writes of one isolate never lose its
-/// failures; across isolates it is a lower bound, enough to cross a
-/// threshold, which is all the count is for. Run after the response
-/// (`waitUntil`): a failing origin must not also slow the reply down.
-#[wasm_bindgen(js_name = persistHealth)]
-pub async fn persist_health(env: Env) {
-    let Some(mine) = HEALTH.with(|h| h.borrow().clone()) else {
-        return;
-    };
-    let stored = HealthRecord::from_json(read_key(&env, HEALTH_KEY).await.as_deref());
-    let merged = health::merge(stored, &mine);
-    if let Ok(kv) = env.kv(KV_BINDING) {
-        if let Ok(put) = kv.put(HEALTH_KEY, merged.to_json()) {
-            let _ = put.execute().await;
-        }
-    }
+/// This isolate's health record for the rollout object, if it has one; the
+/// report scheduled by a `persist` step is being sent now.
+#[wasm_bindgen(js_name = takeHealthReport)]
+pub fn take_health_report(now_ms: f64) -> Option<String> {
+    REPORTS.with_borrow_mut(|r| r.sending(now_ms as u64));
+    HEALTH.with(|h| h.borrow().as_ref().map(HealthRecord::to_json))
 }
 
-/// Counts a failed attempt in this isolate's record; true when there is a
-/// record for the shell to persist.
-fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> bool {
+/// Counts a failed attempt in this isolate's record; the delay of the
+/// report to schedule, unless one already is.
+fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> Option<u64> {
     let Some(Ok(cfg)) = CONFIG.with(|c| c.borrow().clone()) else {
-        return false;
+        return None;
     };
     HEALTH.with_borrow_mut(|h| {
         *h = Some(edge::count_failure(
@@ -320,24 +293,95 @@ fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> bool {
             now_ms,
         ));
     });
-    true
+    REPORTS.with_borrow_mut(|r| r.on_failure(now_ms))
 }
 
-/// The whole request body.
-async fn read_body(req: &web_sys::Request) -> Result<Vec<u8>, wasm_bindgen::JsValue> {
-    let buffer = JsFuture::from(req.array_buffer()?).await?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+// The rollout object (`RolloutObject` in shell.js): the Durable Object
+// that decides every change. These calls are synchronous: the object keeps
+// its document in memory, so reading it, checking the epoch and replacing
+// it happen with no await in between.
+
+/// The object's document when it starts: `<0|1 degraded>\n<document>`
+/// (`object::seed`: its storage, else KV, else KV's backup copy).
+#[wasm_bindgen(js_name = objectSeed)]
+pub fn object_seed(
+    env: Env,
+    stored: Option<String>,
+    kv_document: Option<String>,
+    kv_backup: Option<String>,
+) -> String {
+    let salt = match config(&env) {
+        Ok(cfg) => cfg.default_salt.clone(),
+        Err(_) => "greenlight".to_string(),
+    };
+    let loaded = object::seed(
+        stored.as_deref(),
+        kv_document.as_deref(),
+        kv_backup.as_deref(),
+        &salt,
+    );
+    format!("{}\n{}", u8::from(loaded.degraded), loaded.state.to_json())
 }
 
-async fn store_state(env: &Env, state: &RolloutState) -> worker::Result<()> {
-    let kv = env.kv(KV_BINDING)?;
-    let json = state.to_json();
-    kv.put(STATE_KEY, json.clone())?.execute().await?;
-    // The backup is best effort: the change itself is stored.
-    if let Ok(put) = kv.put(LAST_GOOD_KEY, json) {
-        let _ = put.execute().await;
+/// One admin call inside the object (`object::change`); the answer as
+/// `object::Answer::encode`.
+#[wasm_bindgen(js_name = objectChange)]
+pub fn object_change(
+    env: Env,
+    call: &str,
+    body: &[u8],
+    document: &str,
+    degraded: bool,
+    health: Option<String>,
+    now_ms: f64,
+) -> String {
+    let cfg = match config(&env) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let reply = Reply::misconfigured(&e);
+            return Answer {
+                status: reply.status,
+                committed: None,
+                body: reply.body,
+            }
+            .encode();
+        }
+    };
+    let loaded = object::seed(Some(document), None, None, &cfg.default_salt);
+    let loaded = LoadedState {
+        degraded: degraded || loaded.degraded,
+        ..loaded
+    };
+    object::change(&cfg, call, body, &loaded, health.as_deref(), now_ms as u64).encode()
+}
+
+/// The object's health record with an edge's report merged in, or `None`
+/// to keep the stored one (an unreadable report).
+#[wasm_bindgen(js_name = objectHealth)]
+pub fn object_health(stored: Option<String>, report: &str) -> Option<String> {
+    object::merge_health(stored.as_deref(), report).map(|r| r.to_json())
+}
+
+/// How long the object waits before writing its newest document to KV
+/// (-1: KV is up to date): writes of one key stay a second apart, and
+/// changes in between are coalesced into one write of the newest.
+#[wasm_bindgen(js_name = objectPublishDelay)]
+pub fn object_publish_delay(
+    committed: f64,
+    published: f64,
+    last_publish_ms: f64,
+    now_ms: f64,
+) -> f64 {
+    let known = |v: f64| (v >= 0.0).then_some(v as u64);
+    match object::publish_delay(
+        committed as u64,
+        known(published),
+        known(last_publish_ms),
+        now_ms as u64,
+    ) {
+        Some(delay) => delay as f64,
+        None => -1.0,
     }
-    Ok(())
 }
 
 fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
@@ -365,21 +409,42 @@ fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<Rc<LoadedState>> {
     })
 }
 
-fn remember(loaded: Rc<LoadedState>, now_ms: u64) {
-    STATE.with(|s| *s.borrow_mut() = Some((loaded, now_ms)));
+/// Caches `loaded` as this isolate's state, unless the isolate has seen a
+/// newer epoch: a KV read that started before an admin change (or a KV
+/// location that has not caught up) must not move the isolate back. The
+/// newer state stays, and counts as freshly read.
+fn remember_newer(loaded: Rc<LoadedState>, now_ms: u64) -> Rc<LoadedState> {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let keep = match s.as_ref() {
+            Some((mine, _)) if !object::replaces(Some(mine), &loaded) => mine.clone(),
+            _ => loaded,
+        };
+        *s = Some((keep.clone(), now_ms));
+        keep
+    })
+}
+
+/// Where an isolate reads the state document from.
+enum Source {
+    /// KV, as published by the rollout object (the default).
+    Kv,
+    /// The rollout object itself (read by the shell).
+    Object(String),
 }
 
 /// Reads the state document; a KV failure or a bad document degrades to the
 /// last good state instead of failing the request.
-async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState> {
+async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64, source: Source) -> Rc<LoadedState> {
     // Whatever is cached is the last good state: a degraded entry already
     // holds the previous good state (or the initial one) it fell back to, so
     // repeated bad reads keep serving it rather than dropping to the initial.
     let last_good: Option<RolloutState> =
         STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
-    let document = match env.kv(KV_BINDING) {
-        Ok(kv) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
-        Err(_) => Err(()),
+    let document = match (source, env.kv(KV_BINDING)) {
+        (Source::Object(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
+        (Source::Kv, Ok(kv)) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
+        (Source::Kv, Err(_)) => Err(()),
     };
     let loaded = match document {
         Ok(doc) => edge::load_state(doc.as_deref(), last_good.as_ref(), &cfg.default_salt),
@@ -395,9 +460,7 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64) -> Rc<LoadedState>
     } else {
         loaded
     };
-    let loaded = Rc::new(loaded);
-    remember(loaded.clone(), now_ms);
-    loaded
+    remember_newer(Rc::new(loaded), now_ms)
 }
 
 /// Takes a token from the caller's bucket in this isolate.

@@ -16,6 +16,7 @@ use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::ratelimit;
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
+use wasi::clocks::monotonic_clock;
 
 /// Label of the key-value store declared in `spin.toml`.
 const KV_STORE: &str = "default";
@@ -139,19 +140,37 @@ pub fn run_admin(
     Reply::store_unavailable("the state kept changing during this call; retry")
 }
 
-/// Writes the first state document, if this call is the one that claims it.
+/// Makes sure the state document exists before a change is swapped in. The
+/// call that claims creation (an atomic increment answering 1) writes the
+/// document; the others wait for it, up to [`CREATE_WAIT_MS`]. Should the
+/// claimer have died between its claim and its write, a waiter writes the
+/// document after that wait (the only case where two writers could race,
+/// and only on a store that lost a writer mid-call).
 fn create_document(kv: &Kv, fresh: &LoadedState) -> Result<(), String> {
     let claim =
         atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, 1).map_err(|e| format!("{e:?}"))?;
+    let initial = fresh.state.to_json();
     if claim == 1 {
-        if let Err(e) = kv.set(STATE_KEY, fresh.state.to_json().as_bytes()) {
+        return kv.set(STATE_KEY, initial.as_bytes()).inspect_err(|_| {
             // Give the claim back so a later call can try again.
             let _ = atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, -1);
-            return Err(e);
+        });
+    }
+    for _ in 0..CREATE_WAIT_MS / CREATE_POLL_MS {
+        if kv.get(STATE_KEY)?.is_some() {
+            return Ok(());
         }
+        monotonic_clock::subscribe_duration(CREATE_POLL_MS * 1_000_000).block();
+    }
+    if kv.get(STATE_KEY)?.is_none() {
+        kv.set(STATE_KEY, initial.as_bytes())?;
     }
     Ok(())
 }
+
+/// How long a call waits for another call to write the first document.
+const CREATE_WAIT_MS: u64 = 2_000;
+const CREATE_POLL_MS: u64 = 5;
 
 /// Whether a swap over a value that changed since it was read fails, as it
 /// must. Each probe writes values of its own, so concurrent probes cannot

@@ -210,11 +210,15 @@ fn main() -> ExitCode {
             }
             DriveEvent::Audit(a) if a.outcome != harness_gui::audit::Outcome::Info => {
                 pb.println(format!(
-                    "admin: {} → {} (epoch {:?} → {:?})",
+                    "admin: {} → {} (epoch {:?} → {:?}){}",
                     a.action,
                     a.outcome.as_str(),
                     a.epoch_before,
-                    a.epoch_after
+                    a.epoch_after,
+                    a.committed
+                        .as_deref()
+                        .map(|c| format!("; committed {c}"))
+                        .unwrap_or_default()
                 ));
             }
             DriveEvent::StateError(e) => pb.set_message(format!("state read failed: {e}")),
