@@ -64,13 +64,14 @@ function rewrap(response, status, fields, at) {
   return out;
 }
 
-// The origin timeout (ORIGIN_TIMEOUT_MS) covers the time the edge waits on
-// the origin, and only until its response headers arrive: connecting, taking
-// the request body, answering. It is paused while the edge waits on the
-// client's upload (a slow client is not a failing origin), restarts with
-// every chunk the origin is handed, and stops for good with the headers,
-// so a body then streams at the origin's pace. (AbortSignal.timeout would
-// also count a slow upload.)
+// The origin timeout (ORIGIN_TIMEOUT_MS) covers the wait for the origin's
+// response headers and stops for good when they arrive, so a body then
+// streams at the origin's pace. (AbortSignal.timeout would keep counting.)
+// A streamed upload is not timed: the edge cannot see when the runtime has
+// sent the client's body, and a slow client is not a failing origin. (A
+// JS stream between the two, to watch the upload, made workerd read the
+// request body after the response was sent: an uncaught error that
+// restarted the Worker.)
 function originTimer(ms) {
   const controller = new AbortController();
   let timer;
@@ -86,9 +87,6 @@ function originTimer(ms) {
         );
       }
     },
-    pause() {
-      clearTimeout(timer);
-    },
     stop() {
       stopped = true;
       clearTimeout(timer);
@@ -96,33 +94,6 @@ function originTimer(ms) {
   };
 }
 
-// The client's body stream as the origin's, pumped here so the timer knows
-// whom the edge is waiting on. A known length stays known (no chunking).
-function timedBody(body, length, timer) {
-  const { readable, writable } =
-    Number.isSafeInteger(length) && length >= 0
-      ? new FixedLengthStream(length)
-      : new TransformStream();
-  const pump = async () => {
-    const reader = body.getReader();
-    const writer = writable.getWriter();
-    try {
-      for (;;) {
-        timer.pause(); // waiting on the client
-        const { done, value } = await reader.read();
-        timer.run(); // waiting on the origin
-        if (done) break;
-        await writer.write(value);
-      }
-      await writer.close();
-    } catch (e) {
-      writer.abort(e).catch(() => {});
-      reader.cancel(e).catch(() => {});
-    }
-  };
-  pump();
-  return readable;
-}
 
 // The rollout's Durable Object (RolloutObject below): one per rollout,
 // found by name. Admin changes and health reports go to it.
@@ -257,15 +228,16 @@ export default {
         if (fields[5] === "buffer") {
           buffered ??= await request.arrayBuffer();
           body = buffered;
-        } else if (fields[5] === "stream" && request.body !== null) {
-          const length = request.headers.get("content-length");
-          body = timedBody(request.body, length === null ? null : Number(length), timer);
+        } else if (fields[5] === "stream") {
+          body = request.body;
         }
         const headers = new Headers(request.headers);
         const responseDeltaAt = applyDelta(headers, fields, 7);
         const started = Date.now();
         let report;
-        timer.run();
+        if (fields[5] !== "stream") {
+          timer.run();
+        }
         try {
           response = await fetch(fields[3], {
             method: fields[2],
