@@ -14,8 +14,9 @@ use crate::decide::{decide, RequestFacts, RouteDecision, RouteReason};
 use crate::failover::{live_colors, OriginPolicy, Outcome, MAX_REPLAY_BODY};
 use crate::health::{HealthPolicy, HealthRecord};
 use crate::http::{
-    connection_tokens, cookie, is_hop_by_hop, ADMIN_NAMESPACE, ADMIN_PREFIX, EDGE_HEADER_PREFIX,
-    FORWARDING_HEADERS, HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
+    connection_tokens, cookie, is_hop_by_hop, is_response_hop_by_hop, is_websocket_upgrade,
+    valid_host, ADMIN_NAMESPACE, ADMIN_PREFIX, EDGE_HEADER_PREFIX, FORWARDING_HEADERS,
+    HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
     METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
 };
 use crate::origin_auth;
@@ -62,6 +63,8 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "MERGE_SLASHES",
     "ALLOW_METHOD_OVERRIDE",
     "TRUSTED_CLIENT_IP_HEADER",
+    "ORIGIN_HOST",
+    "REWRITE_LOCATION",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
 pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
@@ -96,6 +99,70 @@ pub struct EdgeConfig {
     /// caller's address; used instead of the platform's address when it
     /// holds one. `None`: the platform's address.
     pub trusted_client_ip_header: Option<String>,
+    /// The `Host` each color's origin is sent (`ORIGIN_HOST`).
+    pub origin_host: OriginHost,
+    /// Whether `location` headers that point at an origin are rewritten to
+    /// the host and scheme the client used (`REWRITE_LOCATION`, off).
+    pub rewrite_location: bool,
+}
+
+/// Which `Host` an origin receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostPolicy {
+    /// The origin URL's own host (what the runtime sends by itself).
+    #[default]
+    Origin,
+    /// The `Host` the client sent to the edge.
+    Client,
+}
+
+/// [`HostPolicy`] per color, from `ORIGIN_HOST`: `origin` or `client` for
+/// both, or per color (`blue:origin,green:client`; an unnamed color keeps
+/// `origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OriginHost {
+    pub blue: HostPolicy,
+    pub green: HostPolicy,
+}
+
+impl OriginHost {
+    pub fn parse(v: &str) -> Result<OriginHost, ConfigError> {
+        let policy = |p: &str| match p.trim().to_ascii_lowercase().as_str() {
+            "origin" => Ok(HostPolicy::Origin),
+            "client" => Ok(HostPolicy::Client),
+            other => Err(ConfigError(format!(
+                "ORIGIN_HOST: {other:?} is not origin or client"
+            ))),
+        };
+        if !v.contains(':') {
+            let p = policy(v)?;
+            return Ok(OriginHost { blue: p, green: p });
+        }
+        let mut out = OriginHost::default();
+        for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+            let (color, p) = part
+                .split_once(':')
+                .ok_or_else(|| ConfigError(format!("ORIGIN_HOST: {part:?} is not color:policy")))?;
+            match color.trim().parse::<Color>() {
+                Ok(Color::Blue) => out.blue = policy(p)?,
+                Ok(Color::Green) => out.green = policy(p)?,
+                Err(_) => {
+                    return Err(ConfigError(format!(
+                        "ORIGIN_HOST: {:?} is not blue or green",
+                        color.trim()
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn of(&self, color: Color) -> HostPolicy {
+        match color {
+            Color::Blue => self.blue,
+            Color::Green => self.green,
+        }
+    }
 }
 
 impl EdgeConfig {
@@ -203,6 +270,11 @@ impl EdgeConfig {
                 )))
             }
         };
+        let origin_host = match nonempty("ORIGIN_HOST") {
+            Some(v) => OriginHost::parse(&v)?,
+            None => OriginHost::default(),
+        };
+        let rewrite_location = flag("REWRITE_LOCATION")?;
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -218,7 +290,29 @@ impl EdgeConfig {
             paths,
             allow_method_override,
             trusted_client_ip_header,
+            origin_host,
+            rewrite_location,
         })
+    }
+
+    /// Refuses what `platform` cannot do. Both runtimes set `Host` from the
+    /// URL they connect to (workerd ignores a `Host` given to `fetch`;
+    /// `wasi:http` forbids the field and Spin derives it from the
+    /// authority), so `ORIGIN_HOST=client` cannot be honoured: rather than
+    /// send the origin's host while configured otherwise, the edge refuses
+    /// to start. The client's host reaches the origin in
+    /// `x-forwarded-host` and `forwarded: host=` either way.
+    pub fn check_platform(&self, platform: &str) -> Result<(), ConfigError> {
+        for color in [Color::Blue, Color::Green] {
+            if self.origin_host.of(color) == HostPolicy::Client {
+                return Err(ConfigError(format!(
+                    "ORIGIN_HOST: {platform} cannot send the client's Host to the {color} \
+                     origin (the runtime sets Host from the origin URL); the origin gets \
+                     the client's host in x-forwarded-host and forwarded instead"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn origin(&self, color: Color) -> &str {
@@ -321,12 +415,25 @@ impl Reply {
     }
 
     /// 502: the edge is misconfigured (a variable is missing or invalid).
-    pub fn misconfigured(e: &ConfigError) -> Reply {
+    /// The body does not say which or why: configuration errors quote
+    /// values (origin addresses among them); the adapter logs `e`.
+    pub fn misconfigured(_e: &ConfigError) -> Reply {
         Reply::problem(Problem::new(
             502,
             "edge-misconfigured",
             "edge misconfigured",
-            e.0.clone(),
+            "the edge's configuration is invalid; the platform's logs say why",
+        ))
+    }
+
+    /// 501: the request asks to become a WebSocket and the platform cannot
+    /// pass one through (Spin: `wasi:http` 0.2 has no upgrade).
+    pub fn websocket_unsupported(platform: &str) -> Reply {
+        Reply::problem(Problem::new(
+            501,
+            "websocket-unsupported",
+            "WebSockets are not supported by this edge",
+            format!("{platform} cannot pass a WebSocket upgrade through to the origin"),
         ))
     }
 
@@ -408,6 +515,104 @@ pub struct Forward {
     pub retry_after_s: u64,
     /// Key to count this caller's requests under, when a rate limit is set.
     pub rate_key: Option<String>,
+    /// The request asks to become a WebSocket (`Upgrade: websocket` is
+    /// forwarded); the adapter passes the socket through or refuses.
+    pub websocket: bool,
+    /// The response goes to one caller only: the edge sets its identity
+    /// cookie, so `Cache-Control` is made `private` (see
+    /// [`private_cache_control`]).
+    pub private: bool,
+    /// `location` headers that start with one of these origin URLs get the
+    /// client's `scheme://host` instead (`REWRITE_LOCATION`).
+    pub location_rewrite: Option<LocationRewrite>,
+}
+
+/// Which `location` values are rewritten and to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRewrite {
+    /// The configured origin URLs (`scheme://authority[/base]`).
+    pub origins: Vec<String>,
+    /// `scheme://host` of the edge as the client addressed it.
+    pub edge: String,
+}
+
+impl LocationRewrite {
+    /// The value with an origin's URL prefix replaced by the edge's, or
+    /// `None` when it does not point at an origin (relative, elsewhere).
+    /// Scheme and host compare ignoring case, and a default port equals
+    /// no port.
+    pub fn apply(&self, location: &str) -> Option<String> {
+        let loc = location.trim();
+        for origin in &self.origins {
+            if let Some(rest) = strip_origin(loc, origin) {
+                // `rest` is empty or starts with `/`, `?` or `#`.
+                let slash = if rest.starts_with('/') { "" } else { "/" };
+                return Some(format!("{}{slash}{rest}", self.edge));
+            }
+        }
+        None
+    }
+}
+
+/// What follows `origin` at the start of `url`, when `url` starts with it
+/// (scheme and authority ignoring case and default ports) at a boundary.
+fn strip_origin<'a>(url: &'a str, origin: &str) -> Option<&'a str> {
+    let (o_scheme, o_rest) = origin.split_once("://")?;
+    let (u_scheme, u_rest) = url.split_once("://")?;
+    if !o_scheme.eq_ignore_ascii_case(u_scheme) {
+        return None;
+    }
+    let split = |s: &str| s.find(['/', '?', '#']).unwrap_or(s.len());
+    let (o_auth, o_path) = o_rest.split_at(split(o_rest));
+    let (u_auth, u_tail) = u_rest.split_at(split(u_rest));
+    let default_port = if o_scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let bare = |a: &str| {
+        a.strip_suffix(default_port)
+            .unwrap_or(a)
+            .to_ascii_lowercase()
+    };
+    if bare(o_auth) != bare(u_auth) {
+        return None;
+    }
+    let rest = u_tail.strip_prefix(o_path)?;
+    (o_path.is_empty() || rest.is_empty() || rest.starts_with(['/', '?', '#'])).then_some(rest)
+}
+
+/// `Cache-Control` for a response that carries the edge's identity cookie:
+/// `private` (a shared cache must not give one caller's cookie to others),
+/// keeping the origin's other directives except those that allow shared
+/// caching (`public`, `s-maxage`); an origin's `no-store` already forbids
+/// storing and is kept as it is. `None`: the origin sent none.
+pub fn private_cache_control(origin: Option<&str>) -> String {
+    let Some(v) = origin.filter(|v| !v.trim().is_empty()) else {
+        return "private".into();
+    };
+    let directives: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| {
+        d.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if directives.iter().any(|d| name(d) == "no-store") {
+        return v.to_string();
+    }
+    let mut out = vec!["private"];
+    out.extend(
+        directives
+            .into_iter()
+            .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage" | "private")),
+    );
+    out.join(", ")
 }
 
 /// What the adapter does after an attempt at an origin.
@@ -425,6 +630,16 @@ pub enum Next {
 impl Forward {
     /// Decides what follows `outcome`, `elapsed_ms` after this attempt started.
     pub fn after_attempt(&self, outcome: &Outcome, elapsed_ms: u64) -> Next {
+        if let Outcome::Answered(status @ 100..=199) = outcome {
+            // An interim answer taken for the final one (workerd's fetch
+            // resolves with an origin's `103 Early Hints`): it cannot be
+            // delivered, and it is no failure of the origin's either.
+            return Next::Reply(Reply::origin_failed(format!(
+                "{} origin sent an interim {status} answer, which this platform \
+                 cannot pass on",
+                self.decision.color
+            )));
+        }
         if !outcome.failed() {
             return Next::Deliver;
         }
@@ -473,7 +688,72 @@ impl Forward {
             deadline_ms: left_ms,
             retry_after_s: self.retry_after_s,
             rate_key: self.rate_key.clone(),
+            websocket: self.websocket,
+            private: self.private,
+            location_rewrite: self.location_rewrite.clone(),
         })
+    }
+
+    /// Whether delivering the origin's answer depends on its headers
+    /// (`Cache-Control` to make private, `location` to rewrite); otherwise
+    /// a fixed change, known before the answer, delivers it.
+    pub fn needs_origin_headers(&self) -> bool {
+        self.private || self.location_rewrite.is_some()
+    }
+
+    /// The value the client gets for origin response header `name`
+    /// (already kept by [`keep_origin_response_header`]), when the edge
+    /// changes it.
+    pub fn rewrite_origin_header(&self, name: &str, value: &str) -> Option<String> {
+        if self.private && name.eq_ignore_ascii_case("cache-control") {
+            return Some(private_cache_control(Some(value)));
+        }
+        if name.eq_ignore_ascii_case("location") {
+            return self.location_rewrite.as_ref()?.apply(value);
+        }
+        None
+    }
+
+    /// The headers the edge adds after the origin's: its own
+    /// ([`Forward::response_headers`]), and `cache-control: private` for a
+    /// private answer whose origin sent no `Cache-Control`.
+    pub fn added_response_headers(
+        &self,
+        origin_sent_cache_control: bool,
+    ) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let private =
+            (self.private && !origin_sent_cache_control).then_some(("cache-control", "private"));
+        self.response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(private)
+    }
+
+    /// The whole header list the client gets for an origin answer with
+    /// headers `origin` (names as the platform reports them).
+    pub fn client_response_headers(&self, origin: &[(String, String)]) -> Vec<(String, String)> {
+        let connection = origin
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+            .map(|(_, v)| v.as_str());
+        let tokens = connection_tokens(connection);
+        let mut cache_control = false;
+        let mut out: Vec<(String, String)> = Vec::with_capacity(origin.len() + 4);
+        for (k, v) in origin {
+            if !keep_origin_response_header(k, &tokens, self) {
+                continue;
+            }
+            cache_control |= k.eq_ignore_ascii_case("cache-control");
+            let value = self
+                .rewrite_origin_header(k, v)
+                .unwrap_or_else(|| v.clone());
+            out.push((k.clone(), value));
+        }
+        out.extend(
+            self.added_response_headers(cache_control)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        out
     }
 
     /// Decides how the adapter sends the request body, from its framing:
@@ -690,8 +970,14 @@ pub fn plan(
         .filter(|(k, _)| !is_hop_by_hop(k, &tokens) && forwards_client_header(cfg, k))
         .cloned()
         .collect();
+    let websocket = is_websocket_upgrade(req.method, req.header("upgrade"));
+    if websocket {
+        request_headers.push(("upgrade".into(), "websocket".into()));
+    }
     let caller = caller_ip(cfg, req);
-    request_headers.extend(forwarding_headers(caller, req.scheme));
+    let scheme = req.scheme.filter(|s| matches!(*s, "http" | "https"));
+    let client_host = req.header("host").map(str::trim).filter(|h| valid_host(h));
+    request_headers.extend(forwarding_headers(caller, scheme, client_host));
     if let Some(p) = &principal {
         request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
     }
@@ -718,12 +1004,27 @@ pub fn plan(
     if loaded.degraded {
         response_headers.push((HEADER_DEGRADED.to_string(), "1".to_string()));
     }
+    let vary = vary_for(
+        &decision,
+        principal.as_ref().map(|p| p.id.as_str()),
+        state,
+        preview.is_some() && req.header(&state.preview.header).is_none(),
+    );
+    response_headers.push(("vary".to_string(), vary));
+    let private = set_cookie.is_some();
     if let Some(id) = set_cookie {
         response_headers.push((
             "set-cookie".to_string(),
             format!("{STICKY_COOKIE}={id}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"),
         ));
     }
+    let location_rewrite = match (cfg.rewrite_location, scheme, client_host) {
+        (true, Some(scheme), Some(host)) => Some(LocationRewrite {
+            origins: vec![cfg.blue_origin.clone(), cfg.green_origin.clone()],
+            edge: format!("{scheme}://{host}"),
+        }),
+        _ => None,
+    };
     let url = format!("{}{}", cfg.origin(decision.color), path_and_query);
     let retryable = cfg.origins.retries(req.method);
     let fallback = if retryable {
@@ -756,7 +1057,42 @@ pub fn plan(
         deadline_ms: cfg.origins.deadline_ms,
         retry_after_s: cfg.origins.retry_after_s,
         rate_key,
+        websocket,
+        private,
+        location_rewrite,
     })
+}
+
+/// `Vary` for a forwarded answer: the request fields that decided its
+/// color, so a shared cache never serves one caller's color to another.
+/// - always the preview header: with it, a previewer gets another color;
+/// - while a share of users is on the candidate (canary) and for a
+///   preview: the caller's identity (`x-api-key`, `authorization`, or the
+///   `cookie` holding the anonymous id or the preview cookie).
+///
+/// In `stable` and `promoted` everyone without a preview gets the same
+/// color, so the identity is not listed (the response may still vary by
+/// it for the origin's own reasons, which the origin's `Vary` says).
+fn vary_for(
+    decision: &RouteDecision,
+    principal: Option<&str>,
+    state: &RolloutState,
+    preview_by_cookie: bool,
+) -> String {
+    let mut fields = vec![state.preview.header.as_str()];
+    let by_identity =
+        decision.reason == RouteReason::Override || state.phase() == crate::rollout::Phase::Canary;
+    if by_identity {
+        fields.push(match principal {
+            Some(id) if id.starts_with("k:") => HEADER_API_KEY,
+            Some(_) => "authorization",
+            None => "cookie",
+        });
+    }
+    if preview_by_cookie && !fields.contains(&"cookie") {
+        fields.push("cookie");
+    }
+    fields.join(", ")
 }
 
 /// Whether an origin response header is passed on to the client: not when
@@ -769,11 +1105,17 @@ pub fn keep_origin_response_header(
     connection_tokens: &[String],
     fwd: &Forward,
 ) -> bool {
-    !is_hop_by_hop(name, connection_tokens)
+    !is_response_hop_by_hop(name, connection_tokens)
         && !fwd
             .response_headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name) && !k.eq_ignore_ascii_case("set-cookie"))
+            .any(|(k, _)| k.eq_ignore_ascii_case(name) && !appended_response_header(k))
+}
+
+/// Response headers the edge adds beside the origin's own rather than
+/// replacing them: list-valued (`vary`) or repeated (`set-cookie`) fields.
+pub fn appended_response_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("vary")
 }
 
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
@@ -857,12 +1199,17 @@ fn parse_ip(v: &str) -> Option<IpAddr> {
         })
 }
 
-/// `x-forwarded-for`, `x-forwarded-proto` and `forwarded` (RFC 7239) from
-/// what the platform reported: only what is known is sent.
-fn forwarding_headers(caller: Option<IpAddr>, scheme: Option<&str>) -> Vec<(String, String)> {
-    let proto = scheme.filter(|s| matches!(*s, "http" | "https"));
-    let mut out = Vec::with_capacity(3);
-    let mut forwarded = Vec::with_capacity(2);
+/// `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host` and
+/// `forwarded` (RFC 7239) from what the platform reported: only what is
+/// known is sent. `host` is the `Host` the client sent the edge (already
+/// checked with [`valid_host`]).
+fn forwarding_headers(
+    caller: Option<IpAddr>,
+    proto: Option<&str>,
+    host: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(4);
+    let mut forwarded = Vec::with_capacity(3);
     if let Some(ip) = caller {
         out.push(("x-forwarded-for".to_string(), ip.to_string()));
         forwarded.push(match ip {
@@ -873,6 +1220,15 @@ fn forwarding_headers(caller: Option<IpAddr>, scheme: Option<&str>) -> Vec<(Stri
     if let Some(p) = proto {
         out.push(("x-forwarded-proto".to_string(), p.to_string()));
         forwarded.push(format!("proto={p}"));
+    }
+    if let Some(h) = host {
+        out.push(("x-forwarded-host".to_string(), h.to_string()));
+        // `:` and `[` are not token characters: quoted (RFC 7239 §4).
+        forwarded.push(if h.contains([':', '[']) {
+            format!("host=\"{h}\"")
+        } else {
+            format!("host={h}")
+        });
     }
     if !forwarded.is_empty() {
         out.push(("forwarded".to_string(), forwarded.join(";")));

@@ -112,6 +112,29 @@ pub enum Outcome {
     TimedOut { after_ms: u64 },
 }
 
+/// What a client may be told about why an origin could not be reached:
+/// a class of failure, never the runtime's message, which can name the
+/// origin's address (the adapters log the message itself).
+pub fn unreachable_class(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if has(&["refused"]) {
+        "connection refused"
+    } else if has(&["reset"]) {
+        "connection reset"
+    } else if has(&["dns", "resolve", "not known", "lookup"]) {
+        "DNS lookup failed"
+    } else if has(&["tls", "ssl", "certificate"]) {
+        "TLS failure"
+    } else if has(&["lost", "disconnect", "closed", "eof"]) {
+        "connection lost"
+    } else if has(&["denied", "not allowed", "forbidden"]) {
+        "destination not allowed"
+    } else {
+        "connection failed"
+    }
+}
+
 /// The lowest status that makes an answer a failed attempt (a 5xx).
 pub const FIRST_FAILED_STATUS: u16 = 500;
 
@@ -180,6 +203,28 @@ mod tests {
         assert_eq!(live_colors(&promoted), vec![Color::Green, Color::Blue]);
         let back = promoted.apply(RolloutOp::Rollback, 2, meta()).unwrap();
         assert_eq!(live_colors(&back), vec![Color::Blue]);
+    }
+
+    #[test]
+    fn unreachable_details_are_classes_without_addresses() {
+        for (message, class) in [
+            (
+                "connect(): Connection refused; address = 127.0.0.1:9",
+                "connection refused",
+            ),
+            ("ConnectionRefused", "connection refused"),
+            ("TypeError: Network connection lost.", "connection lost"),
+            (
+                "DnsError(DnsErrorPayload { rcode: Some(\"address not available\") })",
+                "DNS lookup failed",
+            ),
+            ("HttpRequestDenied", "destination not allowed"),
+            ("something else at 10.0.0.1:8080", "connection failed"),
+        ] {
+            let c = unreachable_class(message);
+            assert_eq!(c, class, "{message}");
+            assert!(!c.contains("127.0.0.1") && !c.contains(':'));
+        }
     }
 
     #[test]

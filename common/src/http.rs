@@ -25,14 +25,19 @@ pub const ADMIN_NAMESPACE: &str = "__greenlight";
 /// Client copies of every such request header are dropped.
 pub const EDGE_HEADER_PREFIX: &str = "x-greenlight-";
 /// Request headers the edge sets from what the platform reports (the
-/// caller's address, the scheme), replacing any client copy.
-pub const FORWARDING_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto"];
-/// Client request headers the edge drops because origins and frameworks
-/// trust them: other proxy headers (caller address, host, port, scheme,
-/// prefix) and the path overrides some frameworks route by
-/// (`x-original-url`, `x-rewrite-url`).
-pub const UNTRUSTED_HEADERS: &[&str] = &[
+/// caller's address, the scheme, the host the client asked for), replacing
+/// any client copy.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
     "x-forwarded-host",
+];
+/// Client request headers the edge drops because origins and frameworks
+/// trust them: other proxy headers (caller address, port, scheme, prefix)
+/// and the path overrides some frameworks route by (`x-original-url`,
+/// `x-rewrite-url`).
+pub const UNTRUSTED_HEADERS: &[&str] = &[
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-scheme",
@@ -57,8 +62,13 @@ pub const STATE_KEY: &str = "rollout-state";
 /// everyone back to blue after a promote.
 pub const LAST_GOOD_KEY: &str = "rollout-state.last-good";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones an edge must not
-/// forward because the platform computes them itself.
+/// Request headers not forwarded to an origin: hop-by-hop headers (RFC 9110
+/// §7.6.1), the ones the platform computes itself for the origin's URL and
+/// the body it sends (`host`, `content-length`), and `expect`: the edge's
+/// runtime already answered the client's `100-continue`, and an origin's
+/// `100 Continue` must not reach a runtime that reads it as the answer
+/// (workerd's `fetch` resolves with it). `upgrade` passes for WebSockets
+/// only (see [`is_websocket_upgrade`]).
 pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -71,14 +81,59 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "host",
     "content-length",
+    "expect",
 ];
 
-/// True when `name` must not be forwarded. `connection_tokens` are the
-/// header names listed in the request's own `Connection` header, which are
-/// hop-by-hop for that message too.
+/// Response headers not passed on to the client: the hop-by-hop ones.
+/// `content-length` is kept as the origin sent it (it describes the same
+/// bytes, and is the only length a `HEAD` answer carries); `trailer`
+/// announces trailer fields, which pass where the platform passes them.
+pub const RESPONSE_HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// True when request header `name` must not be forwarded.
+/// `connection_tokens` are the header names listed in the request's own
+/// `Connection` header, which are hop-by-hop for that message too.
 pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
     let lower = name.to_ascii_lowercase();
     HOP_BY_HOP.contains(&lower.as_str()) || connection_tokens.contains(&lower)
+}
+
+/// True when response header `name` must not be passed on to the client
+/// (`connection_tokens` from the response's own `Connection` header).
+pub fn is_response_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    RESPONSE_HOP_BY_HOP.contains(&lower.as_str()) || connection_tokens.contains(&lower)
+}
+
+/// Whether a request asks to become a WebSocket (RFC 6455 §4.1): a `GET`
+/// whose `Upgrade` lists `websocket`. Other upgrades (h2c, TLS) are dropped
+/// with the hop-by-hop headers.
+pub fn is_websocket_upgrade(method: &str, upgrade: Option<&str>) -> bool {
+    method.eq_ignore_ascii_case("GET")
+        && upgrade.is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
+/// A `Host` value safe to repeat to an origin or a client: `host[:port]`,
+/// a registered name, IPv4 or bracketed IPv6 address, nothing else (no
+/// userinfo, path, spaces or quotes).
+pub fn valid_host(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 255
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+        && !v.starts_with(':')
 }
 
 /// The header names listed in a `Connection` header value, lowercased.
@@ -166,6 +221,40 @@ mod tests {
         assert!(is_hop_by_hop("x-secret-hop", &tokens));
         assert!(!is_hop_by_hop("accept", &tokens));
         assert!(!is_hop_by_hop("x-secret-hop", &[]));
+        assert!(is_hop_by_hop("Expect", &[]));
+        assert!(is_hop_by_hop("content-length", &[]));
+        assert!(!is_response_hop_by_hop("content-length", &[]));
+        assert!(!is_response_hop_by_hop("trailer", &[]));
+        assert!(is_response_hop_by_hop("upgrade", &[]));
+        assert!(is_response_hop_by_hop("x-secret-hop", &tokens));
+    }
+
+    #[test]
+    fn websocket_upgrades_and_hosts() {
+        assert!(is_websocket_upgrade("GET", Some("websocket")));
+        assert!(is_websocket_upgrade("get", Some("foo, WebSocket")));
+        assert!(!is_websocket_upgrade("POST", Some("websocket")));
+        assert!(!is_websocket_upgrade("GET", Some("h2c")));
+        assert!(!is_websocket_upgrade("GET", None));
+        for ok in [
+            "edge.example",
+            "edge.example:8443",
+            "127.0.0.1:80",
+            "[::1]:8787",
+        ] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "user@host",
+            "host/path",
+            "\"h\"",
+            ":80",
+            "h\r\nx: y",
+        ] {
+            assert!(!valid_host(bad), "{bad:?}");
+        }
     }
 
     #[test]

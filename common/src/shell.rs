@@ -48,8 +48,8 @@
 //! otherwise.
 
 use crate::edge::{self, BodyPlan, Forward, Reply, RequestHead};
-use crate::failover::{Outcome, FIRST_FAILED_STATUS};
-use crate::http::{connection_tokens, path_and_query, split_lines, HOP_BY_HOP};
+use crate::failover::{unreachable_class, Outcome, FIRST_FAILED_STATUS};
+use crate::http::{path_and_query, split_lines, RESPONSE_HOP_BY_HOP};
 
 /// Step: read configuration and state first.
 pub const LOAD: &str = "load";
@@ -142,8 +142,14 @@ pub fn forward(
         BodyPlan::Buffer => "buffer",
         BodyPlan::Stream => "stream",
     };
+    // An answer whose delivery depends on its headers goes back to Rust.
+    let deliver_below = if fwd.needs_origin_headers() {
+        0
+    } else {
+        FIRST_FAILED_STATUS
+    };
     let mut out = format!(
-        "forward\n{id}\n{method}\n{}\n{}\n{body}\n{FIRST_FAILED_STATUS}\n",
+        "forward\n{id}\n{method}\n{}\n{}\n{body}\n{deliver_below}\n",
         fwd.url, fwd.timeout_ms
     );
     push_delta(&mut out, client, &fwd.request_headers);
@@ -153,17 +159,19 @@ pub fn forward(
 }
 
 /// What [`deliver`] does to an answer without a `Connection` header,
-/// without seeing it: drop every hop-by-hop name and every header the edge
-/// sets itself, then append the edge's headers (`set-cookie` is added to the
-/// origin's own cookies, never replaces them).
+/// without seeing it (only for a forward that does not
+/// [`Forward::needs_origin_headers`]): drop every hop-by-hop name and every
+/// header the edge sets itself, then append the edge's headers
+/// (`set-cookie` and `vary` are added to the origin's own, never replace
+/// them).
 fn push_direct_delivery_delta(out: &mut String, fwd: &Forward) {
-    let mut deletes: Vec<&str> = HOP_BY_HOP
+    let mut deletes: Vec<&str> = RESPONSE_HOP_BY_HOP
         .iter()
         .copied()
         .filter(|name| *name != "connection")
         .collect();
     for (name, _) in &fwd.response_headers {
-        let owned = !name.eq_ignore_ascii_case("set-cookie");
+        let owned = !edge::appended_response_header(name);
         if owned && !deletes.iter().any(|d| d.eq_ignore_ascii_case(name)) {
             deletes.push(name);
         }
@@ -176,20 +184,11 @@ fn push_direct_delivery_delta(out: &mut String, fwd: &Forward) {
 }
 
 /// A `deliver` step: the origin's headers minus hop-by-hop ones and the
-/// ones the edge sets itself, plus the plan's `x-greenlight-*` headers.
+/// ones the edge sets itself, rewritten where the plan says
+/// ([`Forward::client_response_headers`]), plus the plan's headers.
 pub fn deliver(status: u16, origin_header_lines: &str, fwd: &Forward) -> String {
     let origin = split_lines(origin_header_lines);
-    let connection = origin
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
-        .map(|(_, v)| v.as_str());
-    let tokens = connection_tokens(connection);
-    let wanted: Vec<(String, String)> = origin
-        .iter()
-        .filter(|(k, _)| edge::keep_origin_response_header(k, &tokens, fwd))
-        .chain(&fwd.response_headers)
-        .cloned()
-        .collect();
+    let wanted = fwd.client_response_headers(&origin);
     let mut out = format!("deliver\n{status}\n");
     push_delta(&mut out, &origin, &wanted);
     out
@@ -262,6 +261,9 @@ pub struct AttemptResult<'a> {
 
 /// Reads the shell's report of an attempt that waited up to `timeout_ms`.
 /// Anything unreadable counts as an unreachable origin, never as an answer.
+/// A runtime's error message becomes a class of failure
+/// ([`unreachable_class`]): it may name the origin's address, and the
+/// outcome ends up in problem bodies (the adapter logs the message).
 pub fn attempt_result(report: &str, timeout_ms: u64) -> AttemptResult<'_> {
     let (first, rest) = report.split_once('\n').unwrap_or((report, ""));
     let failed = |outcome| AttemptResult {
@@ -272,7 +274,7 @@ pub fn attempt_result(report: &str, timeout_ms: u64) -> AttemptResult<'_> {
         "timeout" => failed(Outcome::TimedOut {
             after_ms: timeout_ms,
         }),
-        "error" => failed(Outcome::Unreachable(rest.to_owned())),
+        "error" => failed(Outcome::Unreachable(unreachable_class(rest).to_owned())),
         status => match status.parse::<u16>() {
             Ok(status) if (100..=599).contains(&status) => AttemptResult {
                 outcome: Outcome::Answered(status),
@@ -315,6 +317,9 @@ mod tests {
             deadline_ms: 15_000,
             retry_after_s: 5,
             rate_key: None,
+            websocket: false,
+            private: false,
+            location_rewrite: None,
         }
     }
 
@@ -348,11 +353,12 @@ mod tests {
         ]
     }
 
-    /// The response delta for [`fwd`]'s headers: the ten hop-by-hop names
-    /// other than `connection`, the edge's own names, then its headers.
-    const DIRECT: &str = "12\nkeep-alive\nproxy-authenticate\nproxy-authorization\n\
-                          proxy-connection\nte\ntrailer\ntransfer-encoding\nupgrade\nhost\n\
-                          content-length\nx-greenlight-color\nx-greenlight-epoch\n\
+    /// The response delta for [`fwd`]'s headers: the seven response
+    /// hop-by-hop names other than `connection`, the edge's own names, then
+    /// its headers.
+    const DIRECT: &str = "9\nkeep-alive\nproxy-authenticate\nproxy-authorization\n\
+                          proxy-connection\nte\ntransfer-encoding\nupgrade\n\
+                          x-greenlight-color\nx-greenlight-epoch\n\
                           3\nx-greenlight-color\ngreen\nx-greenlight-epoch\n7\n\
                           set-cookie\ngreenlight-id=u1";
 
@@ -372,12 +378,11 @@ mod tests {
         same.request_headers = client();
         let step = forward(4, "PUT", BodyPlan::Buffer, &client(), &same);
         assert!(step.starts_with(
-            "forward\n4\nPUT\nhttp://127.0.0.1:9/api?q=1\n1500\nbuffer\n500\n0\n0\n12\n"
+            "forward\n4\nPUT\nhttp://127.0.0.1:9/api?q=1\n1500\nbuffer\n500\n0\n0\n9\n"
         ));
         let step = forward(5, "POST", BodyPlan::Stream, &[], &same);
-        assert!(step.contains(
-            "\nstream\n500\n0\n3\naccept\n*/*\nhost\nedge.test\nx-api-key\nsecret\n12\n"
-        ));
+        assert!(step
+            .contains("\nstream\n500\n0\n3\naccept\n*/*\nhost\nedge.test\nx-api-key\nsecret\n9\n"));
     }
 
     /// Applies a delta the way shell.js does; returns the list and where
@@ -450,9 +455,10 @@ mod tests {
         let mut bare = fwd();
         bare.response_headers.clear();
         assert_eq!(deliver(304, "", &bare), "deliver\n304\n0\n0");
+        // The origin's content-length stays (a HEAD answer has no other).
         assert_eq!(
             deliver(200, "content-length\n12\netag\nx", &bare),
-            "deliver\n200\n1\ncontent-length\n0"
+            "deliver\n200\n0\n0"
         );
     }
 
@@ -522,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             attempt_result("error\nTypeError: Network connection lost.", 1500).outcome,
-            Outcome::Unreachable("TypeError: Network connection lost.".into())
+            Outcome::Unreachable("connection lost".into())
         );
         for junk in ["", "abc", "99", "600\nx\ny", "-1"] {
             let r = attempt_result(junk, 1500);

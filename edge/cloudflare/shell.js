@@ -64,6 +64,37 @@ function rewrap(response, status, fields, at) {
   return out;
 }
 
+// The origin timeout (ORIGIN_TIMEOUT_MS) covers the wait for the origin's
+// response headers and stops for good when they arrive, so a body then
+// streams at the origin's pace. (AbortSignal.timeout would keep counting.)
+// A streamed upload is not timed: the edge cannot see when the runtime has
+// sent the client's body, and a slow client is not a failing origin. (A
+// JS stream between the two, to watch the upload, made workerd read the
+// request body after the response was sent: an uncaught error that
+// restarted the Worker.)
+function originTimer(ms) {
+  const controller = new AbortController();
+  let timer;
+  let stopped = false;
+  return {
+    signal: controller.signal,
+    run() {
+      clearTimeout(timer);
+      if (!stopped) {
+        timer = setTimeout(
+          () => controller.abort(new DOMException("no response headers in time", "TimeoutError")),
+          ms,
+        );
+      }
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+
 // The rollout's Durable Object (RolloutObject below): one per rollout,
 // found by name. Admin changes and health reports go to it.
 const OBJECT_BINDING = "GREENLIGHT_ROLLOUT";
@@ -192,6 +223,7 @@ export default {
         // <deliver below>\n<request delta>\n<response delta>
         const fields = step.split("\n");
         const id = Number(fields[1]);
+        const timer = originTimer(Number(fields[4]));
         let body;
         if (fields[5] === "buffer") {
           buffered ??= await request.arrayBuffer();
@@ -203,20 +235,37 @@ export default {
         const responseDeltaAt = applyDelta(headers, fields, 7);
         const started = Date.now();
         let report;
+        if (fields[5] !== "stream") {
+          timer.run();
+        }
         try {
           response = await fetch(fields[3], {
             method: fields[2],
             headers,
             body,
-            // The runtime aborts a fetch with no response headers in time.
-            signal: AbortSignal.timeout(Number(fields[4])),
+            // The origin's answer as it is (a redirect is the client's to
+            // follow: following it here would serve the page at the wrong
+            // URL, drop its cookies and re-send credentials elsewhere).
+            redirect: "manual",
+            signal: timer.signal,
           });
         } catch (e) {
           response = undefined;
           report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
         }
+        timer.stop();
         if (response !== undefined) {
-          if (response.status < Number(fields[6]) && !response.headers.has("connection")) {
+          if (response.webSocket) {
+            // An accepted WebSocket upgrade: the socket itself goes back.
+            finished.push(id);
+            const out = new Headers(response.headers);
+            applyDelta(out, fields, responseDeltaAt);
+            return new Response(null, { status: 101, webSocket: response.webSocket, headers: out });
+          }
+          // (An interim answer, such as 103 Early Hints taken for the final
+          // one, goes to Rust: a Response cannot carry a 1xx status.)
+          const status = response.status;
+          if (status >= 200 && status < Number(fields[6]) && !response.headers.has("connection")) {
             // The answer Rust said in advance it would pass on this way.
             finished.push(id);
             return rewrap(response, response.status, fields, responseDeltaAt);

@@ -659,6 +659,8 @@ async fn origin(a: OriginArgs) -> ExitCode {
                         .into_bytes(),
                 ),
             },
+            // The scripted routes are for the test suites only.
+            scripts: false,
         })
     })();
     let behavior = match behavior {

@@ -2,7 +2,8 @@
 //! received, and (see `Behavior`) can be told to be slow or failing.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Channel, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -208,6 +209,11 @@ pub struct Behavior {
     pub stall: Option<Stall>,
     /// When set, requests without a valid edge signature get 401.
     pub signing_secret: Option<Vec<u8>>,
+    /// Test-only: answer the scripted routes under `/script/` (redirects
+    /// with cookies, chosen statuses, slow bodies, a WebSocket echo; see
+    /// [`script`]). Off in the CLI's origin: a redirect to any URL the
+    /// caller names is an open redirect.
+    pub scripts: bool,
 }
 
 #[derive(Debug, Default)]
@@ -262,6 +268,7 @@ impl Origin {
                     let _ = http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -340,13 +347,22 @@ fn check_signature(
     )
 }
 
+/// What the origin answers with: a whole body, or one it streams.
+pub type OriginBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> OriginBody {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
 async fn serve(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     color: &str,
     shared: &Shared,
     behavior: &Behavior,
-) -> Response<Full<Bytes>> {
+) -> Response<OriginBody> {
     let arrived = Instant::now();
+    let upgrade = (behavior.scripts && req.uri().path().ends_with("/script/ws"))
+        .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     if let Some(secret) = &behavior.signing_secret {
         if let Err(e) = check_signature(secret, &parts, shared) {
@@ -354,8 +370,8 @@ async fn serve(
             return Response::builder()
                 .status(StatusCode::UNAUTHORIZED)
                 .header("content-type", "text/plain")
-                .body(Full::new(Bytes::from(format!("{e}\n"))))
-                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+                .body(full(format!("{e}\n")))
+                .unwrap_or_else(|_| Response::new(full(Bytes::new())));
         }
     }
     let body = match body.collect().await {
@@ -407,8 +423,12 @@ async fn serve(
             .status(StatusCode::INTERNAL_SERVER_ERROR)
             .header("content-type", "text/plain")
             .header("x-origin-color", color)
-            .body(Full::new(Bytes::from_static(b"injected error\n")))
-            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+            .body(full(Bytes::from_static(b"injected error\n")))
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())));
+    }
+    if behavior.scripts && recorded.path.contains("/script/") {
+        return script(&parts, &recorded, color, upgrade)
+            .unwrap_or_else(|_| Response::new(full(Bytes::new())));
     }
     // `/echo...` returns the request body byte for byte (body pass-through
     // tests); everything else returns a JSON description of the request.
@@ -428,8 +448,179 @@ async fn serve(
         .status(StatusCode::OK)
         .header("content-type", content_type)
         .header("x-origin-color", color)
-        .body(Full::new(payload))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(full(payload))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// A query parameter's (undecoded) value.
+fn param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name))
+        .map(|(_, v)| v)
+}
+
+/// Percent-decodes a query value (test knobs: `to=http%3A%2F%2F...`).
+fn decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The scripted routes (test-only, `Behavior::scripts`), under any prefix
+/// (`/public/script/...` for anonymous callers):
+/// - `/script/redirect?status=302&to=URL`: a redirect to `to` (default
+///   `/public/landing`) with two cookies and a body;
+/// - `/script/status/CODE`: that status with an `etag` (no body for
+///   204/304; HEAD gets the length of the GET body);
+/// - `/script/headers?cc=VALUE`: three cookies and `cache-control: VALUE`
+///   (if given), `content-length` of a 1 234-byte body (HEAD: headers only);
+/// - `/script/slow-body?chunks=N&every_ms=MS`: the head at once, then N
+///   chunks MS apart;
+/// - `/script/ws`: a WebSocket echo (`<color>:<message>`).
+fn script(
+    parts: &hyper::http::request::Parts,
+    recorded: &RecordedRequest,
+    color: &str,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> hyper::http::Result<Response<OriginBody>> {
+    let query = recorded.query.as_deref();
+    let route = recorded.path.split_once("/script/").map_or("", |(_, r)| r);
+    let base = || {
+        Response::builder()
+            .header("x-origin-color", color)
+            .header("x-script", route.split('/').next().unwrap_or(""))
+    };
+    if route == "redirect" {
+        let status = param(query, "status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(302);
+        let to = param(query, "to").map_or_else(|| "/public/landing".to_string(), decode);
+        return base()
+            .status(status)
+            .header("location", to)
+            .header("set-cookie", "session=abc; Path=/; HttpOnly")
+            .header("set-cookie", "theme=dark; Path=/")
+            .header("content-type", "text/plain")
+            .body(full("moved\n"));
+    }
+    if let Some(code) = route.strip_prefix("status/") {
+        let status = code.parse::<u16>().unwrap_or(200);
+        let body: &'static [u8] = if status == 204 || status == 304 {
+            b""
+        } else {
+            b"status body\n"
+        };
+        return base()
+            .status(status)
+            .header("etag", "\"v1\"")
+            .header("cache-control", "max-age=60")
+            .body(full(body));
+    }
+    if route == "headers" {
+        let mut b = base()
+            .status(200)
+            .header("set-cookie", "a=1; Path=/")
+            .header("set-cookie", "b=2; Path=/")
+            .header("set-cookie", "c=3; Path=/")
+            .header("content-type", "text/plain");
+        if let Some(cc) = param(query, "cc") {
+            b = b.header("cache-control", decode(cc));
+        }
+        // hyper sends the length of a full body, and only the head for HEAD.
+        return b.body(full(vec![b'x'; 1234]));
+    }
+    if route == "slow-body" {
+        let chunks = param(query, "chunks")
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(4)
+            .min(100);
+        let every = Duration::from_millis(
+            param(query, "every_ms")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(500)
+                .min(10_000),
+        );
+        let (mut tx, body) = Channel::<Bytes>::new(1);
+        tokio::spawn(async move {
+            for i in 0..chunks {
+                if i > 0 {
+                    tokio::time::sleep(every).await;
+                }
+                if tx
+                    .send_data(Bytes::from(format!("chunk {i}\n")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        return base()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(body.boxed_unsync());
+    }
+    if route == "ws" {
+        let key = parts
+            .headers
+            .get("sec-websocket-key")
+            .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()));
+        let (Some(key), Some(upgrade)) = (key, upgrade) else {
+            return base().status(400).body(full("not a websocket request\n"));
+        };
+        let color = color.to_string();
+        tokio::spawn(async move {
+            use futures_util::{SinkExt, StreamExt};
+            use tokio_tungstenite::tungstenite::protocol::Role;
+            use tokio_tungstenite::tungstenite::Message;
+            let Ok(upgraded) = upgrade.await else {
+                return;
+            };
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                let reply = match msg {
+                    Message::Text(t) => Message::text(format!("{color}:{}", t.as_str())),
+                    Message::Binary(b) => Message::Binary(b),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if ws.send(reply).await.is_err() {
+                    break;
+                }
+            }
+        });
+        return base()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", key)
+            .body(full(Bytes::new()));
+    }
+    base().status(404).body(full("no such script\n"))
 }
 
 #[cfg(test)]
@@ -504,6 +695,7 @@ mod tests {
             error_rate: 1.0,
             stall: None,
             signing_secret: None,
+            scripts: false,
         };
         let o = Origin::start("127.0.0.1:0".parse().unwrap(), "green", b)
             .await

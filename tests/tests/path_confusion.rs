@@ -289,12 +289,19 @@ async fn origins_get_the_edges_forwarding_headers(runtime: Runtime) {
     // spin-client-addr) and a plain-http URL.
     assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(got.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(got.header("forwarded"), Some("for=127.0.0.1;proto=http"));
+    // The host the client asked for (issue 18), never the client's copy.
+    let edge_host = rig.edge.base_url.trim_start_matches("http://");
+    assert_eq!(got.header("x-forwarded-host"), Some(edge_host));
+    assert_eq!(
+        got.header("forwarded"),
+        Some(format!("for=127.0.0.1;proto=http;host=\"{edge_host}\"").as_str())
+    );
     assert_eq!(got.header("x-greenlight-principal"), Some("k:app"));
     for (name, _) in SPOOFED {
         if ![
             "x-forwarded-for",
             "x-forwarded-proto",
+            "x-forwarded-host",
             "forwarded",
             "x-greenlight-principal",
             "x-kept",
@@ -308,6 +315,7 @@ async fn origins_get_the_edges_forwarding_headers(runtime: Runtime) {
     for name in [
         "x-forwarded-for",
         "x-forwarded-proto",
+        "x-forwarded-host",
         "forwarded",
         "x-greenlight-principal",
     ] {
@@ -339,7 +347,11 @@ async fn a_trusted_proxy_names_the_caller(runtime: Runtime) {
     )
     .await;
     assert_eq!(got.header("x-forwarded-for"), Some("203.0.113.1"));
-    assert_eq!(got.header("forwarded"), Some("for=203.0.113.1;proto=http"));
+    let edge_host = rig.edge.base_url.trim_start_matches("http://");
+    assert_eq!(
+        got.header("forwarded"),
+        Some(format!("for=203.0.113.1;proto=http;host=\"{edge_host}\"").as_str())
+    );
     assert_eq!(got.header("x-real-ip"), None, "consumed by the edge");
     assert_eq!(got.header("x-http-method-override"), Some("DELETE"));
     // One bucket per address the proxy names.

@@ -178,6 +178,14 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
     let now_ms = now_ms as u64;
     let elapsed_ms = now_ms.saturating_sub(started_ms as u64);
     let result = shell::attempt_result(report, pending.fwd.timeout_ms);
+    if let Some(message) = report.strip_prefix("error\n") {
+        // The client gets a class of failure; the runtime's message (which
+        // may name the origin's address) goes to the Worker's logs.
+        worker::console_error!(
+            "greenlight: {} origin unreachable: {message}",
+            pending.fwd.decision.color
+        );
+    }
     let report_in = if result.outcome.failed() {
         count_failure(&pending.fwd, &result.outcome, now_ms)
     } else {
@@ -381,8 +389,13 @@ fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
         return cfg;
     }
     // Vars and secrets (`.dev.vars` locally) both appear as strings on `env`.
-    let cfg =
-        EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new);
+    let cfg = EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+        .and_then(|cfg| cfg.check_platform("Cloudflare Workers").map(|()| cfg))
+        .map(Rc::new);
+    if let Err(e) = &cfg {
+        // The 502 says only that the configuration is invalid.
+        worker::console_error!("greenlight: configuration error: {}", e.0);
+    }
     CONFIG.with(|c| *c.borrow_mut() = Some(cfg.clone()));
     cfg
 }

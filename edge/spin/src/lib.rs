@@ -19,7 +19,7 @@ use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, Next, Reply, RequestHead, CONFIG_VARIABLES,
 };
-use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
+use greenlight_common::failover::{unreachable_class, Outcome, MAX_REPLAY_BODY};
 use greenlight_common::http::connection_tokens;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -62,7 +62,14 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("spin-client-addr"))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    let headers = header_pairs(&entries);
+    let mut headers = header_pairs(&entries);
+    // The host the client asked for (`x-forwarded-host`, `location`
+    // rewrites), should the host not list `host` among the fields.
+    if !headers.iter().any(|(k, _)| k == "host") {
+        if let Some(authority) = req.authority() {
+            headers.push(("host".into(), authority));
+        }
+    }
     // The scheme the client used, for `x-forwarded-proto`: the request's own
     // when the host fills it in, else that of the URL Spin reports in
     // `spin-full-url`.
@@ -103,8 +110,21 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
             if let Ok(store) = &store {
                 store::take_token(store, &cfg, &fwd, now_ms)?;
             }
+            // wasi:http 0.2 has no upgrade: neither the incoming request nor
+            // an outgoing one can become a socket. Spin hides `upgrade` (a
+            // forbidden field) from the component, so a handshake is also
+            // known by its `sec-websocket-key`; forwarded as a plain GET,
+            // an origin's 101 would reach the client without the socket.
+            if fwd.websocket || head.header("sec-websocket-key").is_some() {
+                return Err(Reply::websocket_unsupported("Spin (wasi:http 0.2)"));
+            }
             let length = header_value(&entries, "content-length");
-            let chunked = header_value(&entries, "transfer-encoding").is_some();
+            // wasi:http hides `transfer-encoding` (a forbidden field): a
+            // body without a length is chunked, and only a method that
+            // usually carries one tells it is there. (Before, such a body
+            // was planned as empty and never reached the origin.)
+            let chunked = header_value(&entries, "transfer-encoding").is_some()
+                || (length.is_none() && carries_unframed_body(&method));
             let body = match fwd.plan_body(length.as_deref(), chunked) {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
                 BodyPlan::Buffer => match req.consume() {
@@ -195,14 +215,19 @@ enum Failure {
 }
 
 /// Sends one attempt to the origin and waits for its response head. The
-/// timeout covers connecting and waiting for the response headers; the body
-/// then streams at the origin's pace.
+/// timeout covers the time spent waiting on the origin (connecting, taking
+/// the body, sending the response headers; see [`pump::OriginTimer`]); the
+/// body then streams at the origin's pace.
 async fn forward(
     request: &OutboundRequest,
     body: AttemptBody,
     fwd: &Forward,
 ) -> Result<IncomingResponse, Failure> {
-    let unreachable = Failure::Unreachable;
+    let unreachable = |detail: String| {
+        // The client gets a class of failure; the details name the origin.
+        eprintln!("greenlight: {} origin: {detail}", fwd.decision.color);
+        Failure::Unreachable(unreachable_class(&detail).to_string())
+    };
     let target = OriginUrl::parse(&fwd.url)
         .ok_or_else(|| unreachable(format!("bad origin URL {:?}", fwd.url)))?;
     let mut entries: Vec<(String, Vec<u8>)> = fwd
@@ -218,30 +243,33 @@ async fn forward(
     let fields = Fields::from_list(&entries)
         .map_err(|e| unreachable(format!("request headers not accepted: {e:?}")))?;
     let out = OutgoingRequest::new(fields);
-    let set = |ok: Result<(), ()>, what: &str| {
-        ok.map_err(|()| Failure::Unreachable(format!("invalid {what}")))
-    };
+    let set =
+        |ok: Result<(), ()>, what: &str| ok.map_err(|()| unreachable(format!("invalid {what}")));
     set(out.set_method(&request.method), "method")?;
     set(out.set_scheme(Some(&target.scheme)), "scheme")?;
     set(out.set_authority(Some(target.authority)), "authority")?;
     set(out.set_path_with_query(Some(target.path_and_query)), "path")?;
+    // Connecting is bounded by the host too; the wait for the response
+    // head by `timer` alone (the host's first-byte timeout would count a
+    // slow upload as the origin's silence).
     let options = RequestOptions::new();
-    let timeout_ns = Some(fwd.timeout_ms.saturating_mul(1_000_000));
-    let _ = options.set_connect_timeout(timeout_ns);
-    let _ = options.set_first_byte_timeout(timeout_ns);
+    let _ = options.set_connect_timeout(Some(fwd.timeout_ms.saturating_mul(1_000_000)));
     let out_body = if request.has_body {
         out.body().ok()
     } else {
         None
     };
-    let pending =
-        outgoing_handler::handle(out, Some(options)).map_err(|e| classify(e, &fwd.url))?;
-    let send_body = async move {
+    let pending = outgoing_handler::handle(out, Some(options)).map_err(|e| classify(e, fwd))?;
+    let timer = pump::OriginTimer::new(fwd.timeout_ms);
+    timer.run();
+    let send_body = async {
         let Some(out_body) = out_body else {
             return;
         };
         let sent = match body {
-            AttemptBody::Stream(Some(incoming)) => pump::body_to_body(incoming, &out_body).await,
+            AttemptBody::Stream(Some(incoming)) => {
+                pump::body_to_body(incoming, &out_body, &timer).await
+            }
             AttemptBody::Stream(None) => Ok(()),
             AttemptBody::Bytes(bytes) => pump::write_bytes(&out_body, &bytes).await,
         };
@@ -250,14 +278,37 @@ async fn forward(
             let _ = OutgoingBody::finish(out_body, None);
         }
     };
-    let (_, resp) = futures::join!(send_body, pump::response(pending));
-    resp.map_err(|e| classify(e, &fwd.url))
+    let head = async {
+        let resp = pump::response(pending).await;
+        timer.stop();
+        resp
+    };
+    let exchange = async {
+        let (_, resp) = futures::join!(send_body, head);
+        resp
+    };
+    let exchange = std::pin::pin!(exchange);
+    let expired = std::pin::pin!(timer.expired());
+    match futures::future::select(exchange, expired).await {
+        futures::future::Either::Left((resp, _)) => resp.map_err(|e| classify(e, fwd)),
+        // Dropping the exchange drops the request and its body.
+        futures::future::Either::Right(_) => Err(Failure::TimedOut),
+    }
 }
 
-fn classify(e: ErrorCode, url: &str) -> Failure {
+/// An attempt's error: the class for the client, the details for the log.
+fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
     match e {
         ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => Failure::TimedOut,
-        e => Failure::Unreachable(format!("{}: {e:?}", origin_of(url))),
+        e => {
+            let detail = format!("{e:?}");
+            eprintln!(
+                "greenlight: {} origin {}: {detail}",
+                fwd.decision.color,
+                origin_of(&fwd.url)
+            );
+            Failure::Unreachable(unreachable_class(&detail).to_string())
+        }
     }
 }
 
@@ -266,36 +317,46 @@ struct Delivery {
     status: u16,
     headers: Vec<(String, Vec<u8>)>,
     resp: IncomingResponse,
+    /// No body goes to the client (HEAD, 204, 304).
+    bodyless: bool,
 }
 
 impl Delivery {
-    /// The origin's status and headers, hop-by-hop ones dropped and the
-    /// plan's added.
+    /// The origin's status and headers, hop-by-hop ones dropped, the ones
+    /// the plan rewrites rewritten, the plan's added (as
+    /// [`Forward::client_response_headers`] does, on bytes: header values
+    /// that are not UTF-8 pass unchanged).
     fn new(resp: IncomingResponse, method: &Method, fwd: &Forward) -> Delivery {
         let status = resp.status();
         let origin_headers = resp.headers().entries();
         let connection = header_value(&origin_headers, "connection");
         let tokens = connection_tokens(connection.as_deref());
-        // A body-less response (HEAD, 204, 304) keeps no length: the host
-        // would check the empty stream against it.
+        // A body-less answer (HEAD, 204, 304) keeps the origin's
+        // `content-length` and sends no body stream (see `send`).
         let bodyless =
             matches!(method, Method::Head) || status == 204 || status == 304 || status < 200;
-        let mut headers: Vec<(String, Vec<u8>)> = origin_headers
-            .into_iter()
-            .filter(|(k, _)| {
-                edge::keep_origin_response_header(k, &tokens, fwd)
-                    || (!bodyless && k.eq_ignore_ascii_case("content-length"))
-            })
-            .collect();
+        let mut cache_control = false;
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(origin_headers.len() + 4);
+        for (k, v) in origin_headers {
+            if !edge::keep_origin_response_header(&k, &tokens, fwd) {
+                continue;
+            }
+            cache_control |= k.eq_ignore_ascii_case("cache-control");
+            let rewritten = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|text| fwd.rewrite_origin_header(&k, text));
+            let v = rewritten.map_or(v, String::into_bytes);
+            headers.push((k, v));
+        }
         headers.extend(
-            fwd.response_headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_bytes().to_vec())),
+            fwd.added_response_headers(cache_control)
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
         );
         Delivery {
             status,
             headers,
             resp,
+            bodyless,
         }
     }
 
@@ -315,6 +376,13 @@ impl Delivery {
         if response.set_status_code(self.status).is_err() {
             let reply = Reply::origin_failed(format!("origin sent status {}", self.status));
             return send_reply(out, &reply).await;
+        }
+        if self.bodyless {
+            // Without a body stream the host checks no length against it,
+            // so the origin's `content-length` goes out as it was sent.
+            spin_sdk::wit::wasi::http0_2_0::types::ResponseOutparam::set(out, Ok(response));
+            drop(self.resp);
+            return;
         }
         let body = response.body();
         spin_sdk::wit::wasi::http0_2_0::types::ResponseOutparam::set(out, Ok(response));
@@ -421,6 +489,17 @@ fn has_body(entries: &[(String, Vec<u8>)], method: &str) -> bool {
     }
 }
 
+/// Whether a request without `content-length` has a (chunked) body, as
+/// far as the component can tell: `wasi:http` hides `transfer-encoding`,
+/// so by its method. `OPTIONS` and `DELETE` are taken to have none, so they
+/// keep their retry (`RETRY_METHODS`); a chunked body on them is not sent.
+fn carries_unframed_body(method: &str) -> bool {
+    !matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "DELETE" | "TRACE" | "CONNECT"
+    )
+}
+
 /// One header's value (the first, if repeated).
 fn header_value(entries: &[(String, Vec<u8>)], name: &str) -> Option<String> {
     entries
@@ -468,6 +547,15 @@ fn strip_port(addr: &str) -> &str {
 /// WASIp2 component in a fresh instance per request, so there is no
 /// instance to cache it in; reading the variables is a local host call.
 fn config() -> Result<EdgeConfig, ConfigError> {
+    let cfg = read_config().and_then(|cfg| cfg.check_platform("Spin").map(|()| cfg));
+    if let Err(e) = &cfg {
+        // The 502 says only that the configuration is invalid.
+        eprintln!("greenlight: configuration error: {}", e.0);
+    }
+    cfg
+}
+
+fn read_config() -> Result<EdgeConfig, ConfigError> {
     let mut values = Vec::with_capacity(CONFIG_VARIABLES.len());
     for name in CONFIG_VARIABLES {
         let lower = name.to_lowercase();

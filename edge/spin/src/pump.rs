@@ -9,9 +9,11 @@
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, FutureIncomingResponse, FutureTrailers, IncomingBody, IncomingResponse, OutgoingBody,
 };
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -47,6 +49,65 @@ fn ready(pollable: Pollable) -> Ready {
     Ready {
         pollable: Some(pollable),
         _token: None,
+    }
+}
+
+/// The origin timeout: it covers the time the edge waits on the origin
+/// (connecting, taking the request body, sending response headers), not the
+/// time it waits on the client's upload, and stops with the response head.
+/// The host's own `first-byte-timeout` would also count a slow upload (the
+/// origin answers after reading the body), so it is not used.
+pub struct OriginTimer {
+    timeout_ns: u64,
+    /// When it fires; `None` while paused.
+    deadline: Cell<Option<u64>>,
+    stopped: Cell<bool>,
+}
+
+impl OriginTimer {
+    pub fn new(timeout_ms: u64) -> OriginTimer {
+        OriginTimer {
+            timeout_ns: timeout_ms.saturating_mul(1_000_000).max(1),
+            deadline: Cell::new(None),
+            stopped: Cell::new(false),
+        }
+    }
+
+    /// Waiting on the origin: the whole timeout from now.
+    pub fn run(&self) {
+        if !self.stopped.get() {
+            let now = monotonic_clock::now();
+            self.deadline.set(Some(now.saturating_add(self.timeout_ns)));
+        }
+    }
+
+    /// Waiting on the client.
+    pub fn pause(&self) {
+        self.deadline.set(None);
+    }
+
+    /// The response head arrived: never fires.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.deadline.set(None);
+    }
+
+    /// Resolves when the timer fires.
+    pub async fn expired(&self) {
+        loop {
+            if self.stopped.get() {
+                return std::future::pending().await;
+            }
+            let now = monotonic_clock::now();
+            let wait = match self.deadline.get() {
+                Some(deadline) if now >= deadline => return,
+                Some(deadline) => deadline - now,
+                // Paused: look again a timeout later (a run() moves the
+                // deadline later than that, never earlier).
+                None => self.timeout_ns,
+            };
+            ready(monotonic_clock::subscribe_duration(wait)).await;
+        }
     }
 }
 
@@ -97,13 +158,33 @@ async fn flush(output: &OutputStream) -> Result<(), Broken> {
     }
 }
 
-/// Copies `input` to `output` until `input` ends.
-async fn copy(input: &InputStream, output: &OutputStream) -> Result<(), Broken> {
+/// Copies `input` to `output` until `input` ends; `timer` (an upload's)
+/// is paused while the input has nothing and runs while the output is fed.
+async fn copy(
+    input: &InputStream,
+    output: &OutputStream,
+    timer: Option<&OriginTimer>,
+) -> Result<(), Broken> {
     loop {
         match input.read(CHUNK) {
-            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
-            Ok(chunk) => write_all(output, &chunk).await?,
-            Err(StreamError::Closed) => return flush(output).await,
+            Ok(chunk) if chunk.is_empty() => {
+                if let Some(t) = timer {
+                    t.pause();
+                }
+                ready(input.subscribe()).await
+            }
+            Ok(chunk) => {
+                if let Some(t) = timer {
+                    t.run();
+                }
+                write_all(output, &chunk).await?
+            }
+            Err(StreamError::Closed) => {
+                if let Some(t) = timer {
+                    t.run();
+                }
+                return flush(output).await;
+            }
             Err(_) => return Err(Broken),
         }
     }
@@ -117,11 +198,16 @@ pub async fn write_bytes(body: &OutgoingBody, bytes: &[u8]) -> Result<(), Broken
 }
 
 /// Copies an incoming body (the client's request) into an outgoing one (to
-/// the origin); the caller finishes the outgoing body.
-pub async fn body_to_body(incoming: IncomingBody, outgoing: &OutgoingBody) -> Result<(), Broken> {
+/// the origin), pausing `timer` while the client sends nothing; the caller
+/// finishes the outgoing body.
+pub async fn body_to_body(
+    incoming: IncomingBody,
+    outgoing: &OutgoingBody,
+    timer: &OriginTimer,
+) -> Result<(), Broken> {
     let input = incoming.stream().map_err(|()| Broken)?;
     let output = outgoing.write().map_err(|()| Broken)?;
-    let copied = copy(&input, &output).await;
+    let copied = copy(&input, &output, Some(timer)).await;
     drop(input);
     drop(output);
     drop(incoming);
@@ -137,7 +223,7 @@ pub async fn body_to_body_with_trailers(
 ) -> Result<(), Broken> {
     let input = incoming.stream().map_err(|()| Broken)?;
     let output = outgoing.write().map_err(|()| Broken)?;
-    copy(&input, &output).await?;
+    copy(&input, &output, None).await?;
     drop(input);
     drop(output);
     let trailers = trailers(IncomingBody::finish(incoming)).await?;
