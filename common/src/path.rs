@@ -268,6 +268,13 @@ pub fn normalize(path: &str, policy: PathPolicy) -> Result<Cow<'_, str>, PathErr
             i += 1;
         }
     }
+    // Checked on the result too: `%25` followed by characters that were
+    // themselves encoded (`%252%65`, `%25%32e`) spells a double-encoded
+    // slash or dot only once decoded, and the normal form must be refused
+    // exactly when the input is.
+    if policy.escaped_slashes == EscapedSlashes::Reject && double_encoded(&out) {
+        return Err(PathError::DoubleEncoding);
+    }
     if out.split('/').any(dot_with_parameters) {
         return Err(PathError::DotSegmentParameters);
     }
@@ -275,6 +282,18 @@ pub fn normalize(path: &str, policy: PathPolicy) -> Result<Cow<'_, str>, PathErr
         out = merge_slashes(&out).into_owned();
     }
     Ok(Cow::Owned(remove_dot_segments(&out).into_owned()))
+}
+
+/// Whether `path` holds `%25` followed by `2F`, `2E` or `5C` (any case):
+/// an escaped slash, dot or backslash once an origin decodes twice.
+fn double_encoded(path: &str) -> bool {
+    path.as_bytes().windows(5).any(|w| {
+        w[..3] == *b"%25"
+            && matches!(
+                (w[3], w[4].to_ascii_uppercase()),
+                (b'2', b'F' | b'E') | (b'5', b'C')
+            )
+    })
 }
 
 /// `path` with every run of `/` made one.

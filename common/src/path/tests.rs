@@ -397,3 +397,27 @@ fn raw_nul_bytes_normalize_to_a_form_that_normalizes_to_itself() {
     let once = normalize("/a\x01b\"c", policy).unwrap();
     assert_eq!(normalize(&once, policy).as_deref(), Ok(once.as_ref()));
 }
+
+#[test]
+fn double_encoding_spelled_with_encoded_characters_is_refused_too() {
+    // Found by the path_normalization fuzz target after 626 930 runs:
+    // `%25` then `%32` ("2") then "e" normalized to `%252e`, which
+    // normalizing again refused.
+    let policy = PathPolicy {
+        escaped_slashes: EscapedSlashes::Reject,
+        merge_slashes: false,
+    };
+    for input in ["/ip%25%32e", "/a%252%65", "/a%25%35c", "/a%25%32%46"] {
+        assert_eq!(
+            normalize(input, policy),
+            Err(PathError::DoubleEncoding),
+            "{input}"
+        );
+    }
+    let keep = PathPolicy {
+        escaped_slashes: EscapedSlashes::Keep,
+        merge_slashes: false,
+    };
+    let once = normalize("/ip%25%32e", keep).unwrap();
+    assert_eq!(normalize(&once, keep).as_deref(), Ok(once.as_ref()));
+}
