@@ -84,12 +84,20 @@ impl RunningEdge {
         let base_url = format!("http://127.0.0.1:{port}");
         let name = runtime.name();
         // Ready once the edge itself answers: greenlight's 401 with
-        // `WWW-Authenticate` for an admin path without credentials, or (a
-        // benchmark's pass-through edge) the origin's answer relayed; a dev
-        // server that is still loading the edge answers otherwise.
+        // `WWW-Authenticate` for an admin path without credentials (or its
+        // problem document, when a test configures it wrongly on purpose),
+        // or (a benchmark's pass-through edge) the origin's answer relayed;
+        // a dev server that is still loading the edge answers otherwise.
         let greenlight_answered = |resp: &reqwest::Response| {
-            (resp.status() == 401 && resp.headers().contains_key("www-authenticate"))
-                || resp.headers().contains_key("x-origin-color")
+            let headers = resp.headers();
+            let problem = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/problem+json"));
+            (resp.status() == 401 && headers.contains_key("www-authenticate"))
+                // A deliberately misconfigured edge answers with its problem.
+                || problem
+                || headers.contains_key("x-origin-color")
         };
         if let Err(e) = wait_until(
             &format!("{base_url}/__greenlight/health"),
