@@ -71,6 +71,19 @@ impl Rig {
         self.blue.hits() + self.green.hits()
     }
 
+    /// What both origins recorded since their last reset (blue's first).
+    pub fn received(&self) -> Vec<loadtest::origin::RecordedRequest> {
+        let mut all = self.blue.recent();
+        all.extend(self.green.recent());
+        all
+    }
+
+    /// Forgets what both origins recorded.
+    pub fn reset_origins(&self) {
+        self.blue.reset();
+        self.green.reset();
+    }
+
     /// `GET /__greenlight/state` with the admin token; panics unless 200.
     pub async fn state(&self) -> StateView {
         let resp = self

@@ -45,21 +45,9 @@ async fn get(rig: &Rig, target: &str, headers: &[(&str, &str)]) -> RawResponse {
         .unwrap_or_else(|e| panic!("GET {target}: {e:#}"))
 }
 
-/// What both origins received since their last reset.
-fn received(rig: &Rig) -> Vec<RecordedRequest> {
-    let mut all = rig.blue.recent();
-    all.extend(rig.green.recent());
-    all
-}
-
-fn reset(rig: &Rig) {
-    rig.blue.reset();
-    rig.green.reset();
-}
-
 /// Asserts a `400 bad-path` problem from greenlight and no origin hit.
 async fn bad_path(rig: &Rig, target: &str, headers: &[(&str, &str)]) {
-    reset(rig);
+    rig.reset_origins();
     let resp = get(rig, target, headers).await;
     let body = resp.text();
     assert_eq!(resp.status, 400, "{target}: {body}");
@@ -76,7 +64,7 @@ async fn bad_path(rig: &Rig, target: &str, headers: &[(&str, &str)]) {
 
 /// Asserts the answer `status` and no origin hit.
 async fn refused(rig: &Rig, target: &str, headers: &[(&str, &str)], status: u16) {
-    reset(rig);
+    rig.reset_origins();
     let resp = get(rig, target, headers).await;
     assert_eq!(resp.status, status, "{target}: {}", resp.text());
     assert_eq!(rig.origin_hits(), 0, "{target} reached an origin");
@@ -90,10 +78,10 @@ async fn served(
     path: &str,
     query: Option<&str>,
 ) -> RecordedRequest {
-    reset(rig);
+    rig.reset_origins();
     let resp = get(rig, target, headers).await;
     assert_eq!(resp.status, 200, "{target}: {}", resp.text());
-    let got = received(rig);
+    let got = rig.received();
     assert_eq!(got.len(), 1, "{target}: {got:?}");
     assert_eq!(got[0].path, path, "{target}: the origin's path");
     assert_eq!(
@@ -121,7 +109,7 @@ async fn tricks_are_refused_by_default(runtime: Runtime) {
     }
     // A raw backslash: workerd's URL parser reads it as `/` (then `..`
     // goes): 401; a runtime that keeps it gives greenlight a `\`: 400.
-    reset(&rig);
+    rig.reset_origins();
     let resp = get(&rig, "/public/..\\api/hello", &[]).await;
     assert!(
         matches!(resp.status, 400 | 401),
@@ -166,7 +154,7 @@ async fn tricks_are_refused_by_default(runtime: Runtime) {
                 absolute("/public/x"),
                 "http://evil.test/public/x".to_string(),
             ] {
-                reset(&rig);
+                rig.reset_origins();
                 let resp = get(&rig, &target, &[]).await;
                 assert_eq!(resp.status, 500, "{target}: {}", resp.text());
                 assert_eq!(resp.header("x-greenlight-color"), None, "{target}");

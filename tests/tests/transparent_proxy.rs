@@ -54,18 +54,6 @@ fn client() -> Client {
         .expect("HTTP client")
 }
 
-/// What both origins received since their last reset.
-fn received(rig: &Rig) -> Vec<RecordedRequest> {
-    let mut all = rig.blue.recent();
-    all.extend(rig.green.recent());
-    all
-}
-
-fn reset(rig: &Rig) {
-    rig.blue.reset();
-    rig.green.reset();
-}
-
 /// Every value of response header `name`, in order.
 fn all<'a>(resp: &'a Response, name: &str) -> Vec<&'a str> {
     resp.headers()
@@ -77,9 +65,18 @@ fn all<'a>(resp: &'a Response, name: &str) -> Vec<&'a str> {
 
 /// The one request the origins received since the last reset.
 fn only_request(rig: &Rig, what: &str) -> RecordedRequest {
-    let got = received(rig);
+    let got = rig.received();
     assert_eq!(got.len(), 1, "{what}: the origins received {got:?}");
     got[0].clone()
+}
+
+/// `url` as one query value of the test origin's redirect script (the
+/// characters that would end or split it are escaped).
+fn query_value(url: &str) -> String {
+    url.replace(':', "%3A")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('=', "%3D")
 }
 
 /// Names that must never reach a redirect's target.
@@ -114,13 +111,10 @@ async fn redirects_pass_through(runtime: Runtime) {
         (307, elsewhere.clone(), elsewhere.clone()),
         (308, elsewhere.clone(), elsewhere.clone()),
     ] {
-        reset(&rig);
+        rig.reset_origins();
         let target = format!(
             "/api/script/redirect?status={status}&to={}",
-            to.replace(':', "%3A")
-                .replace('/', "%2F")
-                .replace('?', "%3F")
-                .replace('=', "%3D")
+            query_value(&to)
         );
         let resp = http
             .get(rig.url(&target))
@@ -161,7 +155,7 @@ async fn origins_see_the_clients_host_in_forwarding_headers(runtime: Runtime) {
         (None, edge_host.clone()),
         (Some("app.example.test"), "app.example.test".to_string()),
     ] {
-        reset(&rig);
+        rig.reset_origins();
         let mut req = client()
             .get(rig.url("/api/items"))
             .header("x-api-key", APP_KEY)
@@ -230,14 +224,8 @@ async fn locations_are_rewritten_only_when_configured(runtime: Runtime) {
             "https://elsewhere.example/x".to_string(),
         ),
     ] {
-        reset(&rig);
-        let target = format!(
-            "/api/script/redirect?to={}",
-            to.replace(':', "%3A")
-                .replace('/', "%2F")
-                .replace('?', "%3F")
-                .replace('=', "%3D")
-        );
+        rig.reset_origins();
+        let target = format!("/api/script/redirect?to={}", query_value(&to));
         let resp = http
             .get(rig.url(&target))
             .header("x-api-key", APP_KEY)
@@ -291,7 +279,7 @@ async fn websockets_pass_through_where_the_platform_can(runtime: Runtime) {
                     "green",
                 ),
             ] {
-                reset(&rig);
+                rig.reset_origins();
                 let (mut ws, resp) = connect(&headers).await.unwrap();
                 assert_eq!(resp.status().as_u16(), 101);
                 let tag = resp
@@ -316,7 +304,7 @@ async fn websockets_pass_through_where_the_platform_can(runtime: Runtime) {
                 assert_eq!(got.header("x-api-key"), None);
             }
             // Unauthenticated upgrades are refused like any request.
-            reset(&rig);
+            rig.reset_origins();
             match connect(&[]).await {
                 Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
                 other => panic!("expected a 401, got {:?}", other.map(|(_, r)| r.status())),
@@ -325,7 +313,7 @@ async fn websockets_pass_through_where_the_platform_can(runtime: Runtime) {
         }
         Runtime::Spin => {
             // wasi:http 0.2 cannot upgrade: a clear 501, nothing forwarded.
-            reset(&rig);
+            rig.reset_origins();
             match connect(&[("x-api-key", APP_KEY)]).await {
                 Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 501),
                 other => panic!("expected a 501, got {:?}", other.map(|(_, r)| r.status())),
@@ -354,7 +342,7 @@ async fn head_and_bodyless_answers_keep_their_headers(runtime: Runtime) {
     let http = client();
     let key = ("x-api-key", APP_KEY);
     // GET: the body, its length, every cookie.
-    reset(&rig);
+    rig.reset_origins();
     let resp = http
         .get(rig.url("/api/script/headers"))
         .header(key.0, key.1)
@@ -369,7 +357,7 @@ async fn head_and_bodyless_answers_keep_their_headers(runtime: Runtime) {
     );
     assert_eq!(resp.bytes().await.unwrap().len(), 1234);
     // HEAD: the same head, no body.
-    reset(&rig);
+    rig.reset_origins();
     let resp = raw::request(&rig.edge.base_url, "HEAD", "/api/script/headers", &[key])
         .await
         .unwrap();
@@ -391,7 +379,7 @@ async fn head_and_bodyless_answers_keep_their_headers(runtime: Runtime) {
     assert_eq!(only_request(&rig, "HEAD").method, "HEAD");
     // 204 and 304: status and headers, no body.
     for (code, extra) in [(204, None), (304, Some(("if-none-match", "\"v1\"")))] {
-        reset(&rig);
+        rig.reset_origins();
         let mut headers = vec![key];
         headers.extend(extra);
         let target = format!("/api/script/status/{code}");
@@ -415,7 +403,7 @@ async fn expect_continue_uploads_and_informational_answers(runtime: Runtime) {
     // The runtime answers the client's `Expect: 100-continue`; the origin
     // never sees `expect` (workerd's fetch would take an origin's
     // `100 Continue` for the answer).
-    reset(&rig);
+    rig.reset_origins();
     let body = vec![b'u'; 4096];
     let resp = raw::request_with_body(
         &rig.edge.base_url,
@@ -527,7 +515,7 @@ async fn shared_caches_cannot_mix_users_or_colors(runtime: Runtime) {
     let cc = "public%2C%20max-age%3D600";
     // A new anonymous caller: the edge sets its cookie, so the answer is
     // private; the origin's other directives and cookies stay.
-    reset(&rig);
+    rig.reset_origins();
     let resp = http
         .get(rig.url(&format!("/public/script/headers?cc={cc}")))
         .send()
@@ -543,7 +531,7 @@ async fn shared_caches_cannot_mix_users_or_colors(runtime: Runtime) {
     let got = only_request(&rig, "anonymous");
     assert_eq!(got.query.as_deref(), Some(&format!("cc={cc}")[..]));
     // The same caller with its cookie: the origin's Cache-Control as sent.
-    reset(&rig);
+    rig.reset_origins();
     let resp = http
         .get(rig.url(&format!("/public/script/headers?cc={cc}")))
         .header("cookie", &id)
@@ -644,7 +632,7 @@ async fn errors_name_the_color_never_an_address(runtime: Runtime) {
 async fn the_origin_timeout_ends_with_the_response_headers(runtime: Runtime) {
     let rig = start(runtime, &[("ORIGIN_TIMEOUT_MS", "1000")]).await;
     // A body that streams for ~3 s with gaps longer than the timeout.
-    reset(&rig);
+    rig.reset_origins();
     let started = Instant::now();
     let resp = client()
         .get(rig.url("/api/script/slow-body?chunks=3&every_ms=1500"))
@@ -661,12 +649,12 @@ async fn the_origin_timeout_ends_with_the_response_headers(runtime: Runtime) {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(received(&rig).len(), 1, "retried: {:?}", received(&rig));
+    assert_eq!(rig.received().len(), 1, "retried: {:?}", rig.received());
     // An upload slower than the timeout (Spin pauses the timer while it
     // waits on the client; the Worker does not time streamed uploads, see
     // README "Platform differences"): the client pauses 1.5 s between
     // chunks; the origin answers once it has all of it.
-    reset(&rig);
+    rig.reset_origins();
     let chunks: Vec<&'static [u8]> = vec![b"part one, ", b"part two, ", b"part three"];
     let stream = futures::stream::iter(chunks.into_iter().enumerate()).then(|(i, c)| async move {
         if i > 0 {

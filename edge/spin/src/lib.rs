@@ -123,8 +123,8 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
             // body without a length is chunked, and only a method that
             // usually carries one tells it is there. (Before, such a body
             // was planned as empty and never reached the origin.)
-            let chunked = header_value(&entries, "transfer-encoding").is_some()
-                || (length.is_none() && carries_unframed_body(&method));
+            let transfer_encoding = header_value(&entries, "transfer-encoding").is_some();
+            let chunked = transfer_encoding || (length.is_none() && carries_unframed_body(&method));
             let body = match fwd.plan_body(length.as_deref(), chunked) {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
                 BodyPlan::Buffer => match req.consume() {
@@ -136,10 +136,11 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
                 BodyPlan::Stream => RequestBody::Stream(req.consume().ok()),
                 BodyPlan::Empty => RequestBody::Buffered(Vec::new()),
             };
+            let has_body = has_body(length.as_deref(), transfer_encoding, &method);
             let request = OutboundRequest {
                 method: req.method(),
                 content_length: length,
-                has_body: has_body(&entries, &method),
+                has_body,
             };
             forward_with_failover(&request, body, fwd, &cfg, store.ok().as_ref()).await
         }
@@ -479,13 +480,10 @@ fn method_name(method: &Method) -> String {
 
 /// Whether the client sends a body: a length other than 0, chunked framing,
 /// or a method that usually carries one.
-fn has_body(entries: &[(String, Vec<u8>)], method: &str) -> bool {
-    match header_value(entries, "content-length") {
+fn has_body(content_length: Option<&str>, transfer_encoding: bool, method: &str) -> bool {
+    match content_length {
         Some(len) => len.trim() != "0",
-        None => {
-            header_value(entries, "transfer-encoding").is_some()
-                || !(method == "GET" || method == "HEAD")
-        }
+        None => transfer_encoding || !(method == "GET" || method == "HEAD"),
     }
 }
 
