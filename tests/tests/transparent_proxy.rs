@@ -79,6 +79,17 @@ fn query_value(url: &str) -> String {
         .replace('=', "%3D")
 }
 
+/// An edge whose blue origin is a raw origin sending `script` (bytes hyper
+/// would not send), with the origin to read what it received.
+async fn behind_raw_origin(runtime: Runtime, script: &[u8]) -> (RawOrigin, Rig) {
+    let origin = RawOrigin::start(script).await.unwrap();
+    let rig = Rig::start_with(runtime, Behavior::default(), Behavior::default(), |s| {
+        s.vars.insert("BLUE_ORIGIN".into(), origin.url());
+    })
+    .await;
+    (origin, rig)
+}
+
 /// Names that must never reach a redirect's target.
 const SECRET_HEADERS: &[&str] = &[
     "x-api-key",
@@ -426,15 +437,11 @@ async fn expect_continue_uploads_and_informational_answers(runtime: Runtime) {
 
     // An origin that sends `103 Early Hints` first: the client gets the
     // final answer, whole (neither runtime passes a 1xx on).
-    let origin = RawOrigin::start(
+    let (origin, rig) = behind_raw_origin(
+        runtime,
         b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
           HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 6\r\nconnection: close\r\n\r\nfinal\n",
     )
-    .await
-    .unwrap();
-    let rig = Rig::start_with(runtime, Behavior::default(), Behavior::default(), |s| {
-        s.vars.insert("BLUE_ORIGIN".into(), origin.url());
-    })
     .await;
     let resp = raw::request(
         &rig.edge.base_url,
@@ -471,16 +478,12 @@ async fn expect_continue_uploads_and_informational_answers(runtime: Runtime) {
 }
 
 async fn trailers_pass_where_the_platform_passes_them(runtime: Runtime) {
-    let origin = RawOrigin::start(
+    let (origin, rig) = behind_raw_origin(
+        runtime,
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\
           trailer: x-checksum\r\nconnection: close\r\n\r\n\
           6\r\nhello \r\n6\r\nworld\n\r\n0\r\nx-checksum: abc123\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let rig = Rig::start_with(runtime, Behavior::default(), Behavior::default(), |s| {
-        s.vars.insert("BLUE_ORIGIN".into(), origin.url());
-    })
     .await;
     let resp = raw::request(
         &rig.edge.base_url,
