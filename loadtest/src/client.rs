@@ -7,7 +7,7 @@ use crate::histogram::{ColorKey, Outcome, Sample};
 use crate::recorder::Recorder;
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
-use crate::transport::{Failure, Pool, SendRequest};
+use crate::transport::{ConnectionSummary, Failure, HttpOptions, Pool, SendRequest};
 use crate::users::{splitmix64, Population};
 use bytes::Bytes;
 use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
@@ -63,6 +63,8 @@ pub struct LoadConfig {
     pub scenario: Option<Arc<Scenario>>,
     pub users: Arc<Population>,
     pub seed: u64,
+    /// HTTP/2, connection count, TLS trust.
+    pub http: HttpOptions,
 }
 
 impl LoadConfig {
@@ -80,6 +82,7 @@ impl LoadConfig {
             scenario: None,
             users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
             seed: 1,
+            http: HttpOptions::default(),
         })
     }
 }
@@ -115,11 +118,13 @@ impl Control {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
     pub elapsed: Duration,
     pub sent: u64,
     pub stopped_early: bool,
+    /// Handshake times, protocols per color, resumptions.
+    pub connections: ConnectionSummary,
 }
 
 struct Prepared {
@@ -133,20 +138,15 @@ struct Prepared {
 }
 
 fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
-    match cfg.url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(LoadError(format!(
-                "URL {}: https is not supported (greenlight load targets loopback edges over plain HTTP)",
-                cfg.url
-            )))
-        }
-        _ => return Err(LoadError(format!("URL {} must be http://", cfg.url))),
+    if !matches!(cfg.url.scheme(), "http" | "https") {
+        return Err(LoadError(format!(
+            "URL {} must be http:// or https://",
+            cfg.url
+        )));
     }
-    let Some(host) = cfg.url.host_str() else {
+    if cfg.url.host_str().is_none() {
         return Err(LoadError(format!("URL {} has no host", cfg.url)));
-    };
-    let authority = format!("{host}:{}", cfg.url.port_or_known_default().unwrap_or(80));
+    }
     let scenario = match &cfg.scenario {
         Some(s) => s.clone(),
         None => {
@@ -172,7 +172,8 @@ fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
-        pool: Pool::new(&authority, cfg.timeout.min(Duration::from_secs(5))).map_err(LoadError)?,
+        pool: Pool::for_url(&cfg.url, cfg.timeout.min(Duration::from_secs(5)), &cfg.http)
+            .map_err(LoadError)?,
         uris,
         scenario,
         users: cfg.users.clone(),
@@ -226,6 +227,7 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
             user.observe(headers);
+            p.pool.stats.served(color, answer.protocol);
             (color, epoch, Outcome::Status(answer.status))
         }
         Err(Failure::Timeout) => (ColorKey::Unknown, None, Outcome::Timeout),
@@ -261,6 +263,13 @@ pub async fn run(
         _ => {}
     }
     let prepared = Arc::new(prepare(&cfg)?);
+    // A certificate or protocol refusal ends the run before it starts.
+    prepared
+        .pool
+        .probe()
+        .await
+        .map_err(|e| LoadError(e.reason))?;
+    let connections = prepared.clone();
     let start = Instant::now();
     recorder.set_start(start);
     let deadline = start + cfg.duration;
@@ -314,10 +323,12 @@ pub async fn run(
     };
     ticker.abort();
     recorder.tick();
+    let prepared_summary = connections.pool.summary();
     Ok(RunEnd {
         elapsed: start.elapsed(),
         sent,
         stopped_early: control.is_stopped(),
+        connections: prepared_summary,
     })
 }
 
@@ -570,8 +581,7 @@ mod tests {
                 .map(|e| e.0)
                 .unwrap_or_default()
             };
-            assert!(bad("ftp://x/").contains("must be http://"));
-            assert!(bad("https://x/").contains("https is not supported"));
+            assert!(bad("ftp://x/").contains("must be http:// or https://"));
         });
     }
 }

@@ -3,7 +3,8 @@
 //! Modules are small and named for one job; nothing here knows about a UI:
 //! - [`schedule`]: open-loop arrival schedule (constant, ramp, steps; live rate changes)
 //! - [`client`]: the load engine (open and closed loop) and its [`client::Control`]
-//! - [`transport`]: the engine's keep-alive HTTP/1.1 connection pool (hyper)
+//! - [`transport`]: the engine's connections: HTTP/1.1 keep-alive or HTTP/2 multiplexed, plain or TLS (hyper)
+//! - [`tls`]: rustls settings shared by every client (roots, `--cacert`, `--insecure`)
 //! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
 //! - [`scenario`]: TOML request mix
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
@@ -23,6 +24,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;
+pub mod tls;
 pub mod trace;
 pub mod transport;
 pub mod users;

@@ -14,6 +14,7 @@ use loadtest::recorder::Recorder;
 use loadtest::report::{hgrm, Report};
 use loadtest::scenario::Scenario;
 use loadtest::schedule::{parse_duration, RateProfile};
+use loadtest::transport::HttpOptions;
 use loadtest::users::{IdentityKind, JwtClaims, JwtKey, Population};
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy, Verdict};
 use reqwest::Url;
@@ -66,8 +67,20 @@ enum IdentityArg {
 
 #[derive(Args)]
 struct LoadArgs {
-    /// Target URL, e.g. http://127.0.0.1:8787/
+    /// Target URL, e.g. http://127.0.0.1:8787/ or https://app.example.workers.dev/
     url: String,
+    #[command(flatten)]
+    tls: loadtest::tls::TlsArgs,
+    /// Require HTTP/2 (ALPN h2 over https; prior knowledge, h2c, over http).
+    /// Over https, h2 is used whenever the server offers it.
+    #[arg(long)]
+    http2: bool,
+    /// HTTP/2: connections to open (requests are multiplexed on them).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// HTTP/2: requests in flight at once per connection.
+    #[arg(long, default_value_t = 100)]
+    streams_per_connection: usize,
     /// Requests/s: 500 (constant), 100..1000 (ramp over the run), 100,500@10s (steps).
     #[arg(long)]
     rate: Option<String>,
@@ -139,6 +152,8 @@ struct AdminArgs {
     /// Edge base URL (or GREENLIGHT_EDGE, or `edge` in the config file).
     #[arg(long, env = "GREENLIGHT_EDGE")]
     edge: Option<String>,
+    #[command(flatten)]
+    transport: admin_client::AdminTransportArgs,
     /// Config file with admin_token / edge (default ~/.config/greenlight/config.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -190,6 +205,12 @@ struct OriginArgs {
     /// secret is read from this environment variable (never from argv).
     #[arg(long)]
     signing_secret_env: Option<String>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 over ALPN) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A user mistake: printed as one line, exit code 2.
@@ -291,7 +312,10 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
         return usage_exit("no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)");
     };
     let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
-    let client = match AdminClient::new(&edge, token) {
+    if args.transport.tls.insecure && edge.starts_with("https") {
+        eprintln!("greenlight: {}", loadtest::tls::INSECURE_WARNING);
+    }
+    let client = match AdminClient::with_options(&edge, token, &args.transport.options()) {
         Ok(c) => c,
         Err(e) => return usage_exit(&e.to_string()),
     };
@@ -317,11 +341,21 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
 
 fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey), Usage> {
     let url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
-    if url.scheme() != "http" || url.host_str().is_none() {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Usage(format!(
-            "invalid URL {:?}: must be http://host[:port]/path",
+            "invalid URL {:?}: must be http(s)://host[:port]/path",
             a.url
         )));
+    }
+    if a.connections == 0 || a.streams_per_connection == 0 {
+        return Err(Usage(
+            "--connections and --streams-per-connection must be at least 1".into(),
+        ));
+    }
+    if let Some(path) = &a.tls.cacert {
+        if !path.is_file() {
+            return Err(Usage(format!("--cacert {}: no such file", path.display())));
+        }
     }
     let duration = parse_duration(&a.duration).map_err(|e| format!("--duration: {e}"))?;
     if duration.is_zero() {
@@ -444,6 +478,12 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
             scenario,
             users: Arc::new(users),
             seed: a.seed,
+            http: HttpOptions {
+                require_http2: a.http2,
+                connections: a.connections,
+                streams_per_connection: a.streams_per_connection,
+                tls: a.tls.options(),
+            },
         },
         policy,
         target_rps,
@@ -496,6 +536,9 @@ async fn load(a: LoadArgs) -> ExitCode {
         "closed"
     };
     let target = cfg.url.to_string();
+    if cfg.http.tls.insecure {
+        eprintln!("greenlight: {}", loadtest::tls::INSECURE_WARNING);
+    }
     let recorder = Recorder::new();
     let control = Control::default();
 
@@ -574,7 +617,7 @@ async fn load(a: LoadArgs) -> ExitCode {
         Some(j) => Some(j),
         None => summaries(&snap, baseline).map(|(b, c)| judge(&policy, &b, &c)),
     };
-    let report = Report::build(
+    let mut report = Report::build(
         &target,
         mode,
         target_rps,
@@ -583,6 +626,7 @@ async fn load(a: LoadArgs) -> ExitCode {
         end.stopped_early,
         verdict,
     );
+    report.connections = Some(end.connections.clone());
     say(&report.human());
     if report.verdict.is_none() {
         let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
@@ -674,7 +718,14 @@ async fn origin(a: OriginArgs) -> ExitCode {
         Ok(x) => x,
         Err(_) => return usage_exit(&format!("--host {:?} is not an IP address", a.host)),
     };
-    let o = match Origin::start(addr, &a.color, behavior).await {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => match Origin::tls_config(c, k) {
+            Ok(t) => Some(t),
+            Err(e) => return usage_exit(&e),
+        },
+        _ => None,
+    };
+    let o = match Origin::start_with_tls(addr, &a.color, behavior, tls).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("greenlight: cannot listen on {addr}: {e}");

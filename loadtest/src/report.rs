@@ -29,7 +29,12 @@
 //!   "series": [ { "t_s": 1.0,               // per-second points
 //!       "blue":  { "requests", "rps", "errors", "p50_ms", "p99_ms" },
 //!       "green": {...}, "unknown": {...} } ],
-//!   "verdict": Judgement | null             // see verdict.rs; null with < 2 colors
+//!   "verdict": Judgement | null,            // see verdict.rs; null with < 2 colors
+//!   "connections": {                        // absent in reports of older versions
+//!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
+//!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
+//!     "handshake_ms": { ...latency keys... },   // TCP + TLS (+ h2 preface), apart
+//!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } }   // per color
 //! }
 //! ```
 //! Fields are only ever added within a schema version; readers should ignore
@@ -37,6 +42,7 @@
 
 use crate::histogram::{ColorKey, ColorStats, OutcomeCounts};
 use crate::recorder::{EngineCounters, SeriesPoint, Snapshot};
+use crate::transport::ConnectionSummary;
 use crate::verdict::Judgement;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -129,6 +135,8 @@ pub struct Report {
     pub colors: BTreeMap<ColorKey, ColorReport>,
     pub series: Vec<SeriesPoint>,
     pub verdict: Option<Judgement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionSummary>,
 }
 
 impl Report {
@@ -158,6 +166,7 @@ impl Report {
             colors,
             series: snap.series.clone(),
             verdict,
+            connections: None,
         }
     }
 
@@ -194,6 +203,9 @@ impl Report {
                 ""
             }
         );
+        if let Some(c) = &self.connections {
+            out.push_str(&connection_lines(c));
+        }
         if self.counters.late > 0 {
             let _ = writeln!(
                 out,
@@ -253,6 +265,48 @@ impl Report {
         }
         out
     }
+}
+
+/// Connections, handshake times and the protocol each color was served with.
+fn connection_lines(c: &ConnectionSummary) -> String {
+    let mut out = String::new();
+    if c.insecure {
+        let _ = writeln!(out, "{}", crate::tls::INSECURE_WARNING);
+    }
+    let opened = c.opened_http1 + c.opened_http2;
+    if opened > 0 || c.failed > 0 {
+        let _ = writeln!(
+            out,
+            "connections: {opened} opened ({} HTTP/1.1, {} HTTP/2){}, {} failed; connect{} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            c.opened_http1,
+            c.opened_http2,
+            if c.tls {
+                format!(", TLS, {} resumed", c.resumed)
+            } else {
+                String::new()
+            },
+            c.failed,
+            if c.tls { " + TLS handshake" } else { "" },
+            c.handshake_ms.p50,
+            c.handshake_ms.p99,
+            c.handshake_ms.max
+        );
+    }
+    if let Some(e) = &c.last_error {
+        let _ = writeln!(out, "last connection error: {e}");
+    }
+    if !c.protocols.is_empty() {
+        let served: Vec<String> = c
+            .protocols
+            .iter()
+            .map(|(color, per)| {
+                let p: Vec<String> = per.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                format!("{} {}", color.as_str(), p.join(" + "))
+            })
+            .collect();
+        let _ = writeln!(out, "served over: {}", served.join(" | "));
+    }
+    out
 }
 
 /// HdrHistogram's percentile-distribution text (as `HistogramLogProcessor`

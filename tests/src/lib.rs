@@ -4,6 +4,7 @@
 pub mod cloudflare;
 pub mod fixtures;
 pub mod flips;
+pub mod pki;
 pub mod process;
 pub mod raw;
 pub mod rig;
