@@ -9,7 +9,7 @@ use crate::rollout::{
 };
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
 use loadtest::client::{self as engine, Control, LoadConfig, Mode};
 use loadtest::recorder::{Recorder, Snapshot};
 use loadtest::scenario::Scenario;
@@ -50,6 +50,8 @@ pub struct LoadRequest {
     pub scenario: Option<PathBuf>,
     /// Upper bound of the run (the Stop button ends it earlier).
     pub duration: Duration,
+    /// Certificate trust for an https:// target.
+    pub tls: loadtest::tls::TlsOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub enum Request {
         edge: String,
         token: Option<String>,
         actor: String,
+        /// TLS trust and the plain-HTTP token guard.
+        options: AdminOptions,
     },
     SetPolicy(Policy),
     Refresh,
@@ -223,7 +227,12 @@ fn handle(
     audit: &AuditFile,
 ) {
     match req {
-        Request::Connect { edge, token, actor } => match AdminClient::new(&edge, token) {
+        Request::Connect {
+            edge,
+            token,
+            actor,
+            options,
+        } => match AdminClient::with_options(&edge, token, &options) {
             Ok(c) => {
                 let mut s = lock(shared);
                 s.client = Some(c);
@@ -311,6 +320,7 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
         };
         cfg.timeout = Duration::from_secs(5);
         cfg.users = Arc::new(Population::anonymous(l.users.clamp(1, 100_000)).map_err(|e| e.0)?);
+        cfg.http.tls = l.tls.clone();
         if let Some(p) = &l.scenario {
             cfg.scenario = Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?));
         }
