@@ -356,22 +356,10 @@ fn committed(expected_epoch: u64, view: StateView) -> Result<StateView, AdminErr
 /// A request failure in one line naming the host: TLS refusals in words,
 /// anything else with its causes.
 fn transport_error(host: &str, e: &reqwest::Error) -> String {
-    let mut cause: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cause {
-        if let Some(t) = c.downcast_ref::<rustls::Error>() {
-            return format!("TLS with {host}: {}", tls::describe_rustls_error(t));
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
-            {
-                return tls::describe_error(host, io);
-            }
-        }
-        cause = c.source();
+    match tls::rustls_cause(e) {
+        Some(t) => format!("TLS with {host}: {}", tls::describe_rustls_error(t)),
+        None => with_causes(e),
     }
-    with_causes(e)
 }
 
 /// An error and its causes (`error sending request for url (...): operation

@@ -128,7 +128,7 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 
 /// Why a TLS handshake with `host` failed, in words (one line).
 pub fn describe_error(host: &str, e: &std::io::Error) -> String {
-    let reason = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+    let reason = match rustls_cause(e) {
         Some(t) => return format!("TLS with {host}: {}", describe_rustls_error(t)),
         None => match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
@@ -138,6 +138,23 @@ pub fn describe_error(host: &str, e: &std::io::Error) -> String {
         },
     };
     format!("TLS with {host}: {reason}")
+}
+
+/// The rustls error behind `e`, looking through its causes and through
+/// `io::Error`s wrapping other errors (whose `source()` skips a level).
+pub fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(t) = rustls_cause(inner) {
+            return Some(t);
+        }
+    }
+    e.source().and_then(rustls_cause)
 }
 
 /// A rustls error in words.

@@ -61,13 +61,20 @@ pub async fn start_worker(
         .arg("--persist-to")
         .arg(scratch.path().join("state"))
         .arg("--show-interactive-dev-session=false");
+    if let Some(tls) = &setup.tls {
+        cmd.args(["--local-protocol", "https", "--https-key-path"])
+            .arg(&tls.files.key)
+            .arg("--https-cert-path")
+            .arg(&tls.files.cert);
+    }
     let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
-    RunningEdge::when_ready(
+    RunningEdge::when_ready_over(
         Runtime::Cloudflare,
         port,
         process,
         scratch,
         Duration::from_secs(90),
+        setup.tls.as_ref(),
     )
     .await
 }
