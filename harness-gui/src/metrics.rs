@@ -71,6 +71,8 @@ pub struct MetricsView {
     /// What the statistics cover ("the whole run", "since the rollout started").
     pub window: String,
     pub policy: Policy,
+    /// Per location (cf-ray suffix), when the answers name locations.
+    pub locations: Option<loadtest::locations::LocationSummary>,
 }
 
 impl MetricsView {
@@ -206,6 +208,7 @@ pub fn build(
             "the whole run".into()
         },
         policy: policy.clone(),
+        locations: None,
     }
 }
 

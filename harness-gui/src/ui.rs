@@ -64,6 +64,10 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
                 .id_salt("verdict-scroll")
                 .show(ui, |ui| {
                     verdict_panel(ui, s, &mut out);
+                    if let Some(l) = s.metrics.as_deref().and_then(|m| m.locations.as_ref()) {
+                        ui.separator();
+                        locations_panel(ui, l);
+                    }
                     ui.separator();
                     audit_panel(ui, s);
                 });
@@ -514,6 +518,48 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                 out.push(Action::SaveSettings);
             }
         });
+}
+
+/// Requests per color and convergence after the last change, per location.
+fn locations_panel(ui: &mut Ui, l: &loadtest::locations::LocationSummary) {
+    ui.heading(format!("Locations ({})", l.header));
+    let last = l.changes.last();
+    if let Some(c) = last {
+        ui.label(format!(
+            "epoch {} {} at {:.1} s: new epoch first seen / old last seen",
+            c.epoch,
+            if c.acknowledged {
+                "acknowledged"
+            } else {
+                "first seen"
+            },
+            c.at_s
+        ));
+    }
+    let secs = |v: Option<f64>| {
+        v.map(|s| format!("{s:+.2} s"))
+            .unwrap_or_else(|| "-".into())
+    };
+    egui::Grid::new("locations").striped(true).show(ui, |ui| {
+        for h in ["location", "blue", "green", "epochs", "new", "old"] {
+            ui.label(RichText::new(h).strong());
+        }
+        ui.end_row();
+        for (name, loc) in &l.locations {
+            let n = |c: loadtest::histogram::ColorKey| {
+                loc.requests.get(&c).copied().unwrap_or(0).to_string()
+            };
+            ui.label(name);
+            ui.label(n(loadtest::histogram::ColorKey::Blue));
+            ui.label(n(loadtest::histogram::ColorKey::Green));
+            let epochs: Vec<String> = loc.epochs.iter().map(u64::to_string).collect();
+            ui.label(epochs.join(","));
+            let c = loc.convergence.last();
+            ui.label(secs(c.and_then(|c| c.new_first_seen_s)));
+            ui.label(secs(c.and_then(|c| c.old_last_seen_s)));
+            ui.end_row();
+        }
+    });
 }
 
 fn audit_panel(ui: &mut Ui, s: &AppState) {

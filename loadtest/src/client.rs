@@ -4,6 +4,7 @@
 //! steer with a [`Control`].
 
 use crate::histogram::{ColorKey, Outcome, Sample};
+use crate::locations::{LocationSource, LocationTracker};
 use crate::recorder::Recorder;
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
@@ -65,6 +66,9 @@ pub struct LoadConfig {
     pub seed: u64,
     /// HTTP/2, connection count, TLS trust.
     pub http: HttpOptions,
+    /// Where answers' locations go (cf-ray suffix by default); callers keep
+    /// a clone to read it live or mark changes.
+    pub locations: Arc<LocationTracker>,
 }
 
 impl LoadConfig {
@@ -83,6 +87,7 @@ impl LoadConfig {
             users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
             seed: 1,
             http: HttpOptions::default(),
+            locations: Arc::new(LocationTracker::new(LocationSource::CfRay)),
         })
     }
 }
@@ -135,6 +140,7 @@ struct Prepared {
     users: Arc<Population>,
     seed: u64,
     timeout: Duration,
+    locations: Arc<LocationTracker>,
 }
 
 fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
@@ -179,6 +185,7 @@ fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
         users: cfg.users.clone(),
         seed: cfg.seed,
         timeout: cfg.timeout,
+        locations: cfg.locations.clone(),
     })
 }
 
@@ -228,6 +235,7 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
                 .and_then(|v| v.trim().parse().ok());
             user.observe(headers);
             p.pool.stats.served(color, answer.protocol);
+            p.locations.observe(headers, color, epoch);
             (color, epoch, Outcome::Status(answer.status))
         }
         Err(Failure::Timeout) => (ColorKey::Unknown, None, Outcome::Timeout),
@@ -272,6 +280,7 @@ pub async fn run(
     let connections = prepared.clone();
     let start = Instant::now();
     recorder.set_start(start);
+    cfg.locations.set_start(start);
     let deadline = start + cfg.duration;
     let max_requests = cfg.max_requests.unwrap_or(u64::MAX);
 

@@ -10,6 +10,7 @@
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
+//! - [`locations`]: per-location (cf-ray, `--location-header`) requests and convergence
 //! - [`admin_client`]: the edge admin API client
 //! - [`origin`]: a test origin with injectable latency, errors and stalls
 //! - [`trace`]: open-loop load keeping one record per request (end-to-end checks)
@@ -17,6 +18,7 @@
 pub mod admin_client;
 pub mod client;
 pub mod histogram;
+pub mod locations;
 pub mod origin;
 pub mod policy_args;
 pub mod recorder;

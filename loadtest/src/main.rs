@@ -78,6 +78,11 @@ struct LoadArgs {
     /// HTTP/2: connections to open (requests are multiplexed on them).
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Read each answer's location (point of presence) from this header:
+    /// `cf-ray` (default) takes the suffix of Cloudflare's `…-FRA`, any other
+    /// header its whole value.
+    #[arg(long, default_value = "cf-ray")]
+    location_header: String,
     /// HTTP/2: requests in flight at once per connection.
     #[arg(long, default_value_t = 100)]
     streams_per_connection: usize,
@@ -205,6 +210,10 @@ struct OriginArgs {
     /// secret is read from this environment variable (never from argv).
     #[arg(long)]
     signing_secret_env: Option<String>,
+    /// Answer `cf-ray: <id>-<CODE>` like a Cloudflare location (e.g. FRA), for
+    /// trying per-location reports.
+    #[arg(long)]
+    location: Option<String>,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 over ALPN) with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -478,6 +487,9 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
             scenario,
             users: Arc::new(users),
             seed: a.seed,
+            locations: Arc::new(loadtest::locations::LocationTracker::new(
+                loadtest::locations::LocationSource::parse(&a.location_header)?,
+            )),
             http: HttpOptions {
                 require_http2: a.http2,
                 connections: a.connections,
@@ -541,6 +553,7 @@ async fn load(a: LoadArgs) -> ExitCode {
     }
     let recorder = Recorder::new();
     let control = Control::default();
+    let locations = cfg.locations.clone();
 
     // Ctrl-C: stop cleanly and still report; a second Ctrl-C exits at once.
     {
@@ -627,6 +640,10 @@ async fn load(a: LoadArgs) -> ExitCode {
         verdict,
     );
     report.connections = Some(end.connections.clone());
+    let seen = locations.summary();
+    if !seen.locations.is_empty() {
+        report.locations = Some(seen);
+    }
     say(&report.human());
     if report.verdict.is_none() {
         let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
@@ -732,6 +749,9 @@ async fn origin(a: OriginArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    if let Some(code) = &a.location {
+        o.set_location(code);
+    }
     say(&format!(
         "greenlight origin {} listening on {}\n",
         o.color,

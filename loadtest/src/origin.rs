@@ -224,6 +224,9 @@ struct Shared {
     refused: AtomicU64,
     replay_guard: Mutex<greenlight_common::origin_auth::ReplayGuard>,
     recent: Mutex<Vec<RecordedRequest>>,
+    /// A point-of-presence code answered in `cf-ray: <id>-<CODE>` (tests
+    /// of per-location tracking).
+    location: Mutex<Option<String>>,
 }
 
 /// A running origin. Dropping it stops the server.
@@ -339,6 +342,14 @@ impl Origin {
         .map_err(|e| format!("TLS certificate: {e}"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// Answers from now on carry `cf-ray: <id>-<code>`, the way Cloudflare
+    /// names the location that served a request.
+    pub fn set_location(&self, code: &str) {
+        if let Ok(mut l) = self.shared.location.lock() {
+            *l = Some(code.to_string());
+        }
     }
 
     pub fn url(&self) -> String {
@@ -505,11 +516,15 @@ async fn serve(
         });
         ("application/json", Bytes::from(summary.to_string()))
     };
-    Response::builder()
+    let mut ok = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type)
-        .header("x-origin-color", color)
-        .body(full(payload))
+        .header("x-origin-color", color);
+    if let Some(code) = shared.location.lock().ok().and_then(|l| l.clone()) {
+        let id = shared.hits.load(Ordering::Relaxed);
+        ok = ok.header(crate::locations::CF_RAY, format!("{id:016x}-{code}"));
+    }
+    ok.body(full(payload))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 

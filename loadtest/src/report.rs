@@ -34,13 +34,19 @@
 //!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
 //!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
 //!     "handshake_ms": { ...latency keys... },   // TCP + TLS (+ h2 preface), apart
-//!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } }   // per color
+//!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } },  // per color
+//!   "locations": {                          // only when answers named a location
+//!     "header": "cf-ray",                   // or the --location-header
+//!     "changes": [ { "epoch": 5, "at_s": 12.3, "acknowledged": true } ],
+//!     "locations": { "FRA": { "requests": { "blue": 10, "green": 4 }, "epochs": [4, 5],
+//!         "convergence": [ { "epoch": 5, "new_first_seen_s": 0.8, "old_last_seen_s": 3.1 } ] } } }
 //! }
 //! ```
 //! Fields are only ever added within a schema version; readers should ignore
 //! unknown fields.
 
 use crate::histogram::{ColorKey, ColorStats, OutcomeCounts};
+use crate::locations::LocationSummary;
 use crate::recorder::{EngineCounters, SeriesPoint, Snapshot};
 use crate::transport::ConnectionSummary;
 use crate::verdict::Judgement;
@@ -137,6 +143,9 @@ pub struct Report {
     pub verdict: Option<Judgement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionSummary>,
+    /// Per location (only when answers named one: cf-ray or --location-header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<LocationSummary>,
 }
 
 impl Report {
@@ -167,6 +176,7 @@ impl Report {
             series: snap.series.clone(),
             verdict,
             connections: None,
+            locations: None,
         }
     }
 
@@ -257,6 +267,9 @@ impl Report {
         row("latency max", &|r| ms(r.latency_ms.max));
         row("service p50 (uncorr.)", &|r| ms(r.service_ms.p50));
         row("service p99 (uncorr.)", &|r| ms(r.service_ms.p99));
+        if let Some(l) = &self.locations {
+            out.push_str(&l.text());
+        }
         if let Some(j) = &self.verdict {
             let _ = writeln!(out, "\nverdict ({}): {}", j.mode, j.verdict);
             for r in &j.reasons {
