@@ -8,6 +8,7 @@
 //! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
 //! - [`scenario`]: TOML request mix
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
+//! - [`hlog`]: HdrHistogram interval logs (`--hlog`) and merging several agents' logs
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
 //! - [`locations`]: per-location (cf-ray, `--location-header`) requests and convergence
@@ -18,6 +19,7 @@
 pub mod admin_client;
 pub mod client;
 pub mod histogram;
+pub mod hlog;
 pub mod locations;
 pub mod origin;
 pub mod policy_args;

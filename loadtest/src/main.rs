@@ -51,6 +51,31 @@ enum Cmd {
     Abort(ChangeArgs),
     /// Run a test origin that answers with its color.
     Origin(OriginArgs),
+    /// Reports from saved runs (`merge`: several agents' --hlog files, one verdict).
+    #[command(subcommand)]
+    Report(ReportCmd),
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Merge the --hlog interval logs of load agents that ran side by side
+    /// into one summary, JSON report and verdict.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Interval logs written by `greenlight load --hlog`.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
+    /// The color treated as the baseline.
+    #[arg(long, default_value = "blue")]
+    baseline: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +156,10 @@ struct LoadArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log here (per color: corrected and
+    /// service latency), for `greenlight report merge` and HdrHistogram's tools.
+    #[arg(long)]
+    hlog: Option<PathBuf>,
     /// Write <color>.hgrm and <color>-service.hgrm percentile distributions here.
     #[arg(long)]
     hgrm_dir: Option<PathBuf>,
@@ -298,6 +327,7 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Origin(a) => origin(a).await,
+            Cmd::Report(ReportCmd::Merge(a)) => merge_reports(a),
         }
     })
 }
@@ -614,6 +644,7 @@ async fn load(a: LoadArgs) -> ExitCode {
         })
     };
 
+    let started = std::time::SystemTime::now();
     let end = client::run(cfg, recorder.clone(), control).await;
     watcher.abort();
     bar.finish_and_clear();
@@ -662,6 +693,14 @@ async fn load(a: LoadArgs) -> ExitCode {
             code = ExitCode::from(3);
         }
     }
+    if let Some(path) = &a.hlog {
+        let written = loadtest::hlog::write(&snap, started)
+            .and_then(|log| std::fs::write(path, log).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("greenlight: cannot write {}: {e}", path.display());
+            code = ExitCode::from(3);
+        }
+    }
     if let Some(dir) = &a.hgrm_dir {
         for c in ColorKey::ALL {
             let s = snap.color(c);
@@ -675,6 +714,51 @@ async fn load(a: LoadArgs) -> ExitCode {
                     code = ExitCode::from(3);
                 }
             }
+        }
+    }
+    code
+}
+
+fn merge_reports(a: MergeArgs) -> ExitCode {
+    let mut logs = Vec::new();
+    for p in &a.logs {
+        match std::fs::read(p) {
+            Ok(b) => logs.push((p.display().to_string(), b)),
+            Err(e) => return usage_exit(&format!("{}: {e}", p.display())),
+        }
+    }
+    let snap = match loadtest::hlog::merge(&logs) {
+        Ok(s) => s,
+        Err(e) => return usage_exit(&e),
+    };
+    let policy = a.policy.apply(Policy::default());
+    if let Err(e) = policy.validate() {
+        return usage_exit(&format!("policy: {e}"));
+    }
+    let baseline = match a.baseline.parse::<greenlight_common::Color>() {
+        Ok(c) => ColorKey::from(c),
+        Err(e) => return usage_exit(&format!("--baseline: {e}")),
+    };
+    let verdict = summaries(&snap, baseline).map(|(b, c)| judge(&policy, &b, &c));
+    let target = format!("{} merged interval logs", logs.len());
+    let report = Report::build(
+        &target,
+        "merged",
+        None,
+        &snap,
+        snap.elapsed.as_secs_f64(),
+        false,
+        verdict,
+    );
+    say(&report.human());
+    let mut code = match report.verdict.as_ref().map(|j| j.verdict) {
+        Some(Verdict::Fail) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    };
+    if let Some(path) = &a.json {
+        if let Err(e) = std::fs::write(path, report.to_json()) {
+            eprintln!("greenlight: cannot write {}: {e}", path.display());
+            code = ExitCode::from(3);
         }
     }
     code

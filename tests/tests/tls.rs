@@ -274,3 +274,66 @@ async fn admin_client_guards_the_token() {
     assert!(e.contains("307") && e.contains("never follows"), "{e}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_merge_into_one_report() {
+    let pki = TestPki::generate().unwrap();
+    let origin = https_origin("blue", &pki.server, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let mut logs = Vec::new();
+    let mut total = 0;
+    for agent in ["a", "b"] {
+        let hlog = dir.path().join(format!("{agent}.hlog"));
+        let json = dir.path().join(format!("{agent}.json"));
+        let url = format!("{}/", origin.url());
+        let (h, j, ca) = (hlog.clone(), json.clone(), ca.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(greenlight_bin())
+                .args(["load", &url, "--rate", "40", "--duration", "1s", "--quiet"])
+                .args(["--cacert", &ca, "--hlog"])
+                .arg(&h)
+                .arg("--json")
+                .arg(&j)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        total += r["requests"].as_u64().unwrap();
+        let text = std::fs::read_to_string(&hlog).unwrap();
+        assert!(
+            text.contains("Tag=unknown,") && text.contains("Tag=unknown-service,"),
+            "{text}"
+        );
+        logs.push(hlog);
+    }
+    let merged = dir.path().join("merged.json");
+    let out = Command::new(greenlight_bin())
+        .args(["report", "merge"])
+        .args(&logs)
+        .arg("--json")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(r["requests"].as_u64(), Some(total));
+    assert_eq!(
+        r["colors"]["unknown"]["outcomes"]["s2xx"].as_u64(),
+        Some(total)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 merged interval logs"));
+}
