@@ -171,7 +171,7 @@ mod tests {
             color,
             latency: Duration::from_micros(ms * 1000 + i % 997),
             service: Duration::from_micros(ms * 900),
-            outcome: if i % 101 == 0 {
+            outcome: if i.is_multiple_of(101) {
                 Outcome::Status(503)
             } else {
                 Outcome::Status(200)
@@ -190,14 +190,14 @@ mod tests {
     fn two_agents_merge_into_what_one_run_would_report() {
         let (one, a, b) = (Recorder::new(), Recorder::new(), Recorder::new());
         for i in 0..3000u64 {
-            let color = if i % 3 == 0 {
+            let color = if i.is_multiple_of(3) {
                 ColorKey::Green
             } else {
                 ColorKey::Blue
             };
             let s = sample(i, color);
             one.record(i, &s);
-            if i % 2 == 0 { &a } else { &b }.record(i, &s);
+            if i.is_multiple_of(2) { &a } else { &b }.record(i, &s);
         }
         let t0 = SystemTime::now();
         let logs = vec![
