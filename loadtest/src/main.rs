@@ -546,7 +546,10 @@ fn summaries(
     if b.requests() == 0 || c.requests() == 0 {
         return None;
     }
-    Some((ColorSummary::of(b), ColorSummary::of(c)))
+    Some((
+        ColorSummary::of_color(b, baseline),
+        ColorSummary::of_color(c, cand),
+    ))
 }
 
 fn live_message(snap: &loadtest::recorder::Snapshot) -> String {
