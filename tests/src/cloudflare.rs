@@ -114,7 +114,10 @@ pub fn rollout_object_db(scratch: &Path) -> anyhow::Result<PathBuf> {
     }
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        other => bail!("expected one rollout object database under {}: {other:?}", root.display()),
+        other => bail!(
+            "expected one rollout object database under {}: {other:?}",
+            root.display()
+        ),
     }
 }
 

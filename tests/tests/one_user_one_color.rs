@@ -230,7 +230,11 @@ async fn each_canary_draws_a_new_population_unless_fixed(runtime: Runtime) {
         } else {
             c1.state.active
         };
-        assert_eq!(header(&resp, "x-greenlight-color"), expected.to_string(), "{id}");
+        assert_eq!(
+            header(&resp, "x-greenlight-color"),
+            expected.to_string(),
+            "{id}"
+        );
     }
     let step = set_weight(&rig, serde_json::json!({ "weight_percent": 75 })).await;
     let promoted = change(&rig, "promote").await;
@@ -247,10 +251,16 @@ async fn each_canary_draws_a_new_population_unless_fixed(runtime: Runtime) {
         serde_json::json!({ "weight_percent": 5, "population": "fixed" }),
     )
     .await;
-    assert_eq!((fixed.population, salt(&fixed)), (Population::Fixed, salt(&c2)));
+    assert_eq!(
+        (fixed.population, salt(&fixed)),
+        (Population::Fixed, salt(&c2))
+    );
     change(&rig, "abort").await;
     let again = set_weight(&rig, serde_json::json!({ "weight_percent": 5 })).await;
-    assert_eq!((again.population, salt(&again)), (Population::Fixed, salt(&c2)));
+    assert_eq!(
+        (again.population, salt(&again)),
+        (Population::Fixed, salt(&c2))
+    );
     assert_eq!(rig.state().await.population, Population::Fixed);
 }
 
@@ -329,7 +339,10 @@ async fn health_follows_the_epoch_after_a_hand_edit(runtime: Runtime) {
             let scratch = cloudflare::stop(edge).unwrap();
             let keys = cloudflare::object_keys(scratch.path()).unwrap();
             assert!(keys.contains(&"health".to_string()), "{keys:?}");
-            assert_eq!(cloudflare::delete_object_key(scratch.path(), "state").unwrap(), 1);
+            assert_eq!(
+                cloudflare::delete_object_key(scratch.path(), "state").unwrap(),
+                1
+            );
             cloudflare::put_state_document(scratch.path(), &document)
                 .await
                 .unwrap();
