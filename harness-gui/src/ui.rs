@@ -8,7 +8,7 @@ use crate::backend::ManualOp;
 use crate::metrics::{nines_label, MetricsView, MAX_NINES};
 use crate::rollout::OnInconclusive;
 use egui::{Color32, RichText, Ui};
-use egui_plot::{Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
+use egui_plot::{AxisHints, Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
 use greenlight_common::state::Population;
 use greenlight_common::Color;
 use loadtest::verdict::Verdict;
@@ -705,7 +705,13 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                             })
                             .collect()
                     })
-                    .x_axis_formatter(|mark, _| nines_label(mark.value))
+                    // One label per nine (0 %, 90 %, 99 %, ...). egui_plot hides
+                    // x labels closer than 60 points by default: once data
+                    // arrives the y labels widen, the plot narrows and the
+                    // six labels fell under that; they only need to fit.
+                    .custom_x_axes(vec![AxisHints::new_x()
+                        .formatter(|mark, _| nines_label(mark.value))
+                        .label_spacing(12.0..=20.0)])
                     .label_formatter(|hp| {
                         let (name, p) = match hp {
                             egui_plot::HoverPosition::NearDataPoint {
