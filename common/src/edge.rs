@@ -19,7 +19,9 @@ use crate::http::{
     HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
     METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
 };
+use crate::model::{self, ModelError, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
 use crate::origin_auth;
+use crate::origin_headers::OriginHeaders;
 use crate::path::{self, EscapedSlashes, PathPolicy};
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::state::RolloutState;
@@ -65,9 +67,20 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "TRUSTED_CLIENT_IP_HEADER",
     "ORIGIN_HOST",
     "REWRITE_LOCATION",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+    "MODEL_ROUTES",
+    "BLUE_MODEL",
+    "GREEN_MODEL",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
-pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
+pub const SECRET_VARIABLES: &[&str] = &[
+    "ADMIN_TOKEN",
+    "JWT_HS256_SECRET",
+    "ORIGIN_SIGNING_SECRET",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+];
 /// The variables without which [`EdgeConfig::from_lookup`] fails.
 pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
 
@@ -104,6 +117,11 @@ pub struct EdgeConfig {
     /// Whether `location` headers that point at an origin are rewritten to
     /// the host and scheme the client used (`REWRITE_LOCATION`, off).
     pub rewrite_location: bool,
+    /// Headers (upstream credentials) set on requests to each color's
+    /// origin (`BLUE_ORIGIN_HEADERS`, `GREEN_ORIGIN_HEADERS`).
+    pub origin_headers: OriginHeaders,
+    /// Routes whose JSON body's `model` is set per color (`MODEL_ROUTES`).
+    pub models: Option<ModelRoutes>,
 }
 
 /// Which `Host` an origin receives.
@@ -275,6 +293,16 @@ impl EdgeConfig {
             None => OriginHost::default(),
         };
         let rewrite_location = flag("REWRITE_LOCATION")?;
+        // Not trimmed as a whole: one header a line.
+        let origin_headers = OriginHeaders::parse(
+            get("BLUE_ORIGIN_HEADERS").as_deref(),
+            get("GREEN_ORIGIN_HEADERS").as_deref(),
+        )?;
+        let models = ModelRoutes::parse(
+            nonempty("MODEL_ROUTES").as_deref(),
+            nonempty("BLUE_MODEL").as_deref(),
+            nonempty("GREEN_MODEL").as_deref(),
+        )?;
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -292,6 +320,8 @@ impl EdgeConfig {
             trusted_client_ip_header,
             origin_host,
             rewrite_location,
+            origin_headers,
+            models,
         })
     }
 
@@ -481,6 +511,17 @@ impl Reply {
         ))
     }
 
+    /// 400: a model route's body that the edge cannot rewrite (see
+    /// [`crate::model`]); no origin sees it.
+    pub fn bad_model_request(e: &ModelError) -> Reply {
+        Reply::problem(Problem::new(
+            400,
+            "bad-model-request",
+            "request body not accepted on a model route",
+            e.to_string(),
+        ))
+    }
+
     /// 503: the state store could not be read or written for an admin call.
     pub fn store_unavailable(detail: impl Into<String>) -> Reply {
         Reply::problem(Problem::new(
@@ -525,6 +566,12 @@ pub struct Forward {
     /// `location` headers that start with one of these origin URLs get the
     /// client's `scheme://host` instead (`REWRITE_LOCATION`).
     pub location_rewrite: Option<LocationRewrite>,
+    /// Upstream credentials of both colors: a retry on the other color
+    /// swaps one set for the other.
+    pub origin_headers: OriginHeaders,
+    /// `(blue, green)` models when the request body's `model` is set per
+    /// color ([`crate::model`]); see [`Forward::model_body`].
+    pub models: Option<(String, String)>,
 }
 
 /// Which `location` values are rewritten and to what.
@@ -674,13 +721,17 @@ impl Forward {
             .map(|(k, v)| match k.as_str() {
                 HEADER_COLOR => (k.clone(), color.to_string()),
                 HEADER_REASON => (k.clone(), RouteReason::Failover.to_string()),
+                HEADER_MODEL => (k.clone(), self.model_of(color).unwrap_or_default().into()),
                 _ => (k.clone(), v.clone()),
             })
             .collect();
+        let request_headers =
+            self.origin_headers
+                .switch(&self.request_headers, self.decision.color, color);
         Some(Forward {
             decision,
             url,
-            request_headers: self.request_headers.clone(),
+            request_headers,
             response_headers,
             fallback: None,
             retryable: self.retryable,
@@ -691,7 +742,29 @@ impl Forward {
             websocket: self.websocket,
             private: self.private,
             location_rewrite: self.location_rewrite.clone(),
+            origin_headers: self.origin_headers.clone(),
+            models: self.models.clone(),
         })
+    }
+
+    fn model_of(&self, color: Color) -> Option<&str> {
+        self.models.as_ref().map(|(blue, green)| match color {
+            Color::Blue => blue.as_str(),
+            Color::Green => green.as_str(),
+        })
+    }
+
+    /// The model this attempt's body is sent with, on a model route.
+    pub fn model(&self) -> Option<&str> {
+        self.model_of(self.decision.color)
+    }
+
+    /// The body to send this attempt ([`BodyPlan::Rewrite`]): the client's
+    /// `body` (read up to [`MAX_MODEL_BODY`] + 1 bytes) with `model` set
+    /// to this color's model, or the `400` to answer instead.
+    pub fn model_body(&self, body: &[u8]) -> Result<Vec<u8>, Reply> {
+        let model = self.model().unwrap_or_default();
+        model::rewrite(body, model).map_err(|e| Reply::bad_model_request(&e))
     }
 
     /// Whether delivering the origin's answer depends on its headers
@@ -764,7 +837,17 @@ impl Forward {
         let length = content_length.map(|v| v.trim().parse::<u64>().ok());
         let empty = !chunked && matches!(length, None | Some(Some(0)));
         if empty {
+            // Nothing to set a model in: passed on as it is, and the
+            // answer names no model.
+            if self.models.take().is_some() {
+                self.response_headers.retain(|(k, _)| k != HEADER_MODEL);
+            }
             return BodyPlan::Empty;
+        }
+        if self.models.is_some() {
+            // Read whole (and refused when over the limit) to be
+            // rewritten; kept in memory, so a retry can send it again.
+            return BodyPlan::Rewrite;
         }
         if self.fallback.is_none() {
             return BodyPlan::Stream;
@@ -786,7 +869,14 @@ pub enum BodyPlan {
     Empty,
     Buffer,
     Stream,
+    /// Read up to [`MAX_MODEL_BODY`] + 1 bytes and send
+    /// [`Forward::model_body`] of them (each attempt its color's model).
+    Rewrite,
 }
+
+/// How much of the body a [`BodyPlan::Rewrite`] reads: one byte over the
+/// limit tells a body that is too large.
+pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
 
 /// The health record with one more failure of `color` counted, for the
 /// adapter to store under [`crate::health::HEALTH_KEY`].
@@ -967,7 +1057,11 @@ pub fn plan(
     let mut request_headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .filter(|(k, _)| !is_hop_by_hop(k, &tokens) && forwards_client_header(cfg, k))
+        .filter(|(k, _)| {
+            !is_hop_by_hop(k, &tokens)
+                && forwards_client_header(cfg, k)
+                && !cfg.origin_headers.drops_client_header(k)
+        })
         .cloned()
         .collect();
     let websocket = is_websocket_upgrade(req.method, req.header("upgrade"));
@@ -981,10 +1075,16 @@ pub fn plan(
     if let Some(p) = &principal {
         request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
     }
+    let models = cfg
+        .models
+        .as_ref()
+        .filter(|m| m.matches(&path))
+        .map(|m| (m.blue.clone(), m.green.clone()));
     let path_and_query = match req.query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.into_owned(),
     };
+    request_headers.extend(cfg.origin_headers.of(decision.color).iter().cloned());
     if let Some(secret) = &cfg.origin_signing_secret {
         // A nonce distinct from the anonymous id drawn from the same bits.
         let nonce = format!("{:016x}", random.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
@@ -1003,6 +1103,11 @@ pub fn plan(
     ];
     if loaded.degraded {
         response_headers.push((HEADER_DEGRADED.to_string(), "1".to_string()));
+    }
+    if let Some(m) = &cfg.models {
+        if models.is_some() {
+            response_headers.push((HEADER_MODEL.to_string(), m.of(decision.color).to_string()));
+        }
     }
     let vary = vary_for(
         &decision,
@@ -1060,6 +1165,8 @@ pub fn plan(
         websocket,
         private,
         location_rewrite,
+        origin_headers: cfg.origin_headers.clone(),
+        models,
     })
 }
 
