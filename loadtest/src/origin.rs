@@ -393,11 +393,14 @@ fn check_signature(
     )
 }
 
-/// What the origin answers with: a whole body, or one it streams.
-pub type OriginBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+/// What the origin answers with: a whole body, or one it streams (which
+/// may fail mid-body: the connection is then cut).
+pub type OriginBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn full(bytes: impl Into<Bytes>) -> OriginBody {
-    Full::new(bytes.into()).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 async fn serve(
@@ -504,7 +507,7 @@ async fn serve(
 
 /// A streamed chat completion (see [`SseStream`]), sent as it is made.
 fn event_stream(color: &str, model: &str, sse: SseStream) -> Response<OriginBody> {
-    let (mut tx, body) = Channel::<Bytes>::new(4);
+    let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(4);
     let model = model.to_string();
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
@@ -642,7 +645,7 @@ fn script(
                 .unwrap_or(500)
                 .min(10_000),
         );
-        let (mut tx, body) = Channel::<Bytes>::new(1);
+        let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(1);
         tokio::spawn(async move {
             for i in 0..chunks {
                 if i > 0 {
@@ -675,7 +678,7 @@ fn script(
         );
         let cut = param(query, "cut") == Some("1");
         let model = color.to_string();
-        let (mut tx, body) = Channel::<Bytes>::new(4);
+        let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(4);
         tokio::spawn(async move {
             if tx
                 .send_data(Bytes::from(sse_chunk(&model, 0)))
@@ -688,7 +691,7 @@ fn script(
             if cut {
                 // An error instead of the chunked body's end: hyper drops
                 // the connection mid-body.
-                tx.abort();
+                tx.abort(std::io::Error::other("cut by the script"));
                 return;
             }
             for i in 1..events {
