@@ -27,6 +27,7 @@ use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::state::RolloutState;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Default lifetime of the in-isolate state cache. Low, because a promote or
@@ -121,7 +122,7 @@ pub struct EdgeConfig {
     /// origin (`BLUE_ORIGIN_HEADERS`, `GREEN_ORIGIN_HEADERS`).
     pub origin_headers: OriginHeaders,
     /// Routes whose JSON body's `model` is set per color (`MODEL_ROUTES`).
-    pub models: Option<ModelRoutes>,
+    pub models: Option<Arc<ModelRoutes>>,
 }
 
 /// Which `Host` an origin receives.
@@ -302,7 +303,8 @@ impl EdgeConfig {
             nonempty("MODEL_ROUTES").as_deref(),
             nonempty("BLUE_MODEL").as_deref(),
             nonempty("GREEN_MODEL").as_deref(),
-        )?;
+        )?
+        .map(Arc::new);
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -569,9 +571,9 @@ pub struct Forward {
     /// Upstream credentials of both colors: a retry on the other color
     /// swaps one set for the other.
     pub origin_headers: OriginHeaders,
-    /// `(blue, green)` models when the request body's `model` is set per
+    /// The models per color when the request body's `model` is set per
     /// color ([`crate::model`]); see [`Forward::model_body`].
-    pub models: Option<(String, String)>,
+    pub models: Option<Arc<ModelRoutes>>,
 }
 
 /// Which `location` values are rewritten and to what.
@@ -748,10 +750,7 @@ impl Forward {
     }
 
     fn model_of(&self, color: Color) -> Option<&str> {
-        self.models.as_ref().map(|(blue, green)| match color {
-            Color::Blue => blue.as_str(),
-            Color::Green => green.as_str(),
-        })
+        self.models.as_ref().map(|m| m.of(color))
     }
 
     /// The model this attempt's body is sent with, on a model route.
@@ -1075,11 +1074,7 @@ pub fn plan(
     if let Some(p) = &principal {
         request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
     }
-    let models = cfg
-        .models
-        .as_ref()
-        .filter(|m| m.matches(&path))
-        .map(|m| (m.blue.clone(), m.green.clone()));
+    let models = cfg.models.as_ref().filter(|m| m.matches(&path)).cloned();
     let path_and_query = match req.query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.into_owned(),

@@ -821,6 +821,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streams_a_chat_completion() {
+        let b = Behavior {
+            sse: Some(SseStream {
+                ttft: Duration::from_millis(150),
+                events: 3,
+                inter_event: Duration::from_millis(10),
+            }),
+            ..Behavior::default()
+        };
+        let o = Origin::start("127.0.0.1:0".parse().unwrap(), "blue", b)
+            .await
+            .unwrap();
+        let c = reqwest::Client::builder().no_proxy().build().unwrap();
+        let sent = Instant::now();
+        let mut r = c
+            .post(format!("{}/v1/chat/completions", o.url()))
+            .body(r#"{"model":"m-1","stream":true}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut body = Vec::new();
+        let mut first = None;
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            first.get_or_insert(sent.elapsed());
+            body.extend_from_slice(&chunk);
+        }
+        assert!(first.unwrap() >= Duration::from_millis(140), "{first:?}");
+        let text = String::from_utf8(body).unwrap();
+        let expected: String = (0..3).map(|i| sse_chunk("m-1", i)).collect::<String>() + SSE_DONE;
+        assert_eq!(text, expected);
+    }
+
+    #[tokio::test]
     async fn injected_errors_and_latency() {
         let b = Behavior {
             latency: LatencyDist::Fixed(Duration::from_millis(30)),
@@ -828,6 +862,7 @@ mod tests {
             stall: None,
             signing_secret: None,
             scripts: false,
+            sse: None,
         };
         let o = Origin::start("127.0.0.1:0".parse().unwrap(), "green", b)
             .await

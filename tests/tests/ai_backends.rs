@@ -217,7 +217,9 @@ async fn a_stream_cut_by_the_origin_is_cut_for_the_client(runtime: Runtime) {
 async fn upstream_credentials_replace_the_callers(runtime: Runtime) {
     let rig = Rig::start_with(runtime, provider(), provider(), ai_vars).await;
     let jwt = fixtures::sign(Algorithm::HS256, &fixtures::claims("alice"));
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    // (what, request headers, the color that answers)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         // An API key caller, who also tries to set the provider's header.
         (
             "api key",
