@@ -274,7 +274,8 @@ async fn forward(
     // slow upload as the origin's silence).
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(fwd.timeout_ms.saturating_mul(1_000_000)));
-    let out_body = if request.has_body || length.is_some() {
+    let rewritten = matches!(body, AttemptBody::Rewritten(_));
+    let out_body = if request.has_body || rewritten {
         out.body().ok()
     } else {
         None
