@@ -218,17 +218,8 @@ impl AdminClient {
         expected_epoch: Option<u64>,
         reason: &str,
     ) -> Result<StateView, AdminError> {
-        if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
-            return Err(AdminError::Usage(format!(
-                "weight {percent} must be within 0..=100 (percent)"
-            )));
-        }
-        let req = ChangeRequest {
-            weight_percent: Some(percent),
-            reason: reason.to_string(),
-            ..ChangeRequest::default()
-        };
-        self.change(AdminRoute::Weight, req, expected_epoch).await
+        self.weight_change(percent, None, expected_epoch, reason)
+            .await
     }
 
     /// [`AdminClient::set_weight`] that also sets who the canary's users
@@ -240,6 +231,17 @@ impl AdminClient {
         expected_epoch: Option<u64>,
         reason: &str,
     ) -> Result<StateView, AdminError> {
+        self.weight_change(percent, Some(population), expected_epoch, reason)
+            .await
+    }
+
+    async fn weight_change(
+        &self,
+        percent: f64,
+        population: Option<Population>,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
         if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
             return Err(AdminError::Usage(format!(
                 "weight {percent} must be within 0..=100 (percent)"
@@ -247,7 +249,7 @@ impl AdminClient {
         }
         let req = ChangeRequest {
             weight_percent: Some(percent),
-            population: Some(population),
+            population,
             reason: reason.to_string(),
             ..ChangeRequest::default()
         };
