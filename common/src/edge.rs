@@ -20,12 +20,15 @@ use crate::http::{
     METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
 };
 use crate::identity::{sticky_identity, IdentityOrder, IdentitySource};
+use crate::model::{self, ModelError, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
 use crate::origin_auth;
+use crate::origin_headers::OriginHeaders;
 use crate::path::{self, EscapedSlashes, PathPolicy};
 use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::state::RolloutState;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Default lifetime of the in-isolate state cache. Low, because a promote or
@@ -66,10 +69,21 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "TRUSTED_CLIENT_IP_HEADER",
     "ORIGIN_HOST",
     "REWRITE_LOCATION",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+    "MODEL_ROUTES",
+    "BLUE_MODEL",
+    "GREEN_MODEL",
     "STICKY_IDENTITY",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
-pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
+pub const SECRET_VARIABLES: &[&str] = &[
+    "ADMIN_TOKEN",
+    "JWT_HS256_SECRET",
+    "ORIGIN_SIGNING_SECRET",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+];
 /// The variables without which [`EdgeConfig::from_lookup`] fails.
 pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
 
@@ -106,6 +120,11 @@ pub struct EdgeConfig {
     /// Whether `location` headers that point at an origin are rewritten to
     /// the host and scheme the client used (`REWRITE_LOCATION`, off).
     pub rewrite_location: bool,
+    /// Headers (upstream credentials) set on requests to each color's
+    /// origin (`BLUE_ORIGIN_HEADERS`, `GREEN_ORIGIN_HEADERS`).
+    pub origin_headers: OriginHeaders,
+    /// Routes whose JSON body's `model` is set per color (`MODEL_ROUTES`).
+    pub models: Option<Arc<ModelRoutes>>,
     /// Which identity a user is bucketed by when a request carries both the
     /// cookie and a credential (`STICKY_IDENTITY`: `cookie` or `credential`).
     pub identity_order: IdentityOrder,
@@ -280,6 +299,17 @@ impl EdgeConfig {
             None => OriginHost::default(),
         };
         let rewrite_location = flag("REWRITE_LOCATION")?;
+        // Not trimmed as a whole: one header a line.
+        let origin_headers = OriginHeaders::parse(
+            get("BLUE_ORIGIN_HEADERS").as_deref(),
+            get("GREEN_ORIGIN_HEADERS").as_deref(),
+        )?;
+        let models = ModelRoutes::parse(
+            nonempty("MODEL_ROUTES").as_deref(),
+            nonempty("BLUE_MODEL").as_deref(),
+            nonempty("GREEN_MODEL").as_deref(),
+        )?
+        .map(Arc::new);
         let identity_order = match nonempty("STICKY_IDENTITY") {
             None => IdentityOrder::default(),
             Some(v) => IdentityOrder::parse(&v).ok_or_else(|| {
@@ -306,6 +336,8 @@ impl EdgeConfig {
             trusted_client_ip_header,
             origin_host,
             rewrite_location,
+            origin_headers,
+            models,
             identity_order,
         })
     }
@@ -496,6 +528,17 @@ impl Reply {
         ))
     }
 
+    /// 400: a model route's body that the edge cannot rewrite (see
+    /// [`crate::model`]); no origin sees it.
+    pub fn bad_model_request(e: &ModelError) -> Reply {
+        Reply::problem(Problem::new(
+            400,
+            "bad-model-request",
+            "request body not accepted on a model route",
+            e.to_string(),
+        ))
+    }
+
     /// 503: the state store could not be read or written for an admin call.
     pub fn store_unavailable(detail: impl Into<String>) -> Reply {
         Reply::problem(Problem::new(
@@ -540,6 +583,12 @@ pub struct Forward {
     /// `location` headers that start with one of these origin URLs get the
     /// client's `scheme://host` instead (`REWRITE_LOCATION`).
     pub location_rewrite: Option<LocationRewrite>,
+    /// Upstream credentials of both colors: a retry on the other color
+    /// swaps one set for the other.
+    pub origin_headers: OriginHeaders,
+    /// The models per color when the request body's `model` is set per
+    /// color ([`crate::model`]); see [`Forward::model_body`].
+    pub models: Option<Arc<ModelRoutes>>,
 }
 
 /// Which `location` values are rewritten and to what.
@@ -689,13 +738,17 @@ impl Forward {
             .map(|(k, v)| match k.as_str() {
                 HEADER_COLOR => (k.clone(), color.to_string()),
                 HEADER_REASON => (k.clone(), RouteReason::Failover.to_string()),
+                HEADER_MODEL => (k.clone(), self.model_of(color).unwrap_or_default().into()),
                 _ => (k.clone(), v.clone()),
             })
             .collect();
+        let request_headers =
+            self.origin_headers
+                .switch(&self.request_headers, self.decision.color, color);
         Some(Forward {
             decision,
             url,
-            request_headers: self.request_headers.clone(),
+            request_headers,
             response_headers,
             fallback: None,
             retryable: self.retryable,
@@ -706,7 +759,26 @@ impl Forward {
             websocket: self.websocket,
             private: self.private,
             location_rewrite: self.location_rewrite.clone(),
+            origin_headers: self.origin_headers.clone(),
+            models: self.models.clone(),
         })
+    }
+
+    fn model_of(&self, color: Color) -> Option<&str> {
+        self.models.as_ref().map(|m| m.of(color))
+    }
+
+    /// The model this attempt's body is sent with, on a model route.
+    pub fn model(&self) -> Option<&str> {
+        self.model_of(self.decision.color)
+    }
+
+    /// The body to send this attempt ([`BodyPlan::Rewrite`]): the client's
+    /// `body` (read up to [`MAX_MODEL_BODY`] + 1 bytes) with `model` set
+    /// to this color's model, or the `400` to answer instead.
+    pub fn model_body(&self, body: &[u8]) -> Result<Vec<u8>, Reply> {
+        let model = self.model().unwrap_or_default();
+        model::rewrite(body, model).map_err(|e| Reply::bad_model_request(&e))
     }
 
     /// Whether delivering the origin's answer depends on its headers
@@ -779,7 +851,17 @@ impl Forward {
         let length = content_length.map(|v| v.trim().parse::<u64>().ok());
         let empty = !chunked && matches!(length, None | Some(Some(0)));
         if empty {
+            // Nothing to set a model in: passed on as it is, and the
+            // answer names no model.
+            if self.models.take().is_some() {
+                self.response_headers.retain(|(k, _)| k != HEADER_MODEL);
+            }
             return BodyPlan::Empty;
+        }
+        if self.models.is_some() {
+            // Read whole (and refused when over the limit) to be
+            // rewritten; kept in memory, so a retry can send it again.
+            return BodyPlan::Rewrite;
         }
         if self.fallback.is_none() {
             return BodyPlan::Stream;
@@ -801,7 +883,14 @@ pub enum BodyPlan {
     Empty,
     Buffer,
     Stream,
+    /// Read up to [`MAX_MODEL_BODY`] + 1 bytes and send
+    /// [`Forward::model_body`] of them (each attempt its color's model).
+    Rewrite,
 }
+
+/// How much of the body a [`BodyPlan::Rewrite`] reads: one byte over the
+/// limit tells a body that is too large.
+pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
 
 /// The health record with one more failure of `color` counted, for the
 /// adapter to store under [`crate::health::HEALTH_KEY`].
@@ -1005,7 +1094,11 @@ pub fn plan(
     let mut request_headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .filter(|(k, _)| !is_hop_by_hop(k, &tokens) && forwards_client_header(cfg, k))
+        .filter(|(k, _)| {
+            !is_hop_by_hop(k, &tokens)
+                && forwards_client_header(cfg, k)
+                && !cfg.origin_headers.drops_client_header(k)
+        })
         .cloned()
         .collect();
     let websocket = is_websocket_upgrade(req.method, req.header("upgrade"));
@@ -1019,10 +1112,12 @@ pub fn plan(
     if let Some(p) = &principal {
         request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
     }
+    let models = cfg.models.as_ref().filter(|m| m.matches(&path)).cloned();
     let path_and_query = match req.query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.into_owned(),
     };
+    request_headers.extend(cfg.origin_headers.of(decision.color).iter().cloned());
     if let Some(secret) = &cfg.origin_signing_secret {
         // A nonce distinct from the anonymous id drawn from the same bits.
         let nonce = format!("{:016x}", random.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
@@ -1041,6 +1136,11 @@ pub fn plan(
     ];
     if loaded.degraded {
         response_headers.push((HEADER_DEGRADED.to_string(), "1".to_string()));
+    }
+    if let Some(m) = &cfg.models {
+        if models.is_some() {
+            response_headers.push((HEADER_MODEL.to_string(), m.of(decision.color).to_string()));
+        }
     }
     let vary = vary_for(
         &decision,
@@ -1098,6 +1198,8 @@ pub fn plan(
         websocket,
         private,
         location_rewrite,
+        origin_headers: cfg.origin_headers.clone(),
+        models,
     })
 }
 

@@ -23,8 +23,10 @@
 //! - `forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<deliver below>\n
 //!   <request delta>\n<response delta>`: send one attempt with the client's
 //!   headers changed by the request delta. `<body>` is `empty`, `buffer`
-//!   (read it once, send it again on a retry) or `stream` (send the client's
-//!   stream, once). An answer with a status below `<deliver below>` and no
+//!   (read it once, send it again on a retry), `stream` (send the client's
+//!   stream, once) or `rewrite` (read up to `rewriteReadLimit()` bytes once
+//!   and send what `modelBody` makes of them for this attempt: a model
+//!   route's body, see `crate::model`). An answer with a status below `<deliver below>` and no
 //!   `Connection` header is delivered at once with its headers changed by
 //!   the response delta, and the id goes back with the next `beginRequest`
 //!   as finished; anything else goes back to `afterAttempt` with the id.
@@ -141,6 +143,7 @@ pub fn forward(
         BodyPlan::Empty => "empty",
         BodyPlan::Buffer => "buffer",
         BodyPlan::Stream => "stream",
+        BodyPlan::Rewrite => "rewrite",
     };
     // An answer whose delivery depends on its headers goes back to Rust.
     let deliver_below = if fwd.needs_origin_headers() {
@@ -320,6 +323,8 @@ mod tests {
             websocket: false,
             private: false,
             location_rewrite: None,
+            origin_headers: Default::default(),
+            models: None,
         }
     }
 

@@ -19,6 +19,34 @@ const instance = new WebAssembly.Instance(wasmModule, {
 wasm.__wbg_set_wasm(instance.exports);
 instance.exports.__wbindgen_start?.();
 
+// A model route's body is read whole up to this many bytes (one over the
+// limit tells a body that is too large), then rewritten per attempt.
+const REWRITE_READ_LIMIT = wasm.rewriteReadLimit();
+
+// Reads at most `limit` bytes of the request's body (the rest is left
+// unread and the stream cancelled).
+async function readLimited(request, limit) {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const parts = [];
+  let size = 0;
+  while (size < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    size += value.byteLength;
+  }
+  if (size >= limit) reader.cancel().catch(() => {});
+  const out = new Uint8Array(Math.min(size, limit));
+  let at = 0;
+  for (const part of parts) {
+    const take = Math.min(part.byteLength, out.length - at);
+    out.set(part.subarray(0, take), at);
+    at += take;
+  }
+  return out;
+}
+
 // Header lists cross as "name\nvalue\n..." (a header never holds a line feed).
 function headerLines(headers) {
   let out = "";
@@ -209,6 +237,7 @@ export default {
       return adminCall(head, step.slice("admin\n".length), request, env);
     }
     let buffered; // a body kept for a retry
+    let raw; // a model route's body as the client sent it
     let response; // the last origin response
     for (;;) {
       if (step.startsWith("persist\n")) {
@@ -230,6 +259,13 @@ export default {
           body = buffered;
         } else if (fields[5] === "stream") {
           body = request.body;
+        } else if (fields[5] === "rewrite") {
+          raw ??= await readLimited(request, REWRITE_READ_LIMIT);
+          body = wasm.modelBody(id, raw);
+          if (body === undefined) {
+            // Not a body the edge can rewrite: a 400, and no origin sees it.
+            return replyFrom(wasm.modelRefusal(id, raw));
+          }
         }
         const headers = new Headers(request.headers);
         const responseDeltaAt = applyDelta(headers, fields, 7);

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loadtest::admin_client::{self, AdminClient, AdminError, ClientConfig};
 use loadtest::client::{self, Control, LoadConfig, Mode};
 use loadtest::histogram::ColorKey;
-use loadtest::origin::{Behavior, LatencyDist, Origin, Stall};
+use loadtest::origin::{Behavior, LatencyDist, Origin, SseStream, Stall};
 use loadtest::recorder::Recorder;
 use loadtest::report::{hgrm, Report};
 use loadtest::scenario::Scenario;
@@ -263,6 +263,21 @@ struct OriginArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Answer like a streaming chat-completions model: `text/event-stream`
+    /// events (OpenAI chunk format, the request's `model` echoed), then
+    /// `data: [DONE]`. The latency, error and stall options still apply
+    /// before the response head.
+    #[arg(long)]
+    sse: bool,
+    /// With --sse: time from the response head to the first event.
+    #[arg(long, default_value = "300ms", requires = "sse")]
+    ttft: String,
+    /// With --sse: events per answer (each one token).
+    #[arg(long, default_value_t = 50, requires = "sse")]
+    events: u32,
+    /// With --sse: time between events.
+    #[arg(long, default_value = "20ms", requires = "sse")]
+    inter_event: String,
 }
 
 /// A user mistake: printed as one line, exit code 2.
@@ -829,6 +844,16 @@ async fn origin(a: OriginArgs) -> ExitCode {
             },
             // The scripted routes are for the test suites only.
             scripts: false,
+            sse: if a.sse {
+                Some(SseStream {
+                    ttft: parse_duration(&a.ttft).map_err(|e| format!("--ttft: {e}"))?,
+                    events: a.events,
+                    inter_event: parse_duration(&a.inter_event)
+                        .map_err(|e| format!("--inter-event: {e}"))?,
+                })
+            } else {
+                None
+            },
         })
     })();
     let behavior = match behavior {

@@ -199,6 +199,48 @@ impl Stall {
     }
 }
 
+/// A streamed answer like an OpenAI-compatible chat-completions endpoint's
+/// (`stream: true`): `text/event-stream`, the first event `ttft` after the
+/// head, then one event every `inter_event`, then `data: [DONE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseStream {
+    /// Time to the first token: from the response head to the first event.
+    pub ttft: Duration,
+    /// Events with a token each (the `[DONE]` event comes on top).
+    pub events: u32,
+    pub inter_event: Duration,
+}
+
+impl Default for SseStream {
+    fn default() -> SseStream {
+        SseStream {
+            ttft: Duration::from_millis(300),
+            events: 50,
+            inter_event: Duration::from_millis(20),
+        }
+    }
+}
+
+/// One chat-completion chunk event carrying token `i` of `model`'s answer.
+pub fn sse_chunk(model: &str, i: u32) -> String {
+    let chunk = serde_json::json!({
+        "id": "chatcmpl-greenlight",
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": format!("token{i} ")}, "finish_reason": null}],
+    });
+    format!("data: {chunk}\n\n")
+}
+
+/// The event that ends a chat-completions stream.
+pub const SSE_DONE: &str = "data: [DONE]\n\n";
+
+/// The `model` field of a JSON object body, if it has one.
+fn body_model(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("model")?.as_str().map(str::to_string)
+}
+
 /// How the origin misbehaves (all off by default).
 #[derive(Debug, Clone, Default)]
 pub struct Behavior {
@@ -214,6 +256,10 @@ pub struct Behavior {
     /// [`script`]). Off in the CLI's origin: a redirect to any URL the
     /// caller names is an open redirect.
     pub scripts: bool,
+    /// Answer every request (but `/echo` and scripts) with a streamed
+    /// chat completion (see [`SseStream`]); the events name the request
+    /// body's `model`, or the origin's color.
+    pub sse: Option<SseStream>,
 }
 
 #[derive(Debug, Default)]
@@ -419,11 +465,14 @@ fn check_signature(
     )
 }
 
-/// What the origin answers with: a whole body, or one it streams.
-pub type OriginBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+/// What the origin answers with: a whole body, or one it streams (which
+/// may fail mid-body: the connection is then cut).
+pub type OriginBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn full(bytes: impl Into<Bytes>) -> OriginBody {
-    Full::new(bytes.into()).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 async fn serve(
@@ -502,6 +551,10 @@ async fn serve(
         return script(&parts, &recorded, color, upgrade)
             .unwrap_or_else(|_| Response::new(full(Bytes::new())));
     }
+    if let (Some(sse), false) = (behavior.sse, recorded.path.starts_with("/echo")) {
+        let model = body_model(&body).unwrap_or_else(|| color.to_string());
+        return event_stream(color, &model, sse);
+    }
     // `/echo...` returns the request body byte for byte (body pass-through
     // tests); everything else returns a JSON description of the request.
     let (content_type, payload) = if recorded.path.starts_with("/echo") {
@@ -525,6 +578,35 @@ async fn serve(
         ok = ok.header(crate::locations::CF_RAY, format!("{id:016x}-{code}"));
     }
     ok.body(full(payload))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// A streamed chat completion (see [`SseStream`]), sent as it is made.
+fn event_stream(color: &str, model: &str, sse: SseStream) -> Response<OriginBody> {
+    let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(4);
+    let model = model.to_string();
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for i in 0..sse.events {
+            // On a schedule from the head, so a slow reader does not
+            // stretch the origin's own pace.
+            tokio::time::sleep_until(start + sse.ttft + sse.inter_event * i).await;
+            if tx
+                .send_data(Bytes::from(sse_chunk(&model, i)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = tx.send_data(Bytes::from_static(SSE_DONE.as_bytes())).await;
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .header("x-origin-color", color)
+        .body(body.boxed_unsync())
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
@@ -571,7 +653,11 @@ fn decode(v: &str) -> String {
 ///   (if given), `content-length` of a 1 234-byte body (HEAD: headers only);
 /// - `/script/slow-body?chunks=N&every_ms=MS`: the head at once, then N
 ///   chunks MS apart;
-/// - `/script/ws`: a WebSocket echo (`<color>:<message>`).
+/// - `/script/ws`: a WebSocket echo (`<color>:<message>`);
+/// - `/script/sse?events=N&pause_ms=MS&cut=1`: an event stream whose first
+///   event goes with the head, then after MS the other N-1 and `[DONE]`;
+///   with `cut=1` the connection is cut after the pause instead (an origin
+///   failing mid-stream).
 fn script(
     parts: &hyper::http::request::Parts,
     recorded: &RecordedRequest,
@@ -635,7 +721,7 @@ fn script(
                 .unwrap_or(500)
                 .min(10_000),
         );
-        let (mut tx, body) = Channel::<Bytes>::new(1);
+        let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(1);
         tokio::spawn(async move {
             for i in 0..chunks {
                 if i > 0 {
@@ -653,6 +739,52 @@ fn script(
         return base()
             .status(200)
             .header("content-type", "text/plain")
+            .body(body.boxed_unsync());
+    }
+    if route == "sse" {
+        let events = param(query, "events")
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(5)
+            .clamp(1, 1000);
+        let pause = Duration::from_millis(
+            param(query, "pause_ms")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(500)
+                .min(10_000),
+        );
+        let cut = param(query, "cut") == Some("1");
+        let model = color.to_string();
+        let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(4);
+        tokio::spawn(async move {
+            if tx
+                .send_data(Bytes::from(sse_chunk(&model, 0)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            if cut {
+                // An error instead of the chunked body's end: hyper drops
+                // the connection mid-body.
+                tx.abort(std::io::Error::other("cut by the script"));
+                return;
+            }
+            for i in 1..events {
+                if tx
+                    .send_data(Bytes::from(sse_chunk(&model, i)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = tx.send_data(Bytes::from_static(SSE_DONE.as_bytes())).await;
+        });
+        return base()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
             .body(body.boxed_unsync());
     }
     if route == "ws" {
@@ -765,6 +897,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streams_a_chat_completion() {
+        let b = Behavior {
+            sse: Some(SseStream {
+                ttft: Duration::from_millis(150),
+                events: 3,
+                inter_event: Duration::from_millis(10),
+            }),
+            ..Behavior::default()
+        };
+        let o = Origin::start("127.0.0.1:0".parse().unwrap(), "blue", b)
+            .await
+            .unwrap();
+        let c = reqwest::Client::builder().no_proxy().build().unwrap();
+        let sent = Instant::now();
+        let mut r = c
+            .post(format!("{}/v1/chat/completions", o.url()))
+            .body(r#"{"model":"m-1","stream":true}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut body = Vec::new();
+        let mut first = None;
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            first.get_or_insert(sent.elapsed());
+            body.extend_from_slice(&chunk);
+        }
+        assert!(first.unwrap() >= Duration::from_millis(140), "{first:?}");
+        let text = String::from_utf8(body).unwrap();
+        let expected: String = (0..3).map(|i| sse_chunk("m-1", i)).collect::<String>() + SSE_DONE;
+        assert_eq!(text, expected);
+    }
+
+    #[tokio::test]
     async fn injected_errors_and_latency() {
         let b = Behavior {
             latency: LatencyDist::Fixed(Duration::from_millis(30)),
@@ -772,6 +938,7 @@ mod tests {
             stall: None,
             signing_secret: None,
             scripts: false,
+            sse: None,
         };
         let o = Origin::start("127.0.0.1:0".parse().unwrap(), "green", b)
             .await

@@ -45,6 +45,7 @@ pub async fn start_worker(
         .tempdir()?;
     let config = scratch.path().join("wrangler.toml");
     std::fs::write(&config, wrangler_toml(&bundle.canonicalize()?, setup))?;
+    std::fs::write(scratch.path().join(".dev.vars"), dev_vars(setup))?;
     if let Some(document) = &setup.state_document {
         put_state_document(scratch.path(), document).await?;
     }
@@ -259,7 +260,26 @@ fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
         quote(KV_BINDING)
     );
     for (k, v) in &setup.vars {
-        out.push_str(&format!("{k} = {}\n", quote(v)));
+        if !DEV_VARS_SECRETS.contains(&k.as_str()) {
+            out.push_str(&format!("{k} = {}\n", quote(v)));
+        }
+    }
+    out
+}
+
+/// Variables that go in as secrets (`.dev.vars`, which `wrangler dev`
+/// never prints) rather than `[vars]` (which it prints at start-up): the
+/// upstream credentials, whose absence from every log a test checks.
+const DEV_VARS_SECRETS: &[&str] = &["BLUE_ORIGIN_HEADERS", "GREEN_ORIGIN_HEADERS"];
+
+/// `.dev.vars` (dotenv) for the setup's [`DEV_VARS_SECRETS`]: double-quoted,
+/// line feeds as `\n` (dotenv expands them).
+fn dev_vars(setup: &EdgeSetup) -> String {
+    let mut out = String::new();
+    for (k, v) in &setup.vars {
+        if DEV_VARS_SECRETS.contains(&k.as_str()) {
+            out.push_str(&format!("{k}=\"{}\"\n", v.replace('\n', "\\n")));
+        }
     }
     out
 }

@@ -1288,6 +1288,147 @@ fn an_interim_answer_is_not_delivered_nor_counted() {
     assert_eq!(f.after_attempt(&Outcome::Answered(302), 1), Next::Deliver);
 }
 
+fn ai_config(extra: &[(&'static str, &str)]) -> EdgeConfig {
+    let mut v = vars();
+    for (k, val) in extra {
+        v.insert(k, val.to_string());
+    }
+    EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap()
+}
+
+#[test]
+fn upstream_credentials_replace_the_callers_per_color() {
+    let cfg = ai_config(&[
+        (
+            "BLUE_ORIGIN_HEADERS",
+            "Authorization: Bearer sk-blue\nx-org: o-1",
+        ),
+        ("GREEN_ORIGIN_HEADERS", "authorization: Bearer sk-green"),
+        ("ORIGIN_SIGNING_SECRET", "sign-me"),
+    ]);
+    assert!(
+        !format!("{cfg:?}").contains("sk-blue"),
+        "Debug shows a secret"
+    );
+    // A JWT caller: its own Authorization never goes upstream; an API key
+    // caller's key neither; client copies of configured names are dropped.
+    let f = forward(run(
+        &cfg,
+        &canary(5_000),
+        "/api/chat",
+        &[
+            ("x-api-key", "app-key"),
+            ("x-org", "mine"),
+            ("accept", "*/*"),
+        ],
+    ));
+    let ours = |f: &Forward, name: &str| -> Vec<String> {
+        f.request_headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let (mine, other) = match f.decision.color {
+        Color::Blue => ("Bearer sk-blue", "Bearer sk-green"),
+        Color::Green => ("Bearer sk-green", "Bearer sk-blue"),
+    };
+    assert_eq!(ours(&f, "authorization"), vec![mine.to_string()]);
+    assert!(ours(&f, "x-api-key").is_empty());
+    assert!(!ours(&f, "x-org").contains(&"mine".to_string()));
+    assert_eq!(ours(&f, "accept"), vec!["*/*".to_string()]);
+    assert!(header(&f.request_headers, "x-greenlight-signature").is_some());
+    // A retry on the other color carries that color's credentials only.
+    let Next::Retry(retry) = f.after_attempt(&Outcome::Answered(503), 10) else {
+        panic!("no retry");
+    };
+    assert_eq!(ours(&retry, "authorization"), vec![other.to_string()]);
+    assert_eq!(
+        ours(&retry, "x-org").len(),
+        usize::from(retry.decision.color == Color::Blue)
+    );
+    assert!(header(&retry.request_headers, "x-greenlight-signature").is_some());
+    // Without upstream credentials, Authorization passes as before.
+    let plain = forward(run(
+        &config(),
+        &RolloutState::initial("s"),
+        "/public/x",
+        &[("authorization", "Bearer for-the-origin")],
+    ));
+    assert_eq!(
+        header(&plain.request_headers, "authorization"),
+        Some("Bearer for-the-origin")
+    );
+    // A bad line is a clear start-up error that quotes no value.
+    let mut v = vars();
+    v.insert("GREEN_ORIGIN_HEADERS", "Bearer sk-oops".into());
+    let e = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+    assert!(
+        e.0.contains("GREEN_ORIGIN_HEADERS line 1") && !e.0.contains("sk-oops"),
+        "{e}"
+    );
+}
+
+#[test]
+fn model_routes_set_the_model_per_color() {
+    let cfg = ai_config(&[
+        ("MODEL_ROUTES", "/v1/chat/completions"),
+        ("BLUE_MODEL", "model-a"),
+        ("GREEN_MODEL", "model-b"),
+    ]);
+    let mut f = forward(run(
+        &cfg,
+        &canary(5_000),
+        "/v1/chat/completions",
+        &[("x-api-key", "app-key")],
+    ));
+    let (mine, other) = match f.decision.color {
+        Color::Blue => ("model-a", "model-b"),
+        Color::Green => ("model-b", "model-a"),
+    };
+    assert_eq!(header(&f.response_headers, HEADER_MODEL), Some(mine));
+    assert_eq!(f.plan_body(Some("40"), false), BodyPlan::Rewrite);
+    assert_eq!(f.plan_body(None, true), BodyPlan::Rewrite);
+    assert_eq!(
+        f.model_body(br#"{"model":"x","stream":true}"#).unwrap(),
+        format!(r#"{{"model":"{mine}","stream":true}}"#).into_bytes()
+    );
+    let refused = f.model_body(b"[1]").unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("bad-model-request"),
+        "{}",
+        refused.body
+    );
+    // A retry sends the other color's model, and says so.
+    let Next::Retry(retry) = f.after_attempt(&Outcome::Answered(502), 10) else {
+        panic!("no retry");
+    };
+    assert_eq!(header(&retry.response_headers, HEADER_MODEL), Some(other));
+    assert_eq!(
+        retry.model_body(b"{}").unwrap(),
+        format!(r#"{{"model":"{other}"}}"#).into_bytes()
+    );
+    // No body: passed on as it is, the answer names no model.
+    let mut get = forward(run(
+        &cfg,
+        &RolloutState::initial("s"),
+        "/v1/chat/completions",
+        &[("x-api-key", "app-key")],
+    ));
+    assert_eq!(get.plan_body(None, false), BodyPlan::Empty);
+    assert_eq!(header(&get.response_headers, HEADER_MODEL), None);
+    // Other routes are untouched.
+    let other_route = forward(run(
+        &cfg,
+        &RolloutState::initial("s"),
+        "/v1/models",
+        &[("x-api-key", "app-key")],
+    ));
+    assert!(other_route.models.is_none());
+    assert_eq!(header(&other_route.response_headers, HEADER_MODEL), None);
+}
+
 #[test]
 fn a_preview_on_a_public_route_is_checked_with_the_credential_presented_or_ignored() {
     let cfg = config();

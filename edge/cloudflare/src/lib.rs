@@ -142,7 +142,7 @@ pub fn begin_request(
             // fetch() refuses a body on GET/HEAD: workerd drops one, so
             // for these there is nothing to send.
             let body = if matches!(method, "GET" | "HEAD") {
-                BodyPlan::Empty
+                fwd.plan_body(None, false)
             } else {
                 fwd.plan_body(
                     head.header("content-length"),
@@ -223,6 +223,39 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
         Some(delay_ms) => shell::persist(delay_ms, &step),
         None => step,
     }
+}
+
+/// How many bytes of a model route's body the shell reads (`rewrite`
+/// bodies): one over the limit tells a body that is too large.
+#[wasm_bindgen(js_name = rewriteReadLimit)]
+pub fn rewrite_read_limit() -> f64 {
+    edge::REWRITE_READ_LIMIT as f64
+}
+
+/// Attempt `id`'s body on a model route: the client's `body` with this
+/// attempt's color's model set, or `None` when it cannot be rewritten (the
+/// shell then asks [`model_refusal`] for the answer).
+#[wasm_bindgen(js_name = modelBody)]
+pub fn model_body(id: u32, body: &[u8]) -> Option<Vec<u8>> {
+    PENDING.with_borrow(|p| {
+        p.in_flight
+            .iter()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, pending)| pending.fwd.model_body(body).ok())
+    })
+}
+
+/// The `400` for attempt `id`'s body that [`model_body`] refused (a reply
+/// step); the attempt is over.
+#[wasm_bindgen(js_name = modelRefusal)]
+pub fn model_refusal(id: u32, body: &[u8]) -> String {
+    let reply = match PENDING.with_borrow_mut(|p| p.take(id)) {
+        Some(pending) => pending.fwd.model_body(body).err(),
+        None => None,
+    };
+    shell::reply(
+        &reply.unwrap_or_else(|| Reply::origin_failed("the edge lost track of this request")),
+    )
 }
 
 /// Reads configuration (once per isolate) and the rollout state into this

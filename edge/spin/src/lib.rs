@@ -18,6 +18,7 @@ use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, Next, Reply, RequestHead, CONFIG_VARIABLES,
+    REWRITE_READ_LIMIT,
 };
 use greenlight_common::failover::{unreachable_class, Outcome, MAX_REPLAY_BODY};
 use greenlight_common::http::connection_tokens;
@@ -135,6 +136,12 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
                 },
                 BodyPlan::Stream => RequestBody::Stream(req.consume().ok()),
                 BodyPlan::Empty => RequestBody::Buffered(Vec::new()),
+                // A model route's body: read whole (one byte over the limit
+                // tells it is too large), rewritten per attempt.
+                BodyPlan::Rewrite => RequestBody::Rewrite(match req.consume() {
+                    Ok(body) => pump::read_limited(body, REWRITE_READ_LIMIT as usize).await,
+                    Err(()) => Vec::new(),
+                }),
             };
             let has_body = has_body(length.as_deref(), transfer_encoding, &method);
             let request = OutboundRequest {
@@ -147,11 +154,13 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
     }
 }
 
-/// What a forwarded request carries: the client's stream (sent once) or a
-/// small body kept in memory so a retry can send it again.
+/// What a forwarded request carries: the client's stream (sent once), a
+/// small body kept in memory so a retry can send it again, or a model
+/// route's body, rewritten for each attempt's color.
 enum RequestBody {
     Stream(Option<IncomingBody>),
     Buffered(Vec<u8>),
+    Rewrite(Vec<u8>),
 }
 
 /// What every attempt at an origin sends besides its URL and headers.
@@ -175,6 +184,9 @@ async fn forward_with_failover(
         let attempt_body = match &mut body {
             RequestBody::Stream(raw) => AttemptBody::Stream(raw.take()),
             RequestBody::Buffered(bytes) => AttemptBody::Bytes(bytes.clone()),
+            // A body the edge cannot rewrite is refused before any origin
+            // sees it.
+            RequestBody::Rewrite(raw) => AttemptBody::Rewritten(fwd.model_body(raw)?),
         };
         let (outcome, resp) = match forward(request, attempt_body, &fwd).await {
             Ok(resp) => (Outcome::Answered(resp.status()), Some(resp)),
@@ -207,6 +219,8 @@ async fn forward_with_failover(
 enum AttemptBody {
     Stream(Option<IncomingBody>),
     Bytes(Vec<u8>),
+    /// A model route's body with this attempt's model.
+    Rewritten(Vec<u8>),
 }
 
 /// Why an attempt got no response.
@@ -237,8 +251,13 @@ async fn forward(
         .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
         .collect();
     // `content-length` is hop-by-hop for the core (platforms compute it);
-    // here it frames the body passed through unchanged, so keep it.
-    if let Some(len) = &request.content_length {
+    // here it frames the body passed through unchanged, so keep it; a
+    // model route's rewritten body has its own length.
+    let length = match &body {
+        AttemptBody::Rewritten(bytes) => Some(bytes.len().to_string()),
+        _ => request.content_length.clone(),
+    };
+    if let Some(len) = &length {
         entries.push(("content-length".into(), len.as_bytes().to_vec()));
     }
     let fields = Fields::from_list(&entries)
@@ -255,7 +274,8 @@ async fn forward(
     // slow upload as the origin's silence).
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(fwd.timeout_ms.saturating_mul(1_000_000)));
-    let out_body = if request.has_body {
+    let rewritten = matches!(body, AttemptBody::Rewritten(_));
+    let out_body = if request.has_body || rewritten {
         out.body().ok()
     } else {
         None
@@ -272,7 +292,9 @@ async fn forward(
                 pump::body_to_body(incoming, &out_body, &timer).await
             }
             AttemptBody::Stream(None) => Ok(()),
-            AttemptBody::Bytes(bytes) => pump::write_bytes(&out_body, &bytes).await,
+            AttemptBody::Bytes(bytes) | AttemptBody::Rewritten(bytes) => {
+                pump::write_bytes(&out_body, &bytes).await
+            }
         };
         // An unfinished body tells the origin the request was cut short.
         if sent.is_ok() {
