@@ -5,6 +5,7 @@
 //! [`plan`] what to do, and carries the resulting [`EdgePlan`] out.
 
 use crate::admin::{self, AdminOutcome, AdminRoute, Problem};
+use crate::admin_guard::AdminFailures;
 use crate::auth::{
     parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, ConfigError, Credentials,
     JwtSettings, Role,
@@ -1061,6 +1062,49 @@ pub fn plan(
         private,
         location_rewrite,
     })
+}
+
+/// The caller key an admin request's authentication failures count under
+/// (see [`crate::admin_guard`]), when `plan` is that request's admin call
+/// or its refusal: `None` for every other request, so ordinary traffic
+/// never touches the table.
+pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan) -> Option<String> {
+    match plan {
+        EdgePlan::Admin(_) => {}
+        EdgePlan::Reply(r) if r.status == 401 => {}
+        _ => return None,
+    }
+    let path = path::normalize(req.path, cfg.paths).ok()?;
+    if !path::in_namespace(&path, ADMIN_NAMESPACE) {
+        return None;
+    }
+    Some(match caller_ip(cfg, req) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
+    })
+}
+
+/// Applies the admin failure limit to `plan` (the admin request of
+/// `caller`, see [`admin_guard_key`]): a caller over the limit gets 429
+/// whatever it sent; a refused authentication is counted. Returns the plan
+/// to follow and whether `failures` changed (to store).
+pub fn guard_admin(
+    plan: EdgePlan,
+    caller: &str,
+    failures: &mut AdminFailures,
+    now_ms: u64,
+    max_callers: usize,
+) -> (EdgePlan, bool) {
+    if let Err(wait) = failures.check(caller, now_ms) {
+        return (EdgePlan::Reply(Reply::rate_limited(wait)), false);
+    }
+    match &plan {
+        EdgePlan::Reply(r) if r.status == 401 => {
+            failures.record_failure(caller, now_ms, max_callers);
+            (plan, true)
+        }
+        _ => (plan, false),
+    }
 }
 
 /// `Vary` for a forwarded answer: the request fields that decided its

@@ -1287,3 +1287,73 @@ fn an_interim_answer_is_not_delivered_nor_counted() {
     );
     assert_eq!(f.after_attempt(&Outcome::Answered(302), 1), Next::Deliver);
 }
+
+#[test]
+fn failed_admin_authentications_are_limited_per_caller() {
+    use crate::admin_guard::{AdminFailures, FAILURE_BURST};
+    let cfg = config();
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let mut failures = AdminFailures::default();
+    // One request from `addr` with `auth`, through plan and the guard.
+    let mut call = |path: &str, addr: &str, auth: &str| -> (u16, Option<String>) {
+        let hs = headers(&[("authorization", auth)]);
+        let req = RequestHead {
+            method: "GET",
+            path,
+            query: None,
+            headers: &hs,
+            client_addr: Some(addr),
+            scheme: Some("https"),
+        };
+        let planned = plan(&cfg, &loaded, &req, NOW_MS, 1);
+        let planned = match admin_guard_key(&cfg, &req, &planned) {
+            Some(key) => guard_admin(planned, &key, &mut failures, NOW_MS, 100).0,
+            None => planned,
+        };
+        match planned {
+            EdgePlan::Reply(r) => (
+                r.status,
+                header(&r.headers, "retry-after").map(String::from),
+            ),
+            EdgePlan::Admin(_) => (200, None),
+            EdgePlan::Forward(_) => (0, None),
+        }
+    };
+    // The operator succeeds as often as it likes: nothing is counted.
+    for _ in 0..3 * FAILURE_BURST {
+        assert_eq!(
+            call("/__greenlight/state", "192.0.2.1", "Bearer admin-secret").0,
+            200
+        );
+    }
+    for i in 0..FAILURE_BURST {
+        assert_eq!(
+            call("/__greenlight/state", "198.51.100.9", "Bearer guess").0,
+            401,
+            "{i}"
+        );
+    }
+    // Over the limit: 429 with Retry-After, even with the right token.
+    let (status, wait) = call("/__greenlight/state", "198.51.100.9", "Bearer guess");
+    assert_eq!((status, wait.as_deref()), (429, Some("6")));
+    assert_eq!(
+        call(
+            "/__greenlight/promote",
+            "198.51.100.9",
+            "Bearer admin-secret"
+        )
+        .0,
+        429
+    );
+    // The operator elsewhere is not locked out, and ordinary traffic from
+    // the limited address is not the admin guard's business.
+    assert_eq!(
+        call("/__greenlight/state", "192.0.2.1", "Bearer admin-secret").0,
+        200
+    );
+    assert_eq!(call("/api/x", "198.51.100.9", "Bearer guess").0, 401);
+    assert_eq!(failures.len(), 1);
+}

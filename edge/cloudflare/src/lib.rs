@@ -7,6 +7,7 @@
 //! configuration and state, the admin API, and writing the health record.
 //! Why the split: `greenlight_common::shell`.
 
+use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
@@ -41,6 +42,9 @@ thread_local! {
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
     static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
+    /// Failed admin authentications per caller address in this isolate
+    /// (`greenlight_common::admin_guard`).
+    static ADMIN_FAILURES: RefCell<AdminFailures> = RefCell::new(AdminFailures::default());
     /// Origin failures this isolate counted in the current epoch, reported
     /// whole to the rollout object (which keeps the larger counts), at most
     /// once a second however many failures there are.
@@ -52,6 +56,9 @@ thread_local! {
 
 /// Callers one isolate keeps buckets for before it forgets idle ones.
 const MAX_LIMITED_CALLERS: usize = 10_000;
+
+/// Callers with failed admin authentications one isolate remembers.
+const MAX_ADMIN_FAILURE_CALLERS: usize = 10_000;
 
 /// Forwards in flight before the oldest is forgotten: an attempt whose
 /// client went away never reports back, nor is reported finished.
@@ -132,7 +139,21 @@ pub fn begin_request(
     let method = request.method;
     let head = request.head(CLIENT_ADDR_HEADER);
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
-    match edge::plan(&cfg, &loaded, &head, now_ms, random) {
+    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random);
+    let planned = match edge::admin_guard_key(&cfg, &head, &planned) {
+        Some(caller) => ADMIN_FAILURES.with_borrow_mut(|failures| {
+            edge::guard_admin(
+                planned,
+                &caller,
+                failures,
+                now_ms,
+                MAX_ADMIN_FAILURE_CALLERS,
+            )
+            .0
+        }),
+        None => planned,
+    };
+    match planned {
         EdgePlan::Reply(reply) => shell::reply(&reply),
         EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         EdgePlan::Forward(mut fwd) => {

@@ -93,7 +93,12 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
     };
     let store = store::Kv::open();
     let loaded = store::load_state(store.as_ref(), &cfg);
-    match edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms)) {
+    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms));
+    let planned = match (edge::admin_guard_key(&cfg, &head, &planned), &store) {
+        (Some(caller), Ok(store)) => store::guard_admin(store, planned, &caller, now_ms),
+        _ => planned,
+    };
+    match planned {
         EdgePlan::Reply(reply) => Err(reply),
         EdgePlan::Admin(call) => {
             let body = match req.consume() {

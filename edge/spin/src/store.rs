@@ -9,7 +9,8 @@
 //! checked to really compare (a store that swaps unconditionally would lose
 //! updates; the change is refused instead).
 
-use greenlight_common::edge::{self, AdminCall, EdgeConfig, Forward, LoadedState, Reply};
+use greenlight_common::admin_guard::{self, AdminFailures};
+use greenlight_common::edge::{self, AdminCall, EdgeConfig, EdgePlan, Forward, LoadedState, Reply};
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::HEALTH_KEY;
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
@@ -204,6 +205,28 @@ pub fn take_token(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Resu
     let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
     let _ = kv.set(&key, doc.as_bytes());
     verdict.map_err(Reply::rate_limited)
+}
+
+/// Applies the admin failure limit (`greenlight_common::admin_guard`) with
+/// the caller's table in its key-value slot. Like the rate limiter, not
+/// atomic: concurrent failures of one caller may be counted once each
+/// instance, so a caller gets at most its concurrency in extra attempts. A
+/// store that cannot be read counts nothing (an empty table).
+pub fn guard_admin(kv: &Kv, plan: EdgePlan, caller: &str, now_ms: u64) -> EdgePlan {
+    let key = admin_guard::slot_key(caller);
+    let stored = kv.get(&key).ok().flatten();
+    let mut failures = AdminFailures::from_json(stored.as_deref());
+    let (plan, changed) = edge::guard_admin(
+        plan,
+        caller,
+        &mut failures,
+        now_ms,
+        admin_guard::CALLERS_PER_SLOT,
+    );
+    if changed {
+        let _ = kv.set(&key, failures.to_json().as_bytes());
+    }
+    plan
 }
 
 /// Counts a failed attempt in the health document (read-modify-write:
