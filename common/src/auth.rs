@@ -260,6 +260,16 @@ pub fn parse_algorithms(spec: &str) -> Result<Vec<Algorithm>, ConfigError> {
         .collect()
 }
 
+/// The algorithm and `kid` of a JWT's header, if it passes the JOSE header
+/// rules (`jose::check_header`); the signature is not checked.
+pub fn jws_header(token: &str) -> Option<(Algorithm, Option<String>)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let header = jose::check_header(token.split('.').next()?)?;
+    Some((header.alg, header.kid))
+}
+
 /// Checks a fetched key set (`crate::jwks`): every key greenlight would use
 /// decodes and builds, and there is at least one.
 pub fn check_jwks(set: &JwkSet) -> Result<(), ConfigError> {

@@ -45,6 +45,8 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWKS",
+    "JWKS_URL",
+    "JWKS_ORIGIN",
     "JWT_ALGORITHMS",
     "JWT_LEEWAY_S",
     "AUTH_ROUTES",
@@ -76,6 +78,8 @@ pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
 /// Spin variables).
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
+    /// Where the JWKS is fetched from (`crate::jwks`), instead of `JWKS`.
+    pub jwks_url: Option<String>,
     pub blue_origin: String,
     pub green_origin: String,
     pub auth: AuthConfig,
@@ -195,6 +199,31 @@ impl EdgeConfig {
             audience: nonempty("JWT_AUDIENCE"),
             ..JwtSettings::default()
         };
+        let jwks_url = nonempty("JWKS_URL");
+        // JWKS_ORIGIN is the outbound host Spin's manifest allows for the
+        // fetch (Spin allows origins, not URLs); its default, the reserved
+        // `.invalid` name (RFC 6761), means none. When set, the URL must be
+        // under it, or Spin would refuse every fetch.
+        let jwks_origin = nonempty("JWKS_ORIGIN").filter(|o| o != crate::jwks::UNSET_URL);
+        if let (Some(url), Some(origin)) = (&jwks_url, &jwks_origin) {
+            let origin = origin.trim_end_matches('/');
+            if !url
+                .strip_prefix(origin)
+                .is_some_and(|rest| rest.starts_with('/'))
+            {
+                return Err(ConfigError(format!(
+                    "JWKS_URL {url:?} is not under JWKS_ORIGIN {origin:?}"
+                )));
+            }
+        }
+        if let Some(url) = &jwks_url {
+            crate::jwks::check_url(url)?;
+            if nonempty("JWKS").is_some() {
+                return Err(ConfigError(
+                    "set JWKS (inline keys) or JWKS_URL (fetched keys), not both".into(),
+                ));
+            }
+        }
         if let Some(jwks) = nonempty("JWKS") {
             jwt.jwks = Some(
                 serde_json::from_str(&jwks)
@@ -285,6 +314,7 @@ impl EdgeConfig {
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
             origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(String::into_bytes),
+            jwks_url,
             origins,
             health,
             rate_limit,
@@ -314,6 +344,19 @@ impl EdgeConfig {
             }
         }
         Ok(())
+    }
+
+    /// This configuration verifying JWTs with the remote key set `document`
+    /// (`crate::jwks::CachedJwks::usable`); without one, tokens that need
+    /// a JWKS key are refused.
+    pub fn with_remote_jwks(&self, document: Option<&str>) -> EdgeConfig {
+        let set = document
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(crate::auth::JwkSet { keys: Vec::new() });
+        EdgeConfig {
+            auth: self.auth.with_jwks(set),
+            ..self.clone()
+        }
     }
 
     pub fn origin(&self, color: Color) -> &str {
@@ -1062,6 +1105,19 @@ pub fn plan(
         private,
         location_rewrite,
     })
+}
+
+/// The `kid` of the request's bearer JWT when it is signed with a JWKS
+/// algorithm (RS256, ES256): `Some(None)` for such a token without a
+/// `kid`, `None` when the request needs no JWKS key.
+pub fn jwks_key_id(req: &RequestHead<'_>) -> Option<Option<String>> {
+    let token = crate::auth::bearer_token(req.header("authorization")?)?;
+    let (alg, kid) = crate::auth::jws_header(token)?;
+    matches!(
+        alg,
+        crate::auth::Algorithm::RS256 | crate::auth::Algorithm::ES256
+    )
+    .then_some(kid)
 }
 
 /// The caller key an admin request's authentication failures count under

@@ -22,9 +22,13 @@ pub const MAX_TTL_MS: u64 = 86_400_000;
 /// How long past its expiry a set keeps verifying while refetches fail.
 pub const MAX_STALE_MS: u64 = 6 * 3_600_000;
 /// At most one fetch per this interval beyond expiries.
-pub const REFETCH_INTERVAL_MS: u64 = 30_000;
+pub const REFETCH_INTERVAL_MS: u64 = 5_000;
 /// A larger answer is garbage, not a key set.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// `JWKS_ORIGIN` set to this means none (Spin's manifest default, see
+/// `EdgeConfig::from_lookup`).
+pub const UNSET_URL: &str = "https://jwks.invalid";
 
 /// Checks a `JWKS_URL`: `https://`, or `http://` to a loopback host (tests
 /// and local providers).
@@ -114,6 +118,26 @@ impl CachedJwks {
             || now_ms.saturating_sub(self.attempted_at_ms) >= REFETCH_INTERVAL_MS;
         let stale = self.document.is_none() || now_ms >= self.expires_at_ms;
         waited && (stale || unknown_kid)
+    }
+
+    /// Whether to fetch for a request whose token names `kid` (`None`: a
+    /// token without one): the set is missing, expired, or has no such
+    /// key, and the last attempt is [`REFETCH_INTERVAL_MS`] old.
+    pub fn should_fetch_for(&self, kid: Option<&str>, now_ms: u64) -> bool {
+        let unknown = match (self.usable(now_ms), kid) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(doc), Some(kid)) => serde_json::from_str::<JwkSet>(doc)
+                .map(|set| !has_kid(&set, kid))
+                .unwrap_or(true),
+        };
+        self.should_fetch(now_ms, unknown)
+    }
+
+    /// Records that a fetch starts now, so concurrent requests do not
+    /// start another.
+    pub fn attempting(&mut self, now_ms: u64) {
+        self.attempted_at_ms = now_ms.max(1);
     }
 
     /// The cache after a fetch at `now_ms`: a good answer (200, a JSON key
@@ -228,6 +252,19 @@ mod tests {
         assert!(c.usable(t + MAX_STALE_MS).is_some());
         let back = CachedJwks::from_json(Some(c.to_json().as_bytes()));
         assert_eq!(back.as_ref(), Some(&c));
+    }
+
+    #[test]
+    fn unknown_kids_refetch_once_per_interval() {
+        let c = CachedJwks::default().after_fetch(Some((200, None, JWKS.as_bytes())), 1_000);
+        assert!(!c.should_fetch_for(Some("rsa-1"), 2_000));
+        assert!(!c.should_fetch_for(None, 2_000));
+        assert!(!c.should_fetch_for(Some("forged"), 2_000));
+        assert!(c.should_fetch_for(Some("forged"), 1_000 + REFETCH_INTERVAL_MS));
+        let mut c = c;
+        c.attempting(1_000 + REFETCH_INTERVAL_MS);
+        assert!(!c.should_fetch_for(Some("forged"), 1_001 + REFETCH_INTERVAL_MS));
+        assert_eq!(check_url(UNSET_URL), Ok(()));
     }
 
     #[test]
