@@ -13,6 +13,7 @@ pub mod edge;
 pub mod failover;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod jwks;
 pub mod object;
 pub mod origin_auth;
