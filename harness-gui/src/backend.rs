@@ -9,7 +9,7 @@ use crate::rollout::{
 };
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
 use loadtest::client::{self as engine, Control, LoadConfig, Mode};
 use loadtest::recorder::{Recorder, Snapshot};
 use loadtest::scenario::Scenario;
@@ -50,6 +50,8 @@ pub struct LoadRequest {
     pub scenario: Option<PathBuf>,
     /// Upper bound of the run (the Stop button ends it earlier).
     pub duration: Duration,
+    /// Certificate trust for an https:// target.
+    pub tls: loadtest::tls::TlsOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub enum Request {
         edge: String,
         token: Option<String>,
         actor: String,
+        /// TLS trust and the plain-HTTP token guard.
+        options: AdminOptions,
     },
     SetPolicy(Policy),
     Refresh,
@@ -127,6 +131,8 @@ struct Shared {
     metrics_dirty: bool,
     rollout: Option<mpsc::UnboundedSender<UserCmd>>,
     rollout_base: Option<Snapshot>,
+    /// The running load's per-location tracker (changes are marked on it).
+    locations: Option<Arc<loadtest::locations::LocationTracker>>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -223,7 +229,12 @@ fn handle(
     audit: &AuditFile,
 ) {
     match req {
-        Request::Connect { edge, token, actor } => match AdminClient::new(&edge, token) {
+        Request::Connect {
+            edge,
+            token,
+            actor,
+            options,
+        } => match AdminClient::with_options(&edge, token, &options) {
             Ok(c) => {
                 let mut s = lock(shared);
                 s.client = Some(c);
@@ -258,11 +269,15 @@ fn handle(
             let sink = sink.clone();
             let refresh = refresh.clone();
             let audit = audit.clone();
+            let locations = lock(shared).locations.clone();
             tokio::spawn(async move {
                 let e = Some(expected_epoch);
                 let result = crate::rollout::Command::manual(op, expected_epoch, reason.clone())
                     .execute(&client, &actor)
                     .await;
+                if let (Ok(view), Some(t)) = (&result, &locations) {
+                    t.mark_change(view.state.epoch);
+                }
                 let entry = AuditEntry::for_change(&actor, op.name(), e, &result, &reason);
                 let _ = audit.append(&entry);
                 sink.send(Event::Audit(entry));
@@ -311,6 +326,7 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
         };
         cfg.timeout = Duration::from_secs(5);
         cfg.users = Arc::new(Population::anonymous(l.users.clamp(1, 100_000)).map_err(|e| e.0)?);
+        cfg.http.tls = l.tls.clone();
         if let Some(p) = &l.scenario {
             cfg.scenario = Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?));
         }
@@ -333,6 +349,7 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
     let actor = {
         let mut s = lock(shared);
         s.recorder = Some(recorder.clone());
+        s.locations = Some(cfg.locations.clone());
         s.load = Some(control.clone());
         s.metrics_dirty = true;
         s.actor.clone()
@@ -467,15 +484,20 @@ async fn metrics_sampler(shared: Arc<Mutex<Shared>>, sink: Sink, every: Duration
                     s.rollout.as_ref().and(s.rollout_base.clone()),
                     s.policy.clone(),
                     s.active.unwrap_or(Color::Blue),
+                    s.locations.clone(),
                 )),
                 _ => None,
             }
         };
-        if let Some((rec, base, policy, active)) = job {
+        if let Some((rec, base, policy, active, locations)) = job {
             // Snapshots and statistics are CPU work: keep them off the reactor.
             let view = tokio::task::spawn_blocking(move || {
                 let snap = rec.snapshot();
-                metrics::build(&snap, base.as_ref(), &policy, active)
+                let mut view = metrics::build(&snap, base.as_ref(), &policy, active);
+                view.locations = locations
+                    .map(|t| t.summary())
+                    .filter(|l| !l.locations.is_empty());
+                view
             })
             .await;
             if let Ok(v) = view {

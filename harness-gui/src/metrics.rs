@@ -71,6 +71,8 @@ pub struct MetricsView {
     /// What the statistics cover ("the whole run", "since the rollout started").
     pub window: String,
     pub policy: Policy,
+    /// Per location (cf-ray suffix), when the answers name locations.
+    pub locations: Option<loadtest::locations::LocationSummary>,
 }
 
 impl MetricsView {
@@ -188,8 +190,9 @@ pub fn build(
     let colors = window(snap, base);
     let blue = color_view(snap, &colors[ColorKey::Blue.index()], ColorKey::Blue);
     let green = color_view(snap, &colors[ColorKey::Green.index()], ColorKey::Green);
-    let b = ColorSummary::of(&colors[ColorKey::from(active).index()]);
-    let c = ColorSummary::of(&colors[ColorKey::from(active.other()).index()]);
+    let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+    let b = ColorSummary::of_color(&colors[bk.index()], bk);
+    let c = ColorSummary::of_color(&colors[ck.index()], ck);
     let any = b.requests + c.requests > 0;
     MetricsView {
         elapsed_s: snap.elapsed.as_secs_f64(),
@@ -206,6 +209,7 @@ pub fn build(
             "the whole run".into()
         },
         policy: policy.clone(),
+        locations: None,
     }
 }
 

@@ -866,8 +866,9 @@ impl Evidence {
         };
         let now = rec.snapshot();
         let colors = window(&now, self.base.as_ref());
-        let base = ColorSummary::of(&colors[ColorKey::from(active).index()]);
-        let cand = ColorSummary::of(&colors[ColorKey::from(active.other()).index()]);
+        let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+        let base = ColorSummary::of_color(&colors[bk.index()], bk);
+        let cand = ColorSummary::of_color(&colors[ck.index()], ck);
         match look {
             Look::Live => judge_sequential(policy, &base, &cand),
             Look::EndOfStep => judge(policy, &base, &cand),

@@ -4,10 +4,11 @@
 //! steer with a [`Control`].
 
 use crate::histogram::{ColorKey, Outcome, Sample};
+use crate::locations::{LocationSource, LocationTracker};
 use crate::recorder::Recorder;
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
-use crate::transport::{Failure, Pool, SendRequest};
+use crate::transport::{ConnectionSummary, Failure, HttpOptions, Pool, SendRequest};
 use crate::users::{splitmix64, Population};
 use bytes::Bytes;
 use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
@@ -63,6 +64,11 @@ pub struct LoadConfig {
     pub scenario: Option<Arc<Scenario>>,
     pub users: Arc<Population>,
     pub seed: u64,
+    /// HTTP/2, connection count, TLS trust.
+    pub http: HttpOptions,
+    /// Where answers' locations go (cf-ray suffix by default); callers keep
+    /// a clone to read it live or mark changes.
+    pub locations: Arc<LocationTracker>,
 }
 
 impl LoadConfig {
@@ -80,6 +86,8 @@ impl LoadConfig {
             scenario: None,
             users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
             seed: 1,
+            http: HttpOptions::default(),
+            locations: Arc::new(LocationTracker::new(LocationSource::CfRay)),
         })
     }
 }
@@ -115,11 +123,13 @@ impl Control {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
     pub elapsed: Duration,
     pub sent: u64,
     pub stopped_early: bool,
+    /// Handshake times, protocols per color, resumptions.
+    pub connections: ConnectionSummary,
 }
 
 struct Prepared {
@@ -130,23 +140,19 @@ struct Prepared {
     users: Arc<Population>,
     seed: u64,
     timeout: Duration,
+    locations: Arc<LocationTracker>,
 }
 
 fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
-    match cfg.url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(LoadError(format!(
-                "URL {}: https is not supported (greenlight load targets loopback edges over plain HTTP)",
-                cfg.url
-            )))
-        }
-        _ => return Err(LoadError(format!("URL {} must be http://", cfg.url))),
+    if !matches!(cfg.url.scheme(), "http" | "https") {
+        return Err(LoadError(format!(
+            "URL {} must be http:// or https://",
+            cfg.url
+        )));
     }
-    let Some(host) = cfg.url.host_str() else {
+    if cfg.url.host_str().is_none() {
         return Err(LoadError(format!("URL {} has no host", cfg.url)));
-    };
-    let authority = format!("{host}:{}", cfg.url.port_or_known_default().unwrap_or(80));
+    }
     let scenario = match &cfg.scenario {
         Some(s) => s.clone(),
         None => {
@@ -172,12 +178,14 @@ fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
-        pool: Pool::new(&authority, cfg.timeout.min(Duration::from_secs(5))).map_err(LoadError)?,
+        pool: Pool::for_url(&cfg.url, cfg.timeout.min(Duration::from_secs(5)), &cfg.http)
+            .map_err(LoadError)?,
         uris,
         scenario,
         users: cfg.users.clone(),
         seed: cfg.seed,
         timeout: cfg.timeout,
+        locations: cfg.locations.clone(),
     })
 }
 
@@ -226,6 +234,8 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
             user.observe(headers);
+            p.pool.stats.served(color, answer.protocol);
+            p.locations.observe(headers, color, epoch);
             (color, epoch, Outcome::Status(answer.status))
         }
         Err(Failure::Timeout) => (ColorKey::Unknown, None, Outcome::Timeout),
@@ -261,8 +271,16 @@ pub async fn run(
         _ => {}
     }
     let prepared = Arc::new(prepare(&cfg)?);
+    // A certificate or protocol refusal ends the run before it starts.
+    prepared
+        .pool
+        .probe()
+        .await
+        .map_err(|e| LoadError(e.reason))?;
+    let connections = prepared.clone();
     let start = Instant::now();
     recorder.set_start(start);
+    cfg.locations.set_start(start);
     let deadline = start + cfg.duration;
     let max_requests = cfg.max_requests.unwrap_or(u64::MAX);
 
@@ -314,10 +332,12 @@ pub async fn run(
     };
     ticker.abort();
     recorder.tick();
+    let prepared_summary = connections.pool.summary();
     Ok(RunEnd {
         elapsed: start.elapsed(),
         sent,
         stopped_early: control.is_stopped(),
+        connections: prepared_summary,
     })
 }
 
@@ -570,8 +590,7 @@ mod tests {
                 .map(|e| e.0)
                 .unwrap_or_default()
             };
-            assert!(bad("ftp://x/").contains("must be http://"));
-            assert!(bad("https://x/").contains("https is not supported"));
+            assert!(bad("ftp://x/").contains("must be http:// or https://"));
         });
     }
 }

@@ -41,6 +41,8 @@ struct Cli {
     /// Edge base URL.
     #[arg(long, env = "GREENLIGHT_EDGE", default_value = "http://127.0.0.1:8787")]
     edge: String,
+    #[command(flatten)]
+    transport: loadtest::admin_client::AdminTransportArgs,
     /// Where the synthetic load goes (default: the edge).
     #[arg(long)]
     target: Option<String>,
@@ -121,7 +123,10 @@ fn main() -> ExitCode {
     let token = std::env::var(&cli.token_env)
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let client = match AdminClient::new(&cli.edge, token) {
+    if cli.transport.tls.insecure {
+        eprintln!("greenlight-rollout: {}", loadtest::tls::INSECURE_WARNING);
+    }
+    let client = match AdminClient::with_options(&cli.edge, token, &cli.transport.options()) {
         Ok(c) => c,
         Err(e) => return usage(&e.to_string()),
     };
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
             max_in_flight: 512,
         };
         cfg.timeout = Duration::from_secs(5);
+        cfg.http.tls = cli.transport.tls.options();
         cfg.users = match Population::anonymous(cli.users.max(1)) {
             Ok(p) => Arc::new(p),
             Err(e) => return usage(&e.0),
