@@ -3,6 +3,7 @@
 //! Every failure collapses into one of three classes (`AuthError`) so a client
 //! never learns which check failed; the edge maps them to RFC 6750 responses.
 
+mod jose;
 mod verify;
 
 pub use jsonwebtoken::jwk::JwkSet;
@@ -259,7 +260,40 @@ pub fn parse_algorithms(spec: &str) -> Result<Vec<Algorithm>, ConfigError> {
         .collect()
 }
 
+/// The algorithm and `kid` of a JWT's header, if it passes the JOSE header
+/// rules (`jose::check_header`); the signature is not checked.
+pub fn jws_header(token: &str) -> Option<(Algorithm, Option<String>)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let header = jose::check_header(token.split('.').next()?)?;
+    Some((header.alg, header.kid))
+}
+
+/// Checks a fetched key set (`crate::jwks`): every key greenlight would use
+/// decodes and builds, and there is at least one.
+pub fn check_jwks(set: &JwkSet) -> Result<(), ConfigError> {
+    if VerifyKeys::from_jwks(Some(set))?.is_empty() {
+        return Err(ConfigError("JWKS has no RS256 or P-256 signing key".into()));
+    }
+    Ok(())
+}
+
 impl AuthConfig {
+    /// This configuration verifying with `jwks` instead of its own key set
+    /// (a remote set just fetched, see `crate::jwks`).
+    pub fn with_jwks(&self, jwks: JwkSet) -> AuthConfig {
+        AuthConfig {
+            routes: self.routes.clone(),
+            api_keys: self.api_keys.clone(),
+            jwt: JwtSettings {
+                jwks: Some(jwks),
+                ..self.jwt.clone()
+            },
+            keys: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn new(
         routes: Vec<RoutePolicy>,
         api_keys: Vec<ApiKeyEntry>,
@@ -402,9 +436,23 @@ impl AuthConfig {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let header_segment = token.split('.').next().unwrap_or_default();
+        let header = jose::check_header(header_segment).ok_or(AuthError::Invalid)?;
         if !self.jwt.algorithms.contains(&header.alg) {
             return Err(AuthError::Invalid);
+        }
+        // The one HS256 secret has no key id of its own, so any `kid` may
+        // accompany it, except one naming a JWKS key: that key is of another
+        // family and cannot have made an HMAC (RFC 8725 §3.1).
+        if let (Algorithm::HS256, Some(kid)) = (header.alg, header.kid.as_deref()) {
+            let names_jwks_key = self.jwt.jwks.as_ref().is_some_and(|set| {
+                set.keys
+                    .iter()
+                    .any(|k| k.common.key_id.as_deref() == Some(kid))
+            });
+            if names_jwks_key {
+                return Err(AuthError::Invalid);
+            }
         }
         let claims = verify::verify_signature(
             token,
@@ -418,6 +466,9 @@ impl AuthConfig {
             }),
         )
         .ok_or(AuthError::Invalid)?;
+        if !jose::check_claim_types(&claims) {
+            return Err(AuthError::Invalid);
+        }
         let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
         let leeway = self.jwt.leeway_s as f64;
         let now = now_s as f64;

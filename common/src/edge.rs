@@ -5,6 +5,7 @@
 //! [`plan`] what to do, and carries the resulting [`EdgePlan`] out.
 
 use crate::admin::{self, AdminOutcome, AdminRoute, Problem};
+use crate::admin_guard::AdminFailures;
 use crate::auth::{
     parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, AuthMode, ConfigError,
     Credentials, JwtSettings, Role,
@@ -48,6 +49,8 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWKS",
+    "JWKS_URL",
+    "JWKS_ORIGIN",
     "JWT_ALGORITHMS",
     "JWT_LEEWAY_S",
     "AUTH_ROUTES",
@@ -91,6 +94,8 @@ pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
 /// Spin variables).
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
+    /// Where the JWKS is fetched from (`crate::jwks`), instead of `JWKS`.
+    pub jwks_url: Option<String>,
     pub blue_origin: String,
     pub green_origin: String,
     pub auth: AuthConfig,
@@ -218,6 +223,31 @@ impl EdgeConfig {
             audience: nonempty("JWT_AUDIENCE"),
             ..JwtSettings::default()
         };
+        let jwks_url = nonempty("JWKS_URL");
+        // JWKS_ORIGIN is the outbound host Spin's manifest allows for the
+        // fetch (Spin allows origins, not URLs); its default, the reserved
+        // `.invalid` name (RFC 6761), means none. When set, the URL must be
+        // under it, or Spin would refuse every fetch.
+        let jwks_origin = nonempty("JWKS_ORIGIN").filter(|o| o != crate::jwks::UNSET_URL);
+        if let (Some(url), Some(origin)) = (&jwks_url, &jwks_origin) {
+            let origin = origin.trim_end_matches('/');
+            if !url
+                .strip_prefix(origin)
+                .is_some_and(|rest| rest.starts_with('/'))
+            {
+                return Err(ConfigError(format!(
+                    "JWKS_URL {url:?} is not under JWKS_ORIGIN {origin:?}"
+                )));
+            }
+        }
+        if let Some(url) = &jwks_url {
+            crate::jwks::check_url(url)?;
+            if nonempty("JWKS").is_some() {
+                return Err(ConfigError(
+                    "set JWKS (inline keys) or JWKS_URL (fetched keys), not both".into(),
+                ));
+            }
+        }
         if let Some(jwks) = nonempty("JWKS") {
             jwt.jwks = Some(
                 serde_json::from_str(&jwks)
@@ -328,6 +358,7 @@ impl EdgeConfig {
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
             origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(String::into_bytes),
+            jwks_url,
             origins,
             health,
             rate_limit,
@@ -360,6 +391,19 @@ impl EdgeConfig {
             }
         }
         Ok(())
+    }
+
+    /// This configuration verifying JWTs with the remote key set `document`
+    /// (`crate::jwks::CachedJwks::usable`); without one, tokens that need
+    /// a JWKS key are refused.
+    pub fn with_remote_jwks(&self, document: Option<&str>) -> EdgeConfig {
+        let set = document
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(crate::auth::JwkSet { keys: Vec::new() });
+        EdgeConfig {
+            auth: self.auth.with_jwks(set),
+            ..self.clone()
+        }
     }
 
     pub fn origin(&self, color: Color) -> &str {
@@ -1201,6 +1245,62 @@ pub fn plan(
         origin_headers: cfg.origin_headers.clone(),
         models,
     })
+}
+
+/// The `kid` of the request's bearer JWT when it is signed with a JWKS
+/// algorithm (RS256, ES256): `Some(None)` for such a token without a
+/// `kid`, `None` when the request needs no JWKS key.
+pub fn jwks_key_id(req: &RequestHead<'_>) -> Option<Option<String>> {
+    let token = crate::auth::bearer_token(req.header("authorization")?)?;
+    let (alg, kid) = crate::auth::jws_header(token)?;
+    matches!(
+        alg,
+        crate::auth::Algorithm::RS256 | crate::auth::Algorithm::ES256
+    )
+    .then_some(kid)
+}
+
+/// The caller key an admin request's authentication failures count under
+/// (see [`crate::admin_guard`]), when `plan` is that request's admin call
+/// or its refusal: `None` for every other request, so ordinary traffic
+/// never touches the table.
+pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan) -> Option<String> {
+    match plan {
+        EdgePlan::Admin(_) => {}
+        EdgePlan::Reply(r) if r.status == 401 => {}
+        _ => return None,
+    }
+    let path = path::normalize(req.path, cfg.paths).ok()?;
+    if !path::in_namespace(&path, ADMIN_NAMESPACE) {
+        return None;
+    }
+    Some(match caller_ip(cfg, req) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
+    })
+}
+
+/// Applies the admin failure limit to `plan` (the admin request of
+/// `caller`, see [`admin_guard_key`]): a caller over the limit gets 429
+/// whatever it sent; a refused authentication is counted. Returns the plan
+/// to follow and whether `failures` changed (to store).
+pub fn guard_admin(
+    plan: EdgePlan,
+    caller: &str,
+    failures: &mut AdminFailures,
+    now_ms: u64,
+    max_callers: usize,
+) -> (EdgePlan, bool) {
+    if let Err(wait) = failures.check(caller, now_ms) {
+        return (EdgePlan::Reply(Reply::rate_limited(wait)), false);
+    }
+    match &plan {
+        EdgePlan::Reply(r) if r.status == 401 => {
+            failures.record_failure(caller, now_ms, max_callers);
+            (plan, true)
+        }
+        _ => (plan, false),
+    }
 }
 
 /// `Vary` for a forwarded answer: the request fields that decided its

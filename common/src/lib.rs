@@ -5,6 +5,7 @@
 //! types into these and back. Time and randomness are passed in, never read here.
 
 pub mod admin;
+pub mod admin_guard;
 pub mod auth;
 pub mod color;
 pub mod decide;
@@ -13,6 +14,7 @@ pub mod failover;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod jwks;
 pub mod model;
 pub mod object;
 pub mod origin_auth;

@@ -81,6 +81,22 @@ pub fn sign(alg: Algorithm, claims: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
+/// Signs a hand-written header (JSON text) and payload with the suite's
+/// HS256 secret, so headers jsonwebtoken would not write can be sent.
+pub fn sign_raw(header: &str, payload: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let key = EncodingKey::from_secret(HS256_SECRET.as_bytes());
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap_or_default();
+    format!("{input}.{signature}")
+}
+
 /// A token that must be refused, with the name of what is wrong with it.
 pub fn hostile_tokens() -> Vec<(&'static str, String)> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -119,7 +135,61 @@ pub fn hostile_tokens() -> Vec<(&'static str, String)> {
             .and_then(|k| encode(&h, &claims("mallory"), &k))
             .unwrap_or_default()
     };
+    // Tokens whose signature is good but whose header or claims break a
+    // JOSE/JWT rule (README, "JOSE and JWT rules"): one per refused class.
+    let raw = |header: serde_json::Value, payload: String| sign_raw(&header.to_string(), &payload);
+    let good_claims = claims("mallory").to_string();
+    let doubled_sub = format!(
+        r#"{{"sub":"mallory","sub":"ops","iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{}}}"#,
+        now_s() + 300
+    );
+    let mut string_exp = claims("mallory");
+    string_exp["exp"] = json!((now_s() + 300).to_string());
+    let mut string_iat = claims("mallory");
+    string_iat["iat"] = json!("yesterday");
     vec![
+        (
+            "crit names an extension greenlight does not understand",
+            raw(
+                json!({"alg": "HS256", "crit": ["exp-ext"], "exp-ext": 1}),
+                good_claims.clone(),
+            ),
+        ),
+        (
+            "crit b64=false (RFC 7797 unencoded payload)",
+            raw(
+                json!({"alg": "HS256", "crit": ["b64"], "b64": false}),
+                good_claims.clone(),
+            ),
+        ),
+        (
+            "duplicate claim names",
+            raw(json!({"alg": "HS256"}), doubled_sub),
+        ),
+        (
+            "typ of another kind of token",
+            raw(
+                json!({"alg": "HS256", "typ": "dpop+jwt"}),
+                good_claims.clone(),
+            ),
+        ),
+        (
+            "cty JWT (nested token)",
+            raw(json!({"alg": "HS256", "cty": "JWT"}), good_claims.clone()),
+        ),
+        (
+            "HS256 naming an RSA key id",
+            raw(json!({"alg": "HS256", "kid": "rsa-1"}), good_claims.clone()),
+        ),
+        (
+            "kid that is not a string",
+            raw(json!({"alg": "HS256", "kid": 1}), good_claims.clone()),
+        ),
+        ("exp as a string", sign(Algorithm::HS256, &string_exp)),
+        (
+            "iat that is not a NumericDate",
+            sign(Algorithm::HS256, &string_iat),
+        ),
         (
             "alg none",
             format!(

@@ -208,6 +208,16 @@ async fn every_credential_kind_is_accepted(runtime: Runtime) {
         let token = fixtures::sign(alg, &fixtures::claims("user-42"));
         requests.push(("jwt", rig.get("/api/items?x=1").bearer_auth(token)));
     }
+    // A hand-signed token with every header parameter greenlight allows
+    // (the hostile corpus signs the same way: its refusals are the rules'),
+    // including URLs that are never fetched.
+    let jose_header = serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": "hs-main",
+        "jku": "https://jwks.invalid/keys", "x5u": "https://x5u.invalid/c.pem"});
+    let token = fixtures::sign_raw(
+        &jose_header.to_string(),
+        &fixtures::claims("user-42").to_string(),
+    );
+    requests.push(("raw jwt", rig.get("/api/items?x=1").bearer_auth(token)));
     for (what, req) in requests {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200, "{what}");
@@ -217,7 +227,7 @@ async fn every_credential_kind_is_accepted(runtime: Runtime) {
         assert_eq!(header(&resp, "x-origin-color"), "blue");
     }
     let seen = rig.blue.recent();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 5);
     assert_eq!(seen[0].header("x-greenlight-principal"), Some("k:app"));
     assert_eq!(
         seen[0].header("x-api-key"),

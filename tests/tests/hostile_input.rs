@@ -371,9 +371,22 @@ async fn header_bombs(runtime: Runtime) {
     rig.normal_request().await;
 }
 
+/// The header the admin tests name their caller's address in (the edge is
+/// told to trust it), so callers on one loopback address count apart.
+const CALLER_HEADER: &str = "x-test-caller";
+
+fn trust_caller_header(setup: &mut greenlight_e2e::EdgeSetup) {
+    setup
+        .vars
+        .insert("TRUSTED_CLIENT_IP_HEADER".into(), CALLER_HEADER.into());
+}
+
 async fn admin_refuses_hostile_calls(runtime: Runtime) {
     use AuthError::{Forbidden, Invalid, Missing};
-    let rig = Rig::start(runtime, |_| {}).await;
+    // Each case comes from its own address: more than ten refused
+    // authentications from one would be rate-limited (see
+    // `admin_guesses_are_rate_limited`).
+    let rig = Rig::start(runtime, trust_caller_header).await;
     // One accepted change first, so a stale epoch exists: epoch 1, 5 %.
     let resp = rig
         .admin_post(
@@ -625,8 +638,9 @@ async fn admin_refuses_hostile_calls(runtime: Runtime) {
         ),
     ];
     cases.extend(cases_tail);
-    for (what, req, expect) in cases {
-        refused(&rig, &what, req, expect).await;
+    for (i, (what, req, expect)) in cases.into_iter().enumerate() {
+        let caller = format!("10.9.{}.{}", i / 200, i % 200 + 1);
+        refused(&rig, &what, req.header(CALLER_HEADER, caller), expect).await;
     }
     // Nothing of that changed the state, and the admin API still works.
     assert_eq!(rig.state().await.state, before);
@@ -640,8 +654,69 @@ async fn admin_refuses_hostile_calls(runtime: Runtime) {
     assert_eq!(rig.state().await.state.epoch, 2);
 }
 
+/// Guessing the admin token from one address: ten refusals (401), then 429
+/// with `Retry-After` for anything that address sends to the admin API,
+/// the right token included; the operator at another address, with the
+/// token or another admin credential, is not slowed down.
+async fn admin_guesses_are_rate_limited(runtime: Runtime) {
+    use greenlight_common::admin_guard::{FAILURE_BURST, FORGIVE_MS};
+    let rig = Rig::start(runtime, trust_caller_header).await;
+    let state = "/__greenlight/state";
+    let attacker = "203.0.113.66";
+    for i in 0..FAILURE_BURST {
+        let resp = rig
+            .get(state)
+            .header(CALLER_HEADER, attacker)
+            .bearer_auth(format!("guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "guess {i}");
+    }
+    let max_wait = FORGIVE_MS.div_ceil(1_000);
+    for (what, token) in [("a guess", "guess-x"), ("the right token", ADMIN_TOKEN)] {
+        let resp = rig
+            .get(state)
+            .header(CALLER_HEADER, attacker)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 429, "{what} from the limited address");
+        let wait: u64 = header(&resp, "retry-after").parse().unwrap_or(0);
+        assert!((1..=max_wait).contains(&wait), "{what}: Retry-After {wait}");
+        let p: Problem = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(p.status, 429);
+    }
+    // The operator, elsewhere, with the token and with an admin API key.
+    for (i, req) in [
+        rig.get(state).bearer_auth(ADMIN_TOKEN),
+        rig.get(state).header("x-api-key", OPS_KEY),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = req
+            .header(CALLER_HEADER, format!("198.51.100.{}", i + 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "operator credential {i}");
+    }
+    // Ordinary traffic from the limited address is not the admin limit's
+    // business.
+    let resp = rig
+        .get("/public/ping")
+        .header(CALLER_HEADER, attacker)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 greenlight_e2e::for_each_runtime!(
     credential_headers_are_refused,
     header_bombs,
     admin_refuses_hostile_calls,
+    admin_guesses_are_rate_limited,
 );

@@ -125,17 +125,27 @@ fn every_config_variable_is_declared_and_secrets_are_secret() {
 }
 
 #[test]
-fn outbound_hosts_are_the_two_origins() {
+fn outbound_hosts_are_the_two_origins_and_the_jwks_origin() {
     let m = manifest();
     let component = table(table(&m, "component"), COMPONENT);
     let hosts: BTreeSet<String> = strings(component.get("allowed_outbound_hosts"))
         .into_iter()
         .collect();
-    let wanted: BTreeSet<String> = ["BLUE_ORIGIN", "GREEN_ORIGIN"]
+    let wanted: BTreeSet<String> = ["BLUE_ORIGIN", "GREEN_ORIGIN", "JWKS_ORIGIN"]
         .iter()
         .map(|n| format!("{{{{ {} }}}}", spin_name(n)))
         .collect();
     assert_eq!(hosts, wanted);
+    // JWKS_ORIGIN's default must be an allowed host too (Spin checks the
+    // template with defaults): the reserved name that means "none".
+    let jwks_default = table(&m, "variables")["jwks_origin"]
+        .get("default")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    assert_eq!(
+        jwks_default.as_deref(),
+        Some(greenlight_common::jwks::UNSET_URL)
+    );
     // Both origins must be required: an empty template would allow nothing
     // and fail every forward.
     for n in ["BLUE_ORIGIN", "GREEN_ORIGIN"] {

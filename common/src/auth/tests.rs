@@ -403,3 +403,229 @@ fn malformed_jwks_is_a_config_error_and_an_unbuildable_key_verifies_nothing() {
     };
     assert_eq!(cfg.identify(creds, NOW), Err(AuthError::Invalid));
 }
+
+/// Signs a hand-written header and payload (JSON text, so duplicate
+/// members and odd types survive) with the test HS256 secret or EC key.
+fn sign_raw(header: &str, payload: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let alg = serde_json::from_str::<serde_json::Value>(header)
+        .ok()
+        .and_then(|h| h.get("alg").and_then(|a| a.as_str()).map(str::to_string));
+    let signature = match alg.as_deref() {
+        Some("ES256") => {
+            use p256::ecdsa::signature::Signer;
+            use p256::pkcs8::DecodePrivateKey;
+            let key = p256::ecdsa::SigningKey::from_pkcs8_pem(EC_PRIVATE).unwrap();
+            let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+            sig.to_bytes().to_vec()
+        }
+        _ => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HS_SECRET).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn payload() -> String {
+    claims().to_string()
+}
+
+#[test]
+fn jose_sign_raw_baseline_is_accepted() {
+    for header in [
+        r#"{"alg":"HS256"}"#,
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        r#"{"alg":"HS256","typ":"jwt"}"#,
+        r#"{"alg":"HS256","typ":"application/jwt"}"#,
+        r#"{"alg":"HS256","typ":"at+jwt"}"#,
+        r#"{"alg":"HS256","kid":"hs-main"}"#,
+        r#"{"alg":"ES256","kid":"ec-1"}"#,
+        // Never fetched, never trusted: the configured keys decide.
+        r#"{"alg":"HS256","jku":"https://evil.test/jwks.json","x5u":"https://evil.test/c.pem"}"#,
+    ] {
+        assert!(
+            check(&sign_raw(header, &payload())).is_ok(),
+            "{header} must be accepted"
+        );
+    }
+}
+
+#[test]
+fn jose_crit_is_refused_whatever_it_lists() {
+    // RFC 7515 §4.1.11: greenlight understands no extension parameter.
+    for header in [
+        r#"{"alg":"HS256","crit":["exp-ext"],"exp-ext":1}"#,
+        r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+        r#"{"alg":"HS256","crit":[]}"#,
+        r#"{"alg":"HS256","crit":["alg"]}"#,
+        r#"{"alg":"HS256","crit":"exp-ext"}"#,
+    ] {
+        assert_eq!(
+            check(&sign_raw(header, &payload())),
+            Err(AuthError::Invalid),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn jose_duplicate_members_are_refused() {
+    let header = r#"{"alg":"HS256","alg":"HS256"}"#;
+    assert_eq!(
+        check(&sign_raw(header, &payload())),
+        Err(AuthError::Invalid)
+    );
+    let header = r#"{"alg":"HS256","kid":"a","kid":"rsa-1"}"#;
+    assert_eq!(
+        check(&sign_raw(header, &payload())),
+        Err(AuthError::Invalid)
+    );
+    let doubled = format!(
+        r#"{{"sub":"user-7","sub":"admin","iss":"https://issuer.test","aud":"greenlight","exp":{}}}"#,
+        NOW + 300
+    );
+    assert_eq!(
+        check(&sign_raw(r#"{"alg":"HS256"}"#, &doubled)),
+        Err(AuthError::Invalid)
+    );
+}
+
+#[test]
+fn jose_typ_and_cty() {
+    // RFC 8725 §3.11: another kind of JWT is not an access token here.
+    for header in [
+        r#"{"alg":"HS256","typ":"dpop+jwt"}"#,
+        r#"{"alg":"HS256","typ":"secevent+jwt"}"#,
+        r#"{"alg":"HS256","typ":"JOSE"}"#,
+        r#"{"alg":"HS256","typ":7}"#,
+        // RFC 7519 §5.2: a nested JWT; and any content type says the
+        // payload is not a claims set.
+        r#"{"alg":"HS256","cty":"JWT"}"#,
+        r#"{"alg":"HS256","cty":"text/plain"}"#,
+        // JWE parameters in a JWS header.
+        r#"{"alg":"HS256","enc":"A128GCM"}"#,
+        r#"{"alg":"HS256","zip":"DEF"}"#,
+    ] {
+        assert_eq!(
+            check(&sign_raw(header, &payload())),
+            Err(AuthError::Invalid),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn jose_kid_binds_a_key_of_the_token_family() {
+    // An HS256 token naming an asymmetric key: the key it names cannot
+    // have made it, whatever secret signed it.
+    for kid in ["rsa-1", "ec-1"] {
+        let header = format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#);
+        assert_eq!(
+            check(&sign_raw(&header, &payload())),
+            Err(AuthError::Invalid),
+            "{header}"
+        );
+    }
+    for header in [
+        r#"{"alg":"HS256","kid":7}"#,
+        r#"{"alg":"HS256","kid":null}"#,
+    ] {
+        assert_eq!(
+            check(&sign_raw(header, &payload())),
+            Err(AuthError::Invalid),
+            "{header}"
+        );
+    }
+    // alg must be a string from the allow-list, spelled exactly.
+    for header in [
+        r#"{"alg":"hs256"}"#,
+        r#"{"alg":["HS256"]}"#,
+        r#"{"typ":"JWT"}"#,
+        r#"["alg","HS256"]"#,
+    ] {
+        assert_eq!(
+            check(&sign_raw(header, &payload())),
+            Err(AuthError::Invalid),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn jose_jwk_use_and_key_ops_bind_keys_to_verification() {
+    let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+    for key in set["keys"].as_array_mut().unwrap() {
+        if key["kid"] == "ec-1" {
+            key["use"] = json!("enc");
+        }
+        if key["kid"] == "rsa-1" {
+            key["key_ops"] = json!(["encrypt"]);
+        }
+    }
+    let cfg = AuthConfig::new(
+        vec![],
+        vec![],
+        JwtSettings {
+            jwks: Some(serde_json::from_value(set).unwrap()),
+            issuer: Some("https://issuer.test".into()),
+            audience: Some("greenlight".into()),
+            ..JwtSettings::default()
+        },
+    )
+    .unwrap();
+    for (alg, kid) in [(Algorithm::ES256, "ec-1"), (Algorithm::RS256, "rsa-1")] {
+        let auth = bearer(&sign(alg, Some(kid), &claims()));
+        let creds = Credentials {
+            api_key: None,
+            authorization: Some(&auth),
+        };
+        assert_eq!(cfg.identify(creds, NOW), Err(AuthError::Invalid), "{kid}");
+    }
+}
+
+#[test]
+fn jose_numeric_dates_and_claim_types() {
+    let with = |field: &str, value: serde_json::Value| {
+        let mut c = claims();
+        c[field] = value;
+        check(&sign(Algorithm::HS256, None, &c))
+    };
+    for (field, value) in [
+        ("exp", json!(format!("{}", NOW + 300))),
+        ("exp", json!(true)),
+        ("exp", json!(null)),
+        ("exp", json!([NOW + 300])),
+        ("nbf", json!(null)),
+        ("iat", json!("yesterday")),
+        ("iat", json!(null)),
+        ("iss", json!(["https://issuer.test"])),
+        ("aud", json!(["greenlight", 7])),
+        ("jti", json!(42)),
+    ] {
+        assert_eq!(
+            with(field, value.clone()),
+            Err(AuthError::Invalid),
+            "{field}={value}"
+        );
+    }
+    // NumericDate may carry a fraction (RFC 7519 §2).
+    assert!(with("exp", json!(NOW as f64 + 300.5)).is_ok());
+    assert!(with("iat", json!(NOW - 5)).is_ok());
+    assert!(with("nbf", json!(NOW as f64 - 0.25)).is_ok());
+    // A payload that is not an object.
+    assert_eq!(
+        check(&sign_raw(r#"{"alg":"HS256"}"#, "[1,2]")),
+        Err(AuthError::Invalid)
+    );
+    assert_eq!(
+        check(&sign_raw(r#"{"alg":"HS256"}"#, "\"claims\"")),
+        Err(AuthError::Invalid)
+    );
+}

@@ -10,7 +10,9 @@ use super::ConfigError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::Algorithm;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature as EcSignature, VerifyingKey};
@@ -49,6 +51,10 @@ impl VerifyKeys {
             .filter_map(|jwk| parse_jwk(jwk, true).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(VerifyKeys { keys })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// The cheap part of `from_jwks`: every key we would use decodes and has
@@ -104,6 +110,20 @@ fn parse_jwk(jwk: &Jwk, build: bool) -> Result<Option<NamedKey>, ConfigError> {
             .decode(v)
             .map_err(|_| bad(&format!("{field} is not base64url")))
     };
+    // A key published for another use, or for operations that do not
+    // include verifying, never verifies a token (RFC 7517 §4.2, §4.3).
+    let for_signatures = match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => true,
+        Some(_) => false,
+    };
+    let may_verify = jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    if !(for_signatures && may_verify) {
+        return Ok(None);
+    }
     let key = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) if declared.as_deref().is_none_or(|a| a == "RS256") => {
             let (n, e) = (b64("n", &p.n)?, b64("e", &p.e)?);
@@ -182,6 +202,5 @@ pub fn verify_signature(
     if !valid {
         return None;
     }
-    let claims = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice(&claims).ok()
+    super::jose::decode_object(payload)
 }

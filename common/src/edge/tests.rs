@@ -1430,6 +1430,129 @@ fn model_routes_set_the_model_per_color() {
 }
 
 #[test]
+fn failed_admin_authentications_are_limited_per_caller() {
+    use crate::admin_guard::{AdminFailures, FAILURE_BURST};
+    let cfg = config();
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let mut failures = AdminFailures::default();
+    // One request from `addr` with `auth`, through plan and the guard.
+    let mut call = |path: &str, addr: &str, auth: &str| -> (u16, Option<String>) {
+        let hs = headers(&[("authorization", auth)]);
+        let req = RequestHead {
+            method: "GET",
+            path,
+            query: None,
+            headers: &hs,
+            client_addr: Some(addr),
+            scheme: Some("https"),
+        };
+        let planned = plan(&cfg, &loaded, &req, NOW_MS, 1);
+        let planned = match admin_guard_key(&cfg, &req, &planned) {
+            Some(key) => guard_admin(planned, &key, &mut failures, NOW_MS, 100).0,
+            None => planned,
+        };
+        match planned {
+            EdgePlan::Reply(r) => (
+                r.status,
+                header(&r.headers, "retry-after").map(String::from),
+            ),
+            EdgePlan::Admin(_) => (200, None),
+            EdgePlan::Forward(_) => (0, None),
+        }
+    };
+    // The operator succeeds as often as it likes: nothing is counted.
+    for _ in 0..3 * FAILURE_BURST {
+        assert_eq!(
+            call("/__greenlight/state", "192.0.2.1", "Bearer admin-secret").0,
+            200
+        );
+    }
+    for i in 0..FAILURE_BURST {
+        assert_eq!(
+            call("/__greenlight/state", "198.51.100.9", "Bearer guess").0,
+            401,
+            "{i}"
+        );
+    }
+    // Over the limit: 429 with Retry-After, even with the right token.
+    let (status, wait) = call("/__greenlight/state", "198.51.100.9", "Bearer guess");
+    assert_eq!((status, wait.as_deref()), (429, Some("6")));
+    assert_eq!(
+        call(
+            "/__greenlight/promote",
+            "198.51.100.9",
+            "Bearer admin-secret"
+        )
+        .0,
+        429
+    );
+    // The operator elsewhere is not locked out, and ordinary traffic from
+    // the limited address is not the admin guard's business.
+    assert_eq!(
+        call("/__greenlight/state", "192.0.2.1", "Bearer admin-secret").0,
+        200
+    );
+    assert_eq!(call("/api/x", "198.51.100.9", "Bearer guess").0, 401);
+    assert_eq!(failures.len(), 1);
+}
+
+#[test]
+fn remote_jwks_configuration() {
+    let mut v = vars();
+    v.insert("JWKS_URL", "http://127.0.0.1:7/jwks.json".into());
+    let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+    assert_eq!(
+        cfg.jwks_url.as_deref(),
+        Some("http://127.0.0.1:7/jwks.json")
+    );
+    // JWKS_ORIGIN (Spin's allowed outbound host): its default means none;
+    // when set, the URL must be under it.
+    v.insert("JWKS_ORIGIN", crate::jwks::UNSET_URL.into());
+    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned()).is_ok());
+    v.insert("JWKS_ORIGIN", "http://127.0.0.1:7".into());
+    assert!(EdgeConfig::from_lookup(|k| v.get(k).cloned()).is_ok());
+    v.insert("JWKS_ORIGIN", "http://127.0.0.1:70".into());
+    let err = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+    assert!(err.0.contains("JWKS_ORIGIN"), "{}", err.0);
+    v.remove("JWKS_ORIGIN");
+    v.insert("JWKS_URL", "http://idp.example.com/jwks".into());
+    let err = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+    assert!(err.0.contains("JWKS_URL"), "{}", err.0);
+    v.insert("JWKS_URL", "https://idp.example.com/jwks".into());
+    v.insert("JWKS", r#"{"keys":[]}"#.into());
+    let err = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+    assert!(err.0.contains("not both"), "{}", err.0);
+    // Which requests need the remote set.
+    let head = |auth: &str| {
+        let hs = headers(&[("authorization", auth)]);
+        let req = RequestHead {
+            method: "GET",
+            path: "/x",
+            query: None,
+            headers: &hs,
+            client_addr: None,
+            scheme: None,
+        };
+        jwks_key_id(&req)
+    };
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let es = format!("Bearer {}.e30.sig", b64(r#"{"alg":"ES256","kid":"k1"}"#));
+    assert_eq!(head(&es), Some(Some("k1".into())));
+    let rs = format!("Bearer {}.e30.sig", b64(r#"{"alg":"RS256"}"#));
+    assert_eq!(head(&rs), Some(None));
+    let hs = format!("Bearer {}.e30.sig", b64(r#"{"alg":"HS256","kid":"k1"}"#));
+    assert_eq!(head(&hs), None);
+    let crit = format!("Bearer {}.e30.sig", b64(r#"{"alg":"ES256","crit":["x"]}"#));
+    assert_eq!(head(&crit), None, "refused anyway: nothing to fetch for");
+}
+
+#[test]
 fn a_preview_on_a_public_route_is_checked_with_the_credential_presented_or_ignored() {
     let cfg = config();
     let s = RolloutState::initial("s");

@@ -7,6 +7,7 @@
 //! configuration and state, the admin API, and writing the health record.
 //! Why the split: `greenlight_common::shell`.
 
+use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
@@ -14,6 +15,7 @@ use greenlight_common::edge::{
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::HealthRecord;
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::jwks::CachedJwks;
 use greenlight_common::object::{self, Answer, ReportThrottle};
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
 use greenlight_common::{shell, RolloutState};
@@ -41,6 +43,16 @@ thread_local! {
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
     static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
+    /// Failed admin authentications per caller address in this isolate
+    /// (`greenlight_common::admin_guard`).
+    /// The remote JWKS (`JWKS_URL`) as this isolate last fetched it, and
+    /// the configuration verifying with it (rebuilt once per fetch).
+    static JWKS: RefCell<CachedJwks> = RefCell::new(CachedJwks::default());
+    static JWKS_CONFIG: RefCell<Option<(u64, Rc<EdgeConfig>)>> = const { RefCell::new(None) };
+    /// Set when a request's token names a key the set lacks: the next
+    /// `loadEdge` refetches (`CachedJwks::should_fetch_for` says when).
+    static JWKS_WANTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ADMIN_FAILURES: RefCell<AdminFailures> = RefCell::new(AdminFailures::default());
     /// Origin failures this isolate counted in the current epoch, reported
     /// whole to the rollout object (which keeps the larger counts), at most
     /// once a second however many failures there are.
@@ -52,6 +64,9 @@ thread_local! {
 
 /// Callers one isolate keeps buckets for before it forgets idle ones.
 const MAX_LIMITED_CALLERS: usize = 10_000;
+
+/// Callers with failed admin authentications one isolate remembers.
+const MAX_ADMIN_FAILURE_CALLERS: usize = 10_000;
 
 /// Forwards in flight before the oldest is forgotten: an attempt whose
 /// client went away never reports back, nor is reported finished.
@@ -125,14 +140,40 @@ pub fn begin_request(
     } else {
         cached_state(&cfg, now_ms)
     };
-    let Some(loaded) = loaded else {
-        return shell::LOAD.into();
-    };
     let request = shell::ShellRequest::parse(head);
     let method = request.method;
     let head = request.head(CLIENT_ADDR_HEADER);
+    let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
+        (Some(_), Some(kid)) => {
+            // One load per request at most: after it, verify with what is there.
+            let wanted = JWKS.with_borrow(|c| c.should_fetch_for(kid.as_deref(), now_ms));
+            if wanted && !fresh {
+                JWKS_WANTED.set(true);
+                return shell::LOAD.into();
+            }
+            remote_jwks_config(&cfg, now_ms)
+        }
+        _ => cfg,
+    };
+    let Some(loaded) = loaded else {
+        return shell::LOAD.into();
+    };
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
-    match edge::plan(&cfg, &loaded, &head, now_ms, random) {
+    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random);
+    let planned = match edge::admin_guard_key(&cfg, &head, &planned) {
+        Some(caller) => ADMIN_FAILURES.with_borrow_mut(|failures| {
+            edge::guard_admin(
+                planned,
+                &caller,
+                failures,
+                now_ms,
+                MAX_ADMIN_FAILURE_CALLERS,
+            )
+            .0
+        }),
+        None => planned,
+    };
+    match planned {
         EdgePlan::Reply(reply) => shell::reply(&reply),
         EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         EdgePlan::Forward(mut fwd) => {
@@ -265,6 +306,13 @@ pub fn model_refusal(id: u32, body: &[u8]) -> String {
 #[wasm_bindgen(js_name = loadEdge)]
 pub async fn load_edge(env: Env, from_object: Option<String>) {
     if let Ok(cfg) = config(&env) {
+        if let Some(url) = &cfg.jwks_url {
+            let now = now_ms();
+            let due = JWKS.with_borrow(|c| c.should_fetch(now, JWKS_WANTED.take()));
+            if due {
+                fetch_jwks(url, now).await;
+            }
+        }
         let source = match from_object {
             Some(doc) => Source::Object(doc),
             None => Source::Kv,
@@ -495,6 +543,47 @@ async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64, source: Source) ->
         loaded
     };
     remember_newer(Rc::new(loaded), now_ms)
+}
+
+/// Fetches the remote JWKS into this isolate's cache (`greenlight_common::jwks`
+/// decides what to keep); a failure keeps the last good set.
+async fn fetch_jwks(url: &str, now_ms: u64) {
+    JWKS.with_borrow_mut(|c| c.attempting(now_ms));
+    let answer = match fetch_text(url).await {
+        Ok(answer) => Some(answer),
+        Err(e) => {
+            worker::console_error!("greenlight: JWKS fetch failed: {e}");
+            None
+        }
+    };
+    let answer = answer
+        .as_ref()
+        .map(|(status, cc, body)| (*status, cc.as_deref(), body.as_slice()));
+    JWKS.with_borrow_mut(|c| *c = std::mem::take(c).after_fetch(answer, now_ms));
+}
+
+async fn fetch_text(url: &str) -> worker::Result<(u16, Option<String>, Vec<u8>)> {
+    let url = worker::Url::parse(url).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut resp = worker::Fetch::Url(url).send().await?;
+    let cache_control = resp.headers().get("cache-control")?;
+    Ok((resp.status_code(), cache_control, resp.bytes().await?))
+}
+
+/// The configuration verifying with this isolate's remote JWKS.
+fn remote_jwks_config(cfg: &Rc<EdgeConfig>, now_ms: u64) -> Rc<EdgeConfig> {
+    JWKS.with_borrow(|cache| {
+        let document = cache.usable(now_ms);
+        // Rebuilt when the set changes or goes too stale (no set: 0).
+        let version = document.map_or(0, |_| cache.fetched_at_ms);
+        JWKS_CONFIG.with_borrow_mut(|built| match built {
+            Some((v, c)) if *v == version => c.clone(),
+            _ => {
+                let c = Rc::new(cfg.with_remote_jwks(document));
+                *built = Some((version, c.clone()));
+                c
+            }
+        })
+    })
 }
 
 /// Takes a token from the caller's bucket in this isolate.

@@ -93,8 +93,19 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         client_addr: client_addr.as_deref().map(strip_port),
     };
     let store = store::Kv::open();
+    let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
+        (Some(url), Some(kid)) => {
+            store::remote_jwks_config(store.as_ref().ok(), &cfg, url, kid.as_deref(), now_ms).await
+        }
+        _ => cfg,
+    };
     let loaded = store::load_state(store.as_ref(), &cfg);
-    match edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms)) {
+    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms));
+    let planned = match (edge::admin_guard_key(&cfg, &head, &planned), &store) {
+        (Some(caller), Ok(store)) => store::guard_admin(store, planned, &caller, now_ms),
+        _ => planned,
+    };
+    match planned {
         EdgePlan::Reply(reply) => Err(reply),
         EdgePlan::Admin(call) => {
             let body = match req.consume() {

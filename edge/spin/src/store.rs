@@ -9,10 +9,12 @@
 //! checked to really compare (a store that swaps unconditionally would lose
 //! updates; the change is refused instead).
 
-use greenlight_common::edge::{self, AdminCall, EdgeConfig, Forward, LoadedState, Reply};
+use greenlight_common::admin_guard::{self, AdminFailures};
+use greenlight_common::edge::{self, AdminCall, EdgeConfig, EdgePlan, Forward, LoadedState, Reply};
 use greenlight_common::failover::Outcome;
 use greenlight_common::health::HEALTH_KEY;
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::jwks::CachedJwks;
 use greenlight_common::ratelimit;
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
@@ -204,6 +206,80 @@ pub fn take_token(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Resu
     let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
     let _ = kv.set(&key, doc.as_bytes());
     verdict.map_err(Reply::rate_limited)
+}
+
+/// Applies the admin failure limit (`greenlight_common::admin_guard`) with
+/// the caller's table in its key-value slot. Like the rate limiter, not
+/// atomic: concurrent failures of one caller may be counted once each
+/// instance, so a caller gets at most its concurrency in extra attempts. A
+/// store that cannot be read counts nothing (an empty table).
+pub fn guard_admin(kv: &Kv, plan: EdgePlan, caller: &str, now_ms: u64) -> EdgePlan {
+    let key = admin_guard::slot_key(caller);
+    let stored = kv.get(&key).ok().flatten();
+    let mut failures = AdminFailures::from_json(stored.as_deref());
+    let (plan, changed) = edge::guard_admin(
+        plan,
+        caller,
+        &mut failures,
+        now_ms,
+        admin_guard::CALLERS_PER_SLOT,
+    );
+    if changed {
+        let _ = kv.set(&key, failures.to_json().as_bytes());
+    }
+    plan
+}
+
+/// Where the remote JWKS cache lives: every request runs in a fresh
+/// instance, so an instance's memory would fetch on every request.
+const JWKS_KEY: &str = "jwks:cache";
+
+/// The configuration verifying with the remote JWKS (`JWKS_URL`), fetched
+/// when `greenlight_common::jwks` says so and cached in the store. The
+/// attempt is recorded before the fetch, so concurrent requests serve
+/// what is cached rather than fetching too (not atomic: two instances
+/// starting at once may both fetch).
+pub async fn remote_jwks_config(
+    kv: Option<&Kv>,
+    cfg: &EdgeConfig,
+    url: &str,
+    kid: Option<&str>,
+    now_ms: u64,
+) -> EdgeConfig {
+    let stored = kv.and_then(|kv| kv.get(JWKS_KEY).ok().flatten());
+    let mut cache = CachedJwks::from_json(stored.as_deref()).unwrap_or_default();
+    if cache.should_fetch_for(kid, now_ms) {
+        cache.attempting(now_ms);
+        if let Some(kv) = kv {
+            let _ = kv.set(JWKS_KEY, cache.to_json().as_bytes());
+        }
+        let answer = fetch_jwks(url).await;
+        let answer = answer
+            .as_ref()
+            .map(|(status, cc, body)| (*status, cc.as_deref(), body.as_slice()));
+        cache = cache.after_fetch(answer, now_ms);
+        if let Some(kv) = kv {
+            let _ = kv.set(JWKS_KEY, cache.to_json().as_bytes());
+        }
+    }
+    cfg.with_remote_jwks(cache.usable(now_ms))
+}
+
+async fn fetch_jwks(url: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
+    let request = spin_sdk::http::Request::get(url).build();
+    match spin_sdk::http::send::<_, spin_sdk::http::Response>(request).await {
+        Ok(resp) => Some((
+            *resp.status(),
+            resp.header("cache-control")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            resp.body().to_vec(),
+        )),
+        Err(e) => {
+            eprintln!("greenlight: JWKS fetch failed: {e}");
+            None
+        }
+    }
 }
 
 /// Counts a failed attempt in the health document (read-modify-write:

@@ -1,0 +1,136 @@
+//! HTTP header handling of the core (`greenlight_common::http` and the
+//! response side of `edge::Forward`): arbitrary origin response headers,
+//! `Connection` lists, cookies, hosts and URLs.
+//!
+//! Invariants: nothing panics; no hop-by-hop header, nor one the origin's
+//! own `Connection` names, reaches the client; a header the edge sets
+//! (`x-greenlight-color`, ...; `vary` and `set-cookie` are appended) has
+//! the edge's values only, never the origin's; a
+//! rewritten `Location` points at the edge; `cookie` returns a trimmed,
+//! non-empty substring of the header; `valid_host` accepts only the
+//! documented alphabet; `path_and_query` returns a path starting with `/` and a query without
+//! a fragment.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use greenlight_common::edge::{
+    self, appended_response_header, EdgeConfig, EdgePlan, LoadedState, RequestHead,
+};
+use greenlight_common::http::{
+    connection_tokens, cookie, is_response_hop_by_hop, path_and_query, split_lines, valid_host,
+};
+use greenlight_common::RolloutState;
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input<'a> {
+    origin_headers: Vec<(&'a str, &'a str)>,
+    origin_lines: &'a str,
+    cookie_header: &'a str,
+    cookie_name: &'a str,
+    host: &'a str,
+    url: &'a str,
+}
+
+fn config() -> EdgeConfig {
+    let vars = [
+        ("BLUE_ORIGIN", "http://127.0.0.1:9001"),
+        ("GREEN_ORIGIN", "http://127.0.0.1:9002"),
+        ("AUTH_ROUTES", "/:off"),
+        ("REWRITE_LOCATION", "true"),
+    ];
+    EdgeConfig::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("fuzz configuration")
+}
+
+fuzz_target!(|input: Input<'_>| {
+    // Helpers on their own.
+    if let Some(v) = cookie(Some(input.cookie_header), input.cookie_name) {
+        assert!(!v.is_empty() && v == v.trim() && input.cookie_header.contains(v));
+    }
+    if valid_host(input.host) {
+        assert!(input.host.len() <= 255 && !input.host.starts_with(':'));
+        assert!(input
+            .host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b)));
+    }
+    let (path, query) = path_and_query(input.url);
+    assert!(path.starts_with('/'), "path {path:?} of {:?}", input.url);
+    if let Some(q) = query {
+        assert!(!q.contains('#'));
+    }
+
+    // A forwarded request from a client whose Host is fuzzed.
+    let cfg = config();
+    let loaded = LoadedState {
+        state: RolloutState::initial("fuzz"),
+        degraded: false,
+    };
+    let headers = vec![("host".to_string(), input.host.to_string())];
+    let req = RequestHead {
+        method: "GET",
+        path: "/x",
+        query: None,
+        headers: &headers,
+        client_addr: Some("192.0.2.1"),
+        scheme: Some("https"),
+    };
+    let EdgePlan::Forward(fwd) = edge::plan(&cfg, &loaded, &req, 1_800_000_000_000, 1) else {
+        panic!("an anonymous GET /x is forwarded");
+    };
+    for origin in [
+        input
+            .origin_headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>(),
+        split_lines(input.origin_lines),
+    ] {
+        let tokens = connection_tokens(
+            origin
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+                .map(|(_, v)| v.as_str()),
+        );
+        let out = fwd.client_response_headers(&origin);
+        let ours: Vec<&(String, String)> = fwd.response_headers.iter().collect();
+        for (k, v) in &out {
+            assert!(
+                !is_response_hop_by_hop(k, &tokens),
+                "hop-by-hop {k:?} reached the client"
+            );
+            // A header the edge sets (other than the appended `vary` and
+            // `set-cookie`) carries only the edge's values.
+            let edge_sets = ours
+                .iter()
+                .any(|(ok, _)| ok.eq_ignore_ascii_case(k) && !appended_response_header(ok));
+            if edge_sets {
+                assert!(
+                    ours.iter()
+                        .any(|(ok, ov)| ok.eq_ignore_ascii_case(k) && ov == v),
+                    "the origin's {k:?}: {v:?} reached the client"
+                );
+            }
+            if k.eq_ignore_ascii_case("location") && valid_host(input.host) {
+                let from_origin = origin.iter().any(|(ok, ov)| ok == k && ov == v);
+                if !from_origin {
+                    assert!(
+                        v.starts_with(&format!("https://{}", input.host)),
+                        "rewritten location {v:?} does not point at the edge"
+                    );
+                }
+            }
+        }
+        for (k, v) in &fwd.response_headers {
+            assert!(
+                out.iter().any(|(ok, ov)| ok == k && ov == v),
+                "the edge's {k:?} is missing"
+            );
+        }
+    }
+});
