@@ -376,24 +376,33 @@ fn strip_parameters(s: &str) -> Cow<'_, str> {
 
 /// The readings an origin may make of the normalized path `path`, for route
 /// matching: the path itself, and each combination of decoding every
-/// escape (twice, so `%252F` is `/`; backslashes read as `/`), dropping `;`
-/// parameters and merging empty segments, each with its dot segments
-/// resolved. Route prefixes are then compared both exactly and ignoring
-/// ASCII case. A path with no `%`, `;` or `//` has one reading, itself (no
-/// allocation). Duplicates are removed.
+/// escape none, once or twice (so `%252F` is `%2F` to an origin that
+/// decodes once and `/` to one that decodes twice; backslashes read as
+/// `/`), dropping `;` parameters (before or after decoding) and merging
+/// empty segments, each with its dot segments resolved. Route prefixes are
+/// then compared both exactly and ignoring ASCII case. A path with no `%`,
+/// `;` or `//` has one reading, itself (no allocation). Duplicates are
+/// removed.
 pub fn readings(path: &str) -> Vec<Cow<'_, str>> {
     let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(path)];
     if !has_other_readings(path) {
         return out;
     }
-    for decode in [false, true] {
-        for strip in [false, true] {
+    for decodes in 0..=2 {
+        // 0: keep `;` parameters; 1: drop them before decoding; 2: after.
+        for strip in 0..=2 {
+            if strip == 1 && decodes == 0 {
+                continue; // the same as dropping them after no decoding
+            }
             for merge in [false, true] {
                 let mut r: String = path.to_string();
-                if decode {
-                    r = decode_all(&decode_all(&r)).replace('\\', "/");
+                if strip == 1 {
+                    r = strip_parameters(&r).into_owned();
                 }
-                if strip {
+                for _ in 0..decodes {
+                    r = decode_all(&r).replace('\\', "/");
+                }
+                if strip == 2 {
                     r = strip_parameters(&r).into_owned();
                 }
                 if merge {

@@ -421,3 +421,24 @@ fn double_encoding_spelled_with_encoded_characters_is_refused_too() {
     let once = normalize("/ip%25%32e", keep).unwrap();
     assert_eq!(normalize(&once, keep).as_deref(), Ok(once.as_ref()));
 }
+
+#[test]
+fn an_origin_that_decodes_once_is_one_of_the_readings() {
+    // Found by `the_edge_decides_on_what_the_origin_serves`: under `keep`,
+    // an origin decoding once (then merging slashes) reads `/api/%2F/open`,
+    // below `/api` (required) and not `/api/open` (optional); the edge only
+    // read it decoded twice (`/api/open`) or not at all, and let it through
+    // anonymously.
+    let policy = PathPolicy {
+        escaped_slashes: EscapedSlashes::Keep,
+        merge_slashes: false,
+    };
+    let cfg = routes("/:off,/api:required,/api/open:optional");
+    let p = normalize("//%2F///api/%252F/open", policy).unwrap();
+    assert_eq!(cfg.route_mode(&p), AuthMode::Required, "{p}");
+    assert!(
+        readings(&p).iter().any(|r| r == "/api/%2F/open"),
+        "{:?}",
+        readings(&p)
+    );
+}
