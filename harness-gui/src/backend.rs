@@ -5,7 +5,7 @@
 use crate::audit::{AuditEntry, AuditFile};
 use crate::metrics::{self, MetricsView};
 use crate::rollout::{
-    drive, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
+    drive, Command, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
 };
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
@@ -37,6 +37,29 @@ impl ManualOp {
             ManualOp::Promote => "promote".into(),
             ManualOp::Rollback => "rollback".into(),
             ManualOp::Abort => "abort".into(),
+        }
+    }
+
+    /// The admin call this change makes.
+    pub fn command(self, expected_epoch: u64, reason: String) -> Command {
+        match self {
+            ManualOp::Weight(percent) => Command::SetWeight {
+                percent,
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Promote => Command::Promote {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Rollback => Command::Rollback {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Abort => Command::Abort {
+                expected_epoch,
+                reason,
+            },
         }
     }
 }
@@ -260,7 +283,8 @@ fn handle(
             let audit = audit.clone();
             tokio::spawn(async move {
                 let e = Some(expected_epoch);
-                let result = crate::rollout::Command::manual(op, expected_epoch, reason.clone())
+                let result = op
+                    .command(expected_epoch, reason.clone())
                     .execute(&client, &actor)
                     .await;
                 let entry = AuditEntry::for_change(&actor, op.name(), e, &result, &reason);

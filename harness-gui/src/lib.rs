@@ -2,7 +2,7 @@
 //!
 //! - [`settings`]: what persists between runs (never the token itself)
 //! - [`audit`]: the JSON-lines audit log
-//! - [`rollout`]: the automated-rollout controller and its driver (shared with `greenlight-rollout`)
+//! - [`rollout`]: the automated rollout (plan, controller, evidence, driver; shared with `greenlight-rollout`)
 //! - [`metrics`]: plot lines and verdicts computed off the UI thread
 //! - [`backend`]: the worker thread (admin client, load engine, rollout)
 //! - [`app`]: the dashboard's state, actions and transitions (no egui)

@@ -8,7 +8,7 @@ use egui_plot::PlotPoint;
 use greenlight_common::Color;
 use hdrhistogram::Histogram;
 use loadtest::histogram::{ColorKey, ColorStats, OutcomeCounts};
-use loadtest::recorder::{EngineCounters, Snapshot};
+use loadtest::recorder::{window, EngineCounters, Snapshot};
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 
 /// Highest percentile the distribution plot reaches (99.999 %).
@@ -80,36 +80,6 @@ impl MetricsView {
             Color::Green => &self.green,
         }
     }
-}
-
-fn sub_hist(h: &mut Histogram<u64>, base: &Histogram<u64>) {
-    if h.subtract(base).is_err() {
-        // Counts went down (a different recorder): keep the totals.
-    }
-}
-
-fn sub_counts(a: &mut OutcomeCounts, b: &OutcomeCounts) {
-    a.s2xx = a.s2xx.saturating_sub(b.s2xx);
-    a.s3xx = a.s3xx.saturating_sub(b.s3xx);
-    a.s4xx = a.s4xx.saturating_sub(b.s4xx);
-    a.s5xx = a.s5xx.saturating_sub(b.s5xx);
-    a.other_status = a.other_status.saturating_sub(b.other_status);
-    a.timeout = a.timeout.saturating_sub(b.timeout);
-    a.connect_error = a.connect_error.saturating_sub(b.connect_error);
-    a.other_error = a.other_error.saturating_sub(b.other_error);
-}
-
-/// The per-color statistics recorded after `base` (all of `now` without one).
-pub fn window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
-    let mut out = now.colors.clone();
-    if let Some(b) = base {
-        for (o, b) in out.iter_mut().zip(b.colors.iter()) {
-            sub_hist(&mut o.corrected, &b.corrected);
-            sub_hist(&mut o.uncorrected, &b.uncorrected);
-            sub_counts(&mut o.outcomes, &b.outcomes);
-        }
-    }
-    out
 }
 
 /// The percentile distribution of a histogram, HdrHistogram style.

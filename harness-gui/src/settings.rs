@@ -2,7 +2,8 @@
 //! config directory). The admin token is never stored: only the *name* of
 //! the environment variable that holds it.
 
-use crate::rollout::{OnInconclusive, RolloutPlan};
+pub use crate::rollout::plan::{format_steps, parse_steps};
+use crate::rollout::plan::{OnInconclusive, RolloutPlan};
 use loadtest::verdict::Policy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -150,32 +151,6 @@ impl Settings {
             self.actor.clone(),
         )
     }
-}
-
-/// Parses `"1, 5, 25, 50, 100"` (also `→`, `->`, spaces or `%`) into percents.
-pub fn parse_steps(text: &str) -> Result<Vec<f64>, String> {
-    let cleaned = text.replace("->", ",").replace(['→', '%', ';'], ",");
-    let mut out = Vec::new();
-    for part in cleaned.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
-        let v: f64 = part
-            .trim()
-            .parse()
-            .map_err(|_| format!("step {part:?} is not a number"))?;
-        out.push(v);
-    }
-    if out.is_empty() {
-        return Err("give at least one step, e.g. 1, 5, 25, 50, 100".into());
-    }
-    Ok(out)
-}
-
-/// `[1.0, 5.0, 100.0]` → `"1, 5, 100"`.
-pub fn format_steps(steps: &[f64]) -> String {
-    steps
-        .iter()
-        .map(|s| format!("{s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -255,6 +255,17 @@ impl Recorder {
     }
 }
 
+/// The per-color statistics recorded after `base` (all of `now` without one).
+pub fn window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
+    let mut out = now.colors.clone();
+    if let Some(b) = base {
+        for (o, b) in out.iter_mut().zip(b.colors.iter()) {
+            o.subtract(b);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

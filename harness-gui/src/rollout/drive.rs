@@ -1,0 +1,185 @@
+//! The driver: connects a [`Controller`] to the edge's admin API and to
+//! the evidence, looks every [`LOOK_EVERY`], and reports what happens.
+
+use super::controller::{Controller, Finish, RolloutStatus};
+use super::evidence::Evidence;
+use super::plan::format_steps;
+use crate::audit::{AuditEntry, AuditFile};
+use greenlight_common::admin::StateView;
+use greenlight_common::Color;
+use loadtest::admin_client::{AdminClient, AdminError};
+use std::time::{Duration, Instant};
+
+/// Operator commands for a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCmd {
+    Pause,
+    Resume,
+    Abort,
+}
+
+/// What the driver reports while it runs.
+#[derive(Debug, Clone)]
+pub enum DriveEvent {
+    Status(RolloutStatus),
+    Audit(AuditEntry),
+    State(StateView),
+    /// The state could not be read (the driver keeps trying).
+    StateError(AdminError),
+}
+
+/// How often the driver looks (state read + analysis).
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `ctrl` against an edge until it finishes, the operator aborts, or
+/// `limit` (wall time, pauses included) runs out — then it aborts.
+pub async fn drive(
+    ctrl: &mut Controller,
+    client: &AdminClient,
+    evidence: &Evidence,
+    user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
+    audit: &AuditFile,
+    limit: Duration,
+    mut on_event: impl FnMut(DriveEvent),
+) -> Finish {
+    let start = Instant::now();
+    let actor = ctrl.plan().actor.clone();
+    let mut state_failures = 0u32;
+    let mut user_open = true;
+    let steps = format_steps(&ctrl.plan().steps);
+    let start_entry = AuditEntry::info(
+        &actor,
+        "rollout start",
+        None,
+        format!("steps {steps}, dwell {:?}", ctrl.plan().dwell),
+    );
+    let _ = audit.append(&start_entry);
+    on_event(DriveEvent::Audit(start_entry));
+    loop {
+        let now = start.elapsed();
+        // Operator commands first.
+        let mut cmds = Vec::new();
+        while let Ok(c) = user.try_recv() {
+            cmds.push(c);
+        }
+        let mut pending = None;
+        for c in cmds {
+            let info = match c {
+                UserCmd::Pause => {
+                    ctrl.pause("paused by the operator");
+                    "rollout pause"
+                }
+                UserCmd::Resume => {
+                    ctrl.resume(now);
+                    "rollout resume"
+                }
+                UserCmd::Abort => {
+                    pending = ctrl.abort(now).or(pending);
+                    "rollout abort"
+                }
+            };
+            let e = AuditEntry::info(&actor, info, None, "");
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+        }
+        if now > limit && ctrl.finished().is_none() {
+            let e = AuditEntry::info(
+                &actor,
+                "rollout time limit",
+                None,
+                format!("{limit:?} exceeded"),
+            );
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            pending = ctrl.abort(now).or(pending);
+            if pending.is_none() && ctrl.finished().is_none() {
+                return Finish::Failed("time limit".into());
+            }
+        }
+        if pending.is_none() {
+            match client.state().await {
+                Ok(v) => {
+                    state_failures = 0;
+                    ctrl.observe_state(&v);
+                    on_event(DriveEvent::State(v));
+                }
+                Err(e) => {
+                    state_failures += 1;
+                    let fatal = matches!(e, AdminError::Unauthorized { .. }) || state_failures > 60;
+                    on_event(DriveEvent::StateError(e.clone()));
+                    if fatal && ctrl.finished().is_none() {
+                        let f = Finish::Failed(format!("cannot read the state: {e}"));
+                        on_event(DriveEvent::Status(ctrl.status(now)));
+                        return f;
+                    }
+                }
+            }
+            if ctrl.finished().is_none() {
+                let policy = ctrl.plan().policy.clone();
+                let active = ctrl.active().unwrap_or(Color::Blue);
+                pending = ctrl.poll(now, &mut |look| evidence.judge(look, &policy, active));
+            }
+        }
+        if let Some(cmd) = pending {
+            let before = Some(cmd.expected_epoch());
+            let result = cmd.execute(client, &actor).await;
+            let entry = AuditEntry::for_change(&actor, cmd.action(), before, &result, cmd.reason());
+            let _ = audit.append(&entry);
+            on_event(DriveEvent::Audit(entry));
+            if let Ok(v) = &result {
+                on_event(DriveEvent::State(v.clone()));
+            }
+            ctrl.on_result(start.elapsed(), &result);
+        }
+        on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
+        if let Some(f) = ctrl.finished() {
+            let f = f.clone();
+            let e = AuditEntry::info(&actor, "rollout end", None, f.describe());
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            return f;
+        }
+        if user_open {
+            tokio::select! {
+                c = user.recv() => match c {
+                    // Put it back for the next iteration.
+                    Some(c) => { pending_push(ctrl, c, start.elapsed(), &mut on_event, &actor, audit); }
+                    None => user_open = false,
+                },
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+        } else {
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+}
+
+/// Applies an operator command that arrived while the driver was sleeping.
+fn pending_push(
+    ctrl: &mut Controller,
+    c: UserCmd,
+    now: Duration,
+    on_event: &mut impl FnMut(DriveEvent),
+    actor: &str,
+    audit: &AuditFile,
+) {
+    let info = match c {
+        UserCmd::Pause => {
+            ctrl.pause("paused by the operator");
+            "rollout pause"
+        }
+        UserCmd::Resume => {
+            ctrl.resume(now);
+            "rollout resume"
+        }
+        UserCmd::Abort => {
+            // The abort call itself is made at the next poll.
+            ctrl.request_abort();
+            "rollout abort"
+        }
+    };
+    let e = AuditEntry::info(actor, info, None, "");
+    let _ = audit.append(&e);
+    on_event(DriveEvent::Audit(e));
+    on_event(DriveEvent::Status(ctrl.status(now)));
+}
