@@ -240,6 +240,8 @@ impl AppState {
                     users: l.users,
                     scenario: (!scenario.is_empty()).then(|| PathBuf::from(scenario)),
                     duration: MAX_LOAD,
+                    preview: self.settings.resolve_preview(),
+                    weighted_share: l.weighted_share,
                 })]
             }
             Action::StopLoad => vec![Request::StopLoad],
@@ -424,6 +426,12 @@ impl AppState {
                         Level::Info
                     };
                     self.notice(level, format!("load: {m}"));
+                }
+                // Said once, when the load starts without comparison traffic.
+                if let (true, Some(sampling @ crate::synthetic::Sampling::Weighted { .. })) =
+                    (l.running && !self.load.running, &l.sampling)
+                {
+                    self.notice(Level::Warning, format!("load: {}", sampling.describe()));
                 }
                 self.load = l;
             }

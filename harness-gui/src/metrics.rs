@@ -8,7 +8,7 @@ use egui_plot::PlotPoint;
 use greenlight_common::Color;
 use hdrhistogram::Histogram;
 use loadtest::histogram::{ColorKey, ColorStats, OutcomeCounts};
-use loadtest::recorder::{window, EngineCounters, Snapshot};
+use loadtest::recorder::{comparison_window, window, EngineCounters, Snapshot};
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 
 /// Highest percentile the distribution plot reaches (99.999 %).
@@ -148,18 +148,25 @@ fn color_view(snap: &Snapshot, stats: &ColorStats, key: ColorKey) -> ColorView {
 }
 
 /// Builds the view: lines over the whole run, statistics and verdicts over
-/// the window after `base` (the rollout's start, when one is running).
+/// the window after `base` (the current rollout step's start, when one is
+/// running); with `comparison`, the verdicts judge the comparison samples.
 pub fn build(
     snap: &Snapshot,
     base: Option<&Snapshot>,
     policy: &Policy,
     active: Color,
+    comparison: bool,
 ) -> MetricsView {
     let colors = window(snap, base);
     let blue = color_view(snap, &colors[ColorKey::Blue.index()], ColorKey::Blue);
     let green = color_view(snap, &colors[ColorKey::Green.index()], ColorKey::Green);
-    let b = ColorSummary::of(&colors[ColorKey::from(active).index()]);
-    let c = ColorSummary::of(&colors[ColorKey::from(active.other()).index()]);
+    let judged = if comparison {
+        comparison_window(snap, base)
+    } else {
+        colors.clone()
+    };
+    let b = ColorSummary::of(&judged[ColorKey::from(active).index()]);
+    let c = ColorSummary::of(&judged[ColorKey::from(active.other()).index()]);
     let any = b.requests + c.requests > 0;
     MetricsView {
         elapsed_s: snap.elapsed.as_secs_f64(),
@@ -170,11 +177,19 @@ pub fn build(
         judgement: any.then(|| judge(policy, &b, &c)),
         sequential: any.then(|| judge_sequential(policy, &b, &c)),
         baseline: Some(active),
-        window: if base.is_some() {
-            "since the rollout started".into()
-        } else {
-            "the whole run".into()
-        },
+        window: format!(
+            "{}{}",
+            if base.is_some() {
+                "since the rollout step started"
+            } else {
+                "the whole run"
+            },
+            if comparison {
+                ", comparison samples"
+            } else {
+                ""
+            }
+        ),
         policy: policy.clone(),
     }
 }
@@ -227,7 +242,7 @@ mod tests {
         }
         r.tick_at(Duration::from_secs(2));
         let snap = r.snapshot();
-        let all = build(&snap, None, &Policy::default(), Color::Blue);
+        let all = build(&snap, None, &Policy::default(), Color::Blue, false);
         assert_eq!((all.blue.requests, all.green.requests), (2000, 1000));
         assert_eq!(all.blue.rps.len(), 2);
         assert_eq!(
@@ -243,9 +258,9 @@ mod tests {
         let j = all.judgement.as_ref().unwrap();
         assert_eq!(j.verdict, loadtest::verdict::Verdict::Fail);
 
-        let since = build(&snap, Some(&base), &Policy::default(), Color::Blue);
+        let since = build(&snap, Some(&base), &Policy::default(), Color::Blue, false);
         assert_eq!((since.blue.requests, since.green.requests), (1000, 1000));
-        assert_eq!(since.window, "since the rollout started");
+        assert_eq!(since.window, "since the rollout step started");
         // Lines always cover the whole run.
         assert_eq!(since.blue.rps.len(), 2);
     }
@@ -253,7 +268,7 @@ mod tests {
     #[test]
     fn empty_snapshots_have_no_verdict() {
         let r = Recorder::new();
-        let v = build(&r.snapshot(), None, &Policy::default(), Color::Blue);
+        let v = build(&r.snapshot(), None, &Policy::default(), Color::Blue, false);
         assert!(v.judgement.is_none() && v.blue.distribution.is_empty());
     }
 }

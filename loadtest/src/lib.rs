@@ -9,6 +9,8 @@
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
+//! - [`sampling`]: what each request is for (comparison traffic through the preview override, or weighted)
+//! - [`routing_check`]: the observed split of weighted traffic against the weight (binomial interval)
 //! - [`admin_client`]: the edge admin API client
 //! - [`origin`]: a test origin with injectable latency, errors and stalls
 //! - [`trace`]: open-loop load keeping one record per request (end-to-end checks)
@@ -20,6 +22,8 @@ pub mod origin;
 pub mod policy_args;
 pub mod recorder;
 pub mod report;
+pub mod routing_check;
+pub mod sampling;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;

@@ -444,6 +444,7 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
             scenario,
             users: Arc::new(users),
             seed: a.seed,
+            comparison: None,
         },
         policy,
         target_rps,

@@ -123,6 +123,10 @@ pub struct Controller {
     edge_unhealthy: Option<String>,
     log: Vec<String>,
     now: Duration,
+    /// Steps begun so far (the driver starts a step's evidence on a change).
+    steps_started: u64,
+    /// When the current step began (its evidence's age).
+    step_since: Duration,
 }
 
 fn pct(p: f64) -> String {
@@ -143,6 +147,8 @@ impl Controller {
             edge_unhealthy: None,
             log: Vec::new(),
             now: Duration::ZERO,
+            steps_started: 0,
+            step_since: Duration::ZERO,
         }
     }
 
@@ -164,6 +170,27 @@ impl Controller {
 
     pub fn is_paused(&self) -> bool {
         matches!(self.stage, Stage::Paused { .. })
+    }
+
+    /// How many steps have begun: a new one starts its own evidence.
+    pub fn steps_started(&self) -> u64 {
+        self.steps_started
+    }
+
+    /// Adds a line from outside the state machine (sampling, routing check).
+    pub fn remark(&mut self, now: Duration, msg: String) {
+        self.now = now;
+        self.note(msg);
+    }
+
+    fn begin_step(&mut self, step: usize, now: Duration) {
+        self.steps_started += 1;
+        self.step_since = now;
+        self.stage = Stage::Dwelling {
+            step,
+            since: now,
+            extensions: 0,
+        };
     }
 
     fn note(&mut self, msg: String) {
@@ -263,11 +290,7 @@ impl Controller {
                         pct(current),
                         i + 1
                     ));
-                    self.stage = Stage::Dwelling {
-                        step: i,
-                        since: now,
-                        extensions: 0,
-                    };
+                    self.begin_step(i, now);
                     return None;
                 }
                 let i = self
@@ -446,11 +469,7 @@ impl Controller {
                             v.state.epoch,
                             self.plan.dwell
                         ));
-                        self.stage = Stage::Dwelling {
-                            step,
-                            since: now,
-                            extensions: 0,
-                        };
+                        self.begin_step(step, now);
                         if let Some(why) = self.pause_requested.take() {
                             self.pause(&why);
                         }
@@ -594,10 +613,11 @@ impl Controller {
                     Some(left),
                     *extensions,
                     format!(
-                        "step {}/{n} at {}: analysing, {:.0} s left",
+                        "step {}/{n} at {}: analysing, {:.0} s left{}",
                         step + 1,
                         pct(self.plan.steps[*step]),
-                        left.as_secs_f64().ceil()
+                        left.as_secs_f64().ceil(),
+                        self.samples_outlook(now)
                     ),
                 )
             }
@@ -631,6 +651,38 @@ impl Controller {
             finished: self.finished().cloned(),
             paused: self.is_paused(),
             log: self.log.clone(),
+        }
+    }
+}
+
+impl Controller {
+    /// While a color is short of the policy's minimum: how many samples it
+    /// has and, at the rate they have come so far, when the minimum is
+    /// reached (never a silent stall).
+    fn samples_outlook(&self, now: Duration) -> String {
+        let Some(j) = &self.last else {
+            return String::new();
+        };
+        let min = self.plan.policy.min_samples;
+        let have = j.candidate_requests.min(j.baseline_requests);
+        if have >= min {
+            return String::new();
+        }
+        let who = if j.candidate_requests <= j.baseline_requests {
+            "the candidate"
+        } else {
+            "the baseline"
+        };
+        let age = now.saturating_sub(self.step_since).as_secs_f64();
+        let eta = (age >= 1.0)
+            .then(|| loadtest::sampling::time_to_min_samples(min, have, have as f64 / age))
+            .flatten();
+        match eta {
+            Some(d) => format!(
+                "; {who} has {have} of {min} samples, the minimum in ~{} at this rate",
+                loadtest::sampling::human_duration(d)
+            ),
+            None => format!("; {who} has {have} of {min} samples, none arriving yet"),
         }
     }
 }

@@ -5,9 +5,13 @@ use super::controller::{Controller, Finish, RolloutStatus};
 use super::evidence::Evidence;
 use super::plan::format_steps;
 use crate::audit::{AuditEntry, AuditFile};
+use crate::synthetic::Sampling;
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
 use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::recorder::Snapshot;
+use loadtest::routing_check::RoutingCheck;
+use loadtest::sampling::fallback_notice;
 use std::time::{Duration, Instant};
 
 /// Operator commands for a running rollout.
@@ -26,6 +30,10 @@ pub enum DriveEvent {
     State(StateView),
     /// The state could not be read (the driver keeps trying).
     StateError(AdminError),
+    /// A step began: the evidence now starts from this snapshot.
+    StepEvidence(Option<Box<Snapshot>>),
+    /// The split of weighted traffic during the step that just ended.
+    RoutingCheck(RoutingCheck),
 }
 
 /// How often the driver looks (state read + analysis).
@@ -36,7 +44,7 @@ pub const LOOK_EVERY: Duration = Duration::from_millis(500);
 pub async fn drive(
     ctrl: &mut Controller,
     client: &AdminClient,
-    evidence: &Evidence,
+    evidence: &mut Evidence,
     user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
     audit: &AuditFile,
     limit: Duration,
@@ -55,6 +63,22 @@ pub async fn drive(
     );
     let _ = audit.append(&start_entry);
     on_event(DriveEvent::Audit(start_entry));
+    let sampling = match evidence.sampling() {
+        Sampling::Weighted { why } => {
+            let p = ctrl.plan();
+            fallback_notice(
+                why,
+                evidence.rate(),
+                &p.steps,
+                p.policy.min_samples,
+                p.dwell,
+            )
+        }
+        s => s.describe(),
+    };
+    ctrl.remark(Duration::ZERO, sampling);
+    // The step whose evidence is being gathered: (steps begun, weight, candidate).
+    let mut step: Option<(u64, f64, Color)> = None;
     loop {
         let now = start.elapsed();
         // Operator commands first.
@@ -131,6 +155,7 @@ pub async fn drive(
             }
             ctrl.on_result(start.elapsed(), &result);
         }
+        follow_steps(ctrl, evidence, &mut step, start.elapsed(), &mut on_event);
         on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
         if let Some(f) = ctrl.finished() {
             let f = f.clone();
@@ -151,6 +176,42 @@ pub async fn drive(
         } else {
             tokio::time::sleep(LOOK_EVERY).await;
         }
+    }
+}
+
+/// Starts a new step's evidence when the controller began a step, and
+/// reports the routing check of the step that ended (or of the last one
+/// when the rollout finished).
+fn follow_steps(
+    ctrl: &mut Controller,
+    evidence: &mut Evidence,
+    step: &mut Option<(u64, f64, Color)>,
+    now: Duration,
+    on_event: &mut impl FnMut(DriveEvent),
+) {
+    let begun = ctrl.steps_started();
+    let changed = step.map_or(begun > 0, |(n, _, _)| n != begun);
+    let ended = changed || ctrl.finished().is_some();
+    if let (true, Some((_, weight, candidate))) = (ended, *step) {
+        let alpha = ctrl.plan().policy.alpha;
+        if let Some(check) = evidence.routing_check(weight, candidate, alpha) {
+            ctrl.remark(now, check.describe());
+            on_event(DriveEvent::RoutingCheck(check));
+        }
+        if !changed {
+            *step = None;
+        }
+    }
+    if changed {
+        evidence.rebase();
+        on_event(DriveEvent::StepEvidence(
+            evidence.base().cloned().map(Box::new),
+        ));
+        let candidate = ctrl.active().unwrap_or(Color::Blue).other();
+        *step = ctrl
+            .status(now)
+            .step
+            .map(|i| (begun, ctrl.plan().steps[i], candidate));
     }
 }
 
