@@ -96,6 +96,16 @@ struct Cli {
     audit: Option<PathBuf>,
 }
 
+/// A line above the progress bar, or on stderr when there is no terminal
+/// to draw it on (CI logs keep the rollout's story).
+fn say(pb: &ProgressBar, line: impl AsRef<str>) {
+    if pb.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        pb.println(line);
+    }
+}
+
 fn usage(m: &str) -> ExitCode {
     eprintln!("greenlight-rollout: {m}");
     ExitCode::from(2)
@@ -215,7 +225,7 @@ fn main() -> ExitCode {
         let finish = drive(&mut ctrl, &client, &mut evidence, &mut rx, &audit, timeout, |e| match e {
             DriveEvent::Status(s) => {
                 for l in &s.log[printed.min(s.log.len())..] {
-                    pb.println(l);
+                    say(&pb, l);
                 }
                 printed = s.log.len();
                 if let Some(i) = s.step {
@@ -225,12 +235,12 @@ fn main() -> ExitCode {
                 pb.set_message(format!("{}{verdict}", s.headline));
                 if s.paused && !paused_abort_sent {
                     paused_abort_sent = true;
-                    pb.println("the rollout paused for a decision, which a headless run cannot take: aborting");
+                    say(&pb, "the rollout paused for a decision, which a headless run cannot take: aborting");
                     let _ = tx.send(UserCmd::Abort);
                 }
             }
             DriveEvent::Audit(a) if a.outcome != harness_gui::audit::Outcome::Info => {
-                pb.println(format!(
+                say(&pb, format!(
                     "admin: {} → {} (epoch {:?} → {:?}){}",
                     a.action,
                     a.outcome.as_str(),
