@@ -11,6 +11,7 @@ use crate::settings::{format_steps, parse_steps, Settings};
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::Phase;
 use loadtest::admin_client::AdminError;
+use loadtest::sampling::PreviewCredential;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,6 +84,10 @@ pub struct AppState {
     pub settings_path: Option<PathBuf>,
     /// Resolved admin token (from the environment; never written anywhere).
     pub token: Option<String>,
+    /// A preview credential given at start-up (never written anywhere);
+    /// `None`: read from the environment variables the settings name when
+    /// the load starts.
+    pub preview: Option<PreviewCredential>,
     pub audit_path: Option<PathBuf>,
     pub view: Option<StateView>,
     pub reach: Reach,
@@ -112,6 +117,7 @@ impl AppState {
             settings,
             settings_path,
             token,
+            preview: None,
             audit_path: None,
             view: None,
             reach: Reach::Unknown,
@@ -240,7 +246,10 @@ impl AppState {
                     users: l.users,
                     scenario: (!scenario.is_empty()).then(|| PathBuf::from(scenario)),
                     duration: MAX_LOAD,
-                    preview: self.settings.resolve_preview(),
+                    preview: match &self.preview {
+                        Some(c) => Ok(c.clone()),
+                        None => self.settings.resolve_preview(),
+                    },
                     weighted_share: l.weighted_share,
                 })]
             }

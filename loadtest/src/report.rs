@@ -29,7 +29,16 @@
 //!   "series": [ { "t_s": 1.0,               // per-second points
 //!       "blue":  { "requests", "rps", "errors", "p50_ms", "p99_ms" },
 //!       "green": {...}, "unknown": {...} } ],
-//!   "verdict": Judgement | null             // see verdict.rs; null with < 2 colors
+//!   "verdict": Judgement | null,            // see verdict.rs; null with < 2 colors
+//!   "sampling": {                           // which samples were which (absent in old reports)
+//!     "mode": "comparison" | "weighted",    // comparison: preview override, equal per color (judged)
+//!     "fallback": "why" ,                   // weighted mode: why there was no comparison traffic
+//!     "weighted_share": 0.1,                // comparison mode: share that followed the weight
+//!     "comparison": {"blue": n, "green": n},
+//!     "weighted": {"blue": n, "green": n, "unknown": n},
+//!     "preview_mismatch": 0,                // previews answered by another color
+//!     "routing_check": RoutingCheck         // with --expect-weight; see routing_check.rs
+//!   }
 //! }
 //! ```
 //! Fields are only ever added within a schema version; readers should ignore
@@ -129,6 +138,8 @@ pub struct Report {
     pub colors: BTreeMap<ColorKey, ColorReport>,
     pub series: Vec<SeriesPoint>,
     pub verdict: Option<Judgement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<crate::sampling::SamplingReport>,
 }
 
 impl Report {
@@ -158,6 +169,7 @@ impl Report {
             colors,
             series: snap.series.clone(),
             verdict,
+            sampling: None,
         }
     }
 
@@ -245,6 +257,10 @@ impl Report {
         row("latency max", &|r| ms(r.latency_ms.max));
         row("service p50 (uncorr.)", &|r| ms(r.service_ms.p50));
         row("service p99 (uncorr.)", &|r| ms(r.service_ms.p99));
+        if let Some(sampling) = &self.sampling {
+            out.push('\n');
+            out.push_str(&sampling.human());
+        }
         if let Some(j) = &self.verdict {
             let _ = writeln!(out, "\nverdict ({}): {}", j.mode, j.verdict);
             for r in &j.reasons {

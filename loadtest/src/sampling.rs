@@ -234,6 +234,93 @@ pub fn fallback_notice(
     )
 }
 
+/// Which samples were comparison and which weighted (the JSON report's
+/// `sampling` object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingReport {
+    /// `"comparison"` (preview override, equal per color) or `"weighted"`.
+    pub mode: String,
+    /// Why there was no comparison traffic (weighted mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Share of requests sent to follow the weight (comparison mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_share: Option<f64>,
+    /// Comparison samples per color (what the verdict compared in comparison mode).
+    pub comparison: std::collections::BTreeMap<String, u64>,
+    /// Weighted samples per color (routing check, or the fallback's evidence).
+    pub weighted: std::collections::BTreeMap<String, u64>,
+    /// Comparison requests answered by another color than asked for.
+    pub preview_mismatch: u64,
+    /// The weighted split against the weight given with `--expect-weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_check: Option<crate::routing_check::RoutingCheck>,
+}
+
+impl SamplingReport {
+    pub fn of(
+        snap: &crate::recorder::Snapshot,
+        comparison: Option<f64>,
+        fallback: Option<String>,
+        routing_check: Option<crate::routing_check::RoutingCheck>,
+    ) -> SamplingReport {
+        use crate::histogram::ColorKey;
+        let per = |f: &dyn Fn(ColorKey) -> u64| {
+            ColorKey::ALL
+                .iter()
+                .map(|c| (c.as_str().to_string(), f(*c)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        SamplingReport {
+            mode: if comparison.is_some() {
+                "comparison"
+            } else {
+                "weighted"
+            }
+            .into(),
+            fallback,
+            weighted_share: comparison,
+            comparison: per(&|c| snap.comparison(c).requests()),
+            weighted: per(&|c| snap.weighted_requests(c)),
+            preview_mismatch: snap.counters.preview_mismatch,
+            routing_check,
+        }
+    }
+
+    /// Lines for the human summary.
+    pub fn human(&self) -> String {
+        let counts = |m: &std::collections::BTreeMap<String, u64>| {
+            if m.is_empty() {
+                "none".to_string()
+            } else {
+                m.iter()
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let mut out = match &self.fallback {
+            Some(why) => format!("sampling: weighted only ({why})\n"),
+            None => format!(
+                "sampling: comparison traffic (judged): {}; weighted (routing check): {}{}\n",
+                counts(&self.comparison),
+                counts(&self.weighted),
+                if self.preview_mismatch > 0 {
+                    format!("; {} previews not honoured", self.preview_mismatch)
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        if let Some(r) = &self.routing_check {
+            out.push_str(&r.describe());
+            out.push('\n');
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

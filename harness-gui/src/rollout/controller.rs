@@ -369,7 +369,13 @@ impl Controller {
         let verdict = end.verdict;
         let reasons = end.reasons.clone();
         self.last = Some(end);
-        self.note(format!("{at}: analysis {verdict}"));
+        // An undecided analysis says which checks are undecided and why.
+        let undecided = if verdict == Verdict::Inconclusive {
+            format!(": {}", undecided(&reasons))
+        } else {
+            String::new()
+        };
+        self.note(format!("{at}: analysis {verdict}{undecided}"));
         let advance = |c: &mut Controller| -> Option<Command> {
             if step + 1 < n {
                 let percent = c.plan.steps[step + 1];
@@ -684,6 +690,26 @@ impl Controller {
             ),
             None => format!("; {who} has {have} of {min} samples, none arriving yet"),
         }
+    }
+}
+
+fn undecided(reasons: &[String]) -> String {
+    let open: Vec<&str> = reasons
+        .iter()
+        .filter(|r| {
+            r.contains("cannot tell")
+                || r.contains("not significantly")
+                || r.contains("undecided")
+                || r.contains("not enough samples")
+                || r.contains("no latency data")
+                || r.contains("no load")
+        })
+        .map(String::as_str)
+        .collect();
+    if open.is_empty() {
+        reasons.join("; ")
+    } else {
+        open.join("; ")
     }
 }
 
