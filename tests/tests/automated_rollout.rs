@@ -83,7 +83,7 @@ async fn state(edge: &RunningEdge) -> greenlight_common::admin::StateView {
 }
 
 async fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
-    let s = setup(runtime, "normal:10ms,1ms", "normal:14ms,1.4ms").await;
+    let s = setup(runtime, "normal:40ms,4ms", "normal:56ms,5.6ms").await;
     let (code, log) = twin(&s.edge, &[]).await;
     assert_eq!(code, Some(1), "expected a rollback (exit 1):\n{log}");
     assert!(log.contains("comparison traffic"), "{log}");
@@ -106,7 +106,7 @@ async fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
 }
 
 async fn equal_green_is_promoted_through_every_step(runtime: Runtime) {
-    let s = setup(runtime, "normal:10ms,1ms", "normal:10ms,1ms").await;
+    let s = setup(runtime, "normal:40ms,4ms", "normal:40ms,4ms").await;
     let (code, log) = twin(&s.edge, &["--dwell", "10s"]).await;
     assert_eq!(code, Some(0), "expected a promotion (exit 0):\n{log}");
     for step in [

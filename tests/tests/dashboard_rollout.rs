@@ -46,7 +46,8 @@ fn wait_for(
                 s.rollout.as_ref().map(|r| (&r.headline, &r.log)),
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Each step draws the whole dashboard (a debug build): not too often.
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -69,7 +70,7 @@ fn rollout(
     };
     let any = "127.0.0.1:0".parse().unwrap();
     let (blue, green, edge) = rt.block_on(async {
-        let blue = Origin::start(any, "blue", latency("normal:10ms,1ms"))
+        let blue = Origin::start(any, "blue", latency("normal:40ms,4ms"))
             .await
             .unwrap();
         let green = Origin::start(any, "green", latency(green_latency))
@@ -111,7 +112,7 @@ fn rollout(
         shows(h, "comparison traffic")
     });
     h.get_by_label("Start rollout").click();
-    wait_for(&mut h, until, Duration::from_secs(240), |h| {
+    wait_for(&mut h, until, Duration::from_secs(150), |h| {
         shows(h, &format!("Rollout: {until}"))
     });
     let log = h
@@ -137,7 +138,7 @@ fn rollout(
 }
 
 fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
-    let (log, view) = rollout(runtime, "normal:14ms,1.4ms", None, "rolled back");
+    let (log, view) = rollout(runtime, "normal:56ms,5.6ms", None, "rolled back");
     assert!(
         log.iter().any(|l| l.contains("rolled back: step 1/5 (1%)")),
         "{log:#?}"
@@ -150,7 +151,7 @@ fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
 }
 
 fn equal_green_is_promoted_through_every_step(runtime: Runtime) {
-    let (log, view) = rollout(runtime, "normal:10ms,1ms", Some(10), "promoted");
+    let (log, view) = rollout(runtime, "normal:40ms,4ms", Some(10), "promoted");
     for step in [
         "1/5 (1%)",
         "2/5 (5%)",

@@ -1148,6 +1148,30 @@ mod tests {
     }
 
     #[test]
+    fn a_step_short_of_samples_says_when_the_minimum_comes() {
+        let mut c = Controller::new(plan(&[1.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 1);
+        assert_eq!(c.steps_started(), 1);
+        // 4 s into the step: 20 candidate samples, 5 a second; 180 to go.
+        let mut short = |_: Look| Judgement {
+            baseline_requests: 2000,
+            candidate_requests: 20,
+            ..verdict(Verdict::Inconclusive)
+        };
+        assert_eq!(c.poll(Duration::from_secs(4), &mut short), None);
+        let h = c.status(Duration::from_secs(4)).headline;
+        assert!(
+            h.contains("the candidate has 20 of 200 samples, the minimum in ~36 s"),
+            "{h}"
+        );
+        let mut none = |_: Look| verdict(Verdict::Inconclusive);
+        c.poll(Duration::from_secs(5), &mut none);
+        let h = c.status(Duration::from_secs(5)).headline;
+        assert!(h.contains("has 0 of 200 samples, none arriving yet"), "{h}");
+    }
+
+    #[test]
     fn starts_from_the_current_weight() {
         let mut c = Controller::new(plan(&[1.0, 5.0, 25.0, 100.0], 0, OnInconclusive::Pause));
         let mut edge = Edge::new();

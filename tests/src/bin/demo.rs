@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("starting the {} edge ...", runtime.name());
     let edge = runtime
-        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
+        .start(&fixtures::rollout_edge_setup(&blue.url(), &green.url()))
         .await
         .with_context(|| format!("starting the {} edge", runtime.name()))?;
     println!("edge: {}\n", edge.base_url);
@@ -174,13 +174,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Runs the dashboard or its headless twin (built next to this binary by
-/// scripts/demo.sh) against the demo edge, with anonymous synthetic users.
+/// scripts/demo.sh) against the demo edge: comparison traffic with the
+/// demo's preview key (equal samples of blue and green at every step) on a
+/// route where anonymous visitors pass too, so a share follows the weight.
 async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
     let dir = std::env::current_exe()?
         .parent()
         .map(std::path::Path::to_path_buf)
         .context("locating the demo binary's directory")?;
-    let target = format!("{edge}/public/demo");
+    let target = format!("{edge}{}/demo", fixtures::ROLLOUT_PREFIX);
     let rate = args.rate.to_string();
     let mut cmd = match ui {
         Ui::Dashboard => {
@@ -200,12 +202,12 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         _ => {
             let mut c = tokio::process::Command::new(dir.join("greenlight-rollout"));
             c.args(["--edge", edge, "--target", &target, "--rate", &rate])
-                .args(["--steps", "20,50,100", "--dwell", "15s"])
+                .args(["--dwell", "15s"])
                 // A demo should reach its end when nothing is wrong; a Fail
                 // still rolls back at once.
                 .args(["--on-inconclusive", "advance"]);
             println!(
-                "headless rollout: 20 → 50 → 100 %, 15 s per step{}",
+                "headless rollout: 1 → 5 → 25 → 50 → 100 %, 15 s per step{}",
                 if args.regression {
                     " (green regressed: expect a rollback)"
                 } else {
@@ -216,6 +218,7 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         }
     };
     cmd.env(loadtest::admin_client::TOKEN_ENV, fixtures::ADMIN_TOKEN)
+        .env(loadtest::sampling::PREVIEW_KEY_ENV, fixtures::QA_KEY)
         .kill_on_drop(true);
     let status = tokio::select! {
         s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,
