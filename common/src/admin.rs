@@ -4,7 +4,7 @@
 
 use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
-use crate::state::{RolloutState, WEIGHT_SCALE};
+use crate::state::{Population, RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
 
 /// Largest admin request body accepted.
@@ -23,6 +23,10 @@ pub struct StateView {
     /// Origin failures the edges counted in this epoch (`GET state` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthView>,
+    /// Who the canary's users are: whether the next canary draws new ones
+    /// (`state.stickiness.population`, spelled out even when `fresh`).
+    #[serde(default)]
+    pub population: Population,
 }
 
 impl StateView {
@@ -30,6 +34,7 @@ impl StateView {
         StateView {
             phase: state.phase(),
             allowed: state.allowed_ops(),
+            population: state.stickiness.population,
             state,
             degraded,
             health: None,
@@ -49,6 +54,10 @@ pub struct ChangeRequest {
     /// ...or a percentage (0..=100, two decimals kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_percent: Option<f64>,
+    /// For `weight`: `fresh` or `fixed`, kept in the state from this change
+    /// on (see [`Population`]); decides the salt of a canary this call starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<Population>,
     /// Who is acting, for the audit trail (defaults to the authenticated identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
@@ -212,7 +221,31 @@ pub fn handle_with_health(
         at_ms: now_ms,
         reason: req.reason.clone(),
     };
-    match current.apply(op, req.expected_epoch, meta) {
+    // A population sent with a weight change is part of that change: it is
+    // in force for the canary this call may start, and stays.
+    let with_population;
+    let base = match (fixed_op, req.population) {
+        (None, Some(population)) => {
+            with_population = RolloutState {
+                stickiness: crate::state::Stickiness {
+                    population,
+                    ..current.stickiness.clone()
+                },
+                ..current.clone()
+            };
+            &with_population
+        }
+        (Some(_), Some(_)) => {
+            return AdminOutcome::problem(Problem::new(
+                400,
+                "bad-request",
+                "population belongs to a weight change",
+                "send population with POST /__greenlight/weight",
+            ))
+        }
+        _ => current,
+    };
+    match base.apply(op, req.expected_epoch, meta) {
         Ok(next) => AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next)),
         Err(e) => AdminOutcome::problem(problem_of(&e)),
     }
@@ -339,6 +372,54 @@ mod tests {
             &s,
         );
         assert_eq!(o.new_state.unwrap().last_change.actor, "alice");
+    }
+
+    #[test]
+    fn a_weight_change_may_set_the_population_and_the_view_shows_it() {
+        let s = RolloutState::initial("x");
+        let o = call(
+            AdminRoute::Weight,
+            "POST",
+            r#"{"expected_epoch":0,"weight_bp":100,"population":"fixed"}"#,
+            &s,
+        );
+        assert_eq!(o.status, 200, "{}", o.body);
+        let v: StateView = serde_json::from_str(&o.body).unwrap();
+        assert_eq!(v.population, Population::Fixed);
+        let next = o.new_state.unwrap();
+        // Fixed from this change on: the canary it starts keeps the salt.
+        assert_eq!(
+            (next.stickiness.population, next.stickiness.salt.as_str()),
+            (Population::Fixed, "x")
+        );
+        // Without it, a canary from 0 % draws a new salt, and GET says fresh.
+        let o = call(
+            AdminRoute::Weight,
+            "POST",
+            r#"{"expected_epoch":0,"weight_bp":100}"#,
+            &s,
+        );
+        let v: StateView = serde_json::from_str(&o.body).unwrap();
+        assert_eq!(v.population, Population::Fresh);
+        assert!(o.body.contains(r#""population":"fresh""#), "{}", o.body);
+        assert_ne!(v.state.stickiness.salt, "x");
+        // Only a weight change carries one.
+        for route in [AdminRoute::Promote, AdminRoute::Rollback, AdminRoute::Abort] {
+            let o = call(
+                route,
+                "POST",
+                r#"{"expected_epoch":0,"population":"fixed"}"#,
+                &s,
+            );
+            assert_eq!((o.status, o.new_state), (400, None), "{route:?}");
+        }
+        let o = call(
+            AdminRoute::Weight,
+            "POST",
+            r#"{"expected_epoch":0,"weight_bp":100,"population":"sometimes"}"#,
+            &s,
+        );
+        assert_eq!(o.status, 400);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use crate::admin::{self, AdminOutcome, AdminRoute, Problem};
 use crate::auth::{
-    parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, ConfigError, Credentials,
-    JwtSettings, Role,
+    parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, AuthMode, ConfigError,
+    Credentials, JwtSettings, Role,
 };
 use crate::color::Color;
 use crate::decide::{decide, RequestFacts, RouteDecision, RouteReason};
@@ -19,6 +19,7 @@ use crate::http::{
     HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
     METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
 };
+use crate::identity::{sticky_identity, IdentityOrder, IdentitySource};
 use crate::origin_auth;
 use crate::path::{self, EscapedSlashes, PathPolicy};
 use crate::ratelimit::{RateLimit, RetryAfter};
@@ -65,6 +66,7 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "TRUSTED_CLIENT_IP_HEADER",
     "ORIGIN_HOST",
     "REWRITE_LOCATION",
+    "STICKY_IDENTITY",
 ];
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
 pub const SECRET_VARIABLES: &[&str] = &["ADMIN_TOKEN", "JWT_HS256_SECRET", "ORIGIN_SIGNING_SECRET"];
@@ -104,6 +106,9 @@ pub struct EdgeConfig {
     /// Whether `location` headers that point at an origin are rewritten to
     /// the host and scheme the client used (`REWRITE_LOCATION`, off).
     pub rewrite_location: bool,
+    /// Which identity a user is bucketed by when a request carries both the
+    /// cookie and a credential (`STICKY_IDENTITY`: `cookie` or `credential`).
+    pub identity_order: IdentityOrder,
 }
 
 /// Which `Host` an origin receives.
@@ -275,6 +280,15 @@ impl EdgeConfig {
             None => OriginHost::default(),
         };
         let rewrite_location = flag("REWRITE_LOCATION")?;
+        let identity_order = match nonempty("STICKY_IDENTITY") {
+            None => IdentityOrder::default(),
+            Some(v) => IdentityOrder::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "STICKY_IDENTITY {v:?} must be cookie (one color per browser) or \
+                     credential (one color per account)"
+                ))
+            })?,
+        };
         Ok(EdgeConfig {
             blue_origin: origin("BLUE_ORIGIN")?,
             green_origin: origin("GREEN_ORIGIN")?,
@@ -292,6 +306,7 @@ impl EdgeConfig {
             trusted_client_ip_header,
             origin_host,
             rewrite_location,
+            identity_order,
         })
     }
 
@@ -924,24 +939,8 @@ pub fn plan(
             },
         };
     }
-    let principal = match cfg.auth.authenticate(&path, req.credentials(), now_s) {
-        Ok(p) => p,
-        Err(e) => return EdgePlan::Reply(Reply::auth_error(e)),
-    };
     let state = &loaded.state;
-
-    // Identity for stickiness: the principal, else the anonymous cookie, else
-    // a new anonymous id that the response will set.
     let cookie_header = req.header("cookie");
-    let anon = cookie(cookie_header, STICKY_COOKIE).filter(|v| valid_anon_id(v));
-    let (sticky_key, set_cookie) = match (&principal, anon) {
-        (Some(p), _) => (p.id.clone(), None),
-        (None, Some(id)) => (format!("c:{id}"), None),
-        (None, None) => {
-            let fresh_id = format!("{random:016x}");
-            (format!("c:{fresh_id}"), Some(fresh_id))
-        }
-    };
     let preview = req
         .header(&state.preview.header)
         .or_else(|| {
@@ -952,10 +951,49 @@ pub fn plan(
                 .and_then(|name| cookie(cookie_header, name))
         })
         .and_then(|v| v.parse::<Color>().ok());
+    let cookie_id = cookie(cookie_header, STICKY_COOKIE).filter(|v| valid_anon_id(v));
+    let public_route = cfg.auth.route_mode(&path) == AuthMode::Off;
+    let principal = if public_route {
+        // A public route needs no credential, so a bad one is not an error;
+        // a good one is checked only where it matters: a preview asked for
+        // (the role decides), or a caller without the cookie (the
+        // credential is its identity). Everyone else costs no verification.
+        if preview.is_some() || cookie_id.is_none() {
+            cfg.auth.identify(req.credentials(), now_s).ok().flatten()
+        } else {
+            None
+        }
+    } else {
+        match cfg.auth.authenticate(&path, req.credentials(), now_s) {
+            Ok(p) => p,
+            Err(e) => return EdgePlan::Reply(Reply::auth_error(e)),
+        }
+    };
+    let may_preview = principal.as_ref().is_some_and(|p| p.has(Role::Preview));
+    // On a public route a preview from a caller who cannot be checked is
+    // ignored (normal routing): a 403 there would lock previewers out of the
+    // public pages, and honouring it would let anyone choose the candidate.
+    let preview = preview.filter(|_| !(public_route && state.preview.require_role && !may_preview));
+
+    // One identity per user on every route (see `identity`).
+    let identity = sticky_identity(
+        cfg.identity_order,
+        cookie_id,
+        principal.as_ref().map(|p| p.id.as_str()),
+        random,
+    );
+    let sticky_key = identity.key;
+    // A credential's id goes into the cookie only while it decides a color
+    // (a canary): outside one, API clients would get a cookie, and a
+    // private `Cache-Control`, on every answer for nothing.
+    let set_cookie = identity.set_cookie.filter(|_| {
+        identity.source != IdentitySource::Credential
+            || state.phase() == crate::rollout::Phase::Canary
+    });
     let facts = RequestFacts {
         sticky_key: Some(&sticky_key),
         preview,
-        may_preview: principal.as_ref().is_some_and(|p| p.has(Role::Preview)),
+        may_preview,
         roll: (random >> 32) as u32,
     };
     let decision = match decide(&facts, state) {
@@ -1066,9 +1104,13 @@ pub fn plan(
 /// `Vary` for a forwarded answer: the request fields that decided its
 /// color, so a shared cache never serves one caller's color to another.
 /// - always the preview header: with it, a previewer gets another color;
-/// - while a share of users is on the candidate (canary) and for a
-///   preview: the caller's identity (`x-api-key`, `authorization`, or the
-///   `cookie` holding the anonymous id or the preview cookie).
+/// - while a share of users is on the candidate (canary): the identity
+///   the user was bucketed by, and what could have changed it: the
+///   edge's `cookie` (it comes first for everyone under the default
+///   order, and is what a caller without a credential is known by) and the
+///   credential header (`x-api-key` or `authorization`) when one was used;
+/// - for a preview: the credential that allowed it (and `cookie` when the
+///   preview came by cookie).
 ///
 /// In `stable` and `promoted` everyone without a preview gets the same
 /// color, so the identity is not listed (the response may still vary by
@@ -1080,17 +1122,33 @@ fn vary_for(
     preview_by_cookie: bool,
 ) -> String {
     let mut fields = vec![state.preview.header.as_str()];
-    let by_identity =
-        decision.reason == RouteReason::Override || state.phase() == crate::rollout::Phase::Canary;
-    if by_identity {
-        fields.push(match principal {
-            Some(id) if id.starts_with("k:") => HEADER_API_KEY,
-            Some(_) => "authorization",
-            None => "cookie",
-        });
+    let credential_header = principal.map(|id| {
+        if id.starts_with("k:") {
+            HEADER_API_KEY
+        } else {
+            "authorization"
+        }
+    });
+    let mut add = |f: &'static str| {
+        if !fields.contains(&f) {
+            fields.push(f);
+        }
+    };
+    if decision.reason == RouteReason::Override {
+        if let Some(h) = credential_header {
+            add(h);
+        }
+    } else if state.phase() == crate::rollout::Phase::Canary {
+        if let Some(h) = credential_header {
+            add(h);
+        }
+        // Whatever the source, the edge's cookie could have decided it: it
+        // is the identity of callers without a credential, comes first
+        // under the default order, and is what a credential maps to.
+        add("cookie");
     }
-    if preview_by_cookie && !fields.contains(&"cookie") {
-        fields.push("cookie");
+    if preview_by_cookie {
+        add("cookie");
     }
     fields.join(", ")
 }

@@ -103,18 +103,29 @@ pub fn record_failure(
 /// Combines two views of the same counts (the store's and an edge
 /// instance's own), keeping the larger of each: an instance that remembers
 /// its failures can write them back without losing ones it raced with, and
-/// without adding up the same failure twice. A newer epoch wins outright.
-pub fn merge(stored: Option<HealthRecord>, mine: &HealthRecord) -> HealthRecord {
+/// without adding up the same failure twice.
+///
+/// The record follows the state's epoch (`current_epoch`), in whichever
+/// direction it moved: a record of any other epoch counts for nothing, so a
+/// state rewritten by hand with a lower epoch starts from a fresh record
+/// instead of keeping one that [`assess`] ignores (which would never report
+/// the color under test unhealthy again).
+pub fn merge(
+    stored: Option<HealthRecord>,
+    mine: &HealthRecord,
+    current_epoch: u64,
+) -> HealthRecord {
+    let stored = stored.filter(|s| s.epoch == current_epoch);
+    if mine.epoch != current_epoch {
+        // An instance reporting for an epoch that is over: nothing to add.
+        return stored.unwrap_or(HealthRecord {
+            epoch: current_epoch,
+            ..HealthRecord::default()
+        });
+    }
     let Some(stored) = stored else {
         return mine.clone();
     };
-    if stored.epoch != mine.epoch {
-        return if stored.epoch > mine.epoch {
-            stored
-        } else {
-            mine.clone()
-        };
-    }
     let pick = |a: &ColorFailures, b: &ColorFailures| -> ColorFailures {
         let (window_start_ms, in_window) = match a.window_start_ms.cmp(&b.window_start_ms) {
             std::cmp::Ordering::Less => (b.window_start_ms, b.in_window),
@@ -312,23 +323,59 @@ mod tests {
         // An instance counted 3 failures; the store holds 2 of them (a write raced).
         let mine = fail_n(3, 4, Color::Green, 1_000).unwrap();
         let stored = fail_n(2, 4, Color::Green, 1_000).unwrap();
-        let m = merge(Some(stored.clone()), &mine);
+        let m = merge(Some(stored.clone()), &mine, 4);
         assert_eq!((m.green.total, m.green.in_window), (3, 3));
         // Another instance's blue failures survive the write back.
         let mut other = stored;
         other = record_failure(Some(other), 4, Color::Blue, "x", 1_500, 60_000);
-        let m = merge(Some(other), &mine);
+        let m = merge(Some(other), &mine, 4);
         assert_eq!((m.blue.total, m.green.total), (1, 3));
         // A later window wins over an older one.
         let fresh = record_failure(None, 4, Color::Green, "late", 90_000, 60_000);
-        let m = merge(Some(fresh), &mine);
+        let m = merge(Some(fresh), &mine, 4);
         assert_eq!((m.green.window_start_ms, m.green.in_window), (90_000, 1));
         assert_eq!(m.green.last_detail, "late");
-        // Epochs: the newer one wins whole.
+        // Epochs: the state's current one wins whole.
         let newer = fail_n(1, 5, Color::Blue, 2_000).unwrap();
-        assert_eq!(merge(Some(newer.clone()), &mine), newer);
-        assert_eq!(merge(Some(mine.clone()), &newer), newer);
-        assert_eq!(merge(None, &mine), mine);
+        assert_eq!(merge(Some(newer.clone()), &mine, 5), newer);
+        assert_eq!(merge(Some(mine.clone()), &newer, 5), newer);
+        assert_eq!(merge(None, &mine, 4), mine);
+    }
+
+    #[test]
+    fn the_record_follows_the_state_when_a_hand_edit_lowers_the_epoch() {
+        // The store holds failures of epoch 40; the state is rewritten by
+        // hand to epoch 7, a canary whose green now fails.
+        let mut s = canary();
+        s.epoch = 7;
+        let policy = HealthPolicy {
+            threshold: 5,
+            window_ms: 60_000,
+        };
+        let old = fail_n(3, 40, Color::Green, 1_000);
+        let mine = fail_n(5, 7, Color::Green, 2_000).unwrap();
+        // Before: the higher epoch won the merge and assess ignored it.
+        let merged = merge(old.clone(), &mine, s.epoch);
+        assert_eq!((merged.epoch, merged.green.total), (7, 5));
+        let view = assess(Some(&merged), &s, policy, 2_500);
+        assert!(view.unhealthy, "{view:?}");
+        assert_eq!(view.recent_failures, 5);
+        // A late report for the old epoch neither revives it nor erases the
+        // current counts.
+        let late = fail_n(9, 40, Color::Green, 2_100).unwrap();
+        assert_eq!(merge(Some(merged.clone()), &late, 7), merged);
+        let none_yet = merge(old, &late, 7);
+        assert_eq!((none_yet.epoch, none_yet.green.total), (7, 0));
+        // record_failure follows the epoch down as well as up.
+        let rec = record_failure(
+            fail_n(9, 40, Color::Green, 0),
+            7,
+            Color::Green,
+            "x",
+            10,
+            60_000,
+        );
+        assert_eq!((rec.epoch, rec.green.total), (7, 1));
     }
 
     #[test]

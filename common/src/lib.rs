@@ -12,6 +12,7 @@ pub mod edge;
 pub mod failover;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod object;
 pub mod origin_auth;
 pub mod path;

@@ -243,19 +243,40 @@ pub fn change(
 }
 
 /// Merges an edge instance's health report into the object's record and
-/// counts the write; `None` when the report is unreadable.
-pub fn merge_health(stored: Option<&str>, report: &str) -> Option<HealthRecord> {
+/// counts the write; `None` when the report is unreadable. The record
+/// follows the epoch of the object's document (`current_epoch`), also when
+/// that went down (a document rewritten by hand); see [`health::merge`].
+pub fn merge_health(
+    stored: Option<&str>,
+    report: &str,
+    current_epoch: u64,
+) -> Option<HealthRecord> {
     let mine = HealthRecord::from_json(Some(report))?;
     let stored = HealthRecord::from_json(stored);
     let writes = stored
         .as_ref()
         .filter(|s| s.epoch == mine.epoch)
         .map_or(0, |s| s.writes);
-    let mut merged = health::merge(stored, &mine);
+    let mut merged = health::merge(stored, &mine, current_epoch);
     if merged.epoch == mine.epoch {
         merged.writes = writes.saturating_add(1);
     }
     Some(merged)
+}
+
+/// [`merge_health`] against the object's document: the epoch it holds, or
+/// (a document that does not parse, which the object never commits) the
+/// report's own.
+pub fn merge_health_into(
+    stored: Option<&str>,
+    report: &str,
+    document: &str,
+) -> Option<HealthRecord> {
+    let epoch = match RolloutState::from_json(document) {
+        Ok(state) => state.epoch,
+        Err(_) => HealthRecord::from_json(Some(report))?.epoch,
+    };
+    merge_health(stored, report, epoch)
 }
 
 /// When an edge instance sends its health record: at most once per
@@ -433,16 +454,16 @@ mod tests {
     #[test]
     fn health_reports_are_merged_and_counted() {
         let rec = health::record_failure(None, 3, Color::Green, "x", 10, 60_000);
-        let one = merge_health(None, &rec.to_json()).unwrap();
+        let one = merge_health(None, &rec.to_json(), 3).unwrap();
         assert_eq!((one.writes, one.green.total), (1, 1));
         let rec2 = health::record_failure(Some(rec), 3, Color::Green, "y", 11, 60_000);
-        let two = merge_health(Some(&one.to_json()), &rec2.to_json()).unwrap();
+        let two = merge_health(Some(&one.to_json()), &rec2.to_json(), 3).unwrap();
         assert_eq!((two.writes, two.green.total), (2, 2));
         // A report of a newer epoch starts the count again.
         let newer = health::record_failure(None, 4, Color::Blue, "z", 12, 60_000);
-        let three = merge_health(Some(&two.to_json()), &newer.to_json()).unwrap();
+        let three = merge_health(Some(&two.to_json()), &newer.to_json(), 4).unwrap();
         assert_eq!((three.epoch, three.writes, three.green.total), (4, 1, 0));
-        assert_eq!(merge_health(None, "{oops"), None);
+        assert_eq!(merge_health(None, "{oops", 4), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! an error saying exactly why the change was refused.
 
 use crate::color::Color;
-use crate::state::{ChangeRecord, RolloutState, MAX_TEXT_LEN, WEIGHT_SCALE};
+use crate::state::{ChangeRecord, Population, RolloutState, MAX_TEXT_LEN, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -176,6 +176,15 @@ impl RolloutState {
                     // longer the known-good release it was at promote time.
                     next.rollback_target = None;
                 }
+                if self.candidate_weight_bp == 0
+                    && weight_bp > 0
+                    && self.stickiness.population == Population::Fresh
+                {
+                    // A canary starting from 0 %: a new population, so the
+                    // same few users do not carry the risk of every release.
+                    // Steps, promote and rollback keep it (only this starts one).
+                    next.stickiness.salt = next_salt(&self.stickiness.salt, next_epoch);
+                }
             }
             RolloutOp::Promote => {
                 if phase == Phase::Promoted {
@@ -215,6 +224,18 @@ impl RolloutState {
         };
         Ok(next)
     }
+}
+
+/// The salt of the canary that starts at `epoch`: derived from the previous
+/// salt and the epoch, so it is new for every canary, the same on every
+/// edge that applies the change (the core has no randomness), and as hard
+/// to predict as the configured `ROLLOUT_SALT` it descends from.
+pub fn next_salt(previous: &str, epoch: u64) -> String {
+    let seed = xxhash_rust::xxh3::xxh3_64(previous.as_bytes());
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64_with_seed(&epoch.to_le_bytes(), seed)
+    )
 }
 
 /// Which operations the current phase allows.
@@ -360,6 +381,54 @@ mod tests {
             (Color::Green, Color::Blue, None)
         );
         assert_eq!(c.phase(), Phase::Canary);
+    }
+
+    #[test]
+    fn each_canary_from_zero_draws_a_new_population_kept_to_its_end() {
+        let s0 = RolloutState::initial("s");
+        let first = apply(&s0, RolloutOp::SetWeight { weight_bp: 100 }).unwrap();
+        assert_ne!(first.stickiness.salt, s0.stickiness.salt, "a new canary");
+        // Steps, promote and a rollback of the promote keep it.
+        let step = apply(&first, RolloutOp::SetWeight { weight_bp: 2_500 }).unwrap();
+        let promoted = apply(&step, RolloutOp::Promote).unwrap();
+        let back = apply(&promoted, RolloutOp::Rollback).unwrap();
+        for s in [&step, &promoted, &back] {
+            assert_eq!(
+                s.stickiness.salt, first.stickiness.salt,
+                "{}",
+                s.last_change.op
+            );
+        }
+        // The next canary, whether after a promote, a rollback or an abort,
+        // gets another one; no two canaries share a salt.
+        let mut salts = vec![s0.stickiness.salt.clone(), first.stickiness.salt.clone()];
+        let mut s = back;
+        for round in 0..20 {
+            s = apply(&s, RolloutOp::SetWeight { weight_bp: 500 }).unwrap();
+            assert!(!salts.contains(&s.stickiness.salt), "round {round}");
+            salts.push(s.stickiness.salt.clone());
+            s.validate().unwrap();
+            let end = [RolloutOp::Promote, RolloutOp::Rollback, RolloutOp::Abort][round % 3];
+            s = apply(&s, end).unwrap();
+            assert_eq!(&s.stickiness.salt, salts.last().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_fixed_population_keeps_its_salt_across_canaries() {
+        let mut s = RolloutState::initial("employees-first");
+        s.stickiness.population = Population::Fixed;
+        for _ in 0..3 {
+            s = apply(&s, RolloutOp::SetWeight { weight_bp: 100 }).unwrap();
+            assert_eq!(s.stickiness.salt, "employees-first");
+            s = apply(&s, RolloutOp::Abort).unwrap();
+        }
+        // The setting survives the document's round trip; `fresh` is omitted.
+        let text = s.to_json();
+        assert!(text.contains("\"population\":\"fixed\""), "{text}");
+        assert_eq!(RolloutState::from_json(&text).unwrap(), s);
+        let fresh = RolloutState::initial("x").to_json();
+        assert!(!fresh.contains("population"), "{fresh}");
     }
 
     #[test]

@@ -41,6 +41,37 @@ pub struct Stickiness {
     pub enabled: bool,
     /// Per-rollout salt: changing it reshuffles who is in the canary.
     pub salt: String,
+    /// Whether a new canary (one started from 0 %) draws a new population
+    /// (a new salt) or keeps the users of the last one. Omitted from the
+    /// document when `fresh`, so documents of edges that predate it parse.
+    #[serde(default, skip_serializing_if = "Population::is_fresh")]
+    pub population: Population,
+}
+
+/// Who the canary's users are, rollout after rollout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Population {
+    /// Every new canary gets a new salt, so a different share of users
+    /// carries the risk of each release (the default).
+    #[default]
+    Fresh,
+    /// The salt never changes by itself: the same users are first every
+    /// time ("employees first", a beta cohort); a new salt only by hand.
+    Fixed,
+}
+
+impl Population {
+    pub fn is_fresh(&self) -> bool {
+        *self == Population::Fresh
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Population::Fresh => "fresh",
+            Population::Fixed => "fixed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +175,7 @@ impl RolloutState {
             stickiness: Stickiness {
                 enabled: true,
                 salt: salt.to_string(),
+                population: Population::Fresh,
             },
             preview: PreviewRules::default(),
             last_change: ChangeRecord {
@@ -320,6 +352,7 @@ mod tests {
                     stickiness: Stickiness {
                         enabled: true,
                         salt: String::new(),
+                        population: Population::Fresh,
                     },
                     ..base.clone()
                 },

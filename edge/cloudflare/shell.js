@@ -379,7 +379,7 @@ export class RolloutObject {
       return new Response(answer.slice(second + 1), { status });
     }
     if (path === "/health") {
-      const merged = wasm.objectHealth(this.health, await request.text());
+      const merged = wasm.objectHealth(this.health, await request.text(), this.doc);
       if (merged !== undefined) {
         this.health = merged;
         this.ctx.storage.put(STORAGE_HEALTH, merged);

@@ -9,6 +9,7 @@ use crate::metrics::{nines_label, MetricsView, MAX_NINES};
 use crate::rollout::OnInconclusive;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
+use greenlight_common::state::Population;
 use greenlight_common::Color;
 use loadtest::verdict::Verdict;
 
@@ -150,6 +151,13 @@ fn state_panel(ui: &mut Ui, s: &AppState, _out: &mut [Action]) {
                 ui.end_row();
                 ui.label("Epoch");
                 ui.label(format!("epoch {}", st.epoch));
+                ui.end_row();
+                ui.label("Users");
+                let salt: String = st.stickiness.salt.chars().take(8).collect();
+                ui.label(match v.population {
+                    Population::Fresh => format!("new population per canary (salt {salt}…)"),
+                    Population::Fixed => format!("fixed population (salt {salt}…)"),
+                });
                 ui.end_row();
                 ui.label("Last change");
                 ui.label(format!(

@@ -4,6 +4,7 @@
 
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
+use greenlight_common::state::Population;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
@@ -230,6 +231,29 @@ impl AdminClient {
         self.change(AdminRoute::Weight, req, expected_epoch).await
     }
 
+    /// [`AdminClient::set_weight`] that also sets who the canary's users
+    /// are from this change on (`fresh`: a new salt per canary; `fixed`).
+    pub async fn set_weight_with_population(
+        &self,
+        percent: f64,
+        population: Population,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
+            return Err(AdminError::Usage(format!(
+                "weight {percent} must be within 0..=100 (percent)"
+            )));
+        }
+        let req = ChangeRequest {
+            weight_percent: Some(percent),
+            population: Some(population),
+            reason: reason.to_string(),
+            ..ChangeRequest::default()
+        };
+        self.change(AdminRoute::Weight, req, expected_epoch).await
+    }
+
     pub async fn promote(
         &self,
         expected_epoch: Option<u64>,
@@ -329,9 +353,10 @@ pub fn describe(v: &StateView) -> String {
         out.push_str(&format!("rollback   to {t}\n"));
     }
     out.push_str(&format!(
-        "sticky     {} (salt {:?})\nlast       {} by {} at {} ms: {}\n",
+        "sticky     {} (salt {:?}, {} population per canary)\nlast       {} by {} at {} ms: {}\n",
         if s.stickiness.enabled { "on" } else { "off" },
         s.stickiness.salt,
+        v.population.as_str(),
         s.last_change.op,
         s.last_change.actor,
         s.last_change.at_ms,

@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use greenlight_common::admin::StateView;
+use greenlight_common::state::Population as CanaryPopulation;
 use indicatif::{ProgressBar, ProgressStyle};
 use loadtest::admin_client::{self, AdminClient, AdminError, ClientConfig};
 use loadtest::client::{self, Control, LoadConfig, Mode};
@@ -181,8 +182,21 @@ struct ChangeArgs {
 struct WeightArgs {
     /// Candidate share in percent (0..=100, two decimals kept).
     percent: f64,
+    /// Who the canary's users are from this change on: `fresh` (a new
+    /// salt for every canary started from 0 %) or `fixed` (the same users
+    /// first every time). Unset: unchanged.
+    #[arg(long, value_parser = parse_population)]
+    population: Option<CanaryPopulation>,
     #[command(flatten)]
     change: ChangeArgs,
+}
+
+fn parse_population(v: &str) -> Result<CanaryPopulation, String> {
+    match v {
+        "fresh" => Ok(CanaryPopulation::Fresh),
+        "fixed" => Ok(CanaryPopulation::Fixed),
+        other => Err(format!("{other:?} is not fresh or fixed")),
+    }
 }
 
 #[derive(Args)]
@@ -259,8 +273,14 @@ fn main() -> ExitCode {
             Cmd::Status(a) => admin(&a, |c| Box::pin(async move { c.state().await })).await,
             Cmd::Weight(w) => {
                 let (p, e, r) = (w.percent, w.change.epoch, w.change.reason.clone());
+                let population = w.population;
                 admin(&w.change.admin, move |c| {
-                    Box::pin(async move { c.set_weight(p, e, &r).await })
+                    Box::pin(async move {
+                        match population {
+                            Some(pop) => c.set_weight_with_population(p, pop, e, &r).await,
+                            None => c.set_weight(p, e, &r).await,
+                        }
+                    })
                 })
                 .await
             }

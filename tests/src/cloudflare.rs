@@ -51,6 +51,13 @@ pub async fn start_worker(
     if let Some(document) = &setup.backup_document {
         put_document(scratch.path(), LAST_GOOD_KEY, document).await?;
     }
+    serve(scratch).await
+}
+
+/// Runs `wrangler dev` on the configuration and persisted state in
+/// `scratch` (made by [`start_worker`]) on new free ports.
+pub async fn serve(scratch: tempfile::TempDir) -> anyhow::Result<RunningEdge> {
+    let config = scratch.path().join("wrangler.toml");
     let port = free_port();
     let inspector = free_port();
     let mut cmd = wrangler_command(scratch.path());
@@ -70,6 +77,66 @@ pub async fn start_worker(
         Duration::from_secs(90),
     )
     .await
+}
+
+/// Stops the Worker `edge` runs and hands back its scratch directory (its
+/// configuration, KV and the rollout object's storage), to change what it
+/// persisted the way an operator could between two deployments, then
+/// [`serve`] it again.
+pub fn stop(mut edge: RunningEdge) -> anyhow::Result<tempfile::TempDir> {
+    let Some(scratch) = edge._process.scratch.take() else {
+        bail!("the edge has no scratch directory");
+    };
+    // Dropping the process group kills wrangler and workerd and waits.
+    drop(edge);
+    Ok(scratch)
+}
+
+/// The rollout object's storage as workerd persists it locally: the one
+/// SQLite file of the `RolloutObject` namespace under `--persist-to`.
+pub fn rollout_object_db(scratch: &Path) -> anyhow::Result<PathBuf> {
+    let root = scratch.join("state/v3/do");
+    let mut found = Vec::new();
+    for ns in std::fs::read_dir(&root)? {
+        let ns = ns?.path();
+        if !ns.to_string_lossy().contains("RolloutObject") {
+            continue;
+        }
+        for f in std::fs::read_dir(&ns)? {
+            let f = f?.path();
+            // Beside the object's own file, workerd keeps `metadata.sqlite`.
+            if f.extension().is_some_and(|e| e == "sqlite")
+                && f.file_stem().is_some_and(|n| n != "metadata")
+            {
+                found.push(f);
+            }
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        other => bail!(
+            "expected one rollout object database under {}: {other:?}",
+            root.display()
+        ),
+    }
+}
+
+/// Deletes `key` from the rollout object's storage (the object must be
+/// stopped): what it does on its next start is what it does after losing
+/// that key.
+pub fn delete_object_key(scratch: &Path, key: &str) -> anyhow::Result<usize> {
+    let db = rusqlite::Connection::open(rollout_object_db(scratch)?)?;
+    Ok(db.execute("DELETE FROM _cf_KV WHERE key = ?1", [key])?)
+}
+
+/// The keys in the rollout object's storage.
+pub fn object_keys(scratch: &Path) -> anyhow::Result<Vec<String>> {
+    let db = rusqlite::Connection::open(rollout_object_db(scratch)?)?;
+    let mut stmt = db.prepare("SELECT key FROM _cf_KV ORDER BY key")?;
+    let keys = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys)
 }
 
 /// `wrangler` run in `scratch` (the directory `start_worker` made), offline

@@ -37,7 +37,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub label: String,
-    /// The stickiness key the edge derives (`k:<key id>`, `s:<sub>`, `c:<cookie id>`).
+    /// The stickiness key the edge derives: `c:<cookie id>`, where a
+    /// credential (`k:<key id>`, `s:<sub>`) sent without the cookie counts
+    /// as the id derived from it (`common::identity`).
     pub sticky_key: String,
     /// The preview color asked for, if any.
     pub preview: Option<Color>,
@@ -45,10 +47,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(label: &str, sticky_key: &str) -> Identity {
+    /// `principal_or_cookie`: `k:<key id>` or `s:<sub>` for a caller that
+    /// sends that credential and no cookie, `c:<id>` for the cookie.
+    pub fn new(label: &str, principal_or_cookie: &str) -> Identity {
+        let sticky_key = if principal_or_cookie.starts_with("c:") {
+            principal_or_cookie.to_string()
+        } else {
+            format!(
+                "c:{}",
+                greenlight_common::identity::credential_id(principal_or_cookie)
+            )
+        };
         Identity {
             label: label.to_string(),
-            sticky_key: sticky_key.to_string(),
+            sticky_key,
             preview: None,
             may_preview: false,
         }

@@ -143,7 +143,15 @@ type Row<'a> = (Identity, &'a str, Vec<(&'a str, &'a str)>);
 /// Two anonymous users are picked on either side of the 50 % canary, so the
 /// canary epoch is checked per user, not only the all-blue/all-green ones.
 fn mix(initial: &RolloutState) -> (Vec<Identity>, Vec<Template>) {
-    let salt = &initial.stickiness.salt;
+    // The first canary's salt (each canary from 0 % draws a new one).
+    let canary = initial
+        .apply(
+            RolloutOp::SetWeight { weight_bp: 5_000 },
+            initial.epoch,
+            meta(),
+        )
+        .unwrap();
+    let salt = &canary.stickiness.salt;
     let anon = |in_canary: bool| {
         (0..10_000)
             .map(|i| format!("flipsanon{i:05}"))
@@ -210,13 +218,6 @@ fn mix(initial: &RolloutState) -> (Vec<Identity>, Vec<Template>) {
         identities.push(id);
     }
     // The canary must split the mix, or the per-user check is vacuous.
-    let canary = initial
-        .apply(
-            RolloutOp::SetWeight { weight_bp: 5_000 },
-            initial.epoch,
-            meta(),
-        )
-        .unwrap();
     let colors: Vec<Color> = identities
         .iter()
         .filter(|i| i.preview.is_none())

@@ -1131,7 +1131,7 @@ fn vary_names_what_decided_the_color() {
     let c = canary(5_000);
     assert_eq!(
         vary(&c, &[("x-api-key", "app-key")]),
-        "x-greenlight-color, x-api-key"
+        "x-greenlight-color, x-api-key, cookie"
     );
     assert_eq!(
         vary(&c, &[("cookie", "greenlight-id=abcdef0123456789")]),
@@ -1286,4 +1286,128 @@ fn an_interim_answer_is_not_delivered_nor_counted() {
         r.body
     );
     assert_eq!(f.after_attempt(&Outcome::Answered(302), 1), Next::Deliver);
+}
+
+#[test]
+fn a_preview_on_a_public_route_is_checked_with_the_credential_presented_or_ignored() {
+    let cfg = config();
+    let s = RolloutState::initial("s");
+    let preview = [("cookie", "greenlight-preview=green")];
+    // No credential, or one without the role, or a bad one: normal routing.
+    for extra in [
+        None,
+        Some(("x-api-key", "app-key")),
+        Some(("x-api-key", "wrong")),
+    ] {
+        let mut h = preview.to_vec();
+        h.extend(extra);
+        let f = forward(run(&cfg, &s, "/public/page", &h));
+        assert_eq!(
+            (f.decision.color, f.decision.reason),
+            (Color::Blue, RouteReason::Stable),
+            "{extra:?}"
+        );
+    }
+    // A previewer's credential: the preview, on the public page too.
+    let mut h = preview.to_vec();
+    h.push(("x-api-key", "qa-key"));
+    let f = forward(run(&cfg, &s, "/public/page", &h));
+    assert_eq!(
+        (f.decision.color, f.decision.reason),
+        (Color::Green, RouteReason::Override)
+    );
+    // A bad credential on a public route is no one, never a 401.
+    let f = forward(run(&cfg, &s, "/public/page", &[("x-api-key", "wrong")]));
+    assert_eq!(header(&f.request_headers, HEADER_PRINCIPAL), None);
+    // On a required route the rules are unchanged: 403 without the role.
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/api",
+        &[preview[0], ("x-api-key", "app-key")],
+    ));
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn one_identity_per_user_across_public_and_api_routes() {
+    let s = canary(5_000);
+    let mut mixed = 0;
+    for user in 0..200u64 {
+        // Signed in first (no cookie yet): the API answer sets the cookie.
+        let key = format!("u{user}-key");
+        let mut api_keys: Vec<ApiKeyEntry> = Vec::new();
+        api_keys.push(
+            serde_json::from_str(&format!(
+                r#"{{"id":"u{user}","sha256":"{}"}}"#,
+                hash_api_key(&key)
+            ))
+            .unwrap(),
+        );
+        let mut v = vars();
+        v.insert("API_KEYS", serde_json::to_string(&api_keys).unwrap());
+        let cfg_u = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+        let api = forward(run(&cfg_u, &s, "/api", &[("x-api-key", &key)]));
+        let set = header(&api.response_headers, "set-cookie")
+            .unwrap()
+            .to_string();
+        let jar = set.split(';').next().unwrap().to_string();
+        // Then public assets with that cookie, and the API again with both.
+        let asset = forward(run(&cfg_u, &s, "/public/app.js", &[("cookie", &jar)]));
+        let api2 = forward(run(
+            &cfg_u,
+            &s,
+            "/api",
+            &[("x-api-key", &key), ("cookie", &jar)],
+        ));
+        // A client without a cookie jar: the same color on public routes.
+        let public = forward(run(&cfg_u, &s, "/public/x", &[("x-api-key", &key)]));
+        let colors = [
+            api.decision.color,
+            asset.decision.color,
+            api2.decision.color,
+            public.decision.color,
+        ];
+        if colors.iter().any(|c| *c != colors[0]) {
+            mixed += 1;
+        }
+    }
+    assert_eq!(mixed, 0);
+}
+
+#[test]
+fn sticky_identity_is_configurable_and_checked() {
+    let mut v = vars();
+    v.insert("STICKY_IDENTITY", "credential".into());
+    let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+    assert_eq!(cfg.identity_order, IdentityOrder::Credential);
+    let s = canary(5_000);
+    // An anonymous cookie is replaced by the account's id at login.
+    let f = forward(run(
+        &cfg,
+        &s,
+        "/api",
+        &[
+            ("x-api-key", "app-key"),
+            ("cookie", "greenlight-id=abcdef0123456789"),
+        ],
+    ));
+    let id = crate::identity::credential_id("k:app");
+    assert!(
+        header(&f.response_headers, "set-cookie")
+            .is_some_and(|c| c.starts_with(&format!("greenlight-id={id};"))),
+        "{:?}",
+        f.response_headers
+    );
+    v.insert("STICKY_IDENTITY", "sub".into());
+    let err = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+    assert!(err.0.contains("STICKY_IDENTITY"), "{err}");
+    // Outside a canary, no cookie is handed to credentialed callers.
+    let f = forward(run(
+        &config(),
+        &RolloutState::initial("s"),
+        "/api",
+        &[("x-api-key", "app-key")],
+    ));
+    assert_eq!(header(&f.response_headers, "set-cookie"), None);
 }

@@ -356,10 +356,11 @@ pub fn object_change(
 }
 
 /// The object's health record with an edge's report merged in, or `None`
-/// to keep the stored one (an unreadable report).
+/// to keep the stored one (an unreadable report). The record follows the
+/// epoch of the object's `document`.
 #[wasm_bindgen(js_name = objectHealth)]
-pub fn object_health(stored: Option<String>, report: &str) -> Option<String> {
-    object::merge_health(stored.as_deref(), report).map(|r| r.to_json())
+pub fn object_health(stored: Option<String>, report: &str, document: &str) -> Option<String> {
+    object::merge_health_into(stored.as_deref(), report, document).map(|r| r.to_json())
 }
 
 /// How long the object waits before writing its newest document to KV
