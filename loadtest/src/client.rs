@@ -329,17 +329,15 @@ pub async fn probe_preview(cfg: &LoadConfig) -> Result<(), String> {
         let credential = comparison.credential.kind();
         match answer.status {
             401 => return Err(format!("the edge refused the preview {credential} (401)")),
-            403 => {
-                return Err(format!(
-                    "the edge refused the preview (403): the {credential} lacks the preview role, or {} is on a route that reads no credentials (auth off)",
-                    p.uris[0]
-                ))
-            }
+            403 => return Err(format!(
+                "the edge refused the preview on {} (403): the {credential} lacks the preview role",
+                p.uris[0]
+            )),
             _ => {}
         }
         if got != color.as_str() || !is_override(&answer.headers) {
             return Err(format!(
-                "the edge ignored the preview override on {} (asked for {color}, answered {got} with status {}): is the route's auth off?",
+                "the edge ignored the preview override on {} (asked for {color}, answered {got} with status {}): an edge that reads no credential on this route, or a {credential} without the preview role on a public route",
                 p.uris[0], answer.status
             ));
         }

@@ -51,23 +51,6 @@ pub fn edge_setup(blue_origin: &str, green_origin: &str) -> EdgeSetup {
     setup
 }
 
-/// Where the rollout suites and the demo send synthetic load: a route whose
-/// auth is `optional`, so anonymous visitors pass (and follow the weight)
-/// while the harness's comparison traffic, carrying [`QA_KEY`] (the
-/// `preview` role), may ask for a color. On an `off` route the edge reads
-/// no credential, so it cannot honour a preview there.
-pub const ROLLOUT_PREFIX: &str = "/shop";
-
-/// [`edge_setup`] with [`ROLLOUT_PREFIX`] authenticated optionally.
-pub fn rollout_edge_setup(blue_origin: &str, green_origin: &str) -> EdgeSetup {
-    let mut setup = edge_setup(blue_origin, green_origin);
-    setup.vars.insert(
-        "AUTH_ROUTES".into(),
-        format!("/public:off,{ROLLOUT_PREFIX}:optional,/:required"),
-    );
-    setup
-}
-
 pub fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -11,7 +11,7 @@
 //! The edge's state is read afterwards to prove it.
 
 use greenlight_common::{Color, Phase};
-use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY, ROLLOUT_PREFIX};
+use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY};
 use greenlight_e2e::process::built_binary;
 use greenlight_e2e::{RunningEdge, Runtime};
 use loadtest::admin_client::{AdminClient, TOKEN_ENV};
@@ -38,7 +38,7 @@ async fn setup(runtime: Runtime, blue: &str, green: &str) -> Setup {
     let blue = Origin::start(any, "blue", latency(blue)).await.unwrap();
     let green = Origin::start(any, "green", latency(green)).await.unwrap();
     let edge = runtime
-        .start(&fixtures::rollout_edge_setup(&blue.url(), &green.url()))
+        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
         .await
         .unwrap();
     Setup {
@@ -54,10 +54,7 @@ async fn twin(edge: &RunningEdge, extra: &[&str]) -> (Option<i32>, String) {
     let out =
         tokio::process::Command::new(built_binary("greenlight-rollout", "greenlight-harness-gui"))
             .args(["--edge", &edge.base_url])
-            .args([
-                "--target",
-                &format!("{}{ROLLOUT_PREFIX}/e2e", edge.base_url),
-            ])
+            .args(["--target", &format!("{}/public/e2e", edge.base_url)])
             .args(["--rate", "60", "--timeout", "4m"])
             .args(extra)
             .env(TOKEN_ENV, ADMIN_TOKEN)

@@ -8,7 +8,7 @@
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use greenlight_common::Color;
-use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY, ROLLOUT_PREFIX};
+use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY};
 use greenlight_e2e::Runtime;
 use harness_gui::app::AppState;
 use harness_gui::audit::AuditFile;
@@ -77,7 +77,7 @@ fn rollout(
             .await
             .unwrap();
         let edge = runtime
-            .start(&fixtures::rollout_edge_setup(&blue.url(), &green.url()))
+            .start(&fixtures::edge_setup(&blue.url(), &green.url()))
             .await
             .unwrap();
         (blue, green, edge)
@@ -90,7 +90,7 @@ fn rollout(
         ..Settings::default()
     };
     // What scripts/demo.sh passes: the target and the rate.
-    settings.load.target_url = format!("{}{ROLLOUT_PREFIX}/demo", edge.base_url);
+    settings.load.target_url = format!("{}/public/demo", edge.base_url);
     settings.load.rate = 60.0;
     if let Some(d) = dwell_s {
         settings.dwell_s = d;

@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("starting the {} edge ...", runtime.name());
     let edge = runtime
-        .start(&fixtures::rollout_edge_setup(&blue.url(), &green.url()))
+        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
         .await
         .with_context(|| format!("starting the {} edge", runtime.name()))?;
     println!("edge: {}\n", edge.base_url);
@@ -175,14 +175,15 @@ async fn main() -> anyhow::Result<()> {
 
 /// Runs the dashboard or its headless twin (built next to this binary by
 /// scripts/demo.sh) against the demo edge: comparison traffic with the
-/// demo's preview key (equal samples of blue and green at every step) on a
-/// route where anonymous visitors pass too, so a share follows the weight.
+/// demo's preview key (equal samples of blue and green at every step; the
+/// edge checks a preview's credential on public routes too), and a share of
+/// anonymous visitors following the weight.
 async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
     let dir = std::env::current_exe()?
         .parent()
         .map(std::path::Path::to_path_buf)
         .context("locating the demo binary's directory")?;
-    let target = format!("{edge}{}/demo", fixtures::ROLLOUT_PREFIX);
+    let target = format!("{edge}/public/demo");
     let rate = args.rate.to_string();
     let mut cmd = match ui {
         Ui::Dashboard => {
