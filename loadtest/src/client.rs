@@ -329,10 +329,12 @@ pub async fn probe_preview(cfg: &LoadConfig) -> Result<(), String> {
         let credential = comparison.credential.kind();
         match answer.status {
             401 => return Err(format!("the edge refused the preview {credential} (401)")),
-            403 => return Err(format!(
+            403 => {
+                return Err(format!(
                 "the edge refused the preview on {} (403): the {credential} lacks the preview role",
                 p.uris[0]
-            )),
+            ))
+            }
             _ => {}
         }
         if got != color.as_str() || !is_override(&answer.headers) {
