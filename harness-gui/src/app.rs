@@ -10,7 +10,7 @@ use crate::rollout::{RolloutStatus, UserCmd};
 use crate::settings::{format_steps, parse_steps, Settings};
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::Phase;
-use loadtest::admin_client::AdminError;
+use loadtest::admin_client::{AdminError, AdminOptions};
 use loadtest::sampling::PreviewCredential;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -104,6 +104,8 @@ pub struct AppState {
     pub weight_input: f64,
     pub reason: String,
     pub steps_text: String,
+    /// TLS trust for the admin API and the load (from the command line).
+    pub admin_options: AdminOptions,
 }
 
 impl AppState {
@@ -132,6 +134,7 @@ impl AppState {
             weight_input: 5.0,
             reason: String::new(),
             steps_text,
+            admin_options: AdminOptions::default(),
         }
     }
 
@@ -142,6 +145,7 @@ impl AppState {
                 edge: self.settings.edge_url.clone(),
                 token: self.token.clone(),
                 actor: self.settings.actor.clone(),
+                options: self.admin_options.clone(),
             },
             Request::SetPolicy(self.settings.policy.clone()),
         ]
@@ -251,6 +255,7 @@ impl AppState {
                         None => self.settings.resolve_preview(),
                     },
                     weighted_share: l.weighted_share,
+                    tls: self.admin_options.tls.clone(),
                 })]
             }
             Action::StopLoad => vec![Request::StopLoad],

@@ -10,7 +10,7 @@ use crate::rollout::{
 use crate::synthetic::{self, Sampling, SyntheticLoad};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
 use loadtest::client::{self as engine, Control};
 use loadtest::recorder::{Recorder, Snapshot};
 use loadtest::sampling::PreviewCredential;
@@ -77,6 +77,8 @@ pub struct LoadRequest {
     pub preview: Result<PreviewCredential, String>,
     /// Share of requests that follow the weight (routing check).
     pub weighted_share: f64,
+    /// Certificate trust for an https:// target.
+    pub tls: loadtest::tls::TlsOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ pub enum Request {
         edge: String,
         token: Option<String>,
         actor: String,
+        /// TLS trust and the plain-HTTP token guard.
+        options: AdminOptions,
     },
     SetPolicy(Policy),
     Refresh,
@@ -158,6 +162,8 @@ struct Shared {
     metrics_dirty: bool,
     rollout: Option<mpsc::UnboundedSender<UserCmd>>,
     rollout_base: Option<Snapshot>,
+    /// The running load's per-location tracker (changes are marked on it).
+    locations: Option<Arc<loadtest::locations::LocationTracker>>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -254,7 +260,12 @@ fn handle(
     audit: &AuditFile,
 ) {
     match req {
-        Request::Connect { edge, token, actor } => match AdminClient::new(&edge, token) {
+        Request::Connect {
+            edge,
+            token,
+            actor,
+            options,
+        } => match AdminClient::with_options(&edge, token, &options) {
             Ok(c) => {
                 let mut s = lock(shared);
                 s.client = Some(c);
@@ -289,12 +300,16 @@ fn handle(
             let sink = sink.clone();
             let refresh = refresh.clone();
             let audit = audit.clone();
+            let locations = lock(shared).locations.clone();
             tokio::spawn(async move {
                 let e = Some(expected_epoch);
                 let result = op
                     .command(expected_epoch, reason.clone())
                     .execute(&client, &actor)
                     .await;
+                if let (Ok(view), Some(t)) = (&result, &locations) {
+                    t.mark_change(view.state.epoch);
+                }
                 let entry = AuditEntry::for_change(&actor, op.name(), e, &result, &reason);
                 let _ = audit.append(&entry);
                 sink.send(Event::Audit(entry));
@@ -350,6 +365,7 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
             duration: l.duration,
             preview: l.preview,
             weighted_share: l.weighted_share,
+            tls: l.tls,
         })
         .await;
         let (cfg, sampling) = match configured {
@@ -369,6 +385,7 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
         {
             let mut s = lock(&shared);
             s.recorder = Some(recorder.clone());
+            s.locations = Some(cfg.locations.clone());
             s.sampling = Some((sampling.clone(), rate));
             s.metrics_dirty = true;
         }
@@ -515,15 +532,20 @@ async fn metrics_sampler(shared: Arc<Mutex<Shared>>, sink: Sink, every: Duration
                     s.policy.clone(),
                     s.active.unwrap_or(Color::Blue),
                     s.sampling.as_ref().is_some_and(|(m, _)| m.is_comparison()),
+                    s.locations.clone(),
                 )),
                 _ => None,
             }
         };
-        if let Some((rec, base, policy, active, comparison)) = job {
+        if let Some((rec, base, policy, active, comparison, locations)) = job {
             // Snapshots and statistics are CPU work: keep them off the reactor.
             let view = tokio::task::spawn_blocking(move || {
                 let snap = rec.snapshot();
-                metrics::build(&snap, base.as_ref(), &policy, active, comparison)
+                let mut view = metrics::build(&snap, base.as_ref(), &policy, active, comparison);
+                view.locations = locations
+                    .map(|t| t.summary())
+                    .filter(|l| !l.locations.is_empty());
+                view
             })
             .await;
             if let Ok(v) = view {

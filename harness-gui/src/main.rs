@@ -38,6 +38,8 @@ struct Cli {
     /// Start the load as soon as the window opens.
     #[arg(long)]
     start_load: bool,
+    #[command(flatten)]
+    transport: loadtest::admin_client::AdminTransportArgs,
     /// Window size, e.g. 1600x1000.
     #[arg(long, default_value = "1600x1000")]
     size: String,
@@ -71,6 +73,10 @@ fn main() -> ExitCode {
         settings.token_env = t;
     }
     let token = settings.resolve_token();
+    let admin_options = cli.transport.options();
+    if admin_options.tls.insecure {
+        eprintln!("greenlight-dashboard: {}", loadtest::tls::INSECURE_WARNING);
+    }
     let audit_path = cli.audit.or_else(AuditFile::default_path);
     let (w, h) = cli
         .size
@@ -95,8 +101,14 @@ fn main() -> ExitCode {
                 Some(Arc::new(move || ctx.request_repaint())),
             )?;
             let mut state = AppState::new(settings, settings_path, token.clone());
+            state.admin_options = admin_options.clone();
             state.audit_path = audit_path;
-            if let Some(w) = warning {
+            if state.admin_options.tls.insecure {
+                state.notice = Some(harness_gui::app::Notice {
+                    level: harness_gui::app::Level::Warning,
+                    text: loadtest::tls::INSECURE_WARNING.into(),
+                });
+            } else if let Some(w) = warning {
                 state.notice = Some(harness_gui::app::Notice {
                     level: harness_gui::app::Level::Warning,
                     text: w,

@@ -71,6 +71,8 @@ pub struct MetricsView {
     /// What the statistics cover ("the whole run", "since the rollout started").
     pub window: String,
     pub policy: Policy,
+    /// Per location (cf-ray suffix), when the answers name locations.
+    pub locations: Option<loadtest::locations::LocationSummary>,
 }
 
 impl MetricsView {
@@ -165,8 +167,9 @@ pub fn build(
     } else {
         colors.clone()
     };
-    let b = ColorSummary::of(&judged[ColorKey::from(active).index()]);
-    let c = ColorSummary::of(&judged[ColorKey::from(active.other()).index()]);
+    let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+    let b = ColorSummary::of_color(&judged[bk.index()], bk);
+    let c = ColorSummary::of_color(&judged[ck.index()], ck);
     let any = b.requests + c.requests > 0;
     MetricsView {
         elapsed_s: snap.elapsed.as_secs_f64(),
@@ -191,6 +194,7 @@ pub fn build(
             }
         ),
         policy: policy.clone(),
+        locations: None,
     }
 }
 

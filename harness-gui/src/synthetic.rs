@@ -25,6 +25,8 @@ pub struct SyntheticLoad {
     pub preview: Result<PreviewCredential, String>,
     /// Share of requests that follow the weight (the routing check).
     pub weighted_share: f64,
+    /// Certificate trust for an https:// target.
+    pub tls: loadtest::tls::TlsOptions,
 }
 
 /// How the evidence is sampled.
@@ -87,6 +89,7 @@ pub async fn configure(l: SyntheticLoad) -> Result<(LoadConfig, Sampling), Strin
         max_in_flight: 512,
     };
     cfg.timeout = Duration::from_secs(5);
+    cfg.http.tls = l.tls.clone();
     cfg.users = Arc::new(match l.users {
         0 => Population::fresh_anonymous(),
         n => Population::anonymous(n.min(100_000)).map_err(|e| e.0)?,

@@ -8,7 +8,7 @@ use crate::backend::ManualOp;
 use crate::metrics::{nines_label, MetricsView, MAX_NINES};
 use crate::rollout::OnInconclusive;
 use egui::{Color32, RichText, Ui};
-use egui_plot::{Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
+use egui_plot::{AxisHints, Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
 use greenlight_common::state::Population;
 use greenlight_common::Color;
 use loadtest::verdict::Verdict;
@@ -65,6 +65,10 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
                 .id_salt("verdict-scroll")
                 .show(ui, |ui| {
                     verdict_panel(ui, s, &mut out);
+                    if let Some(l) = s.metrics.as_deref().and_then(|m| m.locations.as_ref()) {
+                        ui.separator();
+                        locations_panel(ui, l);
+                    }
                     ui.separator();
                     audit_panel(ui, s);
                 });
@@ -527,6 +531,48 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         });
 }
 
+/// Requests per color and convergence after the last change, per location.
+fn locations_panel(ui: &mut Ui, l: &loadtest::locations::LocationSummary) {
+    ui.heading(format!("Locations ({})", l.header));
+    let last = l.changes.last();
+    if let Some(c) = last {
+        ui.label(format!(
+            "epoch {} {} at {:.1} s: new epoch first seen / old last seen",
+            c.epoch,
+            if c.acknowledged {
+                "acknowledged"
+            } else {
+                "first seen"
+            },
+            c.at_s
+        ));
+    }
+    let secs = |v: Option<f64>| {
+        v.map(|s| format!("{s:+.2} s"))
+            .unwrap_or_else(|| "-".into())
+    };
+    egui::Grid::new("locations").striped(true).show(ui, |ui| {
+        for h in ["location", "blue", "green", "epochs", "new", "old"] {
+            ui.label(RichText::new(h).strong());
+        }
+        ui.end_row();
+        for (name, loc) in &l.locations {
+            let n = |c: loadtest::histogram::ColorKey| {
+                loc.requests.get(&c).copied().unwrap_or(0).to_string()
+            };
+            ui.label(name);
+            ui.label(n(loadtest::histogram::ColorKey::Blue));
+            ui.label(n(loadtest::histogram::ColorKey::Green));
+            let epochs: Vec<String> = loc.epochs.iter().map(u64::to_string).collect();
+            ui.label(epochs.join(","));
+            let c = loc.convergence.last();
+            ui.label(secs(c.and_then(|c| c.new_first_seen_s)));
+            ui.label(secs(c.and_then(|c| c.old_last_seen_s)));
+            ui.end_row();
+        }
+    });
+}
+
 fn audit_panel(ui: &mut Ui, s: &AppState) {
     ui.heading("Audit log");
     if let Some(p) = &s.audit_path {
@@ -662,7 +708,13 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                             })
                             .collect()
                     })
-                    .x_axis_formatter(|mark, _| nines_label(mark.value))
+                    // One label per nine (0 %, 90 %, 99 %, ...). egui_plot hides
+                    // x labels closer than 60 points by default: once data
+                    // arrives the y labels widen, the plot narrows and the
+                    // six labels fell under that; they only need to fit.
+                    .custom_x_axes(vec![AxisHints::new_x()
+                        .formatter(|mark, _| nines_label(mark.value))
+                        .label_spacing(12.0..=20.0)])
                     .label_formatter(|hp| {
                         let (name, p) = match hp {
                             egui_plot::HoverPosition::NearDataPoint {

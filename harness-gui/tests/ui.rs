@@ -321,6 +321,8 @@ fn automated_rollout_rolls_back_a_slow_green() {
     assert!(!routes.contains(&"promote".to_string()), "{routes:?}");
     assert_eq!(edge.calls()[0].body["weight_percent"], 20.0);
     assert!(shows(&h, "FAIL"), "the verdict panel shows the failure");
+    // The locations table: both "locations" answered, with their epochs.
+    assert!(shows(&h, "Locations (cf-ray)") && shows(&h, "FRA") && shows(&h, "AMS"));
     let s = edge.state.lock().unwrap().clone();
     assert_eq!(
         (s.active, s.candidate_weight_bp),

@@ -2,6 +2,7 @@
 //! the dashboard. Every change sends the epoch the caller last saw; without
 //! one, the client reads it from a fresh `GET /__greenlight/state` first.
 
+use crate::tls::{self, TlsOptions};
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
 use greenlight_common::state::Population;
@@ -96,6 +97,35 @@ pub fn resolve_token(env: Option<String>, config: &ClientConfig) -> Option<Strin
         .map(|t| t.trim().to_string())
 }
 
+/// How the admin client reaches an edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminOptions {
+    pub tls: TlsOptions,
+    /// Send the token over plain HTTP to a host that is not loopback (off:
+    /// such a client is refused before anything is sent).
+    pub allow_plain_http_token: bool,
+}
+
+/// The admin-client flags every binary takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdminTransportArgs {
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
+    /// Allow sending the admin token over plain http:// to a host that is not
+    /// loopback (anyone on the path can read it).
+    #[arg(long)]
+    pub allow_plain_http_token: bool,
+}
+
+impl AdminTransportArgs {
+    pub fn options(&self) -> AdminOptions {
+        AdminOptions {
+            tls: self.tls.options(),
+            allow_plain_http_token: self.allow_plain_http_token,
+        }
+    }
+}
+
 /// An admin API client for one edge.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
@@ -105,17 +135,46 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// A client with the default options (system roots, no plain-HTTP token
+    /// to remote hosts).
     pub fn new(edge: &str, token: Option<String>) -> Result<AdminClient, AdminError> {
+        AdminClient::with_options(edge, token, &AdminOptions::default())
+    }
+
+    /// A client for `edge`; HTTPS trusts what `options.tls` says. Redirects
+    /// are never followed (the token would go wherever they point).
+    pub fn with_options(
+        edge: &str,
+        token: Option<String>,
+        options: &AdminOptions,
+    ) -> Result<AdminClient, AdminError> {
         let base = Url::parse(edge.trim())
             .map_err(|e| AdminError::Usage(format!("edge URL {edge:?}: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+        let host = base.host_str().unwrap_or_default().to_string();
+        if !matches!(base.scheme(), "http" | "https") || host.is_empty() {
             return Err(AdminError::Usage(format!(
                 "edge URL {edge:?} must be http(s)://host[:port]"
             )));
         }
-        let http = reqwest::Client::builder()
+        if base.scheme() == "http"
+            && token.is_some()
+            && !tls::is_loopback_host(&host)
+            && !options.allow_plain_http_token
+        {
+            return Err(AdminError::Usage(format!(
+                "refusing to send the admin token over plain HTTP to {host} (not loopback): use https://, or pass --allow-plain-http-token"
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if base.scheme() == "https" {
+            let config =
+                tls::client_config(&options.tls, tls::ALPN_H1).map_err(AdminError::Usage)?;
+            builder = builder.use_preconfigured_tls((*config).clone());
+        }
+        let http = builder
             .build()
             .map_err(|e| AdminError::Transport(e.to_string()))?;
         Ok(AdminClient { base, token, http })
@@ -141,11 +200,22 @@ impl AdminClient {
         if let Some(b) = body {
             rb = rb.json(b);
         }
+        let host = self.base.host_str().unwrap_or_default();
         let resp = rb
             .send()
             .await
-            .map_err(|e| AdminError::Transport(with_causes(&e)))?;
+            .map_err(|e| AdminError::Transport(transport_error(host, &e)))?;
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere");
+            return Err(AdminError::BadResponse(format!(
+                "{host} answered {status} redirecting to {to}; the admin client never follows redirects: use the final URL as --edge if you trust it"
+            )));
+        }
         let text = resp
             .text()
             .await
@@ -218,17 +288,8 @@ impl AdminClient {
         expected_epoch: Option<u64>,
         reason: &str,
     ) -> Result<StateView, AdminError> {
-        if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
-            return Err(AdminError::Usage(format!(
-                "weight {percent} must be within 0..=100 (percent)"
-            )));
-        }
-        let req = ChangeRequest {
-            weight_percent: Some(percent),
-            reason: reason.to_string(),
-            ..ChangeRequest::default()
-        };
-        self.change(AdminRoute::Weight, req, expected_epoch).await
+        self.weight_change(percent, None, expected_epoch, reason)
+            .await
     }
 
     /// [`AdminClient::set_weight`] that also sets who the canary's users
@@ -240,6 +301,17 @@ impl AdminClient {
         expected_epoch: Option<u64>,
         reason: &str,
     ) -> Result<StateView, AdminError> {
+        self.weight_change(percent, Some(population), expected_epoch, reason)
+            .await
+    }
+
+    async fn weight_change(
+        &self,
+        percent: f64,
+        population: Option<Population>,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
         if !(percent.is_finite() && (0.0..=100.0).contains(&percent)) {
             return Err(AdminError::Usage(format!(
                 "weight {percent} must be within 0..=100 (percent)"
@@ -247,7 +319,7 @@ impl AdminClient {
         }
         let req = ChangeRequest {
             weight_percent: Some(percent),
-            population: Some(population),
+            population,
             reason: reason.to_string(),
             ..ChangeRequest::default()
         };
@@ -305,6 +377,15 @@ fn committed(expected_epoch: u64, view: StateView) -> Result<StateView, AdminErr
         )));
     }
     Ok(view)
+}
+
+/// A request failure in one line naming the host: TLS refusals in words,
+/// anything else with its causes.
+fn transport_error(host: &str, e: &reqwest::Error) -> String {
+    match tls::rustls_cause(e) {
+        Some(t) => format!("TLS with {host}: {}", tls::describe_rustls_error(t)),
+        None => with_causes(e),
+    }
 }
 
 /// An error and its causes (`error sending request for url (...): operation

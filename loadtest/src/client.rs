@@ -4,11 +4,12 @@
 //! steer with a [`Control`].
 
 use crate::histogram::{ColorKey, Outcome, Sample};
+use crate::locations::{LocationSource, LocationTracker};
 use crate::recorder::Recorder;
 use crate::sampling::{Comparison, Purpose};
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
-use crate::transport::{Failure, Pool, SendRequest};
+use crate::transport::{ConnectionSummary, Failure, HttpOptions, Pool, SendRequest};
 use crate::users::{splitmix64, Population};
 use bytes::Bytes;
 use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH, HEADER_REASON};
@@ -68,6 +69,11 @@ pub struct LoadConfig {
     /// Comparison traffic (preview override, equal per color); `None`:
     /// every request follows the weight.
     pub comparison: Option<Comparison>,
+    /// HTTP/2, connection count, TLS trust.
+    pub http: HttpOptions,
+    /// Where answers' locations go (cf-ray suffix by default); callers keep
+    /// a clone to read it live or mark changes.
+    pub locations: Arc<LocationTracker>,
 }
 
 impl LoadConfig {
@@ -86,6 +92,8 @@ impl LoadConfig {
             users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
             seed: 1,
             comparison: None,
+            http: HttpOptions::default(),
+            locations: Arc::new(LocationTracker::new(LocationSource::CfRay)),
         })
     }
 }
@@ -121,11 +129,13 @@ impl Control {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
     pub elapsed: Duration,
     pub sent: u64,
     pub stopped_early: bool,
+    /// Handshake times, protocols per color, resumptions.
+    pub connections: ConnectionSummary,
 }
 
 struct Prepared {
@@ -137,23 +147,19 @@ struct Prepared {
     seed: u64,
     timeout: Duration,
     comparison: Option<Comparison>,
+    locations: Arc<LocationTracker>,
 }
 
 fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
-    match cfg.url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(LoadError(format!(
-                "URL {}: https is not supported (greenlight load targets loopback edges over plain HTTP)",
-                cfg.url
-            )))
-        }
-        _ => return Err(LoadError(format!("URL {} must be http://", cfg.url))),
+    if !matches!(cfg.url.scheme(), "http" | "https") {
+        return Err(LoadError(format!(
+            "URL {} must be http:// or https://",
+            cfg.url
+        )));
     }
-    let Some(host) = cfg.url.host_str() else {
+    if cfg.url.host_str().is_none() {
         return Err(LoadError(format!("URL {} has no host", cfg.url)));
-    };
-    let authority = format!("{host}:{}", cfg.url.port_or_known_default().unwrap_or(80));
+    }
     let scenario = match &cfg.scenario {
         Some(s) => s.clone(),
         None => {
@@ -179,13 +185,15 @@ fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Prepared {
-        pool: Pool::new(&authority, cfg.timeout.min(Duration::from_secs(5))).map_err(LoadError)?,
+        pool: Pool::for_url(&cfg.url, cfg.timeout.min(Duration::from_secs(5)), &cfg.http)
+            .map_err(LoadError)?,
         uris,
         scenario,
         users: cfg.users.clone(),
         seed: cfg.seed,
         timeout: cfg.timeout,
         comparison: cfg.comparison.clone(),
+        locations: cfg.locations.clone(),
     })
 }
 
@@ -256,6 +264,8 @@ async fn one_request(
             } else {
                 user.observe(headers);
             }
+            p.pool.stats.served(color, answer.protocol);
+            p.locations.observe(headers, color, epoch);
             (color, epoch, Outcome::Status(answer.status))
         }
         // A comparison request that got no answer is still comparison
@@ -367,8 +377,16 @@ pub async fn run(
         _ => {}
     }
     let prepared = Arc::new(prepare(&cfg)?);
+    // A certificate or protocol refusal ends the run before it starts.
+    prepared
+        .pool
+        .probe()
+        .await
+        .map_err(|e| LoadError(e.reason))?;
+    let connections = prepared.clone();
     let start = Instant::now();
     recorder.set_start(start);
+    cfg.locations.set_start(start);
     let deadline = start + cfg.duration;
     let max_requests = cfg.max_requests.unwrap_or(u64::MAX);
 
@@ -420,10 +438,12 @@ pub async fn run(
     };
     ticker.abort();
     recorder.tick();
+    let prepared_summary = connections.pool.summary();
     Ok(RunEnd {
         elapsed: start.elapsed(),
         sent,
         stopped_early: control.is_stopped(),
+        connections: prepared_summary,
     })
 }
 
@@ -691,8 +711,7 @@ mod tests {
                 .map(|e| e.0)
                 .unwrap_or_default()
             };
-            assert!(bad("ftp://x/").contains("must be http://"));
-            assert!(bad("https://x/").contains("https is not supported"));
+            assert!(bad("ftp://x/").contains("must be http:// or https://"));
         });
     }
 }

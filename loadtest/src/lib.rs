@@ -3,14 +3,17 @@
 //! Modules are small and named for one job; nothing here knows about a UI:
 //! - [`schedule`]: open-loop arrival schedule (constant, ramp, steps; live rate changes)
 //! - [`client`]: the load engine (open and closed loop) and its [`client::Control`]
-//! - [`transport`]: the engine's keep-alive HTTP/1.1 connection pool (hyper)
+//! - [`transport`]: the engine's connections: HTTP/1.1 keep-alive or HTTP/2 multiplexed, plain or TLS (hyper)
+//! - [`tls`]: rustls settings shared by every client (roots, `--cacert`, `--insecure`)
 //! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
 //! - [`scenario`]: TOML request mix
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
+//! - [`hlog`]: HdrHistogram interval logs (`--hlog`) and merging several agents' logs
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
 //! - [`sampling`]: what each request is for (comparison traffic through the preview override, or weighted)
 //! - [`routing_check`]: the observed split of weighted traffic against the weight (binomial interval)
+//! - [`locations`]: per-location (cf-ray, `--location-header`) requests and convergence
 //! - [`admin_client`]: the edge admin API client
 //! - [`origin`]: a test origin with injectable latency, errors and stalls
 //! - [`trace`]: open-loop load keeping one record per request (end-to-end checks)
@@ -18,6 +21,8 @@
 pub mod admin_client;
 pub mod client;
 pub mod histogram;
+pub mod hlog;
+pub mod locations;
 pub mod origin;
 pub mod policy_args;
 pub mod recorder;
@@ -27,6 +32,7 @@ pub mod sampling;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;
+pub mod tls;
 pub mod trace;
 pub mod transport;
 pub mod users;

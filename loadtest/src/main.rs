@@ -17,6 +17,7 @@ use loadtest::routing_check::RoutingCheck;
 use loadtest::sampling::{Comparison, PreviewCredential, SamplingReport};
 use loadtest::scenario::Scenario;
 use loadtest::schedule::{parse_duration, RateProfile};
+use loadtest::transport::HttpOptions;
 use loadtest::users::{IdentityKind, JwtClaims, JwtKey, Population};
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy, Verdict};
 use reqwest::Url;
@@ -53,6 +54,31 @@ enum Cmd {
     Abort(ChangeArgs),
     /// Run a test origin that answers with its color.
     Origin(OriginArgs),
+    /// Reports from saved runs (`merge`: several agents' --hlog files, one verdict).
+    #[command(subcommand)]
+    Report(ReportCmd),
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Merge the --hlog interval logs of load agents that ran side by side
+    /// into one summary, JSON report and verdict.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Interval logs written by `greenlight load --hlog`.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
+    /// The color treated as the baseline.
+    #[arg(long, default_value = "blue")]
+    baseline: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,8 +95,25 @@ enum IdentityArg {
 
 #[derive(Args)]
 struct LoadArgs {
-    /// Target URL, e.g. http://127.0.0.1:8787/
+    /// Target URL, e.g. http://127.0.0.1:8787/ or https://app.example.workers.dev/
     url: String,
+    #[command(flatten)]
+    tls: loadtest::tls::TlsArgs,
+    /// Require HTTP/2 (ALPN h2 over https; prior knowledge, h2c, over http).
+    /// Over https, h2 is used whenever the server offers it.
+    #[arg(long)]
+    http2: bool,
+    /// HTTP/2: connections to open (requests are multiplexed on them).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Read each answer's location (point of presence) from this header:
+    /// `cf-ray` (default) takes the suffix of Cloudflare's `…-FRA`, any other
+    /// header its whole value.
+    #[arg(long, default_value = "cf-ray")]
+    location_header: String,
+    /// HTTP/2: requests in flight at once per connection.
+    #[arg(long, default_value_t = 100)]
+    streams_per_connection: usize,
     /// Requests/s: 500 (constant), 100..1000 (ramp over the run), 100,500@10s (steps).
     #[arg(long)]
     rate: Option<String>,
@@ -116,6 +159,10 @@ struct LoadArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log here (per color: corrected and
+    /// service latency), for `greenlight report merge` and HdrHistogram's tools.
+    #[arg(long)]
+    hlog: Option<PathBuf>,
     /// Write <color>.hgrm and <color>-service.hgrm percentile distributions here.
     #[arg(long)]
     hgrm_dir: Option<PathBuf>,
@@ -158,6 +205,8 @@ struct AdminArgs {
     /// Edge base URL (or GREENLIGHT_EDGE, or `edge` in the config file).
     #[arg(long, env = "GREENLIGHT_EDGE")]
     edge: Option<String>,
+    #[command(flatten)]
+    transport: admin_client::AdminTransportArgs,
     /// Config file with admin_token / edge (default ~/.config/greenlight/config.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -222,6 +271,16 @@ struct OriginArgs {
     /// secret is read from this environment variable (never from argv).
     #[arg(long)]
     signing_secret_env: Option<String>,
+    /// Answer `cf-ray: <id>-<CODE>` like a Cloudflare location (e.g. FRA), for
+    /// trying per-location reports.
+    #[arg(long)]
+    location: Option<String>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 over ALPN) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A user mistake: printed as one line, exit code 2.
@@ -306,6 +365,7 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Origin(a) => origin(a).await,
+            Cmd::Report(ReportCmd::Merge(a)) => merge_reports(a),
         }
     })
 }
@@ -329,7 +389,10 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
         return usage_exit("no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)");
     };
     let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
-    let client = match AdminClient::new(&edge, token) {
+    if args.transport.tls.insecure && edge.starts_with("https") {
+        eprintln!("greenlight: {}", loadtest::tls::INSECURE_WARNING);
+    }
+    let client = match AdminClient::with_options(&edge, token, &args.transport.options()) {
         Ok(c) => c,
         Err(e) => return usage_exit(&e.to_string()),
     };
@@ -355,11 +418,21 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
 
 fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey), Usage> {
     let url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
-    if url.scheme() != "http" || url.host_str().is_none() {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Usage(format!(
-            "invalid URL {:?}: must be http://host[:port]/path",
+            "invalid URL {:?}: must be http(s)://host[:port]/path",
             a.url
         )));
+    }
+    if a.connections == 0 || a.streams_per_connection == 0 {
+        return Err(Usage(
+            "--connections and --streams-per-connection must be at least 1".into(),
+        ));
+    }
+    if let Some(path) = &a.tls.cacert {
+        if !path.is_file() {
+            return Err(Usage(format!("--cacert {}: no such file", path.display())));
+        }
     }
     let duration = parse_duration(&a.duration).map_err(|e| format!("--duration: {e}"))?;
     if duration.is_zero() {
@@ -490,6 +563,15 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
             users: Arc::new(users),
             seed: a.seed,
             comparison,
+            locations: Arc::new(loadtest::locations::LocationTracker::new(
+                loadtest::locations::LocationSource::parse(&a.location_header)?,
+            )),
+            http: HttpOptions {
+                require_http2: a.http2,
+                connections: a.connections,
+                streams_per_connection: a.streams_per_connection,
+                tls: a.tls.options(),
+            },
         },
         policy,
         target_rps,
@@ -515,7 +597,10 @@ fn summaries(
     if b.requests() == 0 || c.requests() == 0 {
         return None;
     }
-    Some((ColorSummary::of(b), ColorSummary::of(c)))
+    Some((
+        ColorSummary::of_color(b, baseline),
+        ColorSummary::of_color(c, cand),
+    ))
 }
 
 fn live_message(snap: &loadtest::recorder::Snapshot) -> String {
@@ -581,8 +666,12 @@ async fn load(a: LoadArgs) -> ExitCode {
         "closed"
     };
     let target = cfg.url.to_string();
+    if cfg.http.tls.insecure {
+        eprintln!("greenlight: {}", loadtest::tls::INSECURE_WARNING);
+    }
     let recorder = Recorder::new();
     let control = Control::default();
+    let locations = cfg.locations.clone();
 
     // Ctrl-C: stop cleanly and still report; a second Ctrl-C exits at once.
     {
@@ -643,6 +732,7 @@ async fn load(a: LoadArgs) -> ExitCode {
         })
     };
 
+    let started = std::time::SystemTime::now();
     let end = client::run(cfg, recorder.clone(), control).await;
     watcher.abort();
     bar.finish_and_clear();
@@ -688,6 +778,11 @@ async fn load(a: LoadArgs) -> ExitCode {
         fallback,
         routing_check,
     ));
+    report.connections = Some(end.connections.clone());
+    let seen = locations.summary();
+    if !seen.locations.is_empty() {
+        report.locations = Some(seen);
+    }
     say(&report.human());
     if report.verdict.is_none() {
         let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
@@ -706,6 +801,14 @@ async fn load(a: LoadArgs) -> ExitCode {
             code = ExitCode::from(3);
         }
     }
+    if let Some(path) = &a.hlog {
+        let written = loadtest::hlog::write(&snap, started)
+            .and_then(|log| std::fs::write(path, log).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("greenlight: cannot write {}: {e}", path.display());
+            code = ExitCode::from(3);
+        }
+    }
     if let Some(dir) = &a.hgrm_dir {
         for c in ColorKey::ALL {
             let s = snap.color(c);
@@ -719,6 +822,52 @@ async fn load(a: LoadArgs) -> ExitCode {
                     code = ExitCode::from(3);
                 }
             }
+        }
+    }
+    code
+}
+
+fn merge_reports(a: MergeArgs) -> ExitCode {
+    let mut logs = Vec::new();
+    for p in &a.logs {
+        match std::fs::read(p) {
+            Ok(b) => logs.push((p.display().to_string(), b)),
+            Err(e) => return usage_exit(&format!("{}: {e}", p.display())),
+        }
+    }
+    let snap = match loadtest::hlog::merge(&logs) {
+        Ok(s) => s,
+        Err(e) => return usage_exit(&e),
+    };
+    let policy = a.policy.apply(Policy::default());
+    if let Err(e) = policy.validate() {
+        return usage_exit(&format!("policy: {e}"));
+    }
+    let baseline = match a.baseline.parse::<greenlight_common::Color>() {
+        Ok(c) => ColorKey::from(c),
+        Err(e) => return usage_exit(&format!("--baseline: {e}")),
+    };
+    // Interval logs keep no purpose: all samples are judged.
+    let verdict = summaries(&snap, baseline, false).map(|(b, c)| judge(&policy, &b, &c));
+    let target = format!("{} merged interval logs", logs.len());
+    let report = Report::build(
+        &target,
+        "merged",
+        None,
+        &snap,
+        snap.elapsed.as_secs_f64(),
+        false,
+        verdict,
+    );
+    say(&report.human());
+    let mut code = match report.verdict.as_ref().map(|j| j.verdict) {
+        Some(Verdict::Fail) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    };
+    if let Some(path) = &a.json {
+        if let Err(e) = std::fs::write(path, report.to_json()) {
+            eprintln!("greenlight: cannot write {}: {e}", path.display());
+            code = ExitCode::from(3);
         }
     }
     code
@@ -779,13 +928,23 @@ async fn origin(a: OriginArgs) -> ExitCode {
         Ok(x) => x,
         Err(_) => return usage_exit(&format!("--host {:?} is not an IP address", a.host)),
     };
-    let o = match Origin::start(addr, &a.color, behavior).await {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => match Origin::tls_config(c, k) {
+            Ok(t) => Some(t),
+            Err(e) => return usage_exit(&e),
+        },
+        _ => None,
+    };
+    let o = match Origin::start_with_tls(addr, &a.color, behavior, tls).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("greenlight: cannot listen on {addr}: {e}");
             return ExitCode::from(3);
         }
     };
+    if let Some(code) = &a.location {
+        o.set_location(code);
+    }
     say(&format!(
         "greenlight origin {} listening on {}\n",
         o.color,

@@ -224,12 +224,17 @@ struct Shared {
     refused: AtomicU64,
     replay_guard: Mutex<greenlight_common::origin_auth::ReplayGuard>,
     recent: Mutex<Vec<RecordedRequest>>,
+    /// A point-of-presence code answered in `cf-ray: <id>-<CODE>` (tests
+    /// of per-location tracking).
+    location: Mutex<Option<String>>,
 }
 
 /// A running origin. Dropping it stops the server.
 pub struct Origin {
     pub addr: SocketAddr,
     pub color: String,
+    /// Serves HTTPS (see [`Origin::start_with_tls`]).
+    pub https: bool,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
@@ -241,6 +246,19 @@ impl Origin {
         color: &str,
         behavior: Behavior,
     ) -> anyhow::Result<Origin> {
+        Origin::start_with_tls(addr, color, behavior, None).await
+    }
+
+    /// Like [`Origin::start`], serving HTTPS with `tls` (HTTP/2 when the
+    /// client offers `h2` over ALPN and `tls` lists it, else HTTP/1.1).
+    pub async fn start_with_tls(
+        addr: SocketAddr,
+        color: &str,
+        behavior: Behavior,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Origin> {
+        let https = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -258,6 +276,7 @@ impl Origin {
                 let state = state.clone();
                 let color = color_owned.clone();
                 let behavior = behavior.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let state = state.clone();
@@ -265,24 +284,77 @@ impl Origin {
                         let behavior = behavior.clone();
                         async move { Ok::<_, hyper::Error>(serve(req, &color, &state, &behavior).await) }
                     });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
+                    let Some(acceptor) = acceptor else {
+                        let _ = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades()
+                            .await;
+                        return;
+                    };
+                    // A failed handshake (untrusted certificate on the
+                    // client's side, plain HTTP) just ends the connection.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(TokioIo::new(tls), svc)
                         .await;
+                    } else {
+                        let _ = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(tls), svc)
+                            .with_upgrades()
+                            .await;
+                    }
                 });
             }
         });
         Ok(Origin {
             addr,
             color: color.to_string(),
+            https,
             shared,
             task,
         })
     }
 
+    /// A server configuration from PEM files, offering `h2` and `http/1.1`.
+    pub fn tls_config(
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert_pem)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("--tls-cert {}: {e}", cert_pem.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key_pem)
+            .map_err(|e| format!("--tls-key {}: {e}", key_pem.display()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Answers from now on carry `cf-ray: <id>-<code>`, the way Cloudflare
+    /// names the location that served a request.
+    pub fn set_location(&self, code: &str) {
+        if let Ok(mut l) = self.shared.location.lock() {
+            *l = Some(code.to_string());
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Requests received since start (or the last `reset`).
@@ -444,11 +516,15 @@ async fn serve(
         });
         ("application/json", Bytes::from(summary.to_string()))
     };
-    Response::builder()
+    let mut ok = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type)
-        .header("x-origin-color", color)
-        .body(full(payload))
+        .header("x-origin-color", color);
+    if let Some(code) = shared.location.lock().ok().and_then(|l| l.clone()) {
+        let id = shared.hits.load(Ordering::Relaxed);
+        ok = ok.header(crate::locations::CF_RAY, format!("{id:016x}-{code}"));
+    }
+    ok.body(full(payload))
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 

@@ -39,13 +39,25 @@
 //!     "preview_mismatch": 0,                // previews answered by another color
 //!     "routing_check": RoutingCheck         // with --expect-weight; see routing_check.rs
 //!   }
+//!   "connections": {                        // absent in reports of older versions
+//!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
+//!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
+//!     "handshake_ms": { ...latency keys... },   // TCP + TLS (+ h2 preface), apart
+//!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } },  // per color
+//!   "locations": {                          // only when answers named a location
+//!     "header": "cf-ray",                   // or the --location-header
+//!     "changes": [ { "epoch": 5, "at_s": 12.3, "acknowledged": true } ],
+//!     "locations": { "FRA": { "requests": { "blue": 10, "green": 4 }, "epochs": [4, 5],
+//!         "convergence": [ { "epoch": 5, "new_first_seen_s": 0.8, "old_last_seen_s": 3.1 } ] } } }
 //! }
 //! ```
 //! Fields are only ever added within a schema version; readers should ignore
 //! unknown fields.
 
 use crate::histogram::{ColorKey, ColorStats, OutcomeCounts};
+use crate::locations::LocationSummary;
 use crate::recorder::{EngineCounters, SeriesPoint, Snapshot};
+use crate::transport::ConnectionSummary;
 use crate::verdict::Judgement;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -140,6 +152,11 @@ pub struct Report {
     pub verdict: Option<Judgement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<crate::sampling::SamplingReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionSummary>,
+    /// Per location (only when answers named one: cf-ray or --location-header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<LocationSummary>,
 }
 
 impl Report {
@@ -170,6 +187,8 @@ impl Report {
             series: snap.series.clone(),
             verdict,
             sampling: None,
+            connections: None,
+            locations: None,
         }
     }
 
@@ -206,6 +225,9 @@ impl Report {
                 ""
             }
         );
+        if let Some(c) = &self.connections {
+            out.push_str(&connection_lines(c));
+        }
         if self.counters.late > 0 {
             let _ = writeln!(
                 out,
@@ -257,6 +279,9 @@ impl Report {
         row("latency max", &|r| ms(r.latency_ms.max));
         row("service p50 (uncorr.)", &|r| ms(r.service_ms.p50));
         row("service p99 (uncorr.)", &|r| ms(r.service_ms.p99));
+        if let Some(l) = &self.locations {
+            out.push_str(&l.text());
+        }
         if let Some(sampling) = &self.sampling {
             out.push('\n');
             out.push_str(&sampling.human());
@@ -269,6 +294,48 @@ impl Report {
         }
         out
     }
+}
+
+/// Connections, handshake times and the protocol each color was served with.
+fn connection_lines(c: &ConnectionSummary) -> String {
+    let mut out = String::new();
+    if c.insecure {
+        let _ = writeln!(out, "{}", crate::tls::INSECURE_WARNING);
+    }
+    let opened = c.opened_http1 + c.opened_http2;
+    if opened > 0 || c.failed > 0 {
+        let _ = writeln!(
+            out,
+            "connections: {opened} opened ({} HTTP/1.1, {} HTTP/2){}, {} failed; connect{} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            c.opened_http1,
+            c.opened_http2,
+            if c.tls {
+                format!(", TLS, {} resumed", c.resumed)
+            } else {
+                String::new()
+            },
+            c.failed,
+            if c.tls { " + TLS handshake" } else { "" },
+            c.handshake_ms.p50,
+            c.handshake_ms.p99,
+            c.handshake_ms.max
+        );
+    }
+    if let Some(e) = &c.last_error {
+        let _ = writeln!(out, "last connection error: {e}");
+    }
+    if !c.protocols.is_empty() {
+        let served: Vec<String> = c
+            .protocols
+            .iter()
+            .map(|(color, per)| {
+                let p: Vec<String> = per.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                format!("{} {}", color.as_str(), p.join(" + "))
+            })
+            .collect();
+        let _ = writeln!(out, "served over: {}", served.join(" | "));
+    }
+    out
 }
 
 /// HdrHistogram's percentile-distribution text (as `HistogramLogProcessor`

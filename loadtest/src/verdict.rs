@@ -110,6 +110,10 @@ pub struct ColorSummary {
     pub requests: u64,
     /// 5xx and transport failures.
     pub errors: u64,
+    /// The color's name in the reasons; `None`: named by role as "blue"
+    /// (baseline) and "green" (candidate). After a promote the baseline is
+    /// green: callers label the summaries so the reasons name them right.
+    pub label: Option<&'static str>,
 }
 
 impl ColorSummary {
@@ -118,8 +122,22 @@ impl ColorSummary {
             buckets_ms: c.buckets_ms(),
             requests: c.requests(),
             errors: c.outcomes.errors(),
+            label: None,
         }
     }
+
+    /// [`ColorSummary::of`], named `color` in the reasons.
+    pub fn of_color(c: &ColorStats, color: crate::histogram::ColorKey) -> ColorSummary {
+        ColorSummary {
+            label: Some(color.as_str()),
+            ..ColorSummary::of(c)
+        }
+    }
+}
+
+/// The names of the baseline and the candidate in reasons.
+fn names(base: &ColorSummary, cand: &ColorSummary) -> (&'static str, &'static str) {
+    (base.label.unwrap_or("blue"), cand.label.unwrap_or("green"))
 }
 
 /// The latency comparison (fixed horizon).
@@ -180,7 +198,8 @@ fn too_few(
     cand: &ColorSummary,
     mode: &str,
 ) -> Option<Judgement> {
-    let short: Vec<String> = [("blue", base.requests), ("green", cand.requests)]
+    let (b, c) = names(base, cand);
+    let short: Vec<String> = [(b, base.requests), (c, cand.requests)]
         .iter()
         .filter(|(_, n)| *n < policy.min_samples)
         .map(|(c, n)| format!("{c} has {n} requests"))
@@ -213,6 +232,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
     let level = 1.0 - policy.alpha;
     let mut checks = Vec::new();
     let mut reasons = Vec::new();
+    let (b, c) = names(base, cand);
 
     // Latency: Mann-Whitney + Hodges-Lehmann against the tolerance.
     let latency = match (
@@ -224,7 +244,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
             let tol = policy.latency_tolerance * median;
             let rel = |x: f64| x / median;
             let detail = format!(
-                "HL shift {:+.3} ms ({}), {:.0}% CI {:+.3}..{:+.3} ms, Mann-Whitney p = {:.2e}; tolerance {} of blue's median {:.3} ms",
+                "HL shift {:+.3} ms ({}), {:.0}% CI {:+.3}..{:+.3} ms, Mann-Whitney p = {:.2e}; tolerance {} of {b}'s median {:.3} ms",
                 shift.estimate,
                 pct(rel(shift.estimate)),
                 level * 100.0,
@@ -236,15 +256,15 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
             );
             let v = if shift.ci_low > tol && mw.p_value < policy.alpha {
                 reasons.push(format!(
-                    "latency: green is slower than blue beyond the tolerance: {detail}"
+                    "latency: {c} is slower than {b} beyond the tolerance: {detail}"
                 ));
                 Verdict::Fail
             } else if shift.ci_high <= tol {
-                reasons.push(format!("latency: green is within the tolerance: {detail}"));
+                reasons.push(format!("latency: {c} is within the tolerance: {detail}"));
                 Verdict::Pass
             } else {
                 reasons.push(format!(
-                    "latency: cannot tell whether green is within the tolerance: {detail}"
+                    "latency: cannot tell whether {c} is within the tolerance: {detail}"
                 ));
                 Verdict::Inconclusive
             };
@@ -272,7 +292,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
     if let Some(d) = percentiles.iter().find(|d| d.q == 0.99) {
         let limit = (policy.p99_ratio_max - 1.0) * d.x;
         let detail = format!(
-            "green p99 {:.3} ms vs blue p99 {:.3} ms × {:.2} = {:.3} ms (delta {:+.3} ms, {:.0}% CI {:+.3}..{:+.3})",
+            "{c} p99 {:.3} ms vs {b} p99 {:.3} ms × {:.2} = {:.3} ms (delta {:+.3} ms, {:.0}% CI {:+.3}..{:+.3})",
             d.y,
             d.x,
             policy.p99_ratio_max,
@@ -308,7 +328,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
     if let Some(t) = &errors {
         let tol = policy.error_rate_delta_max_pp / 100.0;
         let detail = format!(
-            "green {:.3}% vs blue {:.3}% (delta {:+.3} pp, {:.0}% CI {:+.3}..{:+.3} pp, p = {:.2e}); allowed +{} pp",
+            "{c} {:.3}% vs {b} {:.3}% (delta {:+.3} pp, {:.0}% CI {:+.3}..{:+.3} pp, p = {:.2e}); allowed +{} pp",
             t.p_y * 100.0,
             t.p_x * 100.0,
             t.diff * 100.0,
@@ -320,7 +340,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
         );
         let v = if t.ci_low > tol && t.p_value < policy.alpha {
             reasons.push(format!(
-                "errors: green's error rate is higher beyond the allowance: {detail}"
+                "errors: {c}'s error rate is higher beyond the allowance: {detail}"
             ));
             Verdict::Fail
         } else if t.ci_high <= tol {
@@ -354,6 +374,7 @@ pub fn judge_sequential(policy: &Policy, base: &ColorSummary, cand: &ColorSummar
     }
     let mut checks = Vec::new();
     let mut reasons = Vec::new();
+    let (_, c) = names(base, cand);
     let (mb, vb, nb) = stats::mean_var_by(&base.buckets_ms, |v| v.max(1e-3).ln());
     let (mc, vc, nc) = stats::mean_var_by(&cand.buckets_ms, |v| v.max(1e-3).ln());
     let tau2 = policy.sequential_tau * policy.sequential_tau;
@@ -374,7 +395,7 @@ pub fn judge_sequential(policy: &Policy, base: &ColorSummary, cand: &ColorSummar
     );
     checks.push(if log_latency.low > lim {
         reasons.push(format!(
-            "latency: green is slower beyond the tolerance: {detail}"
+            "latency: {c} is slower beyond the tolerance: {detail}"
         ));
         Verdict::Fail
     } else if log_latency.high < lim {
@@ -403,7 +424,7 @@ pub fn judge_sequential(policy: &Policy, base: &ColorSummary, cand: &ColorSummar
     );
     checks.push(if error_rate.low > tol {
         reasons.push(format!(
-            "errors: green's error rate is higher beyond the allowance: {detail}"
+            "errors: {c}'s error rate is higher beyond the allowance: {detail}"
         ));
         Verdict::Fail
     } else if error_rate.high < tol {
@@ -452,6 +473,7 @@ mod tests {
             buckets_ms: stats::buckets_of(&v),
             requests: n as u64,
             errors,
+            label: None,
         }
     }
 
@@ -470,6 +492,32 @@ mod tests {
         let j = judge(&p, &b, &g);
         assert_eq!(j.verdict, Verdict::Pass, "{:#?}", j.reasons);
         assert_eq!(j.percentiles.len(), 3);
+    }
+
+    #[test]
+    fn reasons_name_the_colors_by_their_labels() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        // After a promote green is the baseline and blue the candidate.
+        let base = ColorSummary {
+            label: Some("green"),
+            ..summary(&mut rng, 2000, 10.0, 0.0)
+        };
+        let cand = ColorSummary {
+            label: Some("blue"),
+            ..summary(&mut rng, 2000, 14.0, 0.0)
+        };
+        let j = judge(&Policy::default(), &base, &cand);
+        assert!(
+            j.reasons
+                .iter()
+                .any(|r| r.starts_with("latency: blue is slower than green")),
+            "{:?}",
+            j.reasons
+        );
+        assert!(j
+            .reasons
+            .iter()
+            .any(|r| r.contains("blue p99") && r.contains("vs green p99")));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn bad_load_input_exits_2_with_one_clear_message() {
     );
     assert_usage(
         &["load", "ftp://127.0.0.1/", "--rate", "10"],
-        "must be http://",
+        "must be http(s)://",
     );
     assert_usage(
         &["load", "http://127.0.0.1:9/", "--rate", "0"],

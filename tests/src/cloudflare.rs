@@ -51,12 +51,20 @@ pub async fn start_worker(
     if let Some(document) = &setup.backup_document {
         put_document(scratch.path(), LAST_GOOD_KEY, document).await?;
     }
-    serve(scratch).await
+    serve_over(scratch, setup.tls.as_ref()).await
 }
 
 /// Runs `wrangler dev` on the configuration and persisted state in
 /// `scratch` (made by [`start_worker`]) on new free ports.
 pub async fn serve(scratch: tempfile::TempDir) -> anyhow::Result<RunningEdge> {
+    serve_over(scratch, None).await
+}
+
+/// [`serve`], over HTTPS with `tls` when given (`--local-protocol https`).
+pub async fn serve_over(
+    scratch: tempfile::TempDir,
+    tls: Option<&crate::EdgeTls>,
+) -> anyhow::Result<RunningEdge> {
     let config = scratch.path().join("wrangler.toml");
     let port = free_port();
     let inspector = free_port();
@@ -68,13 +76,20 @@ pub async fn serve(scratch: tempfile::TempDir) -> anyhow::Result<RunningEdge> {
         .arg("--persist-to")
         .arg(scratch.path().join("state"))
         .arg("--show-interactive-dev-session=false");
+    if let Some(tls) = tls {
+        cmd.args(["--local-protocol", "https", "--https-key-path"])
+            .arg(&tls.files.key)
+            .arg("--https-cert-path")
+            .arg(&tls.files.cert);
+    }
     let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("wrangler.log"))?;
-    RunningEdge::when_ready(
+    RunningEdge::when_ready_over(
         Runtime::Cloudflare,
         port,
         process,
         scratch,
         Duration::from_secs(90),
+        tls,
     )
     .await
 }

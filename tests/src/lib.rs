@@ -4,13 +4,14 @@
 pub mod cloudflare;
 pub mod fixtures;
 pub mod flips;
+pub mod pki;
 pub mod process;
 pub mod raw;
 pub mod rig;
 pub mod runtime;
 pub mod spin;
 
-pub use runtime::{EdgeSetup, RunningEdge, Runtime};
+pub use runtime::{EdgeSetup, EdgeTls, RunningEdge, Runtime};
 
 /// Declares one `#[tokio::test]` per runtime for each named behaviour:
 /// `cloudflare::<name>` and `spin::<name>`, each calling

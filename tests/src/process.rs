@@ -96,6 +96,16 @@ pub async fn wait_until(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
+    wait_until_with(&client, url, timeout, ready).await
+}
+
+/// [`wait_until`] with the caller's client (e.g. one trusting a test CA).
+pub async fn wait_until_with(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    ready: impl Fn(&reqwest::Response) -> bool,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut last_err = String::new();
     while start.elapsed() < timeout {

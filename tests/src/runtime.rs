@@ -1,6 +1,6 @@
 //! The edge runtimes the conformance suite runs against, behind one interface.
 
-use crate::process::{wait_until, ProcessGroup};
+use crate::process::{wait_until_with, ProcessGroup};
 use anyhow::bail;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +19,16 @@ pub struct EdgeSetup {
     pub state_document: Option<String>,
     /// Likewise under `LAST_GOOD_KEY`, the backup copy admin writes keep.
     pub backup_document: Option<String>,
+    /// Serve HTTPS with this certificate (`wrangler dev --local-protocol
+    /// https --https-cert-path/--https-key-path`, `spin up --tls-cert/--tls-key`).
+    pub tls: Option<EdgeTls>,
+}
+
+/// The certificate an HTTPS edge serves, and the CA that signed it.
+#[derive(Debug, Clone)]
+pub struct EdgeTls {
+    pub files: crate::pki::CertFiles,
+    pub ca: std::path::PathBuf,
 }
 
 /// A started edge. Dropping it stops the runtime's whole process group.
@@ -77,11 +87,24 @@ impl RunningEdge {
     pub async fn when_ready(
         runtime: Runtime,
         port: u16,
-        mut process: ProcessGroup,
+        process: ProcessGroup,
         scratch: tempfile::TempDir,
         timeout: Duration,
     ) -> anyhow::Result<RunningEdge> {
-        let base_url = format!("http://127.0.0.1:{port}");
+        RunningEdge::when_ready_over(runtime, port, process, scratch, timeout, None).await
+    }
+
+    /// [`RunningEdge::when_ready`] for an edge serving HTTPS when `tls` is set.
+    pub async fn when_ready_over(
+        runtime: Runtime,
+        port: u16,
+        mut process: ProcessGroup,
+        scratch: tempfile::TempDir,
+        timeout: Duration,
+        tls: Option<&EdgeTls>,
+    ) -> anyhow::Result<RunningEdge> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://127.0.0.1:{port}");
         let name = runtime.name();
         // Ready once the edge itself answers: greenlight's 401 with
         // `WWW-Authenticate` for an admin path without credentials (or its
@@ -99,7 +122,15 @@ impl RunningEdge {
                 || problem
                 || headers.contains_key("x-origin-color")
         };
-        if let Err(e) = wait_until(
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(2));
+        if let Some(tls) = tls {
+            let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca)?)?;
+            client = client
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        if let Err(e) = wait_until_with(
+            &client.build()?,
             &format!("{base_url}/__greenlight/health"),
             timeout,
             greenlight_answered,

@@ -244,13 +244,20 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
     if let Some(config) = std::env::var_os("GREENLIGHT_SPIN_RUNTIME_CONFIG") {
         cmd.arg("--runtime-config-file").arg(config);
     }
+    if let Some(tls) = &setup.tls {
+        cmd.arg("--tls-cert")
+            .arg(&tls.files.cert)
+            .arg("--tls-key")
+            .arg(&tls.files.key);
+    }
     let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("spin.log"))?;
-    RunningEdge::when_ready(
+    RunningEdge::when_ready_over(
         Runtime::Spin,
         port,
         process,
         scratch,
         Duration::from_secs(90),
+        setup.tls.as_ref(),
     )
     .await
 }

@@ -565,8 +565,22 @@ async fn shared_caches_cannot_mix_users_or_colors(runtime: Runtime) {
         .send()
         .await
         .unwrap();
-    assert_eq!(all(&resp, "vary"), ["x-greenlight-color, x-api-key"]);
-    assert_eq!(header(&resp, "cache-control"), "max-age=60");
+    // The credential is the identity of a caller without the edge's cookie,
+    // which could have decided it too; the answer hands that identity out
+    // as the cookie (one color on the public routes as well), so it is
+    // private.
+    assert_eq!(
+        all(&resp, "vary"),
+        ["x-greenlight-color, x-api-key, cookie"]
+    );
+    assert!(
+        all(&resp, "set-cookie")
+            .iter()
+            .any(|c| c.starts_with("greenlight-id=")),
+        "{:?}",
+        all(&resp, "set-cookie")
+    );
+    assert_eq!(header(&resp, "cache-control"), "private, max-age=60");
     let resp = http
         .get(rig.url("/public/script/status/200"))
         .header("cookie", &id)

@@ -43,6 +43,8 @@ struct Cli {
     /// Edge base URL.
     #[arg(long, env = "GREENLIGHT_EDGE", default_value = "http://127.0.0.1:8787")]
     edge: String,
+    #[command(flatten)]
+    transport: loadtest::admin_client::AdminTransportArgs,
     /// Where the synthetic load goes (default: the edge).
     #[arg(long)]
     target: Option<String>,
@@ -145,7 +147,10 @@ fn main() -> ExitCode {
     let token = std::env::var(&cli.token_env)
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let client = match AdminClient::new(&cli.edge, token) {
+    if cli.transport.tls.insecure {
+        eprintln!("greenlight-rollout: {}", loadtest::tls::INSECURE_WARNING);
+    }
+    let client = match AdminClient::with_options(&cli.edge, token, &cli.transport.options()) {
         Ok(c) => c,
         Err(e) => return usage(&e.to_string()),
     };
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
         duration: timeout + Duration::from_secs(60),
         preview,
         weighted_share: cli.routing_share,
+        tls: cli.transport.tls.options(),
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

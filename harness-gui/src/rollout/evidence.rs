@@ -61,8 +61,9 @@ impl Evidence {
         } else {
             window(&now, self.base.as_ref())
         };
-        let base = ColorSummary::of(&colors[ColorKey::from(active).index()]);
-        let cand = ColorSummary::of(&colors[ColorKey::from(active.other()).index()]);
+        let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+        let base = ColorSummary::of_color(&colors[bk.index()], bk);
+        let cand = ColorSummary::of_color(&colors[ck.index()], ck);
         match look {
             Look::Live => judge_sequential(policy, &base, &cand),
             Look::EndOfStep => judge(policy, &base, &cand),

@@ -115,8 +115,15 @@ impl FakeEdge {
                                     greenlight_common::Color::Green => green_ms,
                                 };
                                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                                // Blue answers "from FRA", green "from AMS"
+                                // (Cloudflare's cf-ray suffix names the location).
+                                let location = match color {
+                                    greenlight_common::Color::Blue => "FRA",
+                                    greenlight_common::Color::Green => "AMS",
+                                };
                                 hyper::Response::builder()
                                     .status(200)
+                                    .header("cf-ray", format!("{n:016x}-{location}"))
                                     .header("x-greenlight-color", color.to_string())
                                     .header("x-greenlight-epoch", s.epoch.to_string())
                                     .body(Full::new(bytes::Bytes::from_static(b"ok")))

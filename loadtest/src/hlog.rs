@@ -1,0 +1,227 @@
+//! Several load agents, one verdict: each run can write the standard
+//! HdrHistogram interval log (`--hlog FILE`: base64 V2-deflate compressed
+//! histograms, values in µs, one tag per color and kind), which HdrHistogram's
+//! own tools (`HistogramLogProcessor`, the plotters) read, and `greenlight
+//! report merge` adds the logs of several agents into one snapshot, judged
+//! and reported exactly like a single run.
+//!
+//! Tags: `<color>` is the corrected latency (from the intended send time),
+//! `<color>-service` the service time. The outcome counts and epochs the
+//! verdict also needs ride along as one comment line (`#greenlight-outcomes
+//! {json}`), which other readers skip. One interval per tag covers the whole
+//! run.
+
+use crate::histogram::{ColorKey, ColorStats, OutcomeCounts};
+use crate::recorder::{EngineCounters, Snapshot};
+use base64::Engine as _;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+const OUTCOMES: &str = "greenlight-outcomes ";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Extra {
+    outcomes: OutcomeCounts,
+    epochs: BTreeSet<u64>,
+}
+
+fn tag_color(tag: &str) -> Option<(ColorKey, bool)> {
+    let (name, service) = match tag.strip_suffix("-service") {
+        Some(n) => (n, true),
+        None => (tag, false),
+    };
+    ColorKey::ALL
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .map(|c| (c, service))
+}
+
+/// The interval log of `snap` (a run that started at `started`).
+pub fn write(snap: &Snapshot, started: SystemTime) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = IntervalLogWriterBuilder::new()
+        .add_comment("greenlight load: latency in microseconds; tag <color> = corrected (from the intended send time), <color>-service = from the actual send")
+        .with_start_time(started)
+        .with_base_time(started)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut out, &mut serializer)
+        .map_err(|e| e.to_string())?;
+    let mut extra = BTreeMap::new();
+    for c in ColorKey::ALL {
+        let s = snap.color(c);
+        if s.requests() == 0 {
+            continue;
+        }
+        let service = format!("{}-service", c.as_str());
+        for (tag, h) in [
+            (c.as_str(), &s.corrected),
+            (service.as_str(), &s.uncorrected),
+        ] {
+            log.write_histogram(h, Duration::ZERO, snap.elapsed, Tag::new(tag))
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        extra.insert(
+            c.as_str(),
+            Extra {
+                outcomes: s.outcomes,
+                epochs: s.epochs.clone(),
+            },
+        );
+    }
+    let json = serde_json::to_string(&extra).map_err(|e| e.to_string())?;
+    log.write_comment(&format!("{OUTCOMES}{json}"))
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Adds the log `text` (from `name`) into `into`; returns the longest interval.
+fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Duration, String> {
+    let mut longest = Duration::ZERO;
+    let mut deserializer = Deserializer::new();
+    let mut histograms = 0;
+    for entry in IntervalLogIterator::new(text) {
+        let entry =
+            entry.map_err(|e| format!("{name}: not an HdrHistogram interval log ({e:?})"))?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let Some((color, service)) = interval.tag().and_then(|t| tag_color(t.as_str())) else {
+            continue;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| format!("{name}: bad histogram encoding: {e}"))?;
+        let h: Histogram<u64> = deserializer
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| format!("{name}: bad histogram: {e:?}"))?;
+        let stats = &mut into[color.index()];
+        let target = if service {
+            &mut stats.uncorrected
+        } else {
+            &mut stats.corrected
+        };
+        if target.add(&h).is_err() {
+            for v in h.iter_recorded() {
+                target.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        longest = longest.max(interval.duration());
+        histograms += 1;
+    }
+    if histograms == 0 {
+        return Err(format!("{name}: no greenlight histogram in the log"));
+    }
+    let text = String::from_utf8_lossy(text);
+    let extra = text
+        .lines()
+        .find_map(|l| l.strip_prefix('#').and_then(|l| l.strip_prefix(OUTCOMES)))
+        .ok_or_else(|| {
+            format!("{name}: no #{OUTCOMES}line (not written by greenlight load --hlog)")
+        })?;
+    let extra: BTreeMap<String, Extra> =
+        serde_json::from_str(extra).map_err(|e| format!("{name}: bad outcomes line: {e}"))?;
+    for (color, x) in extra {
+        let Some((c, _)) = tag_color(&color) else {
+            continue;
+        };
+        let stats = &mut into[c.index()];
+        stats.outcomes.merge(&x.outcomes);
+        stats.epochs.extend(x.epochs);
+    }
+    Ok(longest)
+}
+
+/// Merges the logs of agents that ran side by side: the histograms and
+/// counts add up; the duration is the longest run's (the agents ran at the
+/// same time).
+pub fn merge(logs: &[(String, Vec<u8>)]) -> Result<Snapshot, String> {
+    let mut colors: [ColorStats; 3] = Default::default();
+    let mut elapsed = Duration::ZERO;
+    for (name, text) in logs {
+        elapsed = elapsed.max(add_log(name, text, &mut colors)?);
+    }
+    Ok(Snapshot {
+        elapsed,
+        colors,
+        // Interval logs carry no purpose: merged runs are judged on all samples.
+        comparison: Default::default(),
+        series: Vec::new(),
+        counters: EngineCounters::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::{Outcome, Sample};
+    use crate::recorder::Recorder;
+    use crate::verdict::{judge, ColorSummary, Policy};
+
+    fn sample(i: u64, color: ColorKey) -> Sample {
+        let ms = match color {
+            ColorKey::Green => 12 + i % 7,
+            _ => 10 + i % 5,
+        };
+        Sample {
+            color,
+            latency: Duration::from_micros(ms * 1000 + i % 997),
+            service: Duration::from_micros(ms * 900),
+            outcome: if i.is_multiple_of(101) {
+                Outcome::Status(503)
+            } else {
+                Outcome::Status(200)
+            },
+            epoch: Some(3 + i / 1500),
+        }
+    }
+
+    fn verdict_of(snap: &Snapshot) -> String {
+        let b = ColorSummary::of(snap.color(ColorKey::Blue));
+        let c = ColorSummary::of(snap.color(ColorKey::Green));
+        serde_json::to_string(&judge(&Policy::default(), &b, &c)).unwrap()
+    }
+
+    #[test]
+    fn two_agents_merge_into_what_one_run_would_report() {
+        let (one, a, b) = (Recorder::new(), Recorder::new(), Recorder::new());
+        for i in 0..3000u64 {
+            let color = if i.is_multiple_of(3) {
+                ColorKey::Green
+            } else {
+                ColorKey::Blue
+            };
+            let s = sample(i, color);
+            one.record(i, &s);
+            if i.is_multiple_of(2) { &a } else { &b }.record(i, &s);
+        }
+        let t0 = SystemTime::now();
+        let logs = vec![
+            ("a.hlog".to_string(), write(&a.snapshot(), t0).unwrap()),
+            ("b.hlog".to_string(), write(&b.snapshot(), t0).unwrap()),
+        ];
+        let text = String::from_utf8(logs[0].1.clone()).unwrap();
+        assert!(
+            text.contains("#[BaseTime:") && text.contains("Tag=green-service,"),
+            "{text}"
+        );
+        let merged = merge(&logs).unwrap();
+        let whole = one.snapshot();
+        for c in [ColorKey::Blue, ColorKey::Green] {
+            let (m, w) = (merged.color(c), whole.color(c));
+            assert_eq!(m.corrected, w.corrected);
+            assert_eq!(m.uncorrected, w.uncorrected);
+            assert_eq!(m.outcomes, w.outcomes);
+            assert_eq!(m.epochs, w.epochs);
+        }
+        assert_eq!(verdict_of(&merged), verdict_of(&whole));
+        let e = merge(&[("x".into(), b"not a log\n".to_vec())]).unwrap_err();
+        assert!(e.starts_with("x: "), "{e}");
+    }
+}
