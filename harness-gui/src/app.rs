@@ -11,6 +11,7 @@ use crate::settings::{format_steps, parse_steps, Settings};
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::Phase;
 use loadtest::admin_client::{AdminError, AdminOptions};
+use loadtest::sampling::PreviewCredential;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,6 +84,10 @@ pub struct AppState {
     pub settings_path: Option<PathBuf>,
     /// Resolved admin token (from the environment; never written anywhere).
     pub token: Option<String>,
+    /// A preview credential given at start-up (never written anywhere);
+    /// `None`: read from the environment variables the settings name when
+    /// the load starts.
+    pub preview: Option<PreviewCredential>,
     pub audit_path: Option<PathBuf>,
     pub view: Option<StateView>,
     pub reach: Reach,
@@ -114,6 +119,7 @@ impl AppState {
             settings,
             settings_path,
             token,
+            preview: None,
             audit_path: None,
             view: None,
             reach: Reach::Unknown,
@@ -244,6 +250,11 @@ impl AppState {
                     users: l.users,
                     scenario: (!scenario.is_empty()).then(|| PathBuf::from(scenario)),
                     duration: MAX_LOAD,
+                    preview: match &self.preview {
+                        Some(c) => Ok(c.clone()),
+                        None => self.settings.resolve_preview(),
+                    },
+                    weighted_share: l.weighted_share,
                     tls: self.admin_options.tls.clone(),
                 })]
             }
@@ -429,6 +440,12 @@ impl AppState {
                         Level::Info
                     };
                     self.notice(level, format!("load: {m}"));
+                }
+                // Said once, when the load starts without comparison traffic.
+                if let (true, Some(sampling @ crate::synthetic::Sampling::Weighted { .. })) =
+                    (l.running && !self.load.running, &l.sampling)
+                {
+                    self.notice(Level::Warning, format!("load: {}", sampling.describe()));
                 }
                 self.load = l;
             }

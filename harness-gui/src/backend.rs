@@ -5,16 +5,15 @@
 use crate::audit::{AuditEntry, AuditFile};
 use crate::metrics::{self, MetricsView};
 use crate::rollout::{
-    drive, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
+    drive, Command, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
 };
+use crate::synthetic::{self, Sampling, SyntheticLoad};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
 use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
-use loadtest::client::{self as engine, Control, LoadConfig, Mode};
+use loadtest::client::{self as engine, Control};
 use loadtest::recorder::{Recorder, Snapshot};
-use loadtest::scenario::Scenario;
-use loadtest::schedule::RateProfile;
-use loadtest::users::Population;
+use loadtest::sampling::PreviewCredential;
 use loadtest::verdict::Policy;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +38,29 @@ impl ManualOp {
             ManualOp::Abort => "abort".into(),
         }
     }
+
+    /// The admin call this change makes.
+    pub fn command(self, expected_epoch: u64, reason: String) -> Command {
+        match self {
+            ManualOp::Weight(percent) => Command::SetWeight {
+                percent,
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Promote => Command::Promote {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Rollback => Command::Rollback {
+                expected_epoch,
+                reason,
+            },
+            ManualOp::Abort => Command::Abort {
+                expected_epoch,
+                reason,
+            },
+        }
+    }
 }
 
 /// What the load panel starts.
@@ -46,10 +68,15 @@ impl ManualOp {
 pub struct LoadRequest {
     pub url: String,
     pub rate: f64,
+    /// Sticky users for weighted traffic; 0: a fresh identity per request.
     pub users: usize,
     pub scenario: Option<PathBuf>,
     /// Upper bound of the run (the Stop button ends it earlier).
     pub duration: Duration,
+    /// The preview credential for comparison traffic, or why there is none.
+    pub preview: Result<PreviewCredential, String>,
+    /// Share of requests that follow the weight (routing check).
+    pub weighted_share: f64,
     /// Certificate trust for an https:// target.
     pub tls: loadtest::tls::TlsOptions,
 }
@@ -85,6 +112,8 @@ pub struct LoadStatus {
     pub rate: f64,
     /// Last message (why it stopped, or an error).
     pub message: Option<String>,
+    /// How the evidence is sampled (once the load runs).
+    pub sampling: Option<Sampling>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +155,8 @@ struct Shared {
     policy: Policy,
     active: Option<Color>,
     recorder: Option<Arc<Recorder>>,
+    /// How the running (or last) load samples, and its rate.
+    sampling: Option<(Sampling, f64)>,
     load: Option<Control>,
     /// Metrics must be recomputed (load running, or just stopped).
     metrics_dirty: bool,
@@ -272,7 +303,8 @@ fn handle(
             let locations = lock(shared).locations.clone();
             tokio::spawn(async move {
                 let e = Some(expected_epoch);
-                let result = crate::rollout::Command::manual(op, expected_epoch, reason.clone())
+                let result = op
+                    .command(expected_epoch, reason.clone())
                     .execute(&client, &actor)
                     .await;
                 if let (Ok(view), Some(t)) = (&result, &locations) {
@@ -306,72 +338,73 @@ fn handle(
 }
 
 fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &AuditFile) {
-    if lock(shared).load.is_some() {
-        sink.send(Event::Error("load is already running".into()));
-        return;
-    }
-    let cfg = (|| -> Result<LoadConfig, String> {
-        let url = reqwest::Url::parse(l.url.trim())
-            .map_err(|e| format!("target URL {:?}: {e}", l.url))?;
-        if !(l.rate.is_finite() && l.rate > 0.0 && l.rate <= 100_000.0) {
-            return Err(format!(
-                "rate {} must be within (0, 100000] requests/s",
-                l.rate
-            ));
-        }
-        let mut cfg = LoadConfig::constant(url, l.rate, l.duration).map_err(|e| e.0)?;
-        cfg.mode = Mode::Open {
-            profile: RateProfile::Constant { rps: l.rate },
-            max_in_flight: 512,
-        };
-        cfg.timeout = Duration::from_secs(5);
-        cfg.users = Arc::new(Population::anonymous(l.users.clamp(1, 100_000)).map_err(|e| e.0)?);
-        cfg.http.tls = l.tls.clone();
-        if let Some(p) = &l.scenario {
-            cfg.scenario = Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?));
-        }
-        Ok(cfg)
-    })();
-    let cfg = match cfg {
-        Ok(c) => c,
-        Err(m) => {
-            sink.send(Event::Load(LoadStatus {
-                running: false,
-                target: l.url.clone(),
-                rate: l.rate,
-                message: Some(m),
-            }));
-            return;
-        }
-    };
     let recorder = Recorder::new();
     let control = Control::default();
     let actor = {
         let mut s = lock(shared);
-        s.recorder = Some(recorder.clone());
-        s.locations = Some(cfg.locations.clone());
+        if s.load.is_some() {
+            drop(s);
+            sink.send(Event::Error("load is already running".into()));
+            return;
+        }
+        // Claimed now: a second Start while the preview is probed is refused.
         s.load = Some(control.clone());
-        s.metrics_dirty = true;
         s.actor.clone()
     };
-    let status = LoadStatus {
-        running: true,
-        target: l.url.clone(),
-        rate: l.rate,
-        message: None,
-    };
-    sink.send(Event::Load(status.clone()));
-    let e = AuditEntry::info(
-        &actor,
-        "load start",
-        None,
-        format!("{} at {} rps", l.url, l.rate),
-    );
-    let _ = audit.append(&e);
-    sink.send(Event::Audit(e));
     let shared = shared.clone();
     let sink = sink.clone();
+    let audit = audit.clone();
     tokio::spawn(async move {
+        let target = l.url.clone();
+        let rate = l.rate;
+        let configured = synthetic::configure(SyntheticLoad {
+            url: l.url,
+            rate: l.rate,
+            users: l.users,
+            scenario: l.scenario,
+            duration: l.duration,
+            preview: l.preview,
+            weighted_share: l.weighted_share,
+            tls: l.tls,
+        })
+        .await;
+        let (cfg, sampling) = match configured {
+            Ok(c) => c,
+            Err(m) => {
+                lock(&shared).load = None;
+                sink.send(Event::Load(LoadStatus {
+                    running: false,
+                    target,
+                    rate,
+                    message: Some(m),
+                    sampling: None,
+                }));
+                return;
+            }
+        };
+        {
+            let mut s = lock(&shared);
+            s.recorder = Some(recorder.clone());
+            s.locations = Some(cfg.locations.clone());
+            s.sampling = Some((sampling.clone(), rate));
+            s.metrics_dirty = true;
+        }
+        let status = LoadStatus {
+            running: true,
+            target: target.clone(),
+            rate,
+            message: None,
+            sampling: Some(sampling.clone()),
+        };
+        sink.send(Event::Load(status.clone()));
+        let e = AuditEntry::info(
+            &actor,
+            "load start",
+            None,
+            format!("{target} at {rate} rps; {}", sampling.describe()),
+        );
+        let _ = audit.append(&e);
+        sink.send(Event::Audit(e));
         let end = engine::run(cfg, recorder, control).await;
         {
             let mut s = lock(&shared);
@@ -395,21 +428,27 @@ fn start_load(l: LoadRequest, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &
 }
 
 fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, audit: &AuditFile) {
-    let (client, recorder) = {
+    let (client, recorder, sampling) = {
         let s = lock(shared);
         if s.rollout.is_some() {
             drop(s);
             sink.send(Event::Error("a rollout is already running".into()));
             return;
         }
-        (s.client.clone(), s.recorder.clone())
+        (s.client.clone(), s.recorder.clone(), s.sampling.clone())
     };
     let Some(client) = client else {
         sink.send(Event::Error("no edge is configured".into()));
         return;
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let evidence = Evidence::since_now(recorder);
+    let (sampling, rate) = sampling.unwrap_or((
+        Sampling::Weighted {
+            why: "no load is running".into(),
+        },
+        0.0,
+    ));
+    let mut evidence = Evidence::since_now(recorder, sampling, rate);
     {
         let mut s = lock(shared);
         s.rollout = Some(tx);
@@ -423,10 +462,11 @@ fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, au
         let mut ctrl = Controller::new(plan);
         let limit = ctrl.plan().max_duration() * 2 + Duration::from_secs(600);
         let ev_sink = sink.clone();
+        let base_shared = shared.clone();
         drive(
             &mut ctrl,
             &client,
-            &evidence,
+            &mut evidence,
             &mut rx,
             &audit,
             limit,
@@ -435,6 +475,13 @@ fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, au
                 DriveEvent::Audit(a) => ev_sink.send(Event::Audit(a)),
                 DriveEvent::State(v) => ev_sink.send(Event::State(Ok(v))),
                 DriveEvent::StateError(e) => ev_sink.send(Event::State(Err(e))),
+                DriveEvent::StepEvidence(base) => {
+                    let mut s = lock(&base_shared);
+                    s.rollout_base = base.map(|b| *b);
+                    s.metrics_dirty = true;
+                }
+                // Already a line of the rollout's log.
+                DriveEvent::RoutingCheck(_) => {}
             },
         )
         .await;
@@ -484,16 +531,17 @@ async fn metrics_sampler(shared: Arc<Mutex<Shared>>, sink: Sink, every: Duration
                     s.rollout.as_ref().and(s.rollout_base.clone()),
                     s.policy.clone(),
                     s.active.unwrap_or(Color::Blue),
+                    s.sampling.as_ref().is_some_and(|(m, _)| m.is_comparison()),
                     s.locations.clone(),
                 )),
                 _ => None,
             }
         };
-        if let Some((rec, base, policy, active, locations)) = job {
+        if let Some((rec, base, policy, active, comparison, locations)) = job {
             // Snapshots and statistics are CPU work: keep them off the reactor.
             let view = tokio::task::spawn_blocking(move || {
                 let snap = rec.snapshot();
-                let mut view = metrics::build(&snap, base.as_ref(), &policy, active);
+                let mut view = metrics::build(&snap, base.as_ref(), &policy, active, comparison);
                 view.locations = locations
                     .map(|t| t.summary())
                     .filter(|l| !l.locations.is_empty());

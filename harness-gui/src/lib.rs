@@ -2,7 +2,8 @@
 //!
 //! - [`settings`]: what persists between runs (never the token itself)
 //! - [`audit`]: the JSON-lines audit log
-//! - [`rollout`]: the automated-rollout controller and its driver (shared with `greenlight-rollout`)
+//! - [`rollout`]: the automated rollout (plan, controller, evidence, driver; shared with `greenlight-rollout`)
+//! - [`synthetic`]: the synthetic load a rollout is judged on (comparison traffic or the fallback)
 //! - [`metrics`]: plot lines and verdicts computed off the UI thread
 //! - [`backend`]: the worker thread (admin client, load engine, rollout)
 //! - [`app`]: the dashboard's state, actions and transitions (no egui)
@@ -14,6 +15,7 @@ pub mod backend;
 pub mod metrics;
 pub mod rollout;
 pub mod settings;
+pub mod synthetic;
 pub mod ui;
 
 use app::AppState;

@@ -8,7 +8,7 @@ use egui_plot::PlotPoint;
 use greenlight_common::Color;
 use hdrhistogram::Histogram;
 use loadtest::histogram::{ColorKey, ColorStats, OutcomeCounts};
-use loadtest::recorder::{EngineCounters, Snapshot};
+use loadtest::recorder::{comparison_window, window, EngineCounters, Snapshot};
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 
 /// Highest percentile the distribution plot reaches (99.999 %).
@@ -84,36 +84,6 @@ impl MetricsView {
     }
 }
 
-fn sub_hist(h: &mut Histogram<u64>, base: &Histogram<u64>) {
-    if h.subtract(base).is_err() {
-        // Counts went down (a different recorder): keep the totals.
-    }
-}
-
-fn sub_counts(a: &mut OutcomeCounts, b: &OutcomeCounts) {
-    a.s2xx = a.s2xx.saturating_sub(b.s2xx);
-    a.s3xx = a.s3xx.saturating_sub(b.s3xx);
-    a.s4xx = a.s4xx.saturating_sub(b.s4xx);
-    a.s5xx = a.s5xx.saturating_sub(b.s5xx);
-    a.other_status = a.other_status.saturating_sub(b.other_status);
-    a.timeout = a.timeout.saturating_sub(b.timeout);
-    a.connect_error = a.connect_error.saturating_sub(b.connect_error);
-    a.other_error = a.other_error.saturating_sub(b.other_error);
-}
-
-/// The per-color statistics recorded after `base` (all of `now` without one).
-pub fn window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
-    let mut out = now.colors.clone();
-    if let Some(b) = base {
-        for (o, b) in out.iter_mut().zip(b.colors.iter()) {
-            sub_hist(&mut o.corrected, &b.corrected);
-            sub_hist(&mut o.uncorrected, &b.uncorrected);
-            sub_counts(&mut o.outcomes, &b.outcomes);
-        }
-    }
-    out
-}
-
 /// The percentile distribution of a histogram, HdrHistogram style.
 pub fn distribution(h: &Histogram<u64>) -> Vec<PlotPoint> {
     if h.is_empty() {
@@ -180,19 +150,26 @@ fn color_view(snap: &Snapshot, stats: &ColorStats, key: ColorKey) -> ColorView {
 }
 
 /// Builds the view: lines over the whole run, statistics and verdicts over
-/// the window after `base` (the rollout's start, when one is running).
+/// the window after `base` (the current rollout step's start, when one is
+/// running); with `comparison`, the verdicts judge the comparison samples.
 pub fn build(
     snap: &Snapshot,
     base: Option<&Snapshot>,
     policy: &Policy,
     active: Color,
+    comparison: bool,
 ) -> MetricsView {
     let colors = window(snap, base);
     let blue = color_view(snap, &colors[ColorKey::Blue.index()], ColorKey::Blue);
     let green = color_view(snap, &colors[ColorKey::Green.index()], ColorKey::Green);
+    let judged = if comparison {
+        comparison_window(snap, base)
+    } else {
+        colors.clone()
+    };
     let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
-    let b = ColorSummary::of_color(&colors[bk.index()], bk);
-    let c = ColorSummary::of_color(&colors[ck.index()], ck);
+    let b = ColorSummary::of_color(&judged[bk.index()], bk);
+    let c = ColorSummary::of_color(&judged[ck.index()], ck);
     let any = b.requests + c.requests > 0;
     MetricsView {
         elapsed_s: snap.elapsed.as_secs_f64(),
@@ -203,11 +180,19 @@ pub fn build(
         judgement: any.then(|| judge(policy, &b, &c)),
         sequential: any.then(|| judge_sequential(policy, &b, &c)),
         baseline: Some(active),
-        window: if base.is_some() {
-            "since the rollout started".into()
-        } else {
-            "the whole run".into()
-        },
+        window: format!(
+            "{}{}",
+            if base.is_some() {
+                "since the rollout step started"
+            } else {
+                "the whole run"
+            },
+            if comparison {
+                ", comparison samples"
+            } else {
+                ""
+            }
+        ),
         policy: policy.clone(),
         locations: None,
     }
@@ -261,7 +246,7 @@ mod tests {
         }
         r.tick_at(Duration::from_secs(2));
         let snap = r.snapshot();
-        let all = build(&snap, None, &Policy::default(), Color::Blue);
+        let all = build(&snap, None, &Policy::default(), Color::Blue, false);
         assert_eq!((all.blue.requests, all.green.requests), (2000, 1000));
         assert_eq!(all.blue.rps.len(), 2);
         assert_eq!(
@@ -277,9 +262,9 @@ mod tests {
         let j = all.judgement.as_ref().unwrap();
         assert_eq!(j.verdict, loadtest::verdict::Verdict::Fail);
 
-        let since = build(&snap, Some(&base), &Policy::default(), Color::Blue);
+        let since = build(&snap, Some(&base), &Policy::default(), Color::Blue, false);
         assert_eq!((since.blue.requests, since.green.requests), (1000, 1000));
-        assert_eq!(since.window, "since the rollout started");
+        assert_eq!(since.window, "since the rollout step started");
         // Lines always cover the whole run.
         assert_eq!(since.blue.rps.len(), 2);
     }
@@ -287,7 +272,7 @@ mod tests {
     #[test]
     fn empty_snapshots_have_no_verdict() {
         let r = Recorder::new();
-        let v = build(&r.snapshot(), None, &Policy::default(), Color::Blue);
+        let v = build(&r.snapshot(), None, &Policy::default(), Color::Blue, false);
         assert!(v.judgement.is_none() && v.blue.distribution.is_empty());
     }
 }

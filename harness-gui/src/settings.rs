@@ -2,7 +2,8 @@
 //! config directory). The admin token is never stored: only the *name* of
 //! the environment variable that holds it.
 
-use crate::rollout::{OnInconclusive, RolloutPlan};
+pub use crate::rollout::plan::{format_steps, parse_steps};
+use crate::rollout::plan::{OnInconclusive, RolloutPlan};
 use loadtest::verdict::Policy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,10 +20,20 @@ pub struct LoadSettings {
     pub target_url: String,
     /// Requests per second (open loop).
     pub rate: f64,
-    /// Simulated users (distinct sticky identities).
+    /// Sticky users for the weighted share; 0 (the default): every weighted
+    /// request is a fresh anonymous caller, so the candidate gets its
+    /// weight's share of requests.
     pub users: usize,
     /// Optional scenario file (TOML request mix).
     pub scenario: String,
+    /// Environment variable holding an API key with the `preview` role
+    /// (comparison traffic); never the key itself.
+    pub preview_key_env: String,
+    /// Environment variable holding a JWT with the `preview` role.
+    pub preview_jwt_env: String,
+    /// Share of requests (0..=1) that follow the weight (the routing check)
+    /// while comparison traffic runs.
+    pub weighted_share: f64,
 }
 
 impl Default for LoadSettings {
@@ -30,8 +41,11 @@ impl Default for LoadSettings {
         LoadSettings {
             target_url: "http://127.0.0.1:8787/".into(),
             rate: 200.0,
-            users: 200,
+            users: 0,
             scenario: String::new(),
+            preview_key_env: loadtest::sampling::PREVIEW_KEY_ENV.into(),
+            preview_jwt_env: loadtest::sampling::PREVIEW_JWT_ENV.into(),
+            weighted_share: loadtest::sampling::DEFAULT_WEIGHTED_SHARE,
         }
     }
 }
@@ -128,6 +142,12 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), String> {
         self.policy.validate()?;
+        if !(0.0..=1.0).contains(&self.load.weighted_share) {
+            return Err(format!(
+                "load.weighted_share must be within 0..=1, got {}",
+                self.load.weighted_share
+            ));
+        }
         self.plan().map(|_| ())
     }
 
@@ -137,6 +157,17 @@ impl Settings {
             .ok()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
+    }
+
+    /// The preview credential from the configured environment variables
+    /// (never stored), or why there is none.
+    pub fn resolve_preview(&self) -> Result<loadtest::sampling::PreviewCredential, String> {
+        let (k, j) = (&self.load.preview_key_env, &self.load.preview_jwt_env);
+        match loadtest::sampling::PreviewCredential::from_env(k, j) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(crate::synthetic::missing_credential(k, j)),
+            Err(e) => Err(e),
+        }
     }
 
     /// The automated-rollout plan these settings describe.
@@ -150,32 +181,6 @@ impl Settings {
             self.actor.clone(),
         )
     }
-}
-
-/// Parses `"1, 5, 25, 50, 100"` (also `→`, `->`, spaces or `%`) into percents.
-pub fn parse_steps(text: &str) -> Result<Vec<f64>, String> {
-    let cleaned = text.replace("->", ",").replace(['→', '%', ';'], ",");
-    let mut out = Vec::new();
-    for part in cleaned.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
-        let v: f64 = part
-            .trim()
-            .parse()
-            .map_err(|_| format!("step {part:?} is not a number"))?;
-        out.push(v);
-    }
-    if out.is_empty() {
-        return Err("give at least one step, e.g. 1, 5, 25, 50, 100".into());
-    }
-    Ok(out)
-}
-
-/// `[1.0, 5.0, 100.0]` → `"1, 5, 100"`.
-pub fn format_steps(steps: &[f64]) -> String {
-    steps
-        .iter()
-        .map(|s| format!("{s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -352,10 +352,10 @@ fn load_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         )
         .labelled_by(l.id);
         ui.end_row();
-        let l = ui.label("Users");
+        let l = ui.label("Users (0: fresh)");
         ui.add_enabled(
             !running,
-            egui::DragValue::new(&mut s.settings.load.users).range(1..=100_000),
+            egui::DragValue::new(&mut s.settings.load.users).range(0..=100_000),
         )
         .labelled_by(l.id);
         ui.end_row();
@@ -393,6 +393,9 @@ fn load_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         "stopped".to_string()
     };
     ui.label(status);
+    if let (true, Some(sampling)) = (running, &s.load.sampling) {
+        ui.label(RichText::new(sampling.describe()).weak());
+    }
     if let Some(m) = &s.metrics {
         ui.label(format!(
             "{:.0} s · blue {} · green {} · unknown {} · late {}",

@@ -7,7 +7,17 @@
 //! - A/B: green's latency is 20 % higher (everything else equal); the time
 //!   of the first sequential `Fail` is recorded (capped at 120 s).
 //!
-//! Usage: verdict_quality [aa_runs=400] [ab_runs=100] [seed=42]
+//! - A rollout step at 1 % and 60 req/s, as the automated rollout runs it
+//!   (live sequential looks every second, acting on `Fail`; the fixed-horizon
+//!   analysis at the end of the 30 s dwell, up to two 30 s extensions while
+//!   inconclusive): with comparison traffic (90 % of requests in blue/green
+//!   pairs through the preview override, 10 % weighted) and, as the baseline
+//!   of the same run, with every request weighted (1 % to green). Green 20 %
+//!   slower: median seconds to the decision (`step1_decide_s`, target ≤ the
+//!   30 s dwell; 120 = none); equal: the share of runs that end in `Fail`
+//!   (`step1_aa_false_alarm`, target ≤ 1 %) and in `Pass`.
+//!
+//! Usage: verdict_quality [aa_runs=400] [ab_runs=100] [seed=42] [step_runs=200]
 //! Last line: key=value figures.
 
 use loadtest::histogram::{ColorKey, ColorStats, Outcome, Sample};
@@ -82,8 +92,70 @@ fn simulate(
     (first_fail, fixed, missed)
 }
 
+/// How one automated-rollout step ends: (seconds to the decision, verdict);
+/// 120 s and Inconclusive when there is none after the extensions.
+fn simulate_step(
+    seed: u64,
+    green_factor: f64,
+    comparison: bool,
+    policy: &Policy,
+) -> (u64, Verdict) {
+    const STEP_RPS: usize = 60;
+    const WEIGHT: f64 = 0.01;
+    const WEIGHTED_SHARE: f64 = 0.1;
+    const DWELL_S: u64 = 30;
+    const EXTENSIONS: u64 = 2;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (mut blue, mut green) = (ColorStats::default(), ColorStats::default());
+    let mut pair_first = true;
+    let mut pair_is_comparison = false;
+    for s in 1..=DWELL_S * (EXTENSIONS + 1) {
+        for _ in 0..STEP_RPS {
+            // Pairs: both halves comparison (one per color) or both weighted.
+            if pair_first {
+                pair_is_comparison = comparison && rng.gen::<f64>() >= WEIGHTED_SHARE;
+            }
+            let to_green = if pair_is_comparison {
+                !pair_first
+            } else {
+                rng.gen::<f64>() < WEIGHT
+            };
+            // With comparison traffic only the comparison samples are judged.
+            if !comparison || pair_is_comparison {
+                if to_green {
+                    green.record(&draw(&mut rng, ColorKey::Green, green_factor));
+                } else {
+                    blue.record(&draw(&mut rng, ColorKey::Blue, 1.0));
+                }
+            }
+            pair_first = !pair_first;
+        }
+        let (b, g) = (ColorSummary::of(&blue), ColorSummary::of(&green));
+        if judge_sequential(policy, &b, &g).verdict == Verdict::Fail {
+            return (s, Verdict::Fail);
+        }
+        if s % DWELL_S == 0 {
+            let v = judge(policy, &b, &g).verdict;
+            if v != Verdict::Inconclusive {
+                return (s, v);
+            }
+        }
+    }
+    (120, Verdict::Inconclusive)
+}
+
+fn median_of(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2] as f64,
+        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
+    }
+}
+
 fn main() {
     let (aa_runs, ab_runs, seed) = (arg(1, 400), arg(2, 100), arg(3, 42));
+    let step_runs = arg(4, 200);
     let policy = Policy::default();
     let started = std::time::Instant::now();
     let (mut aa_alarms, mut aa_fixed_alarms, mut aa_cs_miss) = (0u64, 0u64, 0u64);
@@ -126,11 +198,41 @@ fn main() {
         detect.first().copied().unwrap_or(0),
         detect.last().copied().unwrap_or(0)
     );
+    // One rollout step at 1 % of 60 req/s, with and without comparison traffic.
+    let step = |comparison: bool, factor: f64, salt: u64| -> Vec<(u64, Verdict)> {
+        (0..step_runs)
+            .map(|r| {
+                let s = seed.wrapping_mul(11_000_003).wrapping_add(r + salt);
+                simulate_step(s, factor, comparison, &policy)
+            })
+            .collect()
+    };
+    let share = |runs: &[(u64, Verdict)], v: Verdict| {
+        runs.iter().filter(|(_, x)| *x == v).count() as f64 / runs.len().max(1) as f64
+    };
+    let ab_cmp = step(true, 1.2, 3_000_000);
+    let ab_weighted = step(false, 1.2, 3_000_000);
+    let aa_cmp = step(true, 1.0, 5_000_000);
+    let step1_decide_s = median_of(ab_cmp.iter().map(|(s, _)| *s).collect());
+    let step1_weighted_decide_s = median_of(ab_weighted.iter().map(|(s, _)| *s).collect());
+    println!(
+        "1 % step at 60 req/s (dwell 30 s, 2 extensions), green +20 %: with comparison traffic median {step1_decide_s} s to a decision ({:.0} % Fail); all weighted: median {step1_weighted_decide_s} s ({:.0} % Fail)",
+        share(&ab_cmp, Verdict::Fail) * 100.0,
+        share(&ab_weighted, Verdict::Fail) * 100.0
+    );
+    println!(
+        "1 % step, A/A with comparison traffic: {:.1} % Fail, {:.1} % Pass, {:.1} % still inconclusive after the extensions (0.1 % errors on both: the error check needs many samples to pass)",
+        share(&aa_cmp, Verdict::Fail) * 100.0,
+        share(&aa_cmp, Verdict::Pass) * 100.0,
+        share(&aa_cmp, Verdict::Inconclusive) * 100.0
+    );
     println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
     println!(
-        "aa_false_alarm={:.3} ab_detect_s={median:.1} aa_fixed_false_alarm={:.3} aa_cs_miss={:.3} aa_runs={aa_runs} ab_runs={ab_runs}",
+        "aa_false_alarm={:.3} ab_detect_s={median:.1} aa_fixed_false_alarm={:.3} aa_cs_miss={:.3} step1_decide_s={step1_decide_s:.1} step1_weighted_decide_s={step1_weighted_decide_s:.1} step1_aa_false_alarm={:.3} step1_aa_pass={:.3} aa_runs={aa_runs} ab_runs={ab_runs} step_runs={step_runs}",
         aa_alarms as f64 / aa_runs.max(1) as f64,
         aa_fixed_alarms as f64 / aa_runs.max(1) as f64,
-        aa_cs_miss as f64 / aa_runs.max(1) as f64
+        aa_cs_miss as f64 / aa_runs.max(1) as f64,
+        share(&aa_cmp, Verdict::Fail),
+        share(&aa_cmp, Verdict::Pass)
     );
 }

@@ -6,12 +6,14 @@
 use crate::histogram::{ColorKey, Outcome, Sample};
 use crate::locations::{LocationSource, LocationTracker};
 use crate::recorder::Recorder;
+use crate::sampling::{Comparison, Purpose};
 use crate::scenario::Scenario;
 use crate::schedule::{RateControl, RateProfile, Schedule};
 use crate::transport::{ConnectionSummary, Failure, HttpOptions, Pool, SendRequest};
 use crate::users::{splitmix64, Population};
 use bytes::Bytes;
-use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH};
+use greenlight_common::http::{HEADER_COLOR, HEADER_EPOCH, HEADER_REASON};
+use greenlight_common::Color;
 use http_body_util::Full;
 use hyper::Uri;
 use reqwest::Url;
@@ -64,6 +66,9 @@ pub struct LoadConfig {
     pub scenario: Option<Arc<Scenario>>,
     pub users: Arc<Population>,
     pub seed: u64,
+    /// Comparison traffic (preview override, equal per color); `None`:
+    /// every request follows the weight.
+    pub comparison: Option<Comparison>,
     /// HTTP/2, connection count, TLS trust.
     pub http: HttpOptions,
     /// Where answers' locations go (cf-ray suffix by default); callers keep
@@ -86,6 +91,7 @@ impl LoadConfig {
             scenario: None,
             users: Arc::new(Population::anonymous(100).map_err(|e| LoadError(e.0))?),
             seed: 1,
+            comparison: None,
             http: HttpOptions::default(),
             locations: Arc::new(LocationTracker::new(LocationSource::CfRay)),
         })
@@ -140,6 +146,7 @@ struct Prepared {
     users: Arc<Population>,
     seed: u64,
     timeout: Duration,
+    comparison: Option<Comparison>,
     locations: Arc<LocationTracker>,
 }
 
@@ -185,6 +192,7 @@ fn prepare(cfg: &LoadConfig) -> Result<Prepared, LoadError> {
         users: cfg.users.clone(),
         seed: cfg.seed,
         timeout: cfg.timeout,
+        comparison: cfg.comparison.clone(),
         locations: cfg.locations.clone(),
     })
 }
@@ -198,8 +206,19 @@ type Slot = Option<SendRequest<Full<Bytes>>>;
 
 /// Sends request `seq` and measures it from `intended`; on `slot`'s
 /// connection when given (closed loop), else through the pool.
-async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mut Slot>) -> Sample {
-    let h = splitmix64(seq ^ p.seed.rotate_left(17));
+async fn one_request(
+    p: &Prepared,
+    seq: u64,
+    intended: Instant,
+    slot: Option<&mut Slot>,
+) -> (Sample, Purpose) {
+    let (h, asked) = match &p.comparison {
+        Some(c) => {
+            let planned = c.plan(seq, p.seed);
+            (planned.pick, planned.color)
+        }
+        None => (splitmix64(seq ^ p.seed.rotate_left(17)), None),
+    };
     let i = if p.uris.len() == 1 {
         0
     } else {
@@ -208,7 +227,11 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
     let tpl = &p.scenario.requests[i];
     let user = p.users.pick(h.rotate_left(32));
     let mut headers = tpl.headers.clone();
-    user.apply(&mut headers);
+    match (&p.comparison, asked) {
+        // The previewer's credential stands in for the user's.
+        (Some(c), Some(color)) => c.apply(&mut headers, color),
+        _ => user.apply(&mut headers),
+    }
     let sent = Instant::now();
     let body = tpl.body.as_ref();
     let result = match slot {
@@ -224,6 +247,7 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
         }
     };
     let end = Instant::now();
+    let mut purpose = Purpose::Weighted;
     let (color, epoch, outcome) = match result {
         Ok(answer) => {
             let headers = &answer.headers;
@@ -233,22 +257,104 @@ async fn one_request(p: &Prepared, seq: u64, intended: Instant, slot: Option<&mu
                 .get(HEADER_EPOCH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            user.observe(headers);
+            if asked.is_some() {
+                if asked.map(ColorKey::from) == Some(color) && is_override(headers) {
+                    purpose = Purpose::Comparison;
+                }
+            } else {
+                user.observe(headers);
+            }
             p.pool.stats.served(color, answer.protocol);
             p.locations.observe(headers, color, epoch);
             (color, epoch, Outcome::Status(answer.status))
         }
-        Err(Failure::Timeout) => (ColorKey::Unknown, None, Outcome::Timeout),
-        Err(Failure::Connect) => (ColorKey::Unknown, None, Outcome::ConnectError),
-        Err(Failure::Other) => (ColorKey::Unknown, None, Outcome::OtherError),
+        // A comparison request that got no answer is still comparison
+        // evidence: the color asked for failed it.
+        Err(f) => {
+            let outcome = match f {
+                Failure::Timeout => Outcome::Timeout,
+                Failure::Connect => Outcome::ConnectError,
+                Failure::Other => Outcome::OtherError,
+            };
+            match asked {
+                Some(c) => {
+                    purpose = Purpose::Comparison;
+                    (ColorKey::from(c), None, outcome)
+                }
+                None => (ColorKey::Unknown, None, outcome),
+            }
+        }
     };
-    Sample {
-        color,
-        latency: end.saturating_duration_since(intended),
-        service: end.saturating_duration_since(sent),
-        outcome,
-        epoch,
+    (
+        Sample {
+            color,
+            latency: end.saturating_duration_since(intended),
+            service: end.saturating_duration_since(sent),
+            outcome,
+            epoch,
+        },
+        purpose,
+    )
+}
+
+/// The edge says it honoured a preview override.
+fn is_override(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(HEADER_REASON)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|r| r.trim() == "override")
+}
+
+/// Whether the edge honours the comparison's preview override on the
+/// first request of `cfg`: one request asking for each color, each must be
+/// answered by that color with reason `override`. `Err` says why not
+/// (credential refused, no `preview` role, a route that reads no
+/// credentials, an edge that ignores the override).
+pub async fn probe_preview(cfg: &LoadConfig) -> Result<(), String> {
+    let Some(comparison) = &cfg.comparison else {
+        return Err("no preview credential".into());
+    };
+    let p = prepare(cfg).map_err(|e| e.0)?;
+    let tpl = &p.scenario.requests[0];
+    for color in [Color::Green, Color::Blue] {
+        let mut headers = tpl.headers.clone();
+        comparison.apply(&mut headers, color);
+        let answer = p
+            .pool
+            .send(
+                &tpl.method,
+                &p.uris[0],
+                headers,
+                tpl.body.as_ref(),
+                p.timeout,
+            )
+            .await
+            .map_err(|f| format!("the preview probe got no answer ({f:?})"))?;
+        let got = answer
+            .headers
+            .get(HEADER_COLOR)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        let credential = comparison.credential.kind();
+        match answer.status {
+            401 => return Err(format!("the edge refused the preview {credential} (401)")),
+            403 => {
+                return Err(format!(
+                "the edge refused the preview on {} (403): the {credential} lacks the preview role",
+                p.uris[0]
+            ))
+            }
+            _ => {}
+        }
+        if got != color.as_str() || !is_override(&answer.headers) {
+            return Err(format!(
+                "the edge ignored the preview override on {} (asked for {color}, answered {got} with status {}): an edge that reads no credential on this route, or a {credential} without the preview role on a public route",
+                p.uris[0], answer.status
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Runs the load described by `cfg`, recording into `recorder`, until the
@@ -341,6 +447,21 @@ pub async fn run(
     })
 }
 
+fn record(r: &Recorder, p: &Prepared, seq: u64, sample: &Sample, purpose: Purpose) {
+    if p.comparison.is_some() && purpose == Purpose::Weighted && p.comparison_asked(seq) {
+        r.count_preview_mismatch();
+    }
+    r.record_for(seq, sample, purpose);
+}
+
+impl Prepared {
+    fn comparison_asked(&self, seq: u64) -> bool {
+        self.comparison
+            .as_ref()
+            .is_some_and(|c| c.plan(seq, self.seed).color.is_some())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     prepared: Arc<Prepared>,
@@ -389,8 +510,8 @@ async fn open_loop(
         let s = seq;
         r.in_flight_add();
         tokio::spawn(async move {
-            let sample = one_request(&p, s, intended, None).await;
-            r.record(s, &sample);
+            let (sample, purpose) = one_request(&p, s, intended, None).await;
+            record(&r, &p, s, &sample, purpose);
             r.in_flight_sub();
             drop(permit);
         });
@@ -434,8 +555,8 @@ async fn closed_loop(
                         break;
                     }
                     let start = Instant::now();
-                    let sample = one_request(&p, seq, start, Some(&mut slot)).await;
-                    r.record(seq, &sample);
+                    let (sample, purpose) = one_request(&p, seq, start, Some(&mut slot)).await;
+                    record(&r, &p, seq, &sample, purpose);
                     sent += 1;
                 }
                 r.in_flight_sub();

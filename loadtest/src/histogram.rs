@@ -119,6 +119,18 @@ impl OutcomeCounts {
         self.other_error += o.other_error;
     }
 
+    /// Removes `o`'s counts (a window between two snapshots); never below 0.
+    pub fn saturating_sub(&mut self, o: &OutcomeCounts) {
+        self.s2xx = self.s2xx.saturating_sub(o.s2xx);
+        self.s3xx = self.s3xx.saturating_sub(o.s3xx);
+        self.s4xx = self.s4xx.saturating_sub(o.s4xx);
+        self.s5xx = self.s5xx.saturating_sub(o.s5xx);
+        self.other_status = self.other_status.saturating_sub(o.other_status);
+        self.timeout = self.timeout.saturating_sub(o.timeout);
+        self.connect_error = self.connect_error.saturating_sub(o.connect_error);
+        self.other_error = self.other_error.saturating_sub(o.other_error);
+    }
+
     pub fn total(&self) -> u64 {
         self.s2xx
             + self.s3xx
@@ -217,6 +229,16 @@ impl ColorStats {
         }
         self.outcomes.merge(&other.outcomes);
         self.epochs.extend(other.epochs.iter().copied());
+    }
+
+    /// Removes what `base` (an earlier copy of the same accumulator) held,
+    /// leaving what was recorded since. Epochs are kept: a set cannot be
+    /// subtracted, and the epochs seen since are among them.
+    pub fn subtract(&mut self, base: &ColorStats) {
+        // Counts that went down (another accumulator): keep the totals.
+        let _ = self.corrected.subtract(&base.corrected);
+        let _ = self.uncorrected.subtract(&base.uncorrected);
+        self.outcomes.saturating_sub(&base.outcomes);
     }
 
     pub fn reset(&mut self) {

@@ -11,6 +11,8 @@
 //! - [`hlog`]: HdrHistogram interval logs (`--hlog`) and merging several agents' logs
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
 //! - [`stats`], [`verdict`]: the statistics and the Pass/Fail/Inconclusive policy
+//! - [`sampling`]: what each request is for (comparison traffic through the preview override, or weighted)
+//! - [`routing_check`]: the observed split of weighted traffic against the weight (binomial interval)
 //! - [`locations`]: per-location (cf-ray, `--location-header`) requests and convergence
 //! - [`admin_client`]: the edge admin API client
 //! - [`origin`]: a test origin with injectable latency, errors and stalls
@@ -25,6 +27,8 @@ pub mod origin;
 pub mod policy_args;
 pub mod recorder;
 pub mod report;
+pub mod routing_check;
+pub mod sampling;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;

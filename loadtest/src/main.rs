@@ -13,6 +13,8 @@ use loadtest::histogram::ColorKey;
 use loadtest::origin::{Behavior, LatencyDist, Origin, SseStream, Stall};
 use loadtest::recorder::Recorder;
 use loadtest::report::{hgrm, Report};
+use loadtest::routing_check::RoutingCheck;
+use loadtest::sampling::{Comparison, PreviewCredential, SamplingReport};
 use loadtest::scenario::Scenario;
 use loadtest::schedule::{parse_duration, RateProfile};
 use loadtest::transport::HttpOptions;
@@ -172,6 +174,22 @@ struct LoadArgs {
     /// The color treated as the baseline (the other is judged against it).
     #[arg(long, default_value = "blue")]
     baseline: String,
+    /// Environment variable holding an API key with the edge's `preview`
+    /// role: comparison traffic (half to each color through the preview
+    /// override, whatever the weight), which the verdict then compares.
+    #[arg(long, default_value = loadtest::sampling::PREVIEW_KEY_ENV)]
+    preview_key_env: String,
+    /// Environment variable holding a JWT with the `preview` role (instead of a key).
+    #[arg(long, default_value = loadtest::sampling::PREVIEW_JWT_ENV)]
+    preview_jwt_env: String,
+    /// With comparison traffic: share of requests (0..=1) that follow the
+    /// weight, for the routing check.
+    #[arg(long, default_value_t = loadtest::sampling::DEFAULT_WEIGHTED_SHARE)]
+    routing_share: f64,
+    /// The candidate weight (percent) the edge is set to: reports the
+    /// weighted requests' split against it with a binomial interval.
+    #[arg(long)]
+    expect_weight: Option<f64>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -528,6 +546,13 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let users = Population::new(&kind, a.users, now_s).map_err(|e| e.0)?;
+    let comparison = match PreviewCredential::from_env(&a.preview_key_env, &a.preview_jwt_env)? {
+        Some(c) => Some(Comparison::new(c, a.routing_share)?),
+        None => None,
+    };
+    if a.expect_weight.is_some_and(|w| !(0.0..=100.0).contains(&w)) {
+        return Err(Usage("--expect-weight must be within 0..=100".into()));
+    }
     let policy = a.policy.apply(
         scenario
             .as_ref()
@@ -552,6 +577,7 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
             scenario,
             users: Arc::new(users),
             seed: a.seed,
+            comparison,
             locations: Arc::new(loadtest::locations::LocationTracker::new(
                 loadtest::locations::LocationSource::parse(&a.location_header)?,
             )),
@@ -571,13 +597,18 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
 fn summaries(
     snap: &loadtest::recorder::Snapshot,
     baseline: ColorKey,
+    comparison: bool,
 ) -> Option<(ColorSummary, ColorSummary)> {
     let cand = if baseline == ColorKey::Blue {
         ColorKey::Green
     } else {
         ColorKey::Blue
     };
-    let (b, c) = (snap.color(baseline), snap.color(cand));
+    let (b, c) = if comparison {
+        (snap.comparison(baseline), snap.comparison(cand))
+    } else {
+        (snap.color(baseline), snap.color(cand))
+    };
     if b.requests() == 0 || c.requests() == 0 {
         return None;
     }
@@ -606,10 +637,44 @@ fn live_message(snap: &loadtest::recorder::Snapshot) -> String {
 }
 
 async fn load(a: LoadArgs) -> ExitCode {
-    let (cfg, policy, target_rps, baseline) = match build_load(&a) {
+    let (mut cfg, policy, target_rps, baseline) = match build_load(&a) {
         Ok(x) => x,
         Err(Usage(m)) => return usage_exit(&m),
     };
+    // Comparison traffic only where the edge honours the preview; else say
+    // so once and fall back to weighted traffic (fresh anonymous callers).
+    let fallback = match &cfg.comparison {
+        None => Some(format!(
+            "no preview credential: set ${} (an API key) or ${} (a JWT) with the preview role for comparison traffic",
+            a.preview_key_env, a.preview_jwt_env
+        )),
+        Some(_) => client::probe_preview(&cfg).await.err(),
+    };
+    if let Some(why) = &fallback {
+        cfg.comparison = None;
+        if matches!(a.identity, IdentityArg::Anonymous) {
+            cfg.users = Arc::new(Population::fresh_anonymous());
+        }
+        if !a.quiet {
+            eprintln!("greenlight: weighted traffic only ({why})");
+            if let Some(w) = a.expect_weight {
+                let rate = target_rps.unwrap_or(0.0);
+                let eta = loadtest::sampling::time_to_min_samples(
+                    policy.min_samples,
+                    0,
+                    loadtest::sampling::candidate_rate(rate, w, None),
+                )
+                .map(loadtest::sampling::human_duration)
+                .unwrap_or_else(|| "never".into());
+                eprintln!(
+                    "greenlight: at {w}% of {rate} req/s the candidate reaches the policy's {} samples in about {eta}",
+                    policy.min_samples
+                );
+            }
+        }
+    }
+    let comparing = cfg.comparison.is_some();
+    let weighted_share = cfg.comparison.as_ref().map(|c| c.weighted_share);
     let mode = if matches!(cfg.mode, Mode::Open { .. }) {
         "open"
     } else {
@@ -667,7 +732,7 @@ async fn load(a: LoadArgs) -> ExitCode {
                 bar.set_position(snap.elapsed.as_millis() as u64);
                 bar.set_message(live_message(&snap));
                 if stop_early {
-                    if let Some((b, c)) = summaries(&snap, baseline) {
+                    if let Some((b, c)) = summaries(&snap, baseline, comparing) {
                         let j = judge_sequential(&policy, &b, &c);
                         if j.verdict != Verdict::Inconclusive {
                             if let Ok(mut s) = sequential.lock() {
@@ -697,8 +762,22 @@ async fn load(a: LoadArgs) -> ExitCode {
     let early = sequential.lock().ok().and_then(|mut s| s.take());
     let verdict = match early {
         Some(j) => Some(j),
-        None => summaries(&snap, baseline).map(|(b, c)| judge(&policy, &b, &c)),
+        None => summaries(&snap, baseline, comparing).map(|(b, c)| judge(&policy, &b, &c)),
     };
+    let candidate = if baseline == ColorKey::Blue {
+        ColorKey::Green
+    } else {
+        ColorKey::Blue
+    };
+    let routing_check = a.expect_weight.and_then(|w| {
+        let cand = snap.weighted_requests(candidate);
+        RoutingCheck::of(
+            w,
+            cand,
+            cand + snap.weighted_requests(baseline),
+            policy.alpha,
+        )
+    });
     let mut report = Report::build(
         &target,
         mode,
@@ -708,6 +787,12 @@ async fn load(a: LoadArgs) -> ExitCode {
         end.stopped_early,
         verdict,
     );
+    report.sampling = Some(SamplingReport::of(
+        &snap,
+        weighted_share,
+        fallback,
+        routing_check,
+    ));
     report.connections = Some(end.connections.clone());
     let seen = locations.summary();
     if !seen.locations.is_empty() {
@@ -777,7 +862,8 @@ fn merge_reports(a: MergeArgs) -> ExitCode {
         Ok(c) => ColorKey::from(c),
         Err(e) => return usage_exit(&format!("--baseline: {e}")),
     };
-    let verdict = summaries(&snap, baseline).map(|(b, c)| judge(&policy, &b, &c));
+    // Interval logs keep no purpose: all samples are judged.
+    let verdict = summaries(&snap, baseline, false).map(|(b, c)| judge(&policy, &b, &c));
     let target = format!("{} merged interval logs", logs.len());
     let report = Report::build(
         &target,

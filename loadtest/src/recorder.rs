@@ -7,6 +7,7 @@
 //! engine) drains the shards into the totals and closes one series point.
 
 use crate::histogram::{ColorKey, ColorStats, Sample};
+use crate::sampling::Purpose;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,13 +58,20 @@ pub struct EngineCounters {
     pub cap_waits: u64,
     /// Requests in flight right now.
     pub in_flight: u64,
+    /// Comparison requests the edge did not answer with the color asked
+    /// for (preview refused or ignored); recorded as weighted traffic.
+    #[serde(default)]
+    pub preview_mismatch: u64,
 }
 
 /// A consistent copy of everything recorded so far.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub elapsed: Duration,
+    /// Every request, whatever it was for.
     pub colors: [ColorStats; 3],
+    /// Of those, the comparison requests (preview override, equal per color).
+    pub comparison: [ColorStats; 3],
     pub series: Vec<SeriesPoint>,
     pub counters: EngineCounters,
 }
@@ -76,15 +84,34 @@ impl Snapshot {
     pub fn requests(&self) -> u64 {
         self.colors.iter().map(ColorStats::requests).sum()
     }
+
+    /// Comparison requests answered by color `c`.
+    pub fn comparison(&self, c: ColorKey) -> &ColorStats {
+        &self.comparison[c.index()]
+    }
+
+    /// Weighted requests (routing check or fallback) answered by color `c`.
+    pub fn weighted_requests(&self, c: ColorKey) -> u64 {
+        self.colors[c.index()]
+            .requests()
+            .saturating_sub(self.comparison[c.index()].requests())
+    }
+
+    /// Whether any comparison request was answered.
+    pub fn has_comparison(&self) -> bool {
+        self.comparison.iter().any(|c| c.requests() > 0)
+    }
 }
 
 #[derive(Default)]
 struct Shard {
     colors: [ColorStats; 3],
+    comparison: [ColorStats; 3],
 }
 
 struct Totals {
     colors: [ColorStats; 3],
+    comparison: [ColorStats; 3],
     series: Vec<SeriesPoint>,
     last_tick: Duration,
     /// Scratch space for the interval being closed (kept to avoid reallocating).
@@ -100,6 +127,7 @@ pub struct Recorder {
     late: AtomicU64,
     cap_waits: AtomicU64,
     in_flight: AtomicU64,
+    preview_mismatch: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +142,7 @@ impl Default for Recorder {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             totals: Mutex::new(Totals {
                 colors: Default::default(),
+                comparison: Default::default(),
                 series: Vec::new(),
                 last_tick: Duration::ZERO,
                 interval: Default::default(),
@@ -122,6 +151,7 @@ impl Default for Recorder {
             late: AtomicU64::new(0),
             cap_waits: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            preview_mismatch: AtomicU64::new(0),
         }
     }
 }
@@ -142,8 +172,21 @@ impl Recorder {
 
     /// Records one finished request; `seq` spreads writers over the shards.
     pub fn record(&self, seq: u64, s: &Sample) {
+        self.record_for(seq, s, Purpose::Weighted);
+    }
+
+    /// Records one finished request sent for `purpose`.
+    pub fn record_for(&self, seq: u64, s: &Sample, purpose: Purpose) {
         let mut shard = lock(&self.shards[(seq as usize) % SHARDS]);
         shard.colors[s.color.index()].record(s);
+        if purpose == Purpose::Comparison {
+            shard.comparison[s.color.index()].record(s);
+        }
+    }
+
+    /// A comparison request answered by another color than asked for.
+    pub fn count_preview_mismatch(&self) {
+        self.preview_mismatch.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_scheduled(&self) {
@@ -176,6 +219,7 @@ impl Recorder {
             late: self.late.load(Ordering::Relaxed),
             cap_waits: self.cap_waits.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            preview_mismatch: self.preview_mismatch.load(Ordering::Relaxed),
         }
     }
 
@@ -196,6 +240,10 @@ impl Recorder {
         for shard in &self.shards {
             let mut s = lock(shard);
             for (acc, c) in t.interval.iter_mut().zip(s.colors.iter_mut()) {
+                acc.merge(c);
+                c.reset();
+            }
+            for (acc, c) in t.comparison.iter_mut().zip(s.comparison.iter_mut()) {
                 acc.merge(c);
                 c.reset();
             }
@@ -238,6 +286,7 @@ impl Recorder {
     pub fn snapshot(&self) -> Snapshot {
         let totals = lock(&self.totals);
         let mut colors = totals.colors.clone();
+        let mut comparison = totals.comparison.clone();
         let series = totals.series.clone();
         drop(totals);
         for shard in &self.shards {
@@ -245,14 +294,38 @@ impl Recorder {
             for (acc, c) in colors.iter_mut().zip(s.colors.iter()) {
                 acc.merge(c);
             }
+            for (acc, c) in comparison.iter_mut().zip(s.comparison.iter()) {
+                acc.merge(c);
+            }
         }
         Snapshot {
             elapsed: self.start().elapsed(),
             colors,
+            comparison,
             series,
             counters: self.counters(),
         }
     }
+}
+
+/// The per-color statistics recorded after `base` (all of `now` without one).
+pub fn window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
+    since(&now.colors, base.map(|b| &b.colors))
+}
+
+/// [`window`] of the comparison requests only.
+pub fn comparison_window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
+    since(&now.comparison, base.map(|b| &b.comparison))
+}
+
+fn since(now: &[ColorStats; 3], base: Option<&[ColorStats; 3]>) -> [ColorStats; 3] {
+    let mut out = now.clone();
+    if let Some(b) = base {
+        for (o, b) in out.iter_mut().zip(b.iter()) {
+            o.subtract(b);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

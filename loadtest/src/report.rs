@@ -30,6 +30,15 @@
 //!       "blue":  { "requests", "rps", "errors", "p50_ms", "p99_ms" },
 //!       "green": {...}, "unknown": {...} } ],
 //!   "verdict": Judgement | null,            // see verdict.rs; null with < 2 colors
+//!   "sampling": {                           // which samples were which (absent in old reports)
+//!     "mode": "comparison" | "weighted",    // comparison: preview override, equal per color (judged)
+//!     "fallback": "why" ,                   // weighted mode: why there was no comparison traffic
+//!     "weighted_share": 0.1,                // comparison mode: share that followed the weight
+//!     "comparison": {"blue": n, "green": n},
+//!     "weighted": {"blue": n, "green": n, "unknown": n},
+//!     "preview_mismatch": 0,                // previews answered by another color
+//!     "routing_check": RoutingCheck         // with --expect-weight; see routing_check.rs
+//!   }
 //!   "connections": {                        // absent in reports of older versions
 //!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
 //!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
@@ -142,6 +151,8 @@ pub struct Report {
     pub series: Vec<SeriesPoint>,
     pub verdict: Option<Judgement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<crate::sampling::SamplingReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionSummary>,
     /// Per location (only when answers named one: cf-ray or --location-header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +186,7 @@ impl Report {
             colors,
             series: snap.series.clone(),
             verdict,
+            sampling: None,
             connections: None,
             locations: None,
         }
@@ -269,6 +281,10 @@ impl Report {
         row("service p99 (uncorr.)", &|r| ms(r.service_ms.p99));
         if let Some(l) = &self.locations {
             out.push_str(&l.text());
+        }
+        if let Some(sampling) = &self.sampling {
+            out.push('\n');
+            out.push_str(&sampling.human());
         }
         if let Some(j) = &self.verdict {
             let _ = writeln!(out, "\nverdict ({}): {}", j.mode, j.verdict);

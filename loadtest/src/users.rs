@@ -210,6 +210,21 @@ impl Population {
         Population::new(&IdentityKind::Anonymous, n, 0)
     }
 
+    /// Anonymous first-time visitors: no cookie is ever kept, so the edge
+    /// gives every request a new identity and a new sticky bucket. A
+    /// candidate at weight w then gets w of the requests (not w of a fixed
+    /// set of users, which at 1 % of 200 is two users or none).
+    pub fn fresh_anonymous() -> Population {
+        Population {
+            users: vec![User {
+                id: "fresh".into(),
+                credential: None,
+                cookie: Mutex::new(None),
+                keep_cookie: false,
+            }],
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }

@@ -117,6 +117,7 @@ fn main() {
         None,
         &Policy::default(),
         greenlight_common::Color::Blue,
+        false,
     );
     let view_ms = t1.elapsed().as_secs_f64() * 1000.0;
     let verdict = view

@@ -12,16 +12,18 @@ use harness_gui::rollout::{
     drive, Controller, DriveEvent, Evidence, Finish, OnInconclusive, RolloutPlan, UserCmd,
 };
 use harness_gui::settings::{parse_steps, DEFAULT_TOKEN_ENV};
+use harness_gui::synthetic::{self, missing_credential, Sampling, SyntheticLoad};
 use indicatif::{ProgressBar, ProgressStyle};
 use loadtest::admin_client::AdminClient;
-use loadtest::client::{self as engine, Control, LoadConfig, Mode};
+use loadtest::client::{self as engine, Control};
 use loadtest::recorder::Recorder;
-use loadtest::schedule::{parse_duration, RateProfile};
-use loadtest::users::Population;
+use loadtest::sampling::{
+    PreviewCredential, DEFAULT_WEIGHTED_SHARE, PREVIEW_JWT_ENV, PREVIEW_KEY_ENV,
+};
+use loadtest::schedule::parse_duration;
 use loadtest::verdict::Policy;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -52,9 +54,21 @@ struct Cli {
     /// Load rate, requests/s.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
-    /// Simulated users.
-    #[arg(long, default_value_t = 200)]
+    /// Sticky users for the weighted share; 0: every weighted request is a
+    /// fresh anonymous caller (its weight's share of requests reaches the candidate).
+    #[arg(long, default_value_t = 0)]
     users: usize,
+    /// Environment variable holding an API key with the `preview` role:
+    /// comparison traffic, equal samples of blue and green at every step.
+    #[arg(long, default_value = PREVIEW_KEY_ENV)]
+    preview_key_env: String,
+    /// Environment variable holding a JWT with the `preview` role (instead of a key).
+    #[arg(long, default_value = PREVIEW_JWT_ENV)]
+    preview_jwt_env: String,
+    /// Share of requests (0..=1) that follow the weight while comparison
+    /// traffic runs: the routing check.
+    #[arg(long, default_value_t = DEFAULT_WEIGHTED_SHARE)]
+    routing_share: f64,
     /// Candidate weights in percent.
     #[arg(long, default_value = "1,5,25,50,100")]
     steps: String,
@@ -82,6 +96,16 @@ struct Cli {
     /// Audit log (JSON lines).
     #[arg(long)]
     audit: Option<PathBuf>,
+}
+
+/// A line above the progress bar, or on stderr when there is no terminal
+/// to draw it on (CI logs keep the rollout's story).
+fn say(pb: &ProgressBar, line: impl AsRef<str>) {
+    if pb.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        pb.println(line);
+    }
 }
 
 fn usage(m: &str) -> ExitCode {
@@ -130,30 +154,27 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage(&e.to_string()),
     };
-    let load = if cli.no_load {
-        None
-    } else {
-        let target = cli.target.clone().unwrap_or_else(|| cli.edge.clone());
-        let url = match reqwest::Url::parse(&target) {
-            Ok(u) => u,
-            Err(e) => return usage(&format!("--target {target:?}: {e}")),
-        };
-        let mut cfg = match LoadConfig::constant(url, cli.rate, timeout + Duration::from_secs(60)) {
-            Ok(c) => c,
-            Err(e) => return usage(&e.0),
-        };
-        cfg.mode = Mode::Open {
-            profile: RateProfile::Constant { rps: cli.rate },
-            max_in_flight: 512,
-        };
-        cfg.timeout = Duration::from_secs(5);
-        cfg.http.tls = cli.transport.tls.options();
-        cfg.users = match Population::anonymous(cli.users.max(1)) {
-            Ok(p) => Arc::new(p),
-            Err(e) => return usage(&e.0),
-        };
-        Some(cfg)
+    let preview = match PreviewCredential::from_env(&cli.preview_key_env, &cli.preview_jwt_env) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(missing_credential(
+            &cli.preview_key_env,
+            &cli.preview_jwt_env,
+        )),
+        Err(e) => return usage(&e),
     };
+    if !(0.0..=1.0).contains(&cli.routing_share) {
+        return usage("--routing-share must be within 0..=1");
+    }
+    let load = (!cli.no_load).then(|| SyntheticLoad {
+        url: cli.target.clone().unwrap_or_else(|| cli.edge.clone()),
+        rate: cli.rate,
+        users: cli.users,
+        scenario: None,
+        duration: timeout + Duration::from_secs(60),
+        preview,
+        weighted_share: cli.routing_share,
+        tls: cli.transport.tls.options(),
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -167,13 +188,23 @@ fn main() -> ExitCode {
     };
     let audit = AuditFile::new(cli.audit.clone());
     rt.block_on(async move {
-        let recorder = load.as_ref().map(|_| Recorder::new());
-        let control = Control::default();
-        let load_task = match (load, &recorder) {
-            (Some(cfg), Some(rec)) => Some(tokio::spawn(engine::run(cfg, rec.clone(), control.clone()))),
-            _ => None,
+        let configured = match load {
+            Some(l) => match synthetic::configure(l).await {
+                Ok(c) => Some(c),
+                Err(e) => return usage(&e),
+            },
+            None => None,
         };
-        let evidence = Evidence::since_now(recorder.clone());
+        let recorder = configured.as_ref().map(|_| Recorder::new());
+        let control = Control::default();
+        let (load_task, sampling) = match (configured, &recorder) {
+            (Some((cfg, sampling)), Some(rec)) => (
+                Some(tokio::spawn(engine::run(cfg, rec.clone(), control.clone()))),
+                sampling,
+            ),
+            _ => (None, Sampling::Weighted { why: "--no-load".into() }),
+        };
+        let mut evidence = Evidence::since_now(recorder.clone(), sampling, cli.rate);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         {
             let tx = tx.clone();
@@ -197,10 +228,10 @@ fn main() -> ExitCode {
         let mut printed = 0usize;
         let mut paused_abort_sent = false;
         let mut ctrl = Controller::new(plan);
-        let finish = drive(&mut ctrl, &client, &evidence, &mut rx, &audit, timeout, |e| match e {
+        let finish = drive(&mut ctrl, &client, &mut evidence, &mut rx, &audit, timeout, |e| match e {
             DriveEvent::Status(s) => {
                 for l in &s.log[printed.min(s.log.len())..] {
-                    pb.println(l);
+                    say(&pb, l);
                 }
                 printed = s.log.len();
                 if let Some(i) = s.step {
@@ -210,12 +241,12 @@ fn main() -> ExitCode {
                 pb.set_message(format!("{}{verdict}", s.headline));
                 if s.paused && !paused_abort_sent {
                     paused_abort_sent = true;
-                    pb.println("the rollout paused for a decision, which a headless run cannot take: aborting");
+                    say(&pb, "the rollout paused for a decision, which a headless run cannot take: aborting");
                     let _ = tx.send(UserCmd::Abort);
                 }
             }
             DriveEvent::Audit(a) if a.outcome != harness_gui::audit::Outcome::Info => {
-                pb.println(format!(
+                say(&pb, format!(
                     "admin: {} → {} (epoch {:?} → {:?}){}",
                     a.action,
                     a.outcome.as_str(),
@@ -238,13 +269,20 @@ fn main() -> ExitCode {
         }
         if let Some(rec) = &recorder {
             let snap = rec.snapshot();
-            let c = |k: loadtest::histogram::ColorKey| snap.color(k).requests();
+            use loadtest::histogram::ColorKey;
+            let c = |k: ColorKey| snap.color(k).requests();
+            let cmp = |k: ColorKey| snap.comparison(k).requests();
             eprintln!(
-                "load: {} requests (blue {}, green {}, unknown {})",
+                "load: {} requests (blue {}, green {}, unknown {}); comparison samples: blue {}, green {}; weighted: blue {}, green {}; preview mismatches {}",
                 snap.requests(),
-                c(loadtest::histogram::ColorKey::Blue),
-                c(loadtest::histogram::ColorKey::Green),
-                c(loadtest::histogram::ColorKey::Unknown)
+                c(ColorKey::Blue),
+                c(ColorKey::Green),
+                c(ColorKey::Unknown),
+                cmp(ColorKey::Blue),
+                cmp(ColorKey::Green),
+                snap.weighted_requests(ColorKey::Blue),
+                snap.weighted_requests(ColorKey::Green),
+                snap.counters.preview_mismatch
             );
         }
         println!("rollout {}", finish.describe());

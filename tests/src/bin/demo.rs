@@ -174,7 +174,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Runs the dashboard or its headless twin (built next to this binary by
-/// scripts/demo.sh) against the demo edge, with anonymous synthetic users.
+/// scripts/demo.sh) against the demo edge: comparison traffic with the
+/// demo's preview key (equal samples of blue and green at every step; the
+/// edge checks a preview's credential on public routes too), and a share of
+/// anonymous visitors following the weight.
 async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
     let dir = std::env::current_exe()?
         .parent()
@@ -200,12 +203,12 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         _ => {
             let mut c = tokio::process::Command::new(dir.join("greenlight-rollout"));
             c.args(["--edge", edge, "--target", &target, "--rate", &rate])
-                .args(["--steps", "20,50,100", "--dwell", "15s"])
+                .args(["--dwell", "15s"])
                 // A demo should reach its end when nothing is wrong; a Fail
                 // still rolls back at once.
                 .args(["--on-inconclusive", "advance"]);
             println!(
-                "headless rollout: 20 → 50 → 100 %, 15 s per step{}",
+                "headless rollout: 1 → 5 → 25 → 50 → 100 %, 15 s per step{}",
                 if args.regression {
                     " (green regressed: expect a rollback)"
                 } else {
@@ -216,6 +219,7 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         }
     };
     cmd.env(loadtest::admin_client::TOKEN_ENV, fixtures::ADMIN_TOKEN)
+        .env(loadtest::sampling::PREVIEW_KEY_ENV, fixtures::QA_KEY)
         .kill_on_drop(true);
     let status = tokio::select! {
         s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,

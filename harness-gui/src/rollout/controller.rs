@@ -1,112 +1,17 @@
-//! The automated rollout: a pure controller (steps → dwell → analysis →
-//! next step, promotion at the end, automatic rollback on `Fail`; Pause,
-//! Resume, Abort) and an async driver that connects it to the edge's admin
-//! API and to the load engine's recorder. Both the dashboard and the
-//! headless `greenlight-rollout` use them.
+//! The rollout state machine: steps → dwell → analysis → next step,
+//! promotion at the end, automatic rollback on `Fail`; Pause, Resume, Abort.
 //!
-//! The controller never does I/O and never reads the clock: the driver
-//! feeds it the time, the state it read and the results of the commands it
-//! asked for, so every transition is unit-tested.
+//! It never does I/O and never reads the clock: the driver feeds it the
+//! time, the state it read and the results of the commands it asked for, so
+//! every transition is unit-tested.
 
-use crate::audit::{AuditEntry, AuditFile};
-use crate::metrics::window;
-use greenlight_common::admin::{AdminRoute, ChangeRequest, StateView};
+use super::command::Command;
+use super::plan::{OnInconclusive, RolloutPlan};
+use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError};
-use loadtest::histogram::ColorKey;
-use loadtest::recorder::{Recorder, Snapshot};
-use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy, Verdict};
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// What to do when a step's analysis stays inconclusive after its extensions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnInconclusive {
-    /// Hold the current weight and wait for a human (Resume to go on).
-    #[default]
-    Pause,
-    /// Treat as a pass and go to the next step.
-    Advance,
-    /// Treat as a failure and roll back.
-    Rollback,
-}
-
-impl OnInconclusive {
-    pub const ALL: [OnInconclusive; 3] = [
-        OnInconclusive::Pause,
-        OnInconclusive::Advance,
-        OnInconclusive::Rollback,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnInconclusive::Pause => "pause",
-            OnInconclusive::Advance => "advance",
-            OnInconclusive::Rollback => "rollback",
-        }
-    }
-}
-
-/// A validated automated-rollout plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolloutPlan {
-    /// Candidate weights in percent, strictly increasing, each in (0, 100].
-    pub steps: Vec<f64>,
-    pub dwell: Duration,
-    pub max_extensions: u32,
-    pub on_inconclusive: OnInconclusive,
-    pub policy: Policy,
-    pub actor: String,
-}
-
-impl RolloutPlan {
-    pub fn new(
-        steps: Vec<f64>,
-        dwell: Duration,
-        max_extensions: u32,
-        on_inconclusive: OnInconclusive,
-        policy: Policy,
-        actor: String,
-    ) -> Result<RolloutPlan, String> {
-        if steps.is_empty() {
-            return Err("the rollout needs at least one step".into());
-        }
-        for (i, s) in steps.iter().enumerate() {
-            if !(s.is_finite() && *s > 0.0 && *s <= 100.0) {
-                return Err(format!("step {s} must be within (0, 100] percent"));
-            }
-            // The edge keeps basis points: 0.01 % is the finest step.
-            if (s * 100.0 - (s * 100.0).round()).abs() > 1e-6 {
-                return Err(format!("step {s} has more than two decimals"));
-            }
-            if i > 0 && *s <= steps[i - 1] {
-                return Err(format!(
-                    "steps must be increasing: {} then {s}",
-                    steps[i - 1]
-                ));
-            }
-        }
-        if dwell.is_zero() {
-            return Err("the dwell time must be greater than 0".into());
-        }
-        policy.validate()?;
-        Ok(RolloutPlan {
-            steps,
-            dwell,
-            max_extensions,
-            on_inconclusive,
-            policy,
-            actor,
-        })
-    }
-
-    /// Longest time the rollout can take without pauses (for time limits).
-    pub fn max_duration(&self) -> Duration {
-        self.dwell * (self.steps.len() as u32) * (self.max_extensions + 1)
-    }
-}
+use loadtest::admin_client::AdminError;
+use loadtest::verdict::{Judgement, Verdict};
+use std::time::Duration;
 
 /// Which analysis the controller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,110 +21,6 @@ pub enum Look {
     Live,
     /// The end of a step's dwell: fixed-horizon analysis of the evidence.
     EndOfStep,
-}
-
-/// An admin call the controller wants made.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    SetWeight {
-        percent: f64,
-        expected_epoch: u64,
-        reason: String,
-    },
-    Promote {
-        expected_epoch: u64,
-        reason: String,
-    },
-    Rollback {
-        expected_epoch: u64,
-        reason: String,
-    },
-    Abort {
-        expected_epoch: u64,
-        reason: String,
-    },
-}
-
-impl Command {
-    /// Short name for logs (`weight 25%`, `promote`...).
-    pub fn action(&self) -> String {
-        match self {
-            Command::SetWeight { percent, .. } => format!("weight {percent}%"),
-            Command::Promote { .. } => "promote".into(),
-            Command::Rollback { .. } => "rollback".into(),
-            Command::Abort { .. } => "abort".into(),
-        }
-    }
-
-    pub fn expected_epoch(&self) -> u64 {
-        match self {
-            Command::SetWeight { expected_epoch, .. }
-            | Command::Promote { expected_epoch, .. }
-            | Command::Rollback { expected_epoch, .. }
-            | Command::Abort { expected_epoch, .. } => *expected_epoch,
-        }
-    }
-
-    pub fn reason(&self) -> &str {
-        match self {
-            Command::SetWeight { reason, .. }
-            | Command::Promote { reason, .. }
-            | Command::Rollback { reason, .. }
-            | Command::Abort { reason, .. } => reason,
-        }
-    }
-
-    /// Executes the call against an edge, naming `actor` in the edge's own record.
-    pub async fn execute(
-        &self,
-        client: &AdminClient,
-        actor: &str,
-    ) -> Result<StateView, AdminError> {
-        let (route, weight) = match self {
-            Command::SetWeight { percent, .. } => {
-                if !(percent.is_finite() && (0.0..=100.0).contains(percent)) {
-                    return Err(AdminError::Usage(format!(
-                        "weight {percent} must be within 0..=100"
-                    )));
-                }
-                (AdminRoute::Weight, Some(*percent))
-            }
-            Command::Promote { .. } => (AdminRoute::Promote, None),
-            Command::Rollback { .. } => (AdminRoute::Rollback, None),
-            Command::Abort { .. } => (AdminRoute::Abort, None),
-        };
-        let req = ChangeRequest {
-            weight_percent: weight,
-            actor: (!actor.is_empty()).then(|| actor.to_string()),
-            reason: self.reason().to_string(),
-            ..ChangeRequest::default()
-        };
-        client.change(route, req, Some(self.expected_epoch())).await
-    }
-
-    /// The same call for a manual change from the dashboard.
-    pub fn manual(op: crate::backend::ManualOp, expected_epoch: u64, reason: String) -> Command {
-        use crate::backend::ManualOp;
-        match op {
-            ManualOp::Weight(percent) => Command::SetWeight {
-                percent,
-                expected_epoch,
-                reason,
-            },
-            ManualOp::Promote => Command::Promote {
-                expected_epoch,
-                reason,
-            },
-            ManualOp::Rollback => Command::Rollback {
-                expected_epoch,
-                reason,
-            },
-            ManualOp::Abort => Command::Abort {
-                expected_epoch,
-                reason,
-            },
-        }
-    }
 }
 
 /// How a rollout ended.
@@ -322,6 +123,10 @@ pub struct Controller {
     edge_unhealthy: Option<String>,
     log: Vec<String>,
     now: Duration,
+    /// Steps begun so far (the driver starts a step's evidence on a change).
+    steps_started: u64,
+    /// When the current step began (its evidence's age).
+    step_since: Duration,
 }
 
 fn pct(p: f64) -> String {
@@ -342,6 +147,8 @@ impl Controller {
             edge_unhealthy: None,
             log: Vec::new(),
             now: Duration::ZERO,
+            steps_started: 0,
+            step_since: Duration::ZERO,
         }
     }
 
@@ -363,6 +170,27 @@ impl Controller {
 
     pub fn is_paused(&self) -> bool {
         matches!(self.stage, Stage::Paused { .. })
+    }
+
+    /// How many steps have begun: a new one starts its own evidence.
+    pub fn steps_started(&self) -> u64 {
+        self.steps_started
+    }
+
+    /// Adds a line from outside the state machine (sampling, routing check).
+    pub fn remark(&mut self, now: Duration, msg: String) {
+        self.now = now;
+        self.note(msg);
+    }
+
+    fn begin_step(&mut self, step: usize, now: Duration) {
+        self.steps_started += 1;
+        self.step_since = now;
+        self.stage = Stage::Dwelling {
+            step,
+            since: now,
+            extensions: 0,
+        };
     }
 
     fn note(&mut self, msg: String) {
@@ -462,11 +290,7 @@ impl Controller {
                         pct(current),
                         i + 1
                     ));
-                    self.stage = Stage::Dwelling {
-                        step: i,
-                        since: now,
-                        extensions: 0,
-                    };
+                    self.begin_step(i, now);
                     return None;
                 }
                 let i = self
@@ -545,7 +369,13 @@ impl Controller {
         let verdict = end.verdict;
         let reasons = end.reasons.clone();
         self.last = Some(end);
-        self.note(format!("{at}: analysis {verdict}"));
+        // An undecided analysis says which checks are undecided and why.
+        let undecided = if verdict == Verdict::Inconclusive {
+            format!(": {}", undecided(&reasons))
+        } else {
+            String::new()
+        };
+        self.note(format!("{at}: analysis {verdict}{undecided}"));
         let advance = |c: &mut Controller| -> Option<Command> {
             if step + 1 < n {
                 let percent = c.plan.steps[step + 1];
@@ -645,11 +475,7 @@ impl Controller {
                             v.state.epoch,
                             self.plan.dwell
                         ));
-                        self.stage = Stage::Dwelling {
-                            step,
-                            since: now,
-                            extensions: 0,
-                        };
+                        self.begin_step(step, now);
                         if let Some(why) = self.pause_requested.take() {
                             self.pause(&why);
                         }
@@ -736,6 +562,12 @@ impl Controller {
         self.abort_now()
     }
 
+    /// Asks for an abort at the next [`Controller::poll`] (an operator
+    /// command that arrived while no poll was due).
+    pub fn request_abort(&mut self) {
+        self.abort_requested = true;
+    }
+
     fn abort_now(&mut self) -> Option<Command> {
         if matches!(self.stage, Stage::Done(_)) {
             return None;
@@ -787,10 +619,11 @@ impl Controller {
                     Some(left),
                     *extensions,
                     format!(
-                        "step {}/{n} at {}: analysing, {:.0} s left",
+                        "step {}/{n} at {}: analysing, {:.0} s left{}",
                         step + 1,
                         pct(self.plan.steps[*step]),
-                        left.as_secs_f64().ceil()
+                        left.as_secs_f64().ceil(),
+                        self.samples_outlook(now)
                     ),
                 )
             }
@@ -828,6 +661,58 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// While a color is short of the policy's minimum: how many samples it
+    /// has and, at the rate they have come so far, when the minimum is
+    /// reached (never a silent stall).
+    fn samples_outlook(&self, now: Duration) -> String {
+        let Some(j) = &self.last else {
+            return String::new();
+        };
+        let min = self.plan.policy.min_samples;
+        let have = j.candidate_requests.min(j.baseline_requests);
+        if have >= min {
+            return String::new();
+        }
+        let who = if j.candidate_requests <= j.baseline_requests {
+            "the candidate"
+        } else {
+            "the baseline"
+        };
+        let age = now.saturating_sub(self.step_since).as_secs_f64();
+        let eta = (age >= 1.0)
+            .then(|| loadtest::sampling::time_to_min_samples(min, have, have as f64 / age))
+            .flatten();
+        match eta {
+            Some(d) => format!(
+                "; {who} has {have} of {min} samples, the minimum in ~{} at this rate",
+                loadtest::sampling::human_duration(d)
+            ),
+            None => format!("; {who} has {have} of {min} samples, none arriving yet"),
+        }
+    }
+}
+
+fn undecided(reasons: &[String]) -> String {
+    let open: Vec<&str> = reasons
+        .iter()
+        .filter(|r| {
+            r.contains("cannot tell")
+                || r.contains("not significantly")
+                || r.contains("undecided")
+                || r.contains("not enough samples")
+                || r.contains("no latency data")
+                || r.contains("no load")
+        })
+        .map(String::as_str)
+        .collect();
+    if open.is_empty() {
+        reasons.join("; ")
+    } else {
+        open.join("; ")
+    }
+}
+
 fn failing(reasons: &[String]) -> String {
     let bad: Vec<&str> = reasons
         .iter()
@@ -841,42 +726,7 @@ fn failing(reasons: &[String]) -> String {
     }
 }
 
-/// Evidence for the analysis: what the recorder gathered since `base`.
-pub struct Evidence {
-    recorder: Option<Arc<Recorder>>,
-    base: Option<Snapshot>,
-}
-
-impl Evidence {
-    /// Evidence from now on (a snapshot taken now is the baseline).
-    pub fn since_now(recorder: Option<Arc<Recorder>>) -> Evidence {
-        let base = recorder.as_ref().map(|r| r.snapshot());
-        Evidence { recorder, base }
-    }
-
-    /// The snapshot the evidence starts from.
-    pub fn base(&self) -> Option<&Snapshot> {
-        self.base.as_ref()
-    }
-
-    /// The judgement of the candidate against `active`.
-    pub fn judge(&self, look: Look, policy: &Policy, active: Color) -> Judgement {
-        let Some(rec) = &self.recorder else {
-            return no_evidence("no load is being measured, so there is no evidence");
-        };
-        let now = rec.snapshot();
-        let colors = window(&now, self.base.as_ref());
-        let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
-        let base = ColorSummary::of_color(&colors[bk.index()], bk);
-        let cand = ColorSummary::of_color(&colors[ck.index()], ck);
-        match look {
-            Look::Live => judge_sequential(policy, &base, &cand),
-            Look::EndOfStep => judge(policy, &base, &cand),
-        }
-    }
-}
-
-fn no_evidence(why: &str) -> Judgement {
+pub(crate) fn no_evidence(why: &str) -> Judgement {
     Judgement {
         verdict: Verdict::Inconclusive,
         mode: "none".into(),
@@ -890,185 +740,12 @@ fn no_evidence(why: &str) -> Judgement {
     }
 }
 
-/// Operator commands for a running rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserCmd {
-    Pause,
-    Resume,
-    Abort,
-}
-
-/// What the driver reports while it runs.
-#[derive(Debug, Clone)]
-pub enum DriveEvent {
-    Status(RolloutStatus),
-    Audit(AuditEntry),
-    State(StateView),
-    /// The state could not be read (the driver keeps trying).
-    StateError(AdminError),
-}
-
-/// How often the driver looks (state read + analysis).
-pub const LOOK_EVERY: Duration = Duration::from_millis(500);
-
-/// Runs `ctrl` against an edge until it finishes, the operator aborts, or
-/// `limit` (wall time, pauses included) runs out — then it aborts.
-pub async fn drive(
-    ctrl: &mut Controller,
-    client: &AdminClient,
-    evidence: &Evidence,
-    user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
-    audit: &AuditFile,
-    limit: Duration,
-    mut on_event: impl FnMut(DriveEvent),
-) -> Finish {
-    let start = Instant::now();
-    let actor = ctrl.plan().actor.clone();
-    let mut state_failures = 0u32;
-    let mut user_open = true;
-    let steps = crate::settings::format_steps(&ctrl.plan().steps);
-    let start_entry = AuditEntry::info(
-        &actor,
-        "rollout start",
-        None,
-        format!("steps {steps}, dwell {:?}", ctrl.plan().dwell),
-    );
-    let _ = audit.append(&start_entry);
-    on_event(DriveEvent::Audit(start_entry));
-    loop {
-        let now = start.elapsed();
-        // Operator commands first.
-        let mut cmds = Vec::new();
-        while let Ok(c) = user.try_recv() {
-            cmds.push(c);
-        }
-        let mut pending = None;
-        for c in cmds {
-            let info = match c {
-                UserCmd::Pause => {
-                    ctrl.pause("paused by the operator");
-                    "rollout pause"
-                }
-                UserCmd::Resume => {
-                    ctrl.resume(now);
-                    "rollout resume"
-                }
-                UserCmd::Abort => {
-                    pending = ctrl.abort(now).or(pending);
-                    "rollout abort"
-                }
-            };
-            let e = AuditEntry::info(&actor, info, None, "");
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
-        }
-        if now > limit && ctrl.finished().is_none() {
-            let e = AuditEntry::info(
-                &actor,
-                "rollout time limit",
-                None,
-                format!("{limit:?} exceeded"),
-            );
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
-            pending = ctrl.abort(now).or(pending);
-            if pending.is_none() && ctrl.finished().is_none() {
-                return Finish::Failed("time limit".into());
-            }
-        }
-        if pending.is_none() {
-            match client.state().await {
-                Ok(v) => {
-                    state_failures = 0;
-                    ctrl.observe_state(&v);
-                    on_event(DriveEvent::State(v));
-                }
-                Err(e) => {
-                    state_failures += 1;
-                    let fatal = matches!(e, AdminError::Unauthorized { .. }) || state_failures > 60;
-                    on_event(DriveEvent::StateError(e.clone()));
-                    if fatal && ctrl.finished().is_none() {
-                        let f = Finish::Failed(format!("cannot read the state: {e}"));
-                        on_event(DriveEvent::Status(ctrl.status(now)));
-                        return f;
-                    }
-                }
-            }
-            if ctrl.finished().is_none() {
-                let policy = ctrl.plan().policy.clone();
-                let active = ctrl.active().unwrap_or(Color::Blue);
-                pending = ctrl.poll(now, &mut |look| evidence.judge(look, &policy, active));
-            }
-        }
-        if let Some(cmd) = pending {
-            let before = Some(cmd.expected_epoch());
-            let result = cmd.execute(client, &actor).await;
-            let entry = AuditEntry::for_change(&actor, cmd.action(), before, &result, cmd.reason());
-            let _ = audit.append(&entry);
-            on_event(DriveEvent::Audit(entry));
-            if let Ok(v) = &result {
-                on_event(DriveEvent::State(v.clone()));
-            }
-            ctrl.on_result(start.elapsed(), &result);
-        }
-        on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
-        if let Some(f) = ctrl.finished() {
-            let f = f.clone();
-            let e = AuditEntry::info(&actor, "rollout end", None, f.describe());
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
-            return f;
-        }
-        if user_open {
-            tokio::select! {
-                c = user.recv() => match c {
-                    // Put it back for the next iteration.
-                    Some(c) => { pending_push(ctrl, c, start.elapsed(), &mut on_event, &actor, audit); }
-                    None => user_open = false,
-                },
-                _ = tokio::time::sleep(LOOK_EVERY) => {}
-            }
-        } else {
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
-    }
-}
-
-/// Applies an operator command that arrived while the driver was sleeping.
-fn pending_push(
-    ctrl: &mut Controller,
-    c: UserCmd,
-    now: Duration,
-    on_event: &mut impl FnMut(DriveEvent),
-    actor: &str,
-    audit: &AuditFile,
-) {
-    let info = match c {
-        UserCmd::Pause => {
-            ctrl.pause("paused by the operator");
-            "rollout pause"
-        }
-        UserCmd::Resume => {
-            ctrl.resume(now);
-            "rollout resume"
-        }
-        UserCmd::Abort => {
-            // The abort call itself is made at the next poll.
-            ctrl.abort_requested = true;
-            "rollout abort"
-        }
-    };
-    let e = AuditEntry::info(actor, info, None, "");
-    let _ = audit.append(&e);
-    on_event(DriveEvent::Audit(e));
-    on_event(DriveEvent::Status(ctrl.status(now)));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use greenlight_common::admin::Problem;
     use greenlight_common::RolloutState;
+    use loadtest::verdict::Policy;
 
     fn plan(steps: &[f64], ext: u32, on: OnInconclusive) -> RolloutPlan {
         RolloutPlan::new(
@@ -1468,6 +1145,30 @@ mod tests {
             c.on_result(Duration::ZERO, &down);
         }
         assert!(matches!(c.finished(), Some(Finish::Failed(m)) if m.contains("cannot reach")));
+    }
+
+    #[test]
+    fn a_step_short_of_samples_says_when_the_minimum_comes() {
+        let mut c = Controller::new(plan(&[1.0, 100.0], 0, OnInconclusive::Pause));
+        let mut edge = Edge::new();
+        run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 1);
+        assert_eq!(c.steps_started(), 1);
+        // 4 s into the step: 20 candidate samples, 5 a second; 180 to go.
+        let mut short = |_: Look| Judgement {
+            baseline_requests: 2000,
+            candidate_requests: 20,
+            ..verdict(Verdict::Inconclusive)
+        };
+        assert_eq!(c.poll(Duration::from_secs(4), &mut short), None);
+        let h = c.status(Duration::from_secs(4)).headline;
+        assert!(
+            h.contains("the candidate has 20 of 200 samples, the minimum in ~36 s"),
+            "{h}"
+        );
+        let mut none = |_: Look| verdict(Verdict::Inconclusive);
+        c.poll(Duration::from_secs(5), &mut none);
+        let h = c.status(Duration::from_secs(5)).headline;
+        assert!(h.contains("has 0 of 200 samples, none arriving yet"), "{h}");
     }
 
     #[test]

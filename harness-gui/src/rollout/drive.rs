@@ -1,0 +1,246 @@
+//! The driver: connects a [`Controller`] to the edge's admin API and to
+//! the evidence, looks every [`LOOK_EVERY`], and reports what happens.
+
+use super::controller::{Controller, Finish, RolloutStatus};
+use super::evidence::Evidence;
+use super::plan::format_steps;
+use crate::audit::{AuditEntry, AuditFile};
+use crate::synthetic::Sampling;
+use greenlight_common::admin::StateView;
+use greenlight_common::Color;
+use loadtest::admin_client::{AdminClient, AdminError};
+use loadtest::recorder::Snapshot;
+use loadtest::routing_check::RoutingCheck;
+use loadtest::sampling::fallback_notice;
+use std::time::{Duration, Instant};
+
+/// Operator commands for a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCmd {
+    Pause,
+    Resume,
+    Abort,
+}
+
+/// What the driver reports while it runs.
+#[derive(Debug, Clone)]
+pub enum DriveEvent {
+    Status(RolloutStatus),
+    Audit(AuditEntry),
+    State(StateView),
+    /// The state could not be read (the driver keeps trying).
+    StateError(AdminError),
+    /// A step began: the evidence now starts from this snapshot.
+    StepEvidence(Option<Box<Snapshot>>),
+    /// The split of weighted traffic during the step that just ended.
+    RoutingCheck(RoutingCheck),
+}
+
+/// How often the driver looks (state read + analysis).
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `ctrl` against an edge until it finishes, the operator aborts, or
+/// `limit` (wall time, pauses included) runs out — then it aborts.
+pub async fn drive(
+    ctrl: &mut Controller,
+    client: &AdminClient,
+    evidence: &mut Evidence,
+    user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
+    audit: &AuditFile,
+    limit: Duration,
+    mut on_event: impl FnMut(DriveEvent),
+) -> Finish {
+    let start = Instant::now();
+    let actor = ctrl.plan().actor.clone();
+    let mut state_failures = 0u32;
+    let mut user_open = true;
+    let steps = format_steps(&ctrl.plan().steps);
+    let start_entry = AuditEntry::info(
+        &actor,
+        "rollout start",
+        None,
+        format!("steps {steps}, dwell {:?}", ctrl.plan().dwell),
+    );
+    let _ = audit.append(&start_entry);
+    on_event(DriveEvent::Audit(start_entry));
+    let sampling = match evidence.sampling() {
+        Sampling::Weighted { why } => {
+            let p = ctrl.plan();
+            fallback_notice(
+                why,
+                evidence.rate(),
+                &p.steps,
+                p.policy.min_samples,
+                p.dwell,
+            )
+        }
+        s => s.describe(),
+    };
+    ctrl.remark(Duration::ZERO, sampling);
+    // The step whose evidence is being gathered: (steps begun, weight, candidate).
+    let mut step: Option<(u64, f64, Color)> = None;
+    loop {
+        let now = start.elapsed();
+        // Operator commands first.
+        let mut cmds = Vec::new();
+        while let Ok(c) = user.try_recv() {
+            cmds.push(c);
+        }
+        let mut pending = None;
+        for c in cmds {
+            let info = match c {
+                UserCmd::Pause => {
+                    ctrl.pause("paused by the operator");
+                    "rollout pause"
+                }
+                UserCmd::Resume => {
+                    ctrl.resume(now);
+                    "rollout resume"
+                }
+                UserCmd::Abort => {
+                    pending = ctrl.abort(now).or(pending);
+                    "rollout abort"
+                }
+            };
+            let e = AuditEntry::info(&actor, info, None, "");
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+        }
+        if now > limit && ctrl.finished().is_none() {
+            let e = AuditEntry::info(
+                &actor,
+                "rollout time limit",
+                None,
+                format!("{limit:?} exceeded"),
+            );
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            pending = ctrl.abort(now).or(pending);
+            if pending.is_none() && ctrl.finished().is_none() {
+                return Finish::Failed("time limit".into());
+            }
+        }
+        if pending.is_none() {
+            match client.state().await {
+                Ok(v) => {
+                    state_failures = 0;
+                    ctrl.observe_state(&v);
+                    on_event(DriveEvent::State(v));
+                }
+                Err(e) => {
+                    state_failures += 1;
+                    let fatal = matches!(e, AdminError::Unauthorized { .. }) || state_failures > 60;
+                    on_event(DriveEvent::StateError(e.clone()));
+                    if fatal && ctrl.finished().is_none() {
+                        let f = Finish::Failed(format!("cannot read the state: {e}"));
+                        on_event(DriveEvent::Status(ctrl.status(now)));
+                        return f;
+                    }
+                }
+            }
+            if ctrl.finished().is_none() {
+                let policy = ctrl.plan().policy.clone();
+                let active = ctrl.active().unwrap_or(Color::Blue);
+                pending = ctrl.poll(now, &mut |look| evidence.judge(look, &policy, active));
+            }
+        }
+        if let Some(cmd) = pending {
+            let before = Some(cmd.expected_epoch());
+            let result = cmd.execute(client, &actor).await;
+            let entry = AuditEntry::for_change(&actor, cmd.action(), before, &result, cmd.reason());
+            let _ = audit.append(&entry);
+            on_event(DriveEvent::Audit(entry));
+            if let Ok(v) = &result {
+                on_event(DriveEvent::State(v.clone()));
+            }
+            ctrl.on_result(start.elapsed(), &result);
+        }
+        follow_steps(ctrl, evidence, &mut step, start.elapsed(), &mut on_event);
+        on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
+        if let Some(f) = ctrl.finished() {
+            let f = f.clone();
+            let e = AuditEntry::info(&actor, "rollout end", None, f.describe());
+            let _ = audit.append(&e);
+            on_event(DriveEvent::Audit(e));
+            return f;
+        }
+        if user_open {
+            tokio::select! {
+                c = user.recv() => match c {
+                    // Put it back for the next iteration.
+                    Some(c) => { pending_push(ctrl, c, start.elapsed(), &mut on_event, &actor, audit); }
+                    None => user_open = false,
+                },
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+        } else {
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+}
+
+/// Starts a new step's evidence when the controller began a step, and
+/// reports the routing check of the step that ended (or of the last one
+/// when the rollout finished).
+fn follow_steps(
+    ctrl: &mut Controller,
+    evidence: &mut Evidence,
+    step: &mut Option<(u64, f64, Color)>,
+    now: Duration,
+    on_event: &mut impl FnMut(DriveEvent),
+) {
+    let begun = ctrl.steps_started();
+    let changed = step.map_or(begun > 0, |(n, _, _)| n != begun);
+    let ended = changed || ctrl.finished().is_some();
+    if let (true, Some((_, weight, candidate))) = (ended, *step) {
+        let alpha = ctrl.plan().policy.alpha;
+        if let Some(check) = evidence.routing_check(weight, candidate, alpha) {
+            ctrl.remark(now, check.describe());
+            on_event(DriveEvent::RoutingCheck(check));
+        }
+        if !changed {
+            *step = None;
+        }
+    }
+    if changed {
+        evidence.rebase();
+        on_event(DriveEvent::StepEvidence(
+            evidence.base().cloned().map(Box::new),
+        ));
+        let candidate = ctrl.active().unwrap_or(Color::Blue).other();
+        *step = ctrl
+            .status(now)
+            .step
+            .map(|i| (begun, ctrl.plan().steps[i], candidate));
+    }
+}
+
+/// Applies an operator command that arrived while the driver was sleeping.
+fn pending_push(
+    ctrl: &mut Controller,
+    c: UserCmd,
+    now: Duration,
+    on_event: &mut impl FnMut(DriveEvent),
+    actor: &str,
+    audit: &AuditFile,
+) {
+    let info = match c {
+        UserCmd::Pause => {
+            ctrl.pause("paused by the operator");
+            "rollout pause"
+        }
+        UserCmd::Resume => {
+            ctrl.resume(now);
+            "rollout resume"
+        }
+        UserCmd::Abort => {
+            // The abort call itself is made at the next poll.
+            ctrl.request_abort();
+            "rollout abort"
+        }
+    };
+    let e = AuditEntry::info(actor, info, None, "");
+    let _ = audit.append(&e);
+    on_event(DriveEvent::Audit(e));
+    on_event(DriveEvent::Status(ctrl.status(now)));
+}

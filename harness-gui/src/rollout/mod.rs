@@ -1,0 +1,20 @@
+//! The automated rollout, shared by the dashboard and the headless
+//! `greenlight-rollout`, split by job with dependencies pointing one way:
+//!
+//! - [`plan`]: the validated plan (steps, dwell, extensions, policy)
+//! - [`command`]: the admin calls the controller asks for
+//! - [`controller`]: the pure state machine (no I/O, no clock)
+//! - [`evidence`]: what the analysis judges (recorder snapshots)
+//! - [`drive`]: the async loop joining them to the edge and the audit log
+
+pub mod command;
+pub mod controller;
+pub mod drive;
+pub mod evidence;
+pub mod plan;
+
+pub use command::Command;
+pub use controller::{Controller, Finish, Look, RolloutStatus};
+pub use drive::{drive, DriveEvent, UserCmd, LOOK_EVERY};
+pub use evidence::Evidence;
+pub use plan::{format_steps, parse_steps, OnInconclusive, RolloutPlan};
