@@ -73,8 +73,31 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server we
+/// start (which binds it a little later).
+///
+/// Drawn below Linux's ephemeral range (32768–60999): a port the kernel
+/// hands out for `:0` (our origins, every outgoing connection) can never
+/// take it in between, which happened with ports from `bind(":0")`
+/// ("Address already in use" from workerd under parallel tests).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Spread processes (several test binaries run at once) by pid and
+    // time, and calls within one process by a counter.
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(7_919, Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -452,7 +452,53 @@ async fn bad_model_bodies_get_a_defined_answer(runtime: Runtime) {
     }
 }
 
+/// A model provider that answers 5xx before any byte of its stream: a
+/// chat completion (a `POST`, never retried) is a `502` problem naming the
+/// color, the provider's own error body is not passed on, and no half of a
+/// stream reaches the client; with the candidate failing, the stable color
+/// keeps answering in full.
+async fn a_provider_5xx_before_the_stream_is_a_502_problem(runtime: Runtime) {
+    let failing = Behavior {
+        error_rate: 1.0,
+        ..provider()
+    };
+    let rig = Rig::start_with(runtime, provider(), failing, ai_vars).await;
+    let resp = rig
+        .post("/v1/chat/completions")
+        .header("x-api-key", QA_KEY)
+        .header("x-greenlight-color", "green")
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "content-type"), "application/problem+json");
+    let text = resp.text().await.unwrap();
+    let p = problem_of(&text);
+    assert_eq!(p.kind, "urn:greenlight:problem:origin-failed");
+    assert!(p.detail.starts_with("green origin"), "{}", p.detail);
+    assert!(!text.contains("data:"), "no stream fragment: {text}");
+    assert_eq!(rig.blue.hits(), 0, "a POST is never retried");
+    // Blue still streams its whole answer.
+    let resp = rig
+        .post("/v1/chat/completions")
+        .header("x-api-key", APP_KEY)
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-greenlight-model"), "model-a");
+    assert_eq!(
+        events(&resp.bytes().await.unwrap()),
+        4,
+        "3 chunks and [DONE]"
+    );
+}
+
 greenlight_e2e::for_each_runtime!(
+    a_provider_5xx_before_the_stream_is_a_502_problem,
     event_streams_arrive_as_sent,
     a_stream_cut_by_the_origin_is_cut_for_the_client,
     upstream_credentials_replace_the_callers,
