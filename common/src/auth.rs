@@ -382,7 +382,17 @@ impl AuthConfig {
         creds: Credentials<'_>,
         now_s: u64,
     ) -> Result<Option<Principal>, AuthError> {
-        let mode = self.route_mode(path);
+        self.authenticate_in(self.route_mode(path), creds, now_s)
+    }
+
+    /// [`Self::authenticate`] for a path whose [`Self::route_mode`] the
+    /// caller already has (it costs the path's readings to work out).
+    pub fn authenticate_in(
+        &self,
+        mode: AuthMode,
+        creds: Credentials<'_>,
+        now_s: u64,
+    ) -> Result<Option<Principal>, AuthError> {
         if mode == AuthMode::Off {
             return Ok(None);
         }

@@ -1085,7 +1085,9 @@ pub fn plan(
         })
         .and_then(|v| v.parse::<Color>().ok());
     let cookie_id = cookie(cookie_header, STICKY_COOKIE).filter(|v| valid_anon_id(v));
-    let public_route = cfg.auth.route_mode(&path) == AuthMode::Off;
+    // Worked out once: on a path with other readings it costs each of them.
+    let mode = cfg.auth.route_mode(&path);
+    let public_route = mode == AuthMode::Off;
     let principal = if public_route {
         // A public route needs no credential, so a bad one is not an error;
         // a good one is checked only where it matters: a preview asked for
@@ -1097,7 +1099,7 @@ pub fn plan(
             None
         }
     } else {
-        match cfg.auth.authenticate(&path, req.credentials(), now_s) {
+        match cfg.auth.authenticate_in(mode, req.credentials(), now_s) {
             Ok(p) => p,
             Err(e) => return EdgePlan::Reply(Reply::auth_error(e)),
         }
