@@ -1,7 +1,18 @@
-//! Runs the built Worker under real workerd via `wrangler dev --local`.
+//! Runs the built Worker under real workerd, two ways:
+//! - `wrangler dev --local` (the conformance suites): what developers run,
+//!   with wrangler's proxy Worker in a second workerd in front and the
+//!   devtools relay in its node process (~5 ms of CPU per request);
+//! - served directly (the heavy suites: flips under load, load verdict,
+//!   automated rollout, soak): `edge/cloudflare/serve-direct.mjs` runs the
+//!   same Worker on the same workerd through Miniflare's API (the library
+//!   `wrangler dev` runs on), with the bindings wrangler reads from the same
+//!   `wrangler.toml` and `.dev.vars`, and the same local KV and Durable
+//!   Object storage under the same `--persist-to` directory, without the
+//!   proxy and the relay (~0.7 ms of CPU per request here). See "Serving
+//!   the Worker directly" in the README for the measurements.
 
 use crate::process::{free_port, ProcessGroup};
-use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
+use crate::runtime::{EdgeSetup, RunningEdge, Runtime, Server};
 use anyhow::{bail, Context};
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::path::{Path, PathBuf};
@@ -24,6 +35,12 @@ pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     start_worker(&worker_dir().join("build/index.js"), setup).await
 }
 
+/// Starts the greenlight Worker served directly (see the module's doc).
+pub async fn start_direct(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    let scratch = prepare(&worker_dir().join("build/index.js"), setup).await?;
+    serve_direct_over(scratch, setup.tls.as_ref()).await
+}
+
 /// Starts the Worker whose entry module is `bundle` under `wrangler dev` on
 /// free ports, with its own config, KV directory, inspector port and
 /// wrangler home, all in a scratch directory.
@@ -31,6 +48,13 @@ pub async fn start_worker(
     bundle: &std::path::Path,
     setup: &EdgeSetup,
 ) -> anyhow::Result<RunningEdge> {
+    let scratch = prepare(bundle, setup).await?;
+    serve_over(scratch, setup.tls.as_ref()).await
+}
+
+/// The scratch directory for the Worker whose entry module is `bundle`:
+/// its config, secrets, and the documents `setup` plants in its KV.
+async fn prepare(bundle: &Path, setup: &EdgeSetup) -> anyhow::Result<tempfile::TempDir> {
     let dir = worker_dir();
     let wrangler = dir.join("node_modules/.bin/wrangler");
     if !bundle.exists() || !wrangler.exists() {
@@ -52,7 +76,7 @@ pub async fn start_worker(
     if let Some(document) = &setup.backup_document {
         put_document(scratch.path(), LAST_GOOD_KEY, document).await?;
     }
-    serve_over(scratch, setup.tls.as_ref()).await
+    Ok(scratch)
 }
 
 /// Runs `wrangler dev` on the configuration and persisted state in
@@ -93,6 +117,46 @@ pub async fn serve_over(
         tls,
     )
     .await
+}
+
+/// Serves the Worker configured in `scratch` directly (see the module's
+/// doc) on a new free port, over HTTPS with `tls` when given.
+pub async fn serve_direct_over(
+    scratch: tempfile::TempDir,
+    tls: Option<&crate::EdgeTls>,
+) -> anyhow::Result<RunningEdge> {
+    let port = free_port();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(scratch.path())
+        .arg(worker_dir().join("serve-direct.mjs"))
+        .arg("--config")
+        .arg(scratch.path().join("wrangler.toml"))
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--persist-to")
+        .arg(scratch.path().join("state"))
+        .env("CI", "true")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+        .env("NO_COLOR", "1")
+        .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
+    if let Some(tls) = tls {
+        cmd.arg("--https-key-path")
+            .arg(&tls.files.key)
+            .arg("--https-cert-path")
+            .arg(&tls.files.cert);
+    }
+    let process = ProcessGroup::spawn_logged(cmd, &scratch.path().join("serve-direct.log"))?;
+    let mut edge = RunningEdge::when_ready_over(
+        Runtime::Cloudflare,
+        port,
+        process,
+        scratch,
+        Duration::from_secs(90),
+        tls,
+    )
+    .await?;
+    edge.server = Server::Direct;
+    Ok(edge)
 }
 
 /// Stops the Worker `edge` runs and hands back its scratch directory (its

@@ -11,7 +11,7 @@ pub mod rig;
 pub mod runtime;
 pub mod spin;
 
-pub use runtime::{EdgeSetup, EdgeTls, RunningEdge, Runtime};
+pub use runtime::{EdgeSetup, EdgeTls, RunningEdge, Runtime, Server};
 
 /// Declares one `#[tokio::test]` per runtime for each named behaviour:
 /// `cloudflare::<name>` and `spin::<name>`, each calling

@@ -49,6 +49,19 @@ impl ProcessGroup {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Every live process of the group (the leader and what it forked
+    /// that stayed in it), read from `/proc`.
+    pub fn members(&self) -> Vec<ProcStat> {
+        let pgid = self.child.id();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(proc_stat)
+            .filter(|p| p.pgid == pgid)
+            .collect()
+    }
+
     /// The tail of the log, for error messages.
     pub fn log_tail(&self) -> String {
         self.log_path
@@ -71,6 +84,43 @@ impl Drop for ProcessGroup {
         }
         let _ = self.child.wait();
     }
+}
+
+/// What `/proc/<pid>/stat` says of one process.
+#[derive(Debug, Clone)]
+pub struct ProcStat {
+    pub pid: u32,
+    /// The command name (`comm`), e.g. `workerd`, `spin`, `node`.
+    pub name: String,
+    pub pgid: u32,
+    /// User + system CPU time so far.
+    pub cpu: Duration,
+    /// Resident set size, in KiB.
+    pub rss_kib: u64,
+}
+
+/// `/proc/<pid>/stat` of `pid`, `None` when it is gone or unreadable.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`: comm may hold spaces and parentheses.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // Counted from field 3 (state) = index 0: pgrp is field 5, utime 14,
+    // stime 15, rss 24 (man 5 proc).
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let page_kib = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64) / 1024;
+    let cpu_ticks = field(14)? + field(15)?;
+    Some(ProcStat {
+        pid,
+        name,
+        pgid: u32::try_from(field(5)?).ok()?,
+        cpu: Duration::from_micros(cpu_ticks * 1_000_000 / ticks),
+        rss_kib: field(24)? * page_kib,
+    })
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server we

@@ -29,6 +29,27 @@ impl Rig {
         green: Behavior,
         tweak: impl FnOnce(&mut EdgeSetup),
     ) -> Rig {
+        Rig::start_served(runtime, false, blue, green, tweak).await
+    }
+
+    /// [`Rig::start_with`] with the edge started by
+    /// [`Runtime::start_direct`] (the Worker served directly on workerd).
+    pub async fn start_direct_with(
+        runtime: Runtime,
+        blue: Behavior,
+        green: Behavior,
+        tweak: impl FnOnce(&mut EdgeSetup),
+    ) -> Rig {
+        Rig::start_served(runtime, true, blue, green, tweak).await
+    }
+
+    async fn start_served(
+        runtime: Runtime,
+        direct: bool,
+        blue: Behavior,
+        green: Behavior,
+        tweak: impl FnOnce(&mut EdgeSetup),
+    ) -> Rig {
         let any = "127.0.0.1:0".parse().expect("loopback address");
         let blue = Origin::start(any, "blue", blue)
             .await
@@ -38,9 +59,12 @@ impl Rig {
             .expect("starting the green origin");
         let mut setup = fixtures::edge_setup(&blue.url(), &green.url());
         tweak(&mut setup);
-        let edge = runtime
-            .start(&setup)
-            .await
+        let started = if direct {
+            runtime.start_direct(&setup).await
+        } else {
+            runtime.start(&setup).await
+        };
+        let edge = started
             .unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
         let http = Client::builder()
             .timeout(Duration::from_secs(30))

@@ -35,7 +35,41 @@ pub struct EdgeTls {
 pub struct RunningEdge {
     pub base_url: String,
     pub runtime: Runtime,
+    /// What serves it.
+    pub server: Server,
     pub _process: ProcessGroup,
+}
+
+/// The program that serves a running edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `wrangler dev --local`: wrangler's proxy Worker and devtools relay in
+    /// front of the Worker's workerd.
+    WranglerDev,
+    /// The Worker's workerd served directly through Miniflare's API
+    /// (`edge/cloudflare/serve-direct.mjs`).
+    Direct,
+    /// `spin up`.
+    SpinUp,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::WranglerDev => "wrangler-dev",
+            Server::Direct => "workerd-direct",
+            Server::SpinUp => "spin-up",
+        }
+    }
+
+    /// The name of the process that runs the edge's code (the one whose
+    /// memory is the edge's): workerd, or spin.
+    pub fn runtime_process(self) -> &'static str {
+        match self {
+            Server::WranglerDev | Server::Direct => "workerd",
+            Server::SpinUp => "spin",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +91,18 @@ impl Runtime {
     pub async fn start(self, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
         match self {
             Runtime::Cloudflare => crate::cloudflare::start(setup).await,
+            Runtime::Spin => crate::spin::start(setup).await,
+        }
+    }
+
+    /// Starts the edge the way the heavy suites (load, flips, soak) do,
+    /// with nothing but the runtime between the client and the edge's code:
+    /// the Worker served directly on workerd (not `wrangler dev`, whose
+    /// proxy and devtools relay cost ~5 ms of CPU per request), Spin under
+    /// `spin up` as always.
+    pub async fn start_direct(self, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+        match self {
+            Runtime::Cloudflare => crate::cloudflare::start_direct(setup).await,
             Runtime::Spin => crate::spin::start(setup).await,
         }
     }
@@ -149,6 +195,10 @@ impl RunningEdge {
         Ok(RunningEdge {
             base_url,
             runtime,
+            server: match runtime {
+                Runtime::Cloudflare => Server::WranglerDev,
+                Runtime::Spin => Server::SpinUp,
+            },
             _process: process,
         })
     }

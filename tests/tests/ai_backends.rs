@@ -8,7 +8,7 @@
 use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
 use greenlight_e2e::rig::{header, Rig};
-use greenlight_e2e::{EdgeSetup, Runtime};
+use greenlight_e2e::{EdgeSetup, Runtime, Server};
 use jsonwebtoken::Algorithm;
 use loadtest::origin::{Behavior, SseStream};
 use std::time::{Duration, Instant};
@@ -167,9 +167,25 @@ async fn event_streams_arrive_as_sent(runtime: Runtime) {
 }
 
 async fn a_stream_cut_by_the_origin_is_cut_for_the_client(runtime: Runtime) {
+    stream_cut(Rig::start_with(runtime, scripted(), scripted(), |_| {}).await).await
+}
+
+/// The Worker served directly on workerd (no `wrangler dev` proxy in
+/// front): the client's body is cut, as on Spin.
+mod cloudflare_direct {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_cut_by_the_origin_is_cut_for_the_client() {
+        let rig = Rig::start_direct_with(Runtime::Cloudflare, scripted(), scripted(), |_| {});
+        stream_cut(rig.await).await
+    }
+}
+
+async fn stream_cut(rig: Rig) {
+    let runtime = rig.edge.runtime;
     // A GET may be retried on the other live color: make green live (a
     // canary), so only the first byte already sent stops a retry.
-    let rig = Rig::start_with(runtime, scripted(), scripted(), |_| {}).await;
     let resp = rig
         .admin_post(
             "weight",
@@ -196,23 +212,27 @@ async fn a_stream_cut_by_the_origin_is_cut_for_the_client(runtime: Runtime) {
         let (body, first, _, clean) = read_timed(resp, sent).await;
         assert!(first.is_some(), "the first event never arrived");
         // What the client got is exactly what the origin sent: one event,
-        // nothing the edge made (no problem document after it). Spin cuts
-        // the client's body too; under `wrangler dev` the client's body
-        // ends cleanly (workerd ends it as if complete: README, "Platform
-        // differences"), so a streaming client tells by the missing
-        // `data: [DONE]`.
-        match runtime {
-            Runtime::Spin => assert!(!clean, "a cut stream ended cleanly"),
-            Runtime::Cloudflare => assert!(
+        // nothing the edge made (no problem document after it). Spin and
+        // the Worker's own workerd cut the client's body too; under
+        // `wrangler dev` the client's body ends cleanly (its proxy ends it
+        // as if complete: README, "Platform differences"), so a streaming
+        // client tells by the missing `data: [DONE]`.
+        let server = rig.edge.server;
+        match server {
+            Server::SpinUp | Server::Direct => {
+                assert!(!clean, "a cut stream ended cleanly ({})", server.name())
+            }
+            Server::WranglerDev => assert!(
                 clean,
-                "workerd now cuts the client's body: update the README"
+                "wrangler dev now cuts the client's body: update the README"
             ),
         }
         assert_eq!(
             String::from_utf8_lossy(&body),
             loadtest::origin::sse_chunk(&color, 0),
-            "{}",
-            runtime.name()
+            "{} ({})",
+            runtime.name(),
+            server.name()
         );
         // Never retried: the first byte had gone to the client.
         assert_eq!(rig.received().len(), 1, "{:?}", rig.received());

@@ -1,6 +1,7 @@
 //! The automated rollout (the dashboard's controller, through its headless
 //! twin `greenlight-rollout` run as a process) against the real Worker
-//! under workerd and the Spin component under `spin up`, with the twin's
+//! served directly on workerd (`Runtime::start_direct`) and the Spin
+//! component under `spin up`, with the twin's
 //! default plan (steps 1, 5, 25, 50, 100 %) and the demo's rate, comparison
 //! traffic through the preview override ([`fixtures::QA_KEY`]):
 //! - a green 40 % slower is rolled back at the first step (1 %), where
@@ -38,7 +39,7 @@ async fn setup(runtime: Runtime, blue: &str, green: &str) -> Setup {
     let blue = Origin::start(any, "blue", latency(blue)).await.unwrap();
     let green = Origin::start(any, "green", latency(green)).await.unwrap();
     let edge = runtime
-        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
+        .start_direct(&fixtures::edge_setup(&blue.url(), &green.url()))
         .await
         .unwrap();
     Setup {

@@ -10,23 +10,32 @@
 //! active, stable) alternately; promote from stable is the instant
 //! blue/green switch, so the sequence can repeat for ever.
 //!
-//! Two variants per runtime:
-//! - `short::*` runs by default (CI): 10 flips in about 6 s, at 100
-//!   requests/s through the Worker and 150 through Spin, not 1 000: on a
-//!   2-core machine shared with other tests `wrangler dev` saturates at
-//!   200–350 requests/s (see "Flips under load" in the README);
+//! The Worker is served directly on workerd (`Runtime::start_direct`:
+//! Miniflare's API, the same runtime, KV and Durable Object storage as
+//! `wrangler dev`, without its proxy and devtools relay, which cost ~5 ms
+//! of CPU per request and saturated at 200–350 requests/s here); Spin runs
+//! under `spin up`. Three variants per runtime:
+//! - `short::*` runs by default (CI): 10 flips in about 6 s, at 300
+//!   requests/s through the Worker and 150 through Spin (a fresh instance
+//!   per request), low enough for a 2-core machine shared with other tests;
 //! - `full::*` is ignored by default: 100 flips at 1 000 requests/s, about
 //!   45 s per runtime. It fails when the rate is not held (less than 95 %
-//!   of it offered), which is what `wrangler dev` does on 2 cores.
-//!   `GREENLIGHT_FLIPS_RPS`, or `GREENLIGHT_FLIPS_RPS_CLOUDFLARE` /
-//!   `GREENLIGHT_FLIPS_RPS_SPIN` for one runtime, ask for another rate; the
-//!   figures always name the rate asked for and the rate achieved. In
-//!   release the generator and origins in this process cost half the CPU:
+//!   of it offered). `GREENLIGHT_FLIPS_RPS`, or
+//!   `GREENLIGHT_FLIPS_RPS_CLOUDFLARE` / `GREENLIGHT_FLIPS_RPS_SPIN` for one
+//!   runtime, ask for another rate; the figures always name the rate asked
+//!   for and the rate achieved;
+//! - `highest_rate::*` is ignored by default: 20 flips at each rate of
+//!   `GREENLIGHT_FLIPS_RATES` (default 500,750,1000,1250,1500,2000) until
+//!   one fails, and reports the highest held with 0 failed (it fails below
+//!   `GREENLIGHT_FLIPS_MIN_HELD`, default 1 000).
 //!
-//!   ```sh
-//!   scripts/build-worker.sh && scripts/build-spin.sh
-//!   cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1
-//!   ```
+//! In release the generator and origins in this process cost half the CPU:
+//!
+//! ```sh
+//! scripts/build-worker.sh && scripts/build-spin.sh
+//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 full::
+//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 highest_rate::cloudflare
+//! ```
 //!
 //! Each test writes one `flips_under_load ... key=value ...` line to stderr,
 //! pass or fail (straight to the file descriptor, so the test harness's
@@ -69,11 +78,11 @@ const TAIL: Duration = Duration::from_secs(1);
 /// last change, and never runs longer than the plan plus this.
 const OVERRUN: Duration = Duration::from_secs(10);
 /// The short (CI) variant's rates, below what each runtime holds on a busy
-/// 2-core machine next to other tests (`wrangler dev` saturates at
-/// 200–350 requests/s there, `spin up` (a fresh instance per request) at
-/// about 500 alone and less beside the Worker's test; see the README). The
-/// full variant asks for 1 000.
-const SHORT_RATE_CLOUDFLARE: f64 = 100.0;
+/// 2-core machine next to other tests (the Worker served directly costs
+/// ~0.7 ms of workerd CPU per request; `spin up` (a fresh instance per
+/// request) holds about 500 alone and less beside the Worker's test; see
+/// the README). The full variant asks for 1 000.
+const SHORT_RATE_CLOUDFLARE: f64 = 300.0;
 const SHORT_RATE_SPIN: f64 = 150.0;
 const FULL_RATE: f64 = 1_000.0;
 /// The open loop must actually offer this share of the rate asked for.
@@ -121,6 +130,16 @@ impl Plan {
             variant: "full",
             rate,
             flips: 100,
+            interval: Duration::from_millis(400),
+        }
+    }
+
+    /// One step of the search for the highest rate held: 20 flips.
+    fn search(rate: f64) -> Plan {
+        Plan {
+            variant: "search",
+            rate,
+            flips: 20,
             interval: Duration::from_millis(400),
         }
     }
@@ -329,7 +348,26 @@ fn report(line: &str) {
     let _ = err.flush();
 }
 
+/// What one run gave: its `key=value` figures line, and every rule or
+/// requirement it broke (empty: it passed).
+struct FlipsRun {
+    line: String,
+    problems: Vec<String>,
+    /// The edge (for its log on failure).
+    edge: RunningEdge,
+}
+
+/// Runs `plan` through `runtime` and panics, with the edge's log, unless
+/// it passed.
 async fn flips_under_load(runtime: Runtime, plan: Plan) {
+    let variant = plan.variant;
+    let run = run_flips(runtime, plan).await;
+    if !run.problems.is_empty() {
+        fail_with_log(runtime, variant, &run);
+    }
+}
+
+async fn run_flips(runtime: Runtime, plan: Plan) -> FlipsRun {
     let latency = Behavior {
         latency: LatencyDist::Uniform(ORIGIN_LATENCY.0, ORIGIN_LATENCY.1),
         ..Behavior::default()
@@ -342,7 +380,7 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
         .vars
         .insert("STATE_CACHE_TTL_MS".into(), STATE_CACHE_TTL_MS.to_string());
     let edge = runtime
-        .start(&setup)
+        .start_direct(&setup)
         .await
         .unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
     let admin = AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into())).unwrap();
@@ -412,12 +450,13 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
         .collect();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let rate_ok = !run.cut_short && achieved >= MIN_RATE_SHARE * plan.rate;
-    report(&format!(
-        "flips_under_load runtime={} variant={} rate_target={:.0} rate_achieved={:.1} \
+    let line = format!(
+        "flips_under_load runtime={} server={} variant={} rate_target={:.0} rate_achieved={:.1} \
          rate_held={rate_ok} send_lag_p99_ms={:.1} latency_p50_ms={:.1} latency_p99_ms={:.1} \
          abandoned={} state_cache_ttl_ms={STATE_CACHE_TTL_MS} \
          window_ms={} origin_latency_ms={}..{} flips_planned={} {} wall_s={:.1}",
         runtime.name(),
+        edge.server.name(),
         plan.variant,
         plan.rate,
         achieved,
@@ -431,7 +470,8 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
         plan.flips,
         judgement.figures(),
         wall.as_secs_f64(),
-    ));
+    );
+    report(&line);
 
     // Every problem, most important first, in one failure message.
     let mut problems = Vec::new();
@@ -471,14 +511,20 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
             ms(flips::percentile(&latency, 0.50)),
         ));
     }
-    if problems.is_empty() {
-        return;
+    FlipsRun {
+        line,
+        problems,
+        edge,
     }
+}
+
+/// Panics with `run`'s problems and the end of the edge's log.
+fn fail_with_log(runtime: Runtime, variant: &str, run: &FlipsRun) -> ! {
+    let edge = &run.edge;
     // The scratch directory goes with the edge: keep the whole log.
     let kept = std::env::temp_dir().join(format!(
-        "flips_under_load-{}-{}.log",
+        "flips_under_load-{}-{variant}.log",
         runtime.name(),
-        plan.variant
     ));
     let kept = match edge
         ._process
@@ -490,11 +536,10 @@ async fn flips_under_load(runtime: Runtime, plan: Plan) {
         _ => "no log kept".to_string(),
     };
     panic!(
-        "{} {}:\n- {}\n--- the runtime's log (last lines, request lines left out; {kept}) ---\n{}",
+        "{} {variant}:\n- {}\n--- the runtime's log (last lines, request lines left out; {kept}) ---\n{}",
         runtime.name(),
-        plan.variant,
-        problems.join("\n- "),
-        log_tail(&edge)
+        run.problems.join("\n- "),
+        log_tail(edge)
     );
 }
 
@@ -514,6 +559,61 @@ fn log_tail(edge: &RunningEdge) -> String {
         })
         .collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The rates [`highest_rate`] tries, lowest first: `GREENLIGHT_FLIPS_RATES`
+/// (comma-separated), else 500 to 2 000.
+fn search_rates() -> Vec<f64> {
+    match std::env::var("GREENLIGHT_FLIPS_RATES") {
+        Ok(v) => v
+            .split(',')
+            .map(|r| {
+                r.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r > 0.0)
+                    .unwrap_or_else(|| panic!("GREENLIGHT_FLIPS_RATES={v:?}: {r:?} is not a rate"))
+            })
+            .collect(),
+        Err(_) => vec![500.0, 750.0, 1_000.0, 1_250.0, 1_500.0, 2_000.0],
+    }
+}
+
+/// Runs 20 flips at each rate of [`search_rates`] in turn, each on a fresh
+/// edge, until one fails (a failed or stale request, or the rate not
+/// offered), and reports the highest rate held with nothing failed. Fails
+/// below `GREENLIGHT_FLIPS_MIN_HELD` (default 1 000).
+async fn highest_rate(runtime: Runtime) {
+    let mut held: Option<f64> = None;
+    let mut stopped_at = String::from("none");
+    let mut server = "";
+    for rate in search_rates() {
+        let run = run_flips(runtime, Plan::search(rate)).await;
+        server = run.edge.server.name();
+        if run.problems.is_empty() {
+            held = Some(rate);
+            continue;
+        }
+        // The first line of the first problem says which rule or limit.
+        let why = run.problems[0].lines().next().unwrap_or("").to_string();
+        stopped_at = format!("{rate:.0} ({why})");
+        break;
+    }
+    let min_held = std::env::var("GREENLIGHT_FLIPS_MIN_HELD")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(FULL_RATE);
+    report(&format!(
+        "flips_highest_rate runtime={} server={server} flips_per_rate=20 highest_held={:.0} \
+         min_held={min_held:.0} first_not_held={stopped_at}",
+        runtime.name(),
+        held.unwrap_or(0.0),
+    ));
+    assert!(
+        held.is_some_and(|r| r >= min_held),
+        "{}: the highest rate held with 0 failed was {held:?}, below {min_held}; stopped at {stopped_at}",
+        runtime.name()
+    );
 }
 
 mod short {
@@ -543,5 +643,22 @@ mod full {
     #[ignore = "about a minute per runtime at 1 000 requests/s: run with --ignored"]
     async fn spin() {
         flips_under_load(Runtime::Spin, Plan::full(Runtime::Spin)).await
+    }
+}
+
+/// The highest rate each runtime holds with 0 failed: see [`highest_rate`].
+mod highest_rate {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "20 flips at each of several rates, about 15 s per rate: run with --ignored"]
+    async fn cloudflare() {
+        highest_rate(Runtime::Cloudflare).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "20 flips at each of several rates, about 15 s per rate: run with --ignored"]
+    async fn spin() {
+        highest_rate(Runtime::Spin).await
     }
 }

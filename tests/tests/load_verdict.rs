@@ -1,6 +1,8 @@
-//! `greenlight load` through the real Worker (workerd via `wrangler dev`)
-//! and the Spin component (`spin up`) against two `greenlight origin` processes: a 30 % slower green must be
-//! judged `Fail` with a non-zero exit; equal origins never `Fail`.
+//! `greenlight load` through the real Worker (served directly on workerd:
+//! `Runtime::start_direct`, no `wrangler dev` proxy to measure) and the Spin
+//! component (`spin up`) against two `greenlight origin` processes: a 30 %
+//! slower green must be judged `Fail` with a non-zero exit; equal origins
+//! never `Fail`.
 
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
 use greenlight_e2e::process::{built_binary, free_port, wait_ready, ProcessGroup};
@@ -42,7 +44,7 @@ async fn run(runtime: Runtime, green_latency: &str) -> (i32, String) {
     let (_blue, blue_url) = origin("blue", "normal:12ms,1ms").await;
     let (_green, green_url) = origin("green", green_latency).await;
     let edge = runtime
-        .start(&fixtures::edge_setup(&blue_url, &green_url))
+        .start_direct(&fixtures::edge_setup(&blue_url, &green_url))
         .await
         .unwrap();
     let admin =
