@@ -348,10 +348,9 @@ fn report(line: &str) {
     let _ = err.flush();
 }
 
-/// What one run gave: its `key=value` figures line, and every rule or
-/// requirement it broke (empty: it passed).
+/// What one run gave (its `key=value` figures line is reported as it
+/// ends): every rule or requirement it broke (empty: it passed).
 struct FlipsRun {
-    line: String,
     problems: Vec<String>,
     /// The edge (for its log on failure).
     edge: RunningEdge,
@@ -512,7 +511,6 @@ async fn run_flips(runtime: Runtime, plan: Plan) -> FlipsRun {
         ));
     }
     FlipsRun {
-        line,
         problems,
         edge,
     }

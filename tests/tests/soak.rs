@@ -148,8 +148,17 @@ const MIX: &[(Kind, usize)] = &[
     (Kind::CutUpload, 2),
 ];
 
+/// The mix's slots, interleaved; without the kinds named in
+/// `GREENLIGHT_SOAK_WITHOUT` (comma-separated, e.g. `CutUpload`: to find
+/// which kind of traffic an edge does not survive).
 fn kinds() -> Vec<Kind> {
-    let mut slots: Vec<Vec<Kind>> = MIX.iter().map(|(k, n)| vec![*k; *n]).collect();
+    let without = std::env::var("GREENLIGHT_SOAK_WITHOUT").unwrap_or_default();
+    let left_out: Vec<&str> = without.split(',').map(str::trim).collect();
+    let mut slots: Vec<Vec<Kind>> = MIX
+        .iter()
+        .filter(|(k, _)| !left_out.contains(&format!("{k:?}").as_str()))
+        .map(|(k, n)| vec![*k; *n])
+        .collect();
     // Interleave, so each kind is spread over the 50 slots.
     let mut out = Vec::new();
     while slots.iter().any(|s| !s.is_empty()) {

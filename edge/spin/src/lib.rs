@@ -208,6 +208,11 @@ async fn forward_with_failover(
                 None,
             ),
             Err(Failure::Unreachable(detail)) => (Outcome::Unreachable(detail), None),
+            // The client is gone: its answer goes nowhere, and the origin
+            // did nothing wrong (not counted, not retried).
+            Err(Failure::ClientGone) => {
+                return Err(Reply::origin_failed("the client's request body ended early"))
+            }
         };
         let now = now_ms();
         if outcome.failed() {
@@ -238,6 +243,8 @@ enum AttemptBody {
 enum Failure {
     TimedOut,
     Unreachable(String),
+    /// The client's upload broke off: no origin's fault, nothing to retry.
+    ClientGone,
 }
 
 /// Sends one attempt to the origin and waits for its response head. The
@@ -326,6 +333,7 @@ async fn forward(
     match futures::future::select(exchange, expired).await {
         futures::future::Either::Left((resp, _)) => resp.map_err(|e| classify(e, fwd)),
         // Dropping the exchange drops the request and its body.
+        futures::future::Either::Right(_) if timer.fired_for_client() => Err(Failure::ClientGone),
         futures::future::Either::Right(_) => Err(Failure::TimedOut),
     }
 }

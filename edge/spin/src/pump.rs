@@ -62,6 +62,8 @@ pub struct OriginTimer {
     /// When it fires; `None` while paused.
     deadline: Cell<Option<u64>>,
     stopped: Cell<bool>,
+    /// The client's upload failed before its end (the client cut it).
+    client_gone: Cell<bool>,
 }
 
 impl OriginTimer {
@@ -70,7 +72,24 @@ impl OriginTimer {
             timeout_ns: timeout_ms.saturating_mul(1_000_000).max(1),
             deadline: Cell::new(None),
             stopped: Cell::new(false),
+            client_gone: Cell::new(false),
         }
+    }
+
+    /// The client's upload failed mid-way: the origin will never get the
+    /// rest and may wait for it for ever, so the timer fires at once (its
+    /// waiter looks again within a timeout at the latest) and the attempt
+    /// is abandoned, without counting against the origin.
+    pub fn client_gone(&self) {
+        if !self.stopped.get() {
+            self.client_gone.set(true);
+            self.deadline.set(Some(monotonic_clock::now()));
+        }
+    }
+
+    /// Whether [`OriginTimer::client_gone`] made it fire.
+    pub fn fired_for_client(&self) -> bool {
+        self.client_gone.get()
     }
 
     /// Waiting on the origin: the whole timeout from now.
@@ -185,7 +204,16 @@ async fn copy(
                 }
                 return flush(output).await;
             }
-            Err(_) => return Err(Broken),
+            Err(_) => {
+                // Before, the timer stayed paused here, waiting on a client
+                // that had gone: the instance then waited for the origin's
+                // answer for ever (the soak's cut uploads piled up until
+                // `spin up` stopped answering).
+                if let Some(t) = timer {
+                    t.client_gone();
+                }
+                return Err(Broken);
+            }
         }
     }
 }
