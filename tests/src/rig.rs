@@ -64,8 +64,8 @@ impl Rig {
         } else {
             runtime.start(&setup).await
         };
-        let edge = started
-            .unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
+        let edge =
+            started.unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
         let http = Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -211,7 +211,9 @@ async fn forward_with_failover(
             // The client is gone: its answer goes nowhere, and the origin
             // did nothing wrong (not counted, not retried).
             Err(Failure::ClientGone) => {
-                return Err(Reply::origin_failed("the client's request body ended early"))
+                return Err(Reply::origin_failed(
+                    "the client's request body ended early",
+                ))
             }
         };
         let now = now_ms();

@@ -19,6 +19,13 @@ use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// Bytes read from an input stream per step.
 const CHUNK: u64 = 64 * 1024;
+/// A client that sends nothing of its upload for this long is gone: the
+/// host does not always wake a body stream whose client closed its
+/// connection (the soak's cut uploads left instances waiting for ever,
+/// until `spin up` stopped answering), so the wait on a client is bounded
+/// too, like a web server's client body timeout. It never counts against
+/// the origin.
+const CLIENT_IDLE_NS: u64 = 30_000_000_000;
 
 /// The stream's end or its failure: either way nothing more moves.
 #[derive(Debug)]
@@ -61,6 +68,8 @@ pub struct OriginTimer {
     timeout_ns: u64,
     /// When it fires; `None` while paused.
     deadline: Cell<Option<u64>>,
+    /// While paused: when the client has been silent for too long.
+    client_deadline: Cell<Option<u64>>,
     stopped: Cell<bool>,
     /// The client's upload failed before its end (the client cut it).
     client_gone: Cell<bool>,
@@ -71,6 +80,7 @@ impl OriginTimer {
         OriginTimer {
             timeout_ns: timeout_ms.saturating_mul(1_000_000).max(1),
             deadline: Cell::new(None),
+            client_deadline: Cell::new(None),
             stopped: Cell::new(false),
             client_gone: Cell::new(false),
         }
@@ -97,12 +107,18 @@ impl OriginTimer {
         if !self.stopped.get() {
             let now = monotonic_clock::now();
             self.deadline.set(Some(now.saturating_add(self.timeout_ns)));
+            self.client_deadline.set(None);
         }
     }
 
-    /// Waiting on the client.
+    /// Waiting on the client (for at most [`CLIENT_IDLE_NS`] in a row).
     pub fn pause(&self) {
         self.deadline.set(None);
+        if self.client_deadline.get().is_none() {
+            let now = monotonic_clock::now();
+            self.client_deadline
+                .set(Some(now.saturating_add(CLIENT_IDLE_NS)));
+        }
     }
 
     /// The response head arrived: never fires.
@@ -118,12 +134,19 @@ impl OriginTimer {
                 return std::future::pending().await;
             }
             let now = monotonic_clock::now();
-            let wait = match self.deadline.get() {
-                Some(deadline) if now >= deadline => return,
-                Some(deadline) => deadline - now,
-                // Paused: look again a timeout later (a run() moves the
-                // deadline later than that, never earlier).
-                None => self.timeout_ns,
+            let wait = match (self.deadline.get(), self.client_deadline.get()) {
+                (Some(deadline), _) if now >= deadline => return,
+                (Some(deadline), _) => deadline - now,
+                // Paused on a client silent for too long: it is gone.
+                (None, Some(idle)) if now >= idle => {
+                    self.client_gone();
+                    return;
+                }
+                // Paused: look again a timeout later, or when the client's
+                // silence runs out (a run() moves the deadline later than
+                // that, never earlier).
+                (None, Some(idle)) => self.timeout_ns.min(idle - now),
+                (None, None) => self.timeout_ns,
             };
             ready(monotonic_clock::subscribe_duration(wait)).await;
         }
