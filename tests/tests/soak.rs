@@ -342,7 +342,7 @@ impl Sender {
         let failover = header("x-greenlight-reason").as_deref() == Some("failover");
         let is_problem =
             header("content-type").is_some_and(|v| v.starts_with("application/problem+json"));
-        if kind == Kind::CutBody {
+        if kind == Kind::CutBody && status == 200 {
             // The head is judged; the body is dropped after its first chunk.
             let mut resp = resp;
             let _ = resp.chunk().await;
