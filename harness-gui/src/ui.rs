@@ -43,6 +43,7 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
     egui::Panel::top("top").show(ui, |ui| top_bar(ui, s, &mut out));
     egui::Panel::left("controls")
         .default_size(340.0)
+        .max_size(560.0)
         .resizable(true)
         .show(ui, |ui| {
             egui::ScrollArea::vertical()
@@ -164,13 +165,16 @@ fn state_panel(ui: &mut Ui, s: &AppState, _out: &mut [Action]) {
                 });
                 ui.end_row();
                 ui.label("Last change");
-                ui.label(format!(
+                let change = format!(
                     "{} by {} at {}: {}",
                     st.last_change.op,
                     st.last_change.actor,
                     format_time(st.last_change.at_ms),
                     st.last_change.reason
-                ));
+                );
+                // One line (a grid cell does not wrap); the whole reason on hover.
+                ui.add(egui::Label::new(&change).truncate())
+                    .on_hover_text(&change);
                 ui.end_row();
                 if v.degraded {
                     ui.label("Degraded");
@@ -302,24 +306,16 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         }
     });
     if let Some(r) = &s.rollout {
-        let done = r.step.map(|i| i + 1).unwrap_or(if r.finished.is_some() {
-            r.steps.len()
-        } else {
-            0
-        });
-        let frac = done as f32 / r.steps.len().max(1) as f32;
-        ui.add(egui::ProgressBar::new(frac).text(format!(
-            "step {done}/{} · steps {}",
-            r.steps.len(),
-            crate::settings::format_steps(&r.steps)
-        )));
+        let (frac, text) = rollout_progress(r);
+        ui.add(egui::ProgressBar::new(frac).text(text));
         let c = match (&r.finished, r.paused) {
             (Some(crate::rollout::Finish::Promoted { .. }), _) => GREEN,
             (Some(_), _) => RED,
             (None, true) => AMBER,
             _ => ui.visuals().text_color(),
         };
-        ui.label(RichText::new(format!("Rollout: {}", r.headline)).color(c));
+        // Wrapped: a long reason must not widen the side panel.
+        ui.add(egui::Label::new(RichText::new(format!("Rollout: {}", r.headline)).color(c)).wrap());
         if let Some(v) = r.last_verdict {
             ui.label(RichText::new(format!("last analysis: {v}")).color(verdict_color(v)));
         }
@@ -331,6 +327,31 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                 }
             });
     }
+}
+
+/// The rollout's progress bar: the share of steps done and its text. Once
+/// the rollout has ended it says how, at the step it reached (a rollback at
+/// step 1 is not a full bar).
+pub fn rollout_progress(r: &crate::rollout::RolloutStatus) -> (f32, String) {
+    use crate::rollout::Finish;
+    let n = r.steps.len().max(1);
+    let steps = crate::settings::format_steps(&r.steps);
+    let at = r.reached.map(|i| i + 1).unwrap_or(0);
+    let (done, what) = match &r.finished {
+        None => (r.step.map(|i| i + 1).unwrap_or(0), String::new()),
+        Some(Finish::Promoted { .. }) => (n, "promoted · ".to_string()),
+        Some(Finish::RolledBack { .. }) => (at, format!("rolled back at step {at}/{n} · ")),
+        Some(Finish::Aborted) => (at, format!("aborted at step {at}/{n} · ")),
+        Some(Finish::Interrupted(_)) | Some(Finish::Failed(_)) => {
+            (at, format!("stopped at step {at}/{n} · "))
+        }
+    };
+    let text = if r.finished.is_none() {
+        format!("step {done}/{n} · steps {steps}")
+    } else {
+        format!("{what}steps {steps}")
+    };
+    (done as f32 / n as f32, text)
 }
 
 fn load_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
@@ -810,4 +831,81 @@ fn grid_drag(ui: &mut egui::Ui, label: &str, value: egui::DragValue<'_>) {
     let l = ui.label(label);
     ui.add(value).labelled_by(l.id);
     ui.end_row();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rollout_progress;
+    use crate::rollout::{Finish, RolloutStatus};
+    use std::time::Duration;
+
+    fn status(
+        step: Option<usize>,
+        reached: Option<usize>,
+        finished: Option<Finish>,
+    ) -> RolloutStatus {
+        RolloutStatus {
+            stage: if finished.is_some() {
+                "done"
+            } else {
+                "dwelling"
+            },
+            headline: String::new(),
+            steps: vec![1.0, 5.0, 25.0, 50.0, 100.0],
+            step,
+            reached,
+            weight: None,
+            dwell_left: None,
+            dwell: Duration::from_secs(30),
+            extensions: 0,
+            last_verdict: None,
+            last_reasons: Vec::new(),
+            finished,
+            paused: false,
+            log: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_progress_bar_says_where_a_rollout_ended() {
+        let steps = "1, 5, 25, 50, 100";
+        let cases = [
+            (
+                status(Some(1), Some(1), None),
+                0.4,
+                format!("step 2/5 · steps {steps}"),
+            ),
+            (
+                status(
+                    None,
+                    Some(0),
+                    Some(Finish::RolledBack {
+                        why: "slower".into(),
+                    }),
+                ),
+                0.2,
+                format!("rolled back at step 1/5 · steps {steps}"),
+            ),
+            (
+                status(None, Some(4), Some(Finish::Promoted { epoch: 6 })),
+                1.0,
+                format!("promoted · steps {steps}"),
+            ),
+            (
+                status(None, Some(2), Some(Finish::Aborted)),
+                0.6,
+                format!("aborted at step 3/5 · steps {steps}"),
+            ),
+            (
+                status(None, None, Some(Finish::Failed("refused".into()))),
+                0.0,
+                format!("stopped at step 0/5 · steps {steps}"),
+            ),
+        ];
+        for (s, frac, text) in cases {
+            let (f, t) = rollout_progress(&s);
+            assert!((f - frac).abs() < 1e-6, "{t}: {f}");
+            assert_eq!(t, text);
+        }
+    }
 }
