@@ -61,6 +61,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Whatever the demo is doing, a stop request drops it: the origins and
+    // the edge's process group go with it.
+    tokio::select! {
+        r = run(args) => r,
+        _ = stop_requested() => {
+            println!("stopping the demo");
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let behavior = |spec: &str| -> anyhow::Result<Behavior> {
         Ok(Behavior {
             latency: LatencyDist::parse(spec).map_err(anyhow::Error::msg)?,
@@ -167,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
         println!("\nholding for {} s (Ctrl-C to stop) ...", args.hold);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = stop_requested() => {}
         }
     }
     Ok(())
@@ -223,8 +235,28 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         .kill_on_drop(true);
     let status = tokio::select! {
         s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = stop_requested() => return Ok(()),
     };
     println!("harness finished: {status}");
     Ok(())
+}
+
+/// Ctrl-C, or a SIGTERM/SIGHUP (`kill`, `timeout`, a closed terminal): the
+/// demo then returns normally, so the edge's process group (not in the
+/// terminal's foreground group, so no signal reaches it) is stopped by its
+/// `Drop` instead of being left running.
+async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
