@@ -26,6 +26,13 @@ struct Cli {
     /// Load rate, requests/s (overrides the saved setting).
     #[arg(long)]
     rate: Option<f64>,
+    /// TOML request mix for the load (overrides the saved setting), e.g. a
+    /// POST of a streamed chat-completions body.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// What the verdict's latency checks compare: total or ttfb (overrides the saved policy).
+    #[arg(long)]
+    metric: Option<loadtest::verdict::Metric>,
     /// Name of the environment variable holding the admin token.
     #[arg(long)]
     token_env: Option<String>,
@@ -68,6 +75,12 @@ fn main() -> ExitCode {
     }
     if let Some(r) = cli.rate {
         settings.load.rate = r;
+    }
+    if let Some(p) = cli.scenario {
+        settings.load.scenario = p.display().to_string();
+    }
+    if let Some(m) = cli.metric {
+        settings.policy.metric = m;
     }
     if let Some(t) = cli.token_env {
         settings.token_env = t;

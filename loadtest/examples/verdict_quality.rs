@@ -49,6 +49,8 @@ fn draw(rng: &mut SmallRng, color: ColorKey, factor: f64) -> Sample {
         color,
         latency: d,
         service: d,
+        ttfb: d / 2,
+        events_per_s: None,
         outcome,
         epoch: Some(1),
     }
