@@ -42,14 +42,16 @@ struct Args {
     regression: bool,
     /// AI backends: two emulated streaming models behind a chat-completions
     /// route (a model per color); green's first token comes 160 ms later
-    /// (its tokens come faster, so the whole answer takes as long). The
+    /// (its tokens come faster, so the whole answer takes as long: ~305 ms). The
     /// rollout POSTs streamed chat completions, judges the time to first
     /// token (`--metric ttfb`) and rolls green back.
     #[arg(long, conflicts_with = "regression")]
     ai: bool,
-    /// Synthetic load, requests/s (local workerd is one thread: keep it modest).
-    #[arg(long, default_value_t = 60.0)]
-    rate: f64,
+    /// Synthetic load, requests/s (local workerd is one thread: keep it
+    /// modest). Default 60; 16 with --ai, whose every answer is a stream of
+    /// events that `wrangler dev` relays one by one.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Blue's latency distribution (see `greenlight origin --help`).
     #[arg(long, default_value = "normal:4ms,1ms")]
     blue_latency: String,
@@ -81,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         args.green_latency.as_str()
     };
     let (blue_behavior, green_behavior) = if args.ai {
-        (ai_model(80, 20, 15), ai_model(240, 20, 7))
+        (ai_model(80, 10, 25), ai_model(240, 10, 7))
     } else {
         (behavior(&args.blue_latency)?, behavior(green_latency)?)
     };
@@ -90,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     println!("origins: blue {}  green {}", blue.url(), green.url());
     if args.ai {
         println!(
-            "models: blue first token after 80 ms, then 20 tokens 15 ms apart (365 ms in all);\n        green first token after 240 ms, then 20 tokens 7 ms apart (373 ms in all)"
+            "models: blue first token after 80 ms, then 10 tokens 25 ms apart (305 ms in all);\n        green first token after 240 ms, then 10 tokens 7 ms apart (303 ms in all)"
         );
     }
 
@@ -264,12 +266,18 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
                 scenario,
                 "--metric".into(),
                 "ttfb".into(),
+                // At 16 requests/s, 100 samples per color take ~14 s: one step.
+                "--min-samples".into(),
+                "100".into(),
             ],
         )
     } else {
         (format!("{edge}/public/demo"), Vec::new())
     };
-    let rate = args.rate.to_string();
+    let rate = args
+        .rate
+        .unwrap_or(if args.ai { 16.0 } else { 60.0 })
+        .to_string();
     let mut cmd = match ui {
         Ui::Dashboard => {
             let mut c = tokio::process::Command::new(dir.join("greenlight-dashboard"));
