@@ -463,6 +463,7 @@ fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, au
         let limit = ctrl.plan().max_duration() * 2 + Duration::from_secs(600);
         let ev_sink = sink.clone();
         let base_shared = shared.clone();
+        let locations = lock(&shared).locations.clone();
         drive(
             &mut ctrl,
             &client,
@@ -482,6 +483,11 @@ fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, au
                 }
                 // Already a line of the rollout's log.
                 DriveEvent::RoutingCheck(_) => {}
+                DriveEvent::Changed { epoch } => {
+                    if let Some(t) = &locations {
+                        t.mark_change(epoch);
+                    }
+                }
             },
         )
         .await;

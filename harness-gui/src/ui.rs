@@ -11,7 +11,7 @@ use egui::{Color32, RichText, Ui};
 use egui_plot::{AxisHints, Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
 use greenlight_common::state::Population;
 use greenlight_common::Color;
-use loadtest::verdict::Verdict;
+use loadtest::verdict::{ErrorCheck, Verdict};
 
 pub const BLUE: Color32 = Color32::from_rgb(52, 120, 246);
 pub const GREEN: Color32 = Color32::from_rgb(38, 166, 91);
@@ -549,6 +549,21 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                             .range(0.0..=100.0)
                             .speed(0.01),
                     );
+                    ui.label("error check");
+                    egui::ComboBox::from_id_salt("error-check")
+                        .selected_text(p.error_check.to_string())
+                        .show_ui(ui, |ui| {
+                            for check in [ErrorCheck::NotWorse, ErrorCheck::NonInferior] {
+                                ui.selectable_value(&mut p.error_check, check, check.to_string());
+                            }
+                        })
+                        .response
+                        .on_hover_text(
+                            "not-worse: passes when green's observed error rate is within the \
+                             allowance; non-inferior: only when the interval shows it (needs \
+                             many samples when both colors have errors)",
+                        );
+                    ui.end_row();
                 });
             if ui.button("Save settings").clicked() {
                 out.push(Action::SaveSettings);

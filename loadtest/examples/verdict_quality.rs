@@ -15,14 +15,19 @@
 //!   of the same run, with every request weighted (1 % to green). Green 20 %
 //!   slower: median seconds to the decision (`step1_decide_s`, target ≤ the
 //!   30 s dwell; 120 = none); equal: the share of runs that end in `Fail`
-//!   (`step1_aa_false_alarm`, target ≤ 1 %) and in `Pass`.
+//!   (`step1_aa_false_alarm`, target ≤ 1 %) and in `Pass` (`step1_aa_pass`
+//!   under the default `not-worse` error check, `step1_aa_pass_non_inferior`
+//!   under the strict one). A green with 2 % errors (blue 0.1 %): the share
+//!   of steps that fail (`step1_err2pct_fail`) and pass
+//!   (`step1_err2pct_pass`); with 0.5 %: the share that pass
+//!   (`step1_err05pct_pass`).
 //!
 //! Usage: verdict_quality [aa_runs=400] [ab_runs=100] [seed=42] [step_runs=200]
 //! Last line: key=value figures.
 
 use loadtest::histogram::{ColorKey, ColorStats, Outcome, Sample};
 use loadtest::origin::std_normal;
-use loadtest::verdict::{judge, judge_sequential, ColorSummary, Policy, Verdict};
+use loadtest::verdict::{judge, judge_sequential, ColorSummary, ErrorCheck, Policy, Verdict};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -37,9 +42,16 @@ fn arg(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Blue's (and by default green's) error rate.
+const ERROR_RATE: f64 = 0.001;
+
 fn draw(rng: &mut SmallRng, color: ColorKey, factor: f64) -> Sample {
+    draw_with(rng, color, factor, ERROR_RATE)
+}
+
+fn draw_with(rng: &mut SmallRng, color: ColorKey, factor: f64, error_rate: f64) -> Sample {
     let ms = 20.0 * factor * (0.5 * std_normal(rng)).exp();
-    let outcome = if rng.gen::<f64>() < 0.001 {
+    let outcome = if rng.gen::<f64>() < error_rate {
         Outcome::Status(503)
     } else {
         Outcome::Status(200)
@@ -99,6 +111,7 @@ fn simulate(
 fn simulate_step(
     seed: u64,
     green_factor: f64,
+    green_error_rate: f64,
     comparison: bool,
     policy: &Policy,
 ) -> (u64, Verdict) {
@@ -125,7 +138,12 @@ fn simulate_step(
             // With comparison traffic only the comparison samples are judged.
             if !comparison || pair_is_comparison {
                 if to_green {
-                    green.record(&draw(&mut rng, ColorKey::Green, green_factor));
+                    green.record(&draw_with(
+                        &mut rng,
+                        ColorKey::Green,
+                        green_factor,
+                        green_error_rate,
+                    ));
                 } else {
                     blue.record(&draw(&mut rng, ColorKey::Blue, 1.0));
                 }
@@ -201,13 +219,21 @@ fn main() {
         detect.last().copied().unwrap_or(0)
     );
     // One rollout step at 1 % of 60 req/s, with and without comparison traffic.
-    let step = |comparison: bool, factor: f64, salt: u64| -> Vec<(u64, Verdict)> {
+    let step_with = |policy: &Policy,
+                     comparison: bool,
+                     factor: f64,
+                     green_errors: f64,
+                     salt: u64|
+     -> Vec<(u64, Verdict)> {
         (0..step_runs)
             .map(|r| {
                 let s = seed.wrapping_mul(11_000_003).wrapping_add(r + salt);
-                simulate_step(s, factor, comparison, &policy)
+                simulate_step(s, factor, green_errors, comparison, policy)
             })
             .collect()
+    };
+    let step = |comparison: bool, factor: f64, salt: u64| {
+        step_with(&policy, comparison, factor, ERROR_RATE, salt)
     };
     let share = |runs: &[(u64, Verdict)], v: Verdict| {
         runs.iter().filter(|(_, x)| *x == v).count() as f64 / runs.len().max(1) as f64
@@ -215,6 +241,15 @@ fn main() {
     let ab_cmp = step(true, 1.2, 3_000_000);
     let ab_weighted = step(false, 1.2, 3_000_000);
     let aa_cmp = step(true, 1.0, 5_000_000);
+    // The same A/A steps under the strict error check, and a green with
+    // 2 % errors (blue 0.1 %) under the default one.
+    let strict = Policy {
+        error_check: ErrorCheck::NonInferior,
+        ..policy.clone()
+    };
+    let aa_strict = step_with(&strict, true, 1.0, ERROR_RATE, 5_000_000);
+    let errors_cmp = step_with(&policy, true, 1.0, 0.02, 7_000_000);
+    let errors_half = step_with(&policy, true, 1.0, 0.005, 9_000_000);
     let step1_decide_s = median_of(ab_cmp.iter().map(|(s, _)| *s).collect());
     let step1_weighted_decide_s = median_of(ab_weighted.iter().map(|(s, _)| *s).collect());
     println!(
@@ -223,18 +258,34 @@ fn main() {
         share(&ab_weighted, Verdict::Fail) * 100.0
     );
     println!(
-        "1 % step, A/A with comparison traffic: {:.1} % Fail, {:.1} % Pass, {:.1} % still inconclusive after the extensions (0.1 % errors on both: the error check needs many samples to pass)",
+        "1 % step, A/A with comparison traffic (error check {}): {:.1} % Fail, {:.1} % Pass, {:.1} % still inconclusive after the extensions; under {}: {:.1} % Pass (0.1 % errors on both: proving them within 0.1 pp needs many samples)",
+        policy.error_check,
         share(&aa_cmp, Verdict::Fail) * 100.0,
         share(&aa_cmp, Verdict::Pass) * 100.0,
-        share(&aa_cmp, Verdict::Inconclusive) * 100.0
+        share(&aa_cmp, Verdict::Inconclusive) * 100.0,
+        strict.error_check,
+        share(&aa_strict, Verdict::Pass) * 100.0
+    );
+    println!(
+        "1 % step, green with 2 % errors (blue 0.1 %, latency equal): {:.1} % Fail (median {} s), {:.1} % Pass; with 0.5 % errors: {:.1} % Fail, {:.1} % Pass, {:.1} % waiting",
+        share(&errors_cmp, Verdict::Fail) * 100.0,
+        median_of(errors_cmp.iter().map(|(s, _)| *s).collect()),
+        share(&errors_cmp, Verdict::Pass) * 100.0,
+        share(&errors_half, Verdict::Fail) * 100.0,
+        share(&errors_half, Verdict::Pass) * 100.0,
+        share(&errors_half, Verdict::Inconclusive) * 100.0
     );
     println!("simulated in {:.1} s", started.elapsed().as_secs_f64());
     println!(
-        "aa_false_alarm={:.3} ab_detect_s={median:.1} aa_fixed_false_alarm={:.3} aa_cs_miss={:.3} step1_decide_s={step1_decide_s:.1} step1_weighted_decide_s={step1_weighted_decide_s:.1} step1_aa_false_alarm={:.3} step1_aa_pass={:.3} aa_runs={aa_runs} ab_runs={ab_runs} step_runs={step_runs}",
+        "aa_false_alarm={:.3} ab_detect_s={median:.1} aa_fixed_false_alarm={:.3} aa_cs_miss={:.3} step1_decide_s={step1_decide_s:.1} step1_weighted_decide_s={step1_weighted_decide_s:.1} step1_aa_false_alarm={:.3} step1_aa_pass={:.3} step1_aa_pass_non_inferior={:.3} step1_err2pct_fail={:.3} step1_err2pct_pass={:.3} step1_err05pct_pass={:.3} aa_runs={aa_runs} ab_runs={ab_runs} step_runs={step_runs}",
         aa_alarms as f64 / aa_runs.max(1) as f64,
         aa_fixed_alarms as f64 / aa_runs.max(1) as f64,
         aa_cs_miss as f64 / aa_runs.max(1) as f64,
         share(&aa_cmp, Verdict::Fail),
-        share(&aa_cmp, Verdict::Pass)
+        share(&aa_cmp, Verdict::Pass),
+        share(&aa_strict, Verdict::Pass),
+        share(&errors_cmp, Verdict::Fail),
+        share(&errors_cmp, Verdict::Pass),
+        share(&errors_half, Verdict::Pass)
     );
 }

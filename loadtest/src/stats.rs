@@ -301,8 +301,10 @@ pub fn quantile_delta(x: &[Bucket], y: &[Bucket], q: f64, level: f64) -> Option<
     })
 }
 
-/// Two-proportion z-test (pooled) of `y`'s rate against `x`'s, with a Wald
-/// interval for the difference `p_y - p_x`.
+/// Two-proportion z-test (pooled) of `y`'s rate against `x`'s, with an
+/// Agresti-Caffo interval for the difference `p_y - p_x` (one success and
+/// one failure added to each sample: the Wald interval collapses to 0..0
+/// when neither color has an error, claiming equality it has not seen).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TwoProportions {
     pub p_x: f64,
@@ -335,7 +337,11 @@ pub fn two_proportions(
     } else {
         (0.0, 1.0)
     };
-    let se = (px * (1.0 - px) / nx + py * (1.0 - py) / ny).sqrt();
+    let (ax, ay) = (
+        (k_x as f64 + 1.0) / (nx + 2.0),
+        (k_y as f64 + 1.0) / (ny + 2.0),
+    );
+    let se = (ax * (1.0 - ax) / (nx + 2.0) + ay * (1.0 - ay) / (ny + 2.0)).sqrt();
     let zc = normal_quantile(1.0 - (1.0 - level) / 2.0);
     Some(TwoProportions {
         p_x: px,
@@ -343,8 +349,8 @@ pub fn two_proportions(
         diff: py - px,
         z,
         p_value,
-        ci_low: py - px - zc * se,
-        ci_high: py - px + zc * se,
+        ci_low: ay - ax - zc * se,
+        ci_high: ay - ax + zc * se,
     })
 }
 
@@ -465,5 +471,18 @@ mod tests {
         assert!(two_proportions(11, 10, 0, 10, 0.95).is_none());
         let t = two_proportions(0, 100, 0, 100, 0.95).unwrap();
         assert_eq!((t.z, t.p_value), (0.0, 1.0));
+        // No errors seen is not proof of equal rates: the interval keeps a
+        // width (Agresti-Caffo: ±1.96·sqrt(2·(1/102)(101/102)/102)).
+        let half = 1.959_964 * (2.0 * (1.0 / 102.0) * (101.0 / 102.0) / 102.0f64).sqrt();
+        assert!(
+            close(t.ci_high, half, 1e-6) && close(t.ci_low, -half, 1e-6),
+            "{t:?}"
+        );
+        // 10/100 against 20/100: centred on 21/102 - 11/102.
+        let t = two_proportions(10, 100, 20, 100, 0.95).unwrap();
+        let (ax, ay) = (11.0 / 102.0, 21.0 / 102.0);
+        let se = (ax * (1.0 - ax) / 102.0 + ay * (1.0 - ay) / 102.0f64).sqrt();
+        assert!(close(t.ci_low, ay - ax - 1.959_964 * se, 1e-6), "{t:?}");
+        assert!(close(t.diff, 0.1, 1e-12));
     }
 }

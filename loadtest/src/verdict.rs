@@ -77,6 +77,8 @@ pub struct Policy {
     pub p99_ratio_max: f64,
     /// Green's error rate may exceed blue's by at most this many percentage points.
     pub error_rate_delta_max_pp: f64,
+    /// What the error-rate check needs before it passes.
+    pub error_check: ErrorCheck,
     /// Mixture scale of the sequential test on log-latency (natural-log units).
     pub sequential_tau: f64,
     /// Which time the latency checks (shift, percentiles, sequential) compare.
@@ -91,6 +93,7 @@ impl Default for Policy {
             latency_tolerance: 0.10,
             p99_ratio_max: 1.10,
             error_rate_delta_max_pp: 0.1,
+            error_check: ErrorCheck::default(),
             sequential_tau: 0.1,
             metric: Metric::Total,
         }
@@ -127,6 +130,35 @@ impl Policy {
             ));
         }
         Ok(())
+    }
+}
+
+/// How the error-rate check passes. Both fail a green whose error rate is
+/// significantly higher than blue's by more than the allowance.
+///
+/// Proving that two small error rates are within 0.1 pp of each other takes
+/// about 16 000 requests per color at 0.1 % errors, while a 1 % rollout step
+/// at 60 req/s gets about 900 comparison requests per color: under
+/// `non-inferior` an equal green with a few errors on both colors stalls
+/// the rollout; `not-worse` lets it pass unless it looks worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCheck {
+    /// Pass when green's observed error rate is within the allowance and
+    /// not significantly beyond it (a guard: the default).
+    #[default]
+    NotWorse,
+    /// Pass only when the interval shows green within the allowance
+    /// (non-inferiority: needs many samples when both colors have errors).
+    NonInferior,
+}
+
+impl fmt::Display for ErrorCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorCheck::NotWorse => "not-worse",
+            ErrorCheck::NonInferior => "non-inferior",
+        })
     }
 }
 
@@ -436,6 +468,11 @@ fn judge_fixed(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Jud
         } else if t.ci_high <= tol {
             reasons.push(format!("errors: within the allowance: {detail}"));
             Verdict::Pass
+        } else if policy.error_check == ErrorCheck::NotWorse && t.diff <= tol {
+            reasons.push(format!(
+                "errors: not worse (within the allowance, not significantly beyond it): {detail}"
+            ));
+            Verdict::Pass
         } else {
             reasons.push(format!("errors: cannot tell yet: {detail}"));
             Verdict::Inconclusive
@@ -524,6 +561,11 @@ fn judge_anytime(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> J
         Verdict::Fail
     } else if error_rate.high < tol {
         reasons.push(format!("errors: within the allowance: {detail}"));
+        Verdict::Pass
+    } else if policy.error_check == ErrorCheck::NotWorse && error_rate.estimate <= tol {
+        reasons.push(format!(
+            "errors: not worse (within the allowance, not significantly beyond it): {detail}"
+        ));
         Verdict::Pass
     } else {
         reasons.push(format!("errors: undecided: {detail}"));
@@ -709,6 +751,82 @@ mod tests {
             j.reasons
         );
         assert_eq!(judge_sequential(&p, &b, &g).verdict, Verdict::Fail);
+    }
+
+    /// The error check alone (latency equal), with exact error counts:
+    /// (blue errors, green errors, requests per color) → verdict under
+    /// `not-worse` and `non-inferior`, for the fixed and the sequential look.
+    #[test]
+    fn error_checks_pass_fail_or_wait_as_documented() {
+        use ErrorCheck::{NonInferior, NotWorse};
+        use Verdict::{Fail, Inconclusive, Pass};
+        type Case = (u64, u64, usize, Verdict, Verdict);
+        let cases: [Case; 6] = [
+            // A 1 % step's comparison sample, 0.1 % errors on both: only
+            // the guard can pass it.
+            (1, 1, 900, Pass, Inconclusive),
+            (0, 0, 900, Pass, Inconclusive),
+            // Green looks 0.4 pp worse but cannot be shown to be: wait.
+            (1, 5, 900, Inconclusive, Inconclusive),
+            // Clearly worse: both fail.
+            (1, 45, 900, Fail, Fail),
+            // Enough samples to prove equal rates within 0.1 pp: both pass.
+            (20, 20, 40_000, Pass, Pass),
+            // Green has fewer errors than blue: both pass once proven.
+            (40, 0, 40_000, Pass, Pass),
+        ];
+        for (blue_errors, green_errors, n, not_worse, non_inferior) in cases {
+            let mut rng = SmallRng::seed_from_u64(n as u64 + green_errors);
+            let latencies = summary(&mut rng, n, 10.0, 0.0);
+            let b = ColorSummary {
+                errors: blue_errors,
+                ..latencies.clone()
+            };
+            let g = ColorSummary {
+                label: Some("green"),
+                errors: green_errors,
+                ..latencies
+            };
+            for (check, want) in [(NotWorse, not_worse), (NonInferior, non_inferior)] {
+                let p = Policy {
+                    error_check: check,
+                    ..Policy::default()
+                };
+                for (look, j) in [
+                    ("fixed", judge(&p, &b, &g)),
+                    ("sequential", judge_sequential(&p, &b, &g)),
+                ] {
+                    let errors = j
+                        .reasons
+                        .iter()
+                        .find(|r| r.starts_with("errors:"))
+                        .cloned()
+                        .unwrap_or_default();
+                    let got = if errors.starts_with("errors: green's error rate is higher") {
+                        Fail
+                    } else if errors.starts_with("errors: within")
+                        || errors.starts_with("errors: not worse")
+                    {
+                        Pass
+                    } else {
+                        Inconclusive
+                    };
+                    assert_eq!(
+                        got, want,
+                        "{check} {look}: blue {blue_errors}/{n}, green {green_errors}/{n}: {errors}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn error_check_is_spelled_as_in_scenario_files() {
+        for check in [ErrorCheck::NotWorse, ErrorCheck::NonInferior] {
+            let toml = format!("error_check = \"{check}\"");
+            let p: Policy = toml::from_str(&toml).unwrap();
+            assert_eq!(p.error_check, check);
+        }
     }
 
     #[test]

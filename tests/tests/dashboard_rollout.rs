@@ -4,6 +4,8 @@
 //! target and rate (`scripts/demo.sh`) and the demo's preview key: a green
 //! 40 % slower is rolled back at the first step (1 %); a green equal to
 //! blue is promoted through every step (dwell shortened to keep CI lean).
+//! The origins name a location (`cf-ray`), so each change the rollout makes
+//! is measured per location from its acknowledgement.
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
@@ -58,7 +60,12 @@ fn rollout(
     green_latency: &str,
     dwell_s: Option<u64>,
     until: &str,
-) -> (Vec<String>, greenlight_common::admin::StateView) {
+    changes: usize,
+) -> (
+    Vec<String>,
+    greenlight_common::admin::StateView,
+    loadtest::locations::LocationSummary,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,6 +87,8 @@ fn rollout(
             .start(&fixtures::edge_setup(&blue.url(), &green.url()))
             .await
             .unwrap();
+        blue.set_location("FRA");
+        green.set_location("FRA");
         (blue, green, edge)
     });
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +137,22 @@ fn rollout(
         .as_ref()
         .map(|r| r.log.clone())
         .unwrap_or_default();
+    // The metrics view (refreshed every 2 s) then has the last change too.
+    let acknowledged = |h: &Harness<'_, Dashboard>| {
+        h.state()
+            .state
+            .metrics
+            .as_ref()
+            .and_then(|m| m.locations.clone())
+            .unwrap_or_default()
+    };
+    wait_for(
+        &mut h,
+        "the last change per location",
+        Duration::from_secs(10),
+        |h| acknowledged(h).changes.len() >= changes,
+    );
+    let locations = acknowledged(&h);
     h.get_by_label("Stop load").click();
     h.run();
     let view = rt.block_on(async {
@@ -140,11 +165,31 @@ fn rollout(
     assert!(green.hits() > 0 && blue.hits() > 0);
     drop(h);
     drop(edge);
-    (log, view)
+    (log, view, locations)
+}
+
+/// Every change the rollout made is measured from its acknowledgement at
+/// the one location, which then served the new epoch.
+fn changes_are_acknowledged(locations: &loadtest::locations::LocationSummary, changes: usize) {
+    assert!(locations.changes.len() >= changes, "{locations:#?}");
+    assert!(
+        locations.changes.iter().all(|c| c.acknowledged),
+        "{locations:#?}"
+    );
+    let fra = &locations.locations["FRA"];
+    let last = locations.changes.last().map(|c| c.epoch).unwrap_or(0);
+    assert!(
+        fra.convergence
+            .iter()
+            .any(|c| c.epoch == last && c.new_first_seen_s.is_some()),
+        "{locations:#?}"
+    );
 }
 
 fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
-    let (log, view) = rollout(runtime, "normal:56ms,5.6ms", None, "rolled back");
+    let (log, view, locations) = rollout(runtime, "normal:56ms,5.6ms", None, "rolled back", 2);
+    // Weight 1 %, then the rollback.
+    changes_are_acknowledged(&locations, 2);
     assert!(
         log.iter().any(|l| l.contains("rolled back: step 1/5 (1%)")),
         "{log:#?}"
@@ -157,7 +202,9 @@ fn slower_green_is_rolled_back_at_the_first_step(runtime: Runtime) {
 }
 
 fn equal_green_is_promoted_through_every_step(runtime: Runtime) {
-    let (log, view) = rollout(runtime, "normal:40ms,4ms", Some(10), "promoted");
+    let (log, view, locations) = rollout(runtime, "normal:40ms,4ms", Some(10), "promoted", 6);
+    // Five weights, then the promote.
+    changes_are_acknowledged(&locations, 6);
     for step in [
         "1/5 (1%)",
         "2/5 (5%)",

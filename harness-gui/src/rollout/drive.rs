@@ -34,6 +34,11 @@ pub enum DriveEvent {
     StepEvidence(Option<Box<Snapshot>>),
     /// The split of weighted traffic during the step that just ended.
     RoutingCheck(RoutingCheck),
+    /// A change of the rollout's was acknowledged: the edge now serves
+    /// this epoch (per-location convergence is measured from here).
+    Changed {
+        epoch: u64,
+    },
 }
 
 /// How often the driver looks (state read + analysis).
@@ -151,6 +156,9 @@ pub async fn drive(
             let _ = audit.append(&entry);
             on_event(DriveEvent::Audit(entry));
             if let Ok(v) = &result {
+                on_event(DriveEvent::Changed {
+                    epoch: v.state.epoch,
+                });
                 on_event(DriveEvent::State(v.clone()));
             }
             ctrl.on_result(start.elapsed(), &result);
