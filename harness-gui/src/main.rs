@@ -30,9 +30,10 @@ struct Cli {
     /// POST of a streamed chat-completions body.
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// What the verdict's latency checks compare: total or ttfb (overrides the saved policy).
-    #[arg(long)]
-    metric: Option<loadtest::verdict::Metric>,
+    /// Verdict policy flags, as `greenlight-rollout` spells them (each
+    /// overrides the saved policy), e.g. `--metric ttfb`.
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
     /// Name of the environment variable holding the admin token.
     #[arg(long)]
     token_env: Option<String>,
@@ -79,8 +80,10 @@ fn main() -> ExitCode {
     if let Some(p) = cli.scenario {
         settings.load.scenario = p.display().to_string();
     }
-    if let Some(m) = cli.metric {
-        settings.policy.metric = m;
+    settings.policy = cli.policy.apply(settings.policy);
+    if let Err(e) = settings.policy.validate() {
+        eprintln!("greenlight-dashboard: policy: {e}");
+        return ExitCode::from(2);
     }
     if let Some(t) = cli.token_env {
         settings.token_env = t;
