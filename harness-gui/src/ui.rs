@@ -444,10 +444,11 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
             );
             let base = m.baseline.unwrap_or(Color::Blue);
             ui.label(format!(
-                "candidate {} vs baseline {} · {}",
+                "candidate {} vs baseline {} · {} · judged on {}",
                 base.other(),
                 base,
-                m.window
+                m.window,
+                m.policy.metric.describe()
             ));
             if let Some(seq) = &m.sequential {
                 ui.label(
@@ -475,6 +476,20 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                         ui.label(*name);
                         ui.label(format!("{:.2} ms", m.blue.quantiles_ms[i]));
                         ui.label(format!("{:.2} ms", m.green.quantiles_ms[i]));
+                        ui.end_row();
+                    }
+                    // Time to first byte (a stream's first event) beside the latency.
+                    for (i, name) in ["TTFB p50", "TTFB p90", "TTFB p99"].iter().enumerate() {
+                        ui.label(*name);
+                        ui.label(format!("{:.2} ms", m.blue.ttfb_quantiles_ms[i]));
+                        ui.label(format!("{:.2} ms", m.green.ttfb_quantiles_ms[i]));
+                        ui.end_row();
+                    }
+                    if m.blue.events_per_s.is_some() || m.green.events_per_s.is_some() {
+                        let rate = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.1}"));
+                        ui.label("events/s p50");
+                        ui.label(rate(m.blue.events_per_s));
+                        ui.label(rate(m.green.events_per_s));
                         ui.end_row();
                     }
                 });
@@ -538,6 +553,16 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                             .range(1.0..=10.0)
                             .speed(0.01),
                     );
+                    ui.label("metric");
+                    egui::ComboBox::from_id_salt("policy-metric")
+                        .selected_text(p.metric.as_str())
+                        .show_ui(ui, |ui| {
+                            for m in loadtest::verdict::Metric::ALL {
+                                ui.selectable_value(&mut p.metric, m, m.as_str())
+                                    .on_hover_text(m.describe());
+                            }
+                        });
+                    ui.end_row();
                     grid_drag(
                         ui,
                         "error delta max (pp)",
@@ -692,7 +717,7 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                     });
             });
             ui.vertical(|ui| {
-                ui.label("Latency p50 / p99 over time (ms)");
+                ui.label("Latency p50 / p99 and TTFB p50 over time (ms)");
                 Plot::new("latency")
                     .width(w)
                     .height(h)
@@ -723,6 +748,18 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                             &m.green.p99_ms,
                             GREEN,
                             LineStyle::dashed_loose(),
+                        ));
+                        p.line(series_line(
+                            "blue TTFB p50",
+                            &m.blue.ttfb_p50_ms,
+                            BLUE,
+                            LineStyle::dotted_dense(),
+                        ));
+                        p.line(series_line(
+                            "green TTFB p50",
+                            &m.green.ttfb_p50_ms,
+                            GREEN,
+                            LineStyle::dotted_dense(),
                         ));
                     });
             });
