@@ -3,6 +3,7 @@
 # release dashboard when a display is available, else its headless twin.
 #   scripts/demo.sh                      # Cloudflare Worker under workerd
 #   scripts/demo.sh --regression         # green 50 % slower: watch it roll back
+#   scripts/demo.sh --ai                 # two streaming models, judged on time to first token
 #   scripts/demo.sh --edge spin          # the Spin component under `spin up`
 #   scripts/demo.sh --ui script --hold 300   # scripted steps, then curl around
 # Installs what is missing first (idempotent).

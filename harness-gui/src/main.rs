@@ -26,6 +26,14 @@ struct Cli {
     /// Load rate, requests/s (overrides the saved setting).
     #[arg(long)]
     rate: Option<f64>,
+    /// TOML request mix for the load (overrides the saved setting), e.g. a
+    /// POST of a streamed chat-completions body.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Verdict policy flags, as `greenlight-rollout` spells them (each
+    /// overrides the saved policy), e.g. `--metric ttfb`.
+    #[command(flatten)]
+    policy: loadtest::policy_args::PolicyArgs,
     /// Name of the environment variable holding the admin token.
     #[arg(long)]
     token_env: Option<String>,
@@ -68,6 +76,14 @@ fn main() -> ExitCode {
     }
     if let Some(r) = cli.rate {
         settings.load.rate = r;
+    }
+    if let Some(p) = cli.scenario {
+        settings.load.scenario = p.display().to_string();
+    }
+    settings.policy = cli.policy.apply(settings.policy);
+    if let Err(e) = settings.policy.validate() {
+        eprintln!("greenlight-dashboard: policy: {e}");
+        return ExitCode::from(2);
     }
     if let Some(t) = cli.token_env {
         settings.token_env = t;

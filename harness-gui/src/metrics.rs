@@ -42,6 +42,12 @@ pub struct ColorView {
     pub outcomes: OutcomeCounts,
     /// p50, p90, p99, p99.9, max (ms).
     pub quantiles_ms: [f64; 5],
+    /// Time to first byte (first event of a stream) p50 per interval (ms).
+    pub ttfb_p50_ms: Vec<PlotPoint>,
+    /// Time to first byte p50, p90, p99 over the window (ms).
+    pub ttfb_quantiles_ms: [f64; 3],
+    /// Median events per second of streamed answers (`None`: no streams).
+    pub events_per_s: Option<f64>,
 }
 
 impl ColorView {
@@ -127,6 +133,7 @@ fn color_view(snap: &Snapshot, stats: &ColorStats, key: ColorKey) -> ColorView {
         if c.requests > 0 {
             v.p50_ms.push(PlotPoint::new(p.t_s, c.p50_ms));
             v.p99_ms.push(PlotPoint::new(p.t_s, c.p99_ms));
+            v.ttfb_p50_ms.push(PlotPoint::new(p.t_s, c.ttfb_p50_ms));
         }
         let e = if c.requests > 0 {
             c.errors as f64 * 100.0 / c.requests as f64
@@ -145,6 +152,9 @@ fn color_view(snap: &Snapshot, stats: &ColorStats, key: ColorKey) -> ColorView {
             ms(0.999),
             h.max() as f64 / 1000.0,
         ];
+        let ttfb = |q: f64| stats.ttfb_us(q) as f64 / 1000.0;
+        v.ttfb_quantiles_ms = [ttfb(0.5), ttfb(0.9), ttfb(0.99)];
+        v.events_per_s = stats.events_per_s(0.5);
     }
     v
 }
@@ -210,6 +220,8 @@ mod tests {
             color,
             latency: Duration::from_millis(ms),
             service: Duration::from_millis(ms),
+            ttfb: Duration::from_millis(ms / 2),
+            events_per_s: None,
             outcome: if ok {
                 Outcome::Status(200)
             } else {
@@ -259,6 +271,11 @@ mod tests {
         let d = &all.green.distribution;
         assert!(d.len() > 5 && d.windows(2).all(|w| w[0].x <= w[1].x && w[0].y <= w[1].y));
         assert!(d.last().unwrap().y >= 34.0);
+        // Time to first byte beside the latency (the samples' ttfb is half).
+        assert_eq!(all.green.ttfb_p50_ms.len(), 1);
+        assert!((all.green.ttfb_quantiles_ms[0] - 16.0).abs() < 0.1);
+        assert!(all.green.ttfb_quantiles_ms[2] < all.green.quantiles_ms[2]);
+        assert_eq!(all.green.events_per_s, None);
         let j = all.judgement.as_ref().unwrap();
         assert_eq!(j.verdict, loadtest::verdict::Verdict::Fail);
 

@@ -43,6 +43,7 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
     egui::Panel::top("top").show(ui, |ui| top_bar(ui, s, &mut out));
     egui::Panel::left("controls")
         .default_size(340.0)
+        .max_size(560.0)
         .resizable(true)
         .show(ui, |ui| {
             egui::ScrollArea::vertical()
@@ -164,13 +165,16 @@ fn state_panel(ui: &mut Ui, s: &AppState, _out: &mut [Action]) {
                 });
                 ui.end_row();
                 ui.label("Last change");
-                ui.label(format!(
+                let change = format!(
                     "{} by {} at {}: {}",
                     st.last_change.op,
                     st.last_change.actor,
                     format_time(st.last_change.at_ms),
                     st.last_change.reason
-                ));
+                );
+                // One line (a grid cell does not wrap); the whole reason on hover.
+                ui.add(egui::Label::new(&change).truncate())
+                    .on_hover_text(&change);
                 ui.end_row();
                 if v.degraded {
                     ui.label("Degraded");
@@ -302,24 +306,16 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         }
     });
     if let Some(r) = &s.rollout {
-        let done = r.step.map(|i| i + 1).unwrap_or(if r.finished.is_some() {
-            r.steps.len()
-        } else {
-            0
-        });
-        let frac = done as f32 / r.steps.len().max(1) as f32;
-        ui.add(egui::ProgressBar::new(frac).text(format!(
-            "step {done}/{} · steps {}",
-            r.steps.len(),
-            crate::settings::format_steps(&r.steps)
-        )));
+        let (frac, text) = rollout_progress(r);
+        ui.add(egui::ProgressBar::new(frac).text(text));
         let c = match (&r.finished, r.paused) {
             (Some(crate::rollout::Finish::Promoted { .. }), _) => GREEN,
             (Some(_), _) => RED,
             (None, true) => AMBER,
             _ => ui.visuals().text_color(),
         };
-        ui.label(RichText::new(format!("Rollout: {}", r.headline)).color(c));
+        // Wrapped: a long reason must not widen the side panel.
+        ui.add(egui::Label::new(RichText::new(format!("Rollout: {}", r.headline)).color(c)).wrap());
         if let Some(v) = r.last_verdict {
             ui.label(RichText::new(format!("last analysis: {v}")).color(verdict_color(v)));
         }
@@ -331,6 +327,31 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                 }
             });
     }
+}
+
+/// The rollout's progress bar: the share of steps done and its text. Once
+/// the rollout has ended it says how, at the step it reached (a rollback at
+/// step 1 is not a full bar).
+pub fn rollout_progress(r: &crate::rollout::RolloutStatus) -> (f32, String) {
+    use crate::rollout::Finish;
+    let n = r.steps.len().max(1);
+    let steps = crate::settings::format_steps(&r.steps);
+    let at = r.reached.map(|i| i + 1).unwrap_or(0);
+    let (done, what) = match &r.finished {
+        None => (r.step.map(|i| i + 1).unwrap_or(0), String::new()),
+        Some(Finish::Promoted { .. }) => (n, "promoted · ".to_string()),
+        Some(Finish::RolledBack { .. }) => (at, format!("rolled back at step {at}/{n} · ")),
+        Some(Finish::Aborted) => (at, format!("aborted at step {at}/{n} · ")),
+        Some(Finish::Interrupted(_)) | Some(Finish::Failed(_)) => {
+            (at, format!("stopped at step {at}/{n} · "))
+        }
+    };
+    let text = if r.finished.is_none() {
+        format!("step {done}/{n} · steps {steps}")
+    } else {
+        format!("{what}steps {steps}")
+    };
+    (done as f32 / n as f32, text)
 }
 
 fn load_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
@@ -423,10 +444,11 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
             );
             let base = m.baseline.unwrap_or(Color::Blue);
             ui.label(format!(
-                "candidate {} vs baseline {} · {}",
+                "candidate {} vs baseline {} · {} · judged on {}",
                 base.other(),
                 base,
-                m.window
+                m.window,
+                m.policy.metric.describe()
             ));
             if let Some(seq) = &m.sequential {
                 ui.label(
@@ -454,6 +476,20 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                         ui.label(*name);
                         ui.label(format!("{:.2} ms", m.blue.quantiles_ms[i]));
                         ui.label(format!("{:.2} ms", m.green.quantiles_ms[i]));
+                        ui.end_row();
+                    }
+                    // Time to first byte (a stream's first event) beside the latency.
+                    for (i, name) in ["TTFB p50", "TTFB p90", "TTFB p99"].iter().enumerate() {
+                        ui.label(*name);
+                        ui.label(format!("{:.2} ms", m.blue.ttfb_quantiles_ms[i]));
+                        ui.label(format!("{:.2} ms", m.green.ttfb_quantiles_ms[i]));
+                        ui.end_row();
+                    }
+                    if m.blue.events_per_s.is_some() || m.green.events_per_s.is_some() {
+                        let rate = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.1}"));
+                        ui.label("events/s p50");
+                        ui.label(rate(m.blue.events_per_s));
+                        ui.label(rate(m.green.events_per_s));
                         ui.end_row();
                     }
                 });
@@ -517,6 +553,16 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                             .range(1.0..=10.0)
                             .speed(0.01),
                     );
+                    ui.label("metric");
+                    egui::ComboBox::from_id_salt("policy-metric")
+                        .selected_text(p.metric.as_str())
+                        .show_ui(ui, |ui| {
+                            for m in loadtest::verdict::Metric::ALL {
+                                ui.selectable_value(&mut p.metric, m, m.as_str())
+                                    .on_hover_text(m.describe());
+                            }
+                        });
+                    ui.end_row();
                     grid_drag(
                         ui,
                         "error delta max (pp)",
@@ -671,7 +717,7 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                     });
             });
             ui.vertical(|ui| {
-                ui.label("Latency p50 / p99 over time (ms)");
+                ui.label("Latency p50 / p99 and TTFB p50 over time (ms)");
                 Plot::new("latency")
                     .width(w)
                     .height(h)
@@ -702,6 +748,18 @@ fn charts(ui: &mut Ui, m: Option<&MetricsView>) {
                             &m.green.p99_ms,
                             GREEN,
                             LineStyle::dashed_loose(),
+                        ));
+                        p.line(series_line(
+                            "blue TTFB p50",
+                            &m.blue.ttfb_p50_ms,
+                            BLUE,
+                            LineStyle::dotted_dense(),
+                        ));
+                        p.line(series_line(
+                            "green TTFB p50",
+                            &m.green.ttfb_p50_ms,
+                            GREEN,
+                            LineStyle::dotted_dense(),
                         ));
                     });
             });
@@ -810,4 +868,81 @@ fn grid_drag(ui: &mut egui::Ui, label: &str, value: egui::DragValue<'_>) {
     let l = ui.label(label);
     ui.add(value).labelled_by(l.id);
     ui.end_row();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rollout_progress;
+    use crate::rollout::{Finish, RolloutStatus};
+    use std::time::Duration;
+
+    fn status(
+        step: Option<usize>,
+        reached: Option<usize>,
+        finished: Option<Finish>,
+    ) -> RolloutStatus {
+        RolloutStatus {
+            stage: if finished.is_some() {
+                "done"
+            } else {
+                "dwelling"
+            },
+            headline: String::new(),
+            steps: vec![1.0, 5.0, 25.0, 50.0, 100.0],
+            step,
+            reached,
+            weight: None,
+            dwell_left: None,
+            dwell: Duration::from_secs(30),
+            extensions: 0,
+            last_verdict: None,
+            last_reasons: Vec::new(),
+            finished,
+            paused: false,
+            log: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_progress_bar_says_where_a_rollout_ended() {
+        let steps = "1, 5, 25, 50, 100";
+        let cases = [
+            (
+                status(Some(1), Some(1), None),
+                0.4,
+                format!("step 2/5 · steps {steps}"),
+            ),
+            (
+                status(
+                    None,
+                    Some(0),
+                    Some(Finish::RolledBack {
+                        why: "slower".into(),
+                    }),
+                ),
+                0.2,
+                format!("rolled back at step 1/5 · steps {steps}"),
+            ),
+            (
+                status(None, Some(4), Some(Finish::Promoted { epoch: 6 })),
+                1.0,
+                format!("promoted · steps {steps}"),
+            ),
+            (
+                status(None, Some(2), Some(Finish::Aborted)),
+                0.6,
+                format!("aborted at step 3/5 · steps {steps}"),
+            ),
+            (
+                status(None, None, Some(Finish::Failed("refused".into()))),
+                0.0,
+                format!("stopped at step 0/5 · steps {steps}"),
+            ),
+        ];
+        for (s, frac, text) in cases {
+            let (f, t) = rollout_progress(&s);
+            assert!((f - frac).abs() < 1e-6, "{t}: {f}");
+            assert_eq!(t, text);
+        }
+    }
 }

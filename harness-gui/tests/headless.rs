@@ -82,5 +82,17 @@ fn bad_input_exits_2() {
     let (code, _, stderr) = rollout(&edge, &dir.path().join("a.jsonl"), &["--steps", "50,10"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("increasing"), "{stderr}");
+    // The metric is total or ttfb; a scenario must be readable.
+    let (code, _, stderr) = rollout(&edge, &dir.path().join("a.jsonl"), &["--metric", "p99"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not total or ttfb"), "{stderr}");
+    let missing = dir.path().join("none.toml");
+    let (code, _, stderr) = rollout(
+        &edge,
+        &dir.path().join("a.jsonl"),
+        &["--scenario", missing.to_str().unwrap()],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("none.toml"), "{stderr}");
     assert!(edge.calls().is_empty());
 }

@@ -61,6 +61,8 @@ fn draw_with(rng: &mut SmallRng, color: ColorKey, factor: f64, error_rate: f64) 
         color,
         latency: d,
         service: d,
+        ttfb: d / 2,
+        events_per_s: None,
         outcome,
         epoch: Some(1),
     }

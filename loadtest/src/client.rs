@@ -248,8 +248,14 @@ async fn one_request(
     };
     let end = Instant::now();
     let mut purpose = Purpose::Weighted;
+    // A failure's first byte is its end: every request has one value.
+    let (mut first_byte, mut events_per_s) = (end, None);
     let (color, epoch, outcome) = match result {
         Ok(answer) => {
+            first_byte = answer.first_byte();
+            if let (Some(a), Some(b)) = (answer.first_event_at, answer.last_event_at) {
+                events_per_s = crate::sse::events_per_second(answer.events, b - a);
+            }
             let headers = &answer.headers;
             let color =
                 ColorKey::from_header(headers.get(HEADER_COLOR).and_then(|v| v.to_str().ok()));
@@ -290,6 +296,8 @@ async fn one_request(
             color,
             latency: end.saturating_duration_since(intended),
             service: end.saturating_duration_since(sent),
+            ttfb: first_byte.saturating_duration_since(intended),
+            events_per_s,
             outcome,
             epoch,
         },

@@ -1,5 +1,6 @@
 //! Per-color measurements: latency histograms (µs, 3 significant digits),
-//! outcome counts and the rollout epochs seen.
+//! time to first byte (the first event of a stream), the pace of streamed
+//! answers, outcome counts and the rollout epochs seen.
 
 use crate::stats::Bucket;
 use hdrhistogram::Histogram;
@@ -156,6 +157,14 @@ pub struct Sample {
     pub latency: Duration,
     /// From the actual send to the end of the response (what closed-loop tools report).
     pub service: Duration,
+    /// From the *intended* send time to the answer's first byte: its first
+    /// event for a `text/event-stream` answer (a model's first token), else
+    /// the first body byte (the head for an empty body; the end of a failure).
+    /// CO-corrected like `latency`, which is the time to the last byte.
+    pub ttfb: Duration,
+    /// Events per second between a streamed answer's first and last event
+    /// (`None`: not a stream, or fewer than two events).
+    pub events_per_s: Option<f64>,
     pub outcome: Outcome,
     pub epoch: Option<u64>,
 }
@@ -181,13 +190,23 @@ fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Event rates are kept in thousandths of an event per second (histograms
+/// hold integers): 50 events/s is recorded as 50 000.
+pub const EVENT_RATE_SCALE: f64 = 1000.0;
+
 /// Everything measured for one color.
 #[derive(Debug, Clone)]
 pub struct ColorStats {
-    /// Latency from the intended send time (µs).
+    /// Latency from the intended send time (µs): the time to the last byte.
     pub corrected: Histogram<u64>,
     /// Service time from the actual send (µs).
     pub uncorrected: Histogram<u64>,
+    /// Time to the first byte (first event of a stream) from the intended
+    /// send time (µs), one value per request like `corrected`.
+    pub ttfb: Histogram<u64>,
+    /// Events per second of each streamed answer with two events or more,
+    /// in thousandths ([`EVENT_RATE_SCALE`]).
+    pub event_rate: Histogram<u64>,
     pub outcomes: OutcomeCounts,
     pub epochs: BTreeSet<u64>,
 }
@@ -197,8 +216,20 @@ impl Default for ColorStats {
         ColorStats {
             corrected: new_histogram(),
             uncorrected: new_histogram(),
+            ttfb: new_histogram(),
+            event_rate: new_histogram(),
             outcomes: OutcomeCounts::default(),
             epochs: BTreeSet::new(),
+        }
+    }
+}
+
+/// Adds `from` into `into`, saturating values beyond `into`'s bounds.
+pub fn add_histogram(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    // Same bounds on both sides: `add` cannot fail; saturate otherwise.
+    if into.add(from).is_err() {
+        for v in from.iter_recorded() {
+            into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
         }
     }
 }
@@ -207,6 +238,11 @@ impl ColorStats {
     pub fn record(&mut self, s: &Sample) {
         self.corrected.saturating_record(us(s.latency));
         self.uncorrected.saturating_record(us(s.service));
+        self.ttfb.saturating_record(us(s.ttfb));
+        if let Some(rate) = s.events_per_s.filter(|r| r.is_finite() && *r > 0.0) {
+            self.event_rate
+                .saturating_record(((rate * EVENT_RATE_SCALE).round() as u64).max(1));
+        }
         self.outcomes.add(s.outcome);
         if let Some(e) = s.epoch {
             self.epochs.insert(e);
@@ -214,19 +250,10 @@ impl ColorStats {
     }
 
     pub fn merge(&mut self, other: &ColorStats) {
-        // Same bounds on both sides: `add` cannot fail; saturate otherwise.
-        if self.corrected.add(&other.corrected).is_err() {
-            for v in other.corrected.iter_recorded() {
-                self.corrected
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
-        if self.uncorrected.add(&other.uncorrected).is_err() {
-            for v in other.uncorrected.iter_recorded() {
-                self.uncorrected
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
+        add_histogram(&mut self.corrected, &other.corrected);
+        add_histogram(&mut self.uncorrected, &other.uncorrected);
+        add_histogram(&mut self.ttfb, &other.ttfb);
+        add_histogram(&mut self.event_rate, &other.event_rate);
         self.outcomes.merge(&other.outcomes);
         self.epochs.extend(other.epochs.iter().copied());
     }
@@ -238,12 +265,16 @@ impl ColorStats {
         // Counts that went down (another accumulator): keep the totals.
         let _ = self.corrected.subtract(&base.corrected);
         let _ = self.uncorrected.subtract(&base.uncorrected);
+        let _ = self.ttfb.subtract(&base.ttfb);
+        let _ = self.event_rate.subtract(&base.event_rate);
         self.outcomes.saturating_sub(&base.outcomes);
     }
 
     pub fn reset(&mut self) {
         self.corrected.reset();
         self.uncorrected.reset();
+        self.ttfb.reset();
+        self.event_rate.reset();
         self.outcomes = OutcomeCounts::default();
         self.epochs.clear();
     }
@@ -260,6 +291,24 @@ impl ColorStats {
     /// Corrected-latency buckets in milliseconds, for the statistics.
     pub fn buckets_ms(&self) -> Vec<Bucket> {
         histogram_buckets_ms(&self.corrected)
+    }
+
+    /// Corrected time-to-first-byte quantile in µs (0 when empty).
+    pub fn ttfb_us(&self, q: f64) -> u64 {
+        self.ttfb.value_at_quantile(q)
+    }
+
+    /// Corrected time-to-first-byte buckets in milliseconds, for the statistics.
+    pub fn ttfb_buckets_ms(&self) -> Vec<Bucket> {
+        histogram_buckets_ms(&self.ttfb)
+    }
+
+    /// Events per second of the streamed answers at quantile `q` (`None`
+    /// when no answer was a stream of two events or more).
+    pub fn events_per_s(&self, q: f64) -> Option<f64> {
+        let h = &self.event_rate;
+        (!h.is_empty())
+            .then(|| h.median_equivalent(h.value_at_quantile(q)) as f64 / EVENT_RATE_SCALE)
     }
 }
 
@@ -284,6 +333,8 @@ mod tests {
             color,
             latency: Duration::from_millis(ms),
             service: Duration::from_millis(ms / 2),
+            ttfb: Duration::from_millis(ms / 4),
+            events_per_s: (ms > 10).then_some(40.0),
             outcome,
             epoch: Some(3),
         }
@@ -336,6 +387,20 @@ mod tests {
         let max = a.latency_us(1.0);
         assert!((29_990..=30_020).contains(&max), "{max}");
         assert!(a.uncorrected.max() < 16_000);
+        // Time to first byte and the pace of streams merge alike.
+        assert_eq!(a.ttfb.len(), 2);
+        assert!(
+            (6_990..=7_010).contains(&a.ttfb_us(1.0)),
+            "{}",
+            a.ttfb_us(1.0)
+        );
+        assert_eq!(a.event_rate.len(), 1, "only the streamed answer has a pace");
+        let pace = a.events_per_s(0.5).unwrap();
+        assert!((pace - 40.0).abs() < 0.04, "3 significant digits: {pace}");
+        assert_eq!(ColorStats::default().events_per_s(0.5), None);
+        let mut window = a.clone();
+        window.subtract(&b);
+        assert_eq!((window.ttfb.len(), window.event_rate.len()), (1, 0));
         let buckets = a.buckets_ms();
         assert_eq!(buckets.len(), 2);
         assert!((buckets[0].0 - 10.0).abs() < 0.01);

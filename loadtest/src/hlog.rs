@@ -6,7 +6,10 @@
 //! and reported exactly like a single run.
 //!
 //! Tags: `<color>` is the corrected latency (from the intended send time),
-//! `<color>-service` the service time. The outcome counts and epochs the
+//! `<color>-service` the service time, `<color>-ttfb` the corrected time to
+//! first byte (first event of a stream), `<color>-events-per-s` the pace of
+//! streamed answers in thousandths of an event per second (written only when
+//! there were streams). The outcome counts and epochs the
 //! verdict also needs ride along as one comment line (`#greenlight-outcomes
 //! {json}`), which other readers skip. One interval per tag covers the whole
 //! run.
@@ -31,15 +34,50 @@ struct Extra {
     epochs: BTreeSet<u64>,
 }
 
-fn tag_color(tag: &str) -> Option<(ColorKey, bool)> {
-    let (name, service) = match tag.strip_suffix("-service") {
-        Some(n) => (n, true),
-        None => (tag, false),
-    };
-    ColorKey::ALL
-        .into_iter()
-        .find(|c| c.as_str() == name)
-        .map(|c| (c, service))
+/// Which histogram of a color a tag names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Corrected,
+    Service,
+    Ttfb,
+    EventRate,
+}
+
+impl Kind {
+    const ALL: [(Kind, &'static str); 4] = [
+        (Kind::Corrected, ""),
+        (Kind::Service, "-service"),
+        (Kind::Ttfb, "-ttfb"),
+        (Kind::EventRate, "-events-per-s"),
+    ];
+
+    fn get(self, s: &ColorStats) -> &Histogram<u64> {
+        match self {
+            Kind::Corrected => &s.corrected,
+            Kind::Service => &s.uncorrected,
+            Kind::Ttfb => &s.ttfb,
+            Kind::EventRate => &s.event_rate,
+        }
+    }
+
+    fn of(self, s: &mut ColorStats) -> &mut Histogram<u64> {
+        match self {
+            Kind::Corrected => &mut s.corrected,
+            Kind::Service => &mut s.uncorrected,
+            Kind::Ttfb => &mut s.ttfb,
+            Kind::EventRate => &mut s.event_rate,
+        }
+    }
+}
+
+fn tag_color(tag: &str) -> Option<(ColorKey, Kind)> {
+    ColorKey::ALL.into_iter().find_map(|c| {
+        let suffix = tag.strip_prefix(c.as_str())?;
+        Kind::ALL
+            .iter()
+            .find(|(_, s)| *s == suffix)
+            .map(|(k, _)| (c, *k))
+    })
 }
 
 /// The interval log of `snap` (a run that started at `started`).
@@ -47,7 +85,7 @@ pub fn write(snap: &Snapshot, started: SystemTime) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     let mut log = IntervalLogWriterBuilder::new()
-        .add_comment("greenlight load: latency in microseconds; tag <color> = corrected (from the intended send time), <color>-service = from the actual send")
+        .add_comment("greenlight load: latency in microseconds; tag <color> = corrected (from the intended send time), <color>-service = from the actual send, <color>-ttfb = corrected time to first byte; <color>-events-per-s = events per second of streamed answers x 1000")
         .with_start_time(started)
         .with_base_time(started)
         .with_max_value_divisor(1000.0)
@@ -59,12 +97,13 @@ pub fn write(snap: &Snapshot, started: SystemTime) -> Result<Vec<u8>, String> {
         if s.requests() == 0 {
             continue;
         }
-        let service = format!("{}-service", c.as_str());
-        for (tag, h) in [
-            (c.as_str(), &s.corrected),
-            (service.as_str(), &s.uncorrected),
-        ] {
-            log.write_histogram(h, Duration::ZERO, snap.elapsed, Tag::new(tag))
+        for (kind, suffix) in Kind::ALL {
+            let h = kind.get(s);
+            if kind == Kind::EventRate && h.is_empty() {
+                continue;
+            }
+            let tag = format!("{}{suffix}", c.as_str());
+            log.write_histogram(h, Duration::ZERO, snap.elapsed, Tag::new(&tag))
                 .map_err(|e| format!("{e:?}"))?;
         }
         extra.insert(
@@ -92,7 +131,7 @@ fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Durati
         let LogEntry::Interval(interval) = entry else {
             continue;
         };
-        let Some((color, service)) = interval.tag().and_then(|t| tag_color(t.as_str())) else {
+        let Some((color, kind)) = interval.tag().and_then(|t| tag_color(t.as_str())) else {
             continue;
         };
         let bytes = base64::engine::general_purpose::STANDARD
@@ -101,17 +140,7 @@ fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Durati
         let h: Histogram<u64> = deserializer
             .deserialize(&mut std::io::Cursor::new(bytes))
             .map_err(|e| format!("{name}: bad histogram: {e:?}"))?;
-        let stats = &mut into[color.index()];
-        let target = if service {
-            &mut stats.uncorrected
-        } else {
-            &mut stats.corrected
-        };
-        if target.add(&h).is_err() {
-            for v in h.iter_recorded() {
-                target.saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
+        crate::histogram::add_histogram(kind.of(&mut into[color.index()]), &h);
         longest = longest.max(interval.duration());
         histograms += 1;
     }
@@ -173,6 +202,8 @@ mod tests {
             color,
             latency: Duration::from_micros(ms * 1000 + i % 997),
             service: Duration::from_micros(ms * 900),
+            ttfb: Duration::from_micros(ms * 300 + i % 13),
+            events_per_s: (color == ColorKey::Green).then_some(30.0 + (i % 11) as f64),
             outcome: if i.is_multiple_of(101) {
                 Outcome::Status(503)
             } else {
@@ -208,7 +239,11 @@ mod tests {
         ];
         let text = String::from_utf8(logs[0].1.clone()).unwrap();
         assert!(
-            text.contains("#[BaseTime:") && text.contains("Tag=green-service,"),
+            text.contains("#[BaseTime:")
+                && text.contains("Tag=green-service,")
+                && text.contains("Tag=blue-ttfb,")
+                && text.contains("Tag=green-events-per-s,")
+                && !text.contains("Tag=blue-events-per-s,"),
             "{text}"
         );
         let merged = merge(&logs).unwrap();
@@ -217,6 +252,8 @@ mod tests {
             let (m, w) = (merged.color(c), whole.color(c));
             assert_eq!(m.corrected, w.corrected);
             assert_eq!(m.uncorrected, w.uncorrected);
+            assert_eq!(m.ttfb, w.ttfb);
+            assert_eq!(m.event_rate, w.event_rate);
             assert_eq!(m.outcomes, w.outcomes);
             assert_eq!(m.epochs, w.epochs);
         }

@@ -7,6 +7,7 @@
 //! - [`tls`]: rustls settings shared by every client (roots, `--cacert`, `--insecure`)
 //! - [`users`]: simulated population (API keys, signed JWTs, sticky cookies)
 //! - [`scenario`]: TOML request mix
+//! - [`sse`]: counting a `text/event-stream` body's events as they arrive (time to first token)
 //! - [`histogram`], [`recorder`]: per-color HdrHistograms, outcomes, live time series
 //! - [`hlog`]: HdrHistogram interval logs (`--hlog`) and merging several agents' logs
 //! - [`report`]: human summary, JSON (schema `greenlight.load-report/1`), `.hgrm`
@@ -31,6 +32,7 @@ pub mod routing_check;
 pub mod sampling;
 pub mod scenario;
 pub mod schedule;
+pub mod sse;
 pub mod stats;
 pub mod tls;
 pub mod trace;

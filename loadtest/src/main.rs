@@ -156,14 +156,27 @@ struct LoadArgs {
     /// TOML request mix (and optional [verdict] policy).
     #[arg(long)]
     scenario: Option<PathBuf>,
+    /// Method of every request (without --scenario), e.g. POST for a
+    /// chat-completions endpoint.
+    #[arg(long, default_value = "GET", conflicts_with = "scenario")]
+    method: String,
+    /// Request body read from this file (without --scenario), e.g. a
+    /// chat-completions body with "stream": true; sent as application/json
+    /// unless a --header names another content-type.
+    #[arg(long, conflicts_with = "scenario")]
+    body_file: Option<PathBuf>,
+    /// Extra request header `name: value` (repeatable; without --scenario).
+    #[arg(long = "header", short = 'H', conflicts_with = "scenario")]
+    headers: Vec<String>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write an HdrHistogram interval log here (per color: corrected and
-    /// service latency), for `greenlight report merge` and HdrHistogram's tools.
+    /// service latency, time to first byte, events per second of streams),
+    /// for `greenlight report merge` and HdrHistogram's tools.
     #[arg(long)]
     hlog: Option<PathBuf>,
-    /// Write <color>.hgrm and <color>-service.hgrm percentile distributions here.
+    /// Write <color>.hgrm, <color>-service.hgrm and <color>-ttfb.hgrm percentile distributions here.
     #[arg(long)]
     hgrm_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -432,7 +445,7 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
 }
 
 fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey), Usage> {
-    let url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
+    let mut url = Url::parse(a.url.trim()).map_err(|e| format!("invalid URL {:?}: {e}", a.url))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Usage(format!(
             "invalid URL {:?}: must be http(s)://host[:port]/path",
@@ -499,6 +512,25 @@ fn build_load(a: &LoadArgs) -> Result<(LoadConfig, Policy, Option<f64>, ColorKey
     }
     let scenario = match &a.scenario {
         Some(p) => Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?)),
+        None if a.body_file.is_some() || !a.headers.is_empty() || a.method != "GET" => {
+            let body = match &a.body_file {
+                Some(p) => Some(
+                    std::fs::read(p)
+                        .map_err(|e| format!("--body-file {}: {e}", p.display()))?
+                        .into(),
+                ),
+                None => None,
+            };
+            let mut path = url.path().to_string();
+            if let Some(q) = url.query() {
+                path = format!("{path}?{q}");
+            }
+            let one = Scenario::one(&a.method, &path, &a.headers, body).map_err(|e| e.0)?;
+            // The request carries the whole path: no scenario prefix.
+            url.set_path("/");
+            url.set_query(None);
+            Some(Arc::new(one))
+        }
         None => None,
     };
     let kind = match a.identity {
@@ -625,10 +657,11 @@ fn live_message(snap: &loadtest::recorder::Snapshot) -> String {
         .map(|c| {
             let s = snap.color(*c);
             format!(
-                "{} {} req p99 {:.1} ms err {}",
+                "{} {} req p99 {:.1} ms ttfb p50 {:.1} ms err {}",
                 c.as_str(),
                 s.requests(),
                 s.latency_us(0.99) as f64 / 1000.0,
+                s.ttfb_us(0.5) as f64 / 1000.0,
                 s.outcomes.errors()
             )
         })
@@ -680,7 +713,9 @@ async fn load(a: LoadArgs) -> ExitCode {
     } else {
         "closed"
     };
-    let target = cfg.url.to_string();
+    let target = Url::parse(a.url.trim())
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| cfg.url.to_string());
     if cfg.http.tls.insecure {
         eprintln!("greenlight: {}", loadtest::tls::INSECURE_WARNING);
     }
@@ -830,7 +865,11 @@ async fn load(a: LoadArgs) -> ExitCode {
             if s.requests() == 0 {
                 continue;
             }
-            for (suffix, h) in [("", &s.corrected), ("-service", &s.uncorrected)] {
+            for (suffix, h) in [
+                ("", &s.corrected),
+                ("-service", &s.uncorrected),
+                ("-ttfb", &s.ttfb),
+            ] {
                 let path = dir.join(format!("{}{suffix}.hgrm", c.as_str()));
                 if let Err(e) = std::fs::write(&path, hgrm(h)) {
                     eprintln!("greenlight: cannot write {}: {e}", path.display());

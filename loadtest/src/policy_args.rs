@@ -1,7 +1,7 @@
 //! The verdict policy's command-line flags, shared by `greenlight load` and
 //! the dashboard's headless twin so both spell them the same way.
 
-use crate::verdict::{ErrorCheck, Policy};
+use crate::verdict::{ErrorCheck, Metric, Policy};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PolicyArgs {
@@ -20,6 +20,11 @@ pub struct PolicyArgs {
     /// Policy: candidate error rate ≤ baseline + this many percentage points.
     #[arg(long)]
     pub error_pp: Option<f64>,
+    /// Policy: what the latency checks compare: `total` (to the last byte,
+    /// the default) or `ttfb` (to the first byte: the first event of a
+    /// streamed answer, a model's time to first token).
+    #[arg(long)]
+    pub metric: Option<Metric>,
     /// Policy: when the error-rate check passes: `not-worse` (green's rate
     /// not observed beyond the allowance and not significantly beyond it) or
     /// `non-inferior` (the interval must show it within the allowance; needs
@@ -46,6 +51,9 @@ impl PolicyArgs {
         if let Some(v) = self.error_pp {
             base.error_rate_delta_max_pp = v;
         }
+        if let Some(m) = self.metric {
+            base.metric = m;
+        }
         if let Some(v) = self.error_check {
             base.error_check = v;
         }
@@ -64,11 +72,13 @@ mod tests {
         let args = PolicyArgs {
             p99_ratio: Some(1.5),
             error_pp: Some(0.5),
+            metric: Some(Metric::Ttfb),
             error_check: Some(ErrorCheck::NonInferior),
             ..PolicyArgs::default()
         };
         let p = args.apply(base.clone());
         assert_eq!((p.p99_ratio_max, p.error_rate_delta_max_pp), (1.5, 0.5));
+        assert_eq!(p.metric, Metric::Ttfb);
         assert_eq!(p.error_check, ErrorCheck::NonInferior);
         assert_eq!((p.alpha, p.min_samples), (base.alpha, base.min_samples));
     }

@@ -24,6 +24,11 @@ pub struct ColorPoint {
     /// Corrected latency, ms (0 when there were no requests).
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Corrected time to first byte (first event of a stream), ms.
+    #[serde(default)]
+    pub ttfb_p50_ms: f64,
+    #[serde(default)]
+    pub ttfb_p99_ms: f64,
 }
 
 /// The figures of one interval (normally one second) of the run.
@@ -251,7 +256,10 @@ impl Recorder {
         let secs = elapsed.saturating_sub(t.last_tick).as_secs_f64();
         let point = |c: &ColorStats| {
             let n = c.requests();
+            let ms = |us: u64| if n > 0 { us as f64 / 1000.0 } else { 0.0 };
             ColorPoint {
+                ttfb_p50_ms: ms(c.ttfb_us(0.5)),
+                ttfb_p99_ms: ms(c.ttfb_us(0.99)),
                 requests: n,
                 rps: if secs > 0.0 { n as f64 / secs } else { 0.0 },
                 errors: c.outcomes.errors(),
@@ -338,6 +346,8 @@ mod tests {
             color,
             latency: Duration::from_millis(ms),
             service: Duration::from_millis(ms),
+            ttfb: Duration::from_millis(ms / 2),
+            events_per_s: None,
             outcome,
             epoch: Some(epoch),
         }
@@ -387,6 +397,8 @@ mod tests {
             (50, 50.0, 0)
         );
         assert!((a.blue.p99_ms - 10.0).abs() < 0.05);
+        assert!((a.blue.ttfb_p50_ms - 5.0).abs() < 0.05);
+        assert_eq!(a.green.ttfb_p99_ms, 0.0);
         assert_eq!(
             (b.green.requests, b.green.rps, b.green.errors),
             (20, 40.0, 20)

@@ -23,11 +23,17 @@
 //!       "latency_ms": {                     // corrected (from intended send time)
 //!         "min", "mean", "stdev", "max",
 //!         "p50", "p75", "p90", "p95", "p99", "p99_9", "p99_99" },
-//!       "service_ms": { ...same keys... }   // uncorrected (from actual send)
-//!     }, ...
+//!       "service_ms": { ...same keys... },  // uncorrected (from actual send)
+//!       "ttfb_ms": { ...same keys... },     // corrected time to first byte: the first
+//!                                           // event of an event stream, else the first
+//!                                           // body byte (absent in older reports)
+//!       "events_per_s": {                   // only when answers were event streams
+//!         "responses", "min", "p50", "p90", "max" }  // events/s per answer, between
+//!     }, ...                                //   its first and last event
 //!   },
 //!   "series": [ { "t_s": 1.0,               // per-second points
-//!       "blue":  { "requests", "rps", "errors", "p50_ms", "p99_ms" },
+//!       "blue":  { "requests", "rps", "errors", "p50_ms", "p99_ms",
+//!                  "ttfb_p50_ms", "ttfb_p99_ms" },
 //!       "green": {...}, "unknown": {...} } ],
 //!   "verdict": Judgement | null,            // see verdict.rs; null with < 2 colors
 //!   "sampling": {                           // which samples were which (absent in old reports)
@@ -105,6 +111,31 @@ impl LatencySummary {
     }
 }
 
+/// The pace of a color's streamed answers (events per second per answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRateSummary {
+    /// Answers with two events or more.
+    pub responses: u64,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+impl EventRateSummary {
+    pub fn of(c: &ColorStats) -> Option<EventRateSummary> {
+        let h = &c.event_rate;
+        let q = |x: f64| c.events_per_s(x).unwrap_or(0.0);
+        (!h.is_empty()).then(|| EventRateSummary {
+            responses: h.len(),
+            min: h.min() as f64 / crate::histogram::EVENT_RATE_SCALE,
+            p50: q(0.5),
+            p90: q(0.9),
+            max: h.max() as f64 / crate::histogram::EVENT_RATE_SCALE,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColorReport {
     pub requests: u64,
@@ -115,6 +146,10 @@ pub struct ColorReport {
     pub epochs: Vec<u64>,
     pub latency_ms: LatencySummary,
     pub service_ms: LatencySummary,
+    #[serde(default)]
+    pub ttfb_ms: LatencySummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_s: Option<EventRateSummary>,
 }
 
 impl ColorReport {
@@ -133,6 +168,8 @@ impl ColorReport {
             epochs: c.epochs.iter().copied().collect(),
             latency_ms: LatencySummary::of(&c.corrected),
             service_ms: LatencySummary::of(&c.uncorrected),
+            ttfb_ms: LatencySummary::of(&c.ttfb),
+            events_per_s: EventRateSummary::of(c),
         }
     }
 }
@@ -279,6 +316,18 @@ impl Report {
         row("latency max", &|r| ms(r.latency_ms.max));
         row("service p50 (uncorr.)", &|r| ms(r.service_ms.p50));
         row("service p99 (uncorr.)", &|r| ms(r.service_ms.p99));
+        row("ttfb p50", &|r| ms(r.ttfb_ms.p50));
+        row("ttfb p99", &|r| ms(r.ttfb_ms.p99));
+        if cols.iter().any(|(_, r)| r.events_per_s.is_some()) {
+            let rate = |r: &ColorReport, f: fn(&EventRateSummary) -> f64| {
+                r.events_per_s
+                    .as_ref()
+                    .map(|e| format!("{:.1}", f(e)))
+                    .unwrap_or_else(|| "-".into())
+            };
+            row("events/s p50", &|r| rate(r, |e| e.p50));
+            row("events/s min", &|r| rate(r, |e| e.min));
+        }
         if let Some(l) = &self.locations {
             out.push_str(&l.text());
         }
@@ -417,6 +466,8 @@ mod tests {
                     color,
                     latency: Duration::from_millis(ms),
                     service: Duration::from_millis(ms - 1),
+                    ttfb: Duration::from_millis(ms / 2),
+                    events_per_s: (color == ColorKey::Green).then_some(25.0),
                     outcome: if i % 100 == 0 {
                         Outcome::Status(503)
                     } else {
@@ -480,6 +531,14 @@ mod tests {
                 > 7.0
         );
         assert!(v["colors"].get("unknown").is_none());
+        assert!(v["colors"]["blue"]["ttfb_ms"]["p50"].as_f64().unwrap() > 2.0);
+        let pace = v["colors"]["green"]["events_per_s"]["p50"]
+            .as_f64()
+            .unwrap();
+        assert!((pace - 25.0).abs() < 0.05, "{pace}");
+        assert_eq!(v["colors"]["green"]["events_per_s"]["responses"], 250);
+        assert!(v["colors"]["blue"].get("events_per_s").is_none());
+        assert!(v["series"][0]["blue"]["ttfb_p99_ms"].is_number());
         assert_eq!(v["series"].as_array().unwrap().len(), 2);
         assert!(v["series"][0]["blue"]["p99_ms"].is_number());
         assert!(matches!(
@@ -502,6 +561,12 @@ mod tests {
         assert!(header.find("blue").unwrap() < header.find("green").unwrap());
         assert!(text.contains("latency p99.99"));
         assert!(text.contains("service p99 (uncorr.)"));
+        assert!(text.contains("ttfb p99"));
+        let events = text
+            .lines()
+            .find(|l| l.starts_with("events/s p50"))
+            .unwrap();
+        assert!(events.contains('-') && events.contains("25.0"), "{events}");
     }
 
     #[test]

@@ -104,6 +104,44 @@ impl Scenario {
         }
     }
 
+    /// One request from the command line: `method` on `path`, headers as
+    /// `name: value` lines, an optional body. A body without a
+    /// `content-type` header is sent as `application/json` (what a
+    /// chat-completions endpoint reads).
+    pub fn one(
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: Option<bytes::Bytes>,
+    ) -> Result<Scenario, ScenarioError> {
+        let mut table = toml::Table::new();
+        table.insert("method".into(), method.into());
+        table.insert(
+            "path".into(),
+            (if path.is_empty() { "/" } else { path }).into(),
+        );
+        let mut h = toml::Table::new();
+        for line in headers {
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| ScenarioError(format!("--header {line:?} is not `name: value`")))?;
+            h.insert(k.trim().to_ascii_lowercase(), v.trim().into());
+        }
+        if body.is_some() && !h.contains_key("content-type") {
+            h.insert("content-type".into(), "application/json".into());
+        }
+        table.insert("headers".into(), h.into());
+        let mut file = toml::Table::new();
+        file.insert(
+            "requests".into(),
+            toml::Value::Array(vec![toml::Value::Table(table)]),
+        );
+        let mut scenario = Scenario::parse(&file.to_string())?;
+        scenario.requests[0].name = "command line".into();
+        scenario.requests[0].body = body;
+        Ok(scenario)
+    }
+
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ScenarioError(format!("scenario file {}: {e}", path.display())))?;
@@ -229,6 +267,42 @@ p99_ratio_max = 1.2
             .filter(|i| s.pick(*i as f64 / 10_000.0).name == "list")
             .count();
         assert_eq!(counts, 7_500);
+    }
+
+    #[test]
+    fn one_request_from_the_command_line() {
+        let body = bytes::Bytes::from_static(b"{\"model\":\"m\",\"stream\":true}");
+        let s = Scenario::one(
+            "post",
+            "/v1/chat/completions",
+            &["Authorization: Bearer x".into()],
+            Some(body.clone()),
+        )
+        .unwrap();
+        let r = &s.requests[0];
+        assert_eq!(
+            (r.method.clone(), r.path.as_str()),
+            (Method::POST, "/v1/chat/completions")
+        );
+        assert_eq!(r.headers["authorization"], "Bearer x");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(r.body.as_ref(), Some(&body));
+        assert_eq!(s.pick(0.3).name, "command line");
+        let own = Scenario::one(
+            "POST",
+            "/",
+            &["content-type: text/plain".into()],
+            Some(body),
+        )
+        .unwrap();
+        assert_eq!(own.requests[0].headers["content-type"], "text/plain");
+        let get = Scenario::one("GET", "/x?y=1", &[], None).unwrap();
+        assert!(get.requests[0].headers.is_empty() && get.requests[0].body.is_none());
+        assert!(Scenario::one("GET", "/", &["nocolon".into()], None)
+            .unwrap_err()
+            .0
+            .contains("name: value"));
+        assert!(Scenario::one("G T", "/", &[], None).is_err());
     }
 
     #[test]

@@ -75,6 +75,25 @@ pub struct Answer {
     /// (the load engine reads and drops bodies: empty).
     pub body: Bytes,
     pub protocol: Protocol,
+    /// When the response head arrived, and the first body byte.
+    pub head_at: Instant,
+    pub first_byte_at: Option<Instant>,
+    /// `text/event-stream` answers: events with content (see
+    /// [`crate::sse::EventCounter`]), when the first and the last completed.
+    pub events: u64,
+    pub first_event_at: Option<Instant>,
+    pub last_event_at: Option<Instant>,
+}
+
+impl Answer {
+    /// The answer's first byte as a reader of it sees it: the first event of
+    /// an event stream (a model's first token), else the first body byte,
+    /// else the head (an empty body).
+    pub fn first_byte(&self) -> Instant {
+        self.first_event_at
+            .or(self.first_byte_at)
+            .unwrap_or(self.head_at)
+    }
 }
 
 /// How the engine speaks HTTP to its target.
@@ -757,13 +776,28 @@ async fn read_answer(resp: Response<Incoming>, keep: usize) -> Result<Answer, Fa
     } else {
         Protocol::Http1
     };
+    let head_at = Instant::now();
     let (parts, mut body) = resp.into_parts();
+    let mut events = crate::sse::is_event_stream(
+        parts
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .then(crate::sse::EventCounter::new);
+    let (mut first_byte_at, mut first_event_at, mut last_event_at) = (None, None, None);
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Err(_) => return Err(Failure::Other),
             Ok(frame) => {
-                if let Some(data) = frame.data_ref() {
+                if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                    let now = Instant::now();
+                    first_byte_at.get_or_insert(now);
+                    if events.as_mut().is_some_and(|c| c.feed(data) > 0) {
+                        first_event_at.get_or_insert(now);
+                        last_event_at = Some(now);
+                    }
                     let room = keep.saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
@@ -775,6 +809,11 @@ async fn read_answer(resp: Response<Incoming>, keep: usize) -> Result<Answer, Fa
         headers: parts.headers,
         body: Bytes::from(kept),
         protocol,
+        head_at,
+        first_byte_at,
+        events: events.map_or(0, |c| c.events()),
+        first_event_at,
+        last_event_at,
     })
 }
 

@@ -19,6 +19,49 @@ use crate::stats::{
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Which time the latency checks compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// The whole answer: intended send to last byte (the latency).
+    #[default]
+    Total,
+    /// Intended send to first byte: the first event of an event stream (a
+    /// model's time to first token), else the first body byte.
+    Ttfb,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 2] = [Metric::Total, Metric::Ttfb];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Total => "total",
+            Metric::Ttfb => "ttfb",
+        }
+    }
+
+    /// What the metric measures, for reasons and labels.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::Total => "total latency (to the last byte)",
+            Metric::Ttfb => "time to first byte (first event of a stream)",
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Metric, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "total" | "latency" => Ok(Metric::Total),
+            "ttfb" | "ttft" => Ok(Metric::Ttfb),
+            other => Err(format!("metric {other:?} is not total or ttfb")),
+        }
+    }
+}
+
 /// Acceptance policy (a `[verdict]` table in a scenario file, or flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +81,8 @@ pub struct Policy {
     pub error_check: ErrorCheck,
     /// Mixture scale of the sequential test on log-latency (natural-log units).
     pub sequential_tau: f64,
+    /// Which time the latency checks (shift, percentiles, sequential) compare.
+    pub metric: Metric,
 }
 
 impl Default for Policy {
@@ -50,6 +95,7 @@ impl Default for Policy {
             error_rate_delta_max_pp: 0.1,
             error_check: ErrorCheck::default(),
             sequential_tau: 0.1,
+            metric: Metric::Total,
         }
     }
 }
@@ -139,6 +185,8 @@ impl fmt::Display for Verdict {
 pub struct ColorSummary {
     /// Corrected latency buckets in ms.
     pub buckets_ms: Vec<Bucket>,
+    /// Corrected time-to-first-byte buckets in ms (judged with [`Metric::Ttfb`]).
+    pub ttfb_buckets_ms: Vec<Bucket>,
     pub requests: u64,
     /// 5xx and transport failures.
     pub errors: u64,
@@ -152,6 +200,7 @@ impl ColorSummary {
     pub fn of(c: &ColorStats) -> ColorSummary {
         ColorSummary {
             buckets_ms: c.buckets_ms(),
+            ttfb_buckets_ms: c.ttfb_buckets_ms(),
             requests: c.requests(),
             errors: c.outcomes.errors(),
             label: None,
@@ -165,6 +214,42 @@ impl ColorSummary {
             ..ColorSummary::of(c)
         }
     }
+}
+
+/// The summaries with `buckets_ms` holding the times `metric` compares.
+fn for_metric(metric: Metric, base: &ColorSummary, cand: &ColorSummary) -> [ColorSummary; 2] {
+    [base, cand].map(|s| match metric {
+        Metric::Total => s.clone(),
+        Metric::Ttfb => ColorSummary {
+            buckets_ms: s.ttfb_buckets_ms.clone(),
+            ..s.clone()
+        },
+    })
+}
+
+/// A judgement of another metric than the total latency says so: its
+/// latency and p99 reasons are named for the metric (`ttfb: …`, `ttfb p99: …`),
+/// after a first line saying what was compared.
+fn on_metric(metric: Metric, mut j: Judgement) -> Judgement {
+    if metric == Metric::Total {
+        return j;
+    }
+    let name = metric.as_str();
+    for r in j.reasons.iter_mut() {
+        if let Some(rest) = r.strip_prefix("latency: ") {
+            *r = format!("{name}: {rest}");
+        } else if let Some(rest) = r.strip_prefix("p99: ") {
+            *r = format!("{name} p99: {rest}");
+        }
+    }
+    j.reasons.insert(
+        0,
+        format!(
+            "metric: the latency checks compare the {} (--metric {name})",
+            metric.describe()
+        ),
+    );
+    j
 }
 
 /// The names of the baseline and the candidate in reasons.
@@ -258,6 +343,11 @@ fn too_few(
 
 /// Fixed-horizon verdict of green (`cand`) against blue (`base`).
 pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judgement {
+    let [b, c] = &for_metric(policy.metric, base, cand);
+    on_metric(policy.metric, judge_fixed(policy, b, c))
+}
+
+fn judge_fixed(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judgement {
     if let Some(j) = too_few(policy, base, cand, "fixed") {
         return j;
     }
@@ -406,6 +496,11 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
 /// Anytime-valid verdict: may be called at every look of a live run.
 /// `Fail`/`Pass` mean the run can stop now; `Inconclusive` means keep going.
 pub fn judge_sequential(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judgement {
+    let [b, c] = &for_metric(policy.metric, base, cand);
+    on_metric(policy.metric, judge_anytime(policy, b, c))
+}
+
+fn judge_anytime(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judgement {
     if let Some(j) = too_few(policy, base, cand, "sequential") {
         return j;
     }
@@ -513,10 +608,64 @@ mod tests {
         }
         ColorSummary {
             buckets_ms: stats::buckets_of(&v),
+            ttfb_buckets_ms: Vec::new(),
             requests: n as u64,
             errors,
             label: None,
         }
+    }
+
+    #[test]
+    fn the_metric_picks_what_is_compared() {
+        let mut rng = SmallRng::seed_from_u64(12);
+        // Same total time; the candidate's first byte comes 50 % later.
+        let with_ttfb = |rng: &mut SmallRng, ttfb_ms: f64| ColorSummary {
+            ttfb_buckets_ms: summary(rng, 3000, ttfb_ms, 0.0).buckets_ms,
+            ..summary(rng, 3000, 1000.0, 0.0)
+        };
+        let base = with_ttfb(&mut rng, 100.0);
+        let cand = with_ttfb(&mut rng, 150.0);
+        let total = Policy::default();
+        assert_ne!(judge(&total, &base, &cand).verdict, Verdict::Fail);
+        assert_ne!(
+            judge_sequential(&total, &base, &cand).verdict,
+            Verdict::Fail
+        );
+        assert!(!judge(&total, &base, &cand)
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("metric:")));
+        let ttfb = Policy {
+            metric: Metric::Ttfb,
+            ..Policy::default()
+        };
+        for j in [
+            judge(&ttfb, &base, &cand),
+            judge_sequential(&ttfb, &base, &cand),
+        ] {
+            assert_eq!(j.verdict, Verdict::Fail, "{:#?}", j.reasons);
+            assert!(
+                j.reasons[0].contains("time to first byte"),
+                "{:?}",
+                j.reasons
+            );
+            assert!(
+                j.reasons
+                    .iter()
+                    .any(|r| r.starts_with("ttfb: green is slower")),
+                "{:?}",
+                j.reasons
+            );
+            assert!(!j.reasons.iter().any(|r| r.starts_with("latency:")));
+        }
+        let shift = judge(&ttfb, &base, &cand).latency.unwrap();
+        assert!((shift.baseline_median_ms - 100.0).abs() < 5.0, "{shift:?}");
+        // Spellings, and a policy table that names it.
+        assert_eq!("TTFT".parse::<Metric>(), Ok(Metric::Ttfb));
+        assert_eq!("total".parse::<Metric>(), Ok(Metric::Total));
+        assert!("p99".parse::<Metric>().is_err());
+        let p: Policy = toml::from_str("metric = \"ttfb\"").unwrap();
+        assert_eq!(p.metric, Metric::Ttfb);
     }
 
     #[test]

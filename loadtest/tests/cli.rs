@@ -106,6 +106,30 @@ fn bad_load_input_exits_2_with_one_clear_message() {
         ],
         "/nonexistent/s.toml",
     );
+    // A request from the command line: its body file, headers and method.
+    let load = [
+        "load",
+        "http://127.0.0.1:9/v1/chat/completions",
+        "--rate",
+        "5",
+    ];
+    assert_usage(
+        &[&load[..], &["--body-file", "/nonexistent/chat.json"]].concat(),
+        "/nonexistent/chat.json",
+    );
+    assert_usage(&[&load[..], &["-H", "no colon"]].concat(), "name: value");
+    assert_usage(
+        &[&load[..], &["--method", "G T"]].concat(),
+        "not an HTTP method",
+    );
+    assert_usage(
+        &[&load[..], &["--scenario", "s.toml", "--method", "POST"]].concat(),
+        "cannot be used with",
+    );
+    assert_usage(
+        &[&load[..], &["--metric", "p99"]].concat(),
+        "not total or ttfb",
+    );
     // clap's own errors also exit 2.
     assert_usage(&["load"], "<URL>");
     assert_usage(&["load", "http://x/", "--rate", "5", "--bogus"], "--bogus");

@@ -3,7 +3,8 @@
 //! a stream cut by the origin is cut for the client too, never retried and
 //! never completed by the edge; upstream credentials per color replace the
 //! caller's and never leave the edge; a model route's body gets the
-//! color's model, and bodies the edge cannot rewrite get a `400` problem.
+//! color's model, and bodies the edge cannot rewrite get a `400` problem;
+//! `greenlight load` measures each color's time to first token.
 
 use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
@@ -522,7 +523,138 @@ async fn a_provider_5xx_before_the_stream_is_a_502_problem(runtime: Runtime) {
     );
 }
 
+/// A streaming model answering in `total` with its first token after `ttft`
+/// and a token every 20 ms after it (signed like [`provider`]).
+fn model(ttft_ms: u64, events: u32) -> Behavior {
+    Behavior {
+        sse: Some(SseStream {
+            ttft: Duration::from_millis(ttft_ms),
+            events,
+            inter_event: Duration::from_millis(20),
+        }),
+        ..provider()
+    }
+}
+
+/// `greenlight load` POSTs a streamed chat-completions body through the edge
+/// to two emulated models with the same total answer time (260 ms) but
+/// green's first token 200 ms later: the report's per-color time to first
+/// byte shows each model's own, the pace of both streams is 50 events/s,
+/// and the verdict judged on `--metric ttfb` fails green (exit 1) while the
+/// same samples judged on the total (`report merge` of the run's interval
+/// log) do not.
+async fn the_load_measures_time_to_first_token_per_color(runtime: Runtime) {
+    let rig = Rig::start_with(runtime, model(40, 12), model(240, 2), ai_vars).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("chat.json");
+    std::fs::write(&body, CHAT).unwrap();
+    let (json, hlog) = (dir.path().join("run.json"), dir.path().join("run.hlog"));
+    let greenlight = greenlight_e2e::process::built_binary("greenlight", "greenlight-loadtest");
+    let url = rig.url("/v1/chat/completions");
+    let load = {
+        let (greenlight, body, json, hlog) = (greenlight.clone(), body, json.clone(), hlog.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(greenlight)
+                .args(["load", &url, "--method", "POST", "--body-file"])
+                .arg(&body)
+                // Comparison traffic only: half the requests to each model.
+                .args(["--rate", "16", "--duration", "10s", "--routing-share", "0"])
+                .args(["--metric", "ttfb", "--min-samples", "50", "--quiet"])
+                .arg("--json")
+                .arg(&json)
+                .arg("--hlog")
+                .arg(&hlog)
+                .env(loadtest::sampling::PREVIEW_KEY_ENV, QA_KEY)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = load.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let figure = |color: &str, what: &str, q: &str| {
+        report["colors"][color][what][q]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{color}.{what}.{q} missing"))
+    };
+    let (blue_ttfb, green_ttfb) = (
+        figure("blue", "ttfb_ms", "p50"),
+        figure("green", "ttfb_ms", "p50"),
+    );
+    let (blue_total, green_total) = (
+        figure("blue", "latency_ms", "p50"),
+        figure("green", "latency_ms", "p50"),
+    );
+    println!(
+        "time to first token via {}: blue p50 {blue_ttfb:.1} ms, green p50 {green_ttfb:.1} ms; total p50 blue {blue_total:.1} ms, green {green_total:.1} ms",
+        runtime.name()
+    );
+    assert!((40.0..140.0).contains(&blue_ttfb), "blue ttfb {blue_ttfb}");
+    assert!(
+        (240.0..340.0).contains(&green_ttfb),
+        "green ttfb {green_ttfb}"
+    );
+    assert!(
+        green_ttfb - blue_ttfb > 150.0,
+        "{blue_ttfb} vs {green_ttfb}"
+    );
+    for total in [blue_total, green_total] {
+        assert!(total >= 255.0, "the whole stream takes 260 ms: {total}");
+    }
+    assert!(
+        (blue_total - green_total).abs() < 60.0,
+        "{blue_total} vs {green_total}"
+    );
+    for color in ["blue", "green"] {
+        let pace = figure(color, "events_per_s", "p50");
+        assert!((30.0..80.0).contains(&pace), "{color}: {pace} events/s");
+        assert!(report["colors"][color]["requests"].as_u64().unwrap() >= 50);
+    }
+    assert!(
+        stdout.contains("ttfb p50") && stdout.contains("events/s p50"),
+        "{stdout}"
+    );
+    let reasons = report["verdict"]["reasons"].to_string();
+    assert_eq!(report["verdict"]["verdict"], "fail", "{reasons}");
+    assert!(reasons.contains("ttfb: green is slower"), "{reasons}");
+    assert_eq!(out.status.code(), Some(1), "a Fail verdict exits 1");
+    // The interval log carries the time to first byte: merged, it is
+    // judged on either metric.
+    let merge = |metric: &str| {
+        let merged = dir.path().join(format!("merged-{metric}.json"));
+        let status = std::process::Command::new(&greenlight)
+            .args(["report", "merge"])
+            .arg(&hlog)
+            .args(["--metric", metric, "--min-samples", "50", "--json"])
+            .arg(&merged)
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+        (status.status.code(), v)
+    };
+    let (code, merged) = merge("ttfb");
+    assert_eq!(
+        (code, merged["verdict"]["verdict"].as_str()),
+        (Some(1), Some("fail"))
+    );
+    assert_eq!(
+        merged["colors"]["green"]["ttfb_ms"]["p50"].as_f64(),
+        Some(green_ttfb)
+    );
+    let (code, merged) = merge("total");
+    assert_ne!(
+        merged["verdict"]["verdict"], "fail",
+        "same total time: {}",
+        merged["verdict"]["reasons"]
+    );
+    assert_eq!(code, Some(0));
+}
+
 greenlight_e2e::for_each_runtime!(
+    the_load_measures_time_to_first_token_per_color,
     a_provider_5xx_before_the_stream_is_a_502_problem,
     event_streams_arrive_as_sent,
     a_stream_cut_by_the_origin_is_cut_for_the_client,

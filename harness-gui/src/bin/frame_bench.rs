@@ -99,6 +99,8 @@ fn main() {
                     color,
                     latency,
                     service: latency,
+                    ttfb: latency / 2,
+                    events_per_s: None,
                     outcome,
                     epoch: Some(3),
                 },

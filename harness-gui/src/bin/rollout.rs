@@ -48,6 +48,10 @@ struct Cli {
     /// Where the synthetic load goes (default: the edge).
     #[arg(long)]
     target: Option<String>,
+    /// TOML request mix for the load (e.g. a POST of a streamed
+    /// chat-completions body; see `greenlight load --scenario`).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
     /// Do not drive load (the analysis then has no evidence).
     #[arg(long)]
     no_load: bool,
@@ -169,7 +173,7 @@ fn main() -> ExitCode {
         url: cli.target.clone().unwrap_or_else(|| cli.edge.clone()),
         rate: cli.rate,
         users: cli.users,
-        scenario: None,
+        scenario: cli.scenario.clone(),
         duration: timeout + Duration::from_secs(60),
         preview,
         weighted_share: cli.routing_share,

@@ -90,6 +90,8 @@ pub struct RolloutStatus {
     pub steps: Vec<f64>,
     /// Index of the current step.
     pub step: Option<usize>,
+    /// Index of the last step begun, also once the rollout has ended.
+    pub reached: Option<usize>,
     /// Candidate weight last confirmed by the edge.
     pub weight: Option<f64>,
     pub dwell_left: Option<Duration>,
@@ -125,6 +127,8 @@ pub struct Controller {
     now: Duration,
     /// Steps begun so far (the driver starts a step's evidence on a change).
     steps_started: u64,
+    /// The last step begun (kept after the end: where a rollback happened).
+    reached: Option<usize>,
     /// When the current step began (its evidence's age).
     step_since: Duration,
 }
@@ -148,6 +152,7 @@ impl Controller {
             log: Vec::new(),
             now: Duration::ZERO,
             steps_started: 0,
+            reached: None,
             step_since: Duration::ZERO,
         }
     }
@@ -185,6 +190,7 @@ impl Controller {
 
     fn begin_step(&mut self, step: usize, now: Duration) {
         self.steps_started += 1;
+        self.reached = Some(step);
         self.step_since = now;
         self.stage = Stage::Dwelling {
             step,
@@ -644,6 +650,7 @@ impl Controller {
             headline,
             steps: self.plan.steps.clone(),
             step,
+            reached: self.reached,
             weight: self.weight,
             dwell_left,
             dwell: self.plan.dwell,

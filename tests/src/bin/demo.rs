@@ -40,9 +40,18 @@ struct Args {
     /// Make green ~10 ms slower per request, so the automated rollout rolls itself back.
     #[arg(long)]
     regression: bool,
-    /// Synthetic load, requests/s (local workerd is one thread: keep it modest).
-    #[arg(long, default_value_t = 60.0)]
-    rate: f64,
+    /// AI backends: two emulated streaming models behind a chat-completions
+    /// route (a model per color); green's first token comes 160 ms later
+    /// (its tokens come faster, so the whole answer takes as long: ~305 ms). The
+    /// rollout POSTs streamed chat completions, judges the time to first
+    /// token (`--metric ttfb`) and rolls green back.
+    #[arg(long, conflicts_with = "regression")]
+    ai: bool,
+    /// Synthetic load, requests/s (local workerd is one thread: keep it
+    /// modest). Default 60; 16 with --ai, whose every answer is a stream of
+    /// events that `wrangler dev` relays one by one.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Blue's latency distribution (see `greenlight origin --help`).
     #[arg(long, default_value = "normal:4ms,1ms")]
     blue_latency: String,
@@ -61,6 +70,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Whatever the demo is doing, a stop request drops it: the origins and
+    // the edge's process group go with it.
+    tokio::select! {
+        r = run(args) => r,
+        _ = stop_requested() => {
+            println!("stopping the demo");
+            Ok(())
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let behavior = |spec: &str| -> anyhow::Result<Behavior> {
         Ok(Behavior {
             latency: LatencyDist::parse(spec).map_err(anyhow::Error::msg)?,
@@ -73,25 +94,48 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.green_latency.as_str()
     };
-    let blue = Origin::start(any, "blue", behavior(&args.blue_latency)?).await?;
-    let green = Origin::start(any, "green", behavior(green_latency)?).await?;
+    let (blue_behavior, green_behavior) = if args.ai {
+        (ai_model(80, 10, 25), ai_model(240, 10, 7))
+    } else {
+        (behavior(&args.blue_latency)?, behavior(green_latency)?)
+    };
+    let blue = Origin::start(any, "blue", blue_behavior).await?;
+    let green = Origin::start(any, "green", green_behavior).await?;
     println!("origins: blue {}  green {}", blue.url(), green.url());
+    if args.ai {
+        println!(
+            "models: blue first token after 80 ms, then 10 tokens 25 ms apart (305 ms in all);\n        green first token after 240 ms, then 10 tokens 7 ms apart (303 ms in all)"
+        );
+    }
 
     let runtime = match args.edge {
         EdgeKind::Cloudflare => Runtime::Cloudflare,
         EdgeKind::Spin => Runtime::Spin,
     };
     println!("starting the {} edge ...", runtime.name());
+    let mut setup = fixtures::edge_setup(&blue.url(), &green.url());
+    if args.ai {
+        for (k, v) in AI_VARS {
+            setup.vars.insert(k.into(), v.into());
+        }
+    }
     let edge = runtime
-        .start(&fixtures::edge_setup(&blue.url(), &green.url()))
+        .start(&setup)
         .await
         .with_context(|| format!("starting the {} edge", runtime.name()))?;
     println!("edge: {}\n", edge.base_url);
-    println!(
-        "try:  curl -si -H 'x-api-key: {}' {}/api/hello",
-        fixtures::APP_KEY,
-        edge.base_url
-    );
+    if args.ai {
+        println!(
+            "try:  curl -sN {}/v1/chat/completions -H 'content-type: application/json' -d '{CHAT_BODY}'",
+            edge.base_url
+        );
+    } else {
+        println!(
+            "try:  curl -si -H 'x-api-key: {}' {}/api/hello",
+            fixtures::APP_KEY,
+            edge.base_url
+        );
+    }
     println!(
         "      curl -s -H 'authorization: Bearer {}' {}/__greenlight/state\n",
         fixtures::ADMIN_TOKEN,
@@ -167,10 +211,48 @@ async fn main() -> anyhow::Result<()> {
         println!("\nholding for {} s (Ctrl-C to stop) ...", args.hold);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = stop_requested() => {}
         }
     }
     Ok(())
+}
+
+/// The demo's emulated streaming model: first token after `ttft_ms`, then
+/// `events` tokens `gap_ms` apart (OpenAI chunk format, `[DONE]` at the end).
+fn ai_model(ttft_ms: u64, events: u32, gap_ms: u64) -> Behavior {
+    Behavior {
+        sse: Some(loadtest::origin::SseStream {
+            ttft: Duration::from_millis(ttft_ms),
+            events,
+            inter_event: Duration::from_millis(gap_ms),
+        }),
+        ..Behavior::default()
+    }
+}
+
+/// The AI demo's edge settings on top of the suite's: a model per color on
+/// the chat-completions route, which is anonymous in the demo (the load's
+/// weighted share are fresh anonymous callers; its comparison traffic
+/// carries the preview key, checked on public routes too).
+const AI_VARS: [(&str, &str); 4] = [
+    ("MODEL_ROUTES", "/v1/chat/completions"),
+    ("BLUE_MODEL", "model-a"),
+    ("GREEN_MODEL", "model-b"),
+    (
+        "AUTH_ROUTES",
+        "/public:off,/v1/chat/completions:off,/:required",
+    ),
+];
+
+/// What the AI demo's load sends.
+const CHAT_BODY: &str =
+    r#"{"model":"demo","messages":[{"role":"user","content":"Say hi"}],"stream":true}"#;
+
+/// The AI demo's load as a scenario file: streamed chat completions.
+fn chat_scenario() -> String {
+    format!(
+        "[[requests]]\nname = \"chat\"\nmethod = \"POST\"\npath = \"/v1/chat/completions\"\nheaders = {{ \"content-type\" = \"application/json\" }}\nbody = '{CHAT_BODY}'\n"
+    )
 }
 
 /// Runs the dashboard or its headless twin (built next to this binary by
@@ -183,8 +265,31 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         .parent()
         .map(std::path::Path::to_path_buf)
         .context("locating the demo binary's directory")?;
-    let target = format!("{edge}/public/demo");
-    let rate = args.rate.to_string();
+    // The AI demo's load is a scenario (its path is appended to the target).
+    let scenario_dir = tempfile::tempdir()?;
+    let scenario = scenario_dir.path().join("chat.toml");
+    std::fs::write(&scenario, chat_scenario())?;
+    let (target, ai_args) = if args.ai {
+        let scenario = scenario.display().to_string();
+        (
+            edge.to_string(),
+            vec![
+                "--scenario".to_string(),
+                scenario,
+                "--metric".into(),
+                "ttfb".into(),
+                // At 16 requests/s, 100 samples per color take ~14 s: one step.
+                "--min-samples".into(),
+                "100".into(),
+            ],
+        )
+    } else {
+        (format!("{edge}/public/demo"), Vec::new())
+    };
+    let rate = args
+        .rate
+        .unwrap_or(if args.ai { 16.0 } else { 60.0 })
+        .to_string();
     let mut cmd = match ui {
         Ui::Dashboard => {
             let mut c = tokio::process::Command::new(dir.join("greenlight-dashboard"));
@@ -196,8 +301,12 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
                 "--rate",
                 &rate,
                 "--start-load",
-            ]);
+            ])
+            .args(&ai_args);
             println!("dashboard: try Start rollout; with --regression green is slower and gets rolled back");
+            if args.ai {
+                println!("dashboard: the policy judges the time to first byte (TTFB rows beside the latency); green's first token is slower and gets rolled back");
+            }
             c
         }
         _ => {
@@ -206,11 +315,14 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
                 .args(["--dwell", "15s"])
                 // A demo should reach its end when nothing is wrong; a Fail
                 // still rolls back at once.
-                .args(["--on-inconclusive", "advance"]);
+                .args(["--on-inconclusive", "advance"])
+                .args(&ai_args);
             println!(
                 "headless rollout: 1 → 5 → 25 → 50 → 100 %, 15 s per step{}",
                 if args.regression {
                     " (green regressed: expect a rollback)"
+                } else if args.ai {
+                    ", judged on the time to first token (--metric ttfb): expect a rollback"
                 } else {
                     ""
                 }
@@ -223,8 +335,28 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
         .kill_on_drop(true);
     let status = tokio::select! {
         s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = stop_requested() => return Ok(()),
     };
     println!("harness finished: {status}");
     Ok(())
+}
+
+/// Ctrl-C, or a SIGTERM/SIGHUP (`kill`, `timeout`, a closed terminal): the
+/// demo then returns normally, so the edge's process group (not in the
+/// terminal's foreground group, so no signal reaches it) is stopped by its
+/// `Drop` instead of being left running.
+async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
