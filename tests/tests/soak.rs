@@ -11,7 +11,8 @@
 //!   guard), admin failures from fresh addresses, and the operator calling
 //!   with the right token from its own address, never locked out;
 //! - clients that disconnect mid-request: after the head of a slow body,
-//!   right after sending the request head, and in the middle of an upload;
+//!   right after sending the request head, and in the middle of an upload
+//!   (not on Spin by default: see [`kinds`]);
 //! - a green origin that stalls (2 s every 6 s, longer than the edge's
 //!   origin timeout) during a 50 % canary, so requests fail over to blue
 //!   (and a `POST` there, which is never retried, gets the `502` problem).
