@@ -201,10 +201,10 @@ async fn stream_cut(rig: Rig) {
         let resp = rig
             .get("/api/script/sse?events=5&pause_ms=300&cut=1")
             .header("x-api-key", APP_KEY)
-            // `wrangler dev`'s proxy ends a cut stream as if complete, and
-            // the next request on that keep-alive connection then hung in
-            // about 1 of 8 tries (README, "Platform differences"): each cut
-            // stream gets a connection of its own.
+            // Under `wrangler dev` the next request on a keep-alive
+            // connection right after a cut stream hung in about 1 of 8 tries
+            // (README, "Platform differences"): each cut stream gets a
+            // connection of its own.
             .header("connection", "close")
             .send()
             .await
