@@ -378,3 +378,28 @@ fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
     h.get_by_label("Stop load").click();
     h.run();
 }
+
+#[test]
+fn automated_rollout_can_be_aborted_mid_step() {
+    let edge = FakeEdge::start(3, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &dir.path().join("a.jsonl"),
+        Duration::from_millis(300),
+    ));
+    start_rollout(&mut h, &edge, "50, 100", OnInconclusive::Advance, 2.0);
+    wait_for(&mut h, "the first step", Duration::from_secs(10), |h| {
+        shows(h, "step 1/2 at 50%")
+    });
+    // The command reaches the driver while it sleeps between looks.
+    h.get_by_label("Abort rollout").click();
+    wait_for(&mut h, "the abort", Duration::from_secs(10), |h| {
+        shows(h, "Rollout: aborted by the operator")
+    });
+    let routes: Vec<String> = edge.calls().iter().map(|c| c.route.clone()).collect();
+    assert_eq!(routes, ["weight", "abort"]);
+    h.get_by_label("Stop load").click();
+    h.run();
+}

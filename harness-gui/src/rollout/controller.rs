@@ -568,12 +568,6 @@ impl Controller {
         self.abort_now()
     }
 
-    /// Asks for an abort at the next [`Controller::poll`] (an operator
-    /// command that arrived while no poll was due).
-    pub fn request_abort(&mut self) {
-        self.abort_requested = true;
-    }
-
     fn abort_now(&mut self) -> Option<Command> {
         if matches!(self.stage, Stage::Done(_)) {
             return None;

@@ -84,10 +84,12 @@ pub async fn drive(
     ctrl.remark(Duration::ZERO, sampling);
     // The step whose evidence is being gathered: (steps begun, weight, candidate).
     let mut step: Option<(u64, f64, Color)> = None;
+    // An operator command that woke the driver from its sleep.
+    let mut woke_by: Option<UserCmd> = None;
     loop {
         let now = start.elapsed();
         // Operator commands first.
-        let mut cmds = Vec::new();
+        let mut cmds: Vec<UserCmd> = woke_by.take().into_iter().collect();
         while let Ok(c) = user.try_recv() {
             cmds.push(c);
         }
@@ -175,8 +177,8 @@ pub async fn drive(
         if user_open {
             tokio::select! {
                 c = user.recv() => match c {
-                    // Put it back for the next iteration.
-                    Some(c) => { pending_push(ctrl, c, start.elapsed(), &mut on_event, &actor, audit); }
+                    // Applied at the top of the next iteration, at once.
+                    Some(c) => woke_by = Some(c),
                     None => user_open = false,
                 },
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
@@ -221,34 +223,4 @@ fn follow_steps(
             .step
             .map(|i| (begun, ctrl.plan().steps[i], candidate));
     }
-}
-
-/// Applies an operator command that arrived while the driver was sleeping.
-fn pending_push(
-    ctrl: &mut Controller,
-    c: UserCmd,
-    now: Duration,
-    on_event: &mut impl FnMut(DriveEvent),
-    actor: &str,
-    audit: &AuditFile,
-) {
-    let info = match c {
-        UserCmd::Pause => {
-            ctrl.pause("paused by the operator");
-            "rollout pause"
-        }
-        UserCmd::Resume => {
-            ctrl.resume(now);
-            "rollout resume"
-        }
-        UserCmd::Abort => {
-            // The abort call itself is made at the next poll.
-            ctrl.request_abort();
-            "rollout abort"
-        }
-    };
-    let e = AuditEntry::info(actor, info, None, "");
-    let _ = audit.append(&e);
-    on_event(DriveEvent::Audit(e));
-    on_event(DriveEvent::Status(ctrl.status(now)));
 }
