@@ -209,10 +209,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if args.hold > 0 {
         println!("\nholding for {} s (Ctrl-C to stop) ...", args.hold);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
-            _ = stop_requested() => {}
-        }
+        // A stop request ends it early (main's select).
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
     }
     Ok(())
 }
@@ -333,10 +331,11 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
     cmd.env(loadtest::admin_client::TOKEN_ENV, fixtures::ADMIN_TOKEN)
         .env(loadtest::sampling::PREVIEW_KEY_ENV, fixtures::QA_KEY)
         .kill_on_drop(true);
-    let status = tokio::select! {
-        s = cmd.status() => s.with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?,
-        _ = stop_requested() => return Ok(()),
-    };
+    // On a stop request main drops this future, and the harness with it.
+    let status = cmd
+        .status()
+        .await
+        .with_context(|| format!("running the {ui:?} harness (scripts/demo.sh builds it)"))?;
     println!("harness finished: {status}");
     Ok(())
 }
