@@ -6,6 +6,7 @@ use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
 use crate::state::{Population, RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Largest admin request body accepted.
 pub const MAX_ADMIN_BODY: usize = 16 * 1024;
@@ -97,6 +98,10 @@ pub enum AdminRoute {
     Promote,
     Rollback,
     Abort,
+    /// `GET isolate`: what the edge instance that took the call holds in
+    /// memory ([`IsolateView`]). Answered by that instance, never by the
+    /// rollout's store or object.
+    Isolate,
 }
 
 impl AdminRoute {
@@ -108,13 +113,14 @@ impl AdminRoute {
             "promote" => Some(AdminRoute::Promote),
             "rollback" => Some(AdminRoute::Rollback),
             "abort" => Some(AdminRoute::Abort),
+            "isolate" => Some(AdminRoute::Isolate),
             _ => None,
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            AdminRoute::State => "GET",
+            AdminRoute::State | AdminRoute::Isolate => "GET",
             _ => "POST",
         }
     }
@@ -146,6 +152,61 @@ impl AdminOutcome {
             body: serde_json::to_string(&p).unwrap_or_default(),
             new_state: None,
         }
+    }
+}
+
+/// One bounded table an edge instance keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSize {
+    /// Entries now (callers, forwards, or stored slots).
+    pub entries: u64,
+    /// The most it ever holds.
+    pub cap: u64,
+}
+
+/// `GET isolate`: what the edge instance that took the call holds, so a
+/// soak can watch tables that are invisible from outside (a Worker's
+/// per-isolate memory). Spin runs each request in a fresh instance: there
+/// the tables are the store's slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolateView {
+    /// `"cloudflare"` or `"spin"`.
+    pub runtime: String,
+    /// Where the tables live: `"isolate"` (memory) or `"store"` (key-value).
+    pub tables_in: String,
+    pub tables: BTreeMap<String, TableSize>,
+    /// The instance's WebAssembly linear memory (it grows, never shrinks).
+    pub wasm_memory_bytes: u64,
+}
+
+/// The answer to `GET isolate` (`405` for another method).
+pub fn isolate_outcome(method: &str, view: &IsolateView) -> AdminOutcome {
+    if !method.eq_ignore_ascii_case(AdminRoute::Isolate.method()) {
+        return AdminOutcome::problem(Problem::new(
+            405,
+            "method-not-allowed",
+            "method not allowed",
+            "use GET for this admin route",
+        ));
+    }
+    AdminOutcome {
+        status: 200,
+        content_type: "application/json",
+        body: serde_json::to_string(view).unwrap_or_default(),
+        new_state: None,
+    }
+}
+
+/// The WebAssembly linear memory of the running instance, in bytes (0 on
+/// a native build, where there is none).
+pub fn wasm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        core::arch::wasm32::memory_size(0) as u64 * 65_536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
     }
 }
 
@@ -199,6 +260,16 @@ pub fn handle_with_health(
             let mut view = StateView::of(current.clone(), degraded);
             view.health = Some(assess(health, current, policy, now_ms));
             return AdminOutcome::ok(&view, None);
+        }
+        // The adapters answer it ([`isolate_outcome`]); nothing here knows
+        // an instance's memory.
+        AdminRoute::Isolate => {
+            return AdminOutcome::problem(Problem::new(
+                404,
+                "not-found",
+                "no such admin route here",
+                "isolate is answered by the edge instance itself",
+            ))
         }
         AdminRoute::Weight => None,
         AdminRoute::Promote => Some(RolloutOp::Promote),
@@ -502,5 +573,34 @@ mod tests {
         assert_eq!(AdminRoute::parse("promote/"), Some(AdminRoute::Promote));
         assert_eq!(AdminRoute::parse("state"), Some(AdminRoute::State));
         assert_eq!(AdminRoute::parse("nope"), None);
+        assert_eq!(AdminRoute::parse("isolate"), Some(AdminRoute::Isolate));
+        assert_eq!(AdminRoute::Isolate.method(), "GET");
+    }
+
+    #[test]
+    fn isolate_is_answered_by_the_instance_not_the_store() {
+        let view = IsolateView {
+            runtime: "cloudflare".into(),
+            tables_in: "isolate".into(),
+            tables: [(
+                "pending_forwards".to_string(),
+                TableSize {
+                    entries: 3,
+                    cap: 10_000,
+                },
+            )]
+            .into(),
+            wasm_memory_bytes: 1_114_112,
+        };
+        let o = isolate_outcome("GET", &view);
+        assert_eq!((o.status, o.content_type), (200, "application/json"));
+        assert_eq!(serde_json::from_str::<IsolateView>(&o.body).unwrap(), view);
+        assert_eq!(o.new_state, None);
+        assert_eq!(isolate_outcome("POST", &view).status, 405);
+        // The rollout's own handler (object, store) never answers it.
+        let s = RolloutState::initial("x");
+        let o = call(AdminRoute::Isolate, "GET", "", &s);
+        assert_eq!((o.status, o.new_state), (404, None));
+        assert_eq!(wasm_memory_bytes(), 0, "no linear memory natively");
     }
 }

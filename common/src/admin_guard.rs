@@ -90,16 +90,16 @@ impl AdminFailures {
     }
 }
 
+/// What every slot's key begins with.
+pub const SLOT_PREFIX: &str = "admin-failures:slot:";
+
 /// The key-value slot that holds `caller`'s entry on the Spin edge.
 pub fn slot_key(caller: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(caller.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    format!(
-        "admin-failures:slot:{}",
-        u64::from_le_bytes(first) % STORED_SLOTS
-    )
+    format!("{SLOT_PREFIX}{}", u64::from_le_bytes(first) % STORED_SLOTS)
 }
 
 #[cfg(test)]

@@ -1067,7 +1067,7 @@ pub fn plan(
                     404,
                     "not-found",
                     "no such admin route",
-                    "admin routes: state, weight, promote, rollback, abort (lower case)",
+                    "admin routes: state, weight, promote, rollback, abort, isolate (lower case)",
                 ))),
             },
         };

@@ -41,6 +41,7 @@ fn route_name(route: AdminRoute) -> &'static str {
         AdminRoute::Promote => "promote",
         AdminRoute::Rollback => "rollback",
         AdminRoute::Abort => "abort",
+        AdminRoute::Isolate => "isolate",
     }
 }
 

@@ -145,16 +145,16 @@ pub const STORED_SLOTS: u64 = 256;
 /// Callers one slot remembers; idle (full) buckets are dropped first.
 pub const CALLERS_PER_SLOT: usize = 64;
 
+/// What every slot's key begins with.
+pub const SLOT_PREFIX: &str = "ratelimit:slot:";
+
 /// The key-value key of the slot `caller` belongs to.
 pub fn slot_key(caller: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(caller.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    format!(
-        "ratelimit:slot:{}",
-        u64::from_le_bytes(first) % STORED_SLOTS
-    )
+    format!("{SLOT_PREFIX}{}", u64::from_le_bytes(first) % STORED_SLOTS)
 }
 
 /// Takes a token for `caller` from the slot document `stored` (one of
@@ -199,6 +199,11 @@ impl Limiter {
             max_callers: max_callers.max(1),
             buckets: HashMap::new(),
         }
+    }
+
+    /// Callers with a bucket now (at most the `max_callers` given).
+    pub fn callers(&self) -> usize {
+        self.buckets.len()
     }
 
     pub fn limit(&self) -> RateLimit {

@@ -187,12 +187,12 @@ impl AdminClient {
         Ok(u)
     }
 
-    async fn call(
+    async fn call<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         route: &str,
         body: Option<&ChangeRequest>,
-    ) -> Result<StateView, AdminError> {
+    ) -> Result<T, AdminError> {
         let mut rb = self.http.request(method, self.url(route)?);
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -221,8 +221,9 @@ impl AdminClient {
             .await
             .map_err(|e| AdminError::Transport(with_causes(&e)))?;
         if status.is_success() {
-            return serde_json::from_str(&text)
-                .map_err(|e| AdminError::BadResponse(format!("{status}: not a state view ({e})")));
+            return serde_json::from_str(&text).map_err(|e| {
+                AdminError::BadResponse(format!("{status}: not a {route} view ({e})"))
+            });
         }
         let problem: Option<Problem> = serde_json::from_str(&text).ok();
         let detail = match &problem {
@@ -259,6 +260,12 @@ impl AdminClient {
         self.call(reqwest::Method::GET, "state", None).await
     }
 
+    /// `GET /__greenlight/isolate`: the tables of the edge instance that
+    /// answers (a Worker isolate's memory; Spin's store slots).
+    pub async fn isolate(&self) -> Result<greenlight_common::admin::IsolateView, AdminError> {
+        self.call(reqwest::Method::GET, "isolate", None).await
+    }
+
     /// A change; `expected_epoch: None` reads the current epoch first.
     pub async fn change(
         &self,
@@ -267,7 +274,9 @@ impl AdminClient {
         expected_epoch: Option<u64>,
     ) -> Result<StateView, AdminError> {
         let name = match route {
-            AdminRoute::State => return Err(AdminError::Usage("state is not a change".into())),
+            AdminRoute::State | AdminRoute::Isolate => {
+                return Err(AdminError::Usage(format!("{route:?} is not a change")))
+            }
             AdminRoute::Weight => "weight",
             AdminRoute::Promote => "promote",
             AdminRoute::Rollback => "rollback",

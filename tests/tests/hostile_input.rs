@@ -719,4 +719,62 @@ greenlight_e2e::for_each_runtime!(
     header_bombs,
     admin_refuses_hostile_calls,
     admin_guesses_are_rate_limited,
+    isolate_tables_are_admin_only_and_bounded,
 );
+
+/// `GET /__greenlight/isolate` (what the soak reads): admin only, answered
+/// by the edge instance, every table within its cap, and the failed admin
+/// authentications just made counted in the admin guard's table.
+async fn isolate_tables_are_admin_only_and_bounded(runtime: Runtime) {
+    use greenlight_common::admin::IsolateView;
+    let rig = Rig::start(runtime, trust_caller_header).await;
+    let isolate = "/__greenlight/isolate";
+    for i in 0..3 {
+        let resp = rig
+            .get("/__greenlight/state")
+            .header(CALLER_HEADER, format!("203.0.113.{}", 10 + i))
+            .bearer_auth(format!("guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = rig.get(isolate).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "no credential");
+    let resp = rig.get(isolate).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(resp.status(), 401, "a wrong token");
+    let resp = rig
+        .post(isolate)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let resp = rig
+        .get(isolate)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: IsolateView = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(view.runtime, runtime.name());
+    assert!(view.wasm_memory_bytes >= 65_536, "{view:?}");
+    for (name, t) in &view.tables {
+        assert!(t.entries <= t.cap, "{name}: {t:?}");
+    }
+    let guard = match runtime {
+        Runtime::Cloudflare => "admin_failure_callers",
+        Runtime::Spin => "admin_failure_slots",
+    };
+    // The Worker's table counts callers (five wrong calls above, from four
+    // addresses: the three and the test's own); Spin's store counts slots.
+    assert!(view.tables[guard].entries >= 1, "{view:?}");
+    if runtime == Runtime::Cloudflare {
+        assert_eq!(view.tables_in, "isolate");
+        assert!(view.tables[guard].entries >= 4, "{view:?}");
+        assert!(view.tables.contains_key("pending_forwards"), "{view:?}");
+    } else {
+        assert_eq!(view.tables_in, "store");
+    }
+}

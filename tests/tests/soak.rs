@@ -24,10 +24,12 @@
 //! process (workerd, served directly; `spin`) is sampled for RSS and CPU;
 //! its RSS at the end must stay within 25 % + 32 MiB of its RSS a quarter
 //! into the run, it must be the same process at the end (no restart), and
-//! the edge must still answer normally. Per-isolate tables are not visible
-//! from outside a Worker (they are capped at 10 000 callers each,
-//! `edge/cloudflare/src/lib.rs`); on Spin they live in key-value slots, and
-//! the store's key count and file size are reported.
+//! the edge must still answer normally. The edge's own tables are read
+//! through `GET /__greenlight/isolate` all along (a Worker isolate's
+//! pending forwards and per-caller tables, and its WebAssembly memory; on
+//! Spin the store's slots, where those tables live): each must stay within
+//! its cap, and their start and end are reported with the store's key count
+//! and file size.
 //!
 //! Variants: `short::*` (CI, 25 s per runtime at 100 requests/s) and
 //! `full::*` (ignored: ten minutes per runtime):
@@ -41,10 +43,12 @@
 //!
 //! Each test writes one `soak ... key=value ...` line to stderr, pass or fail.
 
+use greenlight_common::admin::IsolateView;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, AUDIENCE, ISSUER};
 use greenlight_e2e::process::ProcStat;
 use greenlight_e2e::{RunningEdge, Runtime};
 use jsonwebtoken::Algorithm;
+use loadtest::admin_client::AdminClient;
 use loadtest::origin::{Behavior, LatencyDist, Origin, Stall};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -480,6 +484,26 @@ async fn soak(runtime: Runtime, plan: Plan) {
 
     let start = Instant::now();
     let first = sample(&edge, start);
+    // The edge's own tables (`GET /__greenlight/isolate`), polled beside
+    // the load so the schedule never waits on them.
+    let admin = AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into())).unwrap();
+    let isolates: Arc<Mutex<Vec<IsolateView>>> = Arc::default();
+    let poller = tokio::spawn({
+        let (admin, isolates, every, until) = (
+            admin.clone(),
+            isolates.clone(),
+            plan.sample_every,
+            plan.duration,
+        );
+        async move {
+            while start.elapsed() < until {
+                if let Ok(Ok(view)) = tokio::time::timeout(every, admin.isolate()).await {
+                    isolates.lock().unwrap().push(view);
+                }
+                tokio::time::sleep(every).await;
+            }
+        }
+    });
     let results: Arc<Mutex<BTreeMap<(Kind, Outcome), u64>>> = Arc::default();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mix = kinds(runtime);
@@ -517,6 +541,25 @@ async fn soak(runtime: Runtime, plan: Plan) {
     let sent_for = start.elapsed();
     let last = sample(&edge, start);
     samples.push(last.clone());
+
+    poller.abort();
+    let last_isolate = admin.isolate().await;
+    let isolates = isolates.lock().unwrap().clone();
+    let first_isolate = isolates.first().cloned();
+    let tables = |v: Option<&IsolateView>| match v {
+        Some(v) => v
+            .tables
+            .iter()
+            .map(|(k, t)| format!("{k}:{}/{}", t.entries, t.cap))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "none".into(),
+    };
+    let wasm_curve: Vec<String> = isolates
+        .iter()
+        .chain(last_isolate.as_ref().ok())
+        .map(|v| format!("{:.1}", v.wasm_memory_bytes as f64 / 1_048_576.0))
+        .collect();
 
     // Still serving, on the same process.
     let probe = sender.send(Kind::Operator, 0).await;
@@ -609,7 +652,8 @@ async fn soak(runtime: Runtime, plan: Plan) {
          failover={failovers} operator_refused={operator_refused} \
          distinct_anon_addresses={} rss_start_mib={} rss_quarter_mib={} rss_end_mib={} \
          rss_max_mib={} rss_curve_mib={} cpu_ms_per_request={:.3} same_process={} \
-         log_errors={log_errors}{store} by_kind={}",
+         log_errors={log_errors}{store} tables_in={} tables_start={} tables_end={} \
+         wasm_memory_mib={} by_kind={}",
         runtime.name(),
         edge.server.name(),
         plan.variant,
@@ -628,6 +672,13 @@ async fn soak(runtime: Runtime, plan: Plan) {
         curve.join(","),
         cpu.as_secs_f64() * 1e3 / requests.max(1) as f64,
         first.pids == last.pids,
+        last_isolate
+            .as_ref()
+            .map(|v| v.tables_in.as_str())
+            .unwrap_or("unknown"),
+        tables(first_isolate.as_ref()),
+        tables(last_isolate.as_ref().ok()),
+        wasm_curve.join(","),
         per_kind.join(" "),
     ));
 
@@ -656,6 +707,19 @@ async fn soak(runtime: Runtime, plan: Plan) {
             first.pids,
             last.pids
         ));
+    }
+    match &last_isolate {
+        Ok(v) => {
+            for (name, t) in &v.tables {
+                if t.entries > t.cap {
+                    problems.push(format!(
+                        "the edge's {name} table holds {} entries, over its cap of {}",
+                        t.entries, t.cap
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("GET isolate after the soak: {e}")),
     }
     let bound = quarter.rss_kib + quarter.rss_kib / 4 + 32 * 1024;
     if last.rss_kib > bound {

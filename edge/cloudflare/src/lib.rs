@@ -7,6 +7,7 @@
 //! configuration and state, the admin API, and writing the health record.
 //! Why the split: `greenlight_common::shell`.
 
+use greenlight_common::admin::{self, AdminRoute, IsolateView, TableSize};
 use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
@@ -175,6 +176,9 @@ pub fn begin_request(
     };
     match planned {
         EdgePlan::Reply(reply) => shell::reply(&reply),
+        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => shell::reply(
+            &Reply::from_admin(&admin::isolate_outcome(method, &isolate_view())),
+        ),
         EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         EdgePlan::Forward(mut fwd) => {
             if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
@@ -206,6 +210,38 @@ pub fn begin_request(
                 step
             })
         }
+    }
+}
+
+/// This isolate's tables and memory (`GET /__greenlight/isolate`).
+fn isolate_view() -> IsolateView {
+    let size = |entries: usize, cap: usize| TableSize {
+        entries: entries as u64,
+        cap: cap as u64,
+    };
+    let tables = [
+        (
+            "pending_forwards",
+            PENDING.with_borrow(|p| size(p.in_flight.len(), MAX_PENDING)),
+        ),
+        (
+            "rate_limit_callers",
+            LIMITER
+                .with_borrow(|l| size(l.as_ref().map_or(0, Limiter::callers), MAX_LIMITED_CALLERS)),
+        ),
+        (
+            "admin_failure_callers",
+            ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
+        ),
+    ];
+    IsolateView {
+        runtime: "cloudflare".into(),
+        tables_in: "isolate".into(),
+        tables: tables
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        wasm_memory_bytes: admin::wasm_memory_bytes(),
     }
 }
 

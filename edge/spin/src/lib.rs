@@ -14,7 +14,7 @@
 mod pump;
 mod store;
 
-use greenlight_common::admin::MAX_ADMIN_BODY;
+use greenlight_common::admin::{self, AdminRoute, MAX_ADMIN_BODY};
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, Next, Reply, RequestHead, CONFIG_VARIABLES,
@@ -107,6 +107,13 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
     };
     match planned {
         EdgePlan::Reply(reply) => Err(reply),
+        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
+            let store =
+                store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
+            let view = store::isolate_view(&store)
+                .map_err(|e| Reply::store_unavailable(format!("listing the store's keys: {e}")))?;
+            Err(Reply::from_admin(&admin::isolate_outcome(&method, &view)))
+        }
         EdgePlan::Admin(call) => {
             let body = match req.consume() {
                 Ok(body) => pump::read_limited(body, MAX_ADMIN_BODY + 1).await,

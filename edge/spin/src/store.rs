@@ -9,6 +9,7 @@
 //! checked to really compare (a store that swaps unconditionally would lose
 //! updates; the change is refused instead).
 
+use greenlight_common::admin::{self, IsolateView, TableSize};
 use greenlight_common::admin_guard::{self, AdminFailures};
 use greenlight_common::edge::{self, AdminCall, EdgeConfig, EdgePlan, Forward, LoadedState, Reply};
 use greenlight_common::failover::Outcome;
@@ -50,6 +51,73 @@ impl Kv {
         self.bucket.set(key, value).map_err(|e| format!("{e:?}"))
     }
 }
+
+/// The store's bounded tables (`GET /__greenlight/isolate`): each request
+/// runs in a fresh instance, so the per-caller tables are key-value slots;
+/// counted by listing the keys (admin only: not on a request's path).
+pub fn isolate_view(kv: &Kv) -> Result<IsolateView, String> {
+    let mut rate_slots = 0u64;
+    let mut guard_slots = 0u64;
+    let mut keys = 0u64;
+    let mut cursor: Option<String> = None;
+    // Bounded: the store holds a few hundred keys; a cursor that never ends
+    // stops after this many pages.
+    for _ in 0..10_000 {
+        let page = kv
+            .bucket
+            .list_keys(cursor.as_deref())
+            .map_err(|e| format!("{e:?}"))?;
+        for key in &page.keys {
+            keys += 1;
+            if key.starts_with(ratelimit::SLOT_PREFIX) {
+                rate_slots += 1;
+            } else if key.starts_with(admin_guard::SLOT_PREFIX) {
+                guard_slots += 1;
+            }
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let tables = [
+        (
+            "rate_limit_slots",
+            TableSize {
+                entries: rate_slots,
+                cap: ratelimit::STORED_SLOTS,
+            },
+        ),
+        (
+            "admin_failure_slots",
+            TableSize {
+                entries: guard_slots,
+                cap: admin_guard::STORED_SLOTS,
+            },
+        ),
+        (
+            "keys",
+            TableSize {
+                entries: keys,
+                cap: ratelimit::STORED_SLOTS + admin_guard::STORED_SLOTS + FIXED_KEYS,
+            },
+        ),
+    ];
+    Ok(IsolateView {
+        runtime: "spin".into(),
+        tables_in: "store".into(),
+        tables: tables
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        wasm_memory_bytes: admin::wasm_memory_bytes(),
+    })
+}
+
+/// Keys other than the slots: the state, its backup, the health record,
+/// the create claim, the compare-and-swap probe and the JWKS cache (and
+/// room for a few more).
+const FIXED_KEYS: u64 = 16;
 
 /// Parses a stored document (bytes that are not UTF-8 count as unreadable).
 /// Every request runs in a fresh instance, so there is no last good state in
