@@ -8,6 +8,7 @@
 //
 //   node serve-direct.mjs --config wrangler.toml --persist-to DIR \
 //        [--ip 127.0.0.1] [--port 8787] [--https-key-path K --https-cert-path C]
+//        [--inspector-port P]
 //
 // `--persist-to` is `wrangler dev --persist-to`'s directory (the state
 // lives under DIR/v3), so `wrangler kv key put --local --persist-to DIR`
@@ -30,6 +31,7 @@ function parseArgs(argv) {
     "--port": "port",
     "--https-key-path": "httpsKeyPath",
     "--https-cert-path": "httpsCertPath",
+    "--inspector-port": "inspectorPort",
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
@@ -42,6 +44,7 @@ function parseArgs(argv) {
     throw new Error("--config and --persist-to are required");
   }
   out.port = Number(out.port);
+  if (out.inspectorPort !== undefined) out.inspectorPort = Number(out.inspectorPort);
   return out;
 }
 
@@ -73,6 +76,9 @@ const mf = new Miniflare({
   // process (its loopback service): CPU per request the Worker itself
   // does not cost. The Worker's own console output is still shown.
   logRequests: false,
+  // The V8 inspector (Chrome DevTools protocol), only when asked for: the
+  // soak reads the isolate's JS heap through it (`heap-usage.mjs`).
+  inspectorPort: args.inspectorPort,
   workers: [
     {
       ...workerOptions,

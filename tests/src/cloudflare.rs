@@ -126,9 +126,11 @@ pub async fn serve_direct_over(
     tls: Option<&crate::EdgeTls>,
 ) -> anyhow::Result<RunningEdge> {
     let port = free_port();
+    let inspector = free_port();
     let mut cmd = Command::new("node");
     cmd.current_dir(scratch.path())
         .arg(worker_dir().join("serve-direct.mjs"))
+        .args(["--inspector-port", &inspector.to_string()])
         .arg("--config")
         .arg(scratch.path().join("wrangler.toml"))
         .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
@@ -156,6 +158,7 @@ pub async fn serve_direct_over(
     )
     .await?;
     edge.server = Server::Direct;
+    edge.inspector = Some(inspector);
     Ok(edge)
 }
 

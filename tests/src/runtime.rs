@@ -38,6 +38,9 @@ pub struct RunningEdge {
     /// What serves it.
     pub server: Server,
     pub _process: ProcessGroup,
+    /// The V8 inspector's port of a Worker served directly (read with
+    /// `edge/cloudflare/heap-usage.mjs`: the isolate's JS heap).
+    pub inspector: Option<u16>,
 }
 
 /// The program that serves a running edge.
@@ -106,6 +109,15 @@ impl Runtime {
             Runtime::Spin => crate::spin::start(setup).await,
         }
     }
+}
+
+/// JS heap in use, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsHeap {
+    /// The Worker's own isolate.
+    pub worker: u64,
+    /// Every isolate of the process (Miniflare's workers too).
+    pub all: u64,
 }
 
 impl RunningEdge {
@@ -200,6 +212,44 @@ impl RunningEdge {
                 Runtime::Spin => Server::SpinUp,
             },
             _process: process,
+            inspector: None,
+        })
+    }
+
+    /// The JS heap the Worker's isolates still hold after a full garbage
+    /// collection (served directly only: `None` otherwise or when the
+    /// inspector does not answer).
+    pub async fn js_heap_after_gc(&self) -> Option<JsHeap> {
+        let port = self.inspector?;
+        let script = crate::cloudflare::worker_dir().join("heap-usage.mjs");
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            tokio::process::Command::new("node")
+                .arg(script)
+                .args(["--port", &port.to_string(), "--gc"])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let isolates: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        // Miniflare's own workers (its entry, cache, ...) run beside ours,
+        // which is `core:user:<name>`.
+        let used = |all: bool| -> u64 {
+            isolates
+                .iter()
+                .filter(|i| {
+                    all || i["title"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("core:user:"))
+                })
+                .filter_map(|i| i["used"].as_u64())
+                .sum()
+        };
+        Some(JsHeap {
+            worker: used(false),
+            all: used(true),
         })
     }
 }

@@ -487,18 +487,27 @@ async fn soak(runtime: Runtime, plan: Plan) {
     // The edge's own tables (`GET /__greenlight/isolate`), polled beside
     // the load so the schedule never waits on them.
     let admin = AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into())).unwrap();
+    // A Worker served directly also has its isolate's JS heap read, after
+    // a full collection (what the isolate still holds).
+    let edge = Arc::new(edge);
     let isolates: Arc<Mutex<Vec<IsolateView>>> = Arc::default();
+    let js_heaps: Arc<Mutex<Vec<greenlight_e2e::runtime::JsHeap>>> = Arc::default();
     let poller = tokio::spawn({
-        let (admin, isolates, every, until) = (
+        let (admin, isolates, js_heaps, every, until, edge) = (
             admin.clone(),
             isolates.clone(),
+            js_heaps.clone(),
             plan.sample_every,
             plan.duration,
+            edge.clone(),
         );
         async move {
             while start.elapsed() < until {
                 if let Ok(Ok(view)) = tokio::time::timeout(every, admin.isolate()).await {
                     isolates.lock().unwrap().push(view);
+                }
+                if let Some(heap) = edge.js_heap_after_gc().await {
+                    js_heaps.lock().unwrap().push(heap);
                 }
                 tokio::time::sleep(every).await;
             }
@@ -543,7 +552,19 @@ async fn soak(runtime: Runtime, plan: Plan) {
     samples.push(last.clone());
 
     poller.abort();
+    let _ = poller.await;
     let last_isolate = admin.isolate().await;
+    if let Some(heap) = edge.js_heap_after_gc().await {
+        js_heaps.lock().unwrap().push(heap);
+    }
+    let js_heaps = js_heaps.lock().unwrap().clone();
+    let js_heap_curve: Vec<String> = js_heaps
+        .iter()
+        .map(|h| {
+            let mib = |b: u64| b as f64 / 1_048_576.0;
+            format!("{:.1}/{:.1}", mib(h.worker), mib(h.all))
+        })
+        .collect();
     let isolates = isolates.lock().unwrap().clone();
     let first_isolate = isolates.first().cloned();
     let tables = |v: Option<&IsolateView>| match v {
@@ -653,7 +674,7 @@ async fn soak(runtime: Runtime, plan: Plan) {
          distinct_anon_addresses={} rss_start_mib={} rss_quarter_mib={} rss_end_mib={} \
          rss_max_mib={} rss_curve_mib={} cpu_ms_per_request={:.3} same_process={} \
          log_errors={log_errors}{store} tables_in={} tables_start={} tables_end={} \
-         wasm_memory_mib={} by_kind={}",
+         wasm_memory_mib={} js_heap_after_gc_mib={} by_kind={}",
         runtime.name(),
         edge.server.name(),
         plan.variant,
@@ -679,6 +700,11 @@ async fn soak(runtime: Runtime, plan: Plan) {
         tables(first_isolate.as_ref()),
         tables(last_isolate.as_ref().ok()),
         wasm_curve.join(","),
+        if js_heap_curve.is_empty() {
+            "none".to_string()
+        } else {
+            js_heap_curve.join(",")
+        },
         per_kind.join(" "),
     ));
 
@@ -721,6 +747,21 @@ async fn soak(runtime: Runtime, plan: Plan) {
         }
         Err(e) => problems.push(format!("GET isolate after the soak: {e}")),
     }
+    // What the Worker's isolate itself holds: its linear memory (grows,
+    // never shrinks) and its live JS heap (after a collection; noisy, as
+    // requests are in flight: the median of a few samples).
+    let wasm: Vec<u64> = isolates
+        .iter()
+        .chain(last_isolate.as_ref().ok())
+        .map(|v| v.wasm_memory_bytes)
+        .collect();
+    if let Some(problem) = grew_past_quarter("WebAssembly memory", &wasm, 4 << 20) {
+        problems.push(problem);
+    }
+    let live: Vec<u64> = js_heaps.iter().map(|h| h.worker).collect();
+    if let Some(problem) = grew_past_quarter("live JS heap", &live, 8 << 20) {
+        problems.push(problem);
+    }
     let bound = quarter.rss_kib + quarter.rss_kib / 4 + 32 * 1024;
     if last.rss_kib > bound {
         problems.push(format!(
@@ -744,6 +785,34 @@ async fn soak(runtime: Runtime, plan: Plan) {
         problems.join("\n- "),
         edge._process.log_tail()
     );
+}
+
+/// A problem when the median of the last few `samples` (bytes, in time
+/// order) is beyond the median of those a quarter in by more than 25 % +
+/// `slack` bytes; `None` with too few samples to tell.
+fn grew_past_quarter(what: &str, samples: &[u64], slack: u64) -> Option<String> {
+    const WINDOW: usize = 4;
+    if samples.len() < 4 * WINDOW {
+        return None;
+    }
+    let median = |w: &[u64]| {
+        let mut w = w.to_vec();
+        w.sort_unstable();
+        w[w.len() / 2]
+    };
+    let q = samples.len() / 4;
+    let at_quarter = median(&samples[q..q + WINDOW]);
+    let at_end = median(&samples[samples.len() - WINDOW..]);
+    let bound = at_quarter + at_quarter / 4 + slack;
+    (at_end > bound).then(|| {
+        let mib = |b: u64| format!("{:.1}", b as f64 / 1_048_576.0);
+        format!(
+            "the Worker's {what} grew from {} MiB (a quarter in) to {} MiB (bound {} MiB)",
+            mib(at_quarter),
+            mib(at_end),
+            mib(bound)
+        )
+    })
 }
 
 mod short {
