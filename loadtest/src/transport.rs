@@ -257,6 +257,8 @@ pub struct Pool {
     h2_changed: tokio::sync::Notify,
     /// Learnt from the first connection (ALPN).
     protocol: OnceLock<Protocol>,
+    /// `host` as HTTP/2's `:authority`, parsed once (not per request).
+    h2_authority: OnceLock<Option<hyper::http::uri::Authority>>,
     connect_timeout: Duration,
     insecure: bool,
     pub stats: ConnectionStats,
@@ -344,6 +346,7 @@ impl Pool {
             h2_turn: AtomicUsize::new(0),
             h2_changed: tokio::sync::Notify::new(),
             protocol: OnceLock::new(),
+            h2_authority: OnceLock::new(),
             connect_timeout,
             insecure: opts.tls.insecure,
             stats: ConnectionStats::default(),
@@ -610,7 +613,10 @@ impl Pool {
             // absolute target.
             let mut parts = uri.clone().into_parts();
             parts.scheme = Some(self.scheme.clone());
-            parts.authority = self.host.to_str().ok().and_then(|h| h.parse().ok());
+            parts.authority = self
+                .h2_authority
+                .get_or_init(|| self.host.to_str().ok().and_then(|h| h.parse().ok()))
+                .clone();
             if parts.path_and_query.is_none() {
                 parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
             }

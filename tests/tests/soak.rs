@@ -11,8 +11,7 @@
 //!   guard), admin failures from fresh addresses, and the operator calling
 //!   with the right token from its own address, never locked out;
 //! - clients that disconnect mid-request: after the head of a slow body,
-//!   right after sending the request head, and in the middle of an upload
-//!   (not on Spin by default: see [`kinds`]);
+//!   right after sending the request head, and in the middle of an upload;
 //! - a green origin that stalls (2 s every 6 s, longer than the edge's
 //!   origin timeout) during a 50 % canary, so requests fail over to blue
 //!   (and a `POST` there, which is never retried, gets the `502` problem).
@@ -157,22 +156,12 @@ const MIX: &[(Kind, usize)] = &[
 /// `GREENLIGHT_SOAK_WITHOUT` (comma-separated, e.g. `CutUpload`: to find
 /// which kind of traffic an edge does not survive).
 ///
-/// Spin's mix leaves out cut uploads unless `GREENLIGHT_SOAK_SPIN_CUT_UPLOADS`
-/// is set: with 4 uploads a second to `/api/soak` cut by their clients
-/// after 4 of 64 KiB, `spin up` 4.0.2 piled up instances and connections
-/// (CLOSE-WAIT sockets, 520 threads, RSS over 1 GiB within a minute) and
-/// then left other requests unanswered for 10 s. The component now gives
-/// up on a client whose upload broke or went silent
-/// (`edge/spin/src/pump.rs`), which drained the stuck connections, but the
-/// host still degraded, while cut uploads to an admin route (read by the
-/// edge, no origin) kept RSS flat. Not solved: README, "Soak".
-fn kinds(runtime: Runtime) -> Vec<Kind> {
-    let mut without = std::env::var("GREENLIGHT_SOAK_WITHOUT").unwrap_or_default();
-    // Spin 4.0.2 does not survive clients that cut a streamed upload: see
-    // SPIN_CUT_UPLOADS. Left out unless asked for.
-    if runtime == Runtime::Spin && std::env::var_os("GREENLIGHT_SOAK_SPIN_CUT_UPLOADS").is_none() {
-        without.push_str(",CutUpload");
-    }
+/// Spin's mix left out cut uploads until `edge/spin/src/pump.rs` gave up on
+/// a client whose upload broke (before, `spin up` 4.0.2 piled up instances
+/// waiting on gone clients and stopped answering within a minute); with
+/// the fix it held them for ten minutes (README, "Soak").
+fn kinds() -> Vec<Kind> {
+    let without = std::env::var("GREENLIGHT_SOAK_WITHOUT").unwrap_or_default();
     let left_out: Vec<&str> = without.split(',').map(str::trim).collect();
     let mut slots: Vec<Vec<Kind>> = MIX
         .iter()
@@ -515,7 +504,7 @@ async fn soak(runtime: Runtime, plan: Plan) {
     });
     let results: Arc<Mutex<BTreeMap<(Kind, Outcome), u64>>> = Arc::default();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    let mix = kinds(runtime);
+    let mix = kinds();
     let total = (plan.rate * plan.duration.as_secs_f64()).ceil() as u64;
     let mut samples = vec![first.clone()];
     let mut next_sample = plan.sample_every;
