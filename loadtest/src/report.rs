@@ -48,6 +48,7 @@
 //!   "connections": {                        // absent in reports of older versions
 //!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
 //!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
+//!     "last_request_error",                 // only when a request failed on an open connection
 //!     "handshake_ms": { ...latency keys... },   // TCP + TLS (+ h2 preface), apart
 //!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } },  // per color
 //!   "locations": {                          // only when answers named a location
@@ -372,6 +373,9 @@ fn connection_lines(c: &ConnectionSummary) -> String {
     }
     if let Some(e) = &c.last_error {
         let _ = writeln!(out, "last connection error: {e}");
+    }
+    if let Some(e) = &c.last_request_error {
+        let _ = writeln!(out, "last request error: {e}");
     }
     if !c.protocols.is_empty() {
         let served: Vec<String> = c

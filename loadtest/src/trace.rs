@@ -115,6 +115,8 @@ pub struct TraceRun {
     /// Requests whose answer was still missing when the run gave up
     /// waiting; they have no record.
     pub abandoned: u64,
+    /// Why the last failed request failed (hyper's error and its causes).
+    pub last_request_error: Option<String>,
 }
 
 impl TraceRun {
@@ -250,6 +252,7 @@ pub async fn run(
         abandoned: seq - records.len() as u64,
         records,
         cut_short,
+        last_request_error: pool.summary().last_request_error,
     })
 }
 

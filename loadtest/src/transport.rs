@@ -128,6 +128,9 @@ pub struct ConnectionStats {
     resumed: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Why the last request failed on an open connection (hyper's error
+    /// with its causes), beside the connection failures above.
+    last_request_error: Mutex<Option<String>>,
     served: [[AtomicU64; 2]; 3],
 }
 
@@ -141,6 +144,7 @@ impl Default for ConnectionStats {
             resumed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            last_request_error: Mutex::new(None),
             served: Default::default(),
         }
     }
@@ -161,6 +165,19 @@ impl ConnectionStats {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(reason.to_string());
+        }
+    }
+
+    fn request_failed(&self, e: &dyn std::error::Error) {
+        let mut reason = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        if let Ok(mut last) = self.last_request_error.lock() {
+            *last = Some(reason);
         }
     }
 
@@ -196,6 +213,7 @@ impl ConnectionStats {
             resumed: self.resumed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            last_request_error: self.last_request_error.lock().ok().and_then(|e| e.clone()),
             handshake_ms: handshake,
             protocols,
         }
@@ -214,6 +232,10 @@ pub struct ConnectionSummary {
     pub resumed: u64,
     pub failed: u64,
     pub last_error: Option<String>,
+    /// Why the last request failed on an open connection (absent in older
+    /// reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_error: Option<String>,
     /// TCP connect + TLS handshake (+ HTTP/2 preface), apart from requests.
     pub handshake_ms: LatencySummary,
     /// Answers per color and protocol, e.g. `{"blue": {"HTTP/2": 1200}}`.
@@ -687,12 +709,16 @@ impl Pool {
 
     async fn exchange_h2(&self, req: Request<Full<Bytes>>, keep: usize) -> Result<Answer, Failure> {
         let (mut sender, permit) = self.h2_stream().await?;
-        if sender.ready().await.is_err() {
+        if let Err(e) = sender.ready().await {
+            self.stats.request_failed(&e);
             return Err(Failure::Other);
         }
         let answer = match sender.send_request(req).await {
-            Ok(resp) => read_answer(resp, keep).await,
-            Err(_) => Err(Failure::Other),
+            Ok(resp) => read_answer(resp, keep, &self.stats).await,
+            Err(e) => {
+                self.stats.request_failed(&e);
+                Err(Failure::Other)
+            }
         };
         drop(permit);
         answer
@@ -745,21 +771,25 @@ impl Pool {
                     }
                 }
             };
-            if sender.ready().await.is_err() {
+            if let Err(e) = sender.ready().await {
                 if fresh {
+                    self.stats.request_failed(&e);
                     return (Err(Failure::Other), None);
                 }
                 continue;
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    let answer = read_answer(resp, keep).await;
+                    let answer = read_answer(resp, keep, &self.stats).await;
                     let reuse = answer.is_ok();
                     return (answer, Some(sender).filter(|s| reuse && !s.is_closed()));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if !fresh => req = unsent,
-                    _ => return (Err(Failure::Other), None),
+                    _ => {
+                        self.stats.request_failed(e.error());
+                        return (Err(Failure::Other), None);
+                    }
                 },
             }
         }
@@ -776,7 +806,11 @@ fn body_bytes(body: Full<Bytes>) -> Bytes {
 }
 
 /// Reads the body frame by frame, keeping the first `keep` bytes.
-async fn read_answer(resp: Response<Incoming>, keep: usize) -> Result<Answer, Failure> {
+async fn read_answer(
+    resp: Response<Incoming>,
+    keep: usize,
+    stats: &ConnectionStats,
+) -> Result<Answer, Failure> {
     let protocol = if resp.version() == Version::HTTP_2 {
         Protocol::Http2
     } else {
@@ -795,7 +829,10 @@ async fn read_answer(resp: Response<Incoming>, keep: usize) -> Result<Answer, Fa
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
-            Err(_) => return Err(Failure::Other),
+            Err(e) => {
+                stats.request_failed(&e);
+                return Err(Failure::Other);
+            }
             Ok(frame) => {
                 if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
                     let now = Instant::now();

@@ -490,8 +490,12 @@ async fn run_flips(runtime: Runtime, plan: Plan) -> FlipsRun {
     let mut problems = Vec::new();
     if !judgement.clean() {
         problems.push(format!(
-            "rules broken; first examples of each kind:\n  {}",
-            judgement.examples.join("\n  ")
+            "rules broken; first examples of each kind:\n  {}{}",
+            judgement.examples.join("\n  "),
+            run.last_request_error
+                .as_ref()
+                .map(|e| format!("\n  the last failed request's error: {e}"))
+                .unwrap_or_default()
         ));
     }
     if let Some(why) = stopped {
