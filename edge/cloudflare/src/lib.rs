@@ -7,7 +7,7 @@
 //! configuration and state, the admin API, and writing the health record.
 //! Why the split: `greenlight_common::shell`.
 
-use greenlight_common::admin::{self, AdminRoute, IsolateView, TableSize};
+use greenlight_common::admin::{self, AdminRoute, IsolateReport, TableSize};
 use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
@@ -176,9 +176,9 @@ pub fn begin_request(
     };
     match planned {
         EdgePlan::Reply(reply) => shell::reply(&reply),
-        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => shell::reply(
-            &Reply::from_admin(&admin::isolate_outcome(method, &isolate_view())),
-        ),
+        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
+            shell::reply(&isolate_answer(method))
+        }
         EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         EdgePlan::Forward(mut fwd) => {
             if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
@@ -214,12 +214,16 @@ pub fn begin_request(
 }
 
 /// This isolate's tables and memory (`GET /__greenlight/isolate`).
-fn isolate_view() -> IsolateView {
+fn isolate_answer(method: &str) -> Reply {
     let size = |entries: usize, cap: usize| TableSize {
         entries: entries as u64,
         cap: cap as u64,
     };
     let tables = [
+        (
+            "admin_failure_callers",
+            ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
+        ),
         (
             "pending_forwards",
             PENDING.with_borrow(|p| size(p.in_flight.len(), MAX_PENDING)),
@@ -229,20 +233,14 @@ fn isolate_view() -> IsolateView {
             LIMITER
                 .with_borrow(|l| size(l.as_ref().map_or(0, Limiter::callers), MAX_LIMITED_CALLERS)),
         ),
-        (
-            "admin_failure_callers",
-            ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
-        ),
     ];
-    IsolateView {
-        runtime: "cloudflare".into(),
-        tables_in: "isolate".into(),
-        tables: tables
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+    let report = IsolateReport {
+        runtime: "cloudflare",
+        tables_in: "isolate",
+        tables: &tables,
         wasm_memory_bytes: admin::wasm_memory_bytes(),
-    }
+    };
+    Reply::from_admin(&admin::isolate_outcome(method, &report))
 }
 
 /// Takes attempt `id`'s result (see `greenlight_common::shell`) and

@@ -110,9 +110,15 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
             let store =
                 store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            let view = store::isolate_view(&store)
+            let tables = store::isolate_tables(&store)
                 .map_err(|e| Reply::store_unavailable(format!("listing the store's keys: {e}")))?;
-            Err(Reply::from_admin(&admin::isolate_outcome(&method, &view)))
+            let report = admin::IsolateReport {
+                runtime: "spin",
+                tables_in: "store",
+                tables: &tables,
+                wasm_memory_bytes: admin::wasm_memory_bytes(),
+            };
+            Err(Reply::from_admin(&admin::isolate_outcome(&method, &report)))
         }
         EdgePlan::Admin(call) => {
             let body = match req.consume() {

@@ -9,7 +9,7 @@
 //! checked to really compare (a store that swaps unconditionally would lose
 //! updates; the change is refused instead).
 
-use greenlight_common::admin::{self, IsolateView, TableSize};
+use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::{self, AdminFailures};
 use greenlight_common::edge::{self, AdminCall, EdgeConfig, EdgePlan, Forward, LoadedState, Reply};
 use greenlight_common::failover::Outcome;
@@ -55,7 +55,7 @@ impl Kv {
 /// The store's bounded tables (`GET /__greenlight/isolate`): each request
 /// runs in a fresh instance, so the per-caller tables are key-value slots;
 /// counted by listing the keys (admin only: not on a request's path).
-pub fn isolate_view(kv: &Kv) -> Result<IsolateView, String> {
+pub fn isolate_tables(kv: &Kv) -> Result<[(&'static str, TableSize); 3], String> {
     let mut rate_slots = 0u64;
     let mut guard_slots = 0u64;
     let mut keys = 0u64;
@@ -80,14 +80,8 @@ pub fn isolate_view(kv: &Kv) -> Result<IsolateView, String> {
             None => break,
         }
     }
-    let tables = [
-        (
-            "rate_limit_slots",
-            TableSize {
-                entries: rate_slots,
-                cap: ratelimit::STORED_SLOTS,
-            },
-        ),
+    // In key order (readers get a map).
+    Ok([
         (
             "admin_failure_slots",
             TableSize {
@@ -102,16 +96,14 @@ pub fn isolate_view(kv: &Kv) -> Result<IsolateView, String> {
                 cap: ratelimit::STORED_SLOTS + admin_guard::STORED_SLOTS + FIXED_KEYS,
             },
         ),
-    ];
-    Ok(IsolateView {
-        runtime: "spin".into(),
-        tables_in: "store".into(),
-        tables: tables
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        wasm_memory_bytes: admin::wasm_memory_bytes(),
-    })
+        (
+            "rate_limit_slots",
+            TableSize {
+                entries: rate_slots,
+                cap: ratelimit::STORED_SLOTS,
+            },
+        ),
+    ])
 }
 
 /// Keys other than the slots: the state, its backup, the health record,
