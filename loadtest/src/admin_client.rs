@@ -3,6 +3,7 @@
 //! one, the client reads it from a fresh `GET /__greenlight/state` first.
 
 use crate::tls::{self, TlsOptions};
+use crate::transport::with_causes;
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
 use greenlight_common::state::Population;
@@ -395,22 +396,6 @@ fn transport_error(host: &str, e: &reqwest::Error) -> String {
         Some(t) => format!("TLS with {host}: {}", tls::describe_rustls_error(t)),
         None => with_causes(e),
     }
-}
-
-/// An error and its causes (`error sending request for url (...): operation
-/// timed out`): reqwest's own message does not say what went wrong.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// The gist of a non-problem error body: an OAuth-style `error` /

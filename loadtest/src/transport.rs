@@ -169,15 +169,8 @@ impl ConnectionStats {
     }
 
     fn request_failed(&self, e: &dyn std::error::Error) {
-        let mut reason = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            source = s.source();
-        }
         if let Ok(mut last) = self.last_request_error.lock() {
-            *last = Some(reason);
+            *last = Some(with_causes(e));
         }
     }
 
@@ -280,7 +273,7 @@ pub struct Pool {
     /// Learnt from the first connection (ALPN).
     protocol: OnceLock<Protocol>,
     /// `host` as HTTP/2's `:authority`, parsed once (not per request).
-    h2_authority: OnceLock<Option<hyper::http::uri::Authority>>,
+    h2_authority: Option<hyper::http::uri::Authority>,
     connect_timeout: Duration,
     insecure: bool,
     pub stats: ConnectionStats,
@@ -290,6 +283,7 @@ impl Pool {
     /// Plain HTTP/1.1 to `authority` (`host:port`).
     pub fn new(authority: &str, connect_timeout: Duration) -> Result<Pool, String> {
         Pool::build(
+            authority,
             authority,
             hyper::http::uri::Scheme::HTTP,
             None,
@@ -316,44 +310,46 @@ impl Pool {
         match url.scheme() {
             "http" => Pool::build(
                 &authority,
+                &pool_authority,
                 hyper::http::uri::Scheme::HTTP,
                 None,
                 connect_timeout,
                 opts,
-            )
-            .map(|mut p| {
-                p.host = HeaderValue::from_str(&pool_authority).unwrap_or(p.host);
-                p
-            }),
+            ),
             "https" => {
                 let config = tls::client_config(&opts.tls, tls::ALPN_H2_AND_H1)?;
                 let name = tls::server_name(host)?;
-                let mut p = Pool::build(
+                Pool::build(
                     &authority,
+                    &pool_authority,
                     hyper::http::uri::Scheme::HTTPS,
                     Some((TlsConnector::from(config), name)),
                     connect_timeout,
                     opts,
-                )?;
-                p.host = HeaderValue::from_str(&pool_authority).unwrap_or(p.host);
-                Ok(p)
+                )
             }
             other => Err(format!("URL {url}: scheme {other} is not http or https")),
         }
     }
 
+    /// Connections to `authority` (`host:port`), naming the server `host`
+    /// in requests (`Host`, HTTP/2's `:authority`; the port only when the
+    /// URL gave one, else `authority`).
     fn build(
         authority: &str,
+        host: &str,
         scheme: hyper::http::uri::Scheme,
         tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
         connect_timeout: Duration,
         opts: &HttpOptions,
     ) -> Result<Pool, String> {
-        let host =
-            HeaderValue::from_str(authority).map_err(|_| format!("bad host {authority:?}"))?;
+        let host = HeaderValue::from_str(host)
+            .or_else(|_| HeaderValue::from_str(authority))
+            .map_err(|_| format!("bad host {authority:?}"))?;
         if opts.connections == 0 || opts.streams_per_connection == 0 {
             return Err("connections and streams per connection must be at least 1".into());
         }
+        let h2_authority = host.to_str().ok().and_then(|h| h.parse().ok());
         Ok(Pool {
             authority: authority.to_string(),
             host,
@@ -368,7 +364,7 @@ impl Pool {
             h2_turn: AtomicUsize::new(0),
             h2_changed: tokio::sync::Notify::new(),
             protocol: OnceLock::new(),
-            h2_authority: OnceLock::new(),
+            h2_authority,
             connect_timeout,
             insecure: opts.tls.insecure,
             stats: ConnectionStats::default(),
@@ -635,10 +631,7 @@ impl Pool {
             // absolute target.
             let mut parts = uri.clone().into_parts();
             parts.scheme = Some(self.scheme.clone());
-            parts.authority = self
-                .h2_authority
-                .get_or_init(|| self.host.to_str().ok().and_then(|h| h.parse().ok()))
-                .clone();
+            parts.authority = self.h2_authority.clone();
             if parts.path_and_query.is_none() {
                 parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
             }
@@ -794,6 +787,23 @@ impl Pool {
             }
         }
     }
+}
+
+/// An error and its causes (`error sending request for url (...): operation
+/// timed out`, `connection error: Connection reset by peer`): the top
+/// message of reqwest's and hyper's errors does not say what went wrong.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// The bytes of a request body built by [`Pool::request`] (always `Full`).
