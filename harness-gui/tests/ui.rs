@@ -340,20 +340,30 @@ fn automated_rollout_rolls_back_a_slow_green() {
     );
 }
 
-#[test]
-fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
-    let edge = FakeEdge::start(3, 3);
-    let dir = tempfile::tempdir().unwrap();
+/// A dashboard on `edge` whose automated rollout (50 %, then 100 %) has
+/// reached its first step.
+fn rollout_at_its_first_step(
+    edge: &FakeEdge,
+    dir: &tempfile::TempDir,
+) -> Harness<'static, Dashboard> {
     let mut h = harness(dashboard(
         &edge.url,
         Some(TOKEN),
         &dir.path().join("a.jsonl"),
         Duration::from_millis(300),
     ));
-    start_rollout(&mut h, &edge, "50, 100", OnInconclusive::Advance, 2.0);
+    start_rollout(&mut h, edge, "50, 100", OnInconclusive::Advance, 2.0);
     wait_for(&mut h, "the first step", Duration::from_secs(10), |h| {
         shows(h, "step 1/2 at 50%")
     });
+    h
+}
+
+#[test]
+fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
+    let edge = FakeEdge::start(3, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = rollout_at_its_first_step(&edge, &dir);
     assert!(
         disabled(&h, "Promote"),
         "manual promote waits while the automation runs"
@@ -383,16 +393,7 @@ fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
 fn automated_rollout_can_be_aborted_mid_step() {
     let edge = FakeEdge::start(3, 3);
     let dir = tempfile::tempdir().unwrap();
-    let mut h = harness(dashboard(
-        &edge.url,
-        Some(TOKEN),
-        &dir.path().join("a.jsonl"),
-        Duration::from_millis(300),
-    ));
-    start_rollout(&mut h, &edge, "50, 100", OnInconclusive::Advance, 2.0);
-    wait_for(&mut h, "the first step", Duration::from_secs(10), |h| {
-        shows(h, "step 1/2 at 50%")
-    });
+    let mut h = rollout_at_its_first_step(&edge, &dir);
     // The command reaches the driver while it sleeps between looks.
     h.get_by_label("Abort rollout").click();
     wait_for(&mut h, "the abort", Duration::from_secs(10), |h| {

@@ -127,20 +127,14 @@ pub async fn serve_direct_over(
 ) -> anyhow::Result<RunningEdge> {
     let port = free_port();
     let inspector = free_port();
-    let mut cmd = Command::new("node");
-    cmd.current_dir(scratch.path())
-        .arg(worker_dir().join("serve-direct.mjs"))
+    let mut cmd = quiet_command(Path::new("node"), scratch.path());
+    cmd.arg(worker_dir().join("serve-direct.mjs"))
         .args(["--inspector-port", &inspector.to_string()])
         .arg("--config")
         .arg(scratch.path().join("wrangler.toml"))
         .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
         .arg("--persist-to")
-        .arg(scratch.path().join("state"))
-        .env("CI", "true")
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-        .env("NO_COLOR", "1")
-        .env("XDG_CONFIG_HOME", scratch.path().join("xdg"));
+        .arg(scratch.path().join("state"));
     if let Some(tls) = tls {
         cmd.arg("--https-key-path")
             .arg(&tls.files.key)
@@ -225,7 +219,13 @@ pub fn object_keys(scratch: &Path) -> anyhow::Result<Vec<String>> {
 /// `wrangler` run in `scratch` (the directory `start_worker` made), offline
 /// and quiet, with its own wrangler home.
 fn wrangler_command(scratch: &Path) -> Command {
-    let mut cmd = Command::new(worker_dir().join("node_modules/.bin/wrangler"));
+    quiet_command(&worker_dir().join("node_modules/.bin/wrangler"), scratch)
+}
+
+/// `program` (wrangler, or node running wrangler's libraries) in
+/// `scratch`: offline and quiet, with its own wrangler home.
+fn quiet_command(program: &Path, scratch: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(scratch)
         .env("CI", "true")
         .env("WRANGLER_SEND_METRICS", "false")
