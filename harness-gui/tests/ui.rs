@@ -108,7 +108,7 @@ fn promote_then_rollback_through_the_buttons() {
     );
     assert!(!disabled(&h, "Promote"));
 
-    h.get_by_label("Promote").click();
+    h.get_by_label("Promote").click_accesskit();
     h.run();
     assert!(shows(
         &h,
@@ -118,7 +118,7 @@ fn promote_then_rollback_through_the_buttons() {
         edge.calls().is_empty(),
         "nothing is sent before the confirmation"
     );
-    h.get_by_label("Confirm").click();
+    h.get_by_label("Confirm").click_accesskit();
     wait_for(&mut h, "the promotion", Duration::from_secs(10), |h| {
         shows(h, "epoch 1")
     });
@@ -138,13 +138,13 @@ fn promote_then_rollback_through_the_buttons() {
         |h| disabled(h, "Promote") && !disabled(h, "Rollback"),
     );
 
-    h.get_by_label("Rollback").click();
+    h.get_by_label("Rollback").click_accesskit();
     h.run();
     assert!(shows(
         &h,
         "Roll back the promotion: blue becomes the active color again"
     ));
-    h.get_by_label("Confirm").click();
+    h.get_by_label("Confirm").click_accesskit();
     wait_for(&mut h, "the rollback", Duration::from_secs(10), |h| {
         shows(h, "epoch 2")
     });
@@ -205,9 +205,9 @@ fn a_409_refreshes_and_says_so() {
         shows(h, "epoch 0")
     });
     edge.change_elsewhere(RolloutOp::SetWeight { weight_bp: 1000 });
-    h.get_by_label("Promote").click();
+    h.get_by_label("Promote").click_accesskit();
     h.run();
-    h.get_by_label("Confirm").click();
+    h.get_by_label("Confirm").click_accesskit();
     wait_for(
         &mut h,
         "the conflict message",
@@ -287,13 +287,13 @@ fn start_rollout(
     wait_for(h, "the first state", Duration::from_secs(10), |h| {
         shows(h, "epoch 0")
     });
-    h.get_by_label("Start load").click();
+    h.get_by_label("Start load").click_accesskit();
     wait_for(h, "load", Duration::from_secs(10), |h| {
         shows(h, "running: http")
     });
     // A second of baseline traffic, then the rollout.
     std::thread::sleep(Duration::from_secs(1));
-    h.get_by_label("Start rollout").click();
+    h.get_by_label("Start rollout").click_accesskit();
     h.run();
 }
 
@@ -328,7 +328,7 @@ fn automated_rollout_rolls_back_a_slow_green() {
         (s.active, s.candidate_weight_bp),
         (greenlight_common::Color::Blue, 0)
     );
-    h.get_by_label("Stop load").click();
+    h.get_by_label("Stop load").click_accesskit();
     h.run();
     let (entries, _) = AuditFile::read(&audit).unwrap();
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
@@ -368,14 +368,14 @@ fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
         disabled(&h, "Promote"),
         "manual promote waits while the automation runs"
     );
-    h.get_by_label("Pause").click();
+    h.get_by_label("Pause").click_accesskit();
     wait_for(&mut h, "the pause", Duration::from_secs(10), |h| {
         shows(h, "Rollout: paused")
     });
     std::thread::sleep(Duration::from_secs(3));
     h.step();
     assert_eq!(edge.calls().len(), 1, "no step while paused");
-    h.get_by_label("Resume").click();
+    h.get_by_label("Resume").click_accesskit();
     wait_for(&mut h, "the promotion", Duration::from_secs(40), |h| {
         shows(h, "Rollout: promoted")
     });
@@ -385,7 +385,7 @@ fn automated_rollout_promotes_a_healthy_green_and_can_be_paused() {
         edge.state.lock().unwrap().active,
         greenlight_common::Color::Green
     );
-    h.get_by_label("Stop load").click();
+    h.get_by_label("Stop load").click_accesskit();
     h.run();
 }
 
@@ -395,12 +395,12 @@ fn automated_rollout_can_be_aborted_mid_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = rollout_at_its_first_step(&edge, &dir);
     // The command reaches the driver while it sleeps between looks.
-    h.get_by_label("Abort rollout").click();
+    h.get_by_label("Abort rollout").click_accesskit();
     wait_for(&mut h, "the abort", Duration::from_secs(10), |h| {
         shows(h, "Rollout: aborted by the operator")
     });
     let routes: Vec<String> = edge.calls().iter().map(|c| c.route.clone()).collect();
     assert_eq!(routes, ["weight", "abort"]);
-    h.get_by_label("Stop load").click();
+    h.get_by_label("Stop load").click_accesskit();
     h.run();
 }

@@ -134,11 +134,11 @@ fn rollout(
     wait_for(&mut h, "the first state", Duration::from_secs(20), |h| {
         shows(h, "epoch 0")
     });
-    h.get_by_label("Start load").click();
+    h.get_by_label("Start load").click_accesskit();
     wait_for(&mut h, "the load", Duration::from_secs(20), |h| {
         shows(h, "comparison traffic")
     });
-    h.get_by_label("Start rollout").click();
+    h.get_by_label("Start rollout").click_accesskit();
     wait_for(&mut h, until, Duration::from_secs(150), |h| {
         shows(h, &format!("Rollout: {until}"))
     });
@@ -165,7 +165,7 @@ fn rollout(
         |h| acknowledged(h).changes.len() >= changes,
     );
     let locations = acknowledged(&h);
-    h.get_by_label("Stop load").click();
+    h.get_by_label("Stop load").click_accesskit();
     h.run();
     let view = rt.block_on(async {
         AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into()))
