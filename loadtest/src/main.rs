@@ -104,6 +104,8 @@ struct LoadArgs {
     #[arg(long)]
     http2: bool,
     /// HTTP/2: connections to open (requests are multiplexed on them).
+    /// HTTP/1.1 keeps one connection per request in flight, so there the
+    /// cap is --max-in-flight (open loop) or --concurrency (--max).
     #[arg(long, default_value_t = 4)]
     connections: usize,
     /// Read each answer's location (point of presence) from this header:

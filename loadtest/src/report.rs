@@ -49,6 +49,7 @@
 //!     "tls": true, "insecure": false,       // insecure: certificates NOT verified
 //!     "opened_http1", "opened_http2", "resumed", "failed", "last_error",
 //!     "last_request_error",                 // only when a request failed on an open connection
+//!     "resent",                             // idempotent requests sent again: the server closed their kept connection
 //!     "handshake_ms": { ...latency keys... },   // TCP + TLS (+ h2 preface), apart
 //!     "protocols": { "blue": { "HTTP/2": 1200 }, ... } },  // per color
 //!   "locations": {                          // only when answers named a location
@@ -376,6 +377,13 @@ fn connection_lines(c: &ConnectionSummary) -> String {
     }
     if let Some(e) = &c.last_request_error {
         let _ = writeln!(out, "last request error: {e}");
+    }
+    if c.resent > 0 {
+        let _ = writeln!(
+            out,
+            "{} idempotent requests sent again on a fresh connection: the server closed the kept one as they were written",
+            c.resent
+        );
     }
     if !c.protocols.is_empty() {
         let served: Vec<String> = c

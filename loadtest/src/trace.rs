@@ -117,6 +117,9 @@ pub struct TraceRun {
     pub abandoned: u64,
     /// Why the last failed request failed (hyper's error and its causes).
     pub last_request_error: Option<String>,
+    /// Idempotent requests sent again because the server closed their kept
+    /// connection as they were written (`ConnectionSummary::resent`).
+    pub resent: u64,
 }
 
 impl TraceRun {
@@ -248,11 +251,13 @@ pub async fn run(
         Err(_) => Vec::new(),
     };
     records.sort_by_key(|r| r.seq);
+    let summary = pool.summary();
     Ok(TraceRun {
         abandoned: seq - records.len() as u64,
         records,
         cut_short,
-        last_request_error: pool.summary().last_request_error,
+        last_request_error: summary.last_request_error,
+        resent: summary.resent,
     })
 }
 

@@ -131,6 +131,9 @@ pub struct ConnectionStats {
     /// Why the last request failed on an open connection (hyper's error
     /// with its causes), beside the connection failures above.
     last_request_error: Mutex<Option<String>>,
+    /// Idempotent requests sent again on a fresh connection because the
+    /// server closed the kept one under them (see `Pool::exchange`).
+    resent: AtomicU64,
     served: [[AtomicU64; 2]; 3],
 }
 
@@ -145,6 +148,7 @@ impl Default for ConnectionStats {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
             last_request_error: Mutex::new(None),
+            resent: AtomicU64::new(0),
             served: Default::default(),
         }
     }
@@ -207,6 +211,7 @@ impl ConnectionStats {
             failed: self.failed.load(Ordering::Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             last_request_error: self.last_request_error.lock().ok().and_then(|e| e.clone()),
+            resent: self.resent.load(Ordering::Relaxed),
             handshake_ms: handshake,
             protocols,
         }
@@ -229,6 +234,11 @@ pub struct ConnectionSummary {
     /// reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request_error: Option<String>,
+    /// Idempotent requests sent again on a fresh connection because the
+    /// server had closed the kept-alive one they were written to (0 in
+    /// older reports).
+    #[serde(default)]
+    pub resent: u64,
     /// TCP connect + TLS handshake (+ HTTP/2 preface), apart from requests.
     pub handshake_ms: LatencySummary,
     /// Answers per color and protocol, e.g. `{"blue": {"HTTP/2": 1200}}`.
@@ -733,7 +743,15 @@ impl Pool {
     ) {
         // A kept connection the server closed meanwhile fails before the
         // request is written: hyper hands the request back, and it is sent
-        // once more on a fresh connection.
+        // once more on a fresh connection. If the close crossed the request
+        // on the wire (the server's idle timeout fired as the request went
+        // out: workerd closes a kept connection after 5 s idle, and one
+        // written to then answers with a reset), nothing came back and an
+        // idempotent request is sent again on a fresh connection too, once,
+        // as browsers and Go's client do (RFC 9110 section 9.2.2). Counted
+        // in the report (`resent`); the latency includes both tries.
+        let mut replay =
+            (conn.is_some() && is_idempotent(method)).then(|| (headers.clone(), body.cloned()));
         let mut req = self.request(method, uri, headers, body, true);
         let mut fresh = false;
         let mut conn = conn.filter(|c| !c.is_closed());
@@ -777,8 +795,12 @@ impl Pool {
                     let reuse = answer.is_ok();
                     return (answer, Some(sender).filter(|s| reuse && !s.is_closed()));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => req = unsent,
+                Err(mut e) => match (e.take_message(), replay.take()) {
+                    (Some(unsent), _) if !fresh => req = unsent,
+                    (None, Some((headers, body))) if !fresh => {
+                        self.stats.resent.fetch_add(1, Ordering::Relaxed);
+                        req = self.request(method, uri, headers, body.as_ref(), true);
+                    }
                     _ => {
                         self.stats.request_failed(e.error());
                         return (Err(Failure::Other), None);
@@ -787,6 +809,15 @@ impl Pool {
             }
         }
     }
+}
+
+/// Methods a client may send again when the connection failed before an
+/// answer came (RFC 9110 section 9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// An error and its causes (`error sending request for url (...): operation
@@ -943,5 +974,76 @@ mod tests {
             )
             .await;
         assert_eq!(e.unwrap_err(), Failure::Connect);
+    }
+
+    /// A server that answers the first request on each connection and resets
+    /// the connection on the second, after reading it: the race of a request
+    /// written to a kept connection as the server's idle timeout closes it.
+    async fn one_answer_per_connection() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut answered = false;
+                    let mut seen = Vec::new();
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        if answered {
+                            let _ = sock.set_zero_linger();
+                            return;
+                        }
+                        seen.drain(..end + 4);
+                        answered = true;
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_is_sent_again_when_its_kept_connection_is_reset() {
+        let (addr, accepted) = one_answer_per_connection().await;
+        let pool = Pool::new(&addr.to_string(), Duration::from_secs(1)).unwrap();
+        let uri: Uri = "/x".parse().unwrap();
+        let send = |method: Method| {
+            let pool = &pool;
+            let uri = &uri;
+            async move {
+                pool.send(&method, uri, HeaderMap::new(), None, Duration::from_secs(2))
+                    .await
+            }
+        };
+        assert_eq!(send(Method::GET).await.unwrap().status, 200);
+        assert_eq!(pool.summary().resent, 0);
+        // Written to the kept connection, reset: sent again on a new one.
+        assert_eq!(send(Method::GET).await.unwrap().status, 200);
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
+        assert_eq!(pool.summary().resent, 1);
+        assert_eq!(pool.summary().last_request_error, None);
+        // A POST is not sent twice: it fails, and says why.
+        assert_eq!(send(Method::POST).await.unwrap_err(), Failure::Other);
+        let s = pool.summary();
+        assert_eq!((s.resent, accepted.load(Ordering::Relaxed)), (1, 2));
+        assert!(s.last_request_error.is_some(), "{s:?}");
+        // A fresh connection is never retried: the GET after the failed
+        // POST opens one and is answered there.
+        assert_eq!(send(Method::GET).await.unwrap().status, 200);
+        assert_eq!(pool.summary().resent, 1);
     }
 }

@@ -464,7 +464,7 @@ async fn run_flips(runtime: Runtime, plan: Plan) -> FlipsRun {
     let line = format!(
         "flips_under_load runtime={} server={} variant={} rate_target={:.0} rate_achieved={:.1} \
          rate_held={rate_ok} send_lag_p99_ms={:.1} latency_p50_ms={:.1} latency_p99_ms={:.1} \
-         abandoned={} state_cache_ttl_ms={STATE_CACHE_TTL_MS} \
+         abandoned={} resent={} state_cache_ttl_ms={STATE_CACHE_TTL_MS} \
          window_ms={} origin_latency_ms={}..{} flips_planned={} {} wall_s={:.1} \
          edge_cpu_ms_per_request={:.3}",
         runtime.name(),
@@ -476,6 +476,7 @@ async fn run_flips(runtime: Runtime, plan: Plan) -> FlipsRun {
         ms(flips::percentile(&latency, 0.50)),
         ms(flips::percentile(&latency, 0.99)),
         run.abandoned,
+        run.resent,
         window.as_millis(),
         ORIGIN_LATENCY.0.as_millis(),
         ORIGIN_LATENCY.1.as_millis(),
