@@ -11,8 +11,10 @@
 //! streamed answers in thousandths of an event per second (written only when
 //! there were streams). The outcome counts and epochs the
 //! verdict also needs ride along as one comment line (`#greenlight-outcomes
-//! {json}`), which other readers skip. One interval per tag covers the whole
-//! run.
+//! {json}`), which other readers skip. A run writes one interval per tag
+//! for each look of its watcher (every second), holding what was recorded
+//! since the previous look, so the log plots over time; a merge adds every
+//! interval of every log.
 
 use crate::histogram::{ColorKey, ColorStats, OutcomeCounts};
 use crate::recorder::{EngineCounters, Snapshot};
@@ -24,6 +26,7 @@ use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 const OUTCOMES: &str = "greenlight-outcomes ";
@@ -80,47 +83,76 @@ fn tag_color(tag: &str) -> Option<(ColorKey, Kind)> {
     })
 }
 
-/// The interval log of `snap` (a run that started at `started`).
+/// The interval log of `snap` (a run that started at `started`) as one
+/// interval.
 pub fn write(snap: &Snapshot, started: SystemTime) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
+    write_intervals(&mut out, started, [snap.clone()])?;
+    Ok(out)
+}
+
+/// Writes the interval log of a run (started at `started`) to `out` from
+/// its cumulative snapshots in the order they were taken, the last one at
+/// the end of the run: each interval holds what was recorded between two
+/// snapshots (histograms subtract exactly), and the last snapshot's outcome
+/// counts and epochs close the log.
+pub fn write_intervals<W: Write>(
+    out: &mut W,
+    started: SystemTime,
+    snapshots: impl IntoIterator<Item = Snapshot>,
+) -> Result<(), String> {
     let mut serializer = V2DeflateSerializer::new();
     let mut log = IntervalLogWriterBuilder::new()
         .add_comment("greenlight load: latency in microseconds; tag <color> = corrected (from the intended send time), <color>-service = from the actual send, <color>-ttfb = corrected time to first byte; <color>-events-per-s = events per second of streamed answers x 1000")
         .with_start_time(started)
         .with_base_time(started)
         .with_max_value_divisor(1000.0)
-        .begin_log_with(&mut out, &mut serializer)
+        .begin_log_with(out, &mut serializer)
         .map_err(|e| e.to_string())?;
+    let mut prev: Option<Snapshot> = None;
+    for snap in snapshots {
+        let from = prev.as_ref().map(|p| p.elapsed).unwrap_or_default();
+        let length = snap.elapsed.saturating_sub(from);
+        for c in ColorKey::ALL {
+            for (kind, suffix) in Kind::ALL {
+                let mut h = kind.get(snap.color(c)).clone();
+                if let Some(p) = &prev {
+                    h.subtract(kind.get(p.color(c)))
+                        .map_err(|e| format!("snapshots out of order: {e:?}"))?;
+                }
+                if h.is_empty() {
+                    continue;
+                }
+                let tag = format!("{}{suffix}", c.as_str());
+                log.write_histogram(&h, from, length, Tag::new(&tag))
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        prev = Some(snap);
+    }
     let mut extra = BTreeMap::new();
     for c in ColorKey::ALL {
-        let s = snap.color(c);
-        if s.requests() == 0 {
+        let Some(s) = prev.as_ref().map(|p| p.color(c)) else {
             continue;
+        };
+        if s.requests() > 0 {
+            extra.insert(
+                c.as_str(),
+                Extra {
+                    outcomes: s.outcomes,
+                    epochs: s.epochs.clone(),
+                },
+            );
         }
-        for (kind, suffix) in Kind::ALL {
-            let h = kind.get(s);
-            if kind == Kind::EventRate && h.is_empty() {
-                continue;
-            }
-            let tag = format!("{}{suffix}", c.as_str());
-            log.write_histogram(h, Duration::ZERO, snap.elapsed, Tag::new(&tag))
-                .map_err(|e| format!("{e:?}"))?;
-        }
-        extra.insert(
-            c.as_str(),
-            Extra {
-                outcomes: s.outcomes,
-                epochs: s.epochs.clone(),
-            },
-        );
     }
     let json = serde_json::to_string(&extra).map_err(|e| e.to_string())?;
     log.write_comment(&format!("{OUTCOMES}{json}"))
         .map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok(())
 }
 
-/// Adds the log `text` (from `name`) into `into`; returns the longest interval.
+/// Adds the log `text` (from `name`) into `into`; returns when its last
+/// interval ended (from the log's base time).
 fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Duration, String> {
     let mut longest = Duration::ZERO;
     let mut deserializer = Deserializer::new();
@@ -141,7 +173,7 @@ fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Durati
             .deserialize(&mut std::io::Cursor::new(bytes))
             .map_err(|e| format!("{name}: bad histogram: {e:?}"))?;
         crate::histogram::add_histogram(kind.of(&mut into[color.index()]), &h);
-        longest = longest.max(interval.duration());
+        longest = longest.max(interval.start_timestamp() + interval.duration());
         histograms += 1;
     }
     if histograms == 0 {
@@ -167,9 +199,9 @@ fn add_log(name: &str, text: &[u8], into: &mut [ColorStats; 3]) -> Result<Durati
     Ok(longest)
 }
 
-/// Merges the logs of agents that ran side by side: the histograms and
-/// counts add up; the duration is the longest run's (the agents ran at the
-/// same time).
+/// Merges the logs of agents that ran side by side: the histograms of all
+/// their intervals and the counts add up; the duration is the longest
+/// run's (the agents ran at the same time).
 pub fn merge(logs: &[(String, Vec<u8>)]) -> Result<Snapshot, String> {
     let mut colors: [ColorStats; 3] = Default::default();
     let mut elapsed = Duration::ZERO;
@@ -260,5 +292,53 @@ mod tests {
         assert_eq!(verdict_of(&merged), verdict_of(&whole));
         let e = merge(&[("x".into(), b"not a log\n".to_vec())]).unwrap_err();
         assert!(e.starts_with("x: "), "{e}");
+    }
+
+    #[test]
+    fn a_run_logs_one_interval_per_look_and_they_add_up_to_the_run() {
+        let rec = Recorder::new();
+        let mut looks = Vec::new();
+        for phase in 0..3u64 {
+            for i in phase * 1000..(phase + 1) * 1000 {
+                let color = if i % 4 == 0 {
+                    ColorKey::Green
+                } else {
+                    ColorKey::Blue
+                };
+                rec.record(i, &sample(i, color));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            looks.push(rec.snapshot());
+        }
+        // A look with nothing new writes no interval.
+        looks.push(rec.snapshot());
+        let mut out = Vec::new();
+        write_intervals(&mut out, SystemTime::now(), looks).unwrap();
+        let mut starts = Vec::new();
+        for entry in IntervalLogIterator::new(&out) {
+            if let Ok(LogEntry::Interval(i)) = entry {
+                if i.tag().map(|t| t.as_str()) == Some("blue") {
+                    starts.push(i.start_timestamp());
+                }
+            }
+        }
+        assert_eq!(starts.len(), 3, "{}", String::from_utf8_lossy(&out));
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        let merged = merge(&[("run.hlog".into(), out)]).unwrap();
+        let whole = rec.snapshot();
+        for c in [ColorKey::Blue, ColorKey::Green] {
+            let (m, w) = (merged.color(c), whole.color(c));
+            assert_eq!(m.corrected, w.corrected);
+            assert_eq!(m.uncorrected, w.uncorrected);
+            assert_eq!(m.ttfb, w.ttfb);
+            assert_eq!(m.event_rate, w.event_rate);
+            assert_eq!(m.outcomes, w.outcomes);
+        }
+        assert!(
+            merged.elapsed >= Duration::from_millis(15),
+            "{:?}",
+            merged.elapsed
+        );
+        assert_eq!(verdict_of(&merged), verdict_of(&whole));
     }
 }

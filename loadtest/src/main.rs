@@ -752,6 +752,35 @@ async fn load(a: LoadArgs) -> ExitCode {
         b
     };
     let sequential: Arc<std::sync::Mutex<Option<Judgement>>> = Arc::default();
+    // --hlog: the interval log is written as the run goes, one interval a
+    // second, by a thread that takes the watcher's looks.
+    let started = std::time::SystemTime::now();
+    let (hlog_tx, hlog_writer) = match &a.hlog {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => {
+                let (tx, rx) = std::sync::mpsc::channel::<(loadtest::recorder::Snapshot, bool)>();
+                let writer = std::thread::spawn(move || {
+                    let mut out = std::io::BufWriter::new(file);
+                    // Looks up to and including the last one (the run's end),
+                    // without waiting for another after it.
+                    let mut ended = false;
+                    let looks = std::iter::from_fn(|| {
+                        if ended {
+                            return None;
+                        }
+                        let (snap, last) = rx.recv().ok()?;
+                        ended = last;
+                        Some(snap)
+                    });
+                    loadtest::hlog::write_intervals(&mut out, started, looks)
+                        .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()))
+                });
+                (Some(tx), Some(writer))
+            }
+            Err(e) => return usage_exit(&format!("cannot write {}: {e}", path.display())),
+        },
+        None => (None, None),
+    };
     let watcher = {
         let (recorder, control, bar, sequential, policy) = (
             recorder.clone(),
@@ -761,6 +790,7 @@ async fn load(a: LoadArgs) -> ExitCode {
             policy.clone(),
         );
         let stop_early = a.stop_early;
+        let hlog_tx = hlog_tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(1000));
             loop {
@@ -768,23 +798,27 @@ async fn load(a: LoadArgs) -> ExitCode {
                 let snap = recorder.snapshot();
                 bar.set_position(snap.elapsed.as_millis() as u64);
                 bar.set_message(live_message(&snap));
-                if stop_early {
-                    if let Some((b, c)) = summaries(&snap, baseline, comparing) {
-                        let j = judge_sequential(&policy, &b, &c);
-                        if j.verdict != Verdict::Inconclusive {
-                            if let Ok(mut s) = sequential.lock() {
-                                *s = Some(j);
-                            }
-                            control.stop();
-                            break;
-                        }
+                let decided = if stop_early {
+                    summaries(&snap, baseline, comparing)
+                        .map(|(b, c)| judge_sequential(&policy, &b, &c))
+                        .filter(|j| j.verdict != Verdict::Inconclusive)
+                } else {
+                    None
+                };
+                if let Some(tx) = &hlog_tx {
+                    let _ = tx.send((snap, false));
+                }
+                if let Some(j) = decided {
+                    if let Ok(mut s) = sequential.lock() {
+                        *s = Some(j);
                     }
+                    control.stop();
+                    break;
                 }
             }
         })
     };
 
-    let started = std::time::SystemTime::now();
     let end = client::run(cfg, recorder.clone(), control).await;
     watcher.abort();
     bar.finish_and_clear();
@@ -853,9 +887,12 @@ async fn load(a: LoadArgs) -> ExitCode {
             code = ExitCode::from(3);
         }
     }
-    if let Some(path) = &a.hlog {
-        let written = loadtest::hlog::write(&snap, started)
-            .and_then(|log| std::fs::write(path, log).map_err(|e| e.to_string()));
+    if let (Some(path), Some(tx), Some(writer)) = (&a.hlog, hlog_tx, hlog_writer) {
+        let _ = tx.send((snap.clone(), true));
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err("the writer stopped".into()));
         if let Err(e) = written {
             eprintln!("greenlight: cannot write {}: {e}", path.display());
             code = ExitCode::from(3);

@@ -290,7 +290,7 @@ async fn two_agents_merge_into_one_report() {
         let (h, j, ca) = (hlog.clone(), json.clone(), ca.clone());
         let out = tokio::task::spawn_blocking(move || {
             Command::new(greenlight_bin())
-                .args(["load", &url, "--rate", "40", "--duration", "1s", "--quiet"])
+                .args(["load", &url, "--rate", "40", "--duration", "3s", "--quiet"])
                 .args(["--cacert", &ca, "--hlog"])
                 .arg(&h)
                 .arg("--json")
@@ -313,6 +313,8 @@ async fn two_agents_merge_into_one_report() {
             text.contains("Tag=unknown,") && text.contains("Tag=unknown-service,"),
             "{text}"
         );
+        // One interval a second, not one for the whole run.
+        assert!(text.matches("Tag=unknown,").count() >= 3, "{text}");
         logs.push(hlog);
     }
     let merged = dir.path().join("merged.json");
