@@ -26,6 +26,12 @@ pub const MAX_REPLAY_BODY: u64 = 1024 * 1024;
 /// §9.2.2. POST and PATCH are refused, a retry could apply them twice.
 const RETRYABLE: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
 
+/// Whether `method` (upper case) is idempotent (RFC 9110 §9.2.2): a client
+/// may send it again when the connection failed before an answer came.
+pub fn is_idempotent(method: &str) -> bool {
+    RETRYABLE.contains(&method)
+}
+
 /// How the edge treats its origins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPolicy {
@@ -63,7 +69,7 @@ impl OriginPolicy {
             .map(|m| m.trim().to_ascii_uppercase())
             .filter(|m| !m.is_empty())
             .map(|m| {
-                if RETRYABLE.contains(&m.as_str()) {
+                if is_idempotent(&m) {
                     Ok(m)
                 } else {
                     Err(ConfigError(format!(

@@ -251,6 +251,20 @@ mod tests {
         serde_json::to_string(&judge(&Policy::default(), &b, &c)).unwrap()
     }
 
+    /// `merged` holds what the run `whole` recorded, and is judged alike.
+    fn assert_merges_into(merged: &Snapshot, whole: &Snapshot) {
+        for c in [ColorKey::Blue, ColorKey::Green] {
+            let (m, w) = (merged.color(c), whole.color(c));
+            assert_eq!(m.corrected, w.corrected);
+            assert_eq!(m.uncorrected, w.uncorrected);
+            assert_eq!(m.ttfb, w.ttfb);
+            assert_eq!(m.event_rate, w.event_rate);
+            assert_eq!(m.outcomes, w.outcomes);
+            assert_eq!(m.epochs, w.epochs);
+        }
+        assert_eq!(verdict_of(merged), verdict_of(whole));
+    }
+
     #[test]
     fn two_agents_merge_into_what_one_run_would_report() {
         let (one, a, b) = (Recorder::new(), Recorder::new(), Recorder::new());
@@ -279,17 +293,7 @@ mod tests {
             "{text}"
         );
         let merged = merge(&logs).unwrap();
-        let whole = one.snapshot();
-        for c in [ColorKey::Blue, ColorKey::Green] {
-            let (m, w) = (merged.color(c), whole.color(c));
-            assert_eq!(m.corrected, w.corrected);
-            assert_eq!(m.uncorrected, w.uncorrected);
-            assert_eq!(m.ttfb, w.ttfb);
-            assert_eq!(m.event_rate, w.event_rate);
-            assert_eq!(m.outcomes, w.outcomes);
-            assert_eq!(m.epochs, w.epochs);
-        }
-        assert_eq!(verdict_of(&merged), verdict_of(&whole));
+        assert_merges_into(&merged, &one.snapshot());
         let e = merge(&[("x".into(), b"not a log\n".to_vec())]).unwrap_err();
         assert!(e.starts_with("x: "), "{e}");
     }
@@ -325,20 +329,11 @@ mod tests {
         assert_eq!(starts.len(), 3, "{}", String::from_utf8_lossy(&out));
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
         let merged = merge(&[("run.hlog".into(), out)]).unwrap();
-        let whole = rec.snapshot();
-        for c in [ColorKey::Blue, ColorKey::Green] {
-            let (m, w) = (merged.color(c), whole.color(c));
-            assert_eq!(m.corrected, w.corrected);
-            assert_eq!(m.uncorrected, w.uncorrected);
-            assert_eq!(m.ttfb, w.ttfb);
-            assert_eq!(m.event_rate, w.event_rate);
-            assert_eq!(m.outcomes, w.outcomes);
-        }
+        assert_merges_into(&merged, &rec.snapshot());
         assert!(
             merged.elapsed >= Duration::from_millis(15),
             "{:?}",
             merged.elapsed
         );
-        assert_eq!(verdict_of(&merged), verdict_of(&whole));
     }
 }

@@ -15,6 +15,7 @@ use crate::histogram::ColorKey;
 use crate::report::LatencySummary;
 use crate::tls::{self, TlsOptions};
 use bytes::Bytes;
+use greenlight_common::failover;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -751,7 +752,7 @@ impl Pool {
         // as browsers and Go's client do (RFC 9110 section 9.2.2). Counted
         // in the report (`resent`); the latency includes both tries.
         let mut replay =
-            (conn.is_some() && is_idempotent(method)).then(|| (headers.clone(), body.cloned()));
+            (conn.is_some() && failover::is_idempotent(method.as_str())).then(|| headers.clone());
         let mut req = self.request(method, uri, headers, body, true);
         let mut fresh = false;
         let mut conn = conn.filter(|c| !c.is_closed());
@@ -797,9 +798,9 @@ impl Pool {
                 }
                 Err(mut e) => match (e.take_message(), replay.take()) {
                     (Some(unsent), _) if !fresh => req = unsent,
-                    (None, Some((headers, body))) if !fresh => {
+                    (None, Some(headers)) if !fresh => {
                         self.stats.resent.fetch_add(1, Ordering::Relaxed);
-                        req = self.request(method, uri, headers, body.as_ref(), true);
+                        req = self.request(method, uri, headers, body, true);
                     }
                     _ => {
                         self.stats.request_failed(e.error());
@@ -809,15 +810,6 @@ impl Pool {
             }
         }
     }
-}
-
-/// Methods a client may send again when the connection failed before an
-/// answer came (RFC 9110 section 9.2.2).
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// An error and its causes (`error sending request for url (...): operation
