@@ -83,14 +83,6 @@ fn tag_color(tag: &str) -> Option<(ColorKey, Kind)> {
     })
 }
 
-/// The interval log of `snap` (a run that started at `started`) as one
-/// interval.
-pub fn write(snap: &Snapshot, started: SystemTime) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    write_intervals(&mut out, started, [snap.clone()])?;
-    Ok(out)
-}
-
 /// Writes the interval log of a run (started at `started`) to `out` from
 /// its cumulative snapshots in the order they were taken, the last one at
 /// the end of the run: each interval holds what was recorded between two
@@ -251,6 +243,12 @@ mod tests {
         serde_json::to_string(&judge(&Policy::default(), &b, &c)).unwrap()
     }
 
+    fn one_interval(snap: Snapshot, started: SystemTime) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_intervals(&mut out, started, [snap]).unwrap();
+        out
+    }
+
     /// `merged` holds what the run `whole` recorded, and is judged alike.
     fn assert_merges_into(merged: &Snapshot, whole: &Snapshot) {
         for c in [ColorKey::Blue, ColorKey::Green] {
@@ -280,8 +278,8 @@ mod tests {
         }
         let t0 = SystemTime::now();
         let logs = vec![
-            ("a.hlog".to_string(), write(&a.snapshot(), t0).unwrap()),
-            ("b.hlog".to_string(), write(&b.snapshot(), t0).unwrap()),
+            ("a.hlog".to_string(), one_interval(a.snapshot(), t0)),
+            ("b.hlog".to_string(), one_interval(b.snapshot(), t0)),
         ];
         let text = String::from_utf8(logs[0].1.clone()).unwrap();
         assert!(
