@@ -820,7 +820,10 @@ async fn load(a: LoadArgs) -> ExitCode {
     };
 
     let end = client::run(cfg, recorder.clone(), control).await;
+    // Stopped for good before the final snapshot: no look of the watcher
+    // (nor its --hlog interval) can come after it.
     watcher.abort();
+    let _ = watcher.await;
     bar.finish_and_clear();
     let end = match end {
         Ok(e) => e,

@@ -291,12 +291,15 @@ impl Recorder {
     }
 
     /// Everything so far, including what the shards hold since the last tick.
+    /// The totals stay locked while the shards are read: a tick between the
+    /// two would move samples from the shards into totals already copied,
+    /// and the snapshot would miss them (an earlier snapshot could then hold
+    /// more than a later one).
     pub fn snapshot(&self) -> Snapshot {
         let totals = lock(&self.totals);
         let mut colors = totals.colors.clone();
         let mut comparison = totals.comparison.clone();
         let series = totals.series.clone();
-        drop(totals);
         for shard in &self.shards {
             let s = lock(shard);
             for (acc, c) in colors.iter_mut().zip(s.colors.iter()) {
@@ -306,6 +309,7 @@ impl Recorder {
                 acc.merge(c);
             }
         }
+        drop(totals);
         Snapshot {
             elapsed: self.start().elapsed(),
             colors,
@@ -442,5 +446,44 @@ mod tests {
             .map(|p| p.blue.requests + p.green.requests)
             .sum();
         assert_eq!(series_total, 20_000);
+    }
+
+    #[test]
+    fn a_snapshot_holds_every_sample_recorded_before_it_while_ticks_drain_the_shards() {
+        use std::sync::atomic::AtomicU64;
+        let rec = Recorder::new();
+        let recorded = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (rec, recorded, done) = (rec.clone(), recorded.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..100_000u64 {
+                    rec.record(i, &s(ColorKey::Blue, 1 + i % 50, Outcome::Status(200), 1));
+                    recorded.fetch_add(1, Ordering::SeqCst);
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        // Ticks as often as it can, so some land between a snapshot's copy
+        // of the totals and its read of the shards.
+        let ticker = {
+            let (rec, done) = (rec.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    rec.tick();
+                }
+            })
+        };
+        while !done.load(Ordering::SeqCst) {
+            let floor = recorded.load(Ordering::SeqCst);
+            let n = rec.snapshot().requests();
+            assert!(
+                n >= floor,
+                "a snapshot holds {n} of at least {floor} samples"
+            );
+        }
+        writer.join().unwrap();
+        ticker.join().unwrap();
+        assert_eq!(rec.snapshot().requests(), 100_000);
     }
 }
