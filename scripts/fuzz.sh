@@ -71,7 +71,10 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$artifacts/" >"$logs/$t.log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     tail -n 60 "$logs/$t.log" >&2
-    input=$(grep -oE "Test unit written to [^ ]+" "$logs/$t.log" | tail -n1 | sed 's/^Test unit written to //')
+    # The panic message sits above the long stack trace the tail shows.
+    echo "--- what failed:" >&2
+    grep -a -A4 -m3 "panicked at" "$logs/$t.log" >&2 || true
+    input=$(grep -a -oE "Test unit written to [^ ]+" "$logs/$t.log" | tail -n1 | sed 's/^Test unit written to //')
     log "FUZZ FAILURE in $t (exit $status)"
     if [ -n "$input" ] && [ -f "$input" ]; then
       echo "input ($(wc -c <"$input") bytes), hex:" >&2
@@ -81,7 +84,7 @@ for t in "${targets[@]}"; do
     fi
     exit 1
   fi
-  runs=$(grep -oE '^Done [0-9]+ runs' "$logs/$t.log" | tail -n1 | grep -oE '[0-9]+' || echo 0)
+  runs=$(grep -a -oE '^Done [0-9]+ runs' "$logs/$t.log" | tail -n1 | grep -oE '[0-9]+' || echo 0)
   total=$((total + runs))
   summary+=("$t: $runs runs in $(( $(date +%s) - before )) s, corpus $(find "$corpus" -type f | wc -l) inputs")
   figures+=("$t=$runs")
