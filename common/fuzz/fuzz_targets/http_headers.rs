@@ -3,7 +3,8 @@
 //! `Connection` lists, cookies, hosts and URLs.
 //!
 //! Invariants: nothing panics; no hop-by-hop header, nor one the origin's
-//! own `Connection` names, reaches the client; a header the edge sets
+//! own `Connection` names, reaches the client from the origin (the edge's
+//! own `vary` is for the next hop and stays); a header the edge sets
 //! (`x-greenlight-color`, ...; `vary` and `set-cookie` are appended) has
 //! the edge's values only, never the origin's; a
 //! rewritten `Location` points at the edge; `cookie` returns a trimmed,
@@ -99,11 +100,24 @@ fuzz_target!(|input: Input<'_>| {
         );
         let out = fwd.client_response_headers(&origin);
         let ours: Vec<&(String, String)> = fwd.response_headers.iter().collect();
+        // The edge's own headers are for the edge-to-client hop: an origin
+        // whose `Connection` names `vary` drops its own `vary`, not the
+        // edge's. So a hop-by-hop name may reach the client only as often,
+        // with the same value, as the edge itself adds it.
         for (k, v) in &out {
-            assert!(
-                !is_response_hop_by_hop(k, &tokens),
-                "hop-by-hop {k:?} reached the client"
-            );
+            if is_response_hop_by_hop(k, &tokens) {
+                let count = |list: &mut dyn Iterator<Item = (&str, &str)>| {
+                    list.filter(|(ok, ov)| ok.eq_ignore_ascii_case(k) && ov == v)
+                        .count()
+                };
+                let sent = count(&mut out.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+                let edge_adds = count(&mut fwd.added_response_headers(false))
+                    .max(count(&mut fwd.added_response_headers(true)));
+                assert!(
+                    sent <= edge_adds,
+                    "hop-by-hop {k:?}: {v:?} reached the client from the origin"
+                );
+            }
             // A header the edge sets (other than the appended `vary` and
             // `set-cookie`) carries only the edge's values.
             let edge_sets = ours

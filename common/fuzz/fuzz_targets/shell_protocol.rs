@@ -127,7 +127,13 @@ fuzz_target!(|input: Input<'_>| {
     } else {
         BodyPlan::Empty
     };
-    check_step(&shell::forward(7, request.method, body, &request.headers, &fwd));
+    check_step(&shell::forward(
+        7,
+        request.method,
+        body,
+        &request.headers,
+        &fwd,
+    ));
     let result = shell::attempt_result(input.report, fwd.timeout_ms);
     if let Some(lines) = result.header_lines {
         let status: u16 = input.report.split('\n').next().unwrap().parse().unwrap();
