@@ -247,7 +247,11 @@ async fn one_request(
         }
     };
     let end = Instant::now();
-    let mut purpose = Purpose::Weighted;
+    let mut purpose = if asked.is_some() {
+        Purpose::PreviewMismatch
+    } else {
+        Purpose::Weighted
+    };
     // A failure's first byte is its end: every request has one value.
     let (mut first_byte, mut events_per_s) = (end, None);
     let (color, epoch, outcome) = match result {
@@ -455,21 +459,6 @@ pub async fn run(
     })
 }
 
-fn record(r: &Recorder, p: &Prepared, seq: u64, sample: &Sample, purpose: Purpose) {
-    if p.comparison.is_some() && purpose == Purpose::Weighted && p.comparison_asked(seq) {
-        r.count_preview_mismatch();
-    }
-    r.record_for(seq, sample, purpose);
-}
-
-impl Prepared {
-    fn comparison_asked(&self, seq: u64) -> bool {
-        self.comparison
-            .as_ref()
-            .is_some_and(|c| c.plan(seq, self.seed).color.is_some())
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     prepared: Arc<Prepared>,
@@ -519,7 +508,7 @@ async fn open_loop(
         r.in_flight_add();
         tokio::spawn(async move {
             let (sample, purpose) = one_request(&p, s, intended, None).await;
-            record(&r, &p, s, &sample, purpose);
+            r.record_for(s, &sample, purpose);
             r.in_flight_sub();
             drop(permit);
         });
@@ -564,7 +553,7 @@ async fn closed_loop(
                     }
                     let start = Instant::now();
                     let (sample, purpose) = one_request(&p, seq, start, Some(&mut slot)).await;
-                    record(&r, &p, seq, &sample, purpose);
+                    r.record_for(seq, &sample, purpose);
                     sent += 1;
                 }
                 r.in_flight_sub();

@@ -205,6 +205,8 @@ pub fn merge(logs: &[(String, Vec<u8>)]) -> Result<Snapshot, String> {
         colors,
         // Interval logs carry no purpose: merged runs are judged on all samples.
         comparison: Default::default(),
+        mismatched: [0; 3],
+        weighted_by_epoch: Default::default(),
         series: Vec::new(),
         counters: EngineCounters::default(),
     })

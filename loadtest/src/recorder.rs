@@ -9,6 +9,7 @@
 use crate::histogram::{ColorKey, ColorStats, Sample};
 use crate::sampling::Purpose;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -64,7 +65,8 @@ pub struct EngineCounters {
     /// Requests in flight right now.
     pub in_flight: u64,
     /// Comparison requests the edge did not answer with the color asked
-    /// for (preview refused or ignored); recorded as weighted traffic.
+    /// for (preview refused or ignored); counted per color in
+    /// [`Snapshot::mismatched`], neither comparison nor weighted traffic.
     #[serde(default)]
     pub preview_mismatch: u64,
 }
@@ -77,6 +79,12 @@ pub struct Snapshot {
     pub colors: [ColorStats; 3],
     /// Of those, the comparison requests (preview override, equal per color).
     pub comparison: [ColorStats; 3],
+    /// Of those, the preview requests answered by another color than asked
+    /// for, per color that answered.
+    pub mismatched: [u64; 3],
+    /// Weighted answers per rollout epoch they carried, per color: the
+    /// routing check of one state counts only the answers that state routed.
+    pub weighted_by_epoch: BTreeMap<u64, [u64; 3]>,
     pub series: Vec<SeriesPoint>,
     pub counters: EngineCounters,
 }
@@ -100,6 +108,7 @@ impl Snapshot {
         self.colors[c.index()]
             .requests()
             .saturating_sub(self.comparison[c.index()].requests())
+            .saturating_sub(self.mismatched[c.index()])
     }
 
     /// Whether any comparison request was answered.
@@ -112,11 +121,32 @@ impl Snapshot {
 struct Shard {
     colors: [ColorStats; 3],
     comparison: [ColorStats; 3],
+    mismatched: [u64; 3],
+    weighted_by_epoch: BTreeMap<u64, [u64; 3]>,
+}
+
+/// Distinct epochs kept in [`Snapshot::weighted_by_epoch`]: one per change
+/// in a run, so far more than any rollout makes; an edge that answered with
+/// random epochs cannot grow it without bound.
+const MAX_EPOCHS: usize = 4096;
+
+fn add_epochs(into: &mut BTreeMap<u64, [u64; 3]>, from: &BTreeMap<u64, [u64; 3]>) {
+    for (epoch, counts) in from {
+        if into.len() >= MAX_EPOCHS && !into.contains_key(epoch) {
+            continue;
+        }
+        let acc = into.entry(*epoch).or_default();
+        for (a, n) in acc.iter_mut().zip(counts) {
+            *a += n;
+        }
+    }
 }
 
 struct Totals {
     colors: [ColorStats; 3],
     comparison: [ColorStats; 3],
+    mismatched: [u64; 3],
+    weighted_by_epoch: BTreeMap<u64, [u64; 3]>,
     series: Vec<SeriesPoint>,
     last_tick: Duration,
     /// Scratch space for the interval being closed (kept to avoid reallocating).
@@ -148,6 +178,8 @@ impl Default for Recorder {
             totals: Mutex::new(Totals {
                 colors: Default::default(),
                 comparison: Default::default(),
+                mismatched: [0; 3],
+                weighted_by_epoch: BTreeMap::new(),
                 series: Vec::new(),
                 last_tick: Duration::ZERO,
                 interval: Default::default(),
@@ -183,15 +215,23 @@ impl Recorder {
     /// Records one finished request sent for `purpose`.
     pub fn record_for(&self, seq: u64, s: &Sample, purpose: Purpose) {
         let mut shard = lock(&self.shards[(seq as usize) % SHARDS]);
-        shard.colors[s.color.index()].record(s);
-        if purpose == Purpose::Comparison {
-            shard.comparison[s.color.index()].record(s);
+        let i = s.color.index();
+        shard.colors[i].record(s);
+        match purpose {
+            Purpose::Comparison => shard.comparison[i].record(s),
+            Purpose::PreviewMismatch => {
+                shard.mismatched[i] += 1;
+                self.preview_mismatch.fetch_add(1, Ordering::Relaxed);
+            }
+            Purpose::Weighted => {
+                if let Some(epoch) = s.epoch {
+                    let full = shard.weighted_by_epoch.len() >= MAX_EPOCHS;
+                    if !full || shard.weighted_by_epoch.contains_key(&epoch) {
+                        shard.weighted_by_epoch.entry(epoch).or_default()[i] += 1;
+                    }
+                }
+            }
         }
-    }
-
-    /// A comparison request answered by another color than asked for.
-    pub fn count_preview_mismatch(&self) {
-        self.preview_mismatch.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_scheduled(&self) {
@@ -252,6 +292,13 @@ impl Recorder {
                 acc.merge(c);
                 c.reset();
             }
+            for (acc, n) in t.mismatched.iter_mut().zip(s.mismatched.iter_mut()) {
+                *acc += std::mem::take(n);
+            }
+            add_epochs(
+                &mut t.weighted_by_epoch,
+                &std::mem::take(&mut s.weighted_by_epoch),
+            );
         }
         let secs = elapsed.saturating_sub(t.last_tick).as_secs_f64();
         let point = |c: &ColorStats| {
@@ -299,6 +346,8 @@ impl Recorder {
         let totals = lock(&self.totals);
         let mut colors = totals.colors.clone();
         let mut comparison = totals.comparison.clone();
+        let mut mismatched = totals.mismatched;
+        let mut weighted_by_epoch = totals.weighted_by_epoch.clone();
         let series = totals.series.clone();
         for shard in &self.shards {
             let s = lock(shard);
@@ -308,12 +357,18 @@ impl Recorder {
             for (acc, c) in comparison.iter_mut().zip(s.comparison.iter()) {
                 acc.merge(c);
             }
+            for (acc, n) in mismatched.iter_mut().zip(s.mismatched.iter()) {
+                *acc += n;
+            }
+            add_epochs(&mut weighted_by_epoch, &s.weighted_by_epoch);
         }
         drop(totals);
         Snapshot {
             elapsed: self.start().elapsed(),
             colors,
             comparison,
+            mismatched,
+            weighted_by_epoch,
             series,
             counters: self.counters(),
         }
@@ -323,6 +378,18 @@ impl Recorder {
 /// The per-color statistics recorded after `base` (all of `now` without one).
 pub fn window(now: &Snapshot, base: Option<&Snapshot>) -> [ColorStats; 3] {
     since(&now.colors, base.map(|b| &b.colors))
+}
+
+/// Weighted requests (routing check or fallback) per color after `base`.
+pub fn weighted_window(now: &Snapshot, base: Option<&Snapshot>) -> [u64; 3] {
+    let mut out = [0; 3];
+    for (c, n) in out.iter_mut().enumerate() {
+        let key = ColorKey::ALL[c];
+        *n = now
+            .weighted_requests(key)
+            .saturating_sub(base.map_or(0, |b| b.weighted_requests(key)));
+    }
+    out
 }
 
 /// [`window`] of the comparison requests only.
@@ -446,6 +513,52 @@ mod tests {
             .map(|p| p.blue.requests + p.green.requests)
             .sum();
         assert_eq!(series_total, 20_000);
+    }
+
+    #[test]
+    fn a_preview_answered_by_the_other_color_is_neither_comparison_nor_weighted() {
+        let r = Recorder::new();
+        let sample = |color| Sample {
+            color,
+            latency: Duration::from_millis(5),
+            service: Duration::from_millis(5),
+            ttfb: Duration::from_millis(2),
+            events_per_s: None,
+            outcome: Outcome::Status(200),
+            epoch: Some(3),
+        };
+        // Per color: 3 weighted, 5 comparison, 2 previews answered by it
+        // although the other color was asked for.
+        for (seq, color) in [ColorKey::Blue, ColorKey::Green].into_iter().enumerate() {
+            let seq = seq as u64 * 100;
+            for i in 0..3 {
+                r.record_for(seq + i, &sample(color), Purpose::Weighted);
+            }
+            for i in 3..8 {
+                r.record_for(seq + i, &sample(color), Purpose::Comparison);
+            }
+            for i in 8..10 {
+                r.record_for(seq + i, &sample(color), Purpose::PreviewMismatch);
+            }
+        }
+        let base = r.snapshot();
+        r.tick_at(Duration::from_secs(1));
+        r.record_for(500, &sample(ColorKey::Green), Purpose::PreviewMismatch);
+        r.record_for(501, &sample(ColorKey::Green), Purpose::Weighted);
+        let now = r.snapshot();
+        for c in [ColorKey::Blue, ColorKey::Green] {
+            assert_eq!(base.color(c).requests(), 10);
+            assert_eq!(base.comparison(c).requests(), 5);
+            assert_eq!(base.mismatched[c.index()], 2);
+            assert_eq!(base.weighted_requests(c), 3);
+        }
+        assert_eq!(now.counters.preview_mismatch, 5);
+        assert_eq!(now.weighted_requests(ColorKey::Green), 4);
+        assert_eq!(weighted_window(&now, Some(&base)), [0, 1, 0]);
+        assert_eq!(weighted_window(&now, None), [3, 4, 0]);
+        // Only weighted answers are counted by the epoch they carried.
+        assert_eq!(now.weighted_by_epoch.get(&3), Some(&[3, 4, 0]));
+        assert_eq!(now.weighted_by_epoch.len(), 1);
     }
 
     #[test]

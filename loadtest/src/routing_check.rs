@@ -28,6 +28,15 @@ pub struct RoutingCheck {
     pub level: f64,
     /// The set weight lies outside the interval.
     pub off: bool,
+    /// The rollout epoch whose answers were counted (`None`: every
+    /// weighted answer in the window, whatever state routed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Weighted answers in the window that carried another epoch (a
+    /// location still on the state before, or already on the next): left
+    /// out, since another weight routed them.
+    #[serde(default)]
+    pub other_epochs: u64,
 }
 
 impl RoutingCheck {
@@ -49,13 +58,40 @@ impl RoutingCheck {
             ci_high_percent: high * 100.0,
             level: 1.0 - alpha,
             off,
+            epoch: None,
+            other_epochs: 0,
+        })
+    }
+
+    /// The check of one state: `candidate` of `total` are the answers that
+    /// carried `epoch`; `other_epochs` answers in the same window did not.
+    pub fn of_epoch(
+        weight_percent: f64,
+        epoch: u64,
+        candidate: u64,
+        total: u64,
+        other_epochs: u64,
+        alpha: f64,
+    ) -> Option<RoutingCheck> {
+        RoutingCheck::of(weight_percent, candidate, total, alpha).map(|c| RoutingCheck {
+            epoch: Some(epoch),
+            other_epochs,
+            ..c
         })
     }
 
     /// One line for logs and reports.
     pub fn describe(&self) -> String {
+        let of_state = match self.epoch {
+            Some(e) => format!(" of epoch {e}"),
+            None => String::new(),
+        };
+        let left_out = match self.other_epochs {
+            0 => String::new(),
+            n => format!(" ({n} answers of other epochs left out)"),
+        };
         format!(
-            "routing check: {:.2}% of {} weighted requests on the candidate ({:.0}% CI {:.2}..{:.2}%) against a weight of {}%{}",
+            "routing check{of_state}: {:.2}% of {} weighted requests on the candidate{left_out} ({:.0}% CI {:.2}..{:.2}%) against a weight of {}%{}",
             self.observed_percent,
             self.total,
             self.level * 100.0,
@@ -118,5 +154,25 @@ mod tests {
         assert!(RoutingCheck::of(100.0, 999, 1000, 0.01).unwrap().off);
         assert!(!RoutingCheck::of(0.0, 0, 1000, 0.01).unwrap().off);
         assert!(RoutingCheck::of(1.0, 0, 0, 0.01).is_none());
+    }
+
+    #[test]
+    fn a_check_of_one_epoch_says_which_and_what_it_left_out() {
+        let c = RoutingCheck::of_epoch(25.0, 7, 24, 100, 9, 0.01).unwrap();
+        assert!(!c.off);
+        assert_eq!((c.epoch, c.other_epochs), (Some(7), 9));
+        let line = c.describe();
+        assert!(
+            line.starts_with("routing check of epoch 7: 24.00% of 100")
+                && line.contains("(9 answers of other epochs left out)")
+                && line.ends_with(": as set"),
+            "{line}"
+        );
+        assert!(RoutingCheck::of_epoch(25.0, 7, 0, 0, 9, 0.01).is_none());
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            (json["epoch"].as_u64(), json["other_epochs"].as_u64()),
+            (Some(7), Some(9))
+        );
     }
 }

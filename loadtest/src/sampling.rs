@@ -37,6 +37,10 @@ pub enum Purpose {
     Weighted,
     /// Sent with the preview override and answered by the color asked for.
     Comparison,
+    /// Sent with the preview override but answered by another color (or
+    /// without the override's reason): neither comparison evidence nor a
+    /// sample of the weighted split, so counted apart.
+    PreviewMismatch,
 }
 
 /// A credential holding the `preview` role.

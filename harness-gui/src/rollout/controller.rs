@@ -162,6 +162,11 @@ impl Controller {
     }
 
     /// The color the candidate is judged against.
+    /// The epoch the controller last saw or created.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     pub fn active(&self) -> Option<Color> {
         self.active
     }

@@ -82,8 +82,8 @@ pub async fn drive(
         s => s.describe(),
     };
     ctrl.remark(Duration::ZERO, sampling);
-    // The step whose evidence is being gathered: (steps begun, weight, candidate).
-    let mut step: Option<(u64, f64, Color)> = None;
+    // The step whose evidence is being gathered.
+    let mut step: Option<StepUnderWay> = None;
     // An operator command that woke the driver from its sleep.
     let mut woke_by: Option<UserCmd> = None;
     loop {
@@ -189,22 +189,34 @@ pub async fn drive(
     }
 }
 
+/// The step whose evidence is being gathered.
+#[derive(Debug, Clone, Copy)]
+struct StepUnderWay {
+    /// [`Controller::steps_started`] when it began.
+    begun: u64,
+    weight: f64,
+    candidate: Color,
+    /// The epoch the edge acknowledged for it: the routing check counts
+    /// the answers that carry it.
+    epoch: Option<u64>,
+}
+
 /// Starts a new step's evidence when the controller began a step, and
 /// reports the routing check of the step that ended (or of the last one
 /// when the rollout finished).
 fn follow_steps(
     ctrl: &mut Controller,
     evidence: &mut Evidence,
-    step: &mut Option<(u64, f64, Color)>,
+    step: &mut Option<StepUnderWay>,
     now: Duration,
     on_event: &mut impl FnMut(DriveEvent),
 ) {
     let begun = ctrl.steps_started();
-    let changed = step.map_or(begun > 0, |(n, _, _)| n != begun);
+    let changed = step.map_or(begun > 0, |s| s.begun != begun);
     let ended = changed || ctrl.finished().is_some();
-    if let (true, Some((_, weight, candidate))) = (ended, *step) {
+    if let (true, Some(s)) = (ended, *step) {
         let alpha = ctrl.plan().policy.alpha;
-        if let Some(check) = evidence.routing_check(weight, candidate, alpha) {
+        if let Some(check) = evidence.routing_check(s.weight, s.candidate, s.epoch, alpha) {
             ctrl.remark(now, check.describe());
             on_event(DriveEvent::RoutingCheck(check));
         }
@@ -218,9 +230,11 @@ fn follow_steps(
             evidence.base().cloned().map(Box::new),
         ));
         let candidate = ctrl.active().unwrap_or(Color::Blue).other();
-        *step = ctrl
-            .status(now)
-            .step
-            .map(|i| (begun, ctrl.plan().steps[i], candidate));
+        *step = ctrl.status(now).step.map(|i| StepUnderWay {
+            begun,
+            weight: ctrl.plan().steps[i],
+            candidate,
+            epoch: ctrl.epoch(),
+        });
     }
 }

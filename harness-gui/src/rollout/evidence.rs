@@ -7,7 +7,7 @@ use super::controller::{no_evidence, Look};
 use crate::synthetic::Sampling;
 use greenlight_common::Color;
 use loadtest::histogram::ColorKey;
-use loadtest::recorder::{comparison_window, window, Recorder, Snapshot};
+use loadtest::recorder::{comparison_window, weighted_window, window, Recorder, Snapshot};
 use loadtest::routing_check::RoutingCheck;
 use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 use std::sync::Arc;
@@ -71,26 +71,33 @@ impl Evidence {
     }
 
     /// The split of weighted traffic since the step began against
-    /// `weight_percent` on `candidate`.
+    /// `weight_percent` on `candidate`. Given the step's `epoch`, only the
+    /// answers that carried it count (the state that had this weight);
+    /// answers of other epochs in the window are left out and reported.
     pub fn routing_check(
         &self,
         weight_percent: f64,
         candidate: Color,
+        epoch: Option<u64>,
         alpha: f64,
     ) -> Option<RoutingCheck> {
         let now = self.recorder.as_ref()?.snapshot();
-        let all = window(&now, self.base.as_ref());
-        let cmp = comparison_window(&now, self.base.as_ref());
-        let weighted = |c: Color| {
-            let k = ColorKey::from(c).index();
-            all[k].requests().saturating_sub(cmp[k].requests())
+        let counts = weighted_window(&now, self.base.as_ref());
+        let (ci, ai) = (
+            ColorKey::from(candidate).index(),
+            ColorKey::from(candidate.other()).index(),
+        );
+        let Some(epoch) = epoch else {
+            return RoutingCheck::of(weight_percent, counts[ci], counts[ci] + counts[ai], alpha);
         };
-        let cand = weighted(candidate);
-        RoutingCheck::of(
-            weight_percent,
-            cand,
-            cand + weighted(candidate.other()),
-            alpha,
-        )
+        let at = |snap: Option<&Snapshot>| {
+            snap.and_then(|s| s.weighted_by_epoch.get(&epoch).copied())
+                .unwrap_or_default()
+        };
+        let (now_at, base_at) = (at(Some(&now)), at(self.base.as_ref()));
+        let of_epoch = |i: usize| now_at[i].saturating_sub(base_at[i]);
+        let total = of_epoch(ci) + of_epoch(ai);
+        let other = (counts[ci] + counts[ai]).saturating_sub(total);
+        RoutingCheck::of_epoch(weight_percent, epoch, of_epoch(ci), total, other, alpha)
     }
 }
