@@ -215,7 +215,12 @@ fn follow_steps(
     let changed = step.map_or(begun > 0, |s| s.begun != begun);
     let ended = changed || ctrl.finished().is_some();
     if let (true, Some(s)) = (ended, *step) {
-        let alpha = ctrl.plan().policy.alpha;
+        // One claim for the whole rollout, "the edge splits as set", made
+        // at the policy's level: each step's check at alpha / steps
+        // (Bonferroni), or a correct edge would be flagged somewhere in a
+        // five-step rollout about once in twenty.
+        let plan = ctrl.plan();
+        let alpha = plan.policy.alpha / plan.steps.len().max(1) as f64;
         if let Some(check) = evidence.routing_check(s.weight, s.candidate, s.epoch, alpha) {
             ctrl.remark(now, check.describe());
             on_event(DriveEvent::RoutingCheck(check));
