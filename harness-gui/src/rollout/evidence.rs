@@ -101,3 +101,68 @@ impl Evidence {
         RoutingCheck::of_epoch(weight_percent, epoch, of_epoch(ci), total, other, alpha)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadtest::histogram::{Outcome, Sample};
+    use loadtest::sampling::Purpose;
+    use std::time::Duration;
+
+    fn answer(color: ColorKey, epoch: u64) -> Sample {
+        Sample {
+            color,
+            latency: Duration::from_millis(4),
+            service: Duration::from_millis(4),
+            ttfb: Duration::from_millis(2),
+            events_per_s: None,
+            outcome: Outcome::Status(200),
+            epoch: Some(epoch),
+        }
+    }
+
+    #[test]
+    fn a_steps_routing_check_counts_the_answers_of_its_epoch() {
+        let rec = Recorder::new();
+        // Before the step: answers of epoch 2 are not in its window.
+        for seq in 0..40 {
+            rec.record_for(seq, &answer(ColorKey::Green, 2), Purpose::Weighted);
+        }
+        let sampling = Sampling::Comparison {
+            weighted_share: 0.1,
+        };
+        let evidence = Evidence::since_now(Some(rec.clone()), sampling, 60.0);
+        // The step at 25 % (epoch 3): 25 of 100 weighted answers on green,
+        // and comparison answers, which are no sample of the split.
+        for seq in 100..200 {
+            let color = if seq % 4 == 0 {
+                ColorKey::Green
+            } else {
+                ColorKey::Blue
+            };
+            rec.record_for(seq, &answer(color, 3), Purpose::Weighted);
+            rec.record_for(seq + 1000, &answer(ColorKey::Green, 3), Purpose::Comparison);
+        }
+        // A location already on the next state (50 %), before the
+        // acknowledgement reached the harness.
+        for seq in 200..240 {
+            rec.record_for(seq, &answer(ColorKey::Green, 4), Purpose::Weighted);
+        }
+        let check = evidence
+            .routing_check(25.0, Color::Green, Some(3), 0.01)
+            .unwrap();
+        assert_eq!(
+            (check.candidate, check.total, check.other_epochs, check.off),
+            (25, 100, 40, false),
+            "{}",
+            check.describe()
+        );
+        // Without the epoch every weighted answer in the window counts, and
+        // the next state's skew the split.
+        let blind = evidence
+            .routing_check(25.0, Color::Green, None, 0.01)
+            .unwrap();
+        assert_eq!((blind.candidate, blind.total), (65, 140));
+        assert!(blind.off, "{}", blind.describe());
+    }
+}
