@@ -106,7 +106,14 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         _ => planned,
     };
     match planned {
-        EdgePlan::Reply(reply) => Err(reply),
+        EdgePlan::Reply(reply) => {
+            // Refused or answered by the edge itself: whatever body came
+            // is read and dropped first (see `pump::read_then_drain`).
+            if let Ok(body) = req.consume() {
+                pump::read_then_drain(body, 0, pump::DRAIN_LIMIT).await;
+            }
+            Err(reply)
+        }
         EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
             let store =
                 store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
@@ -122,7 +129,9 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         }
         EdgePlan::Admin(call) => {
             let body = match req.consume() {
-                Ok(body) => pump::read_limited(body, MAX_ADMIN_BODY + 1).await,
+                Ok(body) => {
+                    pump::read_then_drain(body, MAX_ADMIN_BODY + 1, pump::DRAIN_LIMIT).await
+                }
                 Err(()) => Vec::new(),
             };
             let store =

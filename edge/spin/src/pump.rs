@@ -293,6 +293,39 @@ async fn trailers(
     }
 }
 
+/// What the edge reads and drops of a body it answers without using (a
+/// refused caller, an admin body over its bound) before it answers.
+pub const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Reads at most `keep` bytes of a body and then reads and drops up to
+/// `drain` more, so that the client has sent its body before the answer.
+/// An answer sent while the client is still writing, followed by the close
+/// of a connection with unread data, makes the client's kernel see a reset
+/// that can discard the answer before the client reads it (RFC 9112 §9.6):
+/// the client gets "connection reset" instead of the 401 or 413. Beyond
+/// `drain` the edge answers anyway and the runtime closes the connection.
+pub async fn read_then_drain(incoming: IncomingBody, keep: usize, drain: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(input) = incoming.stream() else {
+        return out;
+    };
+    let mut dropped = 0usize;
+    while dropped < drain {
+        let want = if out.len() < keep {
+            (keep - out.len()).min(CHUNK as usize)
+        } else {
+            (drain - dropped).min(CHUNK as usize)
+        } as u64;
+        match input.read(want) {
+            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
+            Ok(chunk) if out.len() < keep => out.extend_from_slice(&chunk),
+            Ok(chunk) => dropped += chunk.len(),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Reads at most `limit` bytes of a body (the admin API's bound, or a body
 /// kept for a retry).
 pub async fn read_limited(incoming: IncomingBody, limit: usize) -> Vec<u8> {
