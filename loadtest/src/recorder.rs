@@ -130,14 +130,20 @@ struct Shard {
 /// random epochs cannot grow it without bound.
 const MAX_EPOCHS: usize = 4096;
 
+/// The counts of `epoch` in `map`; `None` when the map is full without it.
+fn epoch_counts(map: &mut BTreeMap<u64, [u64; 3]>, epoch: u64) -> Option<&mut [u64; 3]> {
+    if map.len() >= MAX_EPOCHS && !map.contains_key(&epoch) {
+        return None;
+    }
+    Some(map.entry(epoch).or_default())
+}
+
 fn add_epochs(into: &mut BTreeMap<u64, [u64; 3]>, from: &BTreeMap<u64, [u64; 3]>) {
     for (epoch, counts) in from {
-        if into.len() >= MAX_EPOCHS && !into.contains_key(epoch) {
-            continue;
-        }
-        let acc = into.entry(*epoch).or_default();
-        for (a, n) in acc.iter_mut().zip(counts) {
-            *a += n;
+        if let Some(acc) = epoch_counts(into, *epoch) {
+            for (a, n) in acc.iter_mut().zip(counts) {
+                *a += n;
+            }
         }
     }
 }
@@ -162,7 +168,6 @@ pub struct Recorder {
     late: AtomicU64,
     cap_waits: AtomicU64,
     in_flight: AtomicU64,
-    preview_mismatch: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,7 +193,6 @@ impl Default for Recorder {
             late: AtomicU64::new(0),
             cap_waits: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            preview_mismatch: AtomicU64::new(0),
         }
     }
 }
@@ -219,16 +223,13 @@ impl Recorder {
         shard.colors[i].record(s);
         match purpose {
             Purpose::Comparison => shard.comparison[i].record(s),
-            Purpose::PreviewMismatch => {
-                shard.mismatched[i] += 1;
-                self.preview_mismatch.fetch_add(1, Ordering::Relaxed);
-            }
+            Purpose::PreviewMismatch => shard.mismatched[i] += 1,
             Purpose::Weighted => {
-                if let Some(epoch) = s.epoch {
-                    let full = shard.weighted_by_epoch.len() >= MAX_EPOCHS;
-                    if !full || shard.weighted_by_epoch.contains_key(&epoch) {
-                        shard.weighted_by_epoch.entry(epoch).or_default()[i] += 1;
-                    }
+                if let Some(counts) = s
+                    .epoch
+                    .and_then(|e| epoch_counts(&mut shard.weighted_by_epoch, e))
+                {
+                    counts[i] += 1;
                 }
             }
         }
@@ -258,13 +259,14 @@ impl Recorder {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn counters(&self) -> EngineCounters {
+    /// The engine's counters; `preview_mismatch` is the snapshot's sum.
+    fn counters(&self, preview_mismatch: u64) -> EngineCounters {
         EngineCounters {
             scheduled: self.scheduled.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
             cap_waits: self.cap_waits.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
-            preview_mismatch: self.preview_mismatch.load(Ordering::Relaxed),
+            preview_mismatch,
         }
     }
 
@@ -370,7 +372,7 @@ impl Recorder {
             mismatched,
             weighted_by_epoch,
             series,
-            counters: self.counters(),
+            counters: self.counters(mismatched.iter().sum()),
         }
     }
 }

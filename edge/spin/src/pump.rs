@@ -310,7 +310,7 @@ pub async fn read_then_drain(incoming: IncomingBody, keep: usize, drain: usize) 
         return out;
     };
     let mut dropped = 0usize;
-    while dropped < drain {
+    while out.len() < keep || dropped < drain {
         let want = if out.len() < keep {
             (keep - out.len()).min(CHUNK as usize)
         } else {
@@ -329,17 +329,5 @@ pub async fn read_then_drain(incoming: IncomingBody, keep: usize, drain: usize) 
 /// Reads at most `limit` bytes of a body (the admin API's bound, or a body
 /// kept for a retry).
 pub async fn read_limited(incoming: IncomingBody, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let Ok(input) = incoming.stream() else {
-        return out;
-    };
-    while out.len() < limit {
-        let want = (limit - out.len()).min(CHUNK as usize) as u64;
-        match input.read(want) {
-            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
-            Ok(chunk) => out.extend_from_slice(&chunk),
-            Err(_) => break,
-        }
-    }
-    out
+    read_then_drain(incoming, limit, 0).await
 }

@@ -161,12 +161,12 @@ impl Controller {
         &self.plan
     }
 
-    /// The color the candidate is judged against.
     /// The epoch the controller last saw or created.
     pub fn epoch(&self) -> Option<u64> {
         self.epoch
     }
 
+    /// The color the candidate is judged against.
     pub fn active(&self) -> Option<Color> {
         self.active
     }
