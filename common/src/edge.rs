@@ -15,7 +15,8 @@ use crate::decide::{decide, RequestFacts, RouteDecision, RouteReason};
 use crate::failover::{live_colors, OriginPolicy, Outcome, MAX_REPLAY_BODY};
 use crate::health::{HealthPolicy, HealthRecord};
 use crate::http::{
-    connection_tokens, cookie, is_hop_by_hop, is_response_hop_by_hop, is_websocket_upgrade,
+    connection_tokens, cookie, field_name_starts_with, header_safe, is_hop_by_hop,
+    same_field_name, is_response_hop_by_hop, is_websocket_upgrade,
     valid_host, ADMIN_NAMESPACE, ADMIN_PREFIX, EDGE_HEADER_PREFIX, FORWARDING_HEADERS,
     HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
     METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
@@ -104,7 +105,7 @@ pub struct EdgeConfig {
     /// Salt of the initial state, used until an admin writes one.
     pub default_salt: String,
     /// When set, every forwarded request is signed (see `origin_auth`).
-    origin_signing_secret: Option<Vec<u8>>,
+    origin_signing_secret: Option<Arc<[u8]>>,
     /// Timeouts and retries towards the origins.
     pub origins: OriginPolicy,
     /// When the color under test counts as unhealthy.
@@ -357,7 +358,7 @@ impl EdgeConfig {
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
-            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(String::into_bytes),
+            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(|s| Arc::from(s.into_bytes())),
             jwks_url,
             origins,
             health,
@@ -583,6 +584,32 @@ impl Reply {
         ))
     }
 
+    /// 400: the client's request body ended before its announced length,
+    /// broke off, or stopped arriving. The answer mostly goes nowhere (the
+    /// client is gone); what matters is what does not happen: nothing is
+    /// forwarded, retried or counted against an origin.
+    pub fn incomplete_body() -> Reply {
+        Reply::problem(Problem::new(
+            400,
+            "incomplete-body",
+            "request body incomplete",
+            "the request body ended before its announced length or stopped arriving; \
+             nothing was sent to an origin",
+        ))
+    }
+
+    /// 400: the request's headers could not be written to the origin (the
+    /// runtime refused them); no origin saw the request, and no origin is
+    /// counted as failing for it.
+    pub fn headers_not_forwardable(detail: impl Into<String>) -> Reply {
+        Reply::problem(Problem::new(
+            400,
+            "headers-not-forwardable",
+            "request headers cannot be forwarded",
+            detail,
+        ))
+    }
+
     /// 503: the state store could not be read or written for an admin call.
     pub fn store_unavailable(detail: impl Into<String>) -> Reply {
         Reply::problem(Problem::new(
@@ -633,6 +660,47 @@ pub struct Forward {
     /// The models per color when the request body's `model` is set per
     /// color ([`crate::model`]); see [`Forward::model_body`].
     pub models: Option<Arc<ModelRoutes>>,
+    /// How attempts are signed for their origin (`ORIGIN_SIGNING_SECRET`).
+    pub signing: Option<Signing>,
+}
+
+/// What a forwarded request is signed with ([`crate::origin_auth`]), kept
+/// so that a retry is signed for the other color's origin: the origin's
+/// URL is part of the signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signing {
+    secret: Arc<[u8]>,
+    method: String,
+    created: u64,
+    nonce: String,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("method", &self.method)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signing {
+    /// The signature fields of an attempt at `url` whose other headers are
+    /// `headers` (the principal among them, when there is one).
+    fn headers(&self, url: &str, headers: &[(String, String)]) -> [(String, String); 2] {
+        let principal = headers
+            .iter()
+            .find(|(k, _)| k == HEADER_PRINCIPAL)
+            .map(|(_, v)| v.as_str());
+        origin_auth::sign(
+            &self.secret,
+            &self.method,
+            url,
+            principal,
+            self.created,
+            &self.nonce,
+        )
+    }
 }
 
 /// Which `location` values are rewritten and to what.
@@ -786,9 +854,14 @@ impl Forward {
                 _ => (k.clone(), v.clone()),
             })
             .collect();
-        let request_headers =
+        let mut request_headers =
             self.origin_headers
                 .switch(&self.request_headers, self.decision.color, color);
+        if let Some(signing) = &self.signing {
+            // Signed for the other origin: its URL is part of the signature.
+            request_headers.retain(|(k, _)| !origin_auth::HEADERS.contains(&k.as_str()));
+            request_headers.extend(signing.headers(&url, &request_headers));
+        }
         Some(Forward {
             decision,
             url,
@@ -805,6 +878,7 @@ impl Forward {
             location_rewrite: self.location_rewrite.clone(),
             origin_headers: self.origin_headers.clone(),
             models: self.models.clone(),
+            signing: self.signing.clone(),
         })
     }
 
@@ -918,6 +992,18 @@ impl Forward {
                 BodyPlan::Stream
             }
         }
+    }
+}
+
+/// Whether a body the edge read whole before forwarding it (up to `limit`
+/// bytes: [`BodyPlan::Buffer`], [`BodyPlan::Rewrite`]) is complete: it
+/// holds its announced `content-length`, or `limit` bytes when it
+/// announced more. A shorter one ended early, which is the client's
+/// failure ([`Reply::incomplete_body`]), never the origin's.
+pub fn body_complete(content_length: Option<&str>, read: usize, limit: usize) -> bool {
+    match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) => read as u64 >= n.min(limit as u64),
+        None => true,
     }
 }
 
@@ -1041,6 +1127,18 @@ pub fn fallback_from_backup(backup: Option<&str>, default_salt: &str) -> LoadedS
     }
 }
 
+/// Whether a backup copy ([`crate::http::LAST_GOOD_KEY`]) holding
+/// `backup` is replaced by a committed document of `epoch`: when it is
+/// missing, unreadable or older. Changes committed back to back by two
+/// instances may write their backups in either order; the backup must
+/// never go back to an older epoch.
+pub fn replaces_backup(backup: Option<&str>, epoch: u64) -> bool {
+    match backup.map(RolloutState::from_json) {
+        Some(Ok(held)) => held.epoch < epoch,
+        _ => true,
+    }
+}
+
 /// Decides what to do with one request.
 ///
 /// `random` must be fresh per request; it draws the weighted split for
@@ -1156,7 +1254,9 @@ pub fn plan(
     let client_host = req.header("host").map(str::trim).filter(|h| valid_host(h));
     request_headers.extend(forwarding_headers(caller, scheme, client_host));
     if let Some(p) = &principal {
-        request_headers.push((HEADER_PRINCIPAL.into(), p.id.clone()));
+        // A JWT `sub` is whatever its issuer signed: line feeds, carriage
+        // returns and non-ASCII are encoded, never written as they are.
+        request_headers.push((HEADER_PRINCIPAL.into(), header_safe(&p.id).into_owned()));
     }
     let models = cfg.models.as_ref().filter(|m| m.matches(&path)).cloned();
     let path_and_query = match req.query {
@@ -1164,17 +1264,17 @@ pub fn plan(
         _ => path.into_owned(),
     };
     request_headers.extend(cfg.origin_headers.of(decision.color).iter().cloned());
-    if let Some(secret) = &cfg.origin_signing_secret {
-        // A nonce distinct from the anonymous id drawn from the same bits.
-        let nonce = format!("{:016x}", random.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
-        request_headers.extend(origin_auth::sign(
-            secret,
-            req.method,
-            &path_and_query,
-            now_s,
-            &nonce,
-        ));
-    }
+    let signing = cfg.origin_signing_secret.as_ref().map(|secret| {
+        // The edge's signature replaces any the client sent.
+        request_headers.retain(|(k, _)| !origin_auth::HEADERS.iter().any(|h| same_field_name(k, h)));
+        Signing {
+            secret: secret.clone(),
+            method: req.method.to_string(),
+            created: now_s,
+            // A nonce distinct from the anonymous id drawn from the same bits.
+            nonce: format!("{:016x}", random.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    });
     let mut response_headers = vec![
         (HEADER_COLOR.to_string(), decision.color.to_string()),
         (HEADER_EPOCH.to_string(), decision.epoch.to_string()),
@@ -1197,9 +1297,13 @@ pub fn plan(
     response_headers.push(("vary".to_string(), vary));
     let private = set_cookie.is_some();
     if let Some(id) = set_cookie {
+        // Over HTTPS the browser must never send it back in clear text.
+        let secure = if scheme == Some("https") { "; Secure" } else { "" };
         response_headers.push((
             "set-cookie".to_string(),
-            format!("{STICKY_COOKIE}={id}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"),
+            format!(
+                "{STICKY_COOKIE}={id}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax{secure}"
+            ),
         ));
     }
     let location_rewrite = match (cfg.rewrite_location, scheme, client_host) {
@@ -1210,6 +1314,9 @@ pub fn plan(
         _ => None,
     };
     let url = format!("{}{}", cfg.origin(decision.color), path_and_query);
+    if let Some(signing) = &signing {
+        request_headers.extend(signing.headers(&url, &request_headers));
+    }
     let retryable = cfg.origins.retries(req.method);
     let fallback = if retryable {
         live_colors(state)
@@ -1226,7 +1333,7 @@ pub fn plan(
         .map(|_| match (&principal, caller, req.client_addr) {
             // Principal ids are namespaced by kind ("k:", "s:"), like "ip:" and "c:".
             (Some(p), _, _) => p.id.clone(),
-            (None, Some(ip), _) => format!("ip:{ip}"),
+            (None, Some(ip), _) => caller_key(ip),
             (None, None, Some(addr)) => format!("ip:{addr}"),
             (None, None, None) => sticky_key.clone(),
         });
@@ -1246,6 +1353,7 @@ pub fn plan(
         location_rewrite,
         origin_headers: cfg.origin_headers.clone(),
         models,
+        signing,
     })
 }
 
@@ -1277,9 +1385,27 @@ pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan)
         return None;
     }
     Some(match caller_ip(cfg, req) {
-        Some(ip) => format!("ip:{ip}"),
+        Some(ip) => caller_key(ip),
         None => "ip:unknown".to_string(),
     })
+}
+
+/// The key a caller's address is counted under (admin failures, anonymous
+/// rate limits): the address for IPv4, its /64 for IPv6. One subscriber
+/// (a home, a phone, a cloud instance) gets a whole /64 and may send from
+/// any address in it, so per-address counting would give it 2^64 fresh
+/// budgets. An IPv4-mapped address counts as its IPv4 address.
+pub fn caller_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// Applies the admin failure limit to `plan` (the admin request of
@@ -1420,19 +1546,21 @@ impl AdminCall {
 /// the ones origins trust for the caller's address or the path, nor the
 /// trusted proxy's address header (its address goes on in
 /// `x-forwarded-for`), nor method overrides unless allowed.
+///
+/// Every name is matched in each spelling an origin may read as the same
+/// field ([`same_field_name`]: `x_forwarded_for` is `x-forwarded-for` to a
+/// CGI-style stack).
 fn forwards_client_header(cfg: &EdgeConfig, name: &str) -> bool {
-    let is = |list: &[&str]| list.iter().any(|h| name.eq_ignore_ascii_case(h));
-    !(name.eq_ignore_ascii_case(HEADER_API_KEY)
-        || (name.len() >= EDGE_HEADER_PREFIX.len()
-            && name.as_bytes()[..EDGE_HEADER_PREFIX.len()]
-                .eq_ignore_ascii_case(EDGE_HEADER_PREFIX.as_bytes()))
+    let is = |list: &[&str]| list.iter().any(|h| same_field_name(name, h));
+    !(same_field_name(name, HEADER_API_KEY)
+        || field_name_starts_with(name, EDGE_HEADER_PREFIX)
         || is(FORWARDING_HEADERS)
         || is(UNTRUSTED_HEADERS)
         || (!cfg.allow_method_override && is(METHOD_OVERRIDE_HEADERS))
         || cfg
             .trusted_client_ip_header
             .as_deref()
-            .is_some_and(|h| name.eq_ignore_ascii_case(h)))
+            .is_some_and(|h| same_field_name(name, h)))
 }
 
 /// The caller's address: the last address in the trusted proxy's header

@@ -148,6 +148,50 @@ pub fn connection_tokens(connection: Option<&str>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether two header names are one field to an origin: equal ignoring
+/// ASCII case, with `_` and `-` taken as the same character. CGI-style
+/// stacks (Rack, uWSGI, PHP, IIS, anything reading `HTTP_*` variables)
+/// map both to `_`, so a client's `x_forwarded_for` reaches such an origin
+/// as `X-Forwarded-For` would: every header the edge drops for trust is
+/// dropped in every such spelling.
+pub fn same_field_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            fold(x) == fold(y)
+        })
+}
+
+/// Whether header `name` starts with `prefix` (a lower-case, hyphenated
+/// name prefix) in any spelling [`same_field_name`] accepts.
+pub fn field_name_starts_with(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| same_field_name(head, prefix))
+}
+
+/// `value` made safe to write into a header the edge adds: every byte
+/// outside visible ASCII (`!` to `~`) and every `%` is percent-encoded
+/// (upper-case hex, UTF-8 bytes as they are), so a value a credential
+/// carries (a JWT `sub` with a line feed, a carriage return, a space or
+/// non-ASCII) can neither end the header nor fail the runtime's header
+/// check; ordinary values (`s:alice@example.com`) pass unchanged, and any
+/// URL decoder gives the original back.
+pub fn header_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (0x21..=0x7e).contains(&b) && b != b'%';
+    if value.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 16);
+    for b in value.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The value of cookie `name` in a `Cookie` header, if present.
 pub fn cookie<'a>(cookie_header: Option<&'a str>, name: &str) -> Option<&'a str> {
     cookie_header?.split(';').find_map(|pair| {
@@ -299,6 +343,40 @@ mod tests {
             split_lines("a\n1\ndangling"),
             vec![("a".to_string(), "1".to_string())]
         );
+    }
+
+    #[test]
+    fn field_names_match_in_every_cgi_spelling() {
+        assert!(same_field_name("x_forwarded_for", "x-forwarded-for"));
+        assert!(same_field_name("X_Real-IP", "x-real-ip"));
+        assert!(same_field_name("X-API-KEY", "x-api-key"));
+        assert!(!same_field_name("x-forwarded-fo", "x-forwarded-for"));
+        assert!(!same_field_name("x.forwarded.for", "x-forwarded-for"));
+        assert!(field_name_starts_with("x_greenlight_principal", "x-greenlight-"));
+        assert!(field_name_starts_with("X-Greenlight_Color", "x-greenlight-"));
+        assert!(!field_name_starts_with("x-greenligh", "x-greenlight-"));
+        assert!(!field_name_starts_with("x-greenlighT", "x-greenlight-"));
+        // A multi-byte character where the prefix would end.
+        assert!(!field_name_starts_with("x-greenlighté", "x-greenlight-"));
+    }
+
+    #[test]
+    fn header_safe_values_keep_ordinary_text_and_encode_the_rest() {
+        assert!(matches!(
+            header_safe("s:alice@example.com"),
+            std::borrow::Cow::Borrowed("s:alice@example.com")
+        ));
+        assert_eq!(
+            header_safe("s:u\nx-original-url\n/admin"),
+            "s:u%0Ax-original-url%0A/admin"
+        );
+        assert_eq!(header_safe("s:u\rv"), "s:u%0Dv");
+        assert_eq!(header_safe("s:a b%c"), "s:a%20b%25c");
+        assert_eq!(header_safe("s:é\u{7f}"), "s:%C3%A9%7F");
+        for v in ["s:\n", "k:\u{0}", "s:\t\r\n\u{85}\u{2028}"] {
+            let safe = header_safe(v);
+            assert!(safe.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{safe}");
+        }
     }
 
     #[test]

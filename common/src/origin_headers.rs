@@ -12,7 +12,7 @@
 
 use crate::auth::ConfigError;
 use crate::color::Color;
-use crate::http::{is_hop_by_hop, EDGE_HEADER_PREFIX, FORWARDING_HEADERS};
+use crate::http::{is_hop_by_hop, same_field_name, EDGE_HEADER_PREFIX, FORWARDING_HEADERS};
 use std::fmt;
 use std::sync::Arc;
 
@@ -138,15 +138,15 @@ impl OriginHeaders {
 
     /// Whether a header the caller sent is dropped: with upstream
     /// credentials configured, the caller's `authorization` and any name
-    /// either color sets.
+    /// either color sets, in every spelling an origin reads as that name.
     pub fn drops_client_header(&self, name: &str) -> bool {
         self.active()
-            && (name.eq_ignore_ascii_case("authorization")
+            && (same_field_name(name, "authorization")
                 || self
                     .blue
                     .names()
                     .chain(self.green.names())
-                    .any(|n| n.eq_ignore_ascii_case(name)))
+                    .any(|n| same_field_name(n, name)))
     }
 
     /// `headers` (bound for `from`'s origin) made ready for `to`'s: the

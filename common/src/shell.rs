@@ -325,6 +325,7 @@ mod tests {
             location_rewrite: None,
             origin_headers: Default::default(),
             models: None,
+            signing: None,
         }
     }
 

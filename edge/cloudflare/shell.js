@@ -96,10 +96,7 @@ function rewrap(response, status, fields, at) {
 // response headers and stops for good when they arrive, so a body then
 // streams at the origin's pace. (AbortSignal.timeout would keep counting.)
 // A streamed upload is not timed: the edge cannot see when the runtime has
-// sent the client's body, and a slow client is not a failing origin. (A
-// JS stream between the two, to watch the upload, made workerd read the
-// request body after the response was sent: an uncaught error that
-// restarted the Worker.)
+// sent the client's body, and a slow client is not a failing origin.
 function originTimer(ms) {
   const controller = new AbortController();
   let timer;
@@ -122,6 +119,20 @@ function originTimer(ms) {
   };
 }
 
+
+// The client's body as a stream for fetch that notes in `upload.broke`
+// when the client's upload breaks off: workerd's fetch then fails with the
+// same "Network connection lost" as it does for an origin that went away,
+// and only the origin's failure may count. A failed read is recorded,
+// never thrown past here (the pipe is read by fetch only).
+function watchedUpload(request, upload) {
+  if (request.body === null) return null;
+  const { readable, writable } = new TransformStream();
+  request.body.pipeTo(writable).catch(() => {
+    upload.broke = true;
+  });
+  return readable;
+}
 
 // The rollout's Durable Object (RolloutObject below): one per rollout,
 // found by name. Admin changes and health reports go to it.
@@ -236,6 +247,7 @@ export default {
     if (step.startsWith("admin\n")) {
       return adminCall(head, step.slice("admin\n".length), request, env);
     }
+    const upload = { broke: false }; // set when the client's upload breaks off
     let buffered; // a body kept for a retry
     let raw; // a model route's body as the client sent it
     let response; // the last origin response
@@ -254,13 +266,30 @@ export default {
         const id = Number(fields[1]);
         const timer = originTimer(Number(fields[4]));
         let body;
+        if (fields[5] === "buffer" || fields[5] === "rewrite") {
+          // Read whole before the first attempt; a body that broke off or
+          // ended short of its length is the client's failure (a 400 from
+          // Rust), never the origin's.
+          if ((fields[5] === "buffer" ? buffered : raw) === undefined) {
+            let read;
+            try {
+              read = fields[5] === "buffer"
+                ? new Uint8Array(await request.arrayBuffer())
+                : await readLimited(request, REWRITE_READ_LIMIT);
+            } catch (e) {
+              read = undefined;
+            }
+            const refusal = wasm.bodyRead(id, read?.byteLength ?? 0, read === undefined);
+            if (refusal !== undefined) return replyFrom(refusal);
+            if (fields[5] === "buffer") buffered = read;
+            else raw = read;
+          }
+        }
         if (fields[5] === "buffer") {
-          buffered ??= await request.arrayBuffer();
           body = buffered;
         } else if (fields[5] === "stream") {
-          body = request.body;
+          body = watchedUpload(request, upload);
         } else if (fields[5] === "rewrite") {
-          raw ??= await readLimited(request, REWRITE_READ_LIMIT);
           body = wasm.modelBody(id, raw);
           if (body === undefined) {
             // Not a body the edge can rewrite: a 400, and no origin sees it.
@@ -268,7 +297,14 @@ export default {
           }
         }
         const headers = new Headers(request.headers);
-        const responseDeltaAt = applyDelta(headers, fields, 7);
+        let responseDeltaAt;
+        try {
+          responseDeltaAt = applyDelta(headers, fields, 7);
+        } catch (e) {
+          // The runtime refused a header value: no origin sees the request,
+          // and no origin is counted as failing for it.
+          return replyFrom(wasm.headersRefused(id, String(e)));
+        }
         const started = Date.now();
         let report;
         if (fields[5] !== "stream") {
@@ -287,6 +323,12 @@ export default {
           });
         } catch (e) {
           response = undefined;
+          if (fields[5] === "stream" && upload.broke) {
+            // The client's upload broke off (workerd's fetch then fails
+            // with the same "Network connection lost" as an origin's
+            // would): its failure, never counted against the origin.
+            return replyFrom(wasm.clientGone(id));
+          }
           report = e?.name === "TimeoutError" ? "timeout" : "error\n" + String(e);
         }
         timer.stop();

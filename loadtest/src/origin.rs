@@ -265,6 +265,8 @@ pub struct Behavior {
 #[derive(Debug, Default)]
 struct Shared {
     started: Option<Instant>,
+    /// `https` when serving TLS: part of the signed `@target-uri`.
+    scheme: &'static str,
     hits: AtomicU64,
     /// Requests refused for a missing/bad/stale/replayed edge signature.
     refused: AtomicU64,
@@ -309,6 +311,7 @@ impl Origin {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             started: Some(Instant::now()),
+            scheme: if https { "https" } else { "http" },
             ..Shared::default()
         });
         let color_owned = color.to_string();
@@ -437,19 +440,29 @@ impl Drop for Origin {
     }
 }
 
-/// Checks the edge's HMAC signature (see `greenlight_common::origin_auth`).
+/// Checks the edge's RFC 9421 signature (see
+/// `greenlight_common::origin_auth`) over the URL this origin was sent:
+/// its own scheme, the `Host` it received (the `:authority` over HTTP/2),
+/// and the request target.
 fn check_signature(
     secret: &[u8],
     parts: &hyper::http::request::Parts,
     shared: &Shared,
 ) -> Result<(), greenlight_common::origin_auth::OriginAuthError> {
-    use greenlight_common::origin_auth::{verify, OriginAuthError, DEFAULT_WINDOW_S};
+    use greenlight_common::origin_auth::{target_uri, verify, OriginAuthError, DEFAULT_WINDOW_S};
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header("host"))
+        .unwrap_or_default();
+    let target = target_uri(shared.scheme, host, path);
     let mut guard = shared
         .replay_guard
         .lock()
@@ -457,7 +470,7 @@ fn check_signature(
     verify(
         secret,
         parts.method.as_str(),
-        path,
+        &target,
         header,
         now_s,
         DEFAULT_WINDOW_S,

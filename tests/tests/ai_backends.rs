@@ -303,7 +303,7 @@ async fn upstream_credentials_replace_the_callers(runtime: Runtime) {
         let org = got.header("x-provider-org");
         assert_eq!(org, (color == "blue").then_some("org-blue"), "{what}");
         // Signed by the edge, and the origin checked it.
-        assert!(got.header("x-greenlight-signature").is_some(), "{what}");
+        assert!(got.header("signature").is_some(), "{what}");
     }
     assert_eq!(rig.blue.refused() + rig.green.refused(), 0);
     // Nor in the admin state.

@@ -490,17 +490,19 @@ async fn headers_and_bodies_pass_through(runtime: Runtime) {
 
 async fn origins_only_accept_signed_edge_traffic(runtime: Runtime) {
     let rig = Rig::start_signed(runtime, Some("origin-signing-secret-e2e")).await;
-    // Through the edge (even with a client-forged signature header): accepted.
+    // Through the edge (even with client-forged signature fields): accepted.
     let resp = rig
         .get("/api/signed?x=1")
         .header("x-api-key", APP_KEY)
-        .header("x-greenlight-signature", "forged")
+        .header("signature", "greenlight=:Zm9yZ2Vk:")
+        .header("signature-input", "greenlight=(\"@method\");created=1")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 0));
     let seen = rig.blue.recent().pop().unwrap();
+    assert_eq!(seen.header("x-greenlight-principal"), Some("k:app"));
     // Straight to the origin, bypassing the edge: refused.
     let direct = rig
         .http
@@ -509,17 +511,24 @@ async fn origins_only_accept_signed_edge_traffic(runtime: Runtime) {
         .await
         .unwrap();
     assert_eq!(direct.status(), 401);
-    // Replaying the edge's own signed request: refused too.
-    let mut replay = rig.http.get(format!("{}/api/signed?x=1", rig.blue.url()));
-    for name in [
-        "x-greenlight-timestamp",
-        "x-greenlight-nonce",
-        "x-greenlight-signature",
-    ] {
-        replay = replay.header(name, seen.header(name).unwrap_or_default());
-    }
-    assert_eq!(replay.send().await.unwrap().status(), 401);
-    assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 2));
+    // The edge's own signed request, replayed: to the same origin (its
+    // nonce is used up), to the other color's origin (signed for blue's
+    // URL: they share the secret), and with another principal.
+    let replay = |url: String, principal: &str| {
+        let mut r = rig.http.get(url);
+        for name in ["signature", "signature-input"] {
+            r = r.header(name, seen.header(name).unwrap_or_default());
+        }
+        r.header("x-greenlight-principal", principal)
+    };
+    let to_blue = replay(format!("{}/api/signed?x=1", rig.blue.url()), "k:app");
+    assert_eq!(to_blue.send().await.unwrap().status(), 401);
+    let to_green = replay(format!("{}/api/signed?x=1", rig.green.url()), "k:app");
+    assert_eq!(to_green.send().await.unwrap().status(), 401);
+    let as_admin = replay(format!("{}/api/signed?x=1", rig.blue.url()), "k:ops");
+    assert_eq!(as_admin.send().await.unwrap().status(), 401);
+    assert_eq!((rig.blue.hits(), rig.blue.refused()), (1, 3));
+    assert_eq!((rig.green.hits(), rig.green.refused()), (0, 1));
 }
 
 greenlight_e2e::for_each_runtime!(

@@ -10,7 +10,8 @@
 //! rewritten `Location` points at the edge; `cookie` returns a trimmed,
 //! non-empty substring of the header; `valid_host` accepts only the
 //! documented alphabet; `path_and_query` returns a path starting with `/` and a query without
-//! a fragment.
+//! a fragment; `header_safe` writes only visible ASCII and decodes back to
+//! its input; `same_field_name` is case- and `_`/`-`-blind and nothing else.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -18,7 +19,8 @@ use greenlight_common::edge::{
     self, appended_response_header, EdgeConfig, EdgePlan, LoadedState, RequestHead,
 };
 use greenlight_common::http::{
-    connection_tokens, cookie, is_response_hop_by_hop, path_and_query, split_lines, valid_host,
+    connection_tokens, cookie, header_safe, is_response_hop_by_hop, path_and_query,
+    same_field_name, split_lines, valid_host,
 };
 use greenlight_common::RolloutState;
 use libfuzzer_sys::fuzz_target;
@@ -48,8 +50,35 @@ fn config() -> EdgeConfig {
     .expect("fuzz configuration")
 }
 
+/// Percent-decoding of `header_safe`'s output.
+fn decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("two hex digits"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fuzz_target!(|input: Input<'_>| {
     // Helpers on their own.
+    for v in [input.cookie_header, input.host, input.url] {
+        let safe = header_safe(v);
+        assert!(safe.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{safe:?}");
+        assert_eq!(decode(&safe), v.as_bytes());
+    }
+    let fold = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+    assert_eq!(
+        same_field_name(input.cookie_name, input.cookie_header),
+        fold(input.cookie_name) == fold(input.cookie_header)
+    );
     if let Some(v) = cookie(Some(input.cookie_header), input.cookie_name) {
         assert!(!v.is_empty() && v == v.trim() && input.cookie_header.contains(v));
     }

@@ -415,41 +415,52 @@ fn origin_response_headers_are_filtered_and_overridden() {
 }
 
 #[test]
-fn forwarded_requests_are_signed_when_a_secret_is_set() {
-    use crate::origin_auth::{verify, ReplayGuard, DEFAULT_WINDOW_S, HEADER_SIGNATURE};
+fn forwarded_requests_are_signed_for_their_origin_when_a_secret_is_set() {
+    use crate::origin_auth::{
+        target_uri_of, verify, OriginAuthError, ReplayGuard, DEFAULT_WINDOW_S, HEADERS,
+        HEADER_SIGNATURE,
+    };
     let mut v = vars();
     v.insert("ORIGIN_SIGNING_SECRET", "origin-secret".into());
     let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
     let f = forward(run(
         &cfg,
-        &RolloutState::initial("s"),
+        &canary(5_000),
         "/api/items",
         &[
             ("x-api-key", "app-key"),
             (HEADER_SIGNATURE, "forged-by-client"),
+            ("Signature_Input", "forged=()"),
         ],
     ));
-    let lookup = |n: &str| header(&f.request_headers, n);
-    let mut guard = ReplayGuard::default();
     let now_s = NOW_MS / 1_000;
+    let check = |f: &Forward, url: &str, guard: &mut ReplayGuard| {
+        let lookup = |n: &str| header(&f.request_headers, n);
+        let target = target_uri_of(url).unwrap();
+        verify(b"origin-secret", "GET", &target, lookup, now_s, DEFAULT_WINDOW_S, guard)
+    };
+    let mut guard = ReplayGuard::default();
+    assert_eq!(check(&f, &f.url, &mut guard), Ok(()));
+    for name in HEADERS {
+        let copies = f
+            .request_headers
+            .iter()
+            .filter(|(k, _)| crate::http::same_field_name(k, name))
+            .count();
+        assert_eq!(copies, 1, "{name}: the client's copy must be dropped");
+    }
+    assert_eq!(header(&f.request_headers, HEADER_PRINCIPAL), Some("k:app"));
+    // A retry goes to the other color's origin, signed for it; the first
+    // attempt's signature does not verify there.
+    let Next::Retry(retry) = f.after_attempt(&Outcome::Answered(503), 10) else {
+        panic!("no retry");
+    };
+    assert_ne!(retry.url, f.url);
     assert_eq!(
-        verify(
-            b"origin-secret",
-            "GET",
-            "/api/items?a=1",
-            lookup,
-            now_s,
-            DEFAULT_WINDOW_S,
-            &mut guard
-        ),
-        Ok(())
+        check(&f, &retry.url, &mut ReplayGuard::default()),
+        Err(OriginAuthError::BadSignature)
     );
-    let sigs = f
-        .request_headers
-        .iter()
-        .filter(|(k, _)| k == HEADER_SIGNATURE)
-        .count();
-    assert_eq!(sigs, 1, "the client's copy must be dropped");
+    assert_eq!(check(&retry, &retry.url, &mut ReplayGuard::default()), Ok(()));
     // Without a secret nothing is added.
     let plain = forward(run(
         &config(),
@@ -1337,7 +1348,7 @@ fn upstream_credentials_replace_the_callers_per_color() {
     assert!(ours(&f, "x-api-key").is_empty());
     assert!(!ours(&f, "x-org").contains(&"mine".to_string()));
     assert_eq!(ours(&f, "accept"), vec!["*/*".to_string()]);
-    assert!(header(&f.request_headers, "x-greenlight-signature").is_some());
+    assert!(header(&f.request_headers, "signature").is_some());
     // A retry on the other color carries that color's credentials only.
     let Next::Retry(retry) = f.after_attempt(&Outcome::Answered(503), 10) else {
         panic!("no retry");
@@ -1347,7 +1358,7 @@ fn upstream_credentials_replace_the_callers_per_color() {
         ours(&retry, "x-org").len(),
         usize::from(retry.decision.color == Color::Blue)
     );
-    assert!(header(&retry.request_headers, "x-greenlight-signature").is_some());
+    assert!(header(&retry.request_headers, "signature").is_some());
     // Without upstream credentials, Authorization passes as before.
     let plain = forward(run(
         &config(),
@@ -1674,4 +1685,161 @@ fn sticky_identity_is_configurable_and_checked() {
         &[("x-api-key", "app-key")],
     ));
     assert_eq!(header(&f.response_headers, "set-cookie"), None);
+}
+
+#[test]
+fn the_sticky_cookie_is_secure_over_https_only() {
+    let cfg = config();
+    let over = |scheme: &'static str| {
+        let hs = headers(&[]);
+        let req = RequestHead {
+            method: "GET",
+            path: "/public/page",
+            query: None,
+            headers: &hs,
+            client_addr: None,
+            scheme: Some(scheme),
+        };
+        let loaded = LoadedState {
+            state: canary(5_000),
+            degraded: false,
+        };
+        let f = forward(plan(&cfg, &loaded, &req, NOW_MS, 7));
+        header(&f.response_headers, "set-cookie")
+            .unwrap()
+            .to_string()
+    };
+    assert!(over("https").ends_with("; HttpOnly; SameSite=Lax; Secure"));
+    assert!(over("http").ends_with("; HttpOnly; SameSite=Lax"));
+}
+
+#[test]
+fn trusted_headers_are_dropped_in_every_cgi_spelling() {
+    let cfg = config();
+    let spoofed = [
+        ("x-api-key", "app-key"),
+        ("x_api_key", "other-key"),
+        ("x_forwarded_for", "10.0.0.1"),
+        ("X_Forwarded_Proto", "http"),
+        ("x_forwarded-host", "evil.test"),
+        ("x_real_ip", "10.0.0.2"),
+        ("X_ORIGINAL_URL", "/__greenlight/state"),
+        ("x_greenlight_principal", "k:admin"),
+        ("x-greenlight_principal", "k:admin"),
+        ("x_http_method_override", "DELETE"),
+        ("signature_input", "greenlight=()"),
+        ("x_custom_header", "kept"),
+    ];
+    let f = forward(plan_request(
+        &cfg,
+        "GET",
+        "/api",
+        &spoofed,
+        Some("198.51.100.4"),
+    ));
+    assert_eq!(
+        f.request_headers,
+        headers(&[
+            ("signature_input", "greenlight=()"),
+            ("x_custom_header", "kept"),
+            ("x-forwarded-for", "198.51.100.4"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=198.51.100.4;proto=https"),
+            (HEADER_PRINCIPAL, "k:app"),
+        ]),
+        "only unsigned traffic keeps a client's signature fields"
+    );
+}
+
+#[test]
+fn a_credentials_id_is_written_header_safe() {
+    let mut v = vars();
+    v.insert("JWT_HS256_SECRET", "hs-secret-0123456789abcdef0123456789".into());
+    let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+    let token = |sub: &str| {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        use hmac::Mac;
+        let head = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = serde_json::json!({"sub": sub, "exp": NOW_MS / 1_000 + 60});
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hs-secret-0123456789abcdef0123456789")
+                .unwrap();
+        mac.update(format!("{head}.{body}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("Bearer {head}.{body}.{sig}")
+    };
+    for (sub, sent) in [
+        ("u\nx-original-url\n/admin", "s:u%0Ax-original-url%0A/admin"),
+        ("u\rv", "s:u%0Dv"),
+        ("50%", "s:50%25"),
+        ("alice@example.com", "s:alice@example.com"),
+    ] {
+        let auth = token(sub);
+        let f = forward(run(&cfg, &canary(5_000), "/api/x", &[("authorization", &auth)]));
+        assert_eq!(header(&f.request_headers, HEADER_PRINCIPAL), Some(sent), "{sub:?}");
+        // The caller is still who its token says, for stickiness and limits.
+        assert!(f.request_headers.iter().all(|(_, v)| !v.contains(['\n', '\r'])));
+    }
+}
+
+#[test]
+fn ipv6_callers_count_by_their_slash_64() {
+    let key = |a: &str| caller_key(a.parse().unwrap());
+    assert_eq!(key("192.0.2.7"), "ip:192.0.2.7");
+    assert_eq!(key("2001:db8:1:2::7"), "ip:2001:db8:1:2::/64");
+    assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+    assert_ne!(key("2001:db8:1:2::7"), key("2001:db8:1:3::7"));
+    assert_eq!(key("::ffff:192.0.2.7"), "ip:192.0.2.7");
+    // The admin guard and the anonymous rate limit use it.
+    let mut v = vars();
+    v.insert("RATE_LIMIT_PER_S", "5".into());
+    let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+    let f = forward(plan_request(&cfg, "GET", "/public/x", &[], Some("[2001:db8:1:2::7]:443")));
+    assert_eq!(f.rate_key.as_deref(), Some("ip:2001:db8:1:2::/64"));
+    let hs = headers(&[("authorization", "Bearer guess")]);
+    let req = RequestHead {
+        method: "GET",
+        path: "/__greenlight/state",
+        query: None,
+        headers: &hs,
+        client_addr: Some("2001:db8:1:2::99"),
+        scheme: Some("https"),
+    };
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let planned = plan(&cfg, &loaded, &req, NOW_MS, 1);
+    assert_eq!(
+        admin_guard_key(&cfg, &req, &planned).as_deref(),
+        Some("ip:2001:db8:1:2::/64")
+    );
+}
+
+#[test]
+fn a_body_read_before_forwarding_must_be_whole() {
+    assert!(body_complete(Some("100"), 100, 1_024));
+    assert!(!body_complete(Some("100"), 1, 1_024));
+    assert!(!body_complete(Some(" 100 "), 99, 1_024));
+    // Announced over the limit: the limit's worth is whole enough (the
+    // model route then refuses it as too large).
+    assert!(body_complete(Some("5000"), 1_024, 1_024));
+    assert!(!body_complete(Some("5000"), 1_000, 1_024));
+    // Chunked, or a length the runtime would not have accepted anyway.
+    assert!(body_complete(None, 3, 1_024));
+    assert!(body_complete(Some("x"), 0, 1_024));
+}
+
+#[test]
+fn the_backup_copy_never_goes_back_an_epoch() {
+    let s1 = RolloutState::initial("s");
+    let s2 = canary(2_000);
+    assert!(s2.epoch > s1.epoch);
+    assert!(replaces_backup(None, s1.epoch));
+    assert!(replaces_backup(Some("{broken"), s1.epoch));
+    assert!(replaces_backup(Some(&s1.to_json()), s2.epoch));
+    assert!(!replaces_backup(Some(&s2.to_json()), s1.epoch));
+    assert!(!replaces_backup(Some(&s2.to_json()), s2.epoch));
 }

@@ -13,7 +13,7 @@ use greenlight_common::auth::ConfigError;
 use greenlight_common::edge::{
     self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
 };
-use greenlight_common::failover::Outcome;
+use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HealthRecord;
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
@@ -298,6 +298,56 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
         Some(delay_ms) => shell::persist(delay_ms, &step),
         None => step,
     }
+}
+
+/// Attempt `id`'s body as the shell read it whole (`buffer` and `rewrite`
+/// bodies): `read` bytes, or `failed` when reading it threw (the client
+/// broke off). `None` when it is complete; otherwise the `400` to answer
+/// (a reply step), and the attempt is over, counted against no origin.
+#[wasm_bindgen(js_name = bodyRead)]
+pub fn body_read(id: u32, read: f64, failed: bool) -> Option<String> {
+    let complete = PENDING.with_borrow(|p| {
+        p.in_flight
+            .iter()
+            .find(|(i, _)| *i == id)
+            .is_some_and(|(_, pending)| {
+                let limit = match pending.body {
+                    BodyPlan::Rewrite => edge::REWRITE_READ_LIMIT,
+                    _ => MAX_REPLAY_BODY,
+                };
+                let length = pending
+                    .client_headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.as_str());
+                !failed && edge::body_complete(length, read as usize, limit as usize)
+            })
+    });
+    if complete {
+        return None;
+    }
+    Some(client_gone(id))
+}
+
+/// Attempt `id`'s client went away while its body streamed to the origin
+/// (the attempt failed with it): the `400` (a reply step, which goes
+/// nowhere); the attempt is over, counted against no origin, not retried.
+#[wasm_bindgen(js_name = clientGone)]
+pub fn client_gone(id: u32) -> String {
+    PENDING.with_borrow_mut(|p| p.take(id));
+    shell::reply(&Reply::incomplete_body())
+}
+
+/// The runtime refused attempt `id`'s request headers (`message` says
+/// why): the `400` to answer (a reply step); the attempt is over, counted
+/// against no origin.
+#[wasm_bindgen(js_name = headersRefused)]
+pub fn headers_refused(id: u32, message: &str) -> String {
+    PENDING.with_borrow_mut(|p| p.take(id));
+    worker::console_error!("greenlight: request headers refused by the runtime: {message}");
+    shell::reply(&Reply::headers_not_forwardable(
+        "the runtime refused the request's headers",
+    ))
 }
 
 /// How many bytes of a model route's body the shell reads (`rewrite`

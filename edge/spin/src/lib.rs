@@ -39,16 +39,35 @@ const SPIN_HEADER_PREFIX: &str = "spin-";
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let now_ms = now_ms();
-    let reply = match serve(req, now_ms).await {
+    let answer = match serve(req, now_ms).await {
         Ok(delivery) => return delivery.send(out.into_inner()).await,
-        Err(reply) => reply,
+        Err(answer) => answer,
     };
-    send_reply(out.into_inner(), &reply).await;
+    send_reply(out.into_inner(), &answer.reply).await;
+    if let Some(body) = answer.unread {
+        body.drain().await;
+    }
 }
 
-/// Serves one request up to the origin's response head; `Err` is a reply
-/// the edge produced itself.
-async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
+/// An answer the edge makes itself, and the client's body it did not read
+/// (read and dropped after the answer: `pump::ClientBody::drain`).
+struct Answer {
+    reply: Reply,
+    unread: Option<pump::ClientBody>,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            unread: None,
+        }
+    }
+}
+
+/// Serves one request up to the origin's response head; `Err` is an
+/// answer the edge made itself.
+async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Answer> {
     let cfg = config().map_err(|e| Reply::misconfigured(&e))?;
     let method = method_name(&req.method());
     let path_with_query = req.path_with_query().unwrap_or_else(|| "/".into());
@@ -106,14 +125,12 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
         _ => planned,
     };
     match planned {
-        EdgePlan::Reply(reply) => {
-            // Refused or answered by the edge itself: whatever body came
-            // is read and dropped first (see `pump::read_then_drain`).
-            if let Ok(body) = req.consume() {
-                pump::read_then_drain(body, 0, pump::DRAIN_LIMIT).await;
-            }
-            Err(reply)
-        }
+        // Refused or answered by the edge itself: at once, whatever the
+        // body; what the client still sends is read and dropped after.
+        EdgePlan::Reply(reply) => Err(Answer {
+            reply,
+            unread: client_body(&req),
+        }),
         EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
             let store =
                 store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
@@ -125,20 +142,21 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
                 tables: &tables,
                 wasm_memory_bytes: admin::wasm_memory_bytes(),
             };
-            Err(Reply::from_admin(&admin::isolate_outcome(&method, &report)))
+            Err(Reply::from_admin(&admin::isolate_outcome(&method, &report)).into())
         }
         EdgePlan::Admin(call) => {
-            let body = match req.consume() {
-                Ok(body) => {
-                    pump::read_then_drain(body, MAX_ADMIN_BODY + 1, pump::DRAIN_LIMIT).await
-                }
-                Err(()) => Vec::new(),
+            let unread = client_body(&req);
+            let body = match &unread {
+                Some(body) => body
+                    .read(MAX_ADMIN_BODY + 1)
+                    .await
+                    .map_err(|_| Reply::incomplete_body())?,
+                None => Vec::new(),
             };
             let store =
                 store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            Err(store::run_admin(
-                &store, &cfg, &call, &method, &body, now_ms,
-            ))
+            let reply = store::run_admin(&store, &cfg, &call, &method, &body, now_ms);
+            Err(Answer { reply, unread })
         }
         EdgePlan::Forward(mut fwd) => {
             if let Ok(store) = &store {
@@ -150,7 +168,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
             // known by its `sec-websocket-key`; forwarded as a plain GET,
             // an origin's 101 would reach the client without the socket.
             if fwd.websocket || head.header("sec-websocket-key").is_some() {
-                return Err(Reply::websocket_unsupported("Spin (wasi:http 0.2)"));
+                return Err(Reply::websocket_unsupported("Spin (wasi:http 0.2)").into());
             }
             let length = header_value(&entries, "content-length");
             // wasi:http hides `transfer-encoding` (a forbidden field): a
@@ -161,20 +179,16 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
             let chunked = transfer_encoding || (length.is_none() && carries_unframed_body(&method));
             let body = match fwd.plan_body(length.as_deref(), chunked) {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
-                BodyPlan::Buffer => match req.consume() {
-                    Ok(body) => RequestBody::Buffered(
-                        pump::read_limited(body, MAX_REPLAY_BODY as usize).await,
-                    ),
-                    Err(()) => RequestBody::Buffered(Vec::new()),
-                },
+                BodyPlan::Buffer => RequestBody::Buffered(
+                    read_whole(&req, MAX_REPLAY_BODY as usize, length.as_deref()).await?,
+                ),
                 BodyPlan::Stream => RequestBody::Stream(req.consume().ok()),
                 BodyPlan::Empty => RequestBody::Buffered(Vec::new()),
                 // A model route's body: read whole (one byte over the limit
                 // tells it is too large), rewritten per attempt.
-                BodyPlan::Rewrite => RequestBody::Rewrite(match req.consume() {
-                    Ok(body) => pump::read_limited(body, REWRITE_READ_LIMIT as usize).await,
-                    Err(()) => Vec::new(),
-                }),
+                BodyPlan::Rewrite => RequestBody::Rewrite(
+                    read_whole(&req, REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
+                ),
             };
             let has_body = has_body(length.as_deref(), transfer_encoding, &method);
             let request = OutboundRequest {
@@ -182,8 +196,35 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Reply> {
                 content_length: length,
                 has_body,
             };
-            forward_with_failover(&request, body, fwd, &cfg, store.ok().as_ref()).await
+            forward_with_failover(&request, body, fwd, &cfg, store.ok().as_ref())
+                .await
+                .map_err(Answer::from)
         }
+    }
+}
+
+/// The client's body, when it has one the edge can read.
+fn client_body(req: &IncomingRequest) -> Option<pump::ClientBody> {
+    req.consume().ok().and_then(pump::ClientBody::open)
+}
+
+/// Reads a body the edge keeps before forwarding (up to `limit` bytes).
+/// A body that broke off, went silent, or ended short of its announced
+/// length is the client's failure: the request is answered 400 and never
+/// reaches (nor counts against) an origin.
+async fn read_whole(
+    req: &IncomingRequest,
+    limit: usize,
+    content_length: Option<&str>,
+) -> Result<Vec<u8>, Reply> {
+    let bytes = match client_body(req) {
+        Some(body) => body.read(limit).await.map_err(|_| Reply::incomplete_body())?,
+        None => Vec::new(),
+    };
+    if edge::body_complete(content_length, bytes.len(), limit) {
+        Ok(bytes)
+    } else {
+        Err(Reply::incomplete_body())
     }
 }
 
@@ -232,11 +273,9 @@ async fn forward_with_failover(
             Err(Failure::Unreachable(detail)) => (Outcome::Unreachable(detail), None),
             // The client is gone: its answer goes nowhere, and the origin
             // did nothing wrong (not counted, not retried).
-            Err(Failure::ClientGone) => {
-                return Err(Reply::origin_failed(
-                    "the client's request body ended early",
-                ))
-            }
+            Err(Failure::ClientGone) => return Err(Reply::incomplete_body()),
+            // The edge could not build the request: no origin saw it.
+            Err(Failure::NotSent(reply)) => return Err(reply),
         };
         let now = now_ms();
         if outcome.failed() {
@@ -269,6 +308,9 @@ enum Failure {
     Unreachable(String),
     /// The client's upload broke off: no origin's fault, nothing to retry.
     ClientGone,
+    /// The request could not be built (the runtime refused its headers):
+    /// answered as it says, no origin's fault.
+    NotSent(Reply),
 }
 
 /// Sends one attempt to the origin and waits for its response head. The
@@ -302,8 +344,11 @@ async fn forward(
     if let Some(len) = &length {
         entries.push(("content-length".into(), len.as_bytes().to_vec()));
     }
-    let fields = Fields::from_list(&entries)
-        .map_err(|e| unreachable(format!("request headers not accepted: {e:?}")))?;
+    let fields = Fields::from_list(&entries).map_err(|e| {
+        Failure::NotSent(Reply::headers_not_forwardable(format!(
+            "the runtime refused the request's headers: {e:?}"
+        )))
+    })?;
     let out = OutgoingRequest::new(fields);
     let set =
         |ok: Result<(), ()>, what: &str| ok.map_err(|()| unreachable(format!("invalid {what}")));

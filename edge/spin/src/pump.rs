@@ -294,40 +294,115 @@ async fn trailers(
 }
 
 /// What the edge reads and drops of a body it answers without using (a
-/// refused caller, an admin body over its bound) before it answers.
+/// refused caller, an admin body over its bound), after it has answered.
 pub const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+/// How long the edge goes on reading such a body after its answer: a
+/// client still writing its upload gets the answer instead of a reset,
+/// and a client that sends nothing holds the instance this long at most.
+const DRAIN_NS: u64 = 2_000_000_000;
+/// A client that sends nothing of a body the edge is reading before it
+/// acts (a body kept for a retry, a model route's body, an admin call's)
+/// for this long is taken as gone.
+const READ_IDLE_NS: u64 = 10_000_000_000;
 
-/// Reads at most `keep` bytes of a body and then reads and drops up to
-/// `drain` more, so that the client has sent its body before the answer.
-/// An answer sent while the client is still writing, followed by the close
-/// of a connection with unread data, makes the client's kernel see a reset
-/// that can discard the answer before the client reads it (RFC 9112 §9.6):
-/// the client gets "connection reset" instead of the 401 or 413. Beyond
-/// `drain` the edge answers anyway and the runtime closes the connection.
-pub async fn read_then_drain(incoming: IncomingBody, keep: usize, drain: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let Ok(input) = incoming.stream() else {
-        return out;
-    };
-    let mut dropped = 0usize;
-    while out.len() < keep || dropped < drain {
-        let want = if out.len() < keep {
-            (keep - out.len()).min(CHUNK as usize)
-        } else {
-            (drain - dropped).min(CHUNK as usize)
-        } as u64;
-        match input.read(want) {
-            Ok(chunk) if chunk.is_empty() => ready(input.subscribe()).await,
-            Ok(chunk) if out.len() < keep => out.extend_from_slice(&chunk),
-            Ok(chunk) => dropped += chunk.len(),
-            Err(_) => break,
-        }
-    }
-    out
+/// Resolves once `a` or `b` is ready (or on the next poll).
+struct EitherReady {
+    pollables: Option<(Pollable, Pollable)>,
+    _tokens: Vec<spin_executor::CancelOnDropToken>,
 }
 
-/// Reads at most `limit` bytes of a body (the admin API's bound, or a body
-/// kept for a retry).
-pub async fn read_limited(incoming: IncomingBody, limit: usize) -> Vec<u8> {
-    read_then_drain(incoming, limit, 0).await
+impl Future for EitherReady {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.pollables.take() {
+            Some((a, b)) if !a.ready() && !b.ready() => {
+                let ta = spin_executor::push_waker_and_get_token(a, cx.waker().clone());
+                let tb = spin_executor::push_waker_and_get_token(b, cx.waker().clone());
+                self._tokens = vec![ta.into(), tb.into()];
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+/// A client's request body being read by the edge itself (not streamed
+/// to an origin): the stream before its body, so it is dropped first.
+pub struct ClientBody {
+    input: InputStream,
+    _body: IncomingBody,
+}
+
+impl ClientBody {
+    pub fn open(body: IncomingBody) -> Option<ClientBody> {
+        let input = body.stream().ok()?;
+        Some(ClientBody { input, _body: body })
+    }
+
+    /// Reads up to `keep` bytes (fewer when the body ends first). `Err`
+    /// when the stream broke (the client cut its upload) or the client
+    /// sent nothing for [`READ_IDLE_NS`]: the client is gone.
+    pub async fn read(&self, keep: usize) -> Result<Vec<u8>, Broken> {
+        let mut out = Vec::new();
+        let mut idle_end = monotonic_clock::now().saturating_add(READ_IDLE_NS);
+        while out.len() < keep {
+            let want = (keep - out.len()).min(CHUNK as usize) as u64;
+            match self.input.read(want) {
+                Ok(chunk) if chunk.is_empty() => {
+                    if !self.wait(idle_end).await {
+                        return Err(Broken);
+                    }
+                }
+                Ok(chunk) => {
+                    idle_end = monotonic_clock::now().saturating_add(READ_IDLE_NS);
+                    out.extend_from_slice(&chunk);
+                }
+                Err(StreamError::Closed) => break,
+                Err(_) => return Err(Broken),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and drops what is left (up to [`DRAIN_LIMIT`] bytes, for at
+    /// most [`DRAIN_NS`]) of a body the edge has answered without. An
+    /// answer followed by the close of a connection with unread data makes
+    /// the client's kernel see a reset that can discard the answer before
+    /// the client reads it (RFC 9112 §9.6): reading on while a client is
+    /// still writing lets it read the 401 or 413. The answer never waits
+    /// for this, so a client that announces a body and sends nothing gets
+    /// its answer at once and holds the instance [`DRAIN_NS`] at most.
+    pub async fn drain(self) {
+        let end = monotonic_clock::now().saturating_add(DRAIN_NS);
+        let mut dropped = 0usize;
+        while dropped < DRAIN_LIMIT {
+            match self.input.read(CHUNK) {
+                Ok(chunk) if chunk.is_empty() => {
+                    if !self.wait(end).await {
+                        return;
+                    }
+                }
+                Ok(chunk) => dropped += chunk.len(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Waits until the stream may have bytes; `false` once `end`
+    /// (monotonic ns) has passed.
+    async fn wait(&self, end: u64) -> bool {
+        let now = monotonic_clock::now();
+        if now >= end {
+            return false;
+        }
+        EitherReady {
+            pollables: Some((
+                self.input.subscribe(),
+                monotonic_clock::subscribe_duration(end - now),
+            )),
+            _tokens: Vec::new(),
+        }
+        .await;
+        true
+    }
 }

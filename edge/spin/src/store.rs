@@ -188,8 +188,7 @@ pub fn run_admin(
         let json = next.to_json();
         match atomics::swap(cas, json.as_bytes()) {
             Ok(()) => {
-                // The backup is best effort: the change itself is stored.
-                let _ = kv.set(LAST_GOOD_KEY, json.as_bytes());
+                write_backup(kv, &json, next.epoch);
                 return Reply::from_admin(&outcome);
             }
             // Another change won: the next attempt reads it (and answers 409).
@@ -202,20 +201,49 @@ pub fn run_admin(
     Reply::store_unavailable("the state kept changing during this call; retry")
 }
 
-/// Makes sure the state document exists before a change is swapped in. The
-/// call that claims creation (an atomic increment answering 1) writes the
-/// document; the others wait for it, up to [`CREATE_WAIT_MS`]. Should the
-/// claimer have died between its claim and its write, a waiter writes the
-/// document after that wait (the only case where two writers could race,
-/// and only on a store that lost a writer mid-call).
+/// Writes `json`, committed at `epoch`, as the backup copy unless the
+/// backup already holds that epoch or a later one ([`edge::replaces_backup`]),
+/// with a compare-and-swap so two instances that committed back to back
+/// cannot leave the older backup last. Best effort: the change itself is
+/// stored; a store failure here leaves the previous backup.
+fn write_backup(kv: &Kv, json: &str, epoch: u64) {
+    for _ in 0..ADMIN_ATTEMPTS {
+        let Ok(cas) = Cas::new(&kv.bucket, LAST_GOOD_KEY) else {
+            return;
+        };
+        let Ok(current) = cas.current() else {
+            return;
+        };
+        let held = current.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        if !edge::replaces_backup(held, epoch) {
+            return;
+        }
+        match atomics::swap(cas, json.as_bytes()) {
+            Err(CasError::CasFailed(_)) => continue,
+            Ok(()) | Err(CasError::StoreError(_)) => return,
+        }
+    }
+}
+
+/// Makes sure the state document exists before a change is swapped in.
+///
+/// A compare-and-swap on a missing key is a plain insert in Spin's stores,
+/// so creation is claimed instead: the claim key's low 32 bits count the
+/// calls (the one answered 1 writes the document), its high bits count
+/// take-overs. The others wait up to [`CREATE_WAIT_MS`]; should the
+/// document still be missing (the writer died or stalled), a waiter takes
+/// over with a new generation and writes it. A writer writes only while
+/// its generation is still the newest, read atomically just before the
+/// write: a claimer that wakes after a take-over (whose document may by
+/// then carry committed changes) writes nothing. The backup copy is written
+/// first, so every later backup write is an exact compare-and-swap.
 fn create_document(kv: &Kv, fresh: &LoadedState) -> Result<(), String> {
-    let claim =
-        atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, 1).map_err(|e| format!("{e:?}"))?;
+    let claim = increment_claim(kv, 1)?;
     let initial = fresh.state.to_json();
     if claim == 1 {
-        return kv.set(STATE_KEY, initial.as_bytes()).inspect_err(|_| {
+        return write_initial(kv, &initial, 0).inspect_err(|_| {
             // Give the claim back so a later call can try again.
-            let _ = atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, -1);
+            let _ = increment_claim(kv, -1);
         });
     }
     for _ in 0..CREATE_WAIT_MS / CREATE_POLL_MS {
@@ -225,9 +253,29 @@ fn create_document(kv: &Kv, fresh: &LoadedState) -> Result<(), String> {
         monotonic_clock::subscribe_duration(CREATE_POLL_MS * 1_000_000).block();
     }
     if kv.get(STATE_KEY)?.is_none() {
-        kv.set(STATE_KEY, initial.as_bytes())?;
+        let generation = increment_claim(kv, TAKE_OVER)? >> 32;
+        write_initial(kv, &initial, generation)?;
     }
     Ok(())
+}
+
+/// One take-over in the claim key's high bits.
+const TAKE_OVER: i64 = 1 << 32;
+
+fn increment_claim(kv: &Kv, by: i64) -> Result<i64, String> {
+    atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, by).map_err(|e| format!("{e:?}"))
+}
+
+/// Writes the first document as the writer of take-over `generation`,
+/// unless a later take-over has happened.
+fn write_initial(kv: &Kv, initial: &str, generation: i64) -> Result<(), String> {
+    if increment_claim(kv, 0)? >> 32 != generation {
+        return Ok(());
+    }
+    if kv.get(LAST_GOOD_KEY)?.is_none() {
+        kv.set(LAST_GOOD_KEY, initial.as_bytes())?;
+    }
+    kv.set(STATE_KEY, initial.as_bytes())
 }
 
 /// How long a call waits for another call to write the first document.
