@@ -16,10 +16,10 @@ use crate::failover::{live_colors, OriginPolicy, Outcome, MAX_REPLAY_BODY};
 use crate::health::{HealthPolicy, HealthRecord};
 use crate::http::{
     connection_tokens, cookie, field_name_starts_with, header_safe, is_hop_by_hop,
-    same_field_name, is_response_hop_by_hop, is_websocket_upgrade,
-    valid_host, ADMIN_NAMESPACE, ADMIN_PREFIX, EDGE_HEADER_PREFIX, FORWARDING_HEADERS,
-    HEADER_API_KEY, HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON,
-    METHOD_OVERRIDE_HEADERS, STICKY_COOKIE, UNTRUSTED_HEADERS,
+    is_response_hop_by_hop, is_websocket_upgrade, same_field_name, valid_host, ADMIN_NAMESPACE,
+    ADMIN_PREFIX, EDGE_HEADER_PREFIX, FORWARDING_HEADERS, HEADER_API_KEY, HEADER_COLOR,
+    HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON, METHOD_OVERRIDE_HEADERS, STICKY_COOKIE,
+    UNTRUSTED_HEADERS,
 };
 use crate::identity::{sticky_identity, IdentityOrder, IdentitySource};
 use crate::model::{self, ModelError, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
@@ -358,7 +358,8 @@ impl EdgeConfig {
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             state_cache_ttl_ms,
             default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
-            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET").map(|s| Arc::from(s.into_bytes())),
+            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET")
+                .map(|s| Arc::from(s.into_bytes())),
             jwks_url,
             origins,
             health,
@@ -661,7 +662,7 @@ pub struct Forward {
     /// color ([`crate::model`]); see [`Forward::model_body`].
     pub models: Option<Arc<ModelRoutes>>,
     /// How attempts are signed for their origin (`ORIGIN_SIGNING_SECRET`).
-    pub signing: Option<Signing>,
+    pub signing: Option<Arc<Signing>>,
 }
 
 /// What a forwarded request is signed with ([`crate::origin_auth`]), kept
@@ -1266,14 +1267,15 @@ pub fn plan(
     request_headers.extend(cfg.origin_headers.of(decision.color).iter().cloned());
     let signing = cfg.origin_signing_secret.as_ref().map(|secret| {
         // The edge's signature replaces any the client sent.
-        request_headers.retain(|(k, _)| !origin_auth::HEADERS.iter().any(|h| same_field_name(k, h)));
-        Signing {
+        request_headers
+            .retain(|(k, _)| !origin_auth::HEADERS.iter().any(|h| same_field_name(k, h)));
+        Arc::new(Signing {
             secret: secret.clone(),
             method: req.method.to_string(),
             created: now_s,
             // A nonce distinct from the anonymous id drawn from the same bits.
             nonce: format!("{:016x}", random.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15),
-        }
+        })
     });
     let mut response_headers = vec![
         (HEADER_COLOR.to_string(), decision.color.to_string()),
@@ -1298,7 +1300,11 @@ pub fn plan(
     let private = set_cookie.is_some();
     if let Some(id) = set_cookie {
         // Over HTTPS the browser must never send it back in clear text.
-        let secure = if scheme == Some("https") { "; Secure" } else { "" };
+        let secure = if scheme == Some("https") {
+            "; Secure"
+        } else {
+            ""
+        };
         response_headers.push((
             "set-cookie".to_string(),
             format!(

@@ -157,7 +157,13 @@ pub fn connection_tokens(connection: Option<&str>) -> Vec<String> {
 pub fn same_field_name(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let fold = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
             fold(x) == fold(y)
         })
 }
@@ -352,8 +358,14 @@ mod tests {
         assert!(same_field_name("X-API-KEY", "x-api-key"));
         assert!(!same_field_name("x-forwarded-fo", "x-forwarded-for"));
         assert!(!same_field_name("x.forwarded.for", "x-forwarded-for"));
-        assert!(field_name_starts_with("x_greenlight_principal", "x-greenlight-"));
-        assert!(field_name_starts_with("X-Greenlight_Color", "x-greenlight-"));
+        assert!(field_name_starts_with(
+            "x_greenlight_principal",
+            "x-greenlight-"
+        ));
+        assert!(field_name_starts_with(
+            "X-Greenlight_Color",
+            "x-greenlight-"
+        ));
         assert!(!field_name_starts_with("x-greenligh", "x-greenlight-"));
         assert!(!field_name_starts_with("x-greenlighT", "x-greenlight-"));
         // A multi-byte character where the prefix would end.

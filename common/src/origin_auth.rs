@@ -26,11 +26,11 @@
 //! `hmac-sha256` key; the origin builds `@target-uri` from its own scheme,
 //! the `Host` it received and the request target ([`target_uri`]).
 
+use crate::edge::HEADER_PRINCIPAL;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use crate::edge::HEADER_PRINCIPAL;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -132,7 +132,10 @@ pub fn sign(
             HEADER_SIGNATURE_INPUT.to_string(),
             format!("{LABEL}={signature_params}"),
         ),
-        (HEADER_SIGNATURE.to_string(), format!("{LABEL}=:{signature}:")),
+        (
+            HEADER_SIGNATURE.to_string(),
+            format!("{LABEL}=:{signature}:"),
+        ),
     ]
 }
 
@@ -315,7 +318,12 @@ mod tests {
         verify(SECRET, method, target, lookup, now, DEFAULT_WINDOW_S, g)
     }
 
-    fn signed(method: &str, url: &str, principal: Option<&str>, nonce: &str) -> Vec<(String, String)> {
+    fn signed(
+        method: &str,
+        url: &str,
+        principal: Option<&str>,
+        nonce: &str,
+    ) -> Vec<(String, String)> {
         let mut h = sign(SECRET, method, url, principal, NOW, nonce).to_vec();
         if let Some(p) = principal {
             h.push((HEADER_PRINCIPAL.to_string(), p.to_string()));
@@ -331,7 +339,12 @@ mod tests {
             "greenlight=(\"@method\" \"@target-uri\" \"x-greenlight-principal\");\
              created=1800000000;nonce=\"nonce-0001\";alg=\"hmac-sha256\";keyid=\"greenlight-edge\""
         );
-        let sig = h[1].1.strip_prefix("greenlight=:").unwrap().strip_suffix(':').unwrap();
+        let sig = h[1]
+            .1
+            .strip_prefix("greenlight=:")
+            .unwrap()
+            .strip_suffix(':')
+            .unwrap();
         assert_eq!(STANDARD.decode(sig).unwrap().len(), 32);
         // The base, as RFC 9421 §2.5 spells it, signed with the secret.
         let base = "\"@method\": GET\n\
@@ -374,17 +387,24 @@ mod tests {
         let target = target_uri("https", "blue.example", "/base/a?b=1");
         let h = signed("GET", BLUE, Some("s:alice"), "nonce-0002");
         let mut g = ReplayGuard::default();
-        let refused = |h: &[(String, String)], method: &str, target: &str, now: u64, g: &mut ReplayGuard| {
-            check(h, method, target, now, g).unwrap_err()
-        };
-        assert_eq!(refused(&h, "POST", &target, NOW, &mut g), OriginAuthError::BadSignature);
+        let refused =
+            |h: &[(String, String)], method: &str, target: &str, now: u64, g: &mut ReplayGuard| {
+                check(h, method, target, now, g).unwrap_err()
+            };
+        assert_eq!(
+            refused(&h, "POST", &target, NOW, &mut g),
+            OriginAuthError::BadSignature
+        );
         // Sent to the other color's origin, or without its base path.
         for other in [
             target_uri("https", "green.example", "/base/a?b=1"),
             target_uri("https", "blue.example", "/a?b=1"),
             target_uri("https", "blue.example", "/base/a?b=2"),
         ] {
-            assert_eq!(refused(&h, "GET", &other, NOW, &mut g), OriginAuthError::BadSignature);
+            assert_eq!(
+                refused(&h, "GET", &other, NOW, &mut g),
+                OriginAuthError::BadSignature
+            );
         }
         // Another principal on the same signed request.
         let mut other_principal = h.clone();
@@ -396,20 +416,49 @@ mod tests {
         // A principal added to a request signed without one.
         let mut added = signed("GET", BLUE, None, "nonce-0003");
         added.push((HEADER_PRINCIPAL.to_string(), "s:mallory".into()));
-        assert_eq!(refused(&added, "GET", &target, NOW, &mut g), OriginAuthError::Missing);
-        assert_eq!(refused(&h, "GET", &target, NOW + 31, &mut g), OriginAuthError::Stale);
-        assert_eq!(refused(&h, "GET", &target, NOW - 31, &mut g), OriginAuthError::Stale);
-        let other = sign(b"other-secret", "GET", BLUE, Some("s:alice"), NOW, "nonce-0002").to_vec();
+        assert_eq!(
+            refused(&added, "GET", &target, NOW, &mut g),
+            OriginAuthError::Missing
+        );
+        assert_eq!(
+            refused(&h, "GET", &target, NOW + 31, &mut g),
+            OriginAuthError::Stale
+        );
+        assert_eq!(
+            refused(&h, "GET", &target, NOW - 31, &mut g),
+            OriginAuthError::Stale
+        );
+        let other = sign(
+            b"other-secret",
+            "GET",
+            BLUE,
+            Some("s:alice"),
+            NOW,
+            "nonce-0002",
+        )
+        .to_vec();
         let mut other = other;
         other.push(h[2].clone());
-        assert_eq!(refused(&other, "GET", &target, NOW, &mut g), OriginAuthError::BadSignature);
-        assert_eq!(refused(&[], "GET", &target, NOW, &mut g), OriginAuthError::Missing);
+        assert_eq!(
+            refused(&other, "GET", &target, NOW, &mut g),
+            OriginAuthError::BadSignature
+        );
+        assert_eq!(
+            refused(&[], "GET", &target, NOW, &mut g),
+            OriginAuthError::Missing
+        );
         let mut bad = h.clone();
         bad[1].1 = "greenlight=:not base64!:".into();
-        assert_eq!(refused(&bad, "GET", &target, NOW, &mut g), OriginAuthError::Missing);
+        assert_eq!(
+            refused(&bad, "GET", &target, NOW, &mut g),
+            OriginAuthError::Missing
+        );
         let mut wrong_alg = h.clone();
         wrong_alg[0].1 = wrong_alg[0].1.replace("hmac-sha256", "ed25519");
-        assert_eq!(refused(&wrong_alg, "GET", &target, NOW, &mut g), OriginAuthError::Missing);
+        assert_eq!(
+            refused(&wrong_alg, "GET", &target, NOW, &mut g),
+            OriginAuthError::Missing
+        );
         // None of the refused attempts used up the nonce.
         assert_eq!(check(&h, "GET", &target, NOW, &mut g), Ok(()));
     }
@@ -420,7 +469,10 @@ mod tests {
         h[0].1 = format!("client=(\"@method\");created=1;keyid=\"a, b\", {}", h[0].1);
         h[1].1 = format!("client=:AAAA:, {}", h[1].1);
         let target = target_uri("https", "blue.example", "/base/a?b=1");
-        assert_eq!(check(&h, "GET", &target, NOW, &mut ReplayGuard::default()), Ok(()));
+        assert_eq!(
+            check(&h, "GET", &target, NOW, &mut ReplayGuard::default()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -428,7 +480,15 @@ mod tests {
         let mut g = ReplayGuard::default();
         let target = target_uri_of("http://o/").unwrap();
         for i in 0..1_000u64 {
-            let h = sign(SECRET, "GET", "http://o/", None, NOW + i, &format!("nonce-{i:05}")).to_vec();
+            let h = sign(
+                SECRET,
+                "GET",
+                "http://o/",
+                None,
+                NOW + i,
+                &format!("nonce-{i:05}"),
+            )
+            .to_vec();
             assert_eq!(check(&h, "GET", &target, NOW + i, &mut g), Ok(()));
         }
         assert!(g.seen.len() <= 32, "guard kept {} nonces", g.seen.len());

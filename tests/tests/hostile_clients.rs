@@ -206,10 +206,7 @@ async fn a_silent_upload_is_refused_at_once(runtime: Runtime) {
 async fn control_characters_in_sub_are_encoded(runtime: Runtime) {
     let rig = rig(runtime).await;
     for (sub, expect) in [
-        (
-            "u\nx-original-url\n/admin",
-            "s:u%0Ax-original-url%0A/admin",
-        ),
+        ("u\nx-original-url\n/admin", "s:u%0Ax-original-url%0A/admin"),
         ("u\rv", "s:u%0Dv"),
         ("u\r\nx-injected: 1", "s:u%0D%0Ax-injected:%201"),
         ("ünïcode user", "s:%C3%BCn%C3%AFcode%20user"),
@@ -322,7 +319,13 @@ async fn slow_and_half_open_clients_do_not_starve_the_edge(runtime: Runtime) {
     drop(slow_bodies);
     drop(silent);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    still_serves(&rig, "after the slow clients left", 5, Duration::from_secs(5)).await;
+    still_serves(
+        &rig,
+        "after the slow clients left",
+        5,
+        Duration::from_secs(5),
+    )
+    .await;
     tables_within_caps(&rig, "after slow clients").await;
     let view = rig.state().await;
     let health = view.health.expect("health");

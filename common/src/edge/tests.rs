@@ -437,7 +437,15 @@ fn forwarded_requests_are_signed_for_their_origin_when_a_secret_is_set() {
     let check = |f: &Forward, url: &str, guard: &mut ReplayGuard| {
         let lookup = |n: &str| header(&f.request_headers, n);
         let target = target_uri_of(url).unwrap();
-        verify(b"origin-secret", "GET", &target, lookup, now_s, DEFAULT_WINDOW_S, guard)
+        verify(
+            b"origin-secret",
+            "GET",
+            &target,
+            lookup,
+            now_s,
+            DEFAULT_WINDOW_S,
+            guard,
+        )
     };
     let mut guard = ReplayGuard::default();
     assert_eq!(check(&f, &f.url, &mut guard), Ok(()));
@@ -460,7 +468,10 @@ fn forwarded_requests_are_signed_for_their_origin_when_a_secret_is_set() {
         check(&f, &retry.url, &mut ReplayGuard::default()),
         Err(OriginAuthError::BadSignature)
     );
-    assert_eq!(check(&retry, &retry.url, &mut ReplayGuard::default()), Ok(()));
+    assert_eq!(
+        check(&retry, &retry.url, &mut ReplayGuard::default()),
+        Ok(())
+    );
     // Without a secret nothing is added.
     let plain = forward(run(
         &config(),
@@ -1754,7 +1765,10 @@ fn trusted_headers_are_dropped_in_every_cgi_spelling() {
 #[test]
 fn a_credentials_id_is_written_header_safe() {
     let mut v = vars();
-    v.insert("JWT_HS256_SECRET", "hs-secret-0123456789abcdef0123456789".into());
+    v.insert(
+        "JWT_HS256_SECRET",
+        "hs-secret-0123456789abcdef0123456789".into(),
+    );
     let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
     let token = |sub: &str| {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1777,10 +1791,22 @@ fn a_credentials_id_is_written_header_safe() {
         ("alice@example.com", "s:alice@example.com"),
     ] {
         let auth = token(sub);
-        let f = forward(run(&cfg, &canary(5_000), "/api/x", &[("authorization", &auth)]));
-        assert_eq!(header(&f.request_headers, HEADER_PRINCIPAL), Some(sent), "{sub:?}");
+        let f = forward(run(
+            &cfg,
+            &canary(5_000),
+            "/api/x",
+            &[("authorization", &auth)],
+        ));
+        assert_eq!(
+            header(&f.request_headers, HEADER_PRINCIPAL),
+            Some(sent),
+            "{sub:?}"
+        );
         // The caller is still who its token says, for stickiness and limits.
-        assert!(f.request_headers.iter().all(|(_, v)| !v.contains(['\n', '\r'])));
+        assert!(f
+            .request_headers
+            .iter()
+            .all(|(_, v)| !v.contains(['\n', '\r'])));
     }
 }
 
@@ -1796,7 +1822,13 @@ fn ipv6_callers_count_by_their_slash_64() {
     let mut v = vars();
     v.insert("RATE_LIMIT_PER_S", "5".into());
     let cfg = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
-    let f = forward(plan_request(&cfg, "GET", "/public/x", &[], Some("[2001:db8:1:2::7]:443")));
+    let f = forward(plan_request(
+        &cfg,
+        "GET",
+        "/public/x",
+        &[],
+        Some("[2001:db8:1:2::7]:443"),
+    ));
     assert_eq!(f.rate_key.as_deref(), Some("ip:2001:db8:1:2::/64"));
     let hs = headers(&[("authorization", "Bearer guess")]);
     let req = RequestHead {

@@ -218,7 +218,10 @@ async fn read_whole(
     content_length: Option<&str>,
 ) -> Result<Vec<u8>, Reply> {
     let bytes = match client_body(req) {
-        Some(body) => body.read(limit).await.map_err(|_| Reply::incomplete_body())?,
+        Some(body) => body
+            .read(limit)
+            .await
+            .map_err(|_| Reply::incomplete_body())?,
         None => Vec::new(),
     };
     if edge::body_complete(content_length, bytes.len(), limit) {
