@@ -1407,8 +1407,8 @@ pub fn caller_key(ip: IpAddr) -> String {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => format!("ip:{v4}"),
             None => {
-                let s = v6.segments();
-                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(prefix))
             }
         },
     }

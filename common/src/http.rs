@@ -187,12 +187,15 @@ pub fn header_safe(value: &str) -> std::borrow::Cow<'_, str> {
     if value.bytes().all(plain) {
         return std::borrow::Cow::Borrowed(value);
     }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(value.len() + 16);
     for b in value.bytes() {
         if plain(b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
     std::borrow::Cow::Owned(out)
