@@ -121,16 +121,42 @@ function originTimer(ms) {
 
 
 // The client's body as a stream for fetch that notes in `upload.broke`
-// when the client's upload breaks off: workerd's fetch then fails with the
-// same "Network connection lost" as it does for an origin that went away,
-// and only the origin's failure may count. A failed read is recorded,
-// never thrown past here (the pipe is read by fetch only).
+// when reading the client's upload fails: workerd's fetch then fails with
+// the same "Network connection lost" as it does for an origin that went
+// away, and only the origin's failure may count. Only a failed read of the
+// client's body sets it (not the origin side giving up). A body of known
+// length keeps it (FixedLengthStream), so the origin still gets its
+// content-length.
 function watchedUpload(request, upload) {
   if (request.body === null) return null;
-  const { readable, writable } = new TransformStream();
-  request.body.pipeTo(writable).catch(() => {
-    upload.broke = true;
-  });
+  const length = request.headers.get("content-length");
+  const { readable, writable } = length !== null && /^[0-9]+$/.test(length)
+    ? new FixedLengthStream(Number(length))
+    : new TransformStream();
+  const reader = request.body.getReader();
+  const writer = writable.getWriter();
+  (async () => {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        upload.broke = true;
+        writer.abort(e).catch(() => {});
+        return;
+      }
+      if (chunk.done) {
+        writer.close().catch(() => {});
+        return;
+      }
+      try {
+        await writer.write(chunk.value);
+      } catch (e) {
+        reader.cancel(e).catch(() => {});
+        return;
+      }
+    }
+  })();
   return readable;
 }
 
