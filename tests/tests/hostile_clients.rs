@@ -95,6 +95,18 @@ async fn tables_within_caps(rig: &Rig, what: &str) -> IsolateView {
     view
 }
 
+/// The edge's health record (`GET state`) shows no failure of either
+/// color, and the color under test is healthy.
+async fn no_origin_failure_counted(rig: &Rig, what: &str) {
+    let health = rig.state().await.health.expect("GET state reports health");
+    assert_eq!(
+        (health.blue_failures, health.green_failures),
+        (0, 0),
+        "{what} counted against an origin: {health:?}"
+    );
+    assert!(!health.unhealthy, "{what}: {health:?}");
+}
+
 /// Ordinary callers are served while `hold` connections are open: each of
 /// `n` requests answered 200 within `within`.
 async fn still_serves(rig: &Rig, what: &str, n: usize, within: Duration) {
@@ -140,14 +152,7 @@ async fn cut_uploads_never_count_against_an_origin(runtime: Runtime) {
     // Health reports are batched (the Worker's at most once a second):
     // wait past that before reading.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let view = rig.state().await;
-    let health = view.health.expect("GET state reports health");
-    assert_eq!(
-        (health.blue_failures, health.green_failures),
-        (0, 0),
-        "cut uploads counted against an origin: {health:?}"
-    );
-    assert!(!health.unhealthy, "{health:?}");
+    no_origin_failure_counted(&rig, "cut uploads").await;
     // A streamed body shorter than announced whose client stays: the
     // edge waits for the rest (or answers 4xx), never a 5xx.
     let mut stream = open(&rig, &head("POST", "/api/short", &rig, &auth), b"xy").await;
@@ -232,9 +237,7 @@ async fn control_characters_in_sub_are_encoded(runtime: Runtime) {
             assert_eq!(got[0].header(name), None, "sub {sub:?} wrote {name}");
         }
     }
-    let view = rig.state().await;
-    let health = view.health.expect("health");
-    assert_eq!((health.blue_failures, health.green_failures), (0, 0));
+    no_origin_failure_counted(&rig, "control characters in sub").await;
 }
 
 /// The headers the edge drops for trust, in the spellings CGI-style
@@ -327,13 +330,7 @@ async fn slow_and_half_open_clients_do_not_starve_the_edge(runtime: Runtime) {
     )
     .await;
     tables_within_caps(&rig, "after slow clients").await;
-    let view = rig.state().await;
-    let health = view.health.expect("health");
-    assert_eq!(
-        (health.blue_failures, health.green_failures),
-        (0, 0),
-        "slow clients counted against an origin: {health:?}"
-    );
+    no_origin_failure_counted(&rig, "slow clients").await;
 }
 
 greenlight_e2e::for_each_runtime!(

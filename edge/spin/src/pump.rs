@@ -295,7 +295,7 @@ async fn trailers(
 
 /// What the edge reads and drops of a body it answers without using (a
 /// refused caller, an admin body over its bound), after it has answered.
-pub const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 /// How long the edge goes on reading such a body after its answer: a
 /// client still writing its upload gets the answer instead of a reset,
 /// and a client that sends nothing holds the instance this long at most.
