@@ -1266,9 +1266,6 @@ pub fn plan(
     };
     request_headers.extend(cfg.origin_headers.of(decision.color).iter().cloned());
     let signing = cfg.origin_signing_secret.as_ref().map(|secret| {
-        // The edge's signature replaces any the client sent.
-        request_headers
-            .retain(|(k, _)| !origin_auth::HEADERS.iter().any(|h| same_field_name(k, h)));
         Arc::new(Signing {
             secret: secret.clone(),
             method: req.method.to_string(),
@@ -1551,7 +1548,8 @@ impl AdminCall {
 /// reach the origin), nor the forwarding headers the edge sets itself, nor
 /// the ones origins trust for the caller's address or the path, nor the
 /// trusted proxy's address header (its address goes on in
-/// `x-forwarded-for`), nor method overrides unless allowed.
+/// `x-forwarded-for`), nor method overrides unless allowed, nor the
+/// signature fields when the edge signs (its own replace them).
 ///
 /// Every name is matched in each spelling an origin may read as the same
 /// field ([`same_field_name`]: `x_forwarded_for` is `x-forwarded-for` to a
@@ -1563,6 +1561,7 @@ fn forwards_client_header(cfg: &EdgeConfig, name: &str) -> bool {
         || is(FORWARDING_HEADERS)
         || is(UNTRUSTED_HEADERS)
         || (!cfg.allow_method_override && is(METHOD_OVERRIDE_HEADERS))
+        || (cfg.origin_signing_secret.is_some() && is(&origin_auth::HEADERS))
         || cfg
             .trusted_client_ip_header
             .as_deref()

@@ -385,6 +385,64 @@ mod tests {
     }
 
     #[test]
+    fn the_signature_base_matches_rfc_9421s_hmac_example() {
+        // RFC 9421 B.2.5: signing a request with HMAC-SHA256.
+        let key = STANDARD
+            .decode(
+                "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==",
+            )
+            .unwrap();
+        let covered = ["date", "@authority", "content-type"];
+        let value = |c: &str| match c {
+            "date" => Some("Tue, 20 Apr 2021 02:07:55 GMT"),
+            "@authority" => Some("example.com"),
+            "content-type" => Some("application/json"),
+            _ => None,
+        };
+        let params = "(\"date\" \"@authority\" \"content-type\");created=1618884473;keyid=\"test-shared-secret\"";
+        let base = base(&covered, value, params).unwrap();
+        let signature = base64(&mac(&key, &base).unwrap().finalize().into_bytes());
+        assert_eq!(signature, "pxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=");
+    }
+
+    #[test]
+    fn another_rfc_9421_library_verifies_the_edges_signature() {
+        use httpsig::prelude::message_component::HttpMessageComponent;
+        use httpsig::prelude::{HttpSignatureBase, HttpSignatureParams, SharedKey, VerifyingKey};
+        let h = signed("POST", BLUE, Some("s:alice"), "nonce-0005");
+        let params = h[0].1.strip_prefix("greenlight=").unwrap();
+        let params = HttpSignatureParams::try_from(params).expect("httpsig parses the input");
+        // The base httpsig builds from the edge's parameters and the
+        // request as an origin at `target` sees it.
+        let their_base = |target: &str| {
+            let lines: Vec<HttpMessageComponent> = [
+                "\"@method\": POST".to_string(),
+                format!("\"@target-uri\": {target}"),
+                "\"x-greenlight-principal\": s:alice".to_string(),
+            ]
+            .iter()
+            .map(|l| HttpMessageComponent::try_from(l.as_str()).expect("a component line"))
+            .collect();
+            HttpSignatureBase::try_new(&lines, &params)
+                .expect("a signature base")
+                .as_bytes()
+        };
+        let sig = h[1]
+            .1
+            .strip_prefix("greenlight=:")
+            .unwrap()
+            .strip_suffix(':')
+            .unwrap();
+        let sig = STANDARD.decode(sig).unwrap();
+        let key = SharedKey::HmacSha256(SECRET.to_vec());
+        let blue = target_uri("https", "blue.example", "/base/a?b=1");
+        assert!(key.verify(&their_base(&blue), &sig).is_ok());
+        // And it refuses the signature at the other origin's URL.
+        let green = target_uri("https", "green.example", "/base/a?b=1");
+        assert!(key.verify(&their_base(&green), &sig).is_err());
+    }
+
+    #[test]
     fn target_uris_agree_between_edge_and_origin() {
         assert_eq!(
             target_uri_of("https://Blue.Example:443/base/a?b=1").unwrap(),

@@ -120,6 +120,20 @@ function originTimer(ms) {
 }
 
 
+// Reads the client's whole body with `read` before the first attempt: a
+// body that broke off or ended short of its length is the client's
+// failure, answered with Rust's reply step (`refusal`), never the origin's.
+async function readWhole(id, read) {
+  let bytes;
+  try {
+    bytes = await read();
+  } catch (e) {
+    bytes = undefined;
+  }
+  const refusal = wasm.bodyRead(id, bytes?.byteLength ?? 0, bytes === undefined);
+  return { bytes, refusal };
+}
+
 // The client's body as a stream for fetch that notes in `upload.broke`
 // when reading the client's upload fails: workerd's fetch then fails with
 // the same "Network connection lost" as it does for an origin that went
@@ -292,30 +306,21 @@ export default {
         const id = Number(fields[1]);
         const timer = originTimer(Number(fields[4]));
         let body;
-        if (fields[5] === "buffer" || fields[5] === "rewrite") {
-          // Read whole before the first attempt; a body that broke off or
-          // ended short of its length is the client's failure (a 400 from
-          // Rust), never the origin's.
-          if ((fields[5] === "buffer" ? buffered : raw) === undefined) {
-            let read;
-            try {
-              read = fields[5] === "buffer"
-                ? new Uint8Array(await request.arrayBuffer())
-                : await readLimited(request, REWRITE_READ_LIMIT);
-            } catch (e) {
-              read = undefined;
-            }
-            const refusal = wasm.bodyRead(id, read?.byteLength ?? 0, read === undefined);
-            if (refusal !== undefined) return replyFrom(refusal);
-            if (fields[5] === "buffer") buffered = read;
-            else raw = read;
-          }
-        }
         if (fields[5] === "buffer") {
+          if (buffered === undefined) {
+            const whole = await readWhole(id, async () => new Uint8Array(await request.arrayBuffer()));
+            if (whole.refusal !== undefined) return replyFrom(whole.refusal);
+            buffered = whole.bytes;
+          }
           body = buffered;
         } else if (fields[5] === "stream") {
           body = watchedUpload(request, upload);
         } else if (fields[5] === "rewrite") {
+          if (raw === undefined) {
+            const whole = await readWhole(id, () => readLimited(request, REWRITE_READ_LIMIT));
+            if (whole.refusal !== undefined) return replyFrom(whole.refusal);
+            raw = whole.bytes;
+          }
           body = wasm.modelBody(id, raw);
           if (body === undefined) {
             // Not a body the edge can rewrite: a 400, and no origin sees it.

@@ -15,7 +15,7 @@ use greenlight_common::edge::{
 };
 use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HealthRecord;
-use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
+use greenlight_common::http::{HeaderLookup, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
 use greenlight_common::object::{self, Answer, ReportThrottle};
 use greenlight_common::ratelimit::{Limiter, RetryAfter};
@@ -315,11 +315,7 @@ pub fn body_read(id: u32, read: f64, failed: bool) -> Option<String> {
                     BodyPlan::Rewrite => edge::REWRITE_READ_LIMIT,
                     _ => MAX_REPLAY_BODY,
                 };
-                let length = pending
-                    .client_headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.as_str());
+                let length = pending.client_headers.header("content-length");
                 !failed && edge::body_complete(length, read as usize, limit as usize)
             })
     });
