@@ -1,7 +1,17 @@
 use super::*;
+use crate::admin::AdminRoute;
 use crate::auth::hash_api_key;
+use crate::auth::{ApiKeyEntry, ConfigError};
+use crate::color::Color;
 use crate::decide::RouteReason;
+use crate::failover::Outcome;
+use crate::http::{HEADER_COLOR, HEADER_DEGRADED, HEADER_EPOCH, HEADER_REASON};
+use crate::identity::IdentityOrder;
+use crate::model::HEADER_MODEL;
+use crate::path::{EscapedSlashes, PathPolicy};
+use crate::ratelimit::{RateLimit, RetryAfter};
 use crate::rollout::{ChangeMeta, RolloutOp};
+use crate::state::RolloutState;
 use std::collections::HashMap;
 
 const NOW_MS: u64 = 1_800_000_000_000;

@@ -1,0 +1,94 @@
+use super::config::EdgeConfig;
+use super::plan::EdgePlan;
+use super::reply::Reply;
+use super::request::{caller_ip, caller_key, RequestHead};
+use super::state::LoadedState;
+use crate::admin::{self, AdminOutcome, AdminRoute};
+use crate::admin_guard::AdminFailures;
+use crate::health::HealthRecord;
+use crate::http::ADMIN_NAMESPACE;
+use crate::path::{self};
+
+/// An admin call that passed authorisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCall {
+    pub route: AdminRoute,
+    pub identity: String,
+}
+
+/// The caller key an admin request's authentication failures count under
+/// (see [`crate::admin_guard`]), when `plan` is that request's admin call
+/// or its refusal: `None` for every other request, so ordinary traffic
+/// never touches the table.
+pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan) -> Option<String> {
+    match plan {
+        EdgePlan::Admin(_) => {}
+        EdgePlan::Reply(r) if r.status == 401 => {}
+        _ => return None,
+    }
+    let path = path::normalize(req.path, cfg.paths).ok()?;
+    if !path::in_namespace(&path, ADMIN_NAMESPACE) {
+        return None;
+    }
+    Some(match caller_ip(cfg, req) {
+        Some(ip) => caller_key(ip),
+        None => "ip:unknown".to_string(),
+    })
+}
+
+/// Applies the admin failure limit to `plan` (the admin request of
+/// `caller`, see [`admin_guard_key`]): a caller over the limit gets 429
+/// whatever it sent; a refused authentication is counted. Returns the plan
+/// to follow and whether `failures` changed (to store).
+pub fn guard_admin(
+    plan: EdgePlan,
+    caller: &str,
+    failures: &mut AdminFailures,
+    now_ms: u64,
+    max_callers: usize,
+) -> (EdgePlan, bool) {
+    if let Err(wait) = failures.check(caller, now_ms) {
+        return (EdgePlan::Reply(Reply::rate_limited(wait)), false);
+    }
+    match &plan {
+        EdgePlan::Reply(r) if r.status == 401 => {
+            failures.record_failure(caller, now_ms, max_callers);
+            (plan, true)
+        }
+        _ => (plan, false),
+    }
+}
+
+/// Runs an authorised admin call. The adapter persists `new_state` (if any)
+/// before replying.
+///
+/// `health` is the stored health document (see [`crate::health`]); the
+/// adapter reads it only for `GET state` ([`AdminCall::wants_health`]).
+pub fn run_admin(
+    cfg: &EdgeConfig,
+    call: &AdminCall,
+    method: &str,
+    body: &[u8],
+    loaded: &LoadedState,
+    health: Option<&str>,
+    now_ms: u64,
+) -> AdminOutcome {
+    admin::handle_with_health(
+        call.route,
+        method,
+        body,
+        &call.identity,
+        &loaded.state,
+        loaded.degraded,
+        HealthRecord::from_json(health).as_ref(),
+        cfg.health,
+        now_ms,
+    )
+}
+
+impl AdminCall {
+    /// Whether the call reports health, so the adapter reads that document.
+    pub fn wants_health(&self) -> bool {
+        self.route == AdminRoute::State
+    }
+}

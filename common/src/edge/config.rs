@@ -1,0 +1,435 @@
+use crate::auth::{
+    parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, ConfigError, Credentials,
+    JwtSettings, Role,
+};
+use crate::color::Color;
+use crate::failover::OriginPolicy;
+use crate::health::HealthPolicy;
+use crate::identity::IdentityOrder;
+use crate::model::ModelRoutes;
+use crate::origin_headers::OriginHeaders;
+use crate::path::{EscapedSlashes, PathPolicy};
+use crate::ratelimit::RateLimit;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Default lifetime of the in-isolate state cache. Low, because a promote or
+/// rollback must be seen quickly; the KV read it saves is still the common case.
+pub const DEFAULT_STATE_CACHE_TTL_MS: u64 = 1_000;
+
+/// Every variable [`EdgeConfig::from_lookup`] reads (upper case). Platforms
+/// whose variables must be declared up front (Spin's `spin.toml`) or fetched
+/// one by one (asynchronously) use this list.
+pub const CONFIG_VARIABLES: &[&str] = &[
+    "BLUE_ORIGIN",
+    "GREEN_ORIGIN",
+    "API_KEYS",
+    "JWT_HS256_SECRET",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWKS",
+    "JWKS_URL",
+    "JWKS_ORIGIN",
+    "JWT_ALGORITHMS",
+    "JWT_LEEWAY_S",
+    "AUTH_ROUTES",
+    "STATE_CACHE_TTL_MS",
+    "ADMIN_TOKEN",
+    "ROLLOUT_SALT",
+    "ORIGIN_SIGNING_SECRET",
+    "ORIGIN_TIMEOUT_MS",
+    "FAILOVER_DEADLINE_MS",
+    "RETRY_METHODS",
+    "RETRY_AFTER_S",
+    "HEALTH_FAILURE_THRESHOLD",
+    "HEALTH_WINDOW_MS",
+    "RATE_LIMIT_PER_S",
+    "RATE_LIMIT_BURST",
+    "PATH_ESCAPED_SLASHES",
+    "MERGE_SLASHES",
+    "ALLOW_METHOD_OVERRIDE",
+    "TRUSTED_CLIENT_IP_HEADER",
+    "ORIGIN_HOST",
+    "REWRITE_LOCATION",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+    "MODEL_ROUTES",
+    "BLUE_MODEL",
+    "GREEN_MODEL",
+    "STICKY_IDENTITY",
+];
+
+/// The variables in [`CONFIG_VARIABLES`] that hold secrets.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "ADMIN_TOKEN",
+    "JWT_HS256_SECRET",
+    "ORIGIN_SIGNING_SECRET",
+    "BLUE_ORIGIN_HEADERS",
+    "GREEN_ORIGIN_HEADERS",
+];
+
+/// The variables without which [`EdgeConfig::from_lookup`] fails.
+pub const REQUIRED_VARIABLES: &[&str] = &["BLUE_ORIGIN", "GREEN_ORIGIN"];
+
+/// Everything an edge is configured with (from wrangler vars and secrets, or
+/// Spin variables).
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Where the JWKS is fetched from (`crate::jwks`), instead of `JWKS`.
+    pub jwks_url: Option<String>,
+    pub blue_origin: String,
+    pub green_origin: String,
+    pub auth: AuthConfig,
+    admin_token_digest: Option<[u8; 32]>,
+    pub state_cache_ttl_ms: u64,
+    /// Salt of the initial state, used until an admin writes one.
+    pub default_salt: String,
+    /// When set, every forwarded request is signed (see `origin_auth`).
+    pub(crate) origin_signing_secret: Option<Arc<[u8]>>,
+    /// Timeouts and retries towards the origins.
+    pub origins: OriginPolicy,
+    /// When the color under test counts as unhealthy.
+    pub health: HealthPolicy,
+    /// Per-caller limit; `None` = no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// How request paths are normalized before every decision.
+    pub paths: PathPolicy,
+    /// Whether method-override headers (`x-http-method-override` and kin)
+    /// reach the origin; off by default.
+    pub allow_method_override: bool,
+    /// A header (lower case) that a proxy in front of the edge sets to the
+    /// caller's address; used instead of the platform's address when it
+    /// holds one. `None`: the platform's address.
+    pub trusted_client_ip_header: Option<String>,
+    /// The `Host` each color's origin is sent (`ORIGIN_HOST`).
+    pub origin_host: OriginHost,
+    /// Whether `location` headers that point at an origin are rewritten to
+    /// the host and scheme the client used (`REWRITE_LOCATION`, off).
+    pub rewrite_location: bool,
+    /// Headers (upstream credentials) set on requests to each color's
+    /// origin (`BLUE_ORIGIN_HEADERS`, `GREEN_ORIGIN_HEADERS`).
+    pub origin_headers: OriginHeaders,
+    /// Routes whose JSON body's `model` is set per color (`MODEL_ROUTES`).
+    pub models: Option<Arc<ModelRoutes>>,
+    /// Which identity a user is bucketed by when a request carries both the
+    /// cookie and a credential (`STICKY_IDENTITY`: `cookie` or `credential`).
+    pub identity_order: IdentityOrder,
+}
+
+/// Which `Host` an origin receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostPolicy {
+    /// The origin URL's own host (what the runtime sends by itself).
+    #[default]
+    Origin,
+    /// The `Host` the client sent to the edge.
+    Client,
+}
+
+/// [`HostPolicy`] per color, from `ORIGIN_HOST`: `origin` or `client` for
+/// both, or per color (`blue:origin,green:client`; an unnamed color keeps
+/// `origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OriginHost {
+    pub blue: HostPolicy,
+    pub green: HostPolicy,
+}
+
+impl OriginHost {
+    pub fn parse(v: &str) -> Result<OriginHost, ConfigError> {
+        let policy = |p: &str| match p.trim().to_ascii_lowercase().as_str() {
+            "origin" => Ok(HostPolicy::Origin),
+            "client" => Ok(HostPolicy::Client),
+            other => Err(ConfigError(format!(
+                "ORIGIN_HOST: {other:?} is not origin or client"
+            ))),
+        };
+        if !v.contains(':') {
+            let p = policy(v)?;
+            return Ok(OriginHost { blue: p, green: p });
+        }
+        let mut out = OriginHost::default();
+        for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+            let (color, p) = part
+                .split_once(':')
+                .ok_or_else(|| ConfigError(format!("ORIGIN_HOST: {part:?} is not color:policy")))?;
+            match color.trim().parse::<Color>() {
+                Ok(Color::Blue) => out.blue = policy(p)?,
+                Ok(Color::Green) => out.green = policy(p)?,
+                Err(_) => {
+                    return Err(ConfigError(format!(
+                        "ORIGIN_HOST: {:?} is not blue or green",
+                        color.trim()
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn of(&self, color: Color) -> HostPolicy {
+        match color {
+            Color::Blue => self.blue,
+            Color::Green => self.green,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Reads the configuration through `get` (variable name → value).
+    /// Names are upper case; the Spin adapter lower-cases them.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, ConfigError> {
+        let nonempty = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let origin = |name: &str| -> Result<String, ConfigError> {
+            let v = nonempty(name).ok_or_else(|| ConfigError(format!("{name} is not set")))?;
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "{name} must be an http(s) URL, got {v:?}"
+                )));
+            }
+            Ok(v.trim_end_matches('/').to_string())
+        };
+        let api_keys: Vec<ApiKeyEntry> = match nonempty("API_KEYS") {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| ConfigError(format!("API_KEYS is not a JSON list of keys: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut jwt = JwtSettings {
+            hs256_secret: nonempty("JWT_HS256_SECRET").map(String::into_bytes),
+            issuer: nonempty("JWT_ISSUER"),
+            audience: nonempty("JWT_AUDIENCE"),
+            ..JwtSettings::default()
+        };
+        let jwks_url = nonempty("JWKS_URL");
+        // JWKS_ORIGIN is the outbound host Spin's manifest allows for the
+        // fetch (Spin allows origins, not URLs); its default, the reserved
+        // `.invalid` name (RFC 6761), means none. When set, the URL must be
+        // under it, or Spin would refuse every fetch.
+        let jwks_origin = nonempty("JWKS_ORIGIN").filter(|o| o != crate::jwks::UNSET_URL);
+        if let (Some(url), Some(origin)) = (&jwks_url, &jwks_origin) {
+            let origin = origin.trim_end_matches('/');
+            if !url
+                .strip_prefix(origin)
+                .is_some_and(|rest| rest.starts_with('/'))
+            {
+                return Err(ConfigError(format!(
+                    "JWKS_URL {url:?} is not under JWKS_ORIGIN {origin:?}"
+                )));
+            }
+        }
+        if let Some(url) = &jwks_url {
+            crate::jwks::check_url(url)?;
+            if nonempty("JWKS").is_some() {
+                return Err(ConfigError(
+                    "set JWKS (inline keys) or JWKS_URL (fetched keys), not both".into(),
+                ));
+            }
+        }
+        if let Some(jwks) = nonempty("JWKS") {
+            jwt.jwks = Some(
+                serde_json::from_str(&jwks)
+                    .map_err(|e| ConfigError(format!("JWKS is not a JWKS document: {e}")))?,
+            );
+        }
+        if let Some(algs) = nonempty("JWT_ALGORITHMS") {
+            jwt.algorithms = parse_algorithms(&algs)?;
+        }
+        if let Some(leeway) = nonempty("JWT_LEEWAY_S") {
+            jwt.leeway_s = leeway
+                .parse()
+                .map_err(|_| ConfigError(format!("JWT_LEEWAY_S {leeway:?} is not a number")))?;
+        }
+        let routes = parse_routes(&nonempty("AUTH_ROUTES").unwrap_or_else(|| "/:required".into()))?;
+        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            match nonempty(name) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{name} {v:?} is not a whole number"))),
+                None => Ok(default),
+            }
+        };
+        let state_cache_ttl_ms = number("STATE_CACHE_TTL_MS", DEFAULT_STATE_CACHE_TTL_MS)?;
+        let defaults = OriginPolicy::default();
+        let origins = OriginPolicy {
+            timeout_ms: number("ORIGIN_TIMEOUT_MS", defaults.timeout_ms)?.max(1),
+            deadline_ms: number("FAILOVER_DEADLINE_MS", defaults.deadline_ms)?,
+            retry_methods: match nonempty("RETRY_METHODS") {
+                Some(list) => OriginPolicy::parse_methods(&list)?,
+                None => defaults.retry_methods,
+            },
+            retry_after_s: number("RETRY_AFTER_S", defaults.retry_after_s)?,
+        };
+        let health_defaults = HealthPolicy::default();
+        let health = HealthPolicy {
+            threshold: u32::try_from(number(
+                "HEALTH_FAILURE_THRESHOLD",
+                u64::from(health_defaults.threshold),
+            )?)
+            .map_err(|_| ConfigError("HEALTH_FAILURE_THRESHOLD is too large".into()))?
+            .max(1),
+            window_ms: number("HEALTH_WINDOW_MS", health_defaults.window_ms)?,
+        };
+        let rate_limit = RateLimit::from_vars(
+            nonempty("RATE_LIMIT_PER_S").as_deref(),
+            nonempty("RATE_LIMIT_BURST").as_deref(),
+        )?;
+        let flag = |name: &str| -> Result<bool, ConfigError> {
+            match nonempty(name) {
+                None => Ok(false),
+                Some(v) => parse_flag(&v)
+                    .ok_or_else(|| ConfigError(format!("{name} {v:?} is not true or false"))),
+            }
+        };
+        let paths = PathPolicy {
+            escaped_slashes: match nonempty("PATH_ESCAPED_SLASHES") {
+                None => EscapedSlashes::default(),
+                Some(v) => EscapedSlashes::parse(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "PATH_ESCAPED_SLASHES {v:?} must be reject, decode or keep"
+                    ))
+                })?,
+            },
+            merge_slashes: flag("MERGE_SLASHES")?,
+        };
+        let allow_method_override = flag("ALLOW_METHOD_OVERRIDE")?;
+        let trusted_client_ip_header = match nonempty("TRUSTED_CLIENT_IP_HEADER") {
+            None => None,
+            Some(name) if is_token(&name) => Some(name.to_ascii_lowercase()),
+            Some(name) => {
+                return Err(ConfigError(format!(
+                    "TRUSTED_CLIENT_IP_HEADER {name:?} is not a header name"
+                )))
+            }
+        };
+        let origin_host = match nonempty("ORIGIN_HOST") {
+            Some(v) => OriginHost::parse(&v)?,
+            None => OriginHost::default(),
+        };
+        let rewrite_location = flag("REWRITE_LOCATION")?;
+        // Not trimmed as a whole: one header a line.
+        let origin_headers = OriginHeaders::parse(
+            get("BLUE_ORIGIN_HEADERS").as_deref(),
+            get("GREEN_ORIGIN_HEADERS").as_deref(),
+        )?;
+        let models = ModelRoutes::parse(
+            nonempty("MODEL_ROUTES").as_deref(),
+            nonempty("BLUE_MODEL").as_deref(),
+            nonempty("GREEN_MODEL").as_deref(),
+        )?
+        .map(Arc::new);
+        let identity_order = match nonempty("STICKY_IDENTITY") {
+            None => IdentityOrder::default(),
+            Some(v) => IdentityOrder::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "STICKY_IDENTITY {v:?} must be cookie (one color per browser) or \
+                     credential (one color per account)"
+                ))
+            })?,
+        };
+        Ok(EdgeConfig {
+            blue_origin: origin("BLUE_ORIGIN")?,
+            green_origin: origin("GREEN_ORIGIN")?,
+            auth: AuthConfig::new(routes, api_keys, jwt)?,
+            admin_token_digest: nonempty("ADMIN_TOKEN")
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            state_cache_ttl_ms,
+            default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
+            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET")
+                .map(|s| Arc::from(s.into_bytes())),
+            jwks_url,
+            origins,
+            health,
+            rate_limit,
+            paths,
+            allow_method_override,
+            trusted_client_ip_header,
+            origin_host,
+            rewrite_location,
+            origin_headers,
+            models,
+            identity_order,
+        })
+    }
+
+    /// Refuses what `platform` cannot do. Both runtimes set `Host` from the
+    /// URL they connect to (workerd ignores a `Host` given to `fetch`;
+    /// `wasi:http` forbids the field and Spin derives it from the
+    /// authority), so `ORIGIN_HOST=client` cannot be honoured: rather than
+    /// send the origin's host while configured otherwise, the edge refuses
+    /// to start. The client's host reaches the origin in
+    /// `x-forwarded-host` and `forwarded: host=` either way.
+    pub fn check_platform(&self, platform: &str) -> Result<(), ConfigError> {
+        for color in [Color::Blue, Color::Green] {
+            if self.origin_host.of(color) == HostPolicy::Client {
+                return Err(ConfigError(format!(
+                    "ORIGIN_HOST: {platform} cannot send the client's Host to the {color} \
+                     origin (the runtime sets Host from the origin URL); the origin gets \
+                     the client's host in x-forwarded-host and forwarded instead"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration verifying JWTs with the remote key set `document`
+    /// (`crate::jwks::CachedJwks::usable`); without one, tokens that need
+    /// a JWKS key are refused.
+    pub fn with_remote_jwks(&self, document: Option<&str>) -> EdgeConfig {
+        let set = document
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(crate::auth::JwkSet { keys: Vec::new() });
+        EdgeConfig {
+            auth: self.auth.with_jwks(set),
+            ..self.clone()
+        }
+    }
+
+    pub fn origin(&self, color: Color) -> &str {
+        match color {
+            Color::Blue => &self.blue_origin,
+            Color::Green => &self.green_origin,
+        }
+    }
+
+    /// Authorises an admin call: the admin bearer secret, or a credential
+    /// with the `admin` role. Returns the identity to record.
+    pub fn authorize_admin(&self, creds: Credentials<'_>, now_s: u64) -> Result<String, AuthError> {
+        if let (Some(digest), Some(auth), None) =
+            (&self.admin_token_digest, creds.authorization, creds.api_key)
+        {
+            if let Some(token) = crate::auth::bearer_token(auth) {
+                let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                if bool::from(given.ct_eq(digest)) {
+                    return Ok("admin-token".to_string());
+                }
+                // Not the admin secret: it may still be a JWT with the role.
+            }
+        }
+        match self.auth.identify(creds, now_s)? {
+            None => Err(AuthError::Missing),
+            Some(p) if p.has(Role::Admin) => Ok(p.id),
+            Some(_) => Err(AuthError::Forbidden),
+        }
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+pub(super) fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// An HTTP field name (RFC 9110 token).
+pub(super) fn is_token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

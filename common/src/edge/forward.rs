@@ -1,0 +1,419 @@
+use super::config::EdgeConfig;
+use super::headers::{keep_origin_response_header, private_cache_control, HEADER_PRINCIPAL};
+use super::reply::Reply;
+use crate::color::Color;
+use crate::decide::{RouteDecision, RouteReason};
+use crate::failover::{Outcome, MAX_REPLAY_BODY};
+use crate::health::HealthRecord;
+use crate::http::{connection_tokens, HEADER_COLOR, HEADER_REASON};
+use crate::model::{self, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
+use crate::origin_auth;
+use crate::origin_headers::OriginHeaders;
+use std::sync::Arc;
+
+/// A request to forward to an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub decision: RouteDecision,
+    /// Absolute URL at the chosen origin.
+    pub url: String,
+    /// Request headers to send (hop-by-hop and edge-only ones removed).
+    pub request_headers: Vec<(String, String)>,
+    /// Headers to add to the origin's response.
+    pub response_headers: Vec<(String, String)>,
+    /// Where the request goes if this attempt fails: the other live color
+    /// and its URL. Only for methods that may be retried.
+    pub fallback: Option<(Color, String)>,
+    /// Whether the method may be retried at all: a failure is then a 503
+    /// ("no live origin") rather than a 502.
+    pub retryable: bool,
+    /// Time this attempt may wait for response headers.
+    pub timeout_ms: u64,
+    /// Time left for the whole request, retry included, when this attempt starts.
+    pub deadline_ms: u64,
+    pub retry_after_s: u64,
+    /// Key to count this caller's requests under, when a rate limit is set.
+    pub rate_key: Option<String>,
+    /// The request asks to become a WebSocket (`Upgrade: websocket` is
+    /// forwarded); the adapter passes the socket through or refuses.
+    pub websocket: bool,
+    /// The response goes to one caller only: the edge sets its identity
+    /// cookie, so `Cache-Control` is made `private` (see
+    /// [`private_cache_control`]).
+    pub private: bool,
+    /// `location` headers that start with one of these origin URLs get the
+    /// client's `scheme://host` instead (`REWRITE_LOCATION`).
+    pub location_rewrite: Option<LocationRewrite>,
+    /// Upstream credentials of both colors: a retry on the other color
+    /// swaps one set for the other.
+    pub origin_headers: OriginHeaders,
+    /// The models per color when the request body's `model` is set per
+    /// color ([`crate::model`]); see [`Forward::model_body`].
+    pub models: Option<Arc<ModelRoutes>>,
+    /// How attempts are signed for their origin (`ORIGIN_SIGNING_SECRET`).
+    pub signing: Option<Arc<Signing>>,
+}
+
+/// What a forwarded request is signed with ([`crate::origin_auth`]), kept
+/// so that a retry is signed for the other color's origin: the origin's
+/// URL is part of the signature.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signing {
+    pub(super) secret: Arc<[u8]>,
+    pub(super) method: String,
+    pub(super) created: u64,
+    pub(super) nonce: String,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("method", &self.method)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signing {
+    /// The signature fields of an attempt at `url` whose other headers are
+    /// `headers` (the principal among them, when there is one).
+    pub(super) fn headers(&self, url: &str, headers: &[(String, String)]) -> [(String, String); 2] {
+        let principal = headers
+            .iter()
+            .find(|(k, _)| k == HEADER_PRINCIPAL)
+            .map(|(_, v)| v.as_str());
+        origin_auth::sign(
+            &self.secret,
+            &self.method,
+            url,
+            principal,
+            self.created,
+            &self.nonce,
+        )
+    }
+}
+
+/// Which `location` values are rewritten and to what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRewrite {
+    /// The configured origin URLs (`scheme://authority[/base]`).
+    pub origins: Vec<String>,
+    /// `scheme://host` of the edge as the client addressed it.
+    pub edge: String,
+}
+
+impl LocationRewrite {
+    /// The value with an origin's URL prefix replaced by the edge's, or
+    /// `None` when it does not point at an origin (relative, elsewhere).
+    /// Scheme and host compare ignoring case, and a default port equals
+    /// no port.
+    pub fn apply(&self, location: &str) -> Option<String> {
+        let loc = location.trim();
+        for origin in &self.origins {
+            if let Some(rest) = strip_origin(loc, origin) {
+                // `rest` is empty or starts with `/`, `?` or `#`.
+                let slash = if rest.starts_with('/') { "" } else { "/" };
+                return Some(format!("{}{slash}{rest}", self.edge));
+            }
+        }
+        None
+    }
+}
+
+/// What follows `origin` at the start of `url`, when `url` starts with it
+/// (scheme and authority ignoring case and default ports) at a boundary.
+pub(super) fn strip_origin<'a>(url: &'a str, origin: &str) -> Option<&'a str> {
+    let (o_scheme, o_rest) = origin.split_once("://")?;
+    let (u_scheme, u_rest) = url.split_once("://")?;
+    if !o_scheme.eq_ignore_ascii_case(u_scheme) {
+        return None;
+    }
+    let split = |s: &str| s.find(['/', '?', '#']).unwrap_or(s.len());
+    let (o_auth, o_path) = o_rest.split_at(split(o_rest));
+    let (u_auth, u_tail) = u_rest.split_at(split(u_rest));
+    let default_port = if o_scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let bare = |a: &str| {
+        a.strip_suffix(default_port)
+            .unwrap_or(a)
+            .to_ascii_lowercase()
+    };
+    if bare(o_auth) != bare(u_auth) {
+        return None;
+    }
+    let rest = u_tail.strip_prefix(o_path)?;
+    (o_path.is_empty() || rest.is_empty() || rest.starts_with(['/', '?', '#'])).then_some(rest)
+}
+
+/// What the adapter does after an attempt at an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Pass the origin's response on.
+    Deliver,
+    /// Try again with this forward (the other color); its `deadline_ms` is
+    /// the time left.
+    Retry(Box<Forward>),
+    /// Answer with this instead of the origin's response.
+    Reply(Reply),
+}
+
+impl Forward {
+    /// Decides what follows `outcome`, `elapsed_ms` after this attempt started.
+    pub fn after_attempt(&self, outcome: &Outcome, elapsed_ms: u64) -> Next {
+        if let Outcome::Answered(status @ 100..=199) = outcome {
+            // An interim answer taken for the final one (workerd's fetch
+            // resolves with an origin's `103 Early Hints`): it cannot be
+            // delivered, and it is no failure of the origin's either.
+            return Next::Reply(Reply::origin_failed(format!(
+                "{} origin sent an interim {status} answer, which this platform \
+                 cannot pass on",
+                self.decision.color
+            )));
+        }
+        if !outcome.failed() {
+            return Next::Deliver;
+        }
+        let what = outcome.describe(self.decision.color);
+        let left_ms = self.deadline_ms.saturating_sub(elapsed_ms);
+        if let (Some(retry), true) = (self.retry(left_ms), left_ms > 0) {
+            return Next::Retry(Box::new(retry));
+        }
+        if !self.retryable {
+            Next::Reply(Reply::origin_failed(format!(
+                "{what}; requests with this method are not retried"
+            )))
+        } else {
+            Next::Reply(Reply::no_live_origin(
+                format!("{what}; no other live origin to try"),
+                self.retry_after_s,
+            ))
+        }
+    }
+
+    /// The same request aimed at the fallback color, with no fallback of its own.
+    fn retry(&self, left_ms: u64) -> Option<Forward> {
+        let (color, url) = self.fallback.clone()?;
+        let decision = RouteDecision {
+            color,
+            epoch: self.decision.epoch,
+            reason: RouteReason::Failover,
+        };
+        let response_headers = self
+            .response_headers
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                HEADER_COLOR => (k.clone(), color.to_string()),
+                HEADER_REASON => (k.clone(), RouteReason::Failover.to_string()),
+                HEADER_MODEL => (k.clone(), self.model_of(color).unwrap_or_default().into()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let mut request_headers =
+            self.origin_headers
+                .switch(&self.request_headers, self.decision.color, color);
+        if let Some(signing) = &self.signing {
+            // Signed for the other origin: its URL is part of the signature.
+            request_headers.retain(|(k, _)| !origin_auth::HEADERS.contains(&k.as_str()));
+            request_headers.extend(signing.headers(&url, &request_headers));
+        }
+        Some(Forward {
+            decision,
+            url,
+            request_headers,
+            response_headers,
+            fallback: None,
+            retryable: self.retryable,
+            timeout_ms: self.timeout_ms.min(left_ms),
+            deadline_ms: left_ms,
+            retry_after_s: self.retry_after_s,
+            rate_key: self.rate_key.clone(),
+            websocket: self.websocket,
+            private: self.private,
+            location_rewrite: self.location_rewrite.clone(),
+            origin_headers: self.origin_headers.clone(),
+            models: self.models.clone(),
+            signing: self.signing.clone(),
+        })
+    }
+
+    fn model_of(&self, color: Color) -> Option<&str> {
+        self.models.as_ref().map(|m| m.of(color))
+    }
+
+    /// The model this attempt's body is sent with, on a model route.
+    pub fn model(&self) -> Option<&str> {
+        self.model_of(self.decision.color)
+    }
+
+    /// The body to send this attempt ([`BodyPlan::Rewrite`]): the client's
+    /// `body` (read up to [`MAX_MODEL_BODY`] + 1 bytes) with `model` set
+    /// to this color's model, or the `400` to answer instead.
+    pub fn model_body(&self, body: &[u8]) -> Result<Vec<u8>, Reply> {
+        let model = self.model().unwrap_or_default();
+        model::rewrite(body, model).map_err(|e| Reply::bad_model_request(&e))
+    }
+
+    /// Whether delivering the origin's answer depends on its headers
+    /// (`Cache-Control` to make private, `location` to rewrite); otherwise
+    /// a fixed change, known before the answer, delivers it.
+    pub fn needs_origin_headers(&self) -> bool {
+        self.private || self.location_rewrite.is_some()
+    }
+
+    /// The value the client gets for origin response header `name`
+    /// (already kept by [`keep_origin_response_header`]), when the edge
+    /// changes it.
+    pub fn rewrite_origin_header(&self, name: &str, value: &str) -> Option<String> {
+        if self.private && name.eq_ignore_ascii_case("cache-control") {
+            return Some(private_cache_control(Some(value)));
+        }
+        if name.eq_ignore_ascii_case("location") {
+            return self.location_rewrite.as_ref()?.apply(value);
+        }
+        None
+    }
+
+    /// The headers the edge adds after the origin's: its own
+    /// ([`Forward::response_headers`]), and `cache-control: private` for a
+    /// private answer whose origin sent no `Cache-Control`.
+    pub fn added_response_headers(
+        &self,
+        origin_sent_cache_control: bool,
+    ) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let private =
+            (self.private && !origin_sent_cache_control).then_some(("cache-control", "private"));
+        self.response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(private)
+    }
+
+    /// The whole header list the client gets for an origin answer with
+    /// headers `origin` (names as the platform reports them).
+    pub fn client_response_headers(&self, origin: &[(String, String)]) -> Vec<(String, String)> {
+        let connection = origin
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
+            .map(|(_, v)| v.as_str());
+        let tokens = connection_tokens(connection);
+        let mut cache_control = false;
+        let mut out: Vec<(String, String)> = Vec::with_capacity(origin.len() + 4);
+        for (k, v) in origin {
+            if !keep_origin_response_header(k, &tokens, self) {
+                continue;
+            }
+            cache_control |= k.eq_ignore_ascii_case("cache-control");
+            let value = self
+                .rewrite_origin_header(k, v)
+                .unwrap_or_else(|| v.clone());
+            out.push((k.clone(), value));
+        }
+        out.extend(
+            self.added_response_headers(cache_control)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        out
+    }
+
+    /// Decides how the adapter sends the request body, from its framing:
+    /// nothing to send; kept in memory so a retry can send it again (known
+    /// to be at most [`MAX_REPLAY_BODY`]); or streamed once, in which case
+    /// the retry is dropped, since the body cannot be sent twice.
+    pub fn plan_body(&mut self, content_length: Option<&str>, chunked: bool) -> BodyPlan {
+        let length = content_length.map(|v| v.trim().parse::<u64>().ok());
+        let empty = !chunked && matches!(length, None | Some(Some(0)));
+        if empty {
+            // Nothing to set a model in: passed on as it is, and the
+            // answer names no model.
+            if self.models.take().is_some() {
+                self.response_headers.retain(|(k, _)| k != HEADER_MODEL);
+            }
+            return BodyPlan::Empty;
+        }
+        if self.models.is_some() {
+            // Read whole (and refused when over the limit) to be
+            // rewritten; kept in memory, so a retry can send it again.
+            return BodyPlan::Rewrite;
+        }
+        if self.fallback.is_none() {
+            return BodyPlan::Stream;
+        }
+        match length {
+            Some(Some(n)) if !chunked && n <= MAX_REPLAY_BODY => BodyPlan::Buffer,
+            _ => {
+                self.fallback = None;
+                self.retryable = false;
+                BodyPlan::Stream
+            }
+        }
+    }
+}
+
+/// Whether a body the edge read whole before forwarding it (up to `limit`
+/// bytes: [`BodyPlan::Buffer`], [`BodyPlan::Rewrite`]) is complete: it
+/// holds its announced `content-length`, or `limit` bytes when it
+/// announced more. A shorter one ended early, which is the client's
+/// failure ([`Reply::incomplete_body`]), never the origin's.
+pub fn body_complete(content_length: Option<&str>, read: usize, limit: usize) -> bool {
+    match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) => read as u64 >= n.min(limit as u64),
+        None => true,
+    }
+}
+
+/// How a forwarded request's body is sent (see [`Forward::plan_body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    Empty,
+    Buffer,
+    Stream,
+    /// Read up to [`MAX_MODEL_BODY`] + 1 bytes and send
+    /// [`Forward::model_body`] of them (each attempt its color's model).
+    Rewrite,
+}
+
+/// How much of the body a [`BodyPlan::Rewrite`] reads: one byte over the
+/// limit tells a body that is too large.
+pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
+
+/// The health record with one more failure of `color` counted, for the
+/// adapter to store under [`crate::health::HEALTH_KEY`].
+pub fn record_failure(
+    cfg: &EdgeConfig,
+    stored: Option<&str>,
+    epoch: u64,
+    color: Color,
+    outcome: &Outcome,
+    now_ms: u64,
+) -> HealthRecord {
+    count_failure(
+        cfg,
+        HealthRecord::from_json(stored),
+        epoch,
+        color,
+        outcome,
+        now_ms,
+    )
+}
+
+/// [`record_failure`] on a record already parsed (an instance's own).
+pub fn count_failure(
+    cfg: &EdgeConfig,
+    record: Option<HealthRecord>,
+    epoch: u64,
+    color: Color,
+    outcome: &Outcome,
+    now_ms: u64,
+) -> HealthRecord {
+    crate::health::record_failure(
+        record,
+        epoch,
+        color,
+        &outcome.describe(color),
+        now_ms,
+        cfg.health.window_ms,
+    )
+}
