@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
 /// A fresh instance's work: the e2e suite's configuration, one stored state
 /// document, and the plan for an API-key request.
 fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
-    use greenlight_common::edge::{plan, EdgeConfig, LoadedState, RequestHead};
+    use greenlight_common::edge::{action, EdgeConfig, LoadedState, RequestHead};
     let api_keys = serde_json::json!([
         {"id": "app", "sha256": hash_api_key("app-key")},
         {"id": "qa", "sha256": hash_api_key("qa-key"), "roles": ["preview"]},
@@ -133,7 +133,7 @@ fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
                 client_addr: Some("127.0.0.1"),
                 scheme: Some("https"),
             };
-            black_box(plan(&cfg, &loaded, &head, NOW * 1000, 42))
+            black_box(action(&cfg, &loaded, &head, NOW * 1000, 42))
         })
     });
     // What the Worker's Rust half does per forwarded request, as the shell
@@ -150,15 +150,15 @@ fn fresh_instance(c: &mut Criterion, state: &RolloutState) {
     let report = "200\ncontent-length\n145\ncontent-type\napplication/json\n\
                   date\nFri, 27 Nov 2026 12:38:13 GMT\nx-origin-color\nblue";
     c.bench_function("worker_shell_forward_round_trip", |b| {
-        use greenlight_common::edge::{BodyPlan, EdgePlan};
+        use greenlight_common::edge::{Action, BodyMode};
         use greenlight_common::shell;
         b.iter(|| {
             let request = shell::ShellRequest::parse(black_box(request_head));
             let head = request.head("cf-connecting-ip");
-            let EdgePlan::Forward(fwd) = plan(&cfg, &loaded, &head, NOW * 1000, 42) else {
+            let Action::Forward(fwd) = action(&cfg, &loaded, &head, NOW * 1000, 42) else {
                 panic!("expected a forward")
             };
-            let step = shell::forward(1, request.method, BodyPlan::Empty, &request.headers, &fwd);
+            let step = shell::forward(1, request.method, BodyMode::Empty, &request.headers, &fwd);
             let result = shell::attempt_result(black_box(report), fwd.timeout_ms);
             let deliver = shell::deliver(200, result.header_lines.unwrap_or_default(), &fwd);
             black_box((step, deliver))

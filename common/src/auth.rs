@@ -6,6 +6,7 @@
 mod jose;
 mod verify;
 
+use crate::config_error::ConfigError;
 pub use jsonwebtoken::jwk::JwkSet;
 pub use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
@@ -194,18 +195,6 @@ pub struct Credentials<'a> {
     pub api_key: Option<&'a str>,
     pub authorization: Option<&'a str>,
 }
-
-/// A configuration mistake found while loading settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// SHA-256 of an API key, hex encoded: what goes into the `API_KEYS` config.
 pub fn hash_api_key(key: &str) -> String {

@@ -5,8 +5,8 @@
 //! The adapter runs the attempts (it owns the clock and the network) and asks
 //! [`crate::edge::Forward::after_attempt`] what to do after each one.
 
-use crate::auth::ConfigError;
 use crate::color::Color;
+use crate::config_error::ConfigError;
 use crate::rollout::Phase;
 use crate::state::RolloutState;
 
@@ -108,7 +108,7 @@ pub fn live_colors(state: &RolloutState) -> Vec<Color> {
 
 /// How one attempt at an origin ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AttemptOutcome {
     /// Response headers arrived with this status.
     Answered(u16),
     /// No response: connection refused, reset, DNS, TLS... (the detail is
@@ -144,11 +144,11 @@ pub fn unreachable_class(message: &str) -> &'static str {
 /// The lowest status that makes an answer a failed attempt (a 5xx).
 pub const FIRST_FAILED_STATUS: u16 = 500;
 
-impl Outcome {
+impl AttemptOutcome {
     /// A failed attempt: no answer, or a 5xx.
     pub fn failed(&self) -> bool {
         match self {
-            Outcome::Answered(status) => *status >= FIRST_FAILED_STATUS,
+            AttemptOutcome::Answered(status) => *status >= FIRST_FAILED_STATUS,
             _ => true,
         }
     }
@@ -156,9 +156,9 @@ impl Outcome {
     /// One line for problem bodies and logs, naming the color.
     pub fn describe(&self, color: Color) -> String {
         match self {
-            Outcome::Answered(status) => format!("{color} origin answered {status}"),
-            Outcome::Unreachable(detail) => format!("{color} origin unreachable: {detail}"),
-            Outcome::TimedOut { after_ms } => {
+            AttemptOutcome::Answered(status) => format!("{color} origin answered {status}"),
+            AttemptOutcome::Unreachable(detail) => format!("{color} origin unreachable: {detail}"),
+            AttemptOutcome::TimedOut { after_ms } => {
                 format!("{color} origin sent no response within {after_ms} ms")
             }
         }
@@ -235,15 +235,15 @@ mod tests {
 
     #[test]
     fn five_hundreds_and_silence_are_failures_four_hundreds_are_not() {
-        assert!(!Outcome::Answered(200).failed());
-        assert!(!Outcome::Answered(404).failed());
-        assert!(!Outcome::Answered(499).failed());
-        assert!(Outcome::Answered(500).failed());
-        assert!(Outcome::Answered(503).failed());
-        assert!(Outcome::Unreachable("refused".into()).failed());
-        assert!(Outcome::TimedOut { after_ms: 5 }.failed());
+        assert!(!AttemptOutcome::Answered(200).failed());
+        assert!(!AttemptOutcome::Answered(404).failed());
+        assert!(!AttemptOutcome::Answered(499).failed());
+        assert!(AttemptOutcome::Answered(500).failed());
+        assert!(AttemptOutcome::Answered(503).failed());
+        assert!(AttemptOutcome::Unreachable("refused".into()).failed());
+        assert!(AttemptOutcome::TimedOut { after_ms: 5 }.failed());
         assert_eq!(
-            Outcome::TimedOut { after_ms: 250 }.describe(Color::Green),
+            AttemptOutcome::TimedOut { after_ms: 250 }.describe(Color::Green),
             "green origin sent no response within 250 ms"
         );
     }

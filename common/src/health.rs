@@ -73,7 +73,7 @@ impl HealthRecord {
 }
 
 /// The stored record with one more failure of `color` counted.
-pub fn record_failure(
+pub fn count_failure(
     stored: Option<HealthRecord>,
     epoch: u64,
     color: Color,
@@ -239,7 +239,7 @@ mod tests {
 
     fn fail_n(n: u32, epoch: u64, color: Color, start_ms: u64) -> Option<HealthRecord> {
         (0..n).fold(None, |rec, i| {
-            Some(record_failure(
+            Some(count_failure(
                 rec,
                 epoch,
                 color,
@@ -284,11 +284,11 @@ mod tests {
         assert!(!later.unhealthy);
         assert_eq!(later.green_failures, 9, "the epoch total is kept");
         // One failure in a new window counts from one.
-        let rec = record_failure(rec, s.epoch, Color::Green, "x", 70_000, 60_000);
+        let rec = count_failure(rec, s.epoch, Color::Green, "x", 70_000, 60_000);
         assert_eq!(rec.green.in_window, 1);
         assert_eq!(rec.green.total, 10);
         // A record of an older epoch is ignored and replaced.
-        let next_epoch = record_failure(
+        let next_epoch = count_failure(
             Some(rec.clone()),
             s.epoch + 1,
             Color::Green,
@@ -327,11 +327,11 @@ mod tests {
         assert_eq!((m.green.total, m.green.in_window), (3, 3));
         // Another instance's blue failures survive the write back.
         let mut other = stored;
-        other = record_failure(Some(other), 4, Color::Blue, "x", 1_500, 60_000);
+        other = count_failure(Some(other), 4, Color::Blue, "x", 1_500, 60_000);
         let m = merge(Some(other), &mine, 4);
         assert_eq!((m.blue.total, m.green.total), (1, 3));
         // A later window wins over an older one.
-        let fresh = record_failure(None, 4, Color::Green, "late", 90_000, 60_000);
+        let fresh = count_failure(None, 4, Color::Green, "late", 90_000, 60_000);
         let m = merge(Some(fresh), &mine, 4);
         assert_eq!((m.green.window_start_ms, m.green.in_window), (90_000, 1));
         assert_eq!(m.green.last_detail, "late");
@@ -366,8 +366,8 @@ mod tests {
         assert_eq!(merge(Some(merged.clone()), &late, 7), merged);
         let none_yet = merge(old, &late, 7);
         assert_eq!((none_yet.epoch, none_yet.green.total), (7, 0));
-        // record_failure follows the epoch down as well as up.
-        let rec = record_failure(
+        // count_failure follows the epoch down as well as up.
+        let rec = count_failure(
             fail_n(9, 40, Color::Green, 0),
             7,
             Color::Green,
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn unreadable_records_are_ignored_and_details_are_bounded() {
         assert_eq!(HealthRecord::from_json(Some("{oops")), None);
-        let rec = record_failure(None, 1, Color::Blue, &"x".repeat(5_000), 5, 60_000);
+        let rec = count_failure(None, 1, Color::Blue, &"x".repeat(5_000), 5, 60_000);
         assert_eq!(rec.blue.last_detail.len(), MAX_DETAIL);
         assert_eq!(HealthRecord::from_json(Some(&rec.to_json())), Some(rec));
     }

@@ -13,7 +13,8 @@
 //!   no more often either.
 //! - Only the configured URL is fetched: a token's `jku` / `x5u` never are.
 
-use crate::auth::{ConfigError, JwkSet};
+use crate::auth::JwkSet;
+use crate::config_error::ConfigError;
 use serde::{Deserialize, Serialize};
 
 pub const MIN_TTL_MS: u64 = 60_000;

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admin_guard;
 pub mod auth;
 pub mod color;
+pub mod config_error;
 pub mod decide;
 pub mod edge;
 pub mod failover;

@@ -10,8 +10,8 @@
 //! problem and reaches no origin: over [`MAX_MODEL_BODY`], not JSON, not a
 //! JSON object, or with `model` twice (parsers disagree on which one wins).
 
-use crate::auth::ConfigError;
 use crate::color::Color;
+use crate::config_error::ConfigError;
 use crate::failover::MAX_REPLAY_BODY;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;

@@ -7,7 +7,7 @@
 //! in memory and in its transactional storage, checks the epoch and applies
 //! the change in one synchronous call ([`change`]) with no await between
 //! reading its document and replacing it, stores it, answers
-//! ([`Answer`]) and then publishes the document to key-value for the edges'
+//! ([`ObjectAnswer`]) and then publishes the document to key-value for the edges'
 //! fast reads. Everything here is pure: storage, key-value and time are the
 //! adapter's.
 //!
@@ -115,17 +115,15 @@ pub fn seed(
             degraded: false,
         };
     }
-    let loaded = edge::load_state(kv_document, None, default_salt);
-    if loaded.degraded {
-        edge::fallback_from_backup(kv_backup, default_salt)
-    } else {
-        loaded
+    match edge::load_state(Ok(kv_document), None, default_salt) {
+        edge::StateLoad::Ready(loaded) => loaded,
+        edge::StateLoad::NeedsBackup => edge::state_from_backup(kv_backup, default_salt),
     }
 }
 
 /// What the object answers the edge, and the document it committed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct ObjectAnswer {
     pub status: u16,
     /// The document the object stored (a `200` to a change), which it then
     /// publishes; every other answer changed nothing.
@@ -133,9 +131,9 @@ pub struct Answer {
     pub body: String,
 }
 
-impl Answer {
-    pub fn of(outcome: &AdminOutcome) -> Answer {
-        Answer {
+impl ObjectAnswer {
+    pub fn of(outcome: &AdminOutcome) -> ObjectAnswer {
+        ObjectAnswer {
             status: outcome.status,
             committed: outcome.new_state.as_ref().map(RolloutState::to_json),
             body: outcome.body.clone(),
@@ -152,12 +150,12 @@ impl Answer {
         )
     }
 
-    pub fn decode(text: &str) -> Option<Answer> {
+    pub fn decode(text: &str) -> Option<ObjectAnswer> {
         let mut parts = text.splitn(3, '\n');
         let status = parts.next()?.parse().ok()?;
         let committed = parts.next()?;
         let body = parts.next()?.to_string();
-        Some(Answer {
+        Some(ObjectAnswer {
             status,
             committed: (!committed.is_empty()).then(|| committed.to_string()),
             body,
@@ -221,7 +219,7 @@ pub fn replaces(cached: Option<&LoadedState>, read: &LoadedState) -> bool {
 
 /// Runs one admin call inside the object against its current document
 /// (`loaded`) and health record. The caller replaces its document with
-/// [`Answer::committed`] before it handles anything else.
+/// [`ObjectAnswer::committed`] before it handles anything else.
 pub fn change(
     cfg: &EdgeConfig,
     call_line: &str,
@@ -229,16 +227,16 @@ pub fn change(
     loaded: &LoadedState,
     health: Option<&str>,
     now_ms: u64,
-) -> Answer {
+) -> ObjectAnswer {
     let Some((call, method)) = decode_call(call_line) else {
-        return Answer::of(&AdminOutcome::problem(crate::admin::Problem::new(
+        return ObjectAnswer::of(&AdminOutcome::problem(crate::admin::Problem::new(
             400,
             "bad-request",
             "malformed admin call",
             "the rollout object could not read the call",
         )));
     };
-    Answer::of(&edge::run_admin(
+    ObjectAnswer::of(&edge::run_admin(
         cfg, &call, &method, body, loaded, health, now_ms,
     ))
 }
@@ -382,7 +380,7 @@ mod tests {
         for i in 0..50u32 {
             let body = format!(r#"{{"expected_epoch":0,"weight_bp":{}}}"#, i + 1);
             let a = change(&cfg, &line, body.as_bytes(), &doc, None, 5);
-            let a = Answer::decode(&a.encode()).unwrap();
+            let a = ObjectAnswer::decode(&a.encode()).unwrap();
             match a.status {
                 200 => {
                     winners += 1;
@@ -454,14 +452,14 @@ mod tests {
 
     #[test]
     fn health_reports_are_merged_and_counted() {
-        let rec = health::record_failure(None, 3, Color::Green, "x", 10, 60_000);
+        let rec = health::count_failure(None, 3, Color::Green, "x", 10, 60_000);
         let one = merge_health(None, &rec.to_json(), 3).unwrap();
         assert_eq!((one.writes, one.green.total), (1, 1));
-        let rec2 = health::record_failure(Some(rec), 3, Color::Green, "y", 11, 60_000);
+        let rec2 = health::count_failure(Some(rec), 3, Color::Green, "y", 11, 60_000);
         let two = merge_health(Some(&one.to_json()), &rec2.to_json(), 3).unwrap();
         assert_eq!((two.writes, two.green.total), (2, 2));
         // A report of a newer epoch starts the count again.
-        let newer = health::record_failure(None, 4, Color::Blue, "z", 12, 60_000);
+        let newer = health::count_failure(None, 4, Color::Blue, "z", 12, 60_000);
         let three = merge_health(Some(&two.to_json()), &newer.to_json(), 4).unwrap();
         assert_eq!((three.epoch, three.writes, three.green.total), (4, 1, 0));
         assert_eq!(merge_health(None, "{oops", 4), None);

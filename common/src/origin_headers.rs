@@ -10,8 +10,8 @@
 //! named in either list are dropped from what the caller sent, so a caller
 //! can neither reach the provider with its own key nor add to the edge's.
 
-use crate::auth::ConfigError;
 use crate::color::Color;
+use crate::config_error::ConfigError;
 use crate::http::{is_hop_by_hop, same_field_name, EDGE_HEADER_PREFIX, FORWARDING_HEADERS};
 use std::fmt;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! its instances (each serves up to 128 requests), the Worker in isolate
 //! memory, and the core never reads a clock: time is passed in.
 
-use crate::auth::ConfigError;
+use crate::config_error::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

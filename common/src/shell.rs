@@ -49,8 +49,8 @@
 //! `timeout` when no response headers came in time, `error\n<message>`
 //! otherwise.
 
-use crate::edge::{self, BodyPlan, Forward, Reply, RequestHead};
-use crate::failover::{unreachable_class, Outcome, FIRST_FAILED_STATUS};
+use crate::edge::{self, BodyMode, Forward, Reply, RequestHead};
+use crate::failover::{unreachable_class, AttemptOutcome, FIRST_FAILED_STATUS};
 use crate::http::{path_and_query, split_lines, RESPONSE_HOP_BY_HOP};
 
 /// Step: read configuration and state first.
@@ -135,15 +135,15 @@ pub fn reply(reply: &Reply) -> String {
 pub fn forward(
     id: u32,
     method: &str,
-    body: BodyPlan,
+    body: BodyMode,
     client: &[(String, String)],
     fwd: &Forward,
 ) -> String {
     let body = match body {
-        BodyPlan::Empty => "empty",
-        BodyPlan::Buffer => "buffer",
-        BodyPlan::Stream => "stream",
-        BodyPlan::Rewrite => "rewrite",
+        BodyMode::Empty => "empty",
+        BodyMode::Buffer => "buffer",
+        BodyMode::Stream => "stream",
+        BodyMode::Rewrite => "rewrite",
     };
     // An answer whose delivery depends on its headers goes back to Rust.
     let deliver_below = if fwd.needs_origin_headers() {
@@ -257,7 +257,7 @@ fn push_fields<'a>(
 /// An attempt's result as the shell reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptResult<'a> {
-    pub outcome: Outcome,
+    pub outcome: AttemptOutcome,
     /// The response's header fields, when it answered.
     pub header_lines: Option<&'a str>,
 }
@@ -274,16 +274,18 @@ pub fn attempt_result(report: &str, timeout_ms: u64) -> AttemptResult<'_> {
         header_lines: None,
     };
     match first {
-        "timeout" => failed(Outcome::TimedOut {
+        "timeout" => failed(AttemptOutcome::TimedOut {
             after_ms: timeout_ms,
         }),
-        "error" => failed(Outcome::Unreachable(unreachable_class(rest).to_owned())),
+        "error" => failed(AttemptOutcome::Unreachable(
+            unreachable_class(rest).to_owned(),
+        )),
         status => match status.parse::<u16>() {
             Ok(status) if (100..=599).contains(&status) => AttemptResult {
-                outcome: Outcome::Answered(status),
+                outcome: AttemptOutcome::Answered(status),
                 header_lines: Some(rest),
             },
-            _ => failed(Outcome::Unreachable(format!(
+            _ => failed(AttemptOutcome::Unreachable(format!(
                 "unreadable attempt report {:?}",
                 first.chars().take(40).collect::<String>()
             ))),
@@ -371,7 +373,7 @@ mod tests {
     #[test]
     fn forward_step_carries_both_deltas() {
         let fwd = fwd();
-        let step = forward(3, "GET", BodyPlan::Empty, &client(), &fwd);
+        let step = forward(3, "GET", BodyMode::Empty, &client(), &fwd);
         assert_eq!(
             step,
             format!(
@@ -382,11 +384,11 @@ mod tests {
         // Nothing to change in the request: an empty request delta.
         let mut same = fwd.clone();
         same.request_headers = client();
-        let step = forward(4, "PUT", BodyPlan::Buffer, &client(), &same);
+        let step = forward(4, "PUT", BodyMode::Buffer, &client(), &same);
         assert!(step.starts_with(
             "forward\n4\nPUT\nhttp://127.0.0.1:9/api?q=1\n1500\nbuffer\n500\n0\n0\n9\n"
         ));
-        let step = forward(5, "POST", BodyPlan::Stream, &[], &same);
+        let step = forward(5, "POST", BodyMode::Stream, &[], &same);
         assert!(step
             .contains("\nstream\n500\n0\n3\naccept\n*/*\nhost\nedge.test\nx-api-key\nsecret\n9\n"));
     }
@@ -486,7 +488,7 @@ mod tests {
                 f
             }] {
                 let from = split_lines(origin);
-                let step = forward(1, "GET", BodyPlan::Empty, &client(), &fwd);
+                let step = forward(1, "GET", BodyMode::Empty, &client(), &fwd);
                 let fields: Vec<&str> = step.split('\n').collect();
                 let (_, request_end) = apply(&client(), &fields, 7);
                 let (direct, end) = apply(&from, &fields, request_end);
@@ -523,22 +525,28 @@ mod tests {
         assert_eq!(
             attempt_result("200\ncontent-type\ntext/plain", 1500),
             AttemptResult {
-                outcome: Outcome::Answered(200),
+                outcome: AttemptOutcome::Answered(200),
                 header_lines: Some("content-type\ntext/plain"),
             }
         );
-        assert_eq!(attempt_result("503", 1500).outcome, Outcome::Answered(503));
+        assert_eq!(
+            attempt_result("503", 1500).outcome,
+            AttemptOutcome::Answered(503)
+        );
         assert_eq!(
             attempt_result("timeout", 1500).outcome,
-            Outcome::TimedOut { after_ms: 1500 }
+            AttemptOutcome::TimedOut { after_ms: 1500 }
         );
         assert_eq!(
             attempt_result("error\nTypeError: Network connection lost.", 1500).outcome,
-            Outcome::Unreachable("connection lost".into())
+            AttemptOutcome::Unreachable("connection lost".into())
         );
         for junk in ["", "abc", "99", "600\nx\ny", "-1"] {
             let r = attempt_result(junk, 1500);
-            assert!(matches!(r.outcome, Outcome::Unreachable(_)), "{junk:?}");
+            assert!(
+                matches!(r.outcome, AttemptOutcome::Unreachable(_)),
+                "{junk:?}"
+            );
             assert_eq!(r.header_lines, None);
         }
     }

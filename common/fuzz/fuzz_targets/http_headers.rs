@@ -16,7 +16,7 @@
 
 use arbitrary::Arbitrary;
 use greenlight_common::edge::{
-    self, appended_response_header, EdgeConfig, EdgePlan, LoadedState, RequestHead,
+    self, appended_response_header, EdgeConfig, Action, LoadedState, RequestHead,
 };
 use greenlight_common::http::{
     connection_tokens, cookie, header_safe, is_response_hop_by_hop, path_and_query,
@@ -110,7 +110,7 @@ fuzz_target!(|input: Input<'_>| {
         client_addr: Some("192.0.2.1"),
         scheme: Some("https"),
     };
-    let EdgePlan::Forward(fwd) = edge::plan(&cfg, &loaded, &req, 1_800_000_000_000, 1) else {
+    let Action::Forward(fwd) = edge::action(&cfg, &loaded, &req, 1_800_000_000_000, 1) else {
         panic!("an anonymous GET /x is forwarded");
     };
     for origin in [

@@ -1,5 +1,5 @@
 //! The Worker shell's string protocol (`greenlight_common::shell`): a
-//! request head as the JavaScript shell sends it, planned by the core, and
+//! request head as the JavaScript shell sends it, action by the core, and
 //! an arbitrary attempt report and origin header list coming back.
 //!
 //! Invariants: nothing panics; every step the core writes parses back in
@@ -11,7 +11,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use greenlight_common::edge::{self, BodyPlan, EdgeConfig, EdgePlan, LoadedState};
+use greenlight_common::edge::{self, BodyMode, EdgeConfig, Action, LoadedState};
 use greenlight_common::{shell, RolloutState};
 use libfuzzer_sys::fuzz_target;
 
@@ -105,11 +105,11 @@ fuzz_target!(|input: Input<'_>| {
     };
     let request = shell::ShellRequest::parse(input.head);
     let head = request.head("cf-connecting-ip");
-    let planned = edge::plan(&cfg, &loaded, &head, 1_800_000_000_000, input.random);
-    let mut fwd = match planned {
-        EdgePlan::Reply(r) => return check_step(&shell::reply(&r)),
-        EdgePlan::Admin(_) => return,
-        EdgePlan::Forward(fwd) => fwd,
+    let action = edge::action(&cfg, &loaded, &head, 1_800_000_000_000, input.random);
+    let mut fwd = match action {
+        Action::Reply(r) => return check_step(&shell::reply(&r)),
+        Action::Admin(_) => return,
+        Action::Forward(fwd) => fwd,
     };
     // Only the path: a query may say anything (`/;?x/__greenlight/` is the
     // path `/;`, and no origin reads a query as a path).
@@ -123,9 +123,9 @@ fuzz_target!(|input: Input<'_>| {
         fwd.url
     );
     let body = if input.buffer_body {
-        fwd.plan_body(Some("10"), false)
+        fwd.body_mode(Some("10"), false)
     } else {
-        BodyPlan::Empty
+        BodyMode::Empty
     };
     check_step(&shell::forward(
         7,

@@ -6,7 +6,7 @@
 //! which more than doubled the Worker's wasm; this keeps only what the
 //! allow-list can ever select.
 
-use super::ConfigError;
+use crate::config_error::ConfigError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

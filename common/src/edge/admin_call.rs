@@ -1,5 +1,5 @@
+use super::action::Action;
 use super::config::EdgeConfig;
-use super::plan::EdgePlan;
 use super::reply::Reply;
 use super::request::{caller_ip, caller_key, RequestHead};
 use super::state::LoadedState;
@@ -17,13 +17,13 @@ pub struct AdminCall {
 }
 
 /// The caller key an admin request's authentication failures count under
-/// (see [`crate::admin_guard`]), when `plan` is that request's admin call
+/// (see [`crate::admin_guard`]), when `action` is that request's admin call
 /// or its refusal: `None` for every other request, so ordinary traffic
 /// never touches the table.
-pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan) -> Option<String> {
-    match plan {
-        EdgePlan::Admin(_) => {}
-        EdgePlan::Reply(r) if r.status == 401 => {}
+pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, action: &Action) -> Option<String> {
+    match action {
+        Action::Admin(_) => {}
+        Action::Reply(r) if r.status == 401 => {}
         _ => return None,
     }
     let path = path::normalize(req.path, cfg.paths).ok()?;
@@ -36,26 +36,26 @@ pub fn admin_guard_key(cfg: &EdgeConfig, req: &RequestHead<'_>, plan: &EdgePlan)
     })
 }
 
-/// Applies the admin failure limit to `plan` (the admin request of
+/// Applies the admin failure limit to `action` (the admin request of
 /// `caller`, see [`admin_guard_key`]): a caller over the limit gets 429
-/// whatever it sent; a refused authentication is counted. Returns the plan
+/// whatever it sent; a refused authentication is counted. Returns the action
 /// to follow and whether `failures` changed (to store).
 pub fn guard_admin(
-    plan: EdgePlan,
+    action: Action,
     caller: &str,
     failures: &mut AdminFailures,
     now_ms: u64,
     max_callers: usize,
-) -> (EdgePlan, bool) {
+) -> (Action, bool) {
     if let Err(wait) = failures.check(caller, now_ms) {
-        return (EdgePlan::Reply(Reply::rate_limited(wait)), false);
+        return (Action::Reply(Reply::rate_limited(wait)), false);
     }
-    match &plan {
-        EdgePlan::Reply(r) if r.status == 401 => {
+    match &action {
+        Action::Reply(r) if r.status == 401 => {
             failures.record_failure(caller, now_ms, max_callers);
-            (plan, true)
+            (action, true)
         }
-        _ => (plan, false),
+        _ => (action, false),
     }
 }
 

@@ -1,8 +1,9 @@
 use crate::auth::{
-    parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, ConfigError, Credentials,
-    JwtSettings, Role,
+    parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, Credentials, JwtSettings,
+    Role,
 };
 use crate::color::Color;
+use crate::config_error::ConfigError;
 use crate::failover::OriginPolicy;
 use crate::health::HealthPolicy;
 use crate::identity::IdentityOrder;

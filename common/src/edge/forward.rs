@@ -3,7 +3,7 @@ use super::headers::{keep_origin_response_header, private_cache_control, HEADER_
 use super::reply::Reply;
 use crate::color::Color;
 use crate::decide::{RouteDecision, RouteReason};
-use crate::failover::{Outcome, MAX_REPLAY_BODY};
+use crate::failover::{AttemptOutcome, MAX_REPLAY_BODY};
 use crate::health::HealthRecord;
 use crate::http::{connection_tokens, HEADER_COLOR, HEADER_REASON};
 use crate::model::{self, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
@@ -150,7 +150,7 @@ pub(super) fn strip_origin<'a>(url: &'a str, origin: &str) -> Option<&'a str> {
 
 /// What the adapter does after an attempt at an origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
+pub enum AfterAttempt {
     /// Pass the origin's response on.
     Deliver,
     /// Try again with this forward (the other color); its `deadline_ms` is
@@ -162,31 +162,31 @@ pub enum Next {
 
 impl Forward {
     /// Decides what follows `outcome`, `elapsed_ms` after this attempt started.
-    pub fn after_attempt(&self, outcome: &Outcome, elapsed_ms: u64) -> Next {
-        if let Outcome::Answered(status @ 100..=199) = outcome {
+    pub fn after_attempt(&self, outcome: &AttemptOutcome, elapsed_ms: u64) -> AfterAttempt {
+        if let AttemptOutcome::Answered(status @ 100..=199) = outcome {
             // An interim answer taken for the final one (workerd's fetch
             // resolves with an origin's `103 Early Hints`): it cannot be
             // delivered, and it is no failure of the origin's either.
-            return Next::Reply(Reply::origin_failed(format!(
+            return AfterAttempt::Reply(Reply::origin_failed(format!(
                 "{} origin sent an interim {status} answer, which this platform \
                  cannot pass on",
                 self.decision.color
             )));
         }
         if !outcome.failed() {
-            return Next::Deliver;
+            return AfterAttempt::Deliver;
         }
         let what = outcome.describe(self.decision.color);
         let left_ms = self.deadline_ms.saturating_sub(elapsed_ms);
         if let (Some(retry), true) = (self.retry(left_ms), left_ms > 0) {
-            return Next::Retry(Box::new(retry));
+            return AfterAttempt::Retry(Box::new(retry));
         }
         if !self.retryable {
-            Next::Reply(Reply::origin_failed(format!(
+            AfterAttempt::Reply(Reply::origin_failed(format!(
                 "{what}; requests with this method are not retried"
             )))
         } else {
-            Next::Reply(Reply::no_live_origin(
+            AfterAttempt::Reply(Reply::no_live_origin(
                 format!("{what}; no other live origin to try"),
                 self.retry_after_s,
             ))
@@ -248,7 +248,7 @@ impl Forward {
         self.model_of(self.decision.color)
     }
 
-    /// The body to send this attempt ([`BodyPlan::Rewrite`]): the client's
+    /// The body to send this attempt ([`BodyMode::Rewrite`]): the client's
     /// `body` (read up to [`MAX_MODEL_BODY`] + 1 bytes) with `model` set
     /// to this color's model, or the `400` to answer instead.
     pub fn model_body(&self, body: &[u8]) -> Result<Vec<u8>, Reply> {
@@ -292,28 +292,32 @@ impl Forward {
     }
 
     /// The whole header list the client gets for an origin answer with
-    /// headers `origin` (names as the platform reports them).
-    pub fn client_response_headers(&self, origin: &[(String, String)]) -> Vec<(String, String)> {
+    /// headers `origin` (names as the platform reports them; values as it
+    /// holds them, see [`FieldValue`]).
+    pub fn client_response_headers<V: FieldValue>(
+        &self,
+        origin: &[(String, V)],
+    ) -> Vec<(String, V)> {
         let connection = origin
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("connection"))
-            .map(|(_, v)| v.as_str());
+            .and_then(|(_, v)| v.text());
         let tokens = connection_tokens(connection);
         let mut cache_control = false;
-        let mut out: Vec<(String, String)> = Vec::with_capacity(origin.len() + 4);
+        let mut out: Vec<(String, V)> = Vec::with_capacity(origin.len() + 4);
         for (k, v) in origin {
             if !keep_origin_response_header(k, &tokens, self) {
                 continue;
             }
             cache_control |= k.eq_ignore_ascii_case("cache-control");
-            let value = self
-                .rewrite_origin_header(k, v)
-                .unwrap_or_else(|| v.clone());
-            out.push((k.clone(), value));
+            let rewritten = v
+                .text()
+                .and_then(|text| self.rewrite_origin_header(k, text));
+            out.push((k.clone(), rewritten.map_or_else(|| v.clone(), V::from_text)));
         }
         out.extend(
             self.added_response_headers(cache_control)
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+                .map(|(k, v)| (k.to_string(), V::from_text(v.to_string()))),
         );
         out
     }
@@ -322,7 +326,7 @@ impl Forward {
     /// nothing to send; kept in memory so a retry can send it again (known
     /// to be at most [`MAX_REPLAY_BODY`]); or streamed once, in which case
     /// the retry is dropped, since the body cannot be sent twice.
-    pub fn plan_body(&mut self, content_length: Option<&str>, chunked: bool) -> BodyPlan {
+    pub fn body_mode(&mut self, content_length: Option<&str>, chunked: bool) -> BodyMode {
         let length = content_length.map(|v| v.trim().parse::<u64>().ok());
         let empty = !chunked && matches!(length, None | Some(Some(0)));
         if empty {
@@ -331,29 +335,29 @@ impl Forward {
             if self.models.take().is_some() {
                 self.response_headers.retain(|(k, _)| k != HEADER_MODEL);
             }
-            return BodyPlan::Empty;
+            return BodyMode::Empty;
         }
         if self.models.is_some() {
             // Read whole (and refused when over the limit) to be
             // rewritten; kept in memory, so a retry can send it again.
-            return BodyPlan::Rewrite;
+            return BodyMode::Rewrite;
         }
         if self.fallback.is_none() {
-            return BodyPlan::Stream;
+            return BodyMode::Stream;
         }
         match length {
-            Some(Some(n)) if !chunked && n <= MAX_REPLAY_BODY => BodyPlan::Buffer,
+            Some(Some(n)) if !chunked && n <= MAX_REPLAY_BODY => BodyMode::Buffer,
             _ => {
                 self.fallback = None;
                 self.retryable = false;
-                BodyPlan::Stream
+                BodyMode::Stream
             }
         }
     }
 }
 
 /// Whether a body the edge read whole before forwarding it (up to `limit`
-/// bytes: [`BodyPlan::Buffer`], [`BodyPlan::Rewrite`]) is complete: it
+/// bytes: [`BodyMode::Buffer`], [`BodyMode::Rewrite`]) is complete: it
 /// holds its announced `content-length`, or `limit` bytes when it
 /// announced more. A shorter one ended early, which is the client's
 /// failure ([`Reply::incomplete_body`]), never the origin's.
@@ -364,9 +368,9 @@ pub fn body_complete(content_length: Option<&str>, read: usize, limit: usize) ->
     }
 }
 
-/// How a forwarded request's body is sent (see [`Forward::plan_body`]).
+/// How a forwarded request's body is sent (see [`Forward::body_mode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyPlan {
+pub enum BodyMode {
     Empty,
     Buffer,
     Stream,
@@ -375,40 +379,22 @@ pub enum BodyPlan {
     Rewrite,
 }
 
-/// How much of the body a [`BodyPlan::Rewrite`] reads: one byte over the
+/// How much of the body a [`BodyMode::Rewrite`] reads: one byte over the
 /// limit tells a body that is too large.
 pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
 
-/// The health record with one more failure of `color` counted, for the
-/// adapter to store under [`crate::health::HEALTH_KEY`].
-pub fn record_failure(
-    cfg: &EdgeConfig,
-    stored: Option<&str>,
-    epoch: u64,
-    color: Color,
-    outcome: &Outcome,
-    now_ms: u64,
-) -> HealthRecord {
-    count_failure(
-        cfg,
-        HealthRecord::from_json(stored),
-        epoch,
-        color,
-        outcome,
-        now_ms,
-    )
-}
-
-/// [`record_failure`] on a record already parsed (an instance's own).
+/// `record` (the instance's own, or the stored one parsed) with one more
+/// failure of `color` counted, for the adapter to keep or store under
+/// [`crate::health::HEALTH_KEY`].
 pub fn count_failure(
     cfg: &EdgeConfig,
     record: Option<HealthRecord>,
     epoch: u64,
     color: Color,
-    outcome: &Outcome,
+    outcome: &AttemptOutcome,
     now_ms: u64,
 ) -> HealthRecord {
-    crate::health::record_failure(
+    crate::health::count_failure(
         record,
         epoch,
         color,
@@ -416,4 +402,32 @@ pub fn count_failure(
         now_ms,
         cfg.health.window_ms,
     )
+}
+
+/// A header value as a runtime holds it: text, or bytes (`wasi:http`
+/// fields), which pass through unchanged when they are not UTF-8.
+pub trait FieldValue: Clone {
+    /// The value as text, when it is.
+    fn text(&self) -> Option<&str>;
+    fn from_text(text: String) -> Self;
+}
+
+impl FieldValue for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+
+    fn from_text(text: String) -> Self {
+        text
+    }
+}
+
+impl FieldValue for Vec<u8> {
+    fn text(&self) -> Option<&str> {
+        std::str::from_utf8(self).ok()
+    }
+
+    fn from_text(text: String) -> Self {
+        text.into_bytes()
+    }
 }

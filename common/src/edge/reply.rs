@@ -1,5 +1,6 @@
 use crate::admin::{AdminOutcome, Problem};
-use crate::auth::{AuthError, ConfigError};
+use crate::auth::AuthError;
+use crate::config_error::ConfigError;
 use crate::model::ModelError;
 use crate::path::{self};
 use crate::ratelimit::RetryAfter;

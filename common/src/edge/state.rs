@@ -7,43 +7,52 @@ pub struct LoadedState {
     pub degraded: bool,
 }
 
-/// Turns the stored document (if any) into the state to serve from. An
-/// unreadable document never fails a request: the last good state (or the
-/// initial one) is used and the edge says it is degraded.
+/// What a read of the state document leaves to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLoad {
+    Ready(LoadedState),
+    /// The document is unreadable (or the store failed) and there is no
+    /// last good state in memory: read the backup copy under
+    /// [`crate::http::LAST_GOOD_KEY`] and pass it to [`state_from_backup`].
+    NeedsBackup,
+}
+
+/// The one rule for the state an edge serves, from its read of the
+/// document (`Err`: the store failed): the document when it parses, the
+/// initial state when there is none; otherwise the last good state in
+/// memory, else the backup copy, else the initial state, flagged degraded.
+/// An unreadable document never fails a request.
 pub fn load_state(
-    document: Option<&str>,
+    document: Result<Option<&str>, ()>,
     last_good: Option<&RolloutState>,
     default_salt: &str,
-) -> LoadedState {
-    match document.map(RolloutState::from_json) {
-        None => LoadedState {
-            state: RolloutState::initial(default_salt),
-            degraded: false,
-        },
-        Some(Ok(state)) => LoadedState {
+) -> StateLoad {
+    let parsed = match document {
+        Ok(None) => {
+            return StateLoad::Ready(LoadedState {
+                state: RolloutState::initial(default_salt),
+                degraded: false,
+            })
+        }
+        Ok(Some(doc)) => RolloutState::from_json(doc).ok(),
+        Err(()) => None,
+    };
+    match (parsed, last_good) {
+        (Some(state), _) => StateLoad::Ready(LoadedState {
             state,
             degraded: false,
-        },
-        Some(Err(_)) => fallback_state(last_good, default_salt),
+        }),
+        (None, Some(good)) => StateLoad::Ready(LoadedState {
+            state: good.clone(),
+            degraded: true,
+        }),
+        (None, None) => StateLoad::NeedsBackup,
     }
 }
 
-/// The state to serve when the document cannot be read at all (the store
-/// failed): the last good state, or the initial one, flagged degraded.
-pub fn fallback_state(last_good: Option<&RolloutState>, default_salt: &str) -> LoadedState {
-    LoadedState {
-        state: last_good
-            .cloned()
-            .unwrap_or_else(|| RolloutState::initial(default_salt)),
-        degraded: true,
-    }
-}
-
-/// The state to serve when the stored document is unreadable and the
-/// instance has no last good state in memory: the backup copy under
-/// [`crate::http::LAST_GOOD_KEY`] if it parses, else the initial state;
-/// flagged degraded either way.
-pub fn fallback_from_backup(backup: Option<&str>, default_salt: &str) -> LoadedState {
+/// The last step of [`load_state`]'s rule: the backup copy if it parses,
+/// else the initial state; flagged degraded either way.
+pub fn state_from_backup(backup: Option<&str>, default_salt: &str) -> LoadedState {
     LoadedState {
         state: backup
             .and_then(|b| RolloutState::from_json(b).ok())

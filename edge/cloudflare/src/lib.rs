@@ -7,18 +7,19 @@
 //! configuration and state, the admin API, and writing the health record.
 //! Why the split: `greenlight_common::shell`.
 
-use greenlight_common::admin::{self, AdminRoute, IsolateReport, TableSize};
+use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::AdminFailures;
-use greenlight_common::auth::ConfigError;
+use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::{
-    self, BodyPlan, EdgeConfig, EdgePlan, Forward, LoadedState, Next, Reply,
+    self, Action, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, LoadedState, Platform, Reply,
+    StateLoad, Tables,
 };
-use greenlight_common::failover::{Outcome, MAX_REPLAY_BODY};
+use greenlight_common::failover::{AttemptOutcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HealthRecord;
 use greenlight_common::http::{HeaderLookup, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
-use greenlight_common::object::{self, Answer, ReportThrottle};
-use greenlight_common::ratelimit::{Limiter, RetryAfter};
+use greenlight_common::object::{self, ObjectAnswer, ReportThrottle};
+use greenlight_common::ratelimit::{Limiter, RateLimit, RetryAfter};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -77,7 +78,7 @@ const MAX_PENDING: usize = 10_000;
 struct PendingForward {
     fwd: Forward,
     method: String,
-    body: BodyPlan,
+    body: BodyMode,
     /// The client's headers, which a retry's forward step changes again.
     client_headers: Vec<(String, String)>,
 }
@@ -160,40 +161,11 @@ pub fn begin_request(
         return shell::LOAD.into();
     };
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
-    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random);
-    let planned = match edge::admin_guard_key(&cfg, &head, &planned) {
-        Some(caller) => ADMIN_FAILURES.with_borrow_mut(|failures| {
-            edge::guard_admin(
-                planned,
-                &caller,
-                failures,
-                now_ms,
-                MAX_ADMIN_FAILURE_CALLERS,
-            )
-            .0
-        }),
-        None => planned,
-    };
-    match planned {
-        EdgePlan::Reply(reply) => shell::reply(&reply),
-        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
-            shell::reply(&isolate_answer(method))
-        }
-        EdgePlan::Admin(call) => shell::admin(&object::encode_call(&call, method)),
-        EdgePlan::Forward(mut fwd) => {
-            if let Err(wait) = take_token(&cfg, &fwd, now_ms) {
-                return shell::reply(&Reply::rate_limited(wait));
-            }
-            // fetch() refuses a body on GET/HEAD: workerd drops one, so
-            // for these there is nothing to send.
-            let body = if matches!(method, "GET" | "HEAD") {
-                fwd.plan_body(None, false)
-            } else {
-                fwd.plan_body(
-                    head.header("content-length"),
-                    head.header("transfer-encoding").is_some(),
-                )
-            };
+    let mut tables = IsolateTables::default();
+    match edge::begin(&cfg, &loaded, &head, now_ms, random, &PLATFORM, &mut tables) {
+        Begin::Reply(reply) => shell::reply(&reply),
+        Begin::Admin(call) => shell::admin(&object::encode_call(&call, method)),
+        Begin::Forward(fwd, body) => {
             let method = method.to_owned();
             PENDING.with_borrow_mut(|p| {
                 let id = p.next_id();
@@ -213,34 +185,78 @@ pub fn begin_request(
     }
 }
 
-/// This isolate's tables and memory (`GET /__greenlight/isolate`).
-fn isolate_answer(method: &str) -> Reply {
-    let size = |entries: usize, cap: usize| TableSize {
-        entries: entries as u64,
-        cap: cap as u64,
-    };
-    let tables = [
-        (
-            "admin_failure_callers",
-            ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
-        ),
-        (
-            "pending_forwards",
-            PENDING.with_borrow(|p| size(p.in_flight.len(), MAX_PENDING)),
-        ),
-        (
-            "rate_limit_callers",
-            LIMITER
-                .with_borrow(|l| size(l.as_ref().map_or(0, Limiter::callers), MAX_LIMITED_CALLERS)),
-        ),
-    ];
-    let report = IsolateReport {
-        runtime: "cloudflare",
-        tables_in: "isolate",
-        tables: &tables,
-        wasm_memory_bytes: admin::wasm_memory_bytes(),
-    };
-    Reply::from_admin(&admin::isolate_outcome(method, &report))
+/// How a Worker runs: its tables in the isolate's memory, WebSockets
+/// passed through, `fetch()` sending no body with GET or HEAD.
+const PLATFORM: Platform = Platform {
+    runtime: "cloudflare",
+    tables_in: "isolate",
+    refuses_websockets: None,
+    hides_transfer_encoding: false,
+    drops_get_body: true,
+};
+
+/// This isolate's tables (its thread-locals) for the pipeline.
+#[derive(Default)]
+struct IsolateTables {
+    /// The delay of the health report a counted failure scheduled.
+    report_in: Option<u64>,
+}
+
+impl Tables for IsolateTables {
+    fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action {
+        ADMIN_FAILURES.with_borrow_mut(|failures| {
+            edge::guard_admin(action, caller, failures, now_ms, MAX_ADMIN_FAILURE_CALLERS).0
+        })
+    }
+
+    fn take_token(&mut self, limit: RateLimit, key: &str, now_ms: u64) -> Result<(), RetryAfter> {
+        LIMITER.with_borrow_mut(|l| {
+            l.get_or_insert_with(|| Limiter::new(limit, MAX_LIMITED_CALLERS))
+                .take(key, now_ms)
+        })
+    }
+
+    /// Counts the failure in this isolate's record, which is reported
+    /// whole to the rollout object (at most once a second).
+    fn count_failure(&mut self, fwd: &Forward, outcome: &AttemptOutcome, now_ms: u64) {
+        let Some(Ok(cfg)) = CONFIG.with(|c| c.borrow().clone()) else {
+            return;
+        };
+        HEALTH.with_borrow_mut(|h| {
+            *h = Some(edge::count_failure(
+                &cfg,
+                h.take(),
+                fwd.decision.epoch,
+                fwd.decision.color,
+                outcome,
+                now_ms,
+            ));
+        });
+        self.report_in = REPORTS.with_borrow_mut(|r| r.on_failure(now_ms));
+    }
+
+    fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String> {
+        let size = |entries: usize, cap: usize| TableSize {
+            entries: entries as u64,
+            cap: cap as u64,
+        };
+        Ok(vec![
+            (
+                "admin_failure_callers",
+                ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
+            ),
+            (
+                "pending_forwards",
+                PENDING.with_borrow(|p| size(p.in_flight.len(), MAX_PENDING)),
+            ),
+            (
+                "rate_limit_callers",
+                LIMITER.with_borrow(|l| {
+                    size(l.as_ref().map_or(0, Limiter::callers), MAX_LIMITED_CALLERS)
+                }),
+            ),
+        ])
+    }
 }
 
 /// Takes attempt `id`'s result (see `greenlight_common::shell`) and
@@ -261,19 +277,21 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             pending.fwd.decision.color
         );
     }
-    let report_in = if result.outcome.failed() {
-        count_failure(&pending.fwd, &result.outcome, now_ms)
-    } else {
-        None
-    };
-    let step = match pending.fwd.after_attempt(&result.outcome, elapsed_ms) {
-        Next::Deliver => match (&result.outcome, result.header_lines) {
-            (Outcome::Answered(status), Some(lines)) => {
+    let mut tables = IsolateTables::default();
+    let step = match edge::attempted(
+        &pending.fwd,
+        &result.outcome,
+        elapsed_ms,
+        now_ms,
+        &mut tables,
+    ) {
+        AfterAttempt::Deliver => match (&result.outcome, result.header_lines) {
+            (AttemptOutcome::Answered(status), Some(lines)) => {
                 shell::deliver(*status, lines, &pending.fwd)
             }
             _ => shell::reply(&Reply::origin_failed("origin response lost")),
         },
-        Next::Retry(next) => {
+        AfterAttempt::Retry(next) => {
             let step = shell::forward(
                 id,
                 &pending.method,
@@ -292,9 +310,9 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             });
             step
         }
-        Next::Reply(reply) => shell::reply(&reply),
+        AfterAttempt::Reply(reply) => shell::reply(&reply),
     };
-    match report_in {
+    match tables.report_in {
         Some(delay_ms) => shell::persist(delay_ms, &step),
         None => step,
     }
@@ -312,7 +330,7 @@ pub fn body_read(id: u32, read: f64, failed: bool) -> Option<String> {
             .find(|(i, _)| *i == id)
             .is_some_and(|(_, pending)| {
                 let limit = match pending.body {
-                    BodyPlan::Rewrite => edge::REWRITE_READ_LIMIT,
+                    BodyMode::Rewrite => edge::REWRITE_READ_LIMIT,
                     _ => MAX_REPLAY_BODY,
                 };
                 let length = pending.client_headers.header("content-length");
@@ -394,8 +412,8 @@ pub async fn load_edge(env: Env, from_object: Option<String>) {
             }
         }
         let source = match from_object {
-            Some(doc) => Source::Object(doc),
-            None => Source::Kv,
+            Some(doc) => StateSource::Object(doc),
+            None => StateSource::Kv,
         };
         load_state(&env, &cfg, now_ms(), source).await;
     }
@@ -438,25 +456,6 @@ pub fn take_health_report(now_ms: f64) -> Option<String> {
     HEALTH.with(|h| h.borrow().as_ref().map(HealthRecord::to_json))
 }
 
-/// Counts a failed attempt in this isolate's record; the delay of the
-/// report to schedule, unless one already is.
-fn count_failure(fwd: &Forward, outcome: &Outcome, now_ms: u64) -> Option<u64> {
-    let Some(Ok(cfg)) = CONFIG.with(|c| c.borrow().clone()) else {
-        return None;
-    };
-    HEALTH.with_borrow_mut(|h| {
-        *h = Some(edge::count_failure(
-            &cfg,
-            h.take(),
-            fwd.decision.epoch,
-            fwd.decision.color,
-            outcome,
-            now_ms,
-        ));
-    });
-    REPORTS.with_borrow_mut(|r| r.on_failure(now_ms))
-}
-
 // The rollout object (`RolloutObject` in shell.js): the Durable Object
 // that decides every change. These calls are synchronous: the object keeps
 // its document in memory, so reading it, checking the epoch and replacing
@@ -485,7 +484,7 @@ pub fn object_seed(
 }
 
 /// One admin call inside the object (`object::change`); the answer as
-/// `object::Answer::encode`.
+/// `object::ObjectAnswer::encode`.
 #[wasm_bindgen(js_name = objectChange)]
 pub fn object_change(
     env: Env,
@@ -500,7 +499,7 @@ pub fn object_change(
         Ok(cfg) => cfg,
         Err(e) => {
             let reply = Reply::misconfigured(&e);
-            return Answer {
+            return ObjectAnswer {
                 status: reply.status,
                 committed: None,
                 body: reply.body,
@@ -588,7 +587,7 @@ fn remember_newer(loaded: Rc<LoadedState>, now_ms: u64) -> Rc<LoadedState> {
 }
 
 /// Where an isolate reads the state document from.
-enum Source {
+enum StateSource {
     /// KV, as published by the rollout object (the default).
     Kv,
     /// The rollout object itself (read by the shell).
@@ -597,30 +596,29 @@ enum Source {
 
 /// Reads the state document; a KV failure or a bad document degrades to the
 /// last good state instead of failing the request.
-async fn load_state(env: &Env, cfg: &EdgeConfig, now_ms: u64, source: Source) -> Rc<LoadedState> {
+async fn load_state(
+    env: &Env,
+    cfg: &EdgeConfig,
+    now_ms: u64,
+    source: StateSource,
+) -> Rc<LoadedState> {
     // Whatever is cached is the last good state: a degraded entry already
     // holds the previous good state (or the initial one) it fell back to, so
     // repeated bad reads keep serving it rather than dropping to the initial.
     let last_good: Option<RolloutState> =
         STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
     let document = match (source, env.kv(KV_BINDING)) {
-        (Source::Object(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
-        (Source::Kv, Ok(kv)) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
-        (Source::Kv, Err(_)) => Err(()),
+        (StateSource::Object(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
+        (StateSource::Kv, Ok(kv)) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
+        (StateSource::Kv, Err(_)) => Err(()),
     };
-    let loaded = match document {
-        Ok(doc) => edge::load_state(doc.as_deref(), last_good.as_ref(), &cfg.default_salt),
-        Err(()) => edge::fallback_state(last_good.as_ref(), &cfg.default_salt),
-    };
-    // A new isolate has no last good state of its own: use the backup copy
-    // the admin API writes rather than the initial state.
-    let loaded = if loaded.degraded && last_good.is_none() {
-        edge::fallback_from_backup(
+    let document = document.as_ref().map(Option::as_deref).map_err(|_| ());
+    let loaded = match edge::load_state(document, last_good.as_ref(), &cfg.default_salt) {
+        StateLoad::Ready(loaded) => loaded,
+        StateLoad::NeedsBackup => edge::state_from_backup(
             read_key(env, LAST_GOOD_KEY).await.as_deref(),
             &cfg.default_salt,
-        )
-    } else {
-        loaded
+        ),
     };
     remember_newer(Rc::new(loaded), now_ms)
 }
@@ -663,17 +661,6 @@ fn remote_jwks_config(cfg: &Rc<EdgeConfig>, now_ms: u64) -> Rc<EdgeConfig> {
                 c
             }
         })
-    })
-}
-
-/// Takes a token from the caller's bucket in this isolate.
-fn take_token(cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), RetryAfter> {
-    let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) else {
-        return Ok(());
-    };
-    LIMITER.with_borrow_mut(|l| {
-        l.get_or_insert_with(|| Limiter::new(limit, MAX_LIMITED_CALLERS))
-            .take(key, now_ms)
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A thin adapter: all decisions live in [`greenlight_common::edge`]. This
 //! file reads Spin variables and the Spin key-value store, turns the incoming
-//! request into a [`RequestHead`], and carries out the [`EdgePlan`]:
+//! request into a [`RequestHead`], and carries out the [`Action`]:
 //! replies, admin calls (read the state, change it with a key-value
 //! compare-and-swap) and forwards to the chosen origin over outbound HTTP,
 //! with request and response bodies pumped through as streams, never
@@ -14,14 +14,13 @@
 mod pump;
 mod store;
 
-use greenlight_common::admin::{self, AdminRoute, MAX_ADMIN_BODY};
-use greenlight_common::auth::ConfigError;
+use greenlight_common::admin::MAX_ADMIN_BODY;
+use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::{
-    self, BodyPlan, EdgeConfig, EdgePlan, Forward, Next, Reply, RequestHead, CONFIG_VARIABLES,
-    REWRITE_READ_LIMIT,
+    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Platform, Reply, RequestHead,
+    CONFIG_VARIABLES, REWRITE_READ_LIMIT,
 };
-use greenlight_common::failover::{unreachable_class, Outcome, MAX_REPLAY_BODY};
-use greenlight_common::http::connection_tokens;
+use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
@@ -51,14 +50,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 
 /// An answer the edge makes itself, and the client's body it did not read
 /// (read and dropped after the answer: `pump::ClientBody::drain`).
-struct Answer {
+struct EdgeAnswer {
     reply: Reply,
     unread: Option<pump::ClientBody>,
 }
 
-impl From<Reply> for Answer {
-    fn from(reply: Reply) -> Answer {
-        Answer {
+impl From<Reply> for EdgeAnswer {
+    fn from(reply: Reply) -> EdgeAnswer {
+        EdgeAnswer {
             reply,
             unread: None,
         }
@@ -67,7 +66,7 @@ impl From<Reply> for Answer {
 
 /// Serves one request up to the origin's response head; `Err` is an
 /// answer the edge made itself.
-async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Answer> {
+async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer> {
     let cfg = config().map_err(|e| Reply::misconfigured(&e))?;
     let method = method_name(&req.method());
     let path_with_query = req.path_with_query().unwrap_or_else(|| "/".into());
@@ -119,32 +118,19 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Answer> {
         _ => cfg,
     };
     let loaded = store::load_state(store.as_ref(), &cfg);
-    let planned = edge::plan(&cfg, &loaded, &head, now_ms, random_u64(now_ms));
-    let planned = match (edge::admin_guard_key(&cfg, &head, &planned), &store) {
-        (Some(caller), Ok(store)) => store::guard_admin(store, planned, &caller, now_ms),
-        _ => planned,
+    let mut tables = store::StoreTables {
+        kv: store.as_ref(),
+        cfg: &cfg,
     };
-    match planned {
+    let random = random_u64(now_ms);
+    match edge::begin(&cfg, &loaded, &head, now_ms, random, &PLATFORM, &mut tables) {
         // Refused or answered by the edge itself: at once, whatever the
         // body; what the client still sends is read and dropped after.
-        EdgePlan::Reply(reply) => Err(Answer {
+        Begin::Reply(reply) => Err(EdgeAnswer {
             reply,
             unread: client_body(&req),
         }),
-        EdgePlan::Admin(call) if call.route == AdminRoute::Isolate => {
-            let store =
-                store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            let tables = store::isolate_tables(&store)
-                .map_err(|e| Reply::store_unavailable(format!("listing the store's keys: {e}")))?;
-            let report = admin::IsolateReport {
-                runtime: "spin",
-                tables_in: "store",
-                tables: &tables,
-                wasm_memory_bytes: admin::wasm_memory_bytes(),
-            };
-            Err(Reply::from_admin(&admin::isolate_outcome(&method, &report)).into())
-        }
-        EdgePlan::Admin(call) => {
+        Begin::Admin(call) => {
             let unread = client_body(&req);
             let body = match &unread {
                 Some(body) => body
@@ -153,40 +139,25 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Answer> {
                     .map_err(|_| Reply::incomplete_body())?,
                 None => Vec::new(),
             };
-            let store =
-                store.map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            let reply = store::run_admin(&store, &cfg, &call, &method, &body, now_ms);
-            Err(Answer { reply, unread })
+            let store = store
+                .as_ref()
+                .map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
+            let reply = store::run_admin(store, &cfg, &call, &method, &body, now_ms);
+            Err(EdgeAnswer { reply, unread })
         }
-        EdgePlan::Forward(mut fwd) => {
-            if let Ok(store) = &store {
-                store::take_token(store, &cfg, &fwd, now_ms)?;
-            }
-            // wasi:http 0.2 has no upgrade: neither the incoming request nor
-            // an outgoing one can become a socket. Spin hides `upgrade` (a
-            // forbidden field) from the component, so a handshake is also
-            // known by its `sec-websocket-key`; forwarded as a plain GET,
-            // an origin's 101 would reach the client without the socket.
-            if fwd.websocket || head.header("sec-websocket-key").is_some() {
-                return Err(Reply::websocket_unsupported("Spin (wasi:http 0.2)").into());
-            }
+        Begin::Forward(fwd, mode) => {
             let length = header_value(&entries, "content-length");
-            // wasi:http hides `transfer-encoding` (a forbidden field): a
-            // body without a length is chunked, and only a method that
-            // usually carries one tells it is there. (Before, such a body
-            // was planned as empty and never reached the origin.)
             let transfer_encoding = header_value(&entries, "transfer-encoding").is_some();
-            let chunked = transfer_encoding || (length.is_none() && carries_unframed_body(&method));
-            let body = match fwd.plan_body(length.as_deref(), chunked) {
+            let body = match mode {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
-                BodyPlan::Buffer => RequestBody::Buffered(
+                BodyMode::Buffer => RequestBody::Buffered(
                     read_whole(&req, MAX_REPLAY_BODY as usize, length.as_deref()).await?,
                 ),
-                BodyPlan::Stream => RequestBody::Stream(req.consume().ok()),
-                BodyPlan::Empty => RequestBody::Buffered(Vec::new()),
+                BodyMode::Stream => RequestBody::Stream(req.consume().ok()),
+                BodyMode::Empty => RequestBody::Buffered(Vec::new()),
                 // A model route's body: read whole (one byte over the limit
                 // tells it is too large), rewritten per attempt.
-                BodyPlan::Rewrite => RequestBody::Rewrite(
+                BodyMode::Rewrite => RequestBody::Rewrite(
                     read_whole(&req, REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
                 ),
             };
@@ -196,12 +167,23 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, Answer> {
                 content_length: length,
                 has_body,
             };
-            forward_with_failover(&request, body, fwd, &cfg, store.ok().as_ref())
+            forward_with_failover(&request, body, fwd, &mut tables)
                 .await
-                .map_err(Answer::from)
+                .map_err(EdgeAnswer::from)
         }
     }
 }
+
+/// How Spin runs a WASIp2 component: a fresh instance per request, so the
+/// tables live in the key-value store; `wasi:http` 0.2 has no upgrade and
+/// hides `transfer-encoding` (a forbidden field).
+const PLATFORM: Platform = Platform {
+    runtime: "spin",
+    tables_in: "store",
+    refuses_websockets: Some("Spin (wasi:http 0.2)"),
+    hides_transfer_encoding: true,
+    drops_get_body: false,
+};
 
 /// The client's body, when it has one the edge can read.
 fn client_body(req: &IncomingRequest) -> Option<pump::ClientBody> {
@@ -253,8 +235,7 @@ async fn forward_with_failover(
     request: &OutboundRequest,
     mut body: RequestBody,
     mut fwd: Forward,
-    cfg: &EdgeConfig,
-    store: Option<&store::Kv>,
+    tables: &mut store::StoreTables<'_>,
 ) -> Result<Delivery, Reply> {
     loop {
         let started = now_ms();
@@ -266,14 +247,14 @@ async fn forward_with_failover(
             RequestBody::Rewrite(raw) => AttemptBody::Rewritten(fwd.model_body(raw)?),
         };
         let (outcome, resp) = match forward(request, attempt_body, &fwd).await {
-            Ok(resp) => (Outcome::Answered(resp.status()), Some(resp)),
+            Ok(resp) => (AttemptOutcome::Answered(resp.status()), Some(resp)),
             Err(Failure::TimedOut) => (
-                Outcome::TimedOut {
+                AttemptOutcome::TimedOut {
                     after_ms: fwd.timeout_ms,
                 },
                 None,
             ),
-            Err(Failure::Unreachable(detail)) => (Outcome::Unreachable(detail), None),
+            Err(Failure::Unreachable(detail)) => (AttemptOutcome::Unreachable(detail), None),
             // The client is gone: its answer goes nowhere, and the origin
             // did nothing wrong (not counted, not retried).
             Err(Failure::ClientGone) => return Err(Reply::incomplete_body()),
@@ -281,18 +262,13 @@ async fn forward_with_failover(
             Err(Failure::NotSent(reply)) => return Err(reply),
         };
         let now = now_ms();
-        if outcome.failed() {
-            if let Some(store) = store {
-                store::count_failure(store, cfg, &fwd, &outcome, now);
-            }
-        }
-        match fwd.after_attempt(&outcome, now.saturating_sub(started)) {
-            Next::Deliver => {
+        match edge::attempted(&fwd, &outcome, now.saturating_sub(started), now, tables) {
+            AfterAttempt::Deliver => {
                 let resp = resp.ok_or_else(|| Reply::origin_failed("origin response lost"))?;
                 return Ok(Delivery::new(resp, &request.method, &fwd));
             }
-            Next::Retry(next) => fwd = *next,
-            Next::Reply(reply) => return Err(reply),
+            AfterAttempt::Retry(next) => fwd = *next,
+            AfterAttempt::Reply(reply) => return Err(reply),
         }
     }
 }
@@ -436,36 +412,16 @@ struct Delivery {
 }
 
 impl Delivery {
-    /// The origin's status and headers, hop-by-hop ones dropped, the ones
-    /// the plan rewrites rewritten, the plan's added (as
-    /// [`Forward::client_response_headers`] does, on bytes: header values
-    /// that are not UTF-8 pass unchanged).
+    /// The origin's status and the headers the client gets
+    /// ([`Forward::client_response_headers`], on bytes: header values that
+    /// are not UTF-8 pass unchanged).
     fn new(resp: IncomingResponse, method: &Method, fwd: &Forward) -> Delivery {
         let status = resp.status();
-        let origin_headers = resp.headers().entries();
-        let connection = header_value(&origin_headers, "connection");
-        let tokens = connection_tokens(connection.as_deref());
+        let headers = fwd.client_response_headers(&resp.headers().entries());
         // A body-less answer (HEAD, 204, 304) keeps the origin's
         // `content-length` and sends no body stream (see `send`).
         let bodyless =
             matches!(method, Method::Head) || status == 204 || status == 304 || status < 200;
-        let mut cache_control = false;
-        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(origin_headers.len() + 4);
-        for (k, v) in origin_headers {
-            if !edge::keep_origin_response_header(&k, &tokens, fwd) {
-                continue;
-            }
-            cache_control |= k.eq_ignore_ascii_case("cache-control");
-            let rewritten = std::str::from_utf8(&v)
-                .ok()
-                .and_then(|text| fwd.rewrite_origin_header(&k, text));
-            let v = rewritten.map_or(v, String::into_bytes);
-            headers.push((k, v));
-        }
-        headers.extend(
-            fwd.added_response_headers(cache_control)
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-        );
         Delivery {
             status,
             headers,
@@ -598,17 +554,6 @@ fn has_body(content_length: Option<&str>, transfer_encoding: bool, method: &str)
         Some(len) => len.trim() != "0",
         None => transfer_encoding || !(method == "GET" || method == "HEAD"),
     }
-}
-
-/// Whether a request without `content-length` has a (chunked) body, as
-/// far as the component can tell: `wasi:http` hides `transfer-encoding`,
-/// so by its method. `OPTIONS` and `DELETE` are taken to have none, so they
-/// keep their retry (`RETRY_METHODS`); a chunked body on them is not sent.
-fn carries_unframed_body(method: &str) -> bool {
-    !matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "DELETE" | "TRACE" | "CONNECT"
-    )
 }
 
 /// One header's value (the first, if repeated).

@@ -11,12 +11,14 @@
 
 use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::{self, AdminFailures};
-use greenlight_common::edge::{self, AdminCall, EdgeConfig, EdgePlan, Forward, LoadedState, Reply};
-use greenlight_common::failover::Outcome;
-use greenlight_common::health::HEALTH_KEY;
+use greenlight_common::edge::{
+    self, Action, AdminCall, EdgeConfig, Forward, LoadedState, Reply, StateLoad, Tables,
+};
+use greenlight_common::failover::AttemptOutcome;
+use greenlight_common::health::{HealthRecord, HEALTH_KEY};
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
-use greenlight_common::ratelimit;
+use greenlight_common::ratelimit::{self, RateLimit, RetryAfter};
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
 use wasi::clocks::monotonic_clock;
@@ -111,27 +113,31 @@ pub fn isolate_tables(kv: &Kv) -> Result<[(&'static str, TableSize); 3], String>
 /// room for a few more).
 const FIXED_KEYS: u64 = 16;
 
-/// Parses a stored document (bytes that are not UTF-8 count as unreadable).
-/// Every request runs in a fresh instance, so there is no last good state in
-/// memory: an unreadable document falls back to the backup copy every admin
-/// write leaves.
-fn loaded(kv: &Kv, doc: Option<&[u8]>, cfg: &EdgeConfig) -> LoadedState {
-    let text = doc.map(|d| std::str::from_utf8(d).unwrap_or("\u{0}not utf-8"));
-    let loaded = edge::load_state(text, None, &cfg.default_salt);
-    if !loaded.degraded {
-        return loaded;
+/// The rollout state for routing. A store failure serves the initial
+/// state, flagged degraded (never a 5xx).
+pub fn load_state(kv: Result<&Kv, &String>, cfg: &EdgeConfig) -> LoadedState {
+    match kv {
+        Ok(kv) => match kv.get(STATE_KEY) {
+            Ok(doc) => loaded(Some(kv), Ok(doc.as_deref()), cfg),
+            Err(_) => loaded(Some(kv), Err(()), cfg),
+        },
+        Err(_) => loaded(None, Err(()), cfg),
     }
-    let backup = kv.get(LAST_GOOD_KEY).ok().flatten();
-    let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-    edge::fallback_from_backup(backup, &cfg.default_salt)
 }
 
-/// The rollout state for routing. A store failure serves the initial state,
-/// flagged degraded (never a 5xx).
-pub fn load_state(kv: Result<&Kv, &String>, cfg: &EdgeConfig) -> LoadedState {
-    match kv.map(|kv| (kv, kv.get(STATE_KEY))) {
-        Ok((kv, Ok(doc))) => loaded(kv, doc.as_deref(), cfg),
-        _ => edge::fallback_state(None, &cfg.default_salt),
+/// The state a read of the document gives (`edge::load_state`'s rule).
+/// Every request runs in a fresh instance, so there is no last good state
+/// in memory: an unreadable document falls back to the backup copy every
+/// admin write leaves. Bytes that are not UTF-8 count as unreadable.
+fn loaded(kv: Option<&Kv>, document: Result<Option<&[u8]>, ()>, cfg: &EdgeConfig) -> LoadedState {
+    let text = document.map(|doc| doc.map(|d| std::str::from_utf8(d).unwrap_or("\u{0}not utf-8")));
+    match edge::load_state(text, None, &cfg.default_salt) {
+        StateLoad::Ready(loaded) => loaded,
+        StateLoad::NeedsBackup => {
+            let backup = kv.and_then(|kv| kv.get(LAST_GOOD_KEY).ok().flatten());
+            let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+            edge::state_from_backup(backup, &cfg.default_salt)
+        }
     }
 }
 
@@ -155,7 +161,7 @@ pub fn run_admin(
             Ok(current) => current,
             Err(e) => return unavailable("reading the state", format!("{e:?}")),
         };
-        let fresh = loaded(kv, current.as_deref(), cfg);
+        let fresh = loaded(Some(kv), Ok(current.as_deref()), cfg);
         let health = if call.wants_health() {
             kv.get(HEALTH_KEY).ok().flatten()
         } else {
@@ -298,46 +304,6 @@ fn honours_compare_and_swap(kv: &Kv) -> Result<bool, String> {
     }
 }
 
-/// Takes a token from the caller's bucket. Buckets live in the store (each
-/// request runs in a fresh instance), spread over a fixed number of slot
-/// keys that forget idle callers, so the keys written stay bounded. Not
-/// atomic: concurrent requests of one caller may each see the same count
-/// (the limit can be exceeded by the concurrency, never tightened). A store
-/// failure lets the request through: the limiter protects origins, it must
-/// not take the edge down with the store.
-pub fn take_token(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, now_ms: u64) -> Result<(), Reply> {
-    let (Some(limit), Some(caller)) = (cfg.rate_limit, &fwd.rate_key) else {
-        return Ok(());
-    };
-    let key = ratelimit::slot_key(caller);
-    let stored = kv.get(&key).ok().flatten();
-    let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
-    let _ = kv.set(&key, doc.as_bytes());
-    verdict.map_err(Reply::rate_limited)
-}
-
-/// Applies the admin failure limit (`greenlight_common::admin_guard`) with
-/// the caller's table in its key-value slot. Like the rate limiter, not
-/// atomic: concurrent failures of one caller may be counted once each
-/// instance, so a caller gets at most its concurrency in extra attempts. A
-/// store that cannot be read counts nothing (an empty table).
-pub fn guard_admin(kv: &Kv, plan: EdgePlan, caller: &str, now_ms: u64) -> EdgePlan {
-    let key = admin_guard::slot_key(caller);
-    let stored = kv.get(&key).ok().flatten();
-    let mut failures = AdminFailures::from_json(stored.as_deref());
-    let (plan, changed) = edge::guard_admin(
-        plan,
-        caller,
-        &mut failures,
-        now_ms,
-        admin_guard::CALLERS_PER_SLOT,
-    );
-    if changed {
-        let _ = kv.set(&key, failures.to_json().as_bytes());
-    }
-    plan
-}
-
 /// Where the remote JWKS cache lives: every request runs in a fresh
 /// instance, so an instance's memory would fetch on every request.
 const JWKS_KEY: &str = "jwks:cache";
@@ -390,18 +356,86 @@ async fn fetch_jwks(url: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
     }
 }
 
-/// Counts a failed attempt in the health document (read-modify-write:
-/// concurrent failures may be counted once, enough to cross a threshold).
-pub fn count_failure(kv: &Kv, cfg: &EdgeConfig, fwd: &Forward, outcome: &Outcome, now_ms: u64) {
-    let stored = kv.get(HEALTH_KEY).ok().flatten();
-    let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
-    let rec = edge::record_failure(
-        cfg,
-        stored,
-        fwd.decision.epoch,
-        fwd.decision.color,
-        outcome,
-        now_ms,
-    );
-    let _ = kv.set(HEALTH_KEY, rec.to_json().as_bytes());
+/// The tables in the store, for the pipeline (`edge::Tables`). Each
+/// request runs in a fresh instance, so per-caller tables are key-value
+/// slots and the health record a stored document. A store that cannot be
+/// opened counts nothing and limits nothing: the limits protect origins,
+/// they must not take the edge down with the store.
+pub struct StoreTables<'a> {
+    pub kv: Result<&'a Kv, &'a String>,
+    pub cfg: &'a EdgeConfig,
+}
+
+impl Tables for StoreTables<'_> {
+    /// The caller's table lives in its key-value slot. Not atomic:
+    /// concurrent failures of one caller may be counted once each
+    /// instance, so a caller gets at most its concurrency in extra
+    /// attempts. A store that cannot be read counts nothing (an empty
+    /// table).
+    fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action {
+        let Ok(kv) = self.kv else {
+            return action;
+        };
+        let key = admin_guard::slot_key(caller);
+        let stored = kv.get(&key).ok().flatten();
+        let mut failures = AdminFailures::from_json(stored.as_deref());
+        let (action, changed) = edge::guard_admin(
+            action,
+            caller,
+            &mut failures,
+            now_ms,
+            admin_guard::CALLERS_PER_SLOT,
+        );
+        if changed {
+            let _ = kv.set(&key, failures.to_json().as_bytes());
+        }
+        action
+    }
+
+    /// Buckets are spread over a fixed number of slot keys that forget
+    /// idle callers, so the keys written stay bounded. Not atomic:
+    /// concurrent requests of one caller may each see the same count (the
+    /// limit can be exceeded by the concurrency, never tightened). A store
+    /// failure lets the request through.
+    fn take_token(
+        &mut self,
+        limit: RateLimit,
+        caller: &str,
+        now_ms: u64,
+    ) -> Result<(), RetryAfter> {
+        let Ok(kv) = self.kv else {
+            return Ok(());
+        };
+        let key = ratelimit::slot_key(caller);
+        let stored = kv.get(&key).ok().flatten();
+        let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
+        let _ = kv.set(&key, doc.as_bytes());
+        verdict
+    }
+
+    /// Read-modify-write of the health document: concurrent failures may
+    /// be counted once, enough to cross a threshold.
+    fn count_failure(&mut self, fwd: &Forward, outcome: &AttemptOutcome, now_ms: u64) {
+        let Ok(kv) = self.kv else {
+            return;
+        };
+        let stored = kv.get(HEALTH_KEY).ok().flatten();
+        let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+        let record = edge::count_failure(
+            self.cfg,
+            HealthRecord::from_json(stored),
+            fwd.decision.epoch,
+            fwd.decision.color,
+            outcome,
+            now_ms,
+        );
+        let _ = kv.set(HEALTH_KEY, record.to_json().as_bytes());
+    }
+
+    fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String> {
+        let kv = self.kv.map_err(|e| format!("opening the store: {e}"))?;
+        isolate_tables(kv)
+            .map(Vec::from)
+            .map_err(|e| format!("listing the store's keys: {e}"))
+    }
 }
