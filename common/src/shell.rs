@@ -53,6 +53,34 @@ use crate::edge::{self, BodyMode, Forward, Reply, RequestHead};
 use crate::failover::{unreachable_class, AttemptOutcome, FIRST_FAILED_STATUS};
 use crate::http::{path_and_query, split_lines, RESPONSE_HOP_BY_HOP};
 
+/// Where each field of a step sits once the step is split at `\n`. The
+/// shell reads them through tables of the same names (`FORWARD`, `REPLY`,
+/// `DELIVER` in shell.js), which a unit test checks against these.
+pub mod field {
+    /// `forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n<deliver below>\n<request delta>\n<response delta>`
+    pub mod forward {
+        pub const ID: usize = 1;
+        pub const METHOD: usize = 2;
+        pub const URL: usize = 3;
+        pub const TIMEOUT_MS: usize = 4;
+        pub const BODY: usize = 5;
+        pub const DELIVER_BELOW: usize = 6;
+        /// The request delta; the response delta follows where it ends.
+        pub const REQUEST_DELTA: usize = 7;
+    }
+    /// `reply\n<status>\n<header count>\n<headers…>\n<body>`
+    pub mod reply {
+        pub const STATUS: usize = 1;
+        pub const HEADER_COUNT: usize = 2;
+        pub const HEADERS: usize = 3;
+    }
+    /// `deliver\n<status>\n<response delta>`
+    pub mod deliver {
+        pub const STATUS: usize = 1;
+        pub const RESPONSE_DELTA: usize = 2;
+    }
+}
+
 /// Step: read configuration and state first.
 pub const LOAD: &str = "load";
 /// Step: the rollout object takes the admin call (`admin\n<call>`).
@@ -490,12 +518,12 @@ mod tests {
                 let from = split_lines(origin);
                 let step = forward(1, "GET", BodyMode::Empty, &client(), &fwd);
                 let fields: Vec<&str> = step.split('\n').collect();
-                let (_, request_end) = apply(&client(), &fields, 7);
+                let (_, request_end) = apply(&client(), &fields, field::forward::REQUEST_DELTA);
                 let (direct, end) = apply(&from, &fields, request_end);
                 assert_eq!(end, fields.len());
                 let slow = deliver(200, origin, &fwd);
                 let slow_fields: Vec<&str> = slow.split('\n').collect();
-                let (slow, _) = apply(&from, &slow_fields, 2);
+                let (slow, _) = apply(&from, &slow_fields, field::deliver::RESPONSE_DELTA);
                 assert_eq!(normalised(direct), normalised(slow), "origin {origin:?}");
             }
         }
@@ -549,5 +577,85 @@ mod tests {
             );
             assert_eq!(r.header_lines, None);
         }
+    }
+
+    /// The shell's tables of field positions (`const FORWARD = { … };` in
+    /// shell.js), as name → position.
+    fn shell_table(name: &str) -> Vec<(String, usize)> {
+        let js = include_str!("../../edge/cloudflare/shell.js");
+        let start = js
+            .find(&format!("const {name} = {{"))
+            .unwrap_or_else(|| panic!("shell.js defines no {name} table"));
+        let body = &js[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+        body.split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                let (k, v) = entry.split_once(':').unwrap();
+                (k.trim().to_string(), v.trim().parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_shell_reads_every_field_where_the_core_writes_it() {
+        use super::field::{deliver, forward as fwd, reply as rep};
+        let expected = [
+            (
+                "FORWARD",
+                vec![
+                    ("id", fwd::ID),
+                    ("method", fwd::METHOD),
+                    ("url", fwd::URL),
+                    ("timeoutMs", fwd::TIMEOUT_MS),
+                    ("body", fwd::BODY),
+                    ("deliverBelow", fwd::DELIVER_BELOW),
+                    ("requestDelta", fwd::REQUEST_DELTA),
+                ],
+            ),
+            (
+                "REPLY",
+                vec![
+                    ("status", rep::STATUS),
+                    ("headerCount", rep::HEADER_COUNT),
+                    ("headers", rep::HEADERS),
+                ],
+            ),
+            (
+                "DELIVER",
+                vec![
+                    ("status", deliver::STATUS),
+                    ("responseDelta", deliver::RESPONSE_DELTA),
+                ],
+            ),
+        ];
+        for (table, fields) in expected {
+            let fields: Vec<(String, usize)> = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            assert_eq!(shell_table(table), fields, "{table}");
+        }
+        // And the core writes them there.
+        let limited = Reply::rate_limited(crate::ratelimit::RetryAfter { seconds: 2 });
+        let r = reply(&limited);
+        let f: Vec<&str> = r.split('\n').collect();
+        assert_eq!(f[rep::STATUS], "429");
+        let count: usize = f[rep::HEADER_COUNT].parse().unwrap();
+        assert_eq!(count, limited.headers.len());
+        assert_eq!(f[rep::HEADERS], limited.headers[0].0);
+        let d = deliver(204, "", &fwd());
+        let f: Vec<&str> = d.split('\n').collect();
+        assert_eq!((f[0], f[deliver::STATUS]), ("deliver", "204"));
+        let s = forward(9, "PATCH", BodyMode::Rewrite, &[], &fwd());
+        let f: Vec<&str> = s.split('\n').collect();
+        assert_eq!(
+            [f[fwd::ID], f[fwd::METHOD], f[fwd::BODY]],
+            ["9", "PATCH", "rewrite"]
+        );
+        assert_eq!(f[fwd::URL], fwd().url);
+        assert_eq!(f[fwd::TIMEOUT_MS], fwd().timeout_ms.to_string());
+        assert!(f[fwd::DELIVER_BELOW].parse::<u16>().is_ok());
+        assert!(f[fwd::REQUEST_DELTA].parse::<usize>().is_ok());
     }
 }

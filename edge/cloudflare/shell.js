@@ -262,13 +262,20 @@ function requestHead(request) {
   return headers === "" ? head : head + "\n" + headers;
 }
 
+// Where each field of a step sits once it is split at "\n": written by
+// greenlight_common::shell (its `field` module; a unit test there reads
+// these tables and checks they agree).
+const FORWARD = { id: 1, method: 2, url: 3, timeoutMs: 4, body: 5, deliverBelow: 6, requestDelta: 7 };
+const REPLY = { status: 1, headerCount: 2, headers: 3 };
+const DELIVER = { status: 1, responseDelta: 2 };
+
 // reply\n<status>\n<header count>\n<headers...>\n<body>
 function replyFrom(step) {
   const fields = step.split("\n");
-  const end = 3 + 2 * Number(fields[2]);
+  const end = REPLY.headers + 2 * Number(fields[REPLY.headerCount]);
   return new Response(fields.slice(end).join("\n"), {
-    status: Number(fields[1]),
-    headers: headersFrom(fields, 3, end),
+    status: Number(fields[REPLY.status]),
+    headers: headersFrom(fields, REPLY.headers, end),
   });
 }
 
@@ -303,19 +310,20 @@ export default {
         // forward\n<id>\n<method>\n<url>\n<timeout ms>\n<body>\n
         // <deliver below>\n<request delta>\n<response delta>
         const fields = step.split("\n");
-        const id = Number(fields[1]);
-        const timer = originTimer(Number(fields[4]));
+        const id = Number(fields[FORWARD.id]);
+        const timer = originTimer(Number(fields[FORWARD.timeoutMs]));
+        const bodyMode = fields[FORWARD.body];
         let body;
-        if (fields[5] === "buffer") {
+        if (bodyMode === "buffer") {
           if (buffered === undefined) {
             const whole = await readWhole(id, async () => new Uint8Array(await request.arrayBuffer()));
             if (whole.refusal !== undefined) return replyFrom(whole.refusal);
             buffered = whole.bytes;
           }
           body = buffered;
-        } else if (fields[5] === "stream") {
+        } else if (bodyMode === "stream") {
           body = watchedUpload(request, upload);
-        } else if (fields[5] === "rewrite") {
+        } else if (bodyMode === "rewrite") {
           if (raw === undefined) {
             const whole = await readWhole(id, () => readLimited(request, REWRITE_READ_LIMIT));
             if (whole.refusal !== undefined) return replyFrom(whole.refusal);
@@ -330,7 +338,7 @@ export default {
         const headers = new Headers(request.headers);
         let responseDeltaAt;
         try {
-          responseDeltaAt = applyDelta(headers, fields, 7);
+          responseDeltaAt = applyDelta(headers, fields, FORWARD.requestDelta);
         } catch (e) {
           // The runtime refused a header value: no origin sees the request,
           // and no origin is counted as failing for it.
@@ -338,12 +346,12 @@ export default {
         }
         const started = Date.now();
         let report;
-        if (fields[5] !== "stream") {
+        if (bodyMode !== "stream") {
           timer.run();
         }
         try {
-          response = await fetch(fields[3], {
-            method: fields[2],
+          response = await fetch(fields[FORWARD.url], {
+            method: fields[FORWARD.method],
             headers,
             body,
             // The origin's answer as it is (a redirect is the client's to
@@ -354,7 +362,7 @@ export default {
           });
         } catch (e) {
           response = undefined;
-          if (fields[5] === "stream" && upload.broke) {
+          if (bodyMode === "stream" && upload.broke) {
             // The client's upload broke off (workerd's fetch then fails
             // with the same "Network connection lost" as an origin's
             // would): its failure, never counted against the origin.
@@ -374,7 +382,7 @@ export default {
           // (An interim answer, such as 103 Early Hints taken for the final
           // one, goes to Rust: a Response cannot carry a 1xx status.)
           const status = response.status;
-          if (status >= 200 && status < Number(fields[6]) && !response.headers.has("connection")) {
+          if (status >= 200 && status < Number(fields[FORWARD.deliverBelow]) && !response.headers.has("connection")) {
             // The answer Rust said in advance it would pass on this way.
             finished.push(id);
             return rewrap(response, response.status, fields, responseDeltaAt);
@@ -385,7 +393,7 @@ export default {
       } else if (kind === "deliver") {
         // deliver\n<status>\n<response delta>
         const fields = step.split("\n");
-        return rewrap(response, Number(fields[1]), fields, 2);
+        return rewrap(response, Number(fields[DELIVER.status]), fields, DELIVER.responseDelta);
       } else if (kind === "reply") {
         return replyFrom(step);
       } else {

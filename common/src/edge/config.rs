@@ -181,113 +181,27 @@ impl EdgeConfig {
     /// Reads the configuration through `get` (variable name → value).
     /// Names are upper case; the Spin adapter lower-cases them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, ConfigError> {
-        let nonempty = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let origin = |name: &str| -> Result<String, ConfigError> {
-            let v = nonempty(name).ok_or_else(|| ConfigError(format!("{name} is not set")))?;
-            if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "{name} must be an http(s) URL, got {v:?}"
-                )));
-            }
-            Ok(v.trim_end_matches('/').to_string())
-        };
-        let api_keys: Vec<ApiKeyEntry> = match nonempty("API_KEYS") {
+        let vars = Vars(get);
+        let api_keys: Vec<ApiKeyEntry> = match vars.nonempty("API_KEYS") {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| ConfigError(format!("API_KEYS is not a JSON list of keys: {e}")))?,
             None => Vec::new(),
         };
-        let mut jwt = JwtSettings {
-            hs256_secret: nonempty("JWT_HS256_SECRET").map(String::into_bytes),
-            issuer: nonempty("JWT_ISSUER"),
-            audience: nonempty("JWT_AUDIENCE"),
-            ..JwtSettings::default()
-        };
-        let jwks_url = nonempty("JWKS_URL");
-        // JWKS_ORIGIN is the outbound host Spin's manifest allows for the
-        // fetch (Spin allows origins, not URLs); its default, the reserved
-        // `.invalid` name (RFC 6761), means none. When set, the URL must be
-        // under it, or Spin would refuse every fetch.
-        let jwks_origin = nonempty("JWKS_ORIGIN").filter(|o| o != crate::jwks::UNSET_URL);
-        if let (Some(url), Some(origin)) = (&jwks_url, &jwks_origin) {
-            let origin = origin.trim_end_matches('/');
-            if !url
-                .strip_prefix(origin)
-                .is_some_and(|rest| rest.starts_with('/'))
-            {
-                return Err(ConfigError(format!(
-                    "JWKS_URL {url:?} is not under JWKS_ORIGIN {origin:?}"
-                )));
-            }
-        }
-        if let Some(url) = &jwks_url {
-            crate::jwks::check_url(url)?;
-            if nonempty("JWKS").is_some() {
-                return Err(ConfigError(
-                    "set JWKS (inline keys) or JWKS_URL (fetched keys), not both".into(),
-                ));
-            }
-        }
-        if let Some(jwks) = nonempty("JWKS") {
-            jwt.jwks = Some(
-                serde_json::from_str(&jwks)
-                    .map_err(|e| ConfigError(format!("JWKS is not a JWKS document: {e}")))?,
-            );
-        }
-        if let Some(algs) = nonempty("JWT_ALGORITHMS") {
-            jwt.algorithms = parse_algorithms(&algs)?;
-        }
-        if let Some(leeway) = nonempty("JWT_LEEWAY_S") {
-            jwt.leeway_s = leeway
-                .parse()
-                .map_err(|_| ConfigError(format!("JWT_LEEWAY_S {leeway:?} is not a number")))?;
-        }
-        let routes = parse_routes(&nonempty("AUTH_ROUTES").unwrap_or_else(|| "/:required".into()))?;
-        let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            match nonempty(name) {
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| ConfigError(format!("{name} {v:?} is not a whole number"))),
-                None => Ok(default),
-            }
-        };
-        let state_cache_ttl_ms = number("STATE_CACHE_TTL_MS", DEFAULT_STATE_CACHE_TTL_MS)?;
-        let defaults = OriginPolicy::default();
-        let origins = OriginPolicy {
-            timeout_ms: number("ORIGIN_TIMEOUT_MS", defaults.timeout_ms)?.max(1),
-            deadline_ms: number("FAILOVER_DEADLINE_MS", defaults.deadline_ms)?,
-            retry_methods: match nonempty("RETRY_METHODS") {
-                Some(list) => OriginPolicy::parse_methods(&list)?,
-                None => defaults.retry_methods,
-            },
-            retry_after_s: number("RETRY_AFTER_S", defaults.retry_after_s)?,
-        };
-        let health_defaults = HealthPolicy::default();
-        let health = HealthPolicy {
-            threshold: u32::try_from(number(
-                "HEALTH_FAILURE_THRESHOLD",
-                u64::from(health_defaults.threshold),
-            )?)
-            .map_err(|_| ConfigError("HEALTH_FAILURE_THRESHOLD is too large".into()))?
-            .max(1),
-            window_ms: number("HEALTH_WINDOW_MS", health_defaults.window_ms)?,
-        };
-        let rate_limit = RateLimit::from_vars(
-            nonempty("RATE_LIMIT_PER_S").as_deref(),
-            nonempty("RATE_LIMIT_BURST").as_deref(),
+        let (jwt, jwks_url) = jwt_settings(&vars)?;
+        let routes = parse_routes(
+            &vars
+                .nonempty("AUTH_ROUTES")
+                .unwrap_or_else(|| "/:required".into()),
         )?;
-        let flag = |name: &str| -> Result<bool, ConfigError> {
-            match nonempty(name) {
-                None => Ok(false),
-                Some(v) => parse_flag(&v)
-                    .ok_or_else(|| ConfigError(format!("{name} {v:?} is not true or false"))),
-            }
-        };
+        let state_cache_ttl_ms = vars.number("STATE_CACHE_TTL_MS", DEFAULT_STATE_CACHE_TTL_MS)?;
+        let origins = origin_policy(&vars)?;
+        let health = health_policy(&vars)?;
+        let rate_limit = RateLimit::from_vars(
+            vars.nonempty("RATE_LIMIT_PER_S").as_deref(),
+            vars.nonempty("RATE_LIMIT_BURST").as_deref(),
+        )?;
         let paths = PathPolicy {
-            escaped_slashes: match nonempty("PATH_ESCAPED_SLASHES") {
+            escaped_slashes: match vars.nonempty("PATH_ESCAPED_SLASHES") {
                 None => EscapedSlashes::default(),
                 Some(v) => EscapedSlashes::parse(&v).ok_or_else(|| {
                     ConfigError(format!(
@@ -295,10 +209,10 @@ impl EdgeConfig {
                     ))
                 })?,
             },
-            merge_slashes: flag("MERGE_SLASHES")?,
+            merge_slashes: vars.flag("MERGE_SLASHES")?,
         };
-        let allow_method_override = flag("ALLOW_METHOD_OVERRIDE")?;
-        let trusted_client_ip_header = match nonempty("TRUSTED_CLIENT_IP_HEADER") {
+        let allow_method_override = vars.flag("ALLOW_METHOD_OVERRIDE")?;
+        let trusted_client_ip_header = match vars.nonempty("TRUSTED_CLIENT_IP_HEADER") {
             None => None,
             Some(name) if is_token(&name) => Some(name.to_ascii_lowercase()),
             Some(name) => {
@@ -307,23 +221,23 @@ impl EdgeConfig {
                 )))
             }
         };
-        let origin_host = match nonempty("ORIGIN_HOST") {
+        let origin_host = match vars.nonempty("ORIGIN_HOST") {
             Some(v) => OriginHost::parse(&v)?,
             None => OriginHost::default(),
         };
-        let rewrite_location = flag("REWRITE_LOCATION")?;
+        let rewrite_location = vars.flag("REWRITE_LOCATION")?;
         // Not trimmed as a whole: one header a line.
         let origin_headers = OriginHeaders::parse(
-            get("BLUE_ORIGIN_HEADERS").as_deref(),
-            get("GREEN_ORIGIN_HEADERS").as_deref(),
+            vars.raw("BLUE_ORIGIN_HEADERS").as_deref(),
+            vars.raw("GREEN_ORIGIN_HEADERS").as_deref(),
         )?;
         let models = ModelRoutes::parse(
-            nonempty("MODEL_ROUTES").as_deref(),
-            nonempty("BLUE_MODEL").as_deref(),
-            nonempty("GREEN_MODEL").as_deref(),
+            vars.nonempty("MODEL_ROUTES").as_deref(),
+            vars.nonempty("BLUE_MODEL").as_deref(),
+            vars.nonempty("GREEN_MODEL").as_deref(),
         )?
         .map(Arc::new);
-        let identity_order = match nonempty("STICKY_IDENTITY") {
+        let identity_order = match vars.nonempty("STICKY_IDENTITY") {
             None => IdentityOrder::default(),
             Some(v) => IdentityOrder::parse(&v).ok_or_else(|| {
                 ConfigError(format!(
@@ -333,14 +247,18 @@ impl EdgeConfig {
             })?,
         };
         Ok(EdgeConfig {
-            blue_origin: origin("BLUE_ORIGIN")?,
-            green_origin: origin("GREEN_ORIGIN")?,
+            blue_origin: vars.origin("BLUE_ORIGIN")?,
+            green_origin: vars.origin("GREEN_ORIGIN")?,
             auth: AuthConfig::new(routes, api_keys, jwt)?,
-            admin_token_digest: nonempty("ADMIN_TOKEN")
+            admin_token_digest: vars
+                .nonempty("ADMIN_TOKEN")
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             state_cache_ttl_ms,
-            default_salt: nonempty("ROLLOUT_SALT").unwrap_or_else(|| "greenlight".into()),
-            origin_signing_secret: nonempty("ORIGIN_SIGNING_SECRET")
+            default_salt: vars
+                .nonempty("ROLLOUT_SALT")
+                .unwrap_or_else(|| "greenlight".into()),
+            origin_signing_secret: vars
+                .nonempty("ORIGIN_SIGNING_SECRET")
                 .map(|s| Arc::from(s.into_bytes())),
             jwks_url,
             origins,
@@ -417,6 +335,143 @@ impl EdgeConfig {
             Some(_) => Err(AuthError::Forbidden),
         }
     }
+}
+
+/// The variables as `from_lookup` reads them.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    /// The value as set, untrimmed.
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    /// The value trimmed, when not empty.
+    fn nonempty(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.nonempty(name) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError(format!("{name} {v:?} is not a whole number"))),
+            None => Ok(default),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.nonempty(name) {
+            None => Ok(false),
+            Some(v) => parse_flag(&v)
+                .ok_or_else(|| ConfigError(format!("{name} {v:?} is not true or false"))),
+        }
+    }
+
+    /// An origin's URL: required, http(s), without a trailing slash.
+    fn origin(&self, name: &str) -> Result<String, ConfigError> {
+        let v = self
+            .nonempty(name)
+            .ok_or_else(|| ConfigError(format!("{name} is not set")))?;
+        if !(v.starts_with("http://") || v.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "{name} must be an http(s) URL, got {v:?}"
+            )));
+        }
+        Ok(v.trim_end_matches('/').to_string())
+    }
+}
+
+/// The JWT settings and the remote key set's URL (`JWKS_URL`).
+fn jwt_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<(JwtSettings, Option<String>), ConfigError> {
+    let mut jwt = JwtSettings {
+        hs256_secret: vars.nonempty("JWT_HS256_SECRET").map(String::into_bytes),
+        issuer: vars.nonempty("JWT_ISSUER"),
+        audience: vars.nonempty("JWT_AUDIENCE"),
+        ..JwtSettings::default()
+    };
+    let jwks_url = vars.nonempty("JWKS_URL");
+    // JWKS_ORIGIN is the outbound host Spin's manifest allows for the
+    // fetch (Spin allows origins, not URLs); its default, the reserved
+    // `.invalid` name (RFC 6761), means none. When set, the URL must be
+    // under it, or Spin would refuse every fetch.
+    let jwks_origin = vars
+        .nonempty("JWKS_ORIGIN")
+        .filter(|o| o != crate::jwks::UNSET_URL);
+    if let (Some(url), Some(origin)) = (&jwks_url, &jwks_origin) {
+        let origin = origin.trim_end_matches('/');
+        if !url
+            .strip_prefix(origin)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return Err(ConfigError(format!(
+                "JWKS_URL {url:?} is not under JWKS_ORIGIN {origin:?}"
+            )));
+        }
+    }
+    if let Some(url) = &jwks_url {
+        crate::jwks::check_url(url)?;
+        if vars.nonempty("JWKS").is_some() {
+            return Err(ConfigError(
+                "set JWKS (inline keys) or JWKS_URL (fetched keys), not both".into(),
+            ));
+        }
+    }
+    if let Some(jwks) = vars.nonempty("JWKS") {
+        jwt.jwks = Some(
+            serde_json::from_str(&jwks)
+                .map_err(|e| ConfigError(format!("JWKS is not a JWKS document: {e}")))?,
+        );
+    }
+    if let Some(algs) = vars.nonempty("JWT_ALGORITHMS") {
+        jwt.algorithms = parse_algorithms(&algs)?;
+    }
+    if let Some(leeway) = vars.nonempty("JWT_LEEWAY_S") {
+        jwt.leeway_s = leeway
+            .parse()
+            .map_err(|_| ConfigError(format!("JWT_LEEWAY_S {leeway:?} is not a number")))?;
+    }
+    Ok((jwt, jwks_url))
+}
+
+/// Timeouts and retries towards the origins.
+fn origin_policy<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<OriginPolicy, ConfigError> {
+    let defaults = OriginPolicy::default();
+    let origins = OriginPolicy {
+        timeout_ms: vars
+            .number("ORIGIN_TIMEOUT_MS", defaults.timeout_ms)?
+            .max(1),
+        deadline_ms: vars.number("FAILOVER_DEADLINE_MS", defaults.deadline_ms)?,
+        retry_methods: match vars.nonempty("RETRY_METHODS") {
+            Some(list) => OriginPolicy::parse_methods(&list)?,
+            None => defaults.retry_methods,
+        },
+        retry_after_s: vars.number("RETRY_AFTER_S", defaults.retry_after_s)?,
+    };
+    Ok(origins)
+}
+
+/// When a color counts as unhealthy.
+fn health_policy<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<HealthPolicy, ConfigError> {
+    let health_defaults = HealthPolicy::default();
+    let health = HealthPolicy {
+        threshold: u32::try_from(vars.number(
+            "HEALTH_FAILURE_THRESHOLD",
+            u64::from(health_defaults.threshold),
+        )?)
+        .map_err(|_| ConfigError("HEALTH_FAILURE_THRESHOLD is too large".into()))?
+        .max(1),
+        window_ms: vars.number("HEALTH_WINDOW_MS", health_defaults.window_ms)?,
+    };
+    Ok(health)
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
