@@ -5,6 +5,9 @@
 pub const HEADER_COLOR: &str = "x-greenlight-color";
 /// Response header: the rollout epoch the decision was made under.
 pub const HEADER_EPOCH: &str = "x-greenlight-epoch";
+/// Request header the edge adds to forwarded requests naming the
+/// authenticated caller.
+pub const HEADER_PRINCIPAL: &str = "x-greenlight-principal";
 /// Response header: why that color was chosen (see `RouteReason`).
 pub const HEADER_REASON: &str = "x-greenlight-reason";
 /// Response header set when the edge is running on a fallback state.

@@ -26,7 +26,7 @@
 //! `hmac-sha256` key; the origin builds `@target-uri` from its own scheme,
 //! the `Host` it received and the request target ([`target_uri`]).
 
-use crate::edge::HEADER_PRINCIPAL;
+use crate::http::HEADER_PRINCIPAL;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -9,8 +9,7 @@ use crate::origin_auth;
 use crate::state::RolloutState;
 use std::net::IpAddr;
 
-/// Header the edge adds to forwarded requests naming the authenticated caller.
-pub const HEADER_PRINCIPAL: &str = "x-greenlight-principal";
+pub use crate::http::HEADER_PRINCIPAL;
 
 /// `Cache-Control` for a response that carries the edge's identity cookie:
 /// `private` (a shared cache must not give one caller's cookie to others),

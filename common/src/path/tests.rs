@@ -79,7 +79,8 @@ fn percent_encodings_are_decoded_or_upper_cased() {
     }
 }
 
-/// The table of issue 16, and the other tricks it lists.
+/// Encoded slashes, dot segments and the other tricks that make an edge and
+/// its origin read two different paths.
 #[test]
 fn escaped_slashes_follow_the_policy() {
     let cases = [

@@ -228,10 +228,9 @@ async fn copy(
                 return flush(output).await;
             }
             Err(_) => {
-                // Before, the timer stayed paused here, waiting on a client
-                // that had gone: the instance then waited for the origin's
-                // answer for ever (the soak's cut uploads piled up until
-                // `spin up` stopped answering).
+                // The client is gone: a timer left paused would wait for
+                // the origin's answer for ever, and cut uploads would pile
+                // up until `spin up` stopped answering.
                 if let Some(t) = timer {
                     t.client_gone();
                 }

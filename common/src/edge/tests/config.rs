@@ -83,7 +83,7 @@ fn new_variables_are_checked() {
     assert_eq!(cfg.trusted_client_ip_header, None);
 }
 
-// ---- issue 18: a transparent proxy ---------------------------------------
+// ---- a transparent proxy ---------------------------------------------------
 
 #[test]
 fn origin_host_policies_parse_and_are_refused_where_the_platform_cannot() {

@@ -145,7 +145,7 @@ fn rate_limit_keys_name_the_caller() {
     );
 }
 
-/// The table of issue 16 (`AUTH_ROUTES=/public:off,/:required`, no
+/// Path tricks against `AUTH_ROUTES=/public:off,/:required` (no
 /// credentials): refused by default, 401 once decoded, never forwarded with
 /// the path the decision was not made on.
 #[test]
