@@ -3,15 +3,16 @@
 //! [`Action`]s into worker [`Request`]s. The `ui` module only draws this
 //! state and emits actions, so all behaviour here is unit-tested.
 
-use crate::audit::AuditEntry;
 use crate::backend::{Event, LoadRequest, LoadStatus, ManualOp, Request};
 use crate::metrics::MetricsView;
-use crate::rollout::{RolloutStatus, UserCmd};
-use crate::settings::{format_steps, parse_steps, Settings};
+use crate::settings::Settings;
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::Phase;
 use loadtest::admin_client::{AdminError, AdminOptions};
 use loadtest::sampling::PreviewCredential;
+use rollout::audit::AuditEntry;
+use rollout::synthetic::Sampling;
+use rollout::{format_steps, parse_steps, Finish, RolloutStatus, UserCmd};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -276,7 +277,7 @@ impl AppState {
                     }
                 };
                 self.settings.steps = steps;
-                match self.settings.plan() {
+                match self.settings.rollout_plan() {
                     Ok(plan) => {
                         self.save();
                         if !self.load.running {
@@ -442,7 +443,7 @@ impl AppState {
                     self.notice(level, format!("load: {m}"));
                 }
                 // Said once, when the load starts without comparison traffic.
-                if let (true, Some(sampling @ crate::synthetic::Sampling::Weighted { .. })) =
+                if let (true, Some(sampling @ Sampling::Weighted { .. })) =
                     (l.running && !self.load.running, &l.sampling)
                 {
                     self.notice(Level::Warning, format!("load: {}", sampling.describe()));
@@ -457,7 +458,7 @@ impl AppState {
                         .is_none_or(|old| old.finished.is_none())
                     {
                         let level = match f {
-                            crate::rollout::Finish::Promoted { .. } => Level::Info,
+                            Finish::Promoted { .. } => Level::Info,
                             _ => Level::Warning,
                         };
                         self.notice(level, format!("automated rollout {}", f.describe()));

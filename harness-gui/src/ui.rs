@@ -3,15 +3,15 @@
 //! green everywhere.
 
 use crate::app::{Action, AppState, Level, Reach};
-use crate::audit::format_time;
 use crate::backend::ManualOp;
 use crate::metrics::{nines_label, MetricsView, MAX_NINES};
-use crate::rollout::OnInconclusive;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{AxisHints, Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
 use greenlight_common::state::Population;
 use greenlight_common::Color;
 use loadtest::verdict::{ErrorCheck, Verdict};
+use rollout::audit::format_time;
+use rollout::OnInconclusive;
 
 pub const BLUE: Color32 = Color32::from_rgb(52, 120, 246);
 pub const GREEN: Color32 = Color32::from_rgb(38, 166, 91);
@@ -309,7 +309,7 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         let (frac, text) = rollout_progress(r);
         ui.add(egui::ProgressBar::new(frac).text(text));
         let c = match (&r.finished, r.paused) {
-            (Some(crate::rollout::Finish::Promoted { .. }), _) => GREEN,
+            (Some(rollout::Finish::Promoted { .. }), _) => GREEN,
             (Some(_), _) => RED,
             (None, true) => AMBER,
             _ => ui.visuals().text_color(),
@@ -332,10 +332,10 @@ fn rollout_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
 /// The rollout's progress bar: the share of steps done and its text. Once
 /// the rollout has ended it says how, at the step it reached (a rollback at
 /// step 1 is not a full bar).
-pub fn rollout_progress(r: &crate::rollout::RolloutStatus) -> (f32, String) {
-    use crate::rollout::Finish;
+pub fn rollout_progress(r: &rollout::RolloutStatus) -> (f32, String) {
+    use rollout::Finish;
     let n = r.steps.len().max(1);
-    let steps = crate::settings::format_steps(&r.steps);
+    let steps = rollout::format_steps(&r.steps);
     let at = r.reached.map(|i| i + 1).unwrap_or(0);
     let (done, what) = match &r.finished {
         None => (r.step.map(|i| i + 1).unwrap_or(0), String::new()),
@@ -662,8 +662,8 @@ fn audit_panel(ui: &mut Ui, s: &AppState) {
                         };
                         ui.label(RichText::new(epochs).small());
                         let c = match e.outcome {
-                            crate::audit::Outcome::Ok => GREEN,
-                            crate::audit::Outcome::Info => ui.visuals().weak_text_color(),
+                            rollout::audit::Outcome::Ok => GREEN,
+                            rollout::audit::Outcome::Info => ui.visuals().weak_text_color(),
                             _ => RED,
                         };
                         ui.label(
@@ -873,7 +873,7 @@ fn grid_drag(ui: &mut egui::Ui, label: &str, value: egui::DragValue<'_>) {
 #[cfg(test)]
 mod tests {
     use super::rollout_progress;
-    use crate::rollout::{Finish, RolloutStatus};
+    use rollout::{Finish, RolloutStatus};
     use std::time::Duration;
 
     fn status(

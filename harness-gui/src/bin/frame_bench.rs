@@ -10,12 +10,12 @@ use greenlight_common::admin::StateView;
 use greenlight_common::rollout::{ChangeMeta, RolloutOp};
 use greenlight_common::RolloutState;
 use harness_gui::app::AppState;
-use harness_gui::audit::AuditEntry;
 use harness_gui::metrics;
 use harness_gui::settings::Settings;
 use loadtest::histogram::{ColorKey, Outcome, Sample};
 use loadtest::recorder::Recorder;
 use loadtest::verdict::Policy;
+use rollout::audit::AuditEntry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,10 @@
 //! The driver: connects a [`Controller`] to the edge's admin API and to
 //! the evidence, looks every [`LOOK_EVERY`], and reports what happens.
 
-use super::controller::{Controller, Finish, RolloutStatus};
-use super::evidence::Evidence;
-use super::plan::format_steps;
 use crate::audit::{AuditEntry, AuditFile};
+use crate::controller::{Controller, Finish, RolloutStatus};
+use crate::evidence::Evidence;
+use crate::plan::format_steps;
 use crate::synthetic::Sampling;
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
