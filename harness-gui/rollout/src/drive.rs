@@ -2,6 +2,7 @@
 //! the evidence, looks every [`LOOK_EVERY`], and reports what happens.
 
 use crate::audit::{AuditEntry, AuditFile};
+use crate::command::Command;
 use crate::controller::{Controller, Finish, RolloutStatus};
 use crate::evidence::Evidence;
 use crate::plan::format_steps;
@@ -53,125 +54,64 @@ pub async fn drive(
     user: &mut tokio::sync::mpsc::UnboundedReceiver<UserCmd>,
     audit: &AuditFile,
     limit: Duration,
-    mut on_event: impl FnMut(DriveEvent),
+    on_event: impl FnMut(DriveEvent),
 ) -> Finish {
-    let start = Instant::now();
-    let actor = ctrl.plan().actor.clone();
-    let mut state_failures = 0u32;
-    let mut user_open = true;
-    let steps = format_steps(&ctrl.plan().steps);
-    let start_entry = AuditEntry::info(
-        &actor,
-        "rollout start",
-        None,
-        format!("steps {steps}, dwell {:?}", ctrl.plan().dwell),
-    );
-    let _ = audit.append(&start_entry);
-    on_event(DriveEvent::Audit(start_entry));
-    let sampling = match evidence.sampling() {
-        Sampling::Weighted { why } => {
-            let p = ctrl.plan();
-            fallback_notice(
-                why,
-                evidence.rate(),
-                &p.steps,
-                p.policy.min_samples,
-                p.dwell,
-            )
-        }
-        s => s.describe(),
+    let mut driver = Driver {
+        start: Instant::now(),
+        actor: ctrl.plan().actor.clone(),
+        ctrl,
+        client,
+        evidence,
+        audit,
+        on_event,
+        state_failures: 0,
+        step: None,
     };
-    ctrl.remark(Duration::ZERO, sampling);
-    // The step whose evidence is being gathered.
-    let mut step: Option<StepUnderWay> = None;
+    driver.announce_start();
+    let mut user_open = true;
     // An operator command that woke the driver from its sleep.
     let mut woke_by: Option<UserCmd> = None;
     loop {
-        let now = start.elapsed();
+        let now = driver.start.elapsed();
         // Operator commands first.
         let mut cmds: Vec<UserCmd> = woke_by.take().into_iter().collect();
         while let Ok(c) = user.try_recv() {
             cmds.push(c);
         }
-        let mut pending = None;
-        for c in cmds {
-            let info = match c {
-                UserCmd::Pause => {
-                    ctrl.pause("paused by the operator");
-                    "rollout pause"
-                }
-                UserCmd::Resume => {
-                    ctrl.resume(now);
-                    "rollout resume"
-                }
-                UserCmd::Abort => {
-                    pending = ctrl.abort(now).or(pending);
-                    "rollout abort"
-                }
-            };
-            let e = AuditEntry::info(&actor, info, None, "");
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
-        }
-        if now > limit && ctrl.finished().is_none() {
-            let e = AuditEntry::info(
-                &actor,
-                "rollout time limit",
-                None,
-                format!("{limit:?} exceeded"),
-            );
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
-            pending = ctrl.abort(now).or(pending);
-            if pending.is_none() && ctrl.finished().is_none() {
+        let mut pending = driver.obey(cmds, now);
+        if now > limit && driver.ctrl.finished().is_none() {
+            pending = driver.abort_at_limit(limit, now).or(pending);
+            if pending.is_none() && driver.ctrl.finished().is_none() {
                 return Finish::Failed("time limit".into());
             }
         }
         if pending.is_none() {
-            match client.state().await {
-                Ok(v) => {
-                    state_failures = 0;
-                    ctrl.observe_state(&v);
-                    on_event(DriveEvent::State(v));
-                }
-                Err(e) => {
-                    state_failures += 1;
-                    let fatal = matches!(e, AdminError::Unauthorized { .. }) || state_failures > 60;
-                    on_event(DriveEvent::StateError(e.clone()));
-                    if fatal && ctrl.finished().is_none() {
-                        let f = Finish::Failed(format!("cannot read the state: {e}"));
-                        on_event(DriveEvent::Status(ctrl.status(now)));
-                        return f;
-                    }
-                }
-            }
-            if ctrl.finished().is_none() {
-                let policy = ctrl.plan().policy.clone();
-                let active = ctrl.active().unwrap_or(Color::Blue);
-                pending = ctrl.poll(now, &mut |look| evidence.judge(look, &policy, active));
-            }
+            pending = match driver.look(now).await {
+                Ok(cmd) => cmd,
+                Err(f) => return f,
+            };
         }
         if let Some(cmd) = pending {
-            let before = Some(cmd.expected_epoch());
-            let result = cmd.execute(client, &actor).await;
-            let entry = AuditEntry::for_change(&actor, cmd.action(), before, &result, cmd.reason());
-            let _ = audit.append(&entry);
-            on_event(DriveEvent::Audit(entry));
-            if let Ok(v) = &result {
-                on_event(DriveEvent::Changed {
-                    epoch: v.state.epoch,
-                });
-                on_event(DriveEvent::State(v.clone()));
-            }
-            ctrl.on_result(start.elapsed(), &result);
+            driver.execute(cmd).await;
         }
-        follow_steps(ctrl, evidence, &mut step, start.elapsed(), &mut on_event);
-        on_event(DriveEvent::Status(ctrl.status(start.elapsed())));
-        if let Some(f) = ctrl.finished() {
+        follow_steps(
+            driver.ctrl,
+            driver.evidence,
+            &mut driver.step,
+            driver.start.elapsed(),
+            &mut driver.on_event,
+        );
+        (driver.on_event)(DriveEvent::Status(
+            driver.ctrl.status(driver.start.elapsed()),
+        ));
+        if let Some(f) = driver.ctrl.finished() {
             let f = f.clone();
-            let e = AuditEntry::info(&actor, "rollout end", None, f.describe());
-            let _ = audit.append(&e);
-            on_event(DriveEvent::Audit(e));
+            driver.record(AuditEntry::info(
+                &driver.actor,
+                "rollout end",
+                None,
+                f.describe(),
+            ));
             return f;
         }
         if user_open {
@@ -186,6 +126,134 @@ pub async fn drive(
         } else {
             tokio::time::sleep(LOOK_EVERY).await;
         }
+    }
+}
+
+/// What [`drive`] works with between two looks.
+struct Driver<'a, F: FnMut(DriveEvent)> {
+    start: Instant,
+    actor: String,
+    ctrl: &'a mut Controller,
+    client: &'a AdminClient,
+    evidence: &'a mut Evidence,
+    audit: &'a AuditFile,
+    on_event: F,
+    /// State reads failed in a row.
+    state_failures: u32,
+    /// The step whose evidence is being gathered.
+    step: Option<StepUnderWay>,
+}
+
+impl<F: FnMut(DriveEvent)> Driver<'_, F> {
+    /// Appends `e` to the audit log and reports it.
+    fn record(&mut self, e: AuditEntry) {
+        let _ = self.audit.append(&e);
+        (self.on_event)(DriveEvent::Audit(e));
+    }
+
+    /// The start in the audit log, and how the evidence is sampled in the
+    /// controller's log.
+    fn announce_start(&mut self) {
+        let plan = self.ctrl.plan();
+        let steps = format_steps(&plan.steps);
+        let detail = format!("steps {steps}, dwell {:?}", plan.dwell);
+        self.record(AuditEntry::info(&self.actor, "rollout start", None, detail));
+        let sampling = match self.evidence.sampling() {
+            Sampling::Weighted { why } => {
+                let p = self.ctrl.plan();
+                fallback_notice(
+                    why,
+                    self.evidence.rate(),
+                    &p.steps,
+                    p.policy.min_samples,
+                    p.dwell,
+                )
+            }
+            s => s.describe(),
+        };
+        self.ctrl.remark(Duration::ZERO, sampling);
+    }
+
+    /// Applies the operator's commands; an abort may ask for an admin call.
+    fn obey(&mut self, cmds: Vec<UserCmd>, now: Duration) -> Option<Command> {
+        let mut pending = None;
+        for c in cmds {
+            let info = match c {
+                UserCmd::Pause => {
+                    self.ctrl.pause("paused by the operator");
+                    "rollout pause"
+                }
+                UserCmd::Resume => {
+                    self.ctrl.resume(now);
+                    "rollout resume"
+                }
+                UserCmd::Abort => {
+                    pending = self.ctrl.abort(now).or(pending);
+                    "rollout abort"
+                }
+            };
+            self.record(AuditEntry::info(&self.actor, info, None, ""));
+        }
+        pending
+    }
+
+    fn abort_at_limit(&mut self, limit: Duration, now: Duration) -> Option<Command> {
+        let detail = format!("{limit:?} exceeded");
+        self.record(AuditEntry::info(
+            &self.actor,
+            "rollout time limit",
+            None,
+            detail,
+        ));
+        self.ctrl.abort(now)
+    }
+
+    /// Reads the state and lets the controller judge the evidence; the
+    /// rollout fails when the state cannot be read for good.
+    async fn look(&mut self, now: Duration) -> Result<Option<Command>, Finish> {
+        match self.client.state().await {
+            Ok(v) => {
+                self.state_failures = 0;
+                self.ctrl.observe_state(&v);
+                (self.on_event)(DriveEvent::State(v));
+            }
+            Err(e) => {
+                self.state_failures += 1;
+                let fatal =
+                    matches!(e, AdminError::Unauthorized { .. }) || self.state_failures > 60;
+                (self.on_event)(DriveEvent::StateError(e.clone()));
+                if fatal && self.ctrl.finished().is_none() {
+                    let f = Finish::Failed(format!("cannot read the state: {e}"));
+                    (self.on_event)(DriveEvent::Status(self.ctrl.status(now)));
+                    return Err(f);
+                }
+            }
+        }
+        if self.ctrl.finished().is_some() {
+            return Ok(None);
+        }
+        let policy = self.ctrl.plan().policy.clone();
+        let active = self.ctrl.active().unwrap_or(Color::Blue);
+        let evidence = &*self.evidence;
+        Ok(self
+            .ctrl
+            .poll(now, &mut |look| evidence.judge(look, &policy, active)))
+    }
+
+    /// Makes the admin call the controller asked for and tells it the result.
+    async fn execute(&mut self, cmd: Command) {
+        let before = Some(cmd.expected_epoch());
+        let result = cmd.execute(self.client, &self.actor).await;
+        let entry =
+            AuditEntry::for_change(&self.actor, cmd.action(), before, &result, cmd.reason());
+        self.record(entry);
+        if let Ok(v) = &result {
+            (self.on_event)(DriveEvent::Changed {
+                epoch: v.state.epoch,
+            });
+            (self.on_event)(DriveEvent::State(v.clone()));
+        }
+        self.ctrl.on_result(self.start.elapsed(), &result);
     }
 }
 
