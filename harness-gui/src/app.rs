@@ -292,7 +292,7 @@ impl AppState {
             );
             return None;
         }
-        if !self.take_steps() {
+        if !self.store_steps_text() {
             return None;
         }
         match self.settings.rollout_plan() {
@@ -315,7 +315,7 @@ impl AppState {
 
     /// Puts the steps typed in into the settings (true), or says what is
     /// wrong with them (false).
-    fn take_steps(&mut self) -> bool {
+    fn store_steps_text(&mut self) -> bool {
         match parse_steps(&self.steps_text) {
             Ok(s) => {
                 self.settings.steps = s;
@@ -348,7 +348,7 @@ impl AppState {
 
     /// Validates and saves policy, steps and dwell; the worker gets the policy.
     fn save_settings(&mut self) -> Option<Request> {
-        if !self.take_steps() {
+        if !self.store_steps_text() {
             return None;
         }
         if let Err(e) = self.settings.validate() {

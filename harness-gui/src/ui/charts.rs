@@ -154,7 +154,7 @@ fn percentile_plot(size: ChartSize) -> Plot<'static> {
         // One label per nine (0 %, 90 %, 99 %, ...). egui_plot hides
         // x labels closer than 60 points by default: once data
         // arrives the y labels widen, the plot narrows and the
-        // six labels fell under that; they only need to fit.
+        // six labels would fall under that; they only need to fit.
         .custom_x_axes(vec![AxisHints::new_x()
             .formatter(|mark, _| nines_label(mark.value))
             .label_spacing(12.0..=20.0)])
