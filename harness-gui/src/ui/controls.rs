@@ -109,23 +109,13 @@ fn actions_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         ui.text_edit_singleline(&mut s.reason).labelled_by(l.id);
     });
     ui.horizontal(|ui| {
-        if ui
-            .add_enabled(s.can(ManualOp::Promote), egui::Button::new("Promote"))
-            .clicked()
-        {
-            out.push(Action::Ask(ManualOp::Promote));
-        }
-        if ui
-            .add_enabled(s.can(ManualOp::Rollback), egui::Button::new("Rollback"))
-            .clicked()
-        {
-            out.push(Action::Ask(ManualOp::Rollback));
-        }
-        if ui
-            .add_enabled(s.can(ManualOp::Abort), egui::Button::new("Abort canary"))
-            .clicked()
-        {
-            out.push(Action::Ask(ManualOp::Abort));
+        let ops = [
+            (ManualOp::Promote, "Promote"),
+            (ManualOp::Rollback, "Rollback"),
+            (ManualOp::Abort, "Abort canary"),
+        ];
+        for (op, label) in ops {
+            action_button(ui, s.can(op), label, Action::Ask(op), out);
         }
     });
     ui.horizontal(|ui| {
@@ -135,12 +125,13 @@ fn actions_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                 .max_decimals(2),
         );
         let w = s.weight_input;
-        if ui
-            .add_enabled(s.can(ManualOp::Weight(w)), egui::Button::new("Set weight"))
-            .clicked()
-        {
-            out.push(Action::Ask(ManualOp::Weight((w * 100.0).round() / 100.0)));
-        }
+        action_button(
+            ui,
+            s.can(ManualOp::Weight(w)),
+            "Set weight",
+            Action::Ask(ManualOp::Weight((w * 100.0).round() / 100.0)),
+            out,
+        );
     });
     if let Some(op) = s.in_flight {
         ui.label(RichText::new(format!("{} in flight...", op.name())).weak());
@@ -179,30 +170,11 @@ fn rollout_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
     let running = s.rollout_running();
     let paused = s.rollout.as_ref().is_some_and(|r| r.paused);
     ui.horizontal(|ui| {
-        if ui
-            .add_enabled(s.can_start_rollout(), egui::Button::new("Start rollout"))
-            .clicked()
-        {
-            out.push(Action::StartRollout);
-        }
-        if ui
-            .add_enabled(running && !paused, egui::Button::new("Pause"))
-            .clicked()
-        {
-            out.push(Action::PauseRollout);
-        }
-        if ui
-            .add_enabled(running && paused, egui::Button::new("Resume"))
-            .clicked()
-        {
-            out.push(Action::ResumeRollout);
-        }
-        if ui
-            .add_enabled(running, egui::Button::new("Abort rollout"))
-            .clicked()
-        {
-            out.push(Action::AbortRollout);
-        }
+        let can_start = s.can_start_rollout();
+        action_button(ui, can_start, "Start rollout", Action::StartRollout, out);
+        action_button(ui, running && !paused, "Pause", Action::PauseRollout, out);
+        action_button(ui, running && paused, "Resume", Action::ResumeRollout, out);
+        action_button(ui, running, "Abort rollout", Action::AbortRollout, out);
     });
     if let Some(r) = &s.rollout {
         let (frac, text) = rollout_progress(r);
@@ -288,24 +260,9 @@ fn load_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         ui.end_row();
     });
     ui.horizontal(|ui| {
-        if ui
-            .add_enabled(!running, egui::Button::new("Start load"))
-            .clicked()
-        {
-            out.push(Action::StartLoad);
-        }
-        if ui
-            .add_enabled(running, egui::Button::new("Stop load"))
-            .clicked()
-        {
-            out.push(Action::StopLoad);
-        }
-        if ui
-            .add_enabled(running, egui::Button::new("Apply rate"))
-            .clicked()
-        {
-            out.push(Action::ApplyRate);
-        }
+        action_button(ui, !running, "Start load", Action::StartLoad, out);
+        action_button(ui, running, "Stop load", Action::StopLoad, out);
+        action_button(ui, running, "Apply rate", Action::ApplyRate, out);
     });
     let status = if running {
         format!("running: {} at {} req/s", s.load.target, s.load.rate)
@@ -321,6 +278,13 @@ fn load_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
             "{:.0} s · blue {} · green {} · unknown {} · late {}",
             m.elapsed_s, m.blue.requests, m.green.requests, m.unknown_requests, m.counters.late
         ));
+    }
+}
+
+/// A button that is enabled only when `enabled`, and asks for `action` when clicked.
+fn action_button(ui: &mut Ui, enabled: bool, label: &str, action: Action, out: &mut Vec<Action>) {
+    if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
+        out.push(action);
     }
 }
 
