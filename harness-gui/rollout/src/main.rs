@@ -136,8 +136,8 @@ fn usage(m: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rollout = match configure(&cli) {
-        Ok(r) => r,
+    let headless = match configure(&cli) {
+        Ok(h) => h,
         Err(m) => return usage(&m),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    rt.block_on(run(rollout))
+    rt.block_on(run(headless))
 }
 
 /// Checks the command line (the error is a usage message, exit code 2).
@@ -180,6 +180,7 @@ fn configure(cli: &Cli) -> Result<HeadlessRollout, String> {
     })
 }
 
+/// The admin client for `--edge`, with the token from `--token-env`'s variable.
 fn admin_client(cli: &Cli) -> Result<AdminClient, String> {
     let token = std::env::var(&cli.token_env)
         .ok()
@@ -251,8 +252,8 @@ fn exit_code(finish: &Finish) -> ExitCode {
     }
 }
 
-/// The first Ctrl-C asks the rollout to abort (which rolls a canary back
-/// through the edge); a second one quits at once.
+/// The first Ctrl-C asks the rollout to abort (a canary in progress is
+/// aborted through the edge, not left at its weight); a second one quits at once.
 fn abort_on_ctrl_c(abort: UnboundedSender<UserCmd>) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
