@@ -24,5 +24,5 @@ if [ -n "${DISPLAY:-}" ] && ! [[ " $* " =~ " --ui "(headless|script)" " || " $* 
   ensure_apt "${DASHBOARD_APT_PACKAGES[@]}"
 fi
 log "building the demo and the harness (release; several minutes the first time, cargo shows its progress)"
-cargo build --release -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard --bin greenlight-rollout
+cargo build --release -p greenlight-e2e --bin demo -p greenlight-harness-gui --bin greenlight-dashboard -p greenlight-rollout --bin greenlight-rollout
 exec "$ROOT/target/release/demo" "$@"

@@ -3,15 +3,16 @@
 //! [`Action`]s into worker [`Request`]s. The `ui` module only draws this
 //! state and emits actions, so all behaviour here is unit-tested.
 
-use crate::audit::AuditEntry;
 use crate::backend::{Event, LoadRequest, LoadStatus, ManualOp, Request};
 use crate::metrics::MetricsView;
-use crate::rollout::{RolloutStatus, UserCmd};
-use crate::settings::{format_steps, parse_steps, Settings};
+use crate::settings::Settings;
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::Phase;
 use loadtest::admin_client::{AdminError, AdminOptions};
 use loadtest::sampling::PreviewCredential;
+use rollout::audit::AuditEntry;
+use rollout::synthetic::Sampling;
+use rollout::{format_steps, parse_steps, Finish, RolloutStatus, UserCmd};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -209,129 +210,153 @@ impl AppState {
         match a {
             Action::Refresh => vec![Request::Refresh],
             Action::Ask(op) => {
-                if !self.can(op) {
-                    self.notice(
-                        Level::Warning,
-                        format!("{} is not possible right now", op.name()),
-                    );
-                    return vec![];
-                }
-                if let Some(v) = &self.view {
-                    self.confirm = Some(Confirm {
-                        op,
-                        expected_epoch: v.state.epoch,
-                        text: describe_change(op, v),
-                    });
-                }
+                self.ask(op);
                 vec![]
             }
             Action::Cancel => {
                 self.confirm = None;
                 vec![]
             }
-            Action::Confirm => {
-                let Some(c) = self.confirm.take() else {
-                    return vec![];
-                };
-                self.in_flight = Some(c.op);
-                let reason = self.reason_or(&format!("{} from the dashboard", c.op.name()));
-                vec![Request::Change {
-                    op: c.op,
-                    expected_epoch: c.expected_epoch,
-                    reason,
-                }]
-            }
-            Action::StartLoad => {
-                let l = &self.settings.load;
-                let scenario = l.scenario.trim();
-                vec![Request::StartLoad(LoadRequest {
-                    url: l.target_url.trim().to_string(),
-                    rate: l.rate,
-                    users: l.users,
-                    scenario: (!scenario.is_empty()).then(|| PathBuf::from(scenario)),
-                    duration: MAX_LOAD,
-                    preview: match &self.preview {
-                        Some(c) => Ok(c.clone()),
-                        None => self.settings.resolve_preview(),
-                    },
-                    weighted_share: l.weighted_share,
-                    tls: self.admin_options.tls.clone(),
-                })]
-            }
+            Action::Confirm => self.confirmed().into_iter().collect(),
+            Action::StartLoad => vec![Request::StartLoad(self.load_request())],
             Action::StopLoad => vec![Request::StopLoad],
             Action::ApplyRate => vec![Request::SetRate(self.settings.load.rate)],
-            Action::StartRollout => {
-                if !self.can_start_rollout() {
-                    self.notice(
-                        Level::Warning,
-                        "a rollout cannot start now (edge unreachable or one is running)",
-                    );
-                    return vec![];
-                }
-                let steps = match parse_steps(&self.steps_text) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.notice(Level::Error, format!("steps: {e}"));
-                        return vec![];
-                    }
-                };
-                self.settings.steps = steps;
-                match self.settings.plan() {
-                    Ok(plan) => {
-                        self.save();
-                        if !self.load.running {
-                            self.notice(
-                                Level::Warning,
-                                "no load is running: the analysis has no evidence (start load first)",
-                            );
-                        }
-                        vec![Request::StartRollout(plan)]
-                    }
-                    Err(e) => {
-                        self.notice(Level::Error, format!("rollout plan: {e}"));
-                        vec![]
-                    }
-                }
-            }
+            Action::StartRollout => self.start_rollout().into_iter().collect(),
             Action::PauseRollout => vec![Request::Rollout(UserCmd::Pause)],
             Action::ResumeRollout => vec![Request::Rollout(UserCmd::Resume)],
             Action::AbortRollout => vec![Request::Rollout(UserCmd::Abort)],
-            Action::ApplyConnection => {
-                self.token = self.settings.resolve_token();
-                self.view = None;
-                self.reach = Reach::Unknown;
-                self.save();
-                if self.token.is_none() {
-                    self.notice(
-                        Level::Warning,
-                        format!(
-                            "${} is not set: admin calls will be refused",
-                            self.settings.token_env
-                        ),
-                    );
-                }
-                self.initial_requests()
-            }
-            Action::SaveSettings => {
-                match parse_steps(&self.steps_text) {
-                    Ok(s) => self.settings.steps = s,
-                    Err(e) => {
-                        self.notice(Level::Error, format!("steps: {e}"));
-                        return vec![];
-                    }
-                }
-                if let Err(e) = self.settings.validate() {
-                    self.notice(Level::Error, e);
-                    return vec![];
-                }
-                self.save();
-                vec![Request::SetPolicy(self.settings.policy.clone())]
-            }
+            Action::ApplyConnection => self.apply_connection(),
+            Action::SaveSettings => self.save_settings().into_iter().collect(),
             Action::DismissNotice => {
                 self.notice = None;
                 vec![]
             }
         }
+    }
+
+    /// Opens the confirmation for `op`, or says why it is not possible.
+    fn ask(&mut self, op: ManualOp) {
+        if !self.can(op) {
+            self.notice(
+                Level::Warning,
+                format!("{} is not possible right now", op.name()),
+            );
+            return;
+        }
+        if let Some(v) = &self.view {
+            self.confirm = Some(Confirm {
+                op,
+                expected_epoch: v.state.epoch,
+                text: describe_change(op, v),
+            });
+        }
+    }
+
+    /// The change the operator just confirmed, if one was waiting.
+    fn confirmed(&mut self) -> Option<Request> {
+        let c = self.confirm.take()?;
+        self.in_flight = Some(c.op);
+        let reason = self.reason_or(&format!("{} from the dashboard", c.op.name()));
+        Some(Request::Change {
+            op: c.op,
+            expected_epoch: c.expected_epoch,
+            reason,
+        })
+    }
+
+    /// The load the settings describe.
+    fn load_request(&self) -> LoadRequest {
+        let l = &self.settings.load;
+        let scenario = l.scenario.trim();
+        LoadRequest {
+            url: l.target_url.trim().to_string(),
+            rate: l.rate,
+            users: l.users,
+            scenario: (!scenario.is_empty()).then(|| PathBuf::from(scenario)),
+            duration: MAX_LOAD,
+            preview: match &self.preview {
+                Some(c) => Ok(c.clone()),
+                None => self.settings.resolve_preview(),
+            },
+            weighted_share: l.weighted_share,
+            tls: self.admin_options.tls.clone(),
+        }
+    }
+
+    /// Validates and saves the rollout plan, then starts it.
+    fn start_rollout(&mut self) -> Option<Request> {
+        if !self.can_start_rollout() {
+            self.notice(
+                Level::Warning,
+                "a rollout cannot start now (edge unreachable or one is running)",
+            );
+            return None;
+        }
+        if !self.store_steps_text() {
+            return None;
+        }
+        match self.settings.rollout_plan() {
+            Ok(plan) => {
+                self.save();
+                if !self.load.running {
+                    self.notice(
+                        Level::Warning,
+                        "no load is running: the analysis has no evidence (start load first)",
+                    );
+                }
+                Some(Request::StartRollout(plan))
+            }
+            Err(e) => {
+                self.notice(Level::Error, format!("rollout plan: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Puts the steps typed in into the settings (true), or says what is
+    /// wrong with them (false).
+    fn store_steps_text(&mut self) -> bool {
+        match parse_steps(&self.steps_text) {
+            Ok(s) => {
+                self.settings.steps = s;
+                true
+            }
+            Err(e) => {
+                self.notice(Level::Error, format!("steps: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Reconnects with the edge URL, token variable and actor the operator set.
+    fn apply_connection(&mut self) -> Vec<Request> {
+        self.token = self.settings.resolve_token();
+        self.view = None;
+        self.reach = Reach::Unknown;
+        self.save();
+        if self.token.is_none() {
+            self.notice(
+                Level::Warning,
+                format!(
+                    "${} is not set: admin calls will be refused",
+                    self.settings.token_env
+                ),
+            );
+        }
+        self.initial_requests()
+    }
+
+    /// Validates and saves policy, steps and dwell; the worker gets the policy.
+    fn save_settings(&mut self) -> Option<Request> {
+        if !self.store_steps_text() {
+            return None;
+        }
+        if let Err(e) = self.settings.validate() {
+            self.notice(Level::Error, e);
+            return None;
+        }
+        self.save();
+        Some(Request::SetPolicy(self.settings.policy.clone()))
     }
 
     fn save(&mut self) {
@@ -358,73 +383,11 @@ impl AppState {
     /// Folds a worker event into the state.
     pub fn apply(&mut self, e: Event) {
         match e {
-            Event::State(Ok(v)) => {
-                if let Some(old) = &self.view {
-                    if v.state.epoch != old.state.epoch
-                        && v.state.last_change.actor != self.settings.actor
-                        && self.in_flight.is_none()
-                        && !self.rollout_running()
-                        && self.notice.as_ref().is_none_or(|n| n.level == Level::Info)
-                    {
-                        let lc = &v.state.last_change;
-                        self.notice(
-                            Level::Info,
-                            format!(
-                                "changed elsewhere: {} by {} ({:?}), epoch {} -> {}",
-                                lc.op, lc.actor, lc.reason, old.state.epoch, v.state.epoch
-                            ),
-                        );
-                    }
-                }
-                if self
-                    .confirm
-                    .as_ref()
-                    .is_some_and(|c| c.expected_epoch != v.state.epoch)
-                {
-                    self.confirm = None;
-                    self.notice(
-                        Level::Warning,
-                        "the state changed while you were confirming; review it and try again",
-                    );
-                }
-                self.view = Some(v);
-                self.reach = Reach::Ok;
-                self.refreshed = Some(Instant::now());
-            }
+            Event::State(Ok(v)) => self.apply_state(v),
             Event::State(Err(e)) => {
                 self.reach = Self::error_reach(&e);
             }
-            Event::Changed { op, result } => {
-                self.in_flight = None;
-                match result {
-                    Ok(v) => {
-                        self.notice(
-                            Level::Info,
-                            format!("{} done: epoch {}", op.name(), v.state.epoch),
-                        );
-                        self.view = Some(v);
-                        self.reach = Reach::Ok;
-                    }
-                    Err(AdminError::Conflict(p)) => {
-                        let at = p
-                            .current_epoch
-                            .map(|e| format!(" (now at epoch {e})"))
-                            .unwrap_or_default();
-                        self.notice(
-                            Level::Warning,
-                            format!(
-                                "409 conflict: {} was refused because the rollout changed elsewhere{at}; the state was refreshed: review it and retry. ({})",
-                                op.name(),
-                                p.detail
-                            ),
-                        );
-                    }
-                    Err(e) => {
-                        self.reach = Self::error_reach(&e);
-                        self.notice(Level::Error, format!("{} failed: {e}", op.name()));
-                    }
-                }
-            }
+            Event::Changed { op, result } => self.apply_changed(op, result),
             Event::Audit(a) => {
                 self.audit.push_back(a);
                 while self.audit.len() > AUDIT_KEEP {
@@ -442,7 +405,7 @@ impl AppState {
                     self.notice(level, format!("load: {m}"));
                 }
                 // Said once, when the load starts without comparison traffic.
-                if let (true, Some(sampling @ crate::synthetic::Sampling::Weighted { .. })) =
+                if let (true, Some(sampling @ Sampling::Weighted { .. })) =
                     (l.running && !self.load.running, &l.sampling)
                 {
                     self.notice(Level::Warning, format!("load: {}", sampling.describe()));
@@ -457,7 +420,7 @@ impl AppState {
                         .is_none_or(|old| old.finished.is_none())
                     {
                         let level = match f {
-                            crate::rollout::Finish::Promoted { .. } => Level::Info,
+                            Finish::Promoted { .. } => Level::Info,
                             _ => Level::Warning,
                         };
                         self.notice(level, format!("automated rollout {}", f.describe()));
@@ -466,6 +429,75 @@ impl AppState {
                 self.rollout = Some(r);
             }
             Event::Error(m) => self.notice(Level::Error, m),
+        }
+    }
+
+    /// A state read: announces changes made elsewhere and withdraws a
+    /// confirmation the change made stale.
+    fn apply_state(&mut self, v: StateView) {
+        if let Some(old) = &self.view {
+            if v.state.epoch != old.state.epoch
+                && v.state.last_change.actor != self.settings.actor
+                && self.in_flight.is_none()
+                && !self.rollout_running()
+                && self.notice.as_ref().is_none_or(|n| n.level == Level::Info)
+            {
+                let lc = &v.state.last_change;
+                self.notice(
+                    Level::Info,
+                    format!(
+                        "changed elsewhere: {} by {} ({:?}), epoch {} -> {}",
+                        lc.op, lc.actor, lc.reason, old.state.epoch, v.state.epoch
+                    ),
+                );
+            }
+        }
+        if self
+            .confirm
+            .as_ref()
+            .is_some_and(|c| c.expected_epoch != v.state.epoch)
+        {
+            self.confirm = None;
+            self.notice(
+                Level::Warning,
+                "the state changed while you were confirming; review it and try again",
+            );
+        }
+        self.view = Some(v);
+        self.reach = Reach::Ok;
+        self.refreshed = Some(Instant::now());
+    }
+
+    /// The answer to a manual change.
+    fn apply_changed(&mut self, op: ManualOp, result: Result<StateView, AdminError>) {
+        self.in_flight = None;
+        match result {
+            Ok(v) => {
+                self.notice(
+                    Level::Info,
+                    format!("{} done: epoch {}", op.name(), v.state.epoch),
+                );
+                self.view = Some(v);
+                self.reach = Reach::Ok;
+            }
+            Err(AdminError::Conflict(p)) => {
+                let at = p
+                    .current_epoch
+                    .map(|e| format!(" (now at epoch {e})"))
+                    .unwrap_or_default();
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "409 conflict: {} was refused because the rollout changed elsewhere{at}; the state was refreshed: review it and retry. ({})",
+                        op.name(),
+                        p.detail
+                    ),
+                );
+            }
+            Err(e) => {
+                self.reach = Self::error_reach(&e);
+                self.notice(Level::Error, format!("{} failed: {e}", op.name()));
+            }
         }
     }
 }

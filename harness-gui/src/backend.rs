@@ -2,12 +2,7 @@
 //! admin client, the load engine and the automated rollout. The UI sends it
 //! [`Request`]s and drains [`Event`]s every frame; nothing here blocks a frame.
 
-use crate::audit::{AuditEntry, AuditFile};
 use crate::metrics::{self, MetricsView};
-use crate::rollout::{
-    drive, Command, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
-};
-use crate::synthetic::{self, Sampling, SyntheticLoad};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
 use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
@@ -15,6 +10,11 @@ use loadtest::client::{self as engine, Control};
 use loadtest::recorder::{Recorder, Snapshot};
 use loadtest::sampling::PreviewCredential;
 use loadtest::verdict::Policy;
+use rollout::audit::{AuditEntry, AuditFile};
+use rollout::synthetic::{self, Sampling, SyntheticLoad};
+use rollout::{
+    drive, Command, Controller, DriveEvent, Evidence, RolloutPlan, RolloutStatus, UserCmd,
+};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,21 +1,17 @@
-//! greenlight's release dashboard and its headless twin.
+//! greenlight's release dashboard. The automated rollout it runs (and the
+//! audit log and synthetic load) live in the `rollout` crate, shared with
+//! the headless `greenlight-rollout`.
 //!
 //! - [`settings`]: what persists between runs (never the token itself)
-//! - [`audit`]: the JSON-lines audit log
-//! - [`rollout`]: the automated rollout (plan, controller, evidence, driver; shared with `greenlight-rollout`)
-//! - [`synthetic`]: the synthetic load a rollout is judged on (comparison traffic or the fallback)
 //! - [`metrics`]: plot lines and verdicts computed off the UI thread
 //! - [`backend`]: the worker thread (admin client, load engine, rollout)
 //! - [`app`]: the dashboard's state, actions and transitions (no egui)
 //! - [`ui`]: drawing only
 
 pub mod app;
-pub mod audit;
 pub mod backend;
 pub mod metrics;
-pub mod rollout;
 pub mod settings;
-pub mod synthetic;
 pub mod ui;
 
 use app::AppState;

@@ -2,10 +2,10 @@
 
 use clap::Parser;
 use harness_gui::app::AppState;
-use harness_gui::audit::AuditFile;
 use harness_gui::backend::{Backend, Intervals};
 use harness_gui::settings::Settings;
 use harness_gui::Dashboard;
+use rollout::audit::AuditFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

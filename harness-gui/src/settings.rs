@@ -2,9 +2,8 @@
 //! config directory). The admin token is never stored: only the *name* of
 //! the environment variable that holds it.
 
-pub use crate::rollout::plan::{format_steps, parse_steps};
-use crate::rollout::plan::{OnInconclusive, RolloutPlan};
 use loadtest::verdict::Policy;
+use rollout::{OnInconclusive, RolloutPlan};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -148,7 +147,7 @@ impl Settings {
                 self.load.weighted_share
             ));
         }
-        self.plan().map(|_| ())
+        self.rollout_plan().map(|_| ())
     }
 
     /// The token from the configured environment variable (never stored).
@@ -165,13 +164,13 @@ impl Settings {
         let (k, j) = (&self.load.preview_key_env, &self.load.preview_jwt_env);
         match loadtest::sampling::PreviewCredential::from_env(k, j) {
             Ok(Some(c)) => Ok(c),
-            Ok(None) => Err(crate::synthetic::missing_credential(k, j)),
+            Ok(None) => Err(rollout::synthetic::missing_credential(k, j)),
             Err(e) => Err(e),
         }
     }
 
     /// The automated-rollout plan these settings describe.
-    pub fn plan(&self) -> Result<RolloutPlan, String> {
+    pub fn rollout_plan(&self) -> Result<RolloutPlan, String> {
         RolloutPlan::new(
             self.steps.clone(),
             Duration::from_secs(self.dwell_s),
@@ -186,6 +185,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollout::{format_steps, parse_steps};
 
     #[test]
     fn round_trips_without_secrets() {

@@ -6,13 +6,15 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use greenlight_common::rollout::RolloutOp;
 use harness_gui::app::AppState;
-use harness_gui::audit::{AuditFile, Outcome};
 use harness_gui::backend::{Backend, Intervals};
-use harness_gui::rollout::OnInconclusive;
 use harness_gui::settings::Settings;
 use harness_gui::Dashboard;
+use rollout::audit::{AuditFile, Outcome};
+use rollout::OnInconclusive;
 use std::time::{Duration, Instant};
 
+// One fake edge for the dashboard's and the headless command's tests.
+#[path = "../rollout/tests/common/mod.rs"]
 mod common;
 use common::{FakeEdge, TOKEN};
 

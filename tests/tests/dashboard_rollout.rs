@@ -20,13 +20,13 @@ use greenlight_common::Color;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY};
 use greenlight_e2e::Runtime;
 use harness_gui::app::AppState;
-use harness_gui::audit::AuditFile;
 use harness_gui::backend::{Backend, Intervals};
 use harness_gui::settings::Settings;
 use harness_gui::Dashboard;
 use loadtest::admin_client::AdminClient;
 use loadtest::origin::{Behavior, LatencyDist, Origin};
 use loadtest::sampling::PreviewCredential;
+use rollout::audit::AuditFile;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -10,12 +10,12 @@ use greenlight_common::admin::StateView;
 use greenlight_common::rollout::{ChangeMeta, RolloutOp};
 use greenlight_common::RolloutState;
 use harness_gui::app::AppState;
-use harness_gui::audit::AuditEntry;
 use harness_gui::metrics;
 use harness_gui::settings::Settings;
 use loadtest::histogram::{ColorKey, Outcome, Sample};
 use loadtest::recorder::Recorder;
 use loadtest::verdict::Policy;
+use rollout::audit::AuditEntry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,14 +68,60 @@ fn pctl(sorted: &[f64], q: f64) -> f64 {
 
 fn main() {
     let requests = arg("--requests", 1_000_000);
-    let seconds = arg("--seconds", 600);
+    let seconds = arg("--seconds", 600).max(1);
     let frames = arg("--frames", 600) as usize;
 
-    // 1. Recorded data: 1 M requests over 10 minutes, green a canary at 10 %, 15 % slower.
     let t0 = Instant::now();
+    let rec = record_canary(requests, seconds);
+    let record_s = t0.elapsed().as_secs_f64();
+
+    // The view the worker computes (off the UI thread in the app).
+    let t1 = Instant::now();
+    let snap = rec.snapshot();
+    let view = metrics::build(
+        &snap,
+        None,
+        &Policy::default(),
+        greenlight_common::Color::Blue,
+        false,
+    );
+    let view_ms = t1.elapsed().as_secs_f64() * 1000.0;
+    let verdict = view
+        .judgement
+        .as_ref()
+        .map(|j| j.verdict.to_string())
+        .unwrap_or_default();
+    let view = Arc::new(view);
+
+    let mut state = canary_state(view.clone());
+    let times = time_frames(&mut state, &view, frames);
+    println!(
+        "recorded {} requests over {} s ({} series points) in {record_s:.2} s; view built in {view_ms:.1} ms (verdict {verdict}, off the UI thread)",
+        snap.requests(),
+        seconds,
+        snap.series.len()
+    );
+    println!(
+        "frames {} at 1600x1000: run_ui p50 {:.2} ms p99 {:.2} ms; run_ui+tessellate p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        times.total.len(),
+        pctl(&times.run, 0.5),
+        pctl(&times.run, 0.99),
+        pctl(&times.total, 0.5),
+        pctl(&times.total, 0.99),
+        times.total.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "frame_p99_ms={:.1} rss_mb={}",
+        pctl(&times.total, 0.99),
+        peak_rss_mb()
+    );
+}
+
+/// `requests` spread over `seconds` of per-second time series, green a
+/// canary at 10 %, 15 % slower and with more errors.
+fn record_canary(requests: u64, seconds: u64) -> Arc<Recorder> {
     let rec = Recorder::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let seconds = seconds.max(1);
     let mut seq = 0u64;
     for s in 1..=seconds {
         // Spread the remainder so exactly `requests` are recorded.
@@ -109,27 +155,11 @@ fn main() {
         }
         rec.tick_at(Duration::from_secs(s));
     }
-    let record_s = t0.elapsed().as_secs_f64();
+    rec
+}
 
-    // 2. The view the worker computes (off the UI thread in the app).
-    let t1 = Instant::now();
-    let snap = rec.snapshot();
-    let view = metrics::build(
-        &snap,
-        None,
-        &Policy::default(),
-        greenlight_common::Color::Blue,
-        false,
-    );
-    let view_ms = t1.elapsed().as_secs_f64() * 1000.0;
-    let verdict = view
-        .judgement
-        .as_ref()
-        .map(|j| j.verdict.to_string())
-        .unwrap_or_default();
-    let view = Arc::new(view);
-
-    // 3. App state as it is during a canary.
+/// The dashboard's state during a canary at 10 %, with a full audit panel.
+fn canary_state(view: Arc<metrics::MetricsView>) -> AppState {
     let mut state = AppState::new(Settings::default(), None, Some("t".into()));
     let mut s = RolloutState::initial("bench");
     s = s
@@ -154,13 +184,28 @@ fn main() {
             "detail",
         ));
     }
-    state.metrics = Some(view.clone());
+    state.metrics = Some(view);
+    state
+}
 
-    // 4. Frames.
+/// Frame times in ms, sorted: building the frame, and building plus tessellating it.
+struct FrameTimes {
+    run: Vec<f64>,
+    total: Vec<f64>,
+}
+
+/// Builds `frames` dashboard frames (after a warm-up) at 1600x1000.
+fn time_frames(
+    state: &mut AppState,
+    view: &Arc<metrics::MetricsView>,
+    frames: usize,
+) -> FrameTimes {
     let ctx = egui::Context::default();
     let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1600.0, 1000.0));
-    let mut times = Vec::with_capacity(frames);
-    let mut run_times = Vec::with_capacity(frames);
+    let mut times = FrameTimes {
+        run: Vec::with_capacity(frames),
+        total: Vec::with_capacity(frames),
+    };
     let warmup = 20;
     for f in 0..frames + warmup {
         let input = egui::RawInput {
@@ -171,41 +216,22 @@ fn main() {
         };
         if f % 30 == 0 {
             // The worker sends a fresh view twice a second.
-            state.metrics = Some(Arc::new((*view).clone()));
+            state.metrics = Some(Arc::new((**view).clone()));
         }
         let start = Instant::now();
         let out = ctx.run_ui(input, |ui| {
-            let _ = harness_gui::ui::dashboard(ui, &mut state);
+            let _ = harness_gui::ui::dashboard(ui, state);
         });
         let run = start.elapsed();
         let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
         let total = start.elapsed();
         std::hint::black_box(prims.len());
         if f >= warmup {
-            times.push(total.as_secs_f64() * 1000.0);
-            run_times.push(run.as_secs_f64() * 1000.0);
+            times.total.push(total.as_secs_f64() * 1000.0);
+            times.run.push(run.as_secs_f64() * 1000.0);
         }
     }
-    times.sort_by(f64::total_cmp);
-    run_times.sort_by(f64::total_cmp);
-    println!(
-        "recorded {} requests over {} s ({} series points) in {record_s:.2} s; view built in {view_ms:.1} ms (verdict {verdict}, off the UI thread)",
-        snap.requests(),
-        seconds,
-        snap.series.len()
-    );
-    println!(
-        "frames {} at 1600x1000: run_ui p50 {:.2} ms p99 {:.2} ms; run_ui+tessellate p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-        times.len(),
-        pctl(&run_times, 0.5),
-        pctl(&run_times, 0.99),
-        pctl(&times, 0.5),
-        pctl(&times, 0.99),
-        times.last().copied().unwrap_or(0.0)
-    );
-    println!(
-        "frame_p99_ms={:.1} rss_mb={}",
-        pctl(&times, 0.99),
-        peak_rss_mb()
-    );
+    times.total.sort_by(f64::total_cmp);
+    times.run.sort_by(f64::total_cmp);
+    times
 }

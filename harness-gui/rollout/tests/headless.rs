@@ -4,7 +4,7 @@ mod common;
 use common::{FakeEdge, TOKEN};
 use std::process::Command;
 
-fn rollout(edge: &FakeEdge, audit: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+fn run_headless(edge: &FakeEdge, audit: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_greenlight-rollout"))
         .args([
             "--edge",
@@ -35,25 +35,26 @@ fn rolls_back_a_slow_green_and_exits_1() {
     let edge = FakeEdge::start(2, 40);
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let (code, stdout, stderr) = rollout(&edge, &audit, &["--steps", "20,50,100", "--dwell", "2s"]);
+    let (code, stdout, stderr) =
+        run_headless(&edge, &audit, &["--steps", "20,50,100", "--dwell", "2s"]);
     assert_eq!(code, 1, "stdout {stdout}\nstderr {stderr}");
     assert!(stdout.contains("rollout rolled back"), "{stdout}");
     let routes: Vec<String> = edge.calls().iter().map(|c| c.route.clone()).collect();
     assert_eq!(routes.first().map(String::as_str), Some("weight"));
     assert_eq!(routes.last().map(String::as_str), Some("rollback"));
     assert!(edge.calls().iter().all(|c| c.body["actor"] == "ci"));
-    let (entries, bad) = harness_gui::audit::AuditFile::read(&audit).unwrap();
+    let (entries, bad) = rollout::audit::AuditFile::read(&audit).unwrap();
     assert_eq!(bad, 0);
     assert!(entries
         .iter()
-        .any(|e| e.action == "rollback" && e.outcome == harness_gui::audit::Outcome::Ok));
+        .any(|e| e.action == "rollback" && e.outcome == rollout::audit::Outcome::Ok));
 }
 
 #[test]
 fn promotes_a_healthy_green_and_exits_0() {
     let edge = FakeEdge::start(3, 3);
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = rollout(
+    let (code, stdout, stderr) = run_headless(
         &edge,
         &dir.path().join("a.jsonl"),
         &[
@@ -79,15 +80,15 @@ fn promotes_a_healthy_green_and_exits_0() {
 fn bad_input_exits_2() {
     let edge = FakeEdge::start(0, 0);
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = rollout(&edge, &dir.path().join("a.jsonl"), &["--steps", "50,10"]);
+    let (code, _, stderr) = run_headless(&edge, &dir.path().join("a.jsonl"), &["--steps", "50,10"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("increasing"), "{stderr}");
     // The metric is total or ttfb; a scenario must be readable.
-    let (code, _, stderr) = rollout(&edge, &dir.path().join("a.jsonl"), &["--metric", "p99"]);
+    let (code, _, stderr) = run_headless(&edge, &dir.path().join("a.jsonl"), &["--metric", "p99"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not total or ttfb"), "{stderr}");
     let missing = dir.path().join("none.toml");
-    let (code, _, stderr) = rollout(
+    let (code, _, stderr) = run_headless(
         &edge,
         &dir.path().join("a.jsonl"),
         &["--scenario", missing.to_str().unwrap()],

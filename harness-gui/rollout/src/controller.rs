@@ -5,8 +5,8 @@
 //! time, the state it read and the results of the commands it asked for, so
 //! every transition is unit-tested.
 
-use super::command::Command;
-use super::plan::{OnInconclusive, RolloutPlan};
+use crate::command::Command;
+use crate::plan::{OnInconclusive, RolloutPlan};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
 use loadtest::admin_client::AdminError;

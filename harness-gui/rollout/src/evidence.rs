@@ -3,7 +3,7 @@
 //! verdict compares the comparison samples (equal per color, whatever the
 //! weight); otherwise every request the recorder saw.
 
-use super::controller::{no_evidence, Look};
+use crate::controller::{no_evidence, Look};
 use crate::synthetic::Sampling;
 use greenlight_common::Color;
 use loadtest::histogram::ColorKey;
