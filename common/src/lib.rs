@@ -9,6 +9,7 @@ pub mod admin_guard;
 pub mod auth;
 pub mod color;
 pub mod decide;
+pub mod duration;
 pub mod edge;
 pub mod failover;
 pub mod health;

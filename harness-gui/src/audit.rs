@@ -3,7 +3,7 @@
 //! panel and appended as JSON lines to a file so a rollout can be
 //! reconstructed afterwards.
 
-use loadtest::admin_client::AdminError;
+use greenlight_engine::admin_client::AdminError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use egui::{Color32, RichText, Ui};
 use egui_plot::{AxisHints, Corner, GridMark, Legend, Line, LineStyle, Plot, PlotPoint};
 use greenlight_common::state::Population;
 use greenlight_common::Color;
-use loadtest::verdict::{ErrorCheck, Verdict};
+use greenlight_verdict::{ErrorCheck, Verdict};
 
 pub const BLUE: Color32 = Color32::from_rgb(52, 120, 246);
 pub const GREEN: Color32 = Color32::from_rgb(38, 166, 91);
@@ -557,7 +557,7 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
                     egui::ComboBox::from_id_salt("policy-metric")
                         .selected_text(p.metric.as_str())
                         .show_ui(ui, |ui| {
-                            for m in loadtest::verdict::Metric::ALL {
+                            for m in greenlight_verdict::Metric::ALL {
                                 ui.selectable_value(&mut p.metric, m, m.as_str())
                                     .on_hover_text(m.describe());
                             }
@@ -593,7 +593,7 @@ fn verdict_panel(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
 }
 
 /// Requests per color and convergence after the last change, per location.
-fn locations_panel(ui: &mut Ui, l: &loadtest::locations::LocationSummary) {
+fn locations_panel(ui: &mut Ui, l: &greenlight_engine::locations::LocationSummary) {
     ui.heading(format!("Locations ({})", l.header));
     let last = l.changes.last();
     if let Some(c) = last {
@@ -618,12 +618,12 @@ fn locations_panel(ui: &mut Ui, l: &loadtest::locations::LocationSummary) {
         }
         ui.end_row();
         for (name, loc) in &l.locations {
-            let n = |c: loadtest::histogram::ColorKey| {
+            let n = |c: greenlight_engine::histogram::SeenColor| {
                 loc.requests.get(&c).copied().unwrap_or(0).to_string()
             };
             ui.label(name);
-            ui.label(n(loadtest::histogram::ColorKey::Blue));
-            ui.label(n(loadtest::histogram::ColorKey::Green));
+            ui.label(n(greenlight_engine::histogram::SeenColor::Blue));
+            ui.label(n(greenlight_engine::histogram::SeenColor::Green));
             let epochs: Vec<String> = loc.epochs.iter().map(u64::to_string).collect();
             ui.label(epochs.join(","));
             let c = loc.convergence.last();

@@ -7,6 +7,14 @@
 //! input, 3 the edge refused or could not be reached.
 
 use clap::Parser;
+use greenlight_common::duration::parse_duration;
+use greenlight_engine::admin_client::AdminClient;
+use greenlight_engine::client::{self as engine, Control};
+use greenlight_engine::recorder::Recorder;
+use greenlight_engine::sampling::{
+    PreviewCredential, DEFAULT_WEIGHTED_SHARE, PREVIEW_JWT_ENV, PREVIEW_KEY_ENV,
+};
+use greenlight_verdict::Policy;
 use harness_gui::audit::AuditFile;
 use harness_gui::rollout::{
     drive, Controller, DriveEvent, Evidence, Finish, OnInconclusive, RolloutPlan, UserCmd,
@@ -14,14 +22,6 @@ use harness_gui::rollout::{
 use harness_gui::settings::{parse_steps, DEFAULT_TOKEN_ENV};
 use harness_gui::synthetic::{self, missing_credential, Sampling, SyntheticLoad};
 use indicatif::{ProgressBar, ProgressStyle};
-use loadtest::admin_client::AdminClient;
-use loadtest::client::{self as engine, Control};
-use loadtest::recorder::Recorder;
-use loadtest::sampling::{
-    PreviewCredential, DEFAULT_WEIGHTED_SHARE, PREVIEW_JWT_ENV, PREVIEW_KEY_ENV,
-};
-use loadtest::schedule::parse_duration;
-use loadtest::verdict::Policy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, env = "GREENLIGHT_EDGE", default_value = "http://127.0.0.1:8787")]
     edge: String,
     #[command(flatten)]
-    transport: loadtest::admin_client::AdminTransportArgs,
+    transport: greenlight_engine::admin_client::AdminTransportArgs,
     /// Where the synthetic load goes (default: the edge).
     #[arg(long)]
     target: Option<String>,
@@ -90,7 +90,7 @@ struct Cli {
     #[arg(long, default_value = "2h")]
     timeout: String,
     #[command(flatten)]
-    policy: loadtest::policy_args::PolicyArgs,
+    policy: greenlight_verdict::policy_args::PolicyArgs,
     /// Environment variable holding the admin token.
     #[arg(long, default_value = DEFAULT_TOKEN_ENV)]
     token_env: String,
@@ -152,7 +152,10 @@ fn main() -> ExitCode {
         .ok()
         .filter(|t| !t.trim().is_empty());
     if cli.transport.tls.insecure {
-        eprintln!("greenlight-rollout: {}", loadtest::tls::INSECURE_WARNING);
+        eprintln!(
+            "greenlight-rollout: {}",
+            greenlight_engine::tls::INSECURE_WARNING
+        );
     }
     let client = match AdminClient::with_options(&cli.edge, token, &cli.transport.options()) {
         Ok(c) => c,
@@ -273,19 +276,19 @@ fn main() -> ExitCode {
         }
         if let Some(rec) = &recorder {
             let snap = rec.snapshot();
-            use loadtest::histogram::ColorKey;
-            let c = |k: ColorKey| snap.color(k).requests();
-            let cmp = |k: ColorKey| snap.comparison(k).requests();
+            use greenlight_engine::histogram::SeenColor;
+            let c = |k: SeenColor| snap.color(k).requests();
+            let cmp = |k: SeenColor| snap.comparison(k).requests();
             eprintln!(
                 "load: {} requests (blue {}, green {}, unknown {}); comparison samples: blue {}, green {}; weighted: blue {}, green {}; preview mismatches {}",
                 snap.requests(),
-                c(ColorKey::Blue),
-                c(ColorKey::Green),
-                c(ColorKey::Unknown),
-                cmp(ColorKey::Blue),
-                cmp(ColorKey::Green),
-                snap.weighted_requests(ColorKey::Blue),
-                snap.weighted_requests(ColorKey::Green),
+                c(SeenColor::Blue),
+                c(SeenColor::Green),
+                c(SeenColor::Unknown),
+                cmp(SeenColor::Blue),
+                cmp(SeenColor::Green),
+                snap.weighted_requests(SeenColor::Blue),
+                snap.weighted_requests(SeenColor::Green),
                 snap.counters.preview_mismatch
             );
         }

@@ -9,8 +9,8 @@ use super::command::Command;
 use super::plan::{OnInconclusive, RolloutPlan};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::AdminError;
-use loadtest::verdict::{Judgement, Verdict};
+use greenlight_engine::admin_client::AdminError;
+use greenlight_verdict::{Judgement, Verdict};
 use std::time::Duration;
 
 /// Which analysis the controller asks for.
@@ -687,12 +687,12 @@ impl Controller {
         };
         let age = now.saturating_sub(self.step_since).as_secs_f64();
         let eta = (age >= 1.0)
-            .then(|| loadtest::sampling::time_to_min_samples(min, have, have as f64 / age))
+            .then(|| greenlight_engine::sampling::time_to_min_samples(min, have, have as f64 / age))
             .flatten();
         match eta {
             Some(d) => format!(
                 "; {who} has {have} of {min} samples, the minimum in ~{} at this rate",
-                loadtest::sampling::human_duration(d)
+                greenlight_engine::sampling::human_duration(d)
             ),
             None => format!("; {who} has {have} of {min} samples, none arriving yet"),
         }
@@ -751,7 +751,7 @@ mod tests {
     use super::*;
     use greenlight_common::admin::Problem;
     use greenlight_common::RolloutState;
-    use loadtest::verdict::Policy;
+    use greenlight_verdict::Policy;
 
     fn plan(steps: &[f64], ext: u32, on: OnInconclusive) -> RolloutPlan {
         RolloutPlan::new(
