@@ -6,7 +6,7 @@ mod live;
 use crate::output::{print_stdout, usage_exit, Usage};
 use crate::verdicts::{candidate_of, summaries, verdict_exit_code, write_json};
 use clap::{Args, ValueEnum};
-use config::Planned;
+use config::LoadPlan;
 use greenlight_engine::client::{self, Control, LoadConfig, Mode};
 use greenlight_engine::histogram::SeenColor;
 use greenlight_engine::recorder::{Recorder, Snapshot};
@@ -159,7 +159,7 @@ pub struct LoadArgs {
 
 /// Runs the load and reports; the exit code says the verdict (see `main`).
 pub async fn run(a: LoadArgs) -> ExitCode {
-    let Planned {
+    let LoadPlan {
         mut cfg,
         policy,
         target_rps,

@@ -28,10 +28,10 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
-type Answer = hyper::http::Result<Response<OriginBody>>;
+type ScriptResponse = hyper::http::Result<Response<OriginBody>>;
 
 /// What answers one scripted route.
-type Handler = fn(Call) -> Answer;
+type Handler = fn(Call) -> ScriptResponse;
 
 /// Which routes (the path after `/script/`) a script answers.
 enum Matcher {
@@ -95,7 +95,7 @@ pub(crate) fn script(
     parts: &hyper::http::request::Parts,
     color: &str,
     upgrade: Option<OnUpgrade>,
-) -> Answer {
+) -> ScriptResponse {
     let route = parts
         .uri
         .path()
@@ -118,7 +118,7 @@ pub(crate) fn script(
     call.base().status(404).body(full("no such script\n"))
 }
 
-fn redirect(call: Call) -> Answer {
+fn redirect(call: Call) -> ScriptResponse {
     let status = call.number::<u16>("status", 302);
     let to = param(call.query, "to").map_or_else(|| "/public/landing".to_string(), decode);
     call.base()
@@ -130,7 +130,7 @@ fn redirect(call: Call) -> Answer {
         .body(full("moved\n"))
 }
 
-fn status(call: Call) -> Answer {
+fn status(call: Call) -> ScriptResponse {
     let status = call.arg.parse::<u16>().unwrap_or(200);
     let body: &'static [u8] = if status == 204 || status == 304 {
         b""
@@ -144,7 +144,7 @@ fn status(call: Call) -> Answer {
         .body(full(body))
 }
 
-fn headers(call: Call) -> Answer {
+fn headers(call: Call) -> ScriptResponse {
     let mut b = call
         .base()
         .status(200)
@@ -159,7 +159,7 @@ fn headers(call: Call) -> Answer {
     b.body(full(vec![b'x'; 1234]))
 }
 
-fn slow_body(call: Call) -> Answer {
+fn slow_body(call: Call) -> ScriptResponse {
     let chunks = call.number::<u32>("chunks", 4).min(100);
     let every = Duration::from_millis(call.number::<u64>("every_ms", 500).min(10_000));
     let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(1);
@@ -183,7 +183,7 @@ fn slow_body(call: Call) -> Answer {
         .body(body.boxed_unsync())
 }
 
-fn sse(call: Call) -> Answer {
+fn sse(call: Call) -> ScriptResponse {
     let events = call.number::<u32>("events", 5).clamp(1, 1000);
     let pause = Duration::from_millis(call.number::<u64>("pause_ms", 500).min(10_000));
     let cut = param(call.query, "cut") == Some("1");
@@ -222,7 +222,7 @@ fn sse(call: Call) -> Answer {
         .body(body.boxed_unsync())
 }
 
-fn websocket_echo(mut call: Call) -> Answer {
+fn websocket_echo(mut call: Call) -> ScriptResponse {
     let key = call
         .headers
         .get("sec-websocket-key")

@@ -19,7 +19,7 @@ pub fn judge(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Judge
 type Checked = (Verdict, String);
 
 /// What every check needs besides the two summaries.
-struct Look<'a> {
+struct Judging<'a> {
     policy: &'a Policy,
     /// Confidence level of the intervals (1 - alpha).
     level: f64,
@@ -33,29 +33,31 @@ fn judge_fixed(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Jud
         return j;
     }
     let (b, c) = names(base, cand);
-    let look = Look {
+    let judging = Judging {
         policy,
         level: 1.0 - policy.alpha,
         b,
         c,
     };
-    let (latency_checked, latency) = latency_shift(&look, base, cand);
+    let (latency_checked, latency) = latency_shift(&judging, base, cand);
     let percentiles: Vec<QuantileDelta> = [0.5, 0.95, 0.99]
         .iter()
-        .filter_map(|&q| stats::quantile_delta(&base.buckets_ms, &cand.buckets_ms, q, look.level))
+        .filter_map(|&q| {
+            stats::quantile_delta(&base.buckets_ms, &cand.buckets_ms, q, judging.level)
+        })
         .collect();
     let p99_checked = percentiles
         .iter()
         .find(|d| d.q == 0.99)
-        .map(|d| p99_rule(&look, d));
+        .map(|d| p99_rule(&judging, d));
     let errors = stats::two_proportions(
         base.errors,
         base.requests,
         cand.errors,
         cand.requests,
-        look.level,
+        judging.level,
     );
-    let errors_checked = errors.as_ref().map(|t| error_rate_rule(&look, t));
+    let errors_checked = errors.as_ref().map(|t| error_rate_rule(&judging, t));
     let (checks, reasons): (Vec<Verdict>, Vec<String>) =
         [Some(latency_checked), p99_checked, errors_checked]
             .into_iter()
@@ -76,11 +78,11 @@ fn judge_fixed(policy: &Policy, base: &ColorSummary, cand: &ColorSummary) -> Jud
 
 /// Latency: Mann-Whitney + Hodges-Lehmann against the tolerance.
 fn latency_shift(
-    look: &Look,
+    judging: &Judging,
     base: &ColorSummary,
     cand: &ColorSummary,
 ) -> (Checked, Option<LatencyCheck>) {
-    let (policy, level, b, c) = (look.policy, look.level, look.b, look.c);
+    let (policy, level, b, c) = (judging.policy, judging.level, judging.b, judging.c);
     let (Some(mw), Some(shift), Some(median)) = (
         stats::mann_whitney(&base.buckets_ms, &cand.buckets_ms),
         stats::hodges_lehmann(&base.buckets_ms, &cand.buckets_ms, level),
@@ -138,8 +140,8 @@ fn no_latency_data() -> Checked {
 }
 
 /// The p99 rule: the candidate's p99 within the baseline's × `p99_ratio_max`.
-fn p99_rule(look: &Look, d: &QuantileDelta) -> Checked {
-    let (policy, level, b, c) = (look.policy, look.level, look.b, look.c);
+fn p99_rule(judging: &Judging, d: &QuantileDelta) -> Checked {
+    let (policy, level, b, c) = (judging.policy, judging.level, judging.b, judging.c);
     let limit = (policy.p99_ratio_max - 1.0) * d.x;
     let detail = format!(
         "{c} p99 {:.3} ms vs {b} p99 {:.3} ms × {:.2} = {:.3} ms (delta {:+.3} ms, {:.0}% CI {:+.3}..{:+.3})",
@@ -165,8 +167,8 @@ fn p99_rule(look: &Look, d: &QuantileDelta) -> Checked {
 }
 
 /// Errors: the two-proportion test against the allowance.
-fn error_rate_rule(look: &Look, t: &TwoProportions) -> Checked {
-    let (policy, level, b, c) = (look.policy, look.level, look.b, look.c);
+fn error_rate_rule(judging: &Judging, t: &TwoProportions) -> Checked {
+    let (policy, level, b, c) = (judging.policy, judging.level, judging.b, judging.c);
     let tol = policy.error_rate_delta_max_pp / 100.0;
     let detail = format!(
         "{c} {:.3}% vs {b} {:.3}% (delta {:+.3} pp, {:.0}% CI {:+.3}..{:+.3} pp, p = {:.2e}); allowed +{} pp",

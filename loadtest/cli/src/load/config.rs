@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A run as the flags describe it.
-pub struct Planned {
+pub struct LoadPlan {
     pub cfg: LoadConfig,
     pub policy: Policy,
     /// The open loop's first rate (`None`: closed loop).
@@ -28,7 +28,7 @@ pub struct Planned {
     pub baseline: SeenColor,
 }
 
-pub fn build(a: &LoadArgs) -> Result<Planned, Usage> {
+pub fn build(a: &LoadArgs) -> Result<LoadPlan, Usage> {
     let mut url = target_url(a)?;
     check_connections(a)?;
     let (duration, timeout) = run_length(a)?;
@@ -81,7 +81,7 @@ pub fn build(a: &LoadArgs) -> Result<Planned, Usage> {
             tls: a.tls.options(),
         },
     };
-    Ok(Planned {
+    Ok(LoadPlan {
         cfg,
         policy,
         target_rps,
