@@ -2,23 +2,11 @@
 //! settings (`250ms`, `10s`, `2m`): the load schedule, the test origin and
 //! the rollout tools read them alike.
 
-use std::fmt;
+use crate::auth::ConfigError;
 use std::time::Duration;
 
-/// A duration that could not be read; the text says what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DurationError(pub String);
-
-impl fmt::Display for DurationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DurationError {}
-
 /// Parses a duration like `250ms`, `10s`, `2m`, `1.5s` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)
@@ -36,10 +24,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| DurationError(format!("duration {s:?} is not like 500ms, 10s or 2m")))?;
+        .map_err(|_| ConfigError(format!("duration {s:?} is not like 500ms, 10s or 2m")))?;
     let secs = v * scale;
     if !secs.is_finite() || !(0.0..=1.0e7).contains(&secs) {
-        return Err(DurationError(format!("duration {s:?} is out of range")));
+        return Err(ConfigError(format!("duration {s:?} is out of range")));
     }
     Ok(Duration::from_secs_f64(secs))
 }

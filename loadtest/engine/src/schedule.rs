@@ -5,7 +5,8 @@
 //! stalls cannot slow the sender down and hide the requests it would have
 //! received.
 
-use greenlight_common::duration::{parse_duration, DurationError};
+use greenlight_common::auth::ConfigError;
+use greenlight_common::duration::parse_duration;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,8 +43,8 @@ impl fmt::Display for RateError {
 
 impl std::error::Error for RateError {}
 
-impl From<DurationError> for RateError {
-    fn from(e: DurationError) -> RateError {
+impl From<ConfigError> for RateError {
+    fn from(e: ConfigError) -> RateError {
         RateError(e.0)
     }
 }
