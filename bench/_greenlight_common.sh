@@ -13,8 +13,11 @@ cleanup() {
 trap cleanup EXIT
 
 build_loadtest() {
-    # Release build of the CLI (and the bench examples when asked).
-    nice -n 10 cargo build --release -q -p greenlight-loadtest --bin greenlight "$@" >&2
+    # Release build of the CLI (and, when asked with `--example NAME`, the
+    # engine's bench examples).
+    local examples=()
+    if [[ $# -gt 0 ]]; then examples=(-p greenlight-engine "$@"); fi
+    nice -n 10 cargo build --release -q -p greenlight-cli --bin greenlight "${examples[@]}" >&2
 }
 
 # start_origin COLOR [origin flags...]: starts `greenlight origin` on a free

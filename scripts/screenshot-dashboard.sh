@@ -16,7 +16,7 @@ ensure_apt xvfb xauth x11-apps imagemagick xdotool "${DASHBOARD_APT_PACKAGES[@]}
 
 cd "$ROOT"
 log "building greenlight and greenlight-dashboard"
-nice -n 10 cargo build -q -p greenlight-loadtest --bin greenlight -p greenlight-harness-gui --bin greenlight-dashboard >&2
+nice -n 10 cargo build -q -p greenlight-cli --bin greenlight -p greenlight-harness-gui --bin greenlight-dashboard >&2
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 
 SCRATCH="$(mktemp -d /tmp/greenlight-shot.XXXXXX)"

@@ -10,7 +10,7 @@ if [ -x "$ROOT/scripts/build-spin.sh" ]; then
   "$ROOT/scripts/build-spin.sh"
 fi
 log "building the CLIs the end-to-end tests run (greenlight, greenlight-rollout)"
-cargo build -p greenlight-loadtest --bin greenlight -p greenlight-rollout --bin greenlight-rollout
+cargo build -p greenlight-cli --bin greenlight -p greenlight-rollout --bin greenlight-rollout
 log "cargo test (unit + end-to-end)"
 # Two test threads: each end-to-end test runs its own edge runtime.
 # The default members: the wasm-only crates (edge/*, bench/passthrough-spin)

@@ -14,6 +14,9 @@ pub const HEADER_REASON: &str = "x-greenlight-reason";
 pub const HEADER_DEGRADED: &str = "x-greenlight-degraded";
 /// Request header carrying an API key.
 pub const HEADER_API_KEY: &str = "x-api-key";
+/// Cloudflare's response header naming the request and the data center
+/// (IATA code) that served it: `<id>-<CODE>`, e.g. `8c2d4e6f7a8b9c0d-FRA`.
+pub const CF_RAY: &str = "cf-ray";
 /// Cookie that gives anonymous callers a stable identity for stickiness.
 pub const STICKY_COOKIE: &str = "greenlight-id";
 /// Reserved path prefix of the admin API on the edge.

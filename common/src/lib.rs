@@ -10,6 +10,7 @@ pub mod auth;
 pub mod color;
 pub mod config_error;
 pub mod decide;
+pub mod duration;
 pub mod edge;
 pub mod failover;
 pub mod health;

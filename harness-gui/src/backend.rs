@@ -5,11 +5,11 @@
 use crate::metrics::{self, MetricsView};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
-use loadtest::client::{self as engine, Control};
-use loadtest::recorder::{Recorder, Snapshot};
-use loadtest::sampling::PreviewCredential;
-use loadtest::verdict::Policy;
+use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions};
+use greenlight_engine::client::{self as engine, Control};
+use greenlight_engine::recorder::{Recorder, Snapshot};
+use greenlight_engine::sampling::PreviewCredential;
+use greenlight_verdict::Policy;
 use rollout::audit::{AuditEntry, AuditFile};
 use rollout::synthetic::{self, Sampling, SyntheticLoad};
 use rollout::{
@@ -78,7 +78,7 @@ pub struct LoadRequest {
     /// Share of requests that follow the weight (routing check).
     pub weighted_share: f64,
     /// Certificate trust for an https:// target.
-    pub tls: loadtest::tls::TlsOptions,
+    pub tls: greenlight_engine::tls::TlsOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ struct Shared {
     rollout: Option<mpsc::UnboundedSender<UserCmd>>,
     rollout_base: Option<Snapshot>,
     /// The running load's per-location tracker (changes are marked on it).
-    locations: Option<Arc<loadtest::locations::LocationTracker>>,
+    locations: Option<Arc<greenlight_engine::locations::LocationTracker>>,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {

@@ -33,7 +33,7 @@ struct Cli {
     /// Verdict policy flags, as `greenlight-rollout` spells them (each
     /// overrides the saved policy), e.g. `--metric ttfb`.
     #[command(flatten)]
-    policy: loadtest::policy_args::PolicyArgs,
+    policy: greenlight_verdict::policy_args::PolicyArgs,
     /// Name of the environment variable holding the admin token.
     #[arg(long)]
     token_env: Option<String>,
@@ -47,7 +47,7 @@ struct Cli {
     #[arg(long)]
     start_load: bool,
     #[command(flatten)]
-    transport: loadtest::admin_client::AdminTransportArgs,
+    transport: greenlight_engine::admin_client::AdminTransportArgs,
     /// Window size, e.g. 1600x1000.
     #[arg(long, default_value = "1600x1000")]
     size: String,
@@ -91,7 +91,10 @@ fn main() -> ExitCode {
     let token = settings.resolve_token();
     let admin_options = cli.transport.options();
     if admin_options.tls.insecure {
-        eprintln!("greenlight-dashboard: {}", loadtest::tls::INSECURE_WARNING);
+        eprintln!(
+            "greenlight-dashboard: {}",
+            greenlight_engine::tls::INSECURE_WARNING
+        );
     }
     let audit_path = cli.audit.or_else(AuditFile::default_path);
     let (w, h) = cli
@@ -122,7 +125,7 @@ fn main() -> ExitCode {
             if state.admin_options.tls.insecure {
                 state.notice = Some(harness_gui::app::Notice {
                     level: harness_gui::app::Level::Warning,
-                    text: loadtest::tls::INSECURE_WARNING.into(),
+                    text: greenlight_engine::tls::INSECURE_WARNING.into(),
                 });
             } else if let Some(w) = warning {
                 state.notice = Some(harness_gui::app::Notice {

@@ -6,10 +6,10 @@
 
 use egui_plot::PlotPoint;
 use greenlight_common::Color;
+use greenlight_engine::histogram::{ColorStats, OutcomeCounts, SeenColor, SummaryOf};
+use greenlight_engine::recorder::{comparison_window, window, EngineCounters, Snapshot};
+use greenlight_verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 use hdrhistogram::Histogram;
-use loadtest::histogram::{ColorKey, ColorStats, OutcomeCounts};
-use loadtest::recorder::{comparison_window, window, EngineCounters, Snapshot};
-use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 
 /// Highest percentile the distribution plot reaches (99.999 %).
 pub const MAX_NINES: f64 = 5.0;
@@ -78,7 +78,7 @@ pub struct MetricsView {
     pub window: String,
     pub policy: Policy,
     /// Per location (cf-ray suffix), when the answers name locations.
-    pub locations: Option<loadtest::locations::LocationSummary>,
+    pub locations: Option<greenlight_engine::locations::LocationSummary>,
 }
 
 impl MetricsView {
@@ -114,7 +114,7 @@ pub fn distribution(h: &Histogram<u64>) -> Vec<PlotPoint> {
     out
 }
 
-fn color_view(snap: &Snapshot, stats: &ColorStats, key: ColorKey) -> ColorView {
+fn color_view(snap: &Snapshot, stats: &ColorStats, key: SeenColor) -> ColorView {
     let mut v = ColorView {
         requests: stats.requests(),
         errors: stats.outcomes.errors(),
@@ -170,14 +170,14 @@ pub fn build(
     comparison: bool,
 ) -> MetricsView {
     let colors = window(snap, base);
-    let blue = color_view(snap, &colors[ColorKey::Blue.index()], ColorKey::Blue);
-    let green = color_view(snap, &colors[ColorKey::Green.index()], ColorKey::Green);
+    let blue = color_view(snap, &colors[SeenColor::Blue.index()], SeenColor::Blue);
+    let green = color_view(snap, &colors[SeenColor::Green.index()], SeenColor::Green);
     let judged = if comparison {
         comparison_window(snap, base)
     } else {
         colors.clone()
     };
-    let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+    let (bk, ck) = (SeenColor::from(active), SeenColor::from(active.other()));
     let b = ColorSummary::of_color(&judged[bk.index()], bk);
     let c = ColorSummary::of_color(&judged[ck.index()], ck);
     let any = b.requests + c.requests > 0;
@@ -185,7 +185,7 @@ pub fn build(
         elapsed_s: snap.elapsed.as_secs_f64(),
         blue,
         green,
-        unknown_requests: colors[ColorKey::Unknown.index()].requests(),
+        unknown_requests: colors[SeenColor::Unknown.index()].requests(),
         counters: snap.counters,
         judgement: any.then(|| judge(policy, &b, &c)),
         sequential: any.then(|| judge_sequential(policy, &b, &c)),
@@ -211,11 +211,11 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadtest::histogram::{Outcome, Sample};
-    use loadtest::recorder::Recorder;
+    use greenlight_engine::histogram::{RequestOutcome, Sample};
+    use greenlight_engine::recorder::Recorder;
     use std::time::Duration;
 
-    fn sample(color: ColorKey, ms: u64, ok: bool) -> Sample {
+    fn sample(color: SeenColor, ms: u64, ok: bool) -> Sample {
         Sample {
             color,
             latency: Duration::from_millis(ms),
@@ -223,9 +223,9 @@ mod tests {
             ttfb: Duration::from_millis(ms / 2),
             events_per_s: None,
             outcome: if ok {
-                Outcome::Status(200)
+                RequestOutcome::Status(200)
             } else {
-                Outcome::Status(503)
+                RequestOutcome::Status(503)
             },
             epoch: Some(1),
         }
@@ -248,13 +248,13 @@ mod tests {
     fn lines_windows_and_verdicts() {
         let r = Recorder::new();
         for i in 0..1000 {
-            r.record(i, &sample(ColorKey::Blue, 10 + i % 5, true));
+            r.record(i, &sample(SeenColor::Blue, 10 + i % 5, true));
         }
         r.tick_at(Duration::from_secs(1));
         let base = r.snapshot();
         for i in 0..1000 {
-            r.record(i, &sample(ColorKey::Blue, 10 + i % 5, true));
-            r.record(i, &sample(ColorKey::Green, 30 + i % 5, i % 10 != 0));
+            r.record(i, &sample(SeenColor::Blue, 10 + i % 5, true));
+            r.record(i, &sample(SeenColor::Green, 30 + i % 5, i % 10 != 0));
         }
         r.tick_at(Duration::from_secs(2));
         let snap = r.snapshot();
@@ -277,7 +277,7 @@ mod tests {
         assert!(all.green.ttfb_quantiles_ms[2] < all.green.quantiles_ms[2]);
         assert_eq!(all.green.events_per_s, None);
         let j = all.judgement.as_ref().unwrap();
-        assert_eq!(j.verdict, loadtest::verdict::Verdict::Fail);
+        assert_eq!(j.verdict, greenlight_verdict::Verdict::Fail);
 
         let since = build(&snap, Some(&base), &Policy::default(), Color::Blue, false);
         assert_eq!((since.blue.requests, since.green.requests), (1000, 1000));

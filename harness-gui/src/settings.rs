@@ -2,14 +2,14 @@
 //! config directory). The admin token is never stored: only the *name* of
 //! the environment variable that holds it.
 
-use loadtest::verdict::Policy;
+use greenlight_verdict::Policy;
 use rollout::{OnInconclusive, RolloutPlan};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Environment variable read for the admin token unless the settings name another.
-pub const DEFAULT_TOKEN_ENV: &str = loadtest::admin_client::TOKEN_ENV;
+pub const DEFAULT_TOKEN_ENV: &str = greenlight_engine::admin_client::TOKEN_ENV;
 
 /// Load controls (what the "Load" panel starts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,9 +42,9 @@ impl Default for LoadSettings {
             rate: 200.0,
             users: 0,
             scenario: String::new(),
-            preview_key_env: loadtest::sampling::PREVIEW_KEY_ENV.into(),
-            preview_jwt_env: loadtest::sampling::PREVIEW_JWT_ENV.into(),
-            weighted_share: loadtest::sampling::DEFAULT_WEIGHTED_SHARE,
+            preview_key_env: greenlight_engine::sampling::PREVIEW_KEY_ENV.into(),
+            preview_jwt_env: greenlight_engine::sampling::PREVIEW_JWT_ENV.into(),
+            weighted_share: greenlight_engine::sampling::DEFAULT_WEIGHTED_SHARE,
         }
     }
 }
@@ -160,9 +160,11 @@ impl Settings {
 
     /// The preview credential from the configured environment variables
     /// (never stored), or why there is none.
-    pub fn resolve_preview(&self) -> Result<loadtest::sampling::PreviewCredential, String> {
+    pub fn resolve_preview(
+        &self,
+    ) -> Result<greenlight_engine::sampling::PreviewCredential, String> {
         let (k, j) = (&self.load.preview_key_env, &self.load.preview_jwt_env);
-        match loadtest::sampling::PreviewCredential::from_env(k, j) {
+        match greenlight_engine::sampling::PreviewCredential::from_env(k, j) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(rollout::synthetic::missing_credential(k, j)),
             Err(e) => Err(e),

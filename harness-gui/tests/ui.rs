@@ -9,7 +9,7 @@ use harness_gui::app::AppState;
 use harness_gui::backend::{Backend, Intervals};
 use harness_gui::settings::Settings;
 use harness_gui::Dashboard;
-use rollout::audit::{AuditFile, Outcome};
+use rollout::audit::{AuditFile, AuditOutcome};
 use rollout::OnInconclusive;
 use std::time::{Duration, Instant};
 
@@ -166,7 +166,7 @@ fn promote_then_rollback_through_the_buttons() {
     assert_eq!(bad, 0);
     let changes: Vec<_> = entries
         .iter()
-        .filter(|e| e.outcome != Outcome::Info)
+        .filter(|e| e.outcome != AuditOutcome::Info)
         .collect();
     assert_eq!(changes.len(), 2);
     assert_eq!(
@@ -187,7 +187,7 @@ fn promote_then_rollback_through_the_buttons() {
     );
     assert!(changes
         .iter()
-        .all(|e| e.outcome == Outcome::Ok && e.actor == "tester@dashboard"));
+        .all(|e| e.outcome == AuditOutcome::Ok && e.actor == "tester@dashboard"));
     // ... and the audit panel shows them.
     assert!(shows(&h, "1->2"));
 }

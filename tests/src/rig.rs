@@ -4,7 +4,7 @@
 use crate::fixtures::{self, ADMIN_TOKEN, APP_KEY};
 use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use greenlight_common::admin::StateView;
-use loadtest::origin::{Behavior, Origin};
+use greenlight_test_origin::{Behavior, Origin};
 use reqwest::{Client, RequestBuilder, Response};
 use std::time::Duration;
 
@@ -96,7 +96,7 @@ impl Rig {
     }
 
     /// What both origins recorded since their last reset (blue's first).
-    pub fn received(&self) -> Vec<loadtest::origin::RecordedRequest> {
+    pub fn received(&self) -> Vec<greenlight_test_origin::RecordedRequest> {
         let mut all = self.blue.recent();
         all.extend(self.green.recent());
         all

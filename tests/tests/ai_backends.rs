@@ -10,8 +10,8 @@ use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
 use greenlight_e2e::rig::{header, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime, Server};
+use greenlight_test_origin::{Behavior, SseStream};
 use jsonwebtoken::Algorithm;
-use loadtest::origin::{Behavior, SseStream};
 use std::time::{Duration, Instant};
 
 const BLUE_KEY: &str = "sk-blue-0a1b2c3d4e5f";
@@ -230,7 +230,7 @@ async fn stream_cut(rig: Rig) {
         }
         assert_eq!(
             String::from_utf8_lossy(&body),
-            loadtest::origin::sse_chunk(&color, 0),
+            greenlight_test_origin::sse_chunk(&color, 0),
             "{} ({})",
             runtime.name(),
             server.name()
@@ -549,7 +549,7 @@ async fn the_load_measures_time_to_first_token_per_color(runtime: Runtime) {
     let body = dir.path().join("chat.json");
     std::fs::write(&body, CHAT).unwrap();
     let (json, hlog) = (dir.path().join("run.json"), dir.path().join("run.hlog"));
-    let greenlight = greenlight_e2e::process::built_binary("greenlight", "greenlight-loadtest");
+    let greenlight = greenlight_e2e::process::built_binary("greenlight", "greenlight-cli");
     let url = rig.url("/v1/chat/completions");
     let load = {
         let (greenlight, body, json, hlog) = (greenlight.clone(), body, json.clone(), hlog.clone());
@@ -564,7 +564,7 @@ async fn the_load_measures_time_to_first_token_per_color(runtime: Runtime) {
                 .arg(&json)
                 .arg("--hlog")
                 .arg(&hlog)
-                .env(loadtest::sampling::PREVIEW_KEY_ENV, QA_KEY)
+                .env(greenlight_engine::sampling::PREVIEW_KEY_ENV, QA_KEY)
                 .output()
                 .unwrap()
         })

@@ -15,9 +15,9 @@ use greenlight_common::{Color, Phase};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY};
 use greenlight_e2e::process::built_binary;
 use greenlight_e2e::{RunningEdge, Runtime};
-use loadtest::admin_client::{AdminClient, TOKEN_ENV};
-use loadtest::origin::{Behavior, LatencyDist, Origin};
-use loadtest::sampling::PREVIEW_KEY_ENV;
+use greenlight_engine::admin_client::{AdminClient, TOKEN_ENV};
+use greenlight_engine::sampling::PREVIEW_KEY_ENV;
+use greenlight_test_origin::{Behavior, LatencyDist, Origin};
 
 greenlight_e2e::for_each_runtime!(
     slower_green_is_rolled_back_at_the_first_step,

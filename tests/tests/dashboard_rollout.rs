@@ -19,13 +19,13 @@ use egui_kittest::Harness;
 use greenlight_common::Color;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, QA_KEY};
 use greenlight_e2e::Runtime;
+use greenlight_engine::admin_client::AdminClient;
+use greenlight_engine::sampling::PreviewCredential;
+use greenlight_test_origin::{Behavior, LatencyDist, Origin};
 use harness_gui::app::AppState;
 use harness_gui::backend::{Backend, Intervals};
 use harness_gui::settings::Settings;
 use harness_gui::Dashboard;
-use loadtest::admin_client::AdminClient;
-use loadtest::origin::{Behavior, LatencyDist, Origin};
-use loadtest::sampling::PreviewCredential;
 use rollout::audit::AuditFile;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ fn rollout(
 ) -> (
     Vec<String>,
     greenlight_common::admin::StateView,
-    loadtest::locations::LocationSummary,
+    greenlight_engine::locations::LocationSummary,
 ) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,7 +187,10 @@ fn rollout(
 
 /// Every change the rollout made is measured from its acknowledgement at
 /// the one location, which then served the new epoch.
-fn changes_are_acknowledged(locations: &loadtest::locations::LocationSummary, changes: usize) {
+fn changes_are_acknowledged(
+    locations: &greenlight_engine::locations::LocationSummary,
+    changes: usize,
+) {
     assert!(locations.changes.len() >= changes, "{locations:#?}");
     assert!(
         locations.changes.iter().all(|c| c.acknowledged),
@@ -197,7 +200,7 @@ fn changes_are_acknowledged(locations: &loadtest::locations::LocationSummary, ch
 }
 
 /// FRA answered with the epoch of the last change.
-fn served_the_last_change(locations: &loadtest::locations::LocationSummary) -> bool {
+fn served_the_last_change(locations: &greenlight_engine::locations::LocationSummary) -> bool {
     let last = locations.changes.last().map(|c| c.epoch).unwrap_or(0);
     locations.locations.get("FRA").is_some_and(|fra| {
         fra.convergence

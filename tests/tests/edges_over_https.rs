@@ -9,9 +9,9 @@ use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY};
 use greenlight_e2e::pki::TestPki;
 use greenlight_e2e::process::built_binary;
 use greenlight_e2e::{EdgeTls, Runtime};
-use loadtest::admin_client::{AdminClient, AdminError, AdminOptions, TOKEN_ENV};
-use loadtest::origin::{Behavior, Origin};
-use loadtest::tls::TlsOptions;
+use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions, TOKEN_ENV};
+use greenlight_engine::tls::TlsOptions;
+use greenlight_test_origin::{Behavior, Origin};
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -20,7 +20,7 @@ greenlight_e2e::for_each_runtime!(release_over_https);
 fn greenlight_bin() -> PathBuf {
     match std::env::var("GREENLIGHT_BIN") {
         Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
+        Err(_) => built_binary("greenlight", "greenlight-cli"),
     }
 }
 

@@ -8,8 +8,8 @@ use greenlight_e2e::fixtures::{self, APP_KEY, QA_KEY};
 use greenlight_e2e::process::free_port;
 use greenlight_e2e::rig::{header, Rig};
 use greenlight_e2e::Runtime;
+use greenlight_test_origin::{Behavior, LatencyDist};
 use jsonwebtoken::Algorithm;
-use loadtest::origin::{Behavior, LatencyDist};
 use reqwest::{Response, StatusCode};
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 fn greenlight_bin() -> PathBuf {
     match std::env::var("GREENLIGHT_BIN") {
         Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
+        Err(_) => built_binary("greenlight", "greenlight-cli"),
     }
 }
 
@@ -48,7 +48,8 @@ async fn run(runtime: Runtime, green_latency: &str) -> (i32, String) {
         .await
         .unwrap();
     let admin =
-        loadtest::admin_client::AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into())).unwrap();
+        greenlight_engine::admin_client::AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into()))
+            .unwrap();
     admin
         .set_weight(50.0, None, "load verdict e2e")
         .await

@@ -6,11 +6,11 @@
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
 use greenlight_e2e::process::built_binary;
 use greenlight_e2e::Runtime;
-use loadtest::admin_client::AdminClient;
-use loadtest::client::{self, Control, LoadConfig};
-use loadtest::histogram::ColorKey;
-use loadtest::origin::{Behavior, Origin};
-use loadtest::recorder::Recorder;
+use greenlight_engine::admin_client::AdminClient;
+use greenlight_engine::client::{self, Control, LoadConfig};
+use greenlight_engine::histogram::SeenColor;
+use greenlight_engine::recorder::Recorder;
+use greenlight_test_origin::{Behavior, Origin};
 use std::time::Duration;
 
 greenlight_e2e::for_each_runtime!(convergence_per_location);
@@ -47,7 +47,7 @@ async fn convergence_per_location(runtime: Runtime) {
     assert_eq!(s.changes.len(), 1);
     assert!(s.changes[0].acknowledged && s.changes[0].epoch == after.state.epoch);
     assert!((1.0..3.0).contains(&s.changes[0].at_s), "{s:?}");
-    for (code, color) in [("FRA", ColorKey::Blue), ("AMS", ColorKey::Green)] {
+    for (code, color) in [("FRA", SeenColor::Blue), ("AMS", SeenColor::Green)] {
         let loc = &s.locations[code];
         assert!(loc.requests[&color] > 5, "{code}: {loc:?}");
         assert_eq!(loc.requests.len(), 1, "{code} serves one color: {loc:?}");
@@ -68,7 +68,7 @@ async fn convergence_per_location(runtime: Runtime) {
     // header, relayed by the edge); the JSON report carries the table.
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let out = tokio::process::Command::new(built_binary("greenlight", "greenlight-loadtest"))
+    let out = tokio::process::Command::new(built_binary("greenlight", "greenlight-cli"))
         .args([
             "load",
             &format!("{}/public/loc", edge.base_url),

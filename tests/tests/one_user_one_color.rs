@@ -13,8 +13,8 @@ use greenlight_common::{Color, RolloutState};
 use greenlight_e2e::fixtures::{self, APP_KEY, QA_KEY};
 use greenlight_e2e::rig::{header, Rig};
 use greenlight_e2e::Runtime;
+use greenlight_test_origin::Behavior;
 use jsonwebtoken::Algorithm;
-use loadtest::origin::Behavior;
 use reqwest::Response;
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,7 @@ use greenlight_e2e::fixtures::{ADMIN_TOKEN, APP_KEY};
 use greenlight_e2e::raw::{self, RawResponse};
 use greenlight_e2e::rig::Rig;
 use greenlight_e2e::Runtime;
-use loadtest::origin::RecordedRequest;
+use greenlight_test_origin::RecordedRequest;
 
 /// The table: under `/public` to the edge, `/api/hello` to an
 /// origin that decodes `%2F` / reads `\` as `/` and then resolves `..`.

@@ -46,9 +46,9 @@ use greenlight_common::admin::IsolateView;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, AUDIENCE, ISSUER};
 use greenlight_e2e::process::ProcStat;
 use greenlight_e2e::{RunningEdge, Runtime};
+use greenlight_engine::admin_client::AdminClient;
+use greenlight_test_origin::{Behavior, LatencyDist, Origin, Stall};
 use jsonwebtoken::Algorithm;
-use loadtest::admin_client::AdminClient;
-use loadtest::origin::{Behavior, LatencyDist, Origin, Stall};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -446,7 +446,8 @@ async fn soak(runtime: Runtime, plan: Plan) {
         .await
         .unwrap_or_else(|e| panic!("starting the {} edge: {e:#}", runtime.name()));
     let admin =
-        loadtest::admin_client::AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into())).unwrap();
+        greenlight_engine::admin_client::AdminClient::new(&edge.base_url, Some(ADMIN_TOKEN.into()))
+            .unwrap();
     // A 50 % canary: both colors live, so a stalled green fails over to blue.
     admin.set_weight(50.0, None, "soak").await.unwrap();
 

@@ -6,14 +6,14 @@
 
 use greenlight_e2e::pki::{CertFiles, TestPki};
 use greenlight_e2e::process::built_binary;
+use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions};
+use greenlight_engine::client::{self, Control, LoadConfig, Mode};
+use greenlight_engine::histogram::SeenColor;
+use greenlight_engine::recorder::Recorder;
+use greenlight_engine::tls::TlsOptions;
+use greenlight_engine::transport::{HttpOptions, Pool, Protocol};
+use greenlight_test_origin::{Behavior, Origin};
 use http::{HeaderMap, Method, Uri};
-use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
-use loadtest::client::{self, Control, LoadConfig, Mode};
-use loadtest::histogram::ColorKey;
-use loadtest::origin::{Behavior, Origin};
-use loadtest::recorder::Recorder;
-use loadtest::tls::TlsOptions;
-use loadtest::transport::{HttpOptions, Pool, Protocol};
 use reqwest::Url;
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,7 +23,7 @@ use std::time::Duration;
 fn greenlight_bin() -> PathBuf {
     match std::env::var("GREENLIGHT_BIN") {
         Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
+        Err(_) => built_binary("greenlight", "greenlight-cli"),
     }
 }
 
@@ -79,12 +79,12 @@ async fn load_over_h2_and_h1_with_resumption() {
         .await
         .unwrap();
     let snap = rec.snapshot();
-    assert_eq!(snap.color(ColorKey::Unknown).outcomes.s2xx, 400);
+    assert_eq!(snap.color(SeenColor::Unknown).outcomes.s2xx, 400);
     let c = &end.connections;
     assert!(c.tls && !c.insecure);
     assert_eq!(c.opened_http1, 0);
     assert!((1..=2).contains(&c.opened_http2), "{c:?}");
-    assert_eq!(c.protocols[&ColorKey::Unknown]["HTTP/2"], 400);
+    assert_eq!(c.protocols[&SeenColor::Unknown]["HTTP/2"], 400);
     assert!(c.handshake_ms.p50 > 0.0 && c.failed == 0);
     assert_eq!(h2.hits(), 400);
 
@@ -98,7 +98,7 @@ async fn load_over_h2_and_h1_with_resumption() {
         .await
         .unwrap();
     let c = &end.connections;
-    assert_eq!(c.protocols[&ColorKey::Unknown]["HTTP/1.1"], 400);
+    assert_eq!(c.protocols[&SeenColor::Unknown]["HTTP/1.1"], 400);
     assert!(
         (1..=4).contains(&c.opened_http1) && c.opened_http2 == 0,
         "{c:?}"

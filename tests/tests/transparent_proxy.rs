@@ -16,7 +16,7 @@ use greenlight_e2e::process::free_port;
 use greenlight_e2e::raw::{self, RawOrigin};
 use greenlight_e2e::rig::{header, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime};
-use loadtest::origin::{Behavior, Origin, RecordedRequest};
+use greenlight_test_origin::{Behavior, Origin, RecordedRequest};
 use reqwest::{redirect, Client, Response};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
@@ -697,7 +697,7 @@ async fn the_origin_timeout_ends_with_the_response_headers(runtime: Runtime) {
     assert_eq!(got.body_len, 30);
     // The timeout itself still holds: no headers within it is a failure.
     let slow = Behavior {
-        latency: loadtest::origin::LatencyDist::Fixed(Duration::from_millis(2500)),
+        latency: greenlight_test_origin::LatencyDist::Fixed(Duration::from_millis(2500)),
         ..Behavior::default()
     };
     let rig = Rig::start_with(runtime, slow, Behavior::default(), |s| {

@@ -3,7 +3,7 @@
 //! panel and appended as JSON lines to a file so a rollout can be
 //! reconstructed afterwards.
 
-use loadtest::admin_client::AdminError;
+use greenlight_engine::admin_client::AdminError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum AuditOutcome {
     Ok,
     /// 409: someone else changed the state first, or the phase forbids it.
     Conflict,
@@ -26,24 +26,24 @@ pub enum Outcome {
     Info,
 }
 
-impl Outcome {
-    pub fn of(e: &AdminError) -> Outcome {
+impl AuditOutcome {
+    pub fn of(e: &AdminError) -> AuditOutcome {
         match e {
-            AdminError::Conflict(_) => Outcome::Conflict,
-            AdminError::Unauthorized { .. } => Outcome::Unauthorized,
-            AdminError::Transport(_) => Outcome::Unreachable,
-            _ => Outcome::Error,
+            AdminError::Conflict(_) => AuditOutcome::Conflict,
+            AdminError::Unauthorized { .. } => AuditOutcome::Unauthorized,
+            AdminError::Transport(_) => AuditOutcome::Unreachable,
+            _ => AuditOutcome::Error,
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::Conflict => "conflict",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Error => "error",
-            Outcome::Info => "info",
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Conflict => "conflict",
+            AuditOutcome::Unauthorized => "unauthorized",
+            AuditOutcome::Unreachable => "unreachable",
+            AuditOutcome::Error => "error",
+            AuditOutcome::Info => "info",
         }
     }
 }
@@ -58,7 +58,7 @@ pub struct AuditEntry {
     pub action: String,
     pub epoch_before: Option<u64>,
     pub epoch_after: Option<u64>,
-    pub outcome: Outcome,
+    pub outcome: AuditOutcome,
     /// Reason sent, or the error.
     pub detail: String,
     /// On success: the state the edge committed and answered with (phase,
@@ -104,13 +104,13 @@ impl AuditEntry {
     ) -> AuditEntry {
         let committed = result.as_ref().ok().map(committed_summary);
         let (epoch_after, outcome, detail) = match result {
-            Ok(v) => (Some(v.state.epoch), Outcome::Ok, reason.to_string()),
+            Ok(v) => (Some(v.state.epoch), AuditOutcome::Ok, reason.to_string()),
             Err(e) => {
                 let after = match e {
                     AdminError::Conflict(p) => p.current_epoch,
                     _ => None,
                 };
-                (after, Outcome::of(e), e.to_string())
+                (after, AuditOutcome::of(e), e.to_string())
             }
         };
         AuditEntry {
@@ -138,7 +138,7 @@ impl AuditEntry {
             action: action.into(),
             epoch_before: epoch,
             epoch_after: epoch,
-            outcome: Outcome::Info,
+            outcome: AuditOutcome::Info,
             detail: detail.into(),
             committed: None,
         }
@@ -250,7 +250,7 @@ mod tests {
         );
         assert_eq!(
             (ok.epoch_before, ok.epoch_after, ok.outcome),
-            (Some(7), Some(8), Outcome::Ok)
+            (Some(7), Some(8), AuditOutcome::Ok)
         );
         assert_eq!(ok.detail, "looks good");
         // The line records what the edge committed, not what was asked.
@@ -272,7 +272,7 @@ mod tests {
         );
         assert_eq!(
             (conflict.epoch_after, conflict.outcome, conflict.committed),
-            (Some(5), Outcome::Conflict, None)
+            (Some(5), AuditOutcome::Conflict, None)
         );
         let down = AuditEntry::for_change(
             "ann",
@@ -281,7 +281,7 @@ mod tests {
             &Err(AdminError::Transport("refused".into())),
             "",
         );
-        assert_eq!(down.outcome, Outcome::Unreachable);
+        assert_eq!(down.outcome, AuditOutcome::Unreachable);
         assert!(down.detail.contains("cannot reach"));
     }
 

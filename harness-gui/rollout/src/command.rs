@@ -1,7 +1,7 @@
 //! The admin calls the controller asks for, and how one is made.
 
 use greenlight_common::admin::{AdminRoute, ChangeRequest, StateView};
-use loadtest::admin_client::{AdminClient, AdminError};
+use greenlight_engine::admin_client::{AdminClient, AdminError};
 
 /// An admin call the controller wants made.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,13 +9,13 @@ use crate::command::Command;
 use crate::plan::{OnInconclusive, RolloutPlan};
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::AdminError;
-use loadtest::verdict::{Judgement, Verdict};
+use greenlight_engine::admin_client::AdminError;
+use greenlight_verdict::{Judgement, Verdict};
 use std::time::Duration;
 
 /// Which analysis the controller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Look {
+pub enum Analysis {
     /// A look during the dwell: anytime-valid (sequential) analysis, which
     /// may stop the rollout early on clear evidence of a regression.
     Live,
@@ -272,7 +272,7 @@ impl Controller {
     pub fn poll(
         &mut self,
         now: Duration,
-        judge: &mut dyn FnMut(Look) -> Judgement,
+        judge: &mut dyn FnMut(Analysis) -> Judgement,
     ) -> Option<Command> {
         self.now = now;
         if !matches!(self.stage, Stage::Waiting { .. } | Stage::Done(_)) {
@@ -357,7 +357,7 @@ impl Controller {
         step: usize,
         since: Duration,
         extensions: u32,
-        judge: &mut dyn FnMut(Look) -> Judgement,
+        judge: &mut dyn FnMut(Analysis) -> Judgement,
     ) -> Option<Command> {
         let epoch = self.epoch?;
         let n = self.plan.steps.len();
@@ -365,7 +365,7 @@ impl Controller {
         if let Some(why) = self.edge_unhealthy.take() {
             return self.rollback(epoch, format!("{at}: {why}"));
         }
-        let live = judge(Look::Live);
+        let live = judge(Analysis::Live);
         let live_fail = live.verdict == Verdict::Fail;
         let live_reasons = live.reasons.clone();
         self.last = Some(live);
@@ -376,7 +376,7 @@ impl Controller {
         if now.saturating_sub(since) < self.plan.dwell {
             return None;
         }
-        let end = judge(Look::EndOfStep);
+        let end = judge(Analysis::EndOfStep);
         let verdict = end.verdict;
         let reasons = end.reasons.clone();
         self.last = Some(end);
@@ -687,12 +687,12 @@ impl Controller {
         };
         let age = now.saturating_sub(self.step_since).as_secs_f64();
         let eta = (age >= 1.0)
-            .then(|| loadtest::sampling::time_to_min_samples(min, have, have as f64 / age))
+            .then(|| greenlight_engine::sampling::time_to_min_samples(min, have, have as f64 / age))
             .flatten();
         match eta {
             Some(d) => format!(
                 "; {who} has {have} of {min} samples, the minimum in ~{} at this rate",
-                loadtest::sampling::human_duration(d)
+                greenlight_engine::sampling::human_duration(d)
             ),
             None => format!("; {who} has {have} of {min} samples, none arriving yet"),
         }
@@ -751,7 +751,7 @@ mod tests {
     use super::*;
     use greenlight_common::admin::Problem;
     use greenlight_common::RolloutState;
-    use loadtest::verdict::Policy;
+    use greenlight_verdict::Policy;
 
     fn plan(steps: &[f64], ext: u32, on: OnInconclusive) -> RolloutPlan {
         RolloutPlan::new(
@@ -825,7 +825,7 @@ mod tests {
     fn run(
         c: &mut Controller,
         edge: &mut Edge,
-        mut verdicts: impl FnMut(f64, Look) -> Verdict,
+        mut verdicts: impl FnMut(f64, Analysis) -> Verdict,
         max_ticks: u32,
     ) -> Vec<String> {
         let mut made = Vec::new();
@@ -929,7 +929,7 @@ mod tests {
             &mut c,
             &mut edge,
             |w, look| {
-                if w >= 25.0 && look == Look::Live {
+                if w >= 25.0 && look == Analysis::Live {
                     Verdict::Fail
                 } else {
                     Verdict::Pass
@@ -961,7 +961,7 @@ mod tests {
             &mut c,
             &mut edge,
             |_, look| {
-                if look == Look::EndOfStep {
+                if look == Analysis::EndOfStep {
                     Verdict::Fail
                 } else {
                     Verdict::Inconclusive
@@ -1011,14 +1011,14 @@ mod tests {
         let mut edge = Edge::new();
         run(&mut c, &mut edge, |_, _| Verdict::Pass, 3);
         c.pause("operator");
-        let judged = |_: Look| -> Judgement { panic!("no analysis while paused") };
+        let judged = |_: Analysis| -> Judgement { panic!("no analysis while paused") };
         let mut judged = judged;
         for t in 3..40 {
             assert_eq!(c.poll(Duration::from_secs(t), &mut judged), None);
         }
         c.resume(Duration::from_secs(40));
         // The dwell restarts at 40 s: nothing before 50 s.
-        let mut pass = |_: Look| verdict(Verdict::Pass);
+        let mut pass = |_: Analysis| verdict(Verdict::Pass);
         assert_eq!(c.poll(Duration::from_secs(45), &mut pass), None);
         let cmd = c.poll(Duration::from_secs(50), &mut pass).unwrap();
         assert_eq!(cmd.action(), "weight 100%");
@@ -1054,7 +1054,7 @@ mod tests {
             view
         };
         c.observe_state(&reported(true, 7));
-        let mut pass = |_: Look| verdict(Verdict::Pass);
+        let mut pass = |_: Analysis| verdict(Verdict::Pass);
         let cmd = c.poll(Duration::from_secs(4), &mut pass).unwrap();
         assert_eq!(cmd.action(), "rollback");
         assert!(
@@ -1141,7 +1141,7 @@ mod tests {
     fn transport_errors_are_retried_then_fail() {
         let mut c = Controller::new(plan(&[5.0], 0, OnInconclusive::Pause));
         c.observe_state(&Edge::new().view());
-        let mut pass = |_: Look| verdict(Verdict::Pass);
+        let mut pass = |_: Analysis| verdict(Verdict::Pass);
         let first = c.poll(Duration::ZERO, &mut pass).unwrap();
         let down = Err(AdminError::Transport("connection refused".into()));
         c.on_result(Duration::ZERO, &down);
@@ -1160,7 +1160,7 @@ mod tests {
         run(&mut c, &mut edge, |_, _| Verdict::Inconclusive, 1);
         assert_eq!(c.steps_started(), 1);
         // 4 s into the step: 20 candidate samples, 5 a second; 180 to go.
-        let mut short = |_: Look| Judgement {
+        let mut short = |_: Analysis| Judgement {
             baseline_requests: 2000,
             candidate_requests: 20,
             ..verdict(Verdict::Inconclusive)
@@ -1171,7 +1171,7 @@ mod tests {
             h.contains("the candidate has 20 of 200 samples, the minimum in ~36 s"),
             "{h}"
         );
-        let mut none = |_: Look| verdict(Verdict::Inconclusive);
+        let mut none = |_: Analysis| verdict(Verdict::Inconclusive);
         c.poll(Duration::from_secs(5), &mut none);
         let h = c.status(Duration::from_secs(5)).headline;
         assert!(h.contains("has 0 of 200 samples, none arriving yet"), "{h}");

@@ -9,10 +9,10 @@ use crate::plan::format_steps;
 use crate::synthetic::Sampling;
 use greenlight_common::admin::StateView;
 use greenlight_common::Color;
-use loadtest::admin_client::{AdminClient, AdminError};
-use loadtest::recorder::Snapshot;
-use loadtest::routing_check::RoutingCheck;
-use loadtest::sampling::fallback_notice;
+use greenlight_engine::admin_client::{AdminClient, AdminError};
+use greenlight_engine::recorder::Snapshot;
+use greenlight_engine::sampling::fallback_notice;
+use greenlight_verdict::routing_check::RoutingCheck;
 use std::time::{Duration, Instant};
 
 /// Operator commands for a running rollout.

@@ -3,13 +3,13 @@
 //! verdict compares the comparison samples (equal per color, whatever the
 //! weight); otherwise every request the recorder saw.
 
-use crate::controller::{no_evidence, Look};
+use crate::controller::{no_evidence, Analysis};
 use crate::synthetic::Sampling;
 use greenlight_common::Color;
-use loadtest::histogram::ColorKey;
-use loadtest::recorder::{comparison_window, weighted_window, window, Recorder, Snapshot};
-use loadtest::routing_check::RoutingCheck;
-use loadtest::verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
+use greenlight_engine::histogram::{SeenColor, SummaryOf};
+use greenlight_engine::recorder::{comparison_window, weighted_window, window, Recorder, Snapshot};
+use greenlight_verdict::routing_check::RoutingCheck;
+use greenlight_verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
 use std::sync::Arc;
 
 pub struct Evidence {
@@ -51,7 +51,7 @@ impl Evidence {
     }
 
     /// The judgement of the candidate against `active`.
-    pub fn judge(&self, look: Look, policy: &Policy, active: Color) -> Judgement {
+    pub fn judge(&self, look: Analysis, policy: &Policy, active: Color) -> Judgement {
         let Some(rec) = &self.recorder else {
             return no_evidence("no load is being measured, so there is no evidence");
         };
@@ -61,12 +61,12 @@ impl Evidence {
         } else {
             window(&now, self.base.as_ref())
         };
-        let (bk, ck) = (ColorKey::from(active), ColorKey::from(active.other()));
+        let (bk, ck) = (SeenColor::from(active), SeenColor::from(active.other()));
         let base = ColorSummary::of_color(&colors[bk.index()], bk);
         let cand = ColorSummary::of_color(&colors[ck.index()], ck);
         match look {
-            Look::Live => judge_sequential(policy, &base, &cand),
-            Look::EndOfStep => judge(policy, &base, &cand),
+            Analysis::Live => judge_sequential(policy, &base, &cand),
+            Analysis::EndOfStep => judge(policy, &base, &cand),
         }
     }
 
@@ -84,8 +84,8 @@ impl Evidence {
         let now = self.recorder.as_ref()?.snapshot();
         let counts = weighted_window(&now, self.base.as_ref());
         let (ci, ai) = (
-            ColorKey::from(candidate).index(),
-            ColorKey::from(candidate.other()).index(),
+            SeenColor::from(candidate).index(),
+            SeenColor::from(candidate.other()).index(),
         );
         let Some(epoch) = epoch else {
             return RoutingCheck::of(weight_percent, counts[ci], counts[ci] + counts[ai], alpha);
@@ -105,18 +105,18 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadtest::histogram::{Outcome, Sample};
-    use loadtest::sampling::Purpose;
+    use greenlight_engine::histogram::{RequestOutcome, Sample};
+    use greenlight_engine::sampling::Purpose;
     use std::time::Duration;
 
-    fn answer(color: ColorKey, epoch: u64) -> Sample {
+    fn answer(color: SeenColor, epoch: u64) -> Sample {
         Sample {
             color,
             latency: Duration::from_millis(4),
             service: Duration::from_millis(4),
             ttfb: Duration::from_millis(2),
             events_per_s: None,
-            outcome: Outcome::Status(200),
+            outcome: RequestOutcome::Status(200),
             epoch: Some(epoch),
         }
     }
@@ -126,7 +126,7 @@ mod tests {
         let rec = Recorder::new();
         // Before the step: answers of epoch 2 are not in its window.
         for seq in 0..40 {
-            rec.record_for(seq, &answer(ColorKey::Green, 2), Purpose::Weighted);
+            rec.record_for(seq, &answer(SeenColor::Green, 2), Purpose::Weighted);
         }
         let sampling = Sampling::Comparison {
             weighted_share: 0.1,
@@ -136,17 +136,21 @@ mod tests {
         // and comparison answers, which are no sample of the split.
         for seq in 100..200 {
             let color = if seq % 4 == 0 {
-                ColorKey::Green
+                SeenColor::Green
             } else {
-                ColorKey::Blue
+                SeenColor::Blue
             };
             rec.record_for(seq, &answer(color, 3), Purpose::Weighted);
-            rec.record_for(seq + 1000, &answer(ColorKey::Green, 3), Purpose::Comparison);
+            rec.record_for(
+                seq + 1000,
+                &answer(SeenColor::Green, 3),
+                Purpose::Comparison,
+            );
         }
         // A location already on the next state (50 %), before the
         // acknowledgement reached the harness.
         for seq in 200..240 {
-            rec.record_for(seq, &answer(ColorKey::Green, 4), Purpose::Weighted);
+            rec.record_for(seq, &answer(SeenColor::Green, 4), Purpose::Weighted);
         }
         let check = evidence
             .routing_check(25.0, Color::Green, Some(3), 0.01)

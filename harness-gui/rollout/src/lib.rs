@@ -21,7 +21,7 @@ pub mod plan;
 pub mod synthetic;
 
 pub use command::Command;
-pub use controller::{Controller, Finish, Look, RolloutStatus};
+pub use controller::{Analysis, Controller, Finish, RolloutStatus};
 pub use drive::{drive, DriveEvent, UserCmd, LOOK_EVERY};
 pub use evidence::Evidence;
 pub use plan::{format_steps, parse_steps, OnInconclusive, RolloutPlan};

@@ -7,17 +7,17 @@
 //! input, 3 the edge refused or could not be reached.
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
-use loadtest::admin_client::{AdminClient, TOKEN_ENV};
-use loadtest::client::{self as engine, Control, LoadError, RunEnd};
-use loadtest::histogram::ColorKey;
-use loadtest::recorder::{Recorder, Snapshot};
-use loadtest::sampling::{
+use greenlight_common::duration::parse_duration;
+use greenlight_engine::admin_client::{AdminClient, TOKEN_ENV};
+use greenlight_engine::client::{self as engine, Control, LoadError, RunEnd};
+use greenlight_engine::histogram::SeenColor;
+use greenlight_engine::recorder::{Recorder, Snapshot};
+use greenlight_engine::sampling::{
     PreviewCredential, DEFAULT_WEIGHTED_SHARE, PREVIEW_JWT_ENV, PREVIEW_KEY_ENV,
 };
-use loadtest::schedule::parse_duration;
-use loadtest::verdict::Policy;
-use rollout::audit::{AuditEntry, AuditFile, Outcome};
+use greenlight_verdict::Policy;
+use indicatif::{ProgressBar, ProgressStyle};
+use rollout::audit::{AuditEntry, AuditFile, AuditOutcome};
 use rollout::synthetic::{self, missing_credential, Sampling, SyntheticLoad};
 use rollout::{
     drive, parse_steps, Controller, DriveEvent, Evidence, Finish, OnInconclusive, RolloutPlan,
@@ -58,7 +58,7 @@ struct Cli {
     #[arg(long, env = "GREENLIGHT_EDGE", default_value = "http://127.0.0.1:8787")]
     edge: String,
     #[command(flatten)]
-    transport: loadtest::admin_client::AdminTransportArgs,
+    transport: greenlight_engine::admin_client::AdminTransportArgs,
     /// Where the synthetic load goes (default: the edge).
     #[arg(long)]
     target: Option<String>,
@@ -104,7 +104,7 @@ struct Cli {
     #[arg(long, default_value = "2h")]
     timeout: String,
     #[command(flatten)]
-    policy: loadtest::policy_args::PolicyArgs,
+    policy: greenlight_verdict::policy_args::PolicyArgs,
     /// Environment variable holding the admin token.
     #[arg(long, default_value = TOKEN_ENV)]
     token_env: String,
@@ -186,7 +186,10 @@ fn admin_client(cli: &Cli) -> Result<AdminClient, String> {
         .ok()
         .filter(|t| !t.trim().is_empty());
     if cli.transport.tls.insecure {
-        eprintln!("greenlight-rollout: {}", loadtest::tls::INSECURE_WARNING);
+        eprintln!(
+            "greenlight-rollout: {}",
+            greenlight_engine::tls::INSECURE_WARNING
+        );
     }
     AdminClient::with_options(&cli.edge, token, &cli.transport.options()).map_err(|e| e.to_string())
 }
@@ -314,18 +317,18 @@ impl RunningLoad {
 }
 
 fn load_summary(snap: &Snapshot) -> String {
-    let c = |k: ColorKey| snap.color(k).requests();
-    let cmp = |k: ColorKey| snap.comparison(k).requests();
+    let c = |k: SeenColor| snap.color(k).requests();
+    let cmp = |k: SeenColor| snap.comparison(k).requests();
     format!(
         "load: {} requests (blue {}, green {}, unknown {}); comparison samples: blue {}, green {}; weighted: blue {}, green {}; preview mismatches {}",
         snap.requests(),
-        c(ColorKey::Blue),
-        c(ColorKey::Green),
-        c(ColorKey::Unknown),
-        cmp(ColorKey::Blue),
-        cmp(ColorKey::Green),
-        snap.weighted_requests(ColorKey::Blue),
-        snap.weighted_requests(ColorKey::Green),
+        c(SeenColor::Blue),
+        c(SeenColor::Green),
+        c(SeenColor::Unknown),
+        cmp(SeenColor::Blue),
+        cmp(SeenColor::Green),
+        snap.weighted_requests(SeenColor::Blue),
+        snap.weighted_requests(SeenColor::Green),
         snap.counters.preview_mismatch
     )
 }
@@ -360,7 +363,7 @@ impl Progress {
 
     /// A line above the progress bar, or on stderr when there is no terminal
     /// to draw it on (CI logs keep the rollout's story).
-    fn say(&self, line: impl AsRef<str>) {
+    fn print_line(&self, line: impl AsRef<str>) {
         if self.bar.is_hidden() {
             eprintln!("{}", line.as_ref());
         } else {
@@ -371,7 +374,9 @@ impl Progress {
     fn show(&mut self, e: DriveEvent) {
         match e {
             DriveEvent::Status(s) => self.show_status(&s),
-            DriveEvent::Audit(a) if a.outcome != Outcome::Info => self.say(admin_line(&a)),
+            DriveEvent::Audit(a) if a.outcome != AuditOutcome::Info => {
+                self.print_line(admin_line(&a))
+            }
             DriveEvent::StateError(e) => self.bar.set_message(format!("state read failed: {e}")),
             _ => {}
         }
@@ -379,7 +384,7 @@ impl Progress {
 
     fn show_status(&mut self, s: &RolloutStatus) {
         for l in &s.log[self.printed.min(s.log.len())..] {
-            self.say(l);
+            self.print_line(l);
         }
         self.printed = s.log.len();
         if let Some(i) = s.step {
@@ -393,7 +398,7 @@ impl Progress {
         // A headless run has nobody to take the decision a pause waits for.
         if s.paused && !self.paused_abort_sent {
             self.paused_abort_sent = true;
-            self.say(
+            self.print_line(
                 "the rollout paused for a decision, which a headless run cannot take: aborting",
             );
             let _ = self.abort.send(UserCmd::Abort);

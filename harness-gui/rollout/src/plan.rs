@@ -1,7 +1,7 @@
 //! The automated-rollout plan: the steps, how long to dwell at each, and
 //! what to do when a step stays inconclusive. Validated once, then read-only.
 
-use loadtest::verdict::Policy;
+use greenlight_verdict::Policy;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

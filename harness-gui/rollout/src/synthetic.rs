@@ -3,11 +3,11 @@
 //! override when a preview credential works on the target, else the
 //! fallback (weighted traffic from fresh anonymous identities), said once.
 
-use loadtest::client::{probe_preview, LoadConfig, Mode};
-use loadtest::sampling::{Comparison, PreviewCredential};
-use loadtest::scenario::Scenario;
-use loadtest::schedule::RateProfile;
-use loadtest::users::Population;
+use greenlight_engine::client::{probe_preview, LoadConfig, Mode};
+use greenlight_engine::sampling::{Comparison, PreviewCredential};
+use greenlight_engine::scenario::Scenario;
+use greenlight_engine::schedule::RateProfile;
+use greenlight_engine::users::SimulatedUsers;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct SyntheticLoad {
     /// Share of requests that follow the weight (the routing check).
     pub weighted_share: f64,
     /// Certificate trust for an https:// target.
-    pub tls: loadtest::tls::TlsOptions,
+    pub tls: greenlight_engine::tls::TlsOptions,
 }
 
 /// How the evidence is sampled.
@@ -91,8 +91,8 @@ pub async fn configure(l: SyntheticLoad) -> Result<(LoadConfig, Sampling), Strin
     cfg.timeout = Duration::from_secs(5);
     cfg.http.tls = l.tls.clone();
     cfg.users = Arc::new(match l.users {
-        0 => Population::fresh_anonymous(),
-        n => Population::anonymous(n.min(100_000)).map_err(|e| e.0)?,
+        0 => SimulatedUsers::fresh_anonymous(),
+        n => SimulatedUsers::anonymous(n.min(100_000)).map_err(|e| e.0)?,
     });
     if let Some(p) = &l.scenario {
         cfg.scenario = Some(Arc::new(Scenario::load(p).map_err(|e| e.0)?));
@@ -117,6 +117,6 @@ pub async fn configure(l: SyntheticLoad) -> Result<(LoadConfig, Sampling), Strin
     // Fallback: every request a new anonymous caller, so the candidate gets
     // its weight's share of requests, not of a few sticky users.
     cfg.comparison = None;
-    cfg.users = Arc::new(Population::fresh_anonymous());
+    cfg.users = Arc::new(SimulatedUsers::fresh_anonymous());
     Ok((cfg, Sampling::Weighted { why }))
 }

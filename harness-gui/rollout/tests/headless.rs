@@ -47,7 +47,7 @@ fn rolls_back_a_slow_green_and_exits_1() {
     assert_eq!(bad, 0);
     assert!(entries
         .iter()
-        .any(|e| e.action == "rollback" && e.outcome == rollout::audit::Outcome::Ok));
+        .any(|e| e.action == "rollback" && e.outcome == rollout::audit::AuditOutcome::Ok));
 }
 
 #[test]

@@ -9,12 +9,12 @@
 use greenlight_common::admin::StateView;
 use greenlight_common::rollout::{ChangeMeta, RolloutOp};
 use greenlight_common::RolloutState;
+use greenlight_engine::histogram::{RequestOutcome, Sample, SeenColor};
+use greenlight_engine::recorder::Recorder;
+use greenlight_verdict::Policy;
 use harness_gui::app::AppState;
 use harness_gui::metrics;
 use harness_gui::settings::Settings;
-use loadtest::histogram::{ColorKey, Outcome, Sample};
-use loadtest::recorder::Recorder;
-use loadtest::verdict::Policy;
 use rollout::audit::AuditEntry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,15 +129,15 @@ fn record_canary(requests: u64, seconds: u64) -> Arc<Recorder> {
         for _ in 0..this_second {
             let green = rng.next() < 0.10;
             let (color, median) = if green {
-                (ColorKey::Green, 11.5)
+                (SeenColor::Green, 11.5)
             } else {
-                (ColorKey::Blue, 10.0)
+                (SeenColor::Blue, 10.0)
             };
             let latency = rng.latency(median);
             let outcome = if rng.next() < if green { 0.004 } else { 0.001 } {
-                Outcome::Status(503)
+                RequestOutcome::Status(503)
             } else {
-                Outcome::Status(200)
+                RequestOutcome::Status(200)
             };
             rec.record(
                 seq,

@@ -2,7 +2,7 @@
 
 use super::style::{GREEN, RED};
 use egui::{RichText, Ui};
-use rollout::audit::{format_time, AuditEntry, Outcome};
+use rollout::audit::{format_time, AuditEntry, AuditOutcome};
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -35,8 +35,8 @@ pub(super) fn ui(ui: &mut Ui, path: Option<&Path>, entries: &VecDeque<AuditEntry
                         };
                         ui.label(RichText::new(epochs).small());
                         let c = match e.outcome {
-                            Outcome::Ok => GREEN,
-                            Outcome::Info => ui.visuals().weak_text_color(),
+                            AuditOutcome::Ok => GREEN,
+                            AuditOutcome::Info => ui.visuals().weak_text_color(),
                             _ => RED,
                         };
                         ui.label(

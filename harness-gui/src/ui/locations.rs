@@ -2,8 +2,8 @@
 //! (when the edge names its locations).
 
 use egui::{RichText, Ui};
-use loadtest::histogram::ColorKey;
-use loadtest::locations::LocationSummary;
+use greenlight_engine::histogram::SeenColor;
+use greenlight_engine::locations::LocationSummary;
 
 /// Requests per color and convergence after the last change, per location.
 pub(super) fn ui(ui: &mut Ui, l: &LocationSummary) {
@@ -31,10 +31,10 @@ pub(super) fn ui(ui: &mut Ui, l: &LocationSummary) {
         }
         ui.end_row();
         for (name, loc) in &l.locations {
-            let n = |c: ColorKey| loc.requests.get(&c).copied().unwrap_or(0).to_string();
+            let n = |c: SeenColor| loc.requests.get(&c).copied().unwrap_or(0).to_string();
             ui.label(name);
-            ui.label(n(ColorKey::Blue));
-            ui.label(n(ColorKey::Green));
+            ui.label(n(SeenColor::Blue));
+            ui.label(n(SeenColor::Green));
             let epochs: Vec<String> = loc.epochs.iter().map(u64::to_string).collect();
             ui.label(epochs.join(","));
             let c = loc.convergence.last();

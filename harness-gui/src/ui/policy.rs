@@ -3,7 +3,7 @@
 
 use crate::app::Action;
 use egui::Ui;
-use loadtest::verdict::{ErrorCheck, Metric, Policy};
+use greenlight_verdict::{ErrorCheck, Metric, Policy};
 
 /// The policy's fields, folded away until opened; Save validates and keeps them.
 pub(super) fn ui(ui: &mut Ui, p: &mut Policy, out: &mut Vec<Action>) {

@@ -3,7 +3,7 @@
 
 use egui::{Color32, RichText};
 use greenlight_common::Color;
-use loadtest::verdict::Verdict;
+use greenlight_verdict::Verdict;
 
 pub const BLUE: Color32 = Color32::from_rgb(52, 120, 246);
 pub const GREEN: Color32 = Color32::from_rgb(38, 166, 91);

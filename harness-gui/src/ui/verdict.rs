@@ -5,7 +5,7 @@ use super::style::{color_text, verdict_color};
 use crate::metrics::MetricsView;
 use egui::{RichText, Ui};
 use greenlight_common::Color;
-use loadtest::verdict::Judgement;
+use greenlight_verdict::Judgement;
 
 /// The verdict, or a hint when there is no evidence yet.
 pub(super) fn ui(ui: &mut Ui, metrics: Option<&MetricsView>) {

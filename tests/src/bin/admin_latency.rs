@@ -15,8 +15,8 @@ use greenlight_common::admin::StateView;
 use greenlight_e2e::cloudflare;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
 use greenlight_e2e::Runtime;
+use greenlight_test_origin::{Behavior, Origin};
 use hdrhistogram::Histogram;
-use loadtest::origin::{Behavior, Origin};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]

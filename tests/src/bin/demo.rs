@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use greenlight_common::Color;
 use greenlight_e2e::{fixtures, Runtime};
-use loadtest::admin_client::{describe, AdminClient};
-use loadtest::origin::{Behavior, LatencyDist, Origin};
+use greenlight_engine::admin_client::{describe, AdminClient};
+use greenlight_test_origin::{Behavior, LatencyDist, Origin};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -219,7 +219,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// `events` tokens `gap_ms` apart (OpenAI chunk format, `[DONE]` at the end).
 fn ai_model(ttft_ms: u64, events: u32, gap_ms: u64) -> Behavior {
     Behavior {
-        sse: Some(loadtest::origin::SseStream {
+        sse: Some(greenlight_test_origin::SseStream {
             ttft: Duration::from_millis(ttft_ms),
             events,
             inter_event: Duration::from_millis(gap_ms),
@@ -328,9 +328,15 @@ async fn run_harness(ui: Ui, args: &Args, edge: &str) -> anyhow::Result<()> {
             c
         }
     };
-    cmd.env(loadtest::admin_client::TOKEN_ENV, fixtures::ADMIN_TOKEN)
-        .env(loadtest::sampling::PREVIEW_KEY_ENV, fixtures::QA_KEY)
-        .kill_on_drop(true);
+    cmd.env(
+        greenlight_engine::admin_client::TOKEN_ENV,
+        fixtures::ADMIN_TOKEN,
+    )
+    .env(
+        greenlight_engine::sampling::PREVIEW_KEY_ENV,
+        fixtures::QA_KEY,
+    )
+    .kill_on_drop(true);
     // On a stop request main drops this future, and the harness with it.
     let status = cmd
         .status()

@@ -10,8 +10,8 @@
 
 use anyhow::Context;
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
+use greenlight_test_origin::{Behavior, Origin};
 use hdrhistogram::Histogram;
-use loadtest::origin::{Behavior, Origin};
 use rand::{seq::SliceRandom, SeedableRng};
 use std::io::Write;
 use std::path::{Path, PathBuf};

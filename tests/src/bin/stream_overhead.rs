@@ -11,8 +11,8 @@
 //! (p50 through greenlight ÷ p50 through the pass-through).
 
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
+use greenlight_test_origin::{Behavior, Origin, SseStream};
 use hdrhistogram::Histogram;
-use loadtest::origin::{Behavior, Origin, SseStream};
 use rand::{seq::SliceRandom, SeedableRng};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,151 @@
+//! The edge admin commands: `greenlight status`, `weight`, `promote`,
+//! `rollback` and `abort`.
+
+use crate::output::{print_stdout, usage_exit};
+use clap::Args;
+use greenlight_common::admin::StateView;
+use greenlight_common::state::Population;
+use greenlight_engine::admin_client::{self, AdminClient, AdminError, ClientConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// Edge base URL (or GREENLIGHT_EDGE, or `edge` in the config file).
+    #[arg(long, env = "GREENLIGHT_EDGE")]
+    edge: Option<String>,
+    #[command(flatten)]
+    transport: admin_client::AdminTransportArgs,
+    /// Config file with admin_token / edge (default ~/.config/greenlight/config.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the state as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Expected epoch (default: read from a fresh GET /__greenlight/state).
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Why, for the audit trail.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+#[derive(Args)]
+pub struct WeightArgs {
+    /// Candidate share in percent (0..=100, two decimals kept).
+    percent: f64,
+    /// Who the canary's users are from this change on: `fresh` (a new
+    /// salt for every canary started from 0 %) or `fixed` (the same users
+    /// first every time). Unset: unchanged.
+    #[arg(long, value_parser = parse_population)]
+    population: Option<Population>,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+fn parse_population(v: &str) -> Result<Population, String> {
+    match v {
+        "fresh" => Ok(Population::Fresh),
+        "fixed" => Ok(Population::Fixed),
+        other => Err(format!("{other:?} is not fresh or fixed")),
+    }
+}
+
+/// `greenlight status`: the rollout state.
+pub async fn status(a: AdminArgs) -> ExitCode {
+    admin(&a, |c| Box::pin(async move { c.state().await })).await
+}
+
+/// `greenlight weight`: the candidate's share of users.
+pub async fn weight(w: WeightArgs) -> ExitCode {
+    let (p, e, r) = (w.percent, w.change.epoch, w.change.reason.clone());
+    let population = w.population;
+    admin(&w.change.admin, move |c| {
+        Box::pin(async move {
+            match population {
+                Some(pop) => c.set_weight_with_population(p, pop, e, &r).await,
+                None => c.set_weight(p, e, &r).await,
+            }
+        })
+    })
+    .await
+}
+
+/// `greenlight promote`: the candidate becomes active.
+pub async fn promote(a: ChangeArgs) -> ExitCode {
+    let (e, r) = (a.epoch, a.reason.clone());
+    admin(&a.admin, move |c| {
+        Box::pin(async move { c.promote(e, &r).await })
+    })
+    .await
+}
+
+/// `greenlight rollback`: the canary back to 0 %, or the color active before the last promote.
+pub async fn rollback(a: ChangeArgs) -> ExitCode {
+    let (e, r) = (a.epoch, a.reason.clone());
+    admin(&a.admin, move |c| {
+        Box::pin(async move { c.rollback(e, &r).await })
+    })
+    .await
+}
+
+/// `greenlight abort`: cancels a canary in progress.
+pub async fn abort(a: ChangeArgs) -> ExitCode {
+    let (e, r) = (a.epoch, a.reason.clone());
+    admin(&a.admin, move |c| {
+        Box::pin(async move { c.abort(e, &r).await })
+    })
+    .await
+}
+
+type AdminFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<StateView, AdminError>> + Send>>;
+
+async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) -> ExitCode {
+    let config = match &args.config {
+        Some(p) => ClientConfig::load(p, false),
+        None => match ClientConfig::default_path() {
+            Some(p) => ClientConfig::load(&p, true),
+            None => Ok(ClientConfig::default()),
+        },
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return usage_exit(&e.to_string()),
+    };
+    let Some(edge) = args.edge.clone().or_else(|| config.edge.clone()) else {
+        return usage_exit("no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)");
+    };
+    let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
+    if args.transport.tls.insecure && edge.starts_with("https") {
+        eprintln!("greenlight: {}", greenlight_engine::tls::INSECURE_WARNING);
+    }
+    let client = match AdminClient::with_options(&edge, token, &args.transport.options()) {
+        Ok(c) => c,
+        Err(e) => return usage_exit(&e.to_string()),
+    };
+    match op(client).await {
+        Ok(view) => {
+            if args.json {
+                print_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&view).unwrap_or_default()
+                ));
+            } else {
+                print_stdout(&admin_client::describe(&view));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(AdminError::Usage(m)) => usage_exit(&m),
+        Err(e) => {
+            eprintln!("greenlight: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

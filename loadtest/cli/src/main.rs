@@ -1,0 +1,85 @@
+//! `greenlight`: load with a verdict, the admin API client, and a test origin.
+//!
+//! Exit codes: 0 success (verdict Pass or Inconclusive), 1 verdict Fail or a
+//! refused admin call, 2 bad input, 3 the run itself failed.
+//!
+//! One module per command: [`load`], [`admin`] (status, weight, promote,
+//! rollback, abort), [`report`] (merge), [`origin`].
+
+mod admin;
+mod load;
+mod origin;
+mod output;
+mod report;
+mod verdicts;
+
+use clap::{Parser, Subcommand};
+use output::usage_exit;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "greenlight",
+    version,
+    about = "Blue/green + canary releases at the edge: load with a verdict, admin client, test origin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run load against a URL and judge green against blue.
+    Load(Box<load::LoadArgs>),
+    /// Show the rollout state of an edge.
+    Status(admin::AdminArgs),
+    /// Set the candidate's share of users, in percent.
+    Weight(admin::WeightArgs),
+    /// Make the candidate active (blue/green switch).
+    Promote(admin::ChangeArgs),
+    /// Undo: canary back to 0 %, or return to the color active before the last promote.
+    Rollback(admin::ChangeArgs),
+    /// Cancel a canary in progress.
+    Abort(admin::ChangeArgs),
+    /// Run a test origin that answers with its color.
+    Origin(origin::OriginArgs),
+    /// Reports from saved runs (`merge`: several agents' --hlog files, one verdict).
+    #[command(subcommand)]
+    Report(report::ReportCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        Cmd::Load(a) => a.threads,
+        _ => None,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = threads {
+        if t == 0 {
+            return usage_exit("--threads must be at least 1");
+        }
+        rt.worker_threads(t);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("greenlight: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Load(a) => load::run(*a).await,
+            Cmd::Status(a) => admin::status(a).await,
+            Cmd::Weight(w) => admin::weight(w).await,
+            Cmd::Promote(a) => admin::promote(a).await,
+            Cmd::Rollback(a) => admin::rollback(a).await,
+            Cmd::Abort(a) => admin::abort(a).await,
+            Cmd::Origin(a) => origin::run(a).await,
+            Cmd::Report(r) => report::run(r),
+        }
+    })
+}
