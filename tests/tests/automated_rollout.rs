@@ -53,7 +53,7 @@ async fn setup(runtime: Runtime, blue: &str, green: &str) -> Setup {
 /// rate and `extra`; returns its exit code and output.
 async fn twin(edge: &RunningEdge, extra: &[&str]) -> (Option<i32>, String) {
     let out =
-        tokio::process::Command::new(built_binary("greenlight-rollout", "greenlight-harness-gui"))
+        tokio::process::Command::new(built_binary("greenlight-rollout", "greenlight-rollout"))
             .args(["--edge", &edge.base_url])
             .args(["--target", &format!("{}/public/e2e", edge.base_url)])
             .args(["--rate", "60", "--timeout", "4m"])

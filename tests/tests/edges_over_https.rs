@@ -174,7 +174,7 @@ async fn release_over_https(runtime: Runtime) {
 
     // An automated rollout from greenlight-rollout, over HTTPS to the end.
     let out = run(
-        built_binary("greenlight-rollout", "greenlight-harness-gui"),
+        built_binary("greenlight-rollout", "greenlight-rollout"),
         [
             "--edge",
             &base,
