@@ -160,15 +160,11 @@ fn an_authorised_admin_call_goes_to_the_store_and_the_isolate_report_is_answered
             ..
         })
     ));
-    let b = begin_with(
-        &cfg,
-        "GET",
-        "/__greenlight/isolate",
-        &token,
-        &SPIN,
-        &mut tables,
-    );
-    let r = begin_reply(b);
+    let isolate = |tables: &mut Recorded| {
+        let b = begin_with(&cfg, "GET", "/__greenlight/isolate", &token, &SPIN, tables);
+        begin_reply(b)
+    };
+    let r = isolate(&mut tables);
     assert_eq!(r.status, 200);
     let view: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(view["runtime"], "spin");
@@ -178,15 +174,7 @@ fn an_authorised_admin_call_goes_to_the_store_and_the_isolate_report_is_answered
         "{view}"
     );
     tables.unreadable = true;
-    let b = begin_with(
-        &cfg,
-        "GET",
-        "/__greenlight/isolate",
-        &token,
-        &SPIN,
-        &mut tables,
-    );
-    assert_eq!(begin_reply(b).status, 503);
+    assert_eq!(isolate(&mut tables).status, 503);
 }
 
 #[test]
