@@ -3,6 +3,19 @@
 //! Everything in this crate is deterministic and free of I/O: the edge adapters
 //! (Cloudflare Workers, Spin) and the native harness translate their platform's
 //! types into these and back. Time and randomness are passed in, never read here.
+//!
+//! The modules, by what they are about:
+//! - the rollout: [`state`] (the document), [`rollout`] (its state machine),
+//!   [`decide`] (which color a request gets), [`health`], [`color`];
+//! - the edge's request pipeline: [`edge`] (its phases and their order),
+//!   [`failover`], [`model`] (AI model routes), [`origin_headers`];
+//! - security: [`auth`] (API keys, JWT, JWKS), [`jwks`] (the remote key set),
+//!   [`origin_auth`] (signing requests to origins), [`admin_guard`],
+//!   [`ratelimit`], [`identity`] (sticky users), [`path`] (one reading of a
+//!   path);
+//! - the admin API: [`admin`], and [`object`] (the Workers rollout object);
+//! - HTTP and wire formats: [`http`], [`shell`] (the Worker's JS/Rust
+//!   protocol), [`duration`], [`config_error`].
 
 pub mod admin;
 pub mod admin_guard;
