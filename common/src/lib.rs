@@ -6,7 +6,7 @@
 //!
 //! The modules, by what they are about:
 //! - the rollout: [`state`] (the document), [`rollout`] (its state machine),
-//!   [`decide`] (which color a request gets), [`health`], [`color`];
+//!   [`mod@decide`] (which color a request gets), [`health`], [`color`];
 //! - the edge's request pipeline: [`edge`] (its phases and their order),
 //!   [`failover`], [`model`] (AI model routes), [`origin_headers`];
 //! - security: [`auth`] (API keys, JWT, JWKS), [`jwks`] (the remote key set),
