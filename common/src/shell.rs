@@ -215,8 +215,8 @@ fn push_direct_delivery_delta(out: &mut String, fwd: &Forward) {
 }
 
 /// A `deliver` step: the origin's headers minus hop-by-hop ones and the
-/// ones the edge sets itself, rewritten where the plan says
-/// ([`Forward::client_response_headers`]), plus the plan's headers.
+/// ones the edge sets itself, rewritten where the forward says
+/// ([`Forward::client_response_headers`]), plus the edge's headers.
 pub fn deliver(status: u16, origin_header_lines: &str, fwd: &Forward) -> String {
     let origin = split_lines(origin_header_lines);
     let wanted = fwd.client_response_headers(&origin);

@@ -2,7 +2,7 @@
 //!
 //! A thin adapter: all decisions live in [`greenlight_common::edge`]. This
 //! file reads Spin variables and the Spin key-value store, turns the incoming
-//! request into a [`RequestHead`], and carries out the [`Action`]:
+//! request into a [`RequestHead`], and carries out what `edge::begin` says:
 //! replies, admin calls (read the state, change it with a key-value
 //! compare-and-swap) and forwards to the chosen origin over outbound HTTP,
 //! with request and response bodies pumped through as streams, never
