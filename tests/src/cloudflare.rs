@@ -11,8 +11,8 @@
 //!   proxy and the relay (~0.7 ms of CPU per request here). See "Serving
 //!   the Worker directly" in the README for the measurements.
 
+use crate::edge::{EdgeSetup, RunningEdge, Runtime, Server};
 use crate::process::{free_port, ProcessGroup};
-use crate::runtime::{EdgeSetup, RunningEdge, Runtime, Server};
 use anyhow::{bail, Context};
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::path::{Path, PathBuf};

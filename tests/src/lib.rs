@@ -2,6 +2,7 @@
 //! origins on 127.0.0.1, and the fixtures they are configured with.
 
 pub mod cloudflare;
+pub mod edge;
 pub mod fixtures;
 pub mod flips;
 pub mod pki;

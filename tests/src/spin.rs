@@ -4,8 +4,8 @@
 //! `--variable @vars.json`, and the key-value store is Spin's default SQLite
 //! store in a state directory of the test's own (`--state-dir`).
 
+use crate::edge::{EdgeSetup, RunningEdge, Runtime};
 use crate::process::{free_port, ProcessGroup};
-use crate::runtime::{EdgeSetup, RunningEdge, Runtime};
 use anyhow::{bail, Context};
 use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::collections::BTreeMap;
