@@ -15,7 +15,7 @@ pub use runtime::{EdgeSetup, EdgeTls, RunningEdge, Runtime, Server};
 
 /// Declares one `#[tokio::test]` per runtime for each named behaviour:
 /// `cloudflare::<name>` and `spin::<name>`, each calling
-/// `<name>(Runtime::…)` of the test file. Every suite is run against both
+/// `<name>(Runtime::…)` of the suite's module. Every suite is run against both
 /// edges through this one macro.
 #[macro_export]
 macro_rules! for_each_runtime {

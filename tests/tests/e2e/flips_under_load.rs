@@ -33,8 +33,8 @@
 //!
 //! ```sh
 //! scripts/build-worker.sh && scripts/build-spin.sh
-//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 full::
-//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 highest_rate::cloudflare
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 flips_under_load::full::
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 flips_under_load::highest_rate::cloudflare
 //! ```
 //!
 //! Each test writes one `flips_under_load ... key=value ...` line to stderr,

@@ -35,9 +35,9 @@
 //!
 //! ```sh
 //! scripts/build-worker.sh && scripts/build-spin.sh
-//! cargo test --release -p greenlight-e2e --test soak -- --ignored --test-threads=1 full::
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 soak::full::
 //! GREENLIGHT_SOAK_SECONDS=120 GREENLIGHT_SOAK_RPS=200 cargo test --release \
-//!   -p greenlight-e2e --test soak -- --ignored --test-threads=1 full::cloudflare
+//!   -p greenlight-e2e --test e2e -- --ignored --test-threads=1 soak::full::cloudflare
 //! ```
 //!
 //! Each test writes one `soak ... key=value ...` line to stderr, pass or fail.
