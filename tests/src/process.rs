@@ -206,3 +206,11 @@ pub fn built_binary(name: &str, package: &str) -> std::path::PathBuf {
     );
     bin
 }
+
+/// The `greenlight` CLI: `GREENLIGHT_BIN` when set, else the built one.
+pub fn greenlight_bin() -> std::path::PathBuf {
+    match std::env::var("GREENLIGHT_BIN") {
+        Ok(p) => std::path::PathBuf::from(p),
+        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
+    }
+}

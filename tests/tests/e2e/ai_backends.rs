@@ -8,7 +8,7 @@
 
 use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
-use greenlight_e2e::rig::{header, Rig};
+use greenlight_e2e::rig::{header, scripted, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime, Server};
 use jsonwebtoken::Algorithm;
 use loadtest::origin::{Behavior, SseStream};
@@ -83,13 +83,6 @@ fn edge_logs(rig: &Rig) -> String {
 
 fn problem_of(text: &str) -> Problem {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not a problem document {text}: {e}"))
-}
-
-fn scripted() -> Behavior {
-    Behavior {
-        scripts: true,
-        ..Behavior::default()
-    }
 }
 
 /// Reads a response body chunk by chunk: the bytes, when the first byte

@@ -5,7 +5,7 @@
 //! line naming the host and the reason, with nothing written.
 
 use greenlight_e2e::pki::{CertFiles, TestPki};
-use greenlight_e2e::process::built_binary;
+use greenlight_e2e::process::greenlight_bin;
 use http::{HeaderMap, Method, Uri};
 use loadtest::admin_client::{AdminClient, AdminError, AdminOptions};
 use loadtest::client::{self, Control, LoadConfig, Mode};
@@ -15,17 +15,9 @@ use loadtest::recorder::Recorder;
 use loadtest::tls::TlsOptions;
 use loadtest::transport::{HttpOptions, Pool, Protocol};
 use reqwest::Url;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn greenlight_bin() -> PathBuf {
-    match std::env::var("GREENLIGHT_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-loadtest"),
-    }
-}
 
 /// An HTTPS origin answering as `color` with `files`; `alpn` overrides the
 /// protocols it offers (default h2 + http/1.1).

@@ -47,14 +47,13 @@ use greenlight_common::rollout::ChangeMeta;
 use greenlight_common::{Color, RolloutOp, RolloutState};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
 use greenlight_e2e::flips::{self, Change, Identity, Observation, Outcome};
-use greenlight_e2e::{RunningEdge, Runtime};
+use greenlight_e2e::{report, RunningEdge, Runtime};
 use jsonwebtoken::Algorithm;
 use loadtest::admin_client::{AdminClient, AdminError};
 use loadtest::client::Control;
 use loadtest::origin::{Behavior, LatencyDist, Origin};
 use loadtest::trace::{self, Template, TraceConfig, TraceRun};
 use reqwest::header::HeaderName;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 /// The edge's state cache TTL for these runs (set explicitly: the default
@@ -338,14 +337,6 @@ fn observations(run: &TraceRun) -> Vec<Observation> {
             },
         })
         .collect()
-}
-
-/// Writes `line` to the process's stderr, bypassing the test harness's
-/// capture so the figures show for passing tests too.
-fn report(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
-    let _ = err.flush();
 }
 
 /// What one run gave (its `key=value` figures line is reported as it

@@ -45,12 +45,11 @@
 use greenlight_common::admin::IsolateView;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, AUDIENCE, ISSUER};
 use greenlight_e2e::process::ProcStat;
-use greenlight_e2e::{RunningEdge, Runtime};
+use greenlight_e2e::{report, RunningEdge, Runtime};
 use jsonwebtoken::Algorithm;
 use loadtest::admin_client::AdminClient;
 use loadtest::origin::{Behavior, LatencyDist, Origin, Stall};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -407,12 +406,6 @@ fn transport_kind(e: &reqwest::Error) -> String {
     } else {
         format!("{e}")
     }
-}
-
-fn report(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
-    let _ = err.flush();
 }
 
 fn mib(kib: u64) -> String {

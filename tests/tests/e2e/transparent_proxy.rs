@@ -14,19 +14,12 @@ use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{APP_KEY, QA_KEY};
 use greenlight_e2e::process::free_port;
 use greenlight_e2e::raw::{self, RawOrigin};
-use greenlight_e2e::rig::{header, Rig};
+use greenlight_e2e::rig::{header, scripted, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime};
 use loadtest::origin::{Behavior, Origin, RecordedRequest};
 use reqwest::{redirect, Client, Response};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
-
-fn scripted() -> Behavior {
-    Behavior {
-        scripts: true,
-        ..Behavior::default()
-    }
-}
 
 /// The suite's rig in front of two scripted origins, with extra variables.
 async fn start(runtime: Runtime, vars: &[(&str, &str)]) -> Rig {
