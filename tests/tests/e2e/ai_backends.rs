@@ -1,4 +1,4 @@
-//! AI backends (issue 12), through both real runtimes (`wrangler dev` and
+//! AI backends through both real runtimes (`wrangler dev` and
 //! `spin up`): streamed answers reach the client as the origin sends them;
 //! a stream cut by the origin is cut for the client too, never retried and
 //! never completed by the edge; upstream credentials per color replace the

@@ -1,4 +1,4 @@
-//! Flips under load (issue 6): open-loop traffic through each edge runtime
+//! Flips under load: open-loop traffic through each edge runtime
 //! while the admin API flips the rollout back and forth, then every request
 //! is judged (rules in `greenlight_e2e::flips`): no failures, every answer
 //! from the origin the edge names, colors consistent with the epoch they

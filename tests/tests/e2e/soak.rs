@@ -1,4 +1,4 @@
-//! Soak (issue 14): a steady open-loop rate through each runtime for a long
+//! Soak: a steady open-loop rate through each runtime for a long
 //! time, with the traffic that wears an edge down, and the edge's memory
 //! sampled all along:
 //! - anonymous callers from ever new addresses (`x-real-ip`, named by
@@ -155,10 +155,10 @@ const MIX: &[(Kind, usize)] = &[
 /// `GREENLIGHT_SOAK_WITHOUT` (comma-separated, e.g. `CutUpload`: to find
 /// which kind of traffic an edge does not survive).
 ///
-/// Spin's mix left out cut uploads until `edge/spin/src/pump.rs` gave up on
-/// a client whose upload broke (before, `spin up` 4.0.2 piled up instances
-/// waiting on gone clients and stopped answering within a minute); with
-/// the fix it held them for ten minutes (README, "Soak").
+/// Both runtimes' mixes have cut uploads: an edge that keeps waiting on a
+/// client whose upload broke piles up instances and stops answering within
+/// a minute (`spin up` 4.0.2 did, at 4 a second), which is why
+/// `edge/spin/src/pump.rs` gives such a client up (README, "Soak").
 fn kinds() -> Vec<Kind> {
     let without = std::env::var("GREENLIGHT_SOAK_WITHOUT").unwrap_or_default();
     let left_out: Vec<&str> = without.split(',').map(str::trim).collect();
