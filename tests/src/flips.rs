@@ -1,5 +1,5 @@
 //! Judging a run of flips under load: promote/rollback calls made while
-//! open-loop traffic goes through the edge (see `tests/flips_under_load.rs`).
+//! open-loop traffic goes through the edge (see `tests/e2e/flips_under_load.rs`).
 //!
 //! The inputs are plain data (what each request was, when it was sent and
 //! answered, what came back; when each admin change was acknowledged and the

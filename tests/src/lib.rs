@@ -14,9 +14,18 @@ pub mod spin;
 
 pub use runtime::{EdgeSetup, EdgeTls, RunningEdge, Runtime, Server};
 
+/// Writes `line` to the process's stderr, bypassing the test harness's
+/// capture so the figures show for passing tests too.
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    let _ = err.flush();
+}
+
 /// Declares one `#[tokio::test]` per runtime for each named behaviour:
 /// `cloudflare::<name>` and `spin::<name>`, each calling
-/// `<name>(Runtime::…)` of the test file. Every suite is run against both
+/// `<name>(Runtime::…)` of the suite's module. Every suite is run against both
 /// edges through this one macro.
 #[macro_export]
 macro_rules! for_each_runtime {

@@ -135,7 +135,7 @@ pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
-    // Spread processes (several test binaries run at once) by pid and
+    // Spread processes (several test runs at once) by pid and
     // time, and calls within one process by a counter.
     let seed = std::process::id().wrapping_mul(2_654_435_761)
         ^ std::time::SystemTime::now()
@@ -205,4 +205,12 @@ pub fn built_binary(name: &str, package: &str) -> std::path::PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `greenlight` CLI: `GREENLIGHT_BIN` when set, else the built one.
+pub fn greenlight_bin() -> std::path::PathBuf {
+    match std::env::var("GREENLIGHT_BIN") {
+        Ok(p) => std::path::PathBuf::from(p),
+        Err(_) => built_binary("greenlight", "greenlight-cli"),
+    }
 }

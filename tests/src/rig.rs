@@ -159,3 +159,12 @@ pub fn header<'a>(resp: &'a Response, name: &str) -> &'a str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
+
+/// An origin that also serves the test-only scripted routes
+/// (`Behavior::scripts`: chosen statuses, redirects, slow bodies...).
+pub fn scripted() -> Behavior {
+    Behavior {
+        scripts: true,
+        ..Behavior::default()
+    }
+}

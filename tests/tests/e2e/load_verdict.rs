@@ -5,19 +5,10 @@
 //! never `Fail`.
 
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
-use greenlight_e2e::process::{built_binary, free_port, wait_ready, ProcessGroup};
+use greenlight_e2e::process::{free_port, greenlight_bin, wait_ready, ProcessGroup};
 use greenlight_e2e::Runtime;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// The `greenlight` CLI (`GREENLIGHT_BIN` overrides).
-fn greenlight_bin() -> PathBuf {
-    match std::env::var("GREENLIGHT_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-cli"),
-    }
-}
 
 async fn origin(color: &str, latency: &str) -> (ProcessGroup, String) {
     let port = free_port();

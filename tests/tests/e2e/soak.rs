@@ -1,4 +1,4 @@
-//! Soak (issue 14): a steady open-loop rate through each runtime for a long
+//! Soak: a steady open-loop rate through each runtime for a long
 //! time, with the traffic that wears an edge down, and the edge's memory
 //! sampled all along:
 //! - anonymous callers from ever new addresses (`x-real-ip`, named by
@@ -35,9 +35,9 @@
 //!
 //! ```sh
 //! scripts/build-worker.sh && scripts/build-spin.sh
-//! cargo test --release -p greenlight-e2e --test soak -- --ignored --test-threads=1 full::
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 soak::full::
 //! GREENLIGHT_SOAK_SECONDS=120 GREENLIGHT_SOAK_RPS=200 cargo test --release \
-//!   -p greenlight-e2e --test soak -- --ignored --test-threads=1 full::cloudflare
+//!   -p greenlight-e2e --test e2e -- --ignored --test-threads=1 soak::full::cloudflare
 //! ```
 //!
 //! Each test writes one `soak ... key=value ...` line to stderr, pass or fail.
@@ -45,12 +45,11 @@
 use greenlight_common::admin::IsolateView;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, AUDIENCE, ISSUER};
 use greenlight_e2e::process::ProcStat;
-use greenlight_e2e::{RunningEdge, Runtime};
+use greenlight_e2e::{report, RunningEdge, Runtime};
 use greenlight_engine::admin_client::AdminClient;
 use greenlight_test_origin::{Behavior, LatencyDist, Origin, Stall};
 use jsonwebtoken::Algorithm;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -156,10 +155,10 @@ const MIX: &[(Kind, usize)] = &[
 /// `GREENLIGHT_SOAK_WITHOUT` (comma-separated, e.g. `CutUpload`: to find
 /// which kind of traffic an edge does not survive).
 ///
-/// Spin's mix left out cut uploads until `edge/spin/src/pump.rs` gave up on
-/// a client whose upload broke (before, `spin up` 4.0.2 piled up instances
-/// waiting on gone clients and stopped answering within a minute); with
-/// the fix it held them for ten minutes (README, "Soak").
+/// Both runtimes' mixes have cut uploads: an edge that keeps waiting on a
+/// client whose upload broke piles up instances and stops answering within
+/// a minute (`spin up` 4.0.2 did, at 4 a second), which is why
+/// `edge/spin/src/pump.rs` gives such a client up (README, "Soak").
 fn kinds() -> Vec<Kind> {
     let without = std::env::var("GREENLIGHT_SOAK_WITHOUT").unwrap_or_default();
     let left_out: Vec<&str> = without.split(',').map(str::trim).collect();
@@ -407,12 +406,6 @@ fn transport_kind(e: &reqwest::Error) -> String {
     } else {
         format!("{e}")
     }
-}
-
-fn report(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
-    let _ = err.flush();
 }
 
 fn mib(kib: u64) -> String {

@@ -1,4 +1,4 @@
-//! A transparent proxy (issue 18): what the origin answers reaches the
+//! A transparent proxy: what the origin answers reaches the
 //! client as the origin meant it, through both real runtimes (`wrangler
 //! dev` and `spin up`), each case asserting what the client received *and*
 //! what the origin received.
@@ -14,19 +14,12 @@ use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{APP_KEY, QA_KEY};
 use greenlight_e2e::process::free_port;
 use greenlight_e2e::raw::{self, RawOrigin};
-use greenlight_e2e::rig::{header, Rig};
+use greenlight_e2e::rig::{header, scripted, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime};
 use greenlight_test_origin::{Behavior, Origin, RecordedRequest};
 use reqwest::{redirect, Client, Response};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
-
-fn scripted() -> Behavior {
-    Behavior {
-        scripts: true,
-        ..Behavior::default()
-    }
-}
 
 /// The suite's rig in front of two scripted origins, with extra variables.
 async fn start(runtime: Runtime, vars: &[(&str, &str)]) -> Rig {
@@ -461,7 +454,7 @@ async fn expect_continue_uploads_and_informational_answers(runtime: Runtime) {
             assert_eq!(resp.header("x-greenlight-color"), Some("blue"));
         }
         // workerd's fetch resolves with the 103 itself: the final answer is
-        // out of reach, so the edge says so (before, the Worker threw).
+        // out of reach, so the edge says so.
         Runtime::Cloudflare => {
             assert_eq!(resp.status, 502, "{}", resp.text());
             let text = resp.text();

@@ -5,7 +5,7 @@
 //! line naming the host and the reason, with nothing written.
 
 use greenlight_e2e::pki::{CertFiles, TestPki};
-use greenlight_e2e::process::built_binary;
+use greenlight_e2e::process::greenlight_bin;
 use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions};
 use greenlight_engine::client::{self, Control, LoadConfig, Mode};
 use greenlight_engine::histogram::SeenColor;
@@ -15,17 +15,9 @@ use greenlight_engine::transport::{HttpOptions, Pool, Protocol};
 use greenlight_test_origin::{Behavior, Origin};
 use http::{HeaderMap, Method, Uri};
 use reqwest::Url;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn greenlight_bin() -> PathBuf {
-    match std::env::var("GREENLIGHT_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-cli"),
-    }
-}
 
 /// An HTTPS origin answering as `color` with `files`; `alpn` overrides the
 /// protocols it offers (default h2 + http/1.1).

@@ -1,4 +1,4 @@
-//! AI backends (issue 12), through both real runtimes (`wrangler dev` and
+//! AI backends through both real runtimes (`wrangler dev` and
 //! `spin up`): streamed answers reach the client as the origin sends them;
 //! a stream cut by the origin is cut for the client too, never retried and
 //! never completed by the edge; upstream credentials per color replace the
@@ -8,7 +8,7 @@
 
 use greenlight_common::admin::Problem;
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, QA_KEY};
-use greenlight_e2e::rig::{header, Rig};
+use greenlight_e2e::rig::{header, scripted, Rig};
 use greenlight_e2e::{EdgeSetup, Runtime, Server};
 use greenlight_test_origin::{Behavior, SseStream};
 use jsonwebtoken::Algorithm;
@@ -83,13 +83,6 @@ fn edge_logs(rig: &Rig) -> String {
 
 fn problem_of(text: &str) -> Problem {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not a problem document {text}: {e}"))
-}
-
-fn scripted() -> Behavior {
-    Behavior {
-        scripts: true,
-        ..Behavior::default()
-    }
 }
 
 /// Reads a response body chunk by chunk: the bytes, when the first byte

@@ -7,7 +7,7 @@
 use greenlight_common::{Color, Phase};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY};
 use greenlight_e2e::pki::TestPki;
-use greenlight_e2e::process::built_binary;
+use greenlight_e2e::process::{built_binary, greenlight_bin};
 use greenlight_e2e::{EdgeTls, Runtime};
 use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions, TOKEN_ENV};
 use greenlight_engine::tls::TlsOptions;
@@ -16,13 +16,6 @@ use std::path::PathBuf;
 use std::process::Output;
 
 greenlight_e2e::for_each_runtime!(release_over_https);
-
-fn greenlight_bin() -> PathBuf {
-    match std::env::var("GREENLIGHT_BIN") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => built_binary("greenlight", "greenlight-cli"),
-    }
-}
 
 async fn run(bin: PathBuf, args: Vec<String>) -> Output {
     tokio::process::Command::new(bin)

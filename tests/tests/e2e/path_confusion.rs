@@ -1,4 +1,4 @@
-//! One request, one meaning (issue 16): path and header tricks against both
+//! One request, one meaning: path and header tricks against both
 //! edge runtimes, each in front of two recording origins on 127.0.0.1,
 //! asserting the edge's answer *and* what the origin received.
 //!
@@ -6,7 +6,7 @@
 //! `curl --path-as-is`): a URL library would resolve `..`, turn `\` into `/`
 //! and never send an absolute-form target.
 //!
-//! Configuration as in the issue: `AUTH_ROUTES=/public:off,/:required`, no
+//! Configuration: `AUTH_ROUTES=/public:off,/:required`, no
 //! credentials unless stated.
 
 use greenlight_common::admin::Problem;
@@ -16,8 +16,8 @@ use greenlight_e2e::rig::Rig;
 use greenlight_e2e::Runtime;
 use greenlight_test_origin::RecordedRequest;
 
-/// The issue's table: under `/public` to the edge, `/api/hello` to an
-/// origin that decodes `%2F` / reads `\` as `/` and then resolves `..`.
+/// Targets under `/public` to the edge that are `/api/hello` to an origin
+/// that decodes `%2F` / reads `\` as `/` and then resolves `..`.
 const TABLE: &[&str] = &[
     "/public%2F..%2Fapi%2Fhello",
     "/public/..%2Fapi/hello",
@@ -103,7 +103,8 @@ async fn tricks_are_refused_by_default(runtime: Runtime) {
     ] {
         bad_path(&rig, target, &[]).await;
     }
-    // Already refused before issue 16, still refused.
+    // Plain and `%2e` dot segments are resolved (RFC 3986), so the edge
+    // decides `/api/hello`, which needs credentials.
     for target in ["/public/../api/hello", "/public/%2e%2e/api/hello"] {
         refused(&rig, target, &[], 401).await;
     }
@@ -277,7 +278,7 @@ async fn origins_get_the_edges_forwarding_headers(runtime: Runtime) {
     // spin-client-addr) and a plain-http URL.
     assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(got.header("x-forwarded-proto"), Some("http"));
-    // The host the client asked for (issue 18), never the client's copy.
+    // The host the client asked for, never the client's copy.
     let edge_host = rig.edge.base_url.trim_start_matches("http://");
     assert_eq!(got.header("x-forwarded-host"), Some(edge_host));
     assert_eq!(

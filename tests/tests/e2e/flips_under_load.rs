@@ -1,4 +1,4 @@
-//! Flips under load (issue 6): open-loop traffic through each edge runtime
+//! Flips under load: open-loop traffic through each edge runtime
 //! while the admin API flips the rollout back and forth, then every request
 //! is judged (rules in `greenlight_e2e::flips`): no failures, every answer
 //! from the origin the edge names, colors consistent with the epoch they
@@ -33,8 +33,8 @@
 //!
 //! ```sh
 //! scripts/build-worker.sh && scripts/build-spin.sh
-//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 full::
-//! cargo test --release -p greenlight-e2e --test flips_under_load -- --ignored --test-threads=1 highest_rate::cloudflare
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 flips_under_load::full::
+//! cargo test --release -p greenlight-e2e --test e2e -- --ignored --test-threads=1 flips_under_load::highest_rate::cloudflare
 //! ```
 //!
 //! Each test writes one `flips_under_load ... key=value ...` line to stderr,
@@ -47,14 +47,13 @@ use greenlight_common::rollout::ChangeMeta;
 use greenlight_common::{Color, RolloutOp, RolloutState};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
 use greenlight_e2e::flips::{self, Change, Identity, Observation, Outcome};
-use greenlight_e2e::{RunningEdge, Runtime};
+use greenlight_e2e::{report, RunningEdge, Runtime};
 use greenlight_engine::admin_client::{AdminClient, AdminError};
 use greenlight_engine::client::Control;
 use greenlight_engine::trace::{self, Template, TraceConfig, TraceRun};
 use greenlight_test_origin::{Behavior, LatencyDist, Origin};
 use jsonwebtoken::Algorithm;
 use reqwest::header::HeaderName;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 /// The edge's state cache TTL for these runs (set explicitly: the default
@@ -338,14 +337,6 @@ fn observations(run: &TraceRun) -> Vec<Observation> {
             },
         })
         .collect()
-}
-
-/// Writes `line` to the process's stderr, bypassing the test harness's
-/// capture so the figures show for passing tests too.
-fn report(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
-    let _ = err.flush();
 }
 
 /// What one run gave (its `key=value` figures line is reported as it

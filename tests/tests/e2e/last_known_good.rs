@@ -213,8 +213,8 @@ async fn bad_documents_keep_the_last_good_state(runtime: Runtime) {
                 runtime.name()
             );
         }
-        // Several re-reads of the bad document (the second bad read in a
-        // row used to drop the Worker to the initial state).
+        // Several re-reads of the bad document: the second bad read in a
+        // row must keep the last good state as the first did.
         steady(&rig, &degraded, seen_within + TTL * 5, what).await;
         check_view(&rig, &fallback, true, what).await;
         invalid_writes_refused(&rig, fallback.epoch, what).await;

@@ -51,8 +51,9 @@ fn worker_wasm_fits_the_size_budget() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&raw).unwrap();
     let gz = gz.finish().unwrap().len();
-    // Issue 2's budget; a regression here is a dependency pulling in crypto
-    // or formatting code the edge does not need.
+    // A Worker's cold start and upload limit depend on its size; going over
+    // means a dependency pulled in crypto or formatting code the edge does
+    // not need.
     assert!(
         gz <= 250_000,
         "worker wasm is {gz} bytes gzipped (budget 250 000)"
