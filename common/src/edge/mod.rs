@@ -13,8 +13,8 @@
 //!    admin namespace answered by the edge, the caller's credential, the
 //!    color, and the forward to that color's origin.
 //! 3. **guard**: failed admin authentications are limited per caller
-//!    ([`guard_admin`], in the adapter's [`Tables`]).
-//! 4. **limit**: the caller's rate-limit bucket ([`Tables::take_token`]).
+//!    ([`guard_admin`], in the runtime's tables: [`Platform`]).
+//! 4. **limit**: the caller's rate-limit bucket ([`Platform::take_token`]).
 //! 5. **frame**: how the body travels, kept for a retry or streamed once
 //!    ([`Forward::body_mode`], from the framing the runtime shows).
 //! 6. **attempt**: the adapter sends the request; [`attempted`] counts a
@@ -48,11 +48,26 @@ use crate::admin::{self, AdminRoute, IsolateReport, TableSize};
 use crate::failover::AttemptOutcome;
 use crate::ratelimit::{RateLimit, RetryAfter};
 
-/// What an edge keeps between requests, where its runtime keeps it (a
-/// Worker isolate's memory, Spin's key-value store): the tables the
-/// phases count in. Each method does the runtime's part of a rule written
-/// in this crate.
-pub trait Tables {
+/// What the pipeline needs from a runtime: what the runtime can do
+/// (constants, so a build keeps only its own branches) and the tables an
+/// edge keeps between requests where the runtime keeps them (a Worker
+/// isolate's memory, Spin's key-value store). Each method does the
+/// runtime's part of a rule written in this crate.
+pub trait Platform {
+    /// The runtime's name in the isolate report (`cloudflare`, `spin`).
+    const RUNTIME: &'static str;
+    /// Where its tables live, for the isolate report (`isolate`, `store`).
+    const TABLES_IN: &'static str;
+    /// `Some(name)` when WebSocket upgrades cannot pass through it (the
+    /// name goes into the refusal).
+    const REFUSES_WEBSOCKETS: Option<&'static str>;
+    /// The runtime hides `transfer-encoding` (a forbidden field in
+    /// `wasi:http`): a body without a length is then known by its method.
+    const HIDES_TRANSFER_ENCODING: bool;
+    /// The runtime sends no body with `GET` or `HEAD` (`fetch()` refuses
+    /// one).
+    const DROPS_GET_BODY: bool;
+
     /// [`guard_admin`] with `caller`'s admin failure table.
     fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action;
     /// Takes a token from `key`'s bucket ([`crate::ratelimit`]).
@@ -62,24 +77,6 @@ pub trait Tables {
     /// Each table's size and cap, for `GET /__greenlight/isolate`; `Err`
     /// says why they cannot be read.
     fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String>;
-}
-
-/// What a runtime can do, where the pipeline depends on it.
-#[derive(Debug, Clone, Copy)]
-pub struct Platform {
-    /// The runtime's name in the isolate report (`cloudflare`, `spin`).
-    pub runtime: &'static str,
-    /// Where its tables live, for the isolate report (`isolate`, `store`).
-    pub tables_in: &'static str,
-    /// `Some(name)` when WebSocket upgrades cannot pass through it (the
-    /// name goes into the refusal).
-    pub refuses_websockets: Option<&'static str>,
-    /// The runtime hides `transfer-encoding` (a forbidden field in
-    /// `wasi:http`): a body without a length is then known by its method.
-    pub hides_transfer_encoding: bool,
-    /// The runtime sends no body with `GET` or `HEAD` (`fetch()` refuses
-    /// one).
-    pub drops_get_body: bool,
 }
 
 /// How a request goes on after [`begin`].
@@ -99,33 +96,32 @@ pub enum Begin {
 /// Phases 2 to 5 of a request (see the module's documentation).
 ///
 /// `random` must be fresh per request ([`action`]).
-pub fn begin(
+pub fn begin<P: Platform>(
     cfg: &EdgeConfig,
     loaded: &LoadedState,
     head: &RequestHead<'_>,
     now_ms: u64,
     random: u64,
-    platform: &Platform,
-    tables: &mut impl Tables,
+    platform: &mut P,
 ) -> Begin {
     let action = action(cfg, loaded, head, now_ms, random);
     let action = match admin_guard_key(cfg, head, &action) {
-        Some(caller) => tables.guard_admin(action, &caller, now_ms),
+        Some(caller) => platform.guard_admin(action, &caller, now_ms),
         None => action,
     };
     match action {
         Action::Reply(reply) => Begin::Reply(reply),
         Action::Admin(call) if call.route == AdminRoute::Isolate => {
-            Begin::Reply(isolate_reply(head.method, platform, tables))
+            Begin::Reply(isolate_reply(head.method, platform))
         }
         Action::Admin(call) => Begin::Admin(call),
         Action::Forward(mut fwd) => {
             if let (Some(limit), Some(key)) = (cfg.rate_limit, &fwd.rate_key) {
-                if let Err(wait) = tables.take_token(limit, key, now_ms) {
+                if let Err(wait) = platform.take_token(limit, key, now_ms) {
                     return Begin::Reply(Reply::rate_limited(wait));
                 }
             }
-            if let Some(runtime) = platform.refuses_websockets {
+            if let Some(runtime) = P::REFUSES_WEBSOCKETS {
                 // A runtime that hides `upgrade` (a forbidden field in
                 // wasi:http) still shows the handshake's key: forwarded as
                 // a plain GET, an origin's 101 would reach the client
@@ -134,7 +130,7 @@ pub fn begin(
                     return Begin::Reply(Reply::websocket_unsupported(runtime));
                 }
             }
-            let (length, chunked) = framing(head, platform);
+            let (length, chunked) = framing::<P>(head);
             let body = fwd.body_mode(length, chunked);
             Begin::Forward(fwd, body)
         }
@@ -148,25 +144,23 @@ pub fn attempted(
     outcome: &AttemptOutcome,
     elapsed_ms: u64,
     now_ms: u64,
-    tables: &mut impl Tables,
+    platform: &mut impl Platform,
 ) -> AfterAttempt {
     if outcome.failed() {
-        tables.count_failure(fwd, outcome, now_ms);
+        platform.count_failure(fwd, outcome, now_ms);
     }
     fwd.after_attempt(outcome, elapsed_ms)
 }
 
 /// The request body's framing as the runtime shows it: its
 /// `content-length`, and whether it comes chunked.
-fn framing<'h>(head: &'h RequestHead<'_>, platform: &Platform) -> (Option<&'h str>, bool) {
-    if platform.drops_get_body && matches!(head.method, "GET" | "HEAD") {
+fn framing<'h, P: Platform>(head: &'h RequestHead<'_>) -> (Option<&'h str>, bool) {
+    if P::DROPS_GET_BODY && matches!(head.method, "GET" | "HEAD") {
         return (None, false);
     }
     let length = head.header("content-length");
     let chunked = head.header("transfer-encoding").is_some()
-        || (platform.hides_transfer_encoding
-            && length.is_none()
-            && carries_unframed_body(head.method));
+        || (P::HIDES_TRANSFER_ENCODING && length.is_none() && carries_unframed_body(head.method));
     (length, chunked)
 }
 
@@ -182,12 +176,12 @@ pub fn carries_unframed_body(method: &str) -> bool {
 }
 
 /// `GET /__greenlight/isolate`: this runtime's tables and memory.
-fn isolate_reply(method: &str, platform: &Platform, tables: &impl Tables) -> Reply {
-    match tables.sizes() {
+fn isolate_reply<P: Platform>(method: &str, platform: &P) -> Reply {
+    match platform.sizes() {
         Ok(sizes) => {
             let report = IsolateReport {
-                runtime: platform.runtime,
-                tables_in: platform.tables_in,
+                runtime: P::RUNTIME,
+                tables_in: P::TABLES_IN,
                 tables: &sizes,
                 wasm_memory_bytes: admin::wasm_memory_bytes(),
             };

@@ -12,7 +12,7 @@ use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::{
     self, Action, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, LoadedState, Platform, Reply,
-    StateLoad, Tables,
+    StateLoad,
 };
 use greenlight_common::failover::{AttemptOutcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HealthRecord;
@@ -161,8 +161,14 @@ pub fn begin_request(
         return shell::LOAD.into();
     };
     let random = (u64::from(random_hi) << 32) | u64::from(random_lo);
-    let mut tables = IsolateTables::default();
-    match edge::begin(&cfg, &loaded, &head, now_ms, random, &PLATFORM, &mut tables) {
+    match edge::begin(
+        &cfg,
+        &loaded,
+        &head,
+        now_ms,
+        random,
+        &mut Isolate::default(),
+    ) {
         Begin::Reply(reply) => shell::reply(&reply),
         Begin::Admin(call) => shell::admin(&object::encode_call(&call, method)),
         Begin::Forward(fwd, body) => {
@@ -185,24 +191,22 @@ pub fn begin_request(
     }
 }
 
-/// How a Worker runs: its tables in the isolate's memory, WebSockets
-/// passed through, `fetch()` sending no body with GET or HEAD.
-const PLATFORM: Platform = Platform {
-    runtime: "cloudflare",
-    tables_in: "isolate",
-    refuses_websockets: None,
-    hides_transfer_encoding: false,
-    drops_get_body: true,
-};
-
-/// This isolate's tables (its thread-locals) for the pipeline.
+/// This isolate as the pipeline's platform: its tables are the isolate's
+/// memory (its thread-locals), WebSockets pass through, and `fetch()`
+/// sends no body with GET or HEAD.
 #[derive(Default)]
-struct IsolateTables {
+struct Isolate {
     /// The delay of the health report a counted failure scheduled.
     report_in: Option<u64>,
 }
 
-impl Tables for IsolateTables {
+impl Platform for Isolate {
+    const RUNTIME: &'static str = "cloudflare";
+    const TABLES_IN: &'static str = "isolate";
+    const REFUSES_WEBSOCKETS: Option<&'static str> = None;
+    const HIDES_TRANSFER_ENCODING: bool = false;
+    const DROPS_GET_BODY: bool = true;
+
     fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action {
         ADMIN_FAILURES.with_borrow_mut(|failures| {
             edge::guard_admin(action, caller, failures, now_ms, MAX_ADMIN_FAILURE_CALLERS).0
@@ -277,13 +281,13 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             pending.fwd.decision.color
         );
     }
-    let mut tables = IsolateTables::default();
+    let mut isolate = Isolate::default();
     let step = match edge::attempted(
         &pending.fwd,
         &result.outcome,
         elapsed_ms,
         now_ms,
-        &mut tables,
+        &mut isolate,
     ) {
         AfterAttempt::Deliver => match (&result.outcome, result.header_lines) {
             (AttemptOutcome::Answered(status), Some(lines)) => {
@@ -312,7 +316,7 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
         }
         AfterAttempt::Reply(reply) => shell::reply(&reply),
     };
-    match tables.report_in {
+    match isolate.report_in {
         Some(delay_ms) => shell::persist(delay_ms, &step),
         None => step,
     }

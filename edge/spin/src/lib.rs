@@ -17,8 +17,8 @@ mod store;
 use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::{
-    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Platform, Reply, RequestHead,
-    CONFIG_VARIABLES, REWRITE_READ_LIMIT,
+    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Reply, RequestHead, CONFIG_VARIABLES,
+    REWRITE_READ_LIMIT,
 };
 use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -123,7 +123,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         cfg: &cfg,
     };
     let random = random_u64(now_ms);
-    match edge::begin(&cfg, &loaded, &head, now_ms, random, &PLATFORM, &mut tables) {
+    match edge::begin(&cfg, &loaded, &head, now_ms, random, &mut tables) {
         // Refused or answered by the edge itself: at once, whatever the
         // body; what the client still sends is read and dropped after.
         Begin::Reply(reply) => Err(EdgeAnswer {
@@ -173,17 +173,6 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         }
     }
 }
-
-/// How Spin runs a WASIp2 component: a fresh instance per request, so the
-/// tables live in the key-value store; `wasi:http` 0.2 has no upgrade and
-/// hides `transfer-encoding` (a forbidden field).
-const PLATFORM: Platform = Platform {
-    runtime: "spin",
-    tables_in: "store",
-    refuses_websockets: Some("Spin (wasi:http 0.2)"),
-    hides_transfer_encoding: true,
-    drops_get_body: false,
-};
 
 /// The client's body, when it has one the edge can read.
 fn client_body(req: &IncomingRequest) -> Option<pump::ClientBody> {

@@ -12,7 +12,7 @@
 use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::{self, AdminFailures};
 use greenlight_common::edge::{
-    self, Action, AdminCall, EdgeConfig, Forward, LoadedState, Reply, StateLoad, Tables,
+    self, Action, AdminCall, EdgeConfig, Forward, LoadedState, Platform, Reply, StateLoad,
 };
 use greenlight_common::failover::AttemptOutcome;
 use greenlight_common::health::{HealthRecord, HEALTH_KEY};
@@ -356,17 +356,25 @@ async fn fetch_jwks(url: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
     }
 }
 
-/// The tables in the store, for the pipeline (`edge::Tables`). Each
-/// request runs in a fresh instance, so per-caller tables are key-value
-/// slots and the health record a stored document. A store that cannot be
-/// opened counts nothing and limits nothing: the limits protect origins,
-/// they must not take the edge down with the store.
+/// A Spin instance as the pipeline's platform (`edge::Platform`). A WASIp2
+/// component gets a fresh instance for every request, so its tables live
+/// in the key-value store: per-caller tables are key-value slots and the
+/// health record a stored document. A store that cannot be opened counts
+/// nothing and limits nothing: the limits protect origins, they must not
+/// take the edge down with the store. `wasi:http` 0.2 has no upgrade and
+/// hides `transfer-encoding` (a forbidden field).
 pub struct StoreTables<'a> {
     pub kv: Result<&'a Kv, &'a String>,
     pub cfg: &'a EdgeConfig,
 }
 
-impl Tables for StoreTables<'_> {
+impl Platform for StoreTables<'_> {
+    const RUNTIME: &'static str = "spin";
+    const TABLES_IN: &'static str = "store";
+    const REFUSES_WEBSOCKETS: Option<&'static str> = Some("Spin (wasi:http 0.2)");
+    const HIDES_TRANSFER_ENCODING: bool = true;
+    const DROPS_GET_BODY: bool = false;
+
     /// The caller's table lives in its key-value slot. Not atomic:
     /// concurrent failures of one caller may be counted once each
     /// instance, so a caller gets at most its concurrency in extra

@@ -1,13 +1,15 @@
-//! [`begin`] and [`attempted`]: the phases in their order, against tables
-//! that record what the pipeline asked of them.
+//! [`begin`] and [`attempted`]: the phases in their order, against
+//! platforms whose tables record what the pipeline asked of them.
 
 use super::*;
 use crate::admin::TableSize;
 use crate::admin_guard::AdminFailures;
 
-/// Tables in memory that remember every call.
+/// Tables in memory that remember every call, on a runtime like the
+/// Worker (`SPIN = false`) or like Spin (`SPIN = true`: no WebSockets, hidden
+/// `transfer-encoding`, bodies sent with GET).
 #[derive(Default)]
-struct Recorded {
+struct Recorded<const SPIN: bool> {
     failures: AdminFailures,
     /// Callers refused a token.
     empty_buckets: Vec<String>,
@@ -16,7 +18,17 @@ struct Recorded {
     unreadable: bool,
 }
 
-impl Tables for Recorded {
+impl<const SPIN: bool> Platform for Recorded<SPIN> {
+    const RUNTIME: &'static str = if SPIN { "spin" } else { "cloudflare" };
+    const TABLES_IN: &'static str = if SPIN { "store" } else { "isolate" };
+    const REFUSES_WEBSOCKETS: Option<&'static str> = if SPIN {
+        Some("Spin (wasi:http 0.2)")
+    } else {
+        None
+    };
+    const HIDES_TRANSFER_ENCODING: bool = SPIN;
+    const DROPS_GET_BODY: bool = !SPIN;
+
     fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action {
         guard_admin(action, caller, &mut self.failures, now_ms, 100).0
     }
@@ -48,29 +60,15 @@ impl Tables for Recorded {
     }
 }
 
-const WORKER: Platform = Platform {
-    runtime: "cloudflare",
-    tables_in: "isolate",
-    refuses_websockets: None,
-    hides_transfer_encoding: false,
-    drops_get_body: true,
-};
+type Worker = Recorded<false>;
+type Spin = Recorded<true>;
 
-const SPIN: Platform = Platform {
-    runtime: "spin",
-    tables_in: "store",
-    refuses_websockets: Some("Spin (wasi:http 0.2)"),
-    hides_transfer_encoding: true,
-    drops_get_body: false,
-};
-
-fn begin_with(
+fn begin_with<const SPIN: bool>(
     cfg: &EdgeConfig,
     method: &str,
     path: &str,
     h: &[(&str, &str)],
-    platform: &Platform,
-    tables: &mut Recorded,
+    platform: &mut Recorded<SPIN>,
 ) -> Begin {
     let hs = headers(h);
     let req = RequestHead {
@@ -85,7 +83,7 @@ fn begin_with(
         state: canary(5_000),
         degraded: false,
     };
-    begin(cfg, &loaded, &req, NOW_MS, 7, platform, tables)
+    begin(cfg, &loaded, &req, NOW_MS, 7, platform)
 }
 
 fn begin_reply(b: Begin) -> Reply {
@@ -98,18 +96,11 @@ fn begin_reply(b: Begin) -> Reply {
 #[test]
 fn admin_guesses_are_guarded_before_anything_else_answers() {
     let cfg = config();
-    let mut tables = Recorded::default();
+    let mut tables = Worker::default();
     let wrong = [("authorization", "Bearer wrong")];
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        let b = begin_with(
-            &cfg,
-            "GET",
-            "/__greenlight/state",
-            &wrong,
-            &WORKER,
-            &mut tables,
-        );
+        let b = begin_with(&cfg, "GET", "/__greenlight/state", &wrong, &mut tables);
         statuses.push(begin_reply(b).status);
     }
     assert_eq!(statuses.first(), Some(&401));
@@ -117,25 +108,11 @@ fn admin_guesses_are_guarded_before_anything_else_answers() {
     // Once over the limit, even the right token waits: the guard runs
     // before the admin call.
     let right = [("authorization", "Bearer admin-secret")];
-    let b = begin_with(
-        &cfg,
-        "GET",
-        "/__greenlight/state",
-        &right,
-        &WORKER,
-        &mut tables,
-    );
+    let b = begin_with(&cfg, "GET", "/__greenlight/state", &right, &mut tables);
     assert_eq!(begin_reply(b).status, 429);
     // Ordinary traffic never touches the table.
-    let mut fresh = Recorded::default();
-    let b = begin_with(
-        &cfg,
-        "GET",
-        "/x",
-        &[("x-api-key", "nope")],
-        &WORKER,
-        &mut fresh,
-    );
+    let mut fresh = Worker::default();
+    let b = begin_with(&cfg, "GET", "/x", &[("x-api-key", "nope")], &mut fresh);
     assert_eq!(begin_reply(b).status, 401);
     assert_eq!(fresh.failures.len(), 0);
 }
@@ -144,15 +121,8 @@ fn admin_guesses_are_guarded_before_anything_else_answers() {
 fn an_authorised_admin_call_goes_to_the_store_and_the_isolate_report_is_answered_here() {
     let cfg = config();
     let token = [("authorization", "Bearer admin-secret")];
-    let mut tables = Recorded::default();
-    let b = begin_with(
-        &cfg,
-        "POST",
-        "/__greenlight/promote",
-        &token,
-        &SPIN,
-        &mut tables,
-    );
+    let mut tables = Spin::default();
+    let b = begin_with(&cfg, "POST", "/__greenlight/promote", &token, &mut tables);
     assert!(matches!(
         b,
         Begin::Admin(AdminCall {
@@ -160,8 +130,8 @@ fn an_authorised_admin_call_goes_to_the_store_and_the_isolate_report_is_answered
             ..
         })
     ));
-    let isolate = |tables: &mut Recorded| {
-        let b = begin_with(&cfg, "GET", "/__greenlight/isolate", &token, &SPIN, tables);
+    let isolate = |tables: &mut Spin| {
+        let b = begin_with(&cfg, "GET", "/__greenlight/isolate", &token, tables);
         begin_reply(b)
     };
     let r = isolate(&mut tables);
@@ -180,32 +150,25 @@ fn an_authorised_admin_call_goes_to_the_store_and_the_isolate_report_is_answered
 #[test]
 fn the_rate_limit_is_taken_only_for_forwards_and_answers_429() {
     let cfg = config_with(&[("RATE_LIMIT_PER_S", "5")]);
-    let mut tables = Recorded::default();
+    let mut tables = Worker::default();
     let key = [("x-api-key", "app-key")];
     assert!(matches!(
-        begin_with(&cfg, "GET", "/x", &key, &WORKER, &mut tables),
+        begin_with(&cfg, "GET", "/x", &key, &mut tables),
         Begin::Forward(..)
     ));
     assert_eq!(tables.taken, ["k:app"]);
     tables.empty_buckets.push("k:app".into());
-    let r = begin_reply(begin_with(&cfg, "GET", "/x", &key, &WORKER, &mut tables));
+    let r = begin_reply(begin_with(&cfg, "GET", "/x", &key, &mut tables));
     assert_eq!(r.status, 429);
     assert_eq!(header(&r.headers, "retry-after"), Some("3"));
     // Refused callers and admin calls take no token.
-    let _ = begin_with(&cfg, "GET", "/x", &[], &WORKER, &mut tables);
+    let _ = begin_with(&cfg, "GET", "/x", &[], &mut tables);
     let admin = [("authorization", "Bearer admin-secret")];
-    let _ = begin_with(
-        &cfg,
-        "GET",
-        "/__greenlight/state",
-        &admin,
-        &WORKER,
-        &mut tables,
-    );
+    let _ = begin_with(&cfg, "GET", "/__greenlight/state", &admin, &mut tables);
     assert_eq!(tables.taken.len(), 2);
     // Without a configured limit, no bucket is asked.
-    let mut unlimited = Recorded::default();
-    let _ = begin_with(&config(), "GET", "/x", &key, &WORKER, &mut unlimited);
+    let mut unlimited = Worker::default();
+    let _ = begin_with(&config(), "GET", "/x", &key, &mut unlimited);
     assert!(unlimited.taken.is_empty());
 }
 
@@ -217,25 +180,11 @@ fn websockets_are_refused_where_the_runtime_cannot_pass_them() {
     // A runtime that hides `upgrade` still shows the handshake's key.
     let hidden = [key, ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")];
     for h in [&upgrade[..], &hidden[..]] {
-        let r = begin_reply(begin_with(
-            &cfg,
-            "GET",
-            "/ws",
-            h,
-            &SPIN,
-            &mut Recorded::default(),
-        ));
+        let r = begin_reply(begin_with(&cfg, "GET", "/ws", h, &mut Spin::default()));
         assert_eq!(r.status, 501);
         assert!(r.body.contains("Spin (wasi:http 0.2)"), "{}", r.body);
     }
-    let b = begin_with(
-        &cfg,
-        "GET",
-        "/ws",
-        &upgrade,
-        &WORKER,
-        &mut Recorded::default(),
-    );
+    let b = begin_with(&cfg, "GET", "/ws", &upgrade, &mut Worker::default());
     let Begin::Forward(fwd, _) = b else {
         panic!("the Worker passes the socket through");
     };
@@ -244,45 +193,41 @@ fn websockets_are_refused_where_the_runtime_cannot_pass_them() {
 
 #[test]
 fn the_body_is_framed_as_the_runtime_shows_it() {
-    let cfg = config();
-    let mode = |method: &str, h: &[(&str, &str)], platform: &Platform| {
+    fn mode<const SPIN: bool>(method: &str, h: &[(&str, &str)]) -> (BodyMode, bool) {
         let mut all = vec![("x-api-key", "app-key")];
         all.extend_from_slice(h);
-        match begin_with(&cfg, method, "/x", &all, platform, &mut Recorded::default()) {
+        let platform = &mut Recorded::<SPIN>::default();
+        match begin_with(&config(), method, "/x", &all, platform) {
             Begin::Forward(fwd, mode) => (mode, fwd.fallback.is_some()),
             other => panic!("{other:?}"),
         }
-    };
+    }
+    let (worker, spin) = (mode::<false>, mode::<true>);
     let small = [("content-length", "5")];
     let chunked = [("transfer-encoding", "chunked")];
     // A body that may not be retried is streamed once.
-    assert_eq!(mode("PUT", &small, &WORKER), (BodyMode::Stream, false));
-    assert_eq!(mode("POST", &small, &SPIN), (BodyMode::Stream, false));
+    assert_eq!(worker("PUT", &small), (BodyMode::Stream, false));
+    assert_eq!(spin("POST", &small), (BodyMode::Stream, false));
     // fetch() sends no body with GET: there is nothing to keep.
-    assert_eq!(mode("GET", &small, &WORKER), (BodyMode::Empty, true));
+    assert_eq!(worker("GET", &small), (BodyMode::Empty, true));
     // Elsewhere a small one is kept so a retry can send it again.
-    assert_eq!(mode("GET", &small, &SPIN), (BodyMode::Buffer, true));
+    assert_eq!(spin("GET", &small), (BodyMode::Buffer, true));
     // Chunked: streamed once, so the retry is dropped.
-    assert_eq!(mode("GET", &chunked, &WORKER), (BodyMode::Empty, true));
-    assert_eq!(mode("GET", &chunked, &SPIN), (BodyMode::Stream, false));
+    assert_eq!(worker("GET", &chunked), (BodyMode::Empty, true));
+    assert_eq!(spin("GET", &chunked), (BodyMode::Stream, false));
     // Where transfer-encoding is hidden, a POST without a length is chunked.
-    assert_eq!(mode("POST", &[], &SPIN).0, BodyMode::Stream);
-    assert_eq!(mode("POST", &[], &WORKER).0, BodyMode::Empty);
-    assert_eq!(mode("DELETE", &[], &SPIN).0, BodyMode::Empty);
+    assert_eq!(spin("POST", &[]).0, BodyMode::Stream);
+    assert_eq!(worker("POST", &[]).0, BodyMode::Empty);
+    assert_eq!(spin("DELETE", &[]).0, BodyMode::Empty);
 }
 
 #[test]
 fn only_failed_attempts_are_counted_against_their_origin() {
     let cfg = config();
-    let mut tables = Recorded::default();
-    let Begin::Forward(fwd, _) = begin_with(
-        &cfg,
-        "GET",
-        "/x",
-        &[("x-api-key", "app-key")],
-        &WORKER,
-        &mut tables,
-    ) else {
+    let mut tables = Worker::default();
+    let Begin::Forward(fwd, _) =
+        begin_with(&cfg, "GET", "/x", &[("x-api-key", "app-key")], &mut tables)
+    else {
         panic!("forwarded");
     };
     let color = fwd.decision.color;
