@@ -146,7 +146,9 @@ async fn measure_cloudflare(
     }
     let mut pair = measure(&targets, requests).await?;
     drop(edges);
-    let (greenlight, pass) = (pair.swap_remove(0), pair.swap_remove(0));
+    // In the order measured: greenlight, the pass-through, then variants.
+    let greenlight = pair.remove(0);
+    let pass = pair.remove(0);
 
     // EDGE_OVERHEAD_REFERENCES=none skips the second phase (experiments).
     if std::env::var("EDGE_OVERHEAD_REFERENCES").as_deref() == Ok("none") {
