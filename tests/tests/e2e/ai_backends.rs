@@ -188,20 +188,36 @@ async fn stream_cut(rig: Rig) {
         )
         .await;
     assert_eq!(resp.status(), 200);
+    let server = rig.edge.server;
+    // `wrangler dev`'s proxy now and then never answers a request that
+    // follows a cut stream, even on a connection of its own (README,
+    // "Platform differences"); the same Worker served directly on workerd
+    // (`cloudflare_direct`) always answers. Under `wrangler dev` one such
+    // hang per run gets a new try; a second fails the test.
+    let mut hang_allowed = server == Server::WranglerDev;
     for _ in 0..4 {
-        rig.reset_origins();
-        let sent = Instant::now();
-        let resp = rig
-            .get("/api/script/sse?events=5&pause_ms=300&cut=1")
-            .header("x-api-key", APP_KEY)
-            // Under `wrangler dev` the next request on a keep-alive
-            // connection right after a cut stream hung in about 1 of 8 tries
-            // (README, "Platform differences"): each cut stream gets a
-            // connection of its own.
-            .header("connection", "close")
-            .send()
-            .await
-            .unwrap();
+        let (resp, sent) = loop {
+            rig.reset_origins();
+            let sent = Instant::now();
+            let sending = rig
+                .get("/api/script/sse?events=5&pause_ms=300&cut=1")
+                .header("x-api-key", APP_KEY)
+                // Under `wrangler dev` the next request on a keep-alive
+                // connection right after a cut stream hung in about 1 of 8
+                // tries: each cut stream gets a connection of its own.
+                .header("connection", "close")
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match sending {
+                Ok(resp) => break (resp, sent),
+                Err(e) if e.is_timeout() && hang_allowed => {
+                    eprintln!("{}: no answer in 10 s, trying again: {e}", server.name());
+                    hang_allowed = false;
+                }
+                Err(e) => panic!("{} ({}): {e}", runtime.name(), server.name()),
+            }
+        };
         assert_eq!(resp.status(), 200);
         let color = header(&resp, "x-greenlight-color").to_string();
         let (body, first, _, clean) = read_timed(resp, sent).await;
@@ -212,7 +228,6 @@ async fn stream_cut(rig: Rig) {
         // directly alike, ends it cleanly (README, "Platform
         // differences"), so a streaming client tells by the missing
         // `data: [DONE]`.
-        let server = rig.edge.server;
         match server {
             Server::SpinUp => assert!(!clean, "a cut stream ended cleanly"),
             Server::WranglerDev | Server::Direct => assert!(
