@@ -122,9 +122,14 @@ fn put_and_delete_are_retried_only_when_configured_and_replayable() {
     // A GET with a (small) body is kept for the retry too.
     let mut get = plan_method(&cfg, &canary(5_000), "GET", "app-key");
     assert_eq!(get.body_mode(Some("7"), false), BodyMode::Buffer);
-    // Not retryable anyway: streamed, nothing dropped.
+    // Not retryable anyway: a small body is still kept (timed whole, never
+    // a streamed attempt that fails), a large one streamed.
     let mut post = plan_method(&cfg, &canary(5_000), "POST", "app-key");
-    assert_eq!(post.body_mode(Some("7"), false), BodyMode::Stream);
+    assert_eq!(post.body_mode(Some("7"), false), BodyMode::Buffer);
+    assert_eq!(post.fallback, None);
+    let mut post = plan_method(&cfg, &canary(5_000), "POST", "app-key");
+    let over = (crate::failover::MAX_REPLAY_BODY + 1).to_string();
+    assert_eq!(post.body_mode(Some(&over), false), BodyMode::Stream);
     // POST cannot be configured at all.
     let v = vars();
     let bad = EdgeConfig::from_lookup(|k| {
