@@ -202,14 +202,23 @@ async fn flush(output: &OutputStream) -> Result<(), Broken> {
 
 /// Copies `input` to `output` until `input` ends; `timer` (an upload's)
 /// is paused while the input has nothing and runs while the output is fed.
+/// Whenever the input has nothing more for now, what was written is
+/// flushed before waiting: an event of a streamed answer must reach the
+/// client when the origin sends it, not when the next one comes (or a
+/// timer lets it go). A body that arrives in one go is flushed once.
 async fn copy(
     input: &InputStream,
     output: &OutputStream,
     timer: Option<&OriginTimer>,
 ) -> Result<(), Broken> {
+    let mut unflushed = false;
     loop {
         match input.read(CHUNK) {
             Ok(chunk) if chunk.is_empty() => {
+                if unflushed {
+                    flush(output).await?;
+                    unflushed = false;
+                }
                 if let Some(t) = timer {
                     t.pause();
                 }
@@ -219,7 +228,8 @@ async fn copy(
                 if let Some(t) = timer {
                     t.run();
                 }
-                write_all(output, &chunk).await?
+                write_all(output, &chunk).await?;
+                unflushed = true;
             }
             Err(StreamError::Closed) => {
                 if let Some(t) = timer {
