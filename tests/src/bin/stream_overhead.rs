@@ -18,14 +18,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Target {
-    name: &'static str,
+    name: String,
     url: String,
     api_key: bool,
 }
 
-fn target(name: &'static str, edge: &RunningEdge, api_key: bool) -> Target {
+fn target(name: impl Into<String>, edge: &RunningEdge, api_key: bool) -> Target {
     Target {
-        name,
+        name: name.into(),
         url: format!("{}/v1/chat/stream", edge.base_url),
         api_key,
     }
@@ -80,10 +80,21 @@ async fn main() -> anyhow::Result<()> {
             &pass_setup,
         )
         .await?;
-        let targets = [
+        let mut targets = vec![
             target("spin greenlight", &greenlight, true),
             target("spin pass-through", &pass, false),
         ];
+        // Other builds of the greenlight component (`:`-separated), measured
+        // in the same rounds and printed; not part of the last line.
+        let variants = std::env::var("STREAM_OVERHEAD_VARIANT_COMPONENTS").unwrap_or_default();
+        let mut variant_edges = Vec::new();
+        for variant in variants.split(':').filter(|v| !v.is_empty()) {
+            variant_edges.push(spin::start_component(std::path::Path::new(variant), &setup).await?);
+            eprintln!("spin variant {}: {variant}", variant_edges.len());
+        }
+        for (i, edge) in variant_edges.iter().enumerate() {
+            targets.push(target(format!("spin variant {}", i + 1), edge, true));
+        }
         let h = measure(&targets, rounds, budget).await?;
         line.push(format!(
             "spin_stream_ttfb_ratio={:.2}",
