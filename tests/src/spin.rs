@@ -30,15 +30,56 @@ pub fn component_dir() -> PathBuf {
     root().join("edge/spin")
 }
 
-/// The built component: `target/wasm32-wasip2/release/greenlight_edge_spin.wasm`
-/// under `$CARGO_TARGET_DIR` (if set) or the workspace's `target/`.
+/// The two builds of the Spin adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinBuild {
+    /// spin-sdk 6, `wasi:http@0.3.0-rc-2026-03-15`: Spin 4.0.x, instances
+    /// reused.
+    Wasip3,
+    /// spin-sdk 5.2, `wasi:http@0.2`: every Spin since 3, a fresh instance
+    /// per request.
+    Wasip2,
+}
+
+impl SpinBuild {
+    /// The build the Spin edges of this run use: `GREENLIGHT_SPIN_BUILD`
+    /// (`wasip3`, the default, or `wasip2`).
+    pub fn of_run() -> SpinBuild {
+        match std::env::var("GREENLIGHT_SPIN_BUILD").as_deref() {
+            Ok("wasip2") => SpinBuild::Wasip2,
+            _ => SpinBuild::Wasip3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SpinBuild::Wasip3 => "wasip3",
+            SpinBuild::Wasip2 => "wasip2",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            SpinBuild::Wasip3 => "greenlight_edge_spin_wasip3.wasm",
+            SpinBuild::Wasip2 => "greenlight_edge_spin.wasm",
+        }
+    }
+}
+
+/// The built component of this run's build ([`SpinBuild::of_run`]).
 pub fn built_wasm() -> anyhow::Result<PathBuf> {
-    let rel = "wasm32-wasip2/release/greenlight_edge_spin.wasm";
+    built(SpinBuild::of_run().file())
+}
+
+/// A built file of `target/wasm32-wasip2/release/` under `$CARGO_TARGET_DIR`
+/// (if set) or the workspace's `target/`.
+pub fn built(file: &str) -> anyhow::Result<PathBuf> {
+    let rel = format!("wasm32-wasip2/release/{file}");
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(dir).join(rel));
+        candidates.push(PathBuf::from(dir).join(&rel));
     }
-    candidates.push(root().join("target").join(rel));
+    candidates.push(root().join("target").join(&rel));
     candidates
         .iter()
         .find(|p| p.is_file())
@@ -49,6 +90,11 @@ pub fn built_wasm() -> anyhow::Result<PathBuf> {
                 candidates[candidates.len() - 1].display()
             )
         })
+}
+
+/// The built component of `build`.
+pub fn built_build(build: SpinBuild) -> anyhow::Result<PathBuf> {
+    built(build.file())
 }
 
 /// The `spin` CLI: `$GREENLIGHT_SPIN`, else the one scripts/build-spin.sh

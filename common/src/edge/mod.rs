@@ -31,6 +31,7 @@ mod admin_call;
 mod config;
 mod forward;
 mod headers;
+pub mod kv;
 mod reply;
 mod request;
 mod state;

@@ -93,3 +93,128 @@ pub(super) fn parse_ip(v: &str) -> Option<IpAddr> {
                 .and_then(|r| r.parse().ok())
         })
 }
+
+/// Request headers as [`RequestHead`] wants them from a runtime that gives
+/// raw fields (Spin): lower-case names, repeated headers joined with ", ",
+/// the runtime's own headers (names starting with `runtime_prefix`, such as
+/// Spin's `spin-full-url`) left out. Values that are not UTF-8 are read
+/// lossily.
+pub fn joined_headers(
+    entries: &[(String, Vec<u8>)],
+    runtime_prefix: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with(runtime_prefix) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value);
+        match out.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, joined)) => {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            None => out.push((name, value.into_owned())),
+        }
+    }
+    out
+}
+
+/// The address of a peer given as `ip:port`, without the port, so one
+/// caller is one bucket: "[::1]:80" → "[::1]", "1.2.3.4:80" → "1.2.3.4";
+/// a bare IPv6 address (more than one colon, no brackets) is kept whole.
+pub fn strip_port(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (host.starts_with('[') || !host.contains(':')) =>
+        {
+            host
+        }
+        _ => addr,
+    }
+}
+
+/// An origin request's URL in the parts `wasi:http` sets one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlParts<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    /// Starts with `/`.
+    pub path_and_query: &'a str,
+}
+
+impl UrlParts<'_> {
+    /// `scheme://authority/path?query` with an `http` or `https` scheme and
+    /// a path; `None` otherwise.
+    pub fn parse(url: &str) -> Option<UrlParts<'_>> {
+        let (scheme, rest) = url.split_once("://")?;
+        if !matches!(scheme, "http" | "https") {
+            return None;
+        }
+        let (authority, path_and_query) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+            _ => return None,
+        };
+        Some(UrlParts {
+            scheme,
+            authority,
+            path_and_query,
+        })
+    }
+}
+
+/// `scheme://host:port` of a URL, for error messages (never the path).
+pub fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+#[cfg(test)]
+mod raw_field_tests {
+    use super::*;
+
+    #[test]
+    fn raw_fields_are_joined_lower_cased_and_runtime_headers_dropped() {
+        let entries = vec![
+            ("Accept".to_string(), b"a".to_vec()),
+            ("spin-full-url".to_string(), b"http://x/".to_vec()),
+            ("accept".to_string(), b"b".to_vec()),
+            ("X-Bin".to_string(), vec![0xff]),
+        ];
+        assert_eq!(
+            joined_headers(&entries, "spin-"),
+            vec![
+                ("accept".to_string(), "a, b".to_string()),
+                ("x-bin".to_string(), "\u{fffd}".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn ports_are_stripped_from_peer_addresses_only() {
+        assert_eq!(strip_port("1.2.3.4:80"), "1.2.3.4");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("1.2.3.4"), "1.2.3.4");
+    }
+
+    #[test]
+    fn origin_urls_split_into_their_parts() {
+        let parts = UrlParts::parse("https://o.example:8443/a/b?c=d").unwrap();
+        assert_eq!(
+            (parts.scheme, parts.authority, parts.path_and_query),
+            ("https", "o.example:8443", "/a/b?c=d")
+        );
+        assert_eq!(UrlParts::parse("ftp://o/x"), None);
+        assert_eq!(UrlParts::parse("http://o?x"), None);
+        assert_eq!(UrlParts::parse("http://o"), None);
+        assert_eq!(origin_of("http://o:1/secret?x"), "http://o:1");
+        assert_eq!(origin_of("http://o"), "http://o");
+    }
+}

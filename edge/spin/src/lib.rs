@@ -16,9 +16,10 @@ mod store;
 
 use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::config_error::ConfigError;
+use greenlight_common::edge::kv;
 use greenlight_common::edge::{
-    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Reply, RequestHead, CONFIG_VARIABLES,
-    REWRITE_READ_LIMIT,
+    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Reply, RequestHead, UrlParts,
+    CONFIG_VARIABLES, REWRITE_READ_LIMIT,
 };
 use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -81,7 +82,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("spin-client-addr"))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    let mut headers = header_pairs(&entries);
+    let mut headers = edge::joined_headers(&entries, SPIN_HEADER_PREFIX);
     // The host the client asked for (`x-forwarded-host`, `location`
     // rewrites), should the host not list `host` among the fields.
     if !headers.iter().any(|(k, _)| k == "host") {
@@ -108,7 +109,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         query,
         scheme,
         headers: &headers,
-        client_addr: client_addr.as_deref().map(strip_port),
+        client_addr: client_addr.as_deref().map(edge::strip_port),
     };
     let store = store::Kv::open();
     let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
@@ -117,7 +118,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         }
         _ => cfg,
     };
-    let loaded = store::load_state(store.as_ref(), &cfg);
+    let loaded = kv::read_state(store.as_ref().ok(), None, &cfg);
     let mut tables = store::StoreTables {
         kv: store.as_ref(),
         cfg: &cfg,
@@ -142,7 +143,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
             let store = store
                 .as_ref()
                 .map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            let reply = store::run_admin(store, &cfg, &call, &method, &body, now_ms);
+            let reply = kv::commit_admin(store, &cfg, &call, &method, &body, now_ms).await;
             Err(EdgeAnswer { reply, unread })
         }
         Begin::Forward(fwd, mode) => {
@@ -295,8 +296,13 @@ async fn forward(
         eprintln!("greenlight: {} origin: {detail}", fwd.decision.color);
         Failure::Unreachable(unreachable_class(&detail).to_string())
     };
-    let target = OriginUrl::parse(&fwd.url)
+    let target = UrlParts::parse(&fwd.url)
         .ok_or_else(|| unreachable(format!("bad origin URL {:?}", fwd.url)))?;
+    let scheme = if target.scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     let mut entries: Vec<(String, Vec<u8>)> = fwd
         .request_headers
         .iter()
@@ -321,7 +327,7 @@ async fn forward(
     let set =
         |ok: Result<(), ()>, what: &str| ok.map_err(|()| unreachable(format!("invalid {what}")));
     set(out.set_method(&request.method), "method")?;
-    set(out.set_scheme(Some(&target.scheme)), "scheme")?;
+    set(out.set_scheme(Some(&scheme)), "scheme")?;
     set(out.set_authority(Some(target.authority)), "authority")?;
     set(out.set_path_with_query(Some(target.path_and_query)), "path")?;
     // Connecting is bounded by the host too; the wait for the response
@@ -384,7 +390,7 @@ fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
             eprintln!(
                 "greenlight: {} origin {}: {detail}",
                 fwd.decision.color,
-                origin_of(&fwd.url)
+                edge::origin_of(&fwd.url)
             );
             Failure::Unreachable(unreachable_class(&detail).to_string())
         }
@@ -458,42 +464,6 @@ impl Delivery {
     }
 }
 
-/// `scheme`, `authority` and `path?query` of an origin URL.
-struct OriginUrl<'a> {
-    scheme: Scheme,
-    authority: &'a str,
-    path_and_query: &'a str,
-}
-
-impl OriginUrl<'_> {
-    fn parse(url: &str) -> Option<OriginUrl<'_>> {
-        let (scheme, rest) = url.split_once("://")?;
-        let scheme = match scheme {
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            _ => return None,
-        };
-        let (authority, path_and_query) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
-            _ => return None,
-        };
-        Some(OriginUrl {
-            scheme,
-            authority,
-            path_and_query,
-        })
-    }
-}
-
-/// `scheme://host:port` of a URL, for error messages (never the path).
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => &url[..after_scheme + i],
-        None => url,
-    }
-}
-
 /// Sends a reply the edge made itself.
 async fn send_reply(out: spin_sdk::wit::wasi::http0_2_0::types::ResponseOutparam, reply: &Reply) {
     let entries: Vec<(String, Vec<u8>)> = reply
@@ -551,41 +521,6 @@ fn header_value(entries: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-}
-
-/// Request headers as the core wants them: lower-case names, repeated
-/// headers joined with ", ", Spin's own `spin-*` headers left out.
-fn header_pairs(entries: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        let name = name.to_ascii_lowercase();
-        if name.starts_with(SPIN_HEADER_PREFIX) {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value);
-        match out.iter_mut().find(|(k, _)| *k == name) {
-            Some((_, joined)) => {
-                joined.push_str(", ");
-                joined.push_str(&value);
-            }
-            None => out.push((name, value.into_owned())),
-        }
-    }
-    out
-}
-
-fn strip_port(addr: &str) -> &str {
-    match addr.rsplit_once(':') {
-        // "[::1]:80" → "[::1]", "1.2.3.4:80" → "1.2.3.4"; a bare IPv6
-        // address has more than one colon and no brackets: keep it.
-        Some((host, port))
-            if port.bytes().all(|b| b.is_ascii_digit())
-                && (host.starts_with('[') || !host.contains(':')) =>
-        {
-            host
-        }
-        _ => addr,
-    }
 }
 
 /// The configuration, from Spin variables (lower-cased names). Spin runs a

@@ -1,23 +1,14 @@
 //! The rollout state, health record and rate-limit buckets in Spin's
 //! key-value store, through `wasi:keyvalue` (store + atomics), which Spin
-//! implements since 3.0 over the same stores as `spin:key-value`.
-//!
-//! Admin changes are compare-and-swaps on the state document, so exactly one
-//! of several concurrent changes at an epoch is committed and every other
-//! gets `409`: the store compares the document it holds with the one the
-//! change was computed from. Before a change is committed the store is
-//! checked to really compare (a store that swaps unconditionally would lose
-//! updates; the change is refused instead).
+//! implements since 3.0 over the same stores as `spin:key-value`. How the
+//! state is read and changed is `greenlight_common::edge::kv`'s; this file
+//! gives it the store.
 
 use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::{self, AdminFailures};
-use greenlight_common::edge::{
-    self, Action, AdminCall, EdgeConfig, Forward, LoadedState, Platform, Reply, StateLoad,
-};
+use greenlight_common::edge::kv::{self, AtomicStore, Swap};
+use greenlight_common::edge::{self, Action, EdgeConfig, Forward, Platform};
 use greenlight_common::failover::AttemptOutcome;
-use greenlight_common::health::{HealthRecord, HEALTH_KEY};
-use greenlight_common::http::{LAST_GOOD_KEY, STATE_KEY};
-use greenlight_common::jwks::CachedJwks;
 use greenlight_common::ratelimit::{self, RateLimit, RetryAfter};
 use spin_sdk::wit::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
@@ -25,14 +16,6 @@ use wasi::clocks::monotonic_clock;
 
 /// Label of the key-value store declared in `spin.toml`.
 const KV_STORE: &str = "default";
-/// Claimed (atomic increment) by the one admin call that writes the first
-/// state document, so two first changes cannot both write it.
-const CREATE_CLAIM_KEY: &str = "rollout-state.created";
-/// Scratch key of the compare-and-swap check.
-const CAS_PROBE_KEY: &str = "rollout-state.cas-probe";
-/// Attempts at an admin change; after a lost swap the next attempt sees the
-/// winner's epoch and answers 409.
-const ADMIN_ATTEMPTS: usize = 5;
 
 pub struct Kv {
     bucket: Bucket,
@@ -43,14 +26,6 @@ impl Kv {
         store::open(KV_STORE)
             .map(|bucket| Kv { bucket })
             .map_err(|e| format!("{e:?}"))
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.bucket.get(key).map_err(|e| format!("{e:?}"))
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.bucket.set(key, value).map_err(|e| format!("{e:?}"))
     }
 }
 
@@ -113,206 +88,48 @@ pub fn isolate_tables(kv: &Kv) -> Result<[(&'static str, TableSize); 3], String>
 /// room for a few more).
 const FIXED_KEYS: u64 = 16;
 
-/// The rollout state for routing. A store failure serves the initial
-/// state, flagged degraded (never a 5xx).
-pub fn load_state(kv: Result<&Kv, &String>, cfg: &EdgeConfig) -> LoadedState {
-    match kv {
-        Ok(kv) => match kv.get(STATE_KEY) {
-            Ok(doc) => loaded(Some(kv), Ok(doc.as_deref()), cfg),
-            Err(_) => loaded(Some(kv), Err(()), cfg),
-        },
-        Err(_) => loaded(None, Err(()), cfg),
-    }
-}
+/// The store as `edge::kv` reads and changes it.
+impl AtomicStore for Kv {
+    type Cas = Cas;
 
-/// The state a read of the document gives (`edge::load_state`'s rule).
-/// Every request runs in a fresh instance, so there is no last good state
-/// in memory: an unreadable document falls back to the backup copy every
-/// admin write leaves. Bytes that are not UTF-8 count as unreadable.
-fn loaded(kv: Option<&Kv>, document: Result<Option<&[u8]>, ()>, cfg: &EdgeConfig) -> LoadedState {
-    let text = document.map(|doc| doc.map(|d| std::str::from_utf8(d).unwrap_or("\u{0}not utf-8")));
-    match edge::load_state(text, None, &cfg.default_salt) {
-        StateLoad::Ready(loaded) => loaded,
-        StateLoad::NeedsBackup => {
-            let backup = kv.and_then(|kv| kv.get(LAST_GOOD_KEY).ok().flatten());
-            let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-            edge::state_from_backup(backup, &cfg.default_salt)
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.bucket.get(key).map_err(|e| format!("{e:?}"))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.bucket.set(key, value).map_err(|e| format!("{e:?}"))
+    }
+
+    fn watch(&self, key: &str) -> Result<(Cas, Option<Vec<u8>>), String> {
+        let cas = Cas::new(&self.bucket, key).map_err(|e| format!("{e:?}"))?;
+        let current = cas.current().map_err(|e| format!("{e:?}"))?;
+        Ok((cas, current))
+    }
+
+    fn swap(&self, cas: Cas, value: &[u8]) -> Result<Swap, String> {
+        match atomics::swap(cas, value) {
+            Ok(()) => Ok(Swap::Done),
+            Err(CasError::CasFailed(_)) => Ok(Swap::Lost),
+            Err(CasError::StoreError(e)) => Err(format!("{e:?}")),
         }
     }
-}
 
-/// Runs an authorised admin call against the stored state and commits its
-/// change with a compare-and-swap.
-pub fn run_admin(
-    kv: &Kv,
-    cfg: &EdgeConfig,
-    call: &AdminCall,
-    method: &str,
-    body: &[u8],
-    now_ms: u64,
-) -> Reply {
-    let unavailable = |what: &str, e: String| Reply::store_unavailable(format!("{what}: {e}"));
-    for _ in 0..ADMIN_ATTEMPTS {
-        let cas = match Cas::new(&kv.bucket, STATE_KEY) {
-            Ok(cas) => cas,
-            Err(e) => return unavailable("reading the state", format!("{e:?}")),
-        };
-        let current = match cas.current() {
-            Ok(current) => current,
-            Err(e) => return unavailable("reading the state", format!("{e:?}")),
-        };
-        let fresh = loaded(Some(kv), Ok(current.as_deref()), cfg);
-        let health = if call.wants_health() {
-            kv.get(HEALTH_KEY).ok().flatten()
-        } else {
-            None
-        };
-        let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
-        let outcome = edge::run_admin(cfg, call, method, body, &fresh, health, now_ms);
-        let Some(next) = &outcome.new_state else {
-            return Reply::from_admin(&outcome);
-        };
-        if current.is_none() {
-            // A compare-and-swap on a missing key is a plain insert in
-            // Spin's stores: create the document first, once.
-            if let Err(e) = create_document(kv, &fresh) {
-                return unavailable("creating the state", e);
-            }
-            continue;
-        }
-        match honours_compare_and_swap(kv) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Reply::store_unavailable(
-                    "the key-value store does not honour compare-and-swap, so concurrent \
-                     changes could be lost; configure a store that does (Spin's SQLite \
-                     default or Redis)",
-                )
-            }
-            Err(e) => return unavailable("checking the store", e),
-        }
-        let json = next.to_json();
-        match atomics::swap(cas, json.as_bytes()) {
-            Ok(()) => {
-                write_backup(kv, &json, next.epoch);
-                return Reply::from_admin(&outcome);
-            }
-            // Another change won: the next attempt reads it (and answers 409).
-            Err(CasError::CasFailed(_)) => continue,
-            Err(CasError::StoreError(e)) => {
-                return unavailable("writing the state", format!("{e:?}"))
-            }
-        }
+    fn increment(&self, key: &str, by: i64) -> Result<i64, String> {
+        atomics::increment(&self.bucket, key, by).map_err(|e| format!("{e:?}"))
     }
-    Reply::store_unavailable("the state kept changing during this call; retry")
-}
 
-/// Writes `json`, committed at `epoch`, as the backup copy unless the
-/// backup already holds that epoch or a later one ([`edge::replaces_backup`]),
-/// with a compare-and-swap so two instances that committed back to back
-/// cannot leave the older backup last. Best effort: the change itself is
-/// stored; a store failure here leaves the previous backup.
-fn write_backup(kv: &Kv, json: &str, epoch: u64) {
-    for _ in 0..ADMIN_ATTEMPTS {
-        let Ok(cas) = Cas::new(&kv.bucket, LAST_GOOD_KEY) else {
-            return;
-        };
-        let Ok(current) = cas.current() else {
-            return;
-        };
-        let held = current.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-        if !edge::replaces_backup(held, epoch) {
-            return;
-        }
-        match atomics::swap(cas, json.as_bytes()) {
-            Err(CasError::CasFailed(_)) => continue,
-            Ok(()) | Err(CasError::StoreError(_)) => return,
-        }
+    async fn pause(&self, ms: u64) {
+        monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+    }
+
+    fn random(&self) -> u64 {
+        getrandom::u64().unwrap_or(0)
     }
 }
 
-/// Makes sure the state document exists before a change is swapped in.
-///
-/// A compare-and-swap on a missing key is a plain insert in Spin's stores,
-/// so creation is claimed instead: the claim key's low 32 bits count the
-/// calls (the one answered 1 writes the document), its high bits count
-/// take-overs. The others wait up to [`CREATE_WAIT_MS`]; should the
-/// document still be missing (the writer died or stalled), a waiter takes
-/// over with a new generation and writes it. A writer writes only while
-/// its generation is still the newest, read atomically just before the
-/// write: a claimer that wakes after a take-over (whose document may by
-/// then carry committed changes) writes nothing. The backup copy is written
-/// first, so every later backup write is an exact compare-and-swap.
-fn create_document(kv: &Kv, fresh: &LoadedState) -> Result<(), String> {
-    let claim = increment_claim(kv, 1)?;
-    let initial = fresh.state.to_json();
-    if claim == 1 {
-        return write_initial(kv, &initial, 0).inspect_err(|_| {
-            // Give the claim back so a later call can try again.
-            let _ = increment_claim(kv, -1);
-        });
-    }
-    for _ in 0..CREATE_WAIT_MS / CREATE_POLL_MS {
-        if kv.get(STATE_KEY)?.is_some() {
-            return Ok(());
-        }
-        monotonic_clock::subscribe_duration(CREATE_POLL_MS * 1_000_000).block();
-    }
-    if kv.get(STATE_KEY)?.is_none() {
-        let generation = increment_claim(kv, TAKE_OVER)? >> 32;
-        write_initial(kv, &initial, generation)?;
-    }
-    Ok(())
-}
-
-/// One take-over in the claim key's high bits.
-const TAKE_OVER: i64 = 1 << 32;
-
-fn increment_claim(kv: &Kv, by: i64) -> Result<i64, String> {
-    atomics::increment(&kv.bucket, CREATE_CLAIM_KEY, by).map_err(|e| format!("{e:?}"))
-}
-
-/// Writes the first document as the writer of take-over `generation`,
-/// unless a later take-over has happened.
-fn write_initial(kv: &Kv, initial: &str, generation: i64) -> Result<(), String> {
-    if increment_claim(kv, 0)? >> 32 != generation {
-        return Ok(());
-    }
-    if kv.get(LAST_GOOD_KEY)?.is_none() {
-        kv.set(LAST_GOOD_KEY, initial.as_bytes())?;
-    }
-    kv.set(STATE_KEY, initial.as_bytes())
-}
-
-/// How long a call waits for another call to write the first document.
-const CREATE_WAIT_MS: u64 = 2_000;
-const CREATE_POLL_MS: u64 = 5;
-
-/// Whether a swap over a value that changed since it was read fails, as it
-/// must. Each probe writes values of its own, so concurrent probes cannot
-/// make a comparing store look like one that does not compare.
-fn honours_compare_and_swap(kv: &Kv) -> Result<bool, String> {
-    let nonce = |tag: &str| format!("{tag}-{:016x}", getrandom::u64().unwrap_or(0));
-    kv.set(CAS_PROBE_KEY, nonce("read").as_bytes())?;
-    let cas = Cas::new(&kv.bucket, CAS_PROBE_KEY).map_err(|e| format!("{e:?}"))?;
-    cas.current().map_err(|e| format!("{e:?}"))?;
-    kv.set(CAS_PROBE_KEY, nonce("changed").as_bytes())?;
-    match atomics::swap(cas, nonce("swapped").as_bytes()) {
-        Ok(()) => Ok(false),
-        Err(CasError::CasFailed(_)) => Ok(true),
-        Err(CasError::StoreError(e)) => Err(format!("{e:?}")),
-    }
-}
-
-/// Where the remote JWKS cache lives: every request runs in a fresh
-/// instance, so an instance's memory would fetch on every request.
-const JWKS_KEY: &str = "jwks:cache";
-
-/// The configuration verifying with the remote JWKS (`JWKS_URL`), fetched
-/// when `greenlight_common::jwks` says so and cached in the store. The
-/// attempt is recorded before the fetch, so concurrent requests serve
-/// what is cached rather than fetching too (not atomic: two instances
-/// starting at once may both fetch).
+/// The configuration verifying with the remote JWKS (`JWKS_URL`): every
+/// request runs in a fresh instance, so the key set is cached in the store
+/// (`edge::kv::remote_jwks_config`).
 pub async fn remote_jwks_config(
     kv: Option<&Kv>,
     cfg: &EdgeConfig,
@@ -320,23 +137,7 @@ pub async fn remote_jwks_config(
     kid: Option<&str>,
     now_ms: u64,
 ) -> EdgeConfig {
-    let stored = kv.and_then(|kv| kv.get(JWKS_KEY).ok().flatten());
-    let mut cache = CachedJwks::from_json(stored.as_deref()).unwrap_or_default();
-    if cache.should_fetch_for(kid, now_ms) {
-        cache.attempting(now_ms);
-        if let Some(kv) = kv {
-            let _ = kv.set(JWKS_KEY, cache.to_json().as_bytes());
-        }
-        let answer = fetch_jwks(url).await;
-        let answer = answer
-            .as_ref()
-            .map(|(status, cc, body)| (*status, cc.as_deref(), body.as_slice()));
-        cache = cache.after_fetch(answer, now_ms);
-        if let Some(kv) = kv {
-            let _ = kv.set(JWKS_KEY, cache.to_json().as_bytes());
-        }
-    }
-    cfg.with_remote_jwks(cache.usable(now_ms))
+    kv::remote_jwks_config(kv, cfg, kid, now_ms, || fetch_jwks(url)).await
 }
 
 async fn fetch_jwks(url: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
@@ -421,23 +222,10 @@ impl Platform for StoreTables<'_> {
         verdict
     }
 
-    /// Read-modify-write of the health document: concurrent failures may
-    /// be counted once, enough to cross a threshold.
     fn count_failure(&mut self, fwd: &Forward, outcome: &AttemptOutcome, now_ms: u64) {
-        let Ok(kv) = self.kv else {
-            return;
-        };
-        let stored = kv.get(HEALTH_KEY).ok().flatten();
-        let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
-        let record = edge::count_failure(
-            self.cfg,
-            HealthRecord::from_json(stored),
-            fwd.decision.epoch,
-            fwd.decision.color,
-            outcome,
-            now_ms,
-        );
-        let _ = kv.set(HEALTH_KEY, record.to_json().as_bytes());
+        if let Ok(kv) = self.kv {
+            kv::count_failure_in(kv, self.cfg, fwd, outcome, now_ms);
+        }
     }
 
     fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String> {

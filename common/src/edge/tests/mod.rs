@@ -4,6 +4,7 @@ mod admin;
 mod config;
 mod failover;
 mod headers;
+mod kv;
 mod pipeline;
 mod routing;
 mod state;

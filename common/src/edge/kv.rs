@@ -1,0 +1,299 @@
+//! The rollout state in a key-value store with compare-and-swap (Spin's
+//! `wasi:keyvalue` store and atomics): how it is read for routing, how an
+//! admin change is committed, and the backup copy every change leaves. The
+//! adapter implements [`AtomicStore`] over its runtime's bindings; the
+//! rules are written here once for every build that uses such a store.
+//!
+//! Admin changes are compare-and-swaps on the state document, so exactly one
+//! of several concurrent changes at an epoch is committed and every other
+//! gets `409`: the store compares the document it holds with the one the
+//! change was computed from. Before a change is committed the store is
+//! checked to really compare (a store that swaps unconditionally would lose
+//! updates; the change is refused instead).
+
+use super::{load_state, replaces_backup, run_admin, state_from_backup, AdminCall, EdgeConfig};
+use super::{LoadedState, Reply, StateLoad};
+use crate::health::HEALTH_KEY;
+use crate::http::{LAST_GOOD_KEY, STATE_KEY};
+use crate::jwks::CachedJwks;
+use crate::state::RolloutState;
+use std::future::Future;
+
+/// Claimed (atomic increment) by the one admin call that writes the first
+/// state document, so two first changes cannot both write it.
+pub const CREATE_CLAIM_KEY: &str = "rollout-state.created";
+/// Scratch key of the compare-and-swap check.
+pub const CAS_PROBE_KEY: &str = "rollout-state.cas-probe";
+/// Where a remote JWKS is cached when instances do not live long enough to
+/// keep it.
+pub const JWKS_KEY: &str = "jwks:cache";
+/// Attempts at an admin change; after a lost swap the next attempt sees the
+/// winner's epoch and answers 409.
+const ADMIN_ATTEMPTS: usize = 5;
+/// How long a call waits for another call to write the first document.
+const CREATE_WAIT_MS: u64 = 2_000;
+const CREATE_POLL_MS: u64 = 5;
+/// One take-over in the claim key's high bits.
+const TAKE_OVER: i64 = 1 << 32;
+
+/// What a compare-and-swap did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    Done,
+    /// The value changed since it was read: nothing was written.
+    Lost,
+}
+
+/// A key-value store with atomics, as the runtime offers it. Errors are
+/// the runtime's message.
+pub trait AtomicStore {
+    /// A compare-and-swap in progress on one key.
+    type Cas;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Starts a compare-and-swap on `key`: its handle and the value read.
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), String>;
+    /// Writes `value` if the key still holds what [`AtomicStore::watch`] read.
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, String>;
+    /// Adds `by` to the integer at `key` (0 when missing); the new value.
+    fn increment(&self, key: &str, by: i64) -> Result<i64, String>;
+    /// Waits `ms` milliseconds.
+    fn pause(&self, ms: u64) -> impl Future<Output = ()>;
+    /// A random number (the compare-and-swap probe's values).
+    fn random(&self) -> u64;
+}
+
+/// The rollout state for routing, from the store's document. A store that
+/// cannot be opened or read serves the initial state, flagged degraded
+/// (never a 5xx); an unreadable document falls back to the backup copy
+/// every admin write leaves ([`load_state`]'s rule), or to `last_good`
+/// where the instance keeps one.
+pub fn read_state<S: AtomicStore>(
+    store: Option<&S>,
+    last_good: Option<&RolloutState>,
+    cfg: &EdgeConfig,
+) -> LoadedState {
+    match store.map(|s| s.get(STATE_KEY)) {
+        Some(Ok(document)) => loaded(store, Ok(document.as_deref()), last_good, cfg),
+        _ => loaded(store, Err(()), last_good, cfg),
+    }
+}
+
+/// The state a read of the document gives. Bytes that are not UTF-8 count
+/// as unreadable.
+fn loaded<S: AtomicStore>(
+    store: Option<&S>,
+    document: Result<Option<&[u8]>, ()>,
+    last_good: Option<&RolloutState>,
+    cfg: &EdgeConfig,
+) -> LoadedState {
+    let text = document.map(|doc| doc.map(|d| std::str::from_utf8(d).unwrap_or("\u{0}not utf-8")));
+    match load_state(text, last_good, &cfg.default_salt) {
+        StateLoad::Ready(loaded) => loaded,
+        StateLoad::NeedsBackup => {
+            let backup = store.and_then(|s| s.get(LAST_GOOD_KEY).ok().flatten());
+            let backup = backup.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+            state_from_backup(backup, &cfg.default_salt)
+        }
+    }
+}
+
+/// Runs an authorised admin call against the stored state and commits its
+/// change with a compare-and-swap.
+pub async fn commit_admin<S: AtomicStore>(
+    store: &S,
+    cfg: &EdgeConfig,
+    call: &AdminCall,
+    method: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Reply {
+    let unavailable = |what: &str, e: String| Reply::store_unavailable(format!("{what}: {e}"));
+    for _ in 0..ADMIN_ATTEMPTS {
+        let (cas, current) = match store.watch(STATE_KEY) {
+            Ok(read) => read,
+            Err(e) => return unavailable("reading the state", e),
+        };
+        let fresh = loaded(Some(store), Ok(current.as_deref()), None, cfg);
+        let health = if call.wants_health() {
+            store.get(HEALTH_KEY).ok().flatten()
+        } else {
+            None
+        };
+        let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+        let outcome = run_admin(cfg, call, method, body, &fresh, health, now_ms);
+        let Some(next) = &outcome.new_state else {
+            return Reply::from_admin(&outcome);
+        };
+        if current.is_none() {
+            // A compare-and-swap on a missing key is a plain insert in
+            // Spin's stores: create the document first, once.
+            if let Err(e) = create_document(store, &fresh).await {
+                return unavailable("creating the state", e);
+            }
+            continue;
+        }
+        match honours_compare_and_swap(store) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Reply::store_unavailable(
+                    "the key-value store does not honour compare-and-swap, so concurrent \
+                     changes could be lost; configure a store that does (Spin's SQLite \
+                     default or Redis)",
+                )
+            }
+            Err(e) => return unavailable("checking the store", e),
+        }
+        let json = next.to_json();
+        match store.swap(cas, json.as_bytes()) {
+            Ok(Swap::Done) => {
+                write_backup(store, &json, next.epoch);
+                return Reply::from_admin(&outcome);
+            }
+            // Another change won: the next attempt reads it (and answers 409).
+            Ok(Swap::Lost) => continue,
+            Err(e) => return unavailable("writing the state", e),
+        }
+    }
+    Reply::store_unavailable("the state kept changing during this call; retry")
+}
+
+/// Writes `json`, committed at `epoch`, as the backup copy unless the
+/// backup already holds that epoch or a later one ([`replaces_backup`]),
+/// with a compare-and-swap so two instances that committed back to back
+/// cannot leave the older backup last. Best effort: the change itself is
+/// stored; a store failure here leaves the previous backup.
+fn write_backup<S: AtomicStore>(store: &S, json: &str, epoch: u64) {
+    for _ in 0..ADMIN_ATTEMPTS {
+        let Ok((cas, current)) = store.watch(LAST_GOOD_KEY) else {
+            return;
+        };
+        let held = current.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        if !replaces_backup(held, epoch) {
+            return;
+        }
+        match store.swap(cas, json.as_bytes()) {
+            Ok(Swap::Lost) => continue,
+            Ok(Swap::Done) | Err(_) => return,
+        }
+    }
+}
+
+/// Makes sure the state document exists before a change is swapped in.
+///
+/// A compare-and-swap on a missing key is a plain insert in Spin's stores,
+/// so creation is claimed instead: the claim key's low 32 bits count the
+/// calls (the one answered 1 writes the document), its high bits count
+/// take-overs. The others wait up to [`CREATE_WAIT_MS`]; should the
+/// document still be missing (the writer died or stalled), a waiter takes
+/// over with a new generation and writes it. A writer writes only while
+/// its generation is still the newest, read atomically just before the
+/// write: a claimer that wakes after a take-over (whose document may by
+/// then carry committed changes) writes nothing. The backup copy is written
+/// first, so every later backup write is an exact compare-and-swap.
+async fn create_document<S: AtomicStore>(store: &S, fresh: &LoadedState) -> Result<(), String> {
+    let claim = store.increment(CREATE_CLAIM_KEY, 1)?;
+    let initial = fresh.state.to_json();
+    if claim == 1 {
+        return write_initial(store, &initial, 0).inspect_err(|_| {
+            // Give the claim back so a later call can try again.
+            let _ = store.increment(CREATE_CLAIM_KEY, -1);
+        });
+    }
+    for _ in 0..CREATE_WAIT_MS / CREATE_POLL_MS {
+        if store.get(STATE_KEY)?.is_some() {
+            return Ok(());
+        }
+        store.pause(CREATE_POLL_MS).await;
+    }
+    if store.get(STATE_KEY)?.is_none() {
+        let generation = store.increment(CREATE_CLAIM_KEY, TAKE_OVER)? >> 32;
+        write_initial(store, &initial, generation)?;
+    }
+    Ok(())
+}
+
+/// Writes the first document as the writer of take-over `generation`,
+/// unless a later take-over has happened.
+fn write_initial<S: AtomicStore>(store: &S, initial: &str, generation: i64) -> Result<(), String> {
+    if store.increment(CREATE_CLAIM_KEY, 0)? >> 32 != generation {
+        return Ok(());
+    }
+    if store.get(LAST_GOOD_KEY)?.is_none() {
+        store.set(LAST_GOOD_KEY, initial.as_bytes())?;
+    }
+    store.set(STATE_KEY, initial.as_bytes())
+}
+
+/// Whether a swap over a value that changed since it was read fails, as it
+/// must. Each probe writes values of its own, so concurrent probes cannot
+/// make a comparing store look like one that does not compare.
+fn honours_compare_and_swap<S: AtomicStore>(store: &S) -> Result<bool, String> {
+    let nonce = |tag: &str| format!("{tag}-{:016x}", store.random());
+    store.set(CAS_PROBE_KEY, nonce("read").as_bytes())?;
+    let (cas, _) = store.watch(CAS_PROBE_KEY)?;
+    store.set(CAS_PROBE_KEY, nonce("changed").as_bytes())?;
+    Ok(store.swap(cas, nonce("swapped").as_bytes())? == Swap::Lost)
+}
+
+/// The configuration verifying with the remote JWKS (`JWKS_URL`), fetched
+/// with `fetch` when [`CachedJwks`] says so and cached in the store. The
+/// attempt is recorded before the fetch, so concurrent requests serve what
+/// is cached rather than fetching too (not atomic: two instances starting
+/// at once may both fetch). `fetch` gives the answer's status,
+/// `cache-control` and body, or `None` when no answer came.
+pub async fn remote_jwks_config<S, F>(
+    store: Option<&S>,
+    cfg: &EdgeConfig,
+    kid: Option<&str>,
+    now_ms: u64,
+    fetch: impl FnOnce() -> F,
+) -> EdgeConfig
+where
+    S: AtomicStore,
+    F: Future<Output = Option<(u16, Option<String>, Vec<u8>)>>,
+{
+    let stored = store.and_then(|s| s.get(JWKS_KEY).ok().flatten());
+    let mut cache = CachedJwks::from_json(stored.as_deref()).unwrap_or_default();
+    if cache.should_fetch_for(kid, now_ms) {
+        cache.attempting(now_ms);
+        if let Some(store) = store {
+            let _ = store.set(JWKS_KEY, cache.to_json().as_bytes());
+        }
+        let answer = fetch().await;
+        let answer = answer
+            .as_ref()
+            .map(|(status, cc, body)| (*status, cc.as_deref(), body.as_slice()));
+        cache = cache.after_fetch(answer, now_ms);
+        if let Some(store) = store {
+            let _ = store.set(JWKS_KEY, cache.to_json().as_bytes());
+        }
+    }
+    cfg.with_remote_jwks(cache.usable(now_ms))
+}
+
+/// Counts `fwd`'s failed attempt in the stored health record
+/// ([`super::count_failure`]), a read-modify-write: concurrent failures may
+/// be counted once, enough to cross a threshold. A store failure counts
+/// nothing.
+pub fn count_failure_in<S: AtomicStore>(
+    store: &S,
+    cfg: &EdgeConfig,
+    fwd: &super::Forward,
+    outcome: &crate::failover::AttemptOutcome,
+    now_ms: u64,
+) {
+    let Ok(stored) = store.get(HEALTH_KEY) else {
+        return;
+    };
+    let stored = stored.as_deref().and_then(|s| std::str::from_utf8(s).ok());
+    let record = super::count_failure(
+        cfg,
+        crate::health::HealthRecord::from_json(stored),
+        fwd.decision.epoch,
+        fwd.decision.color,
+        outcome,
+        now_ms,
+    );
+    let _ = store.set(HEALTH_KEY, record.to_json().as_bytes());
+}

@@ -1,0 +1,503 @@
+//! greenlight's edge function as a WASIp3 Spin component (spin-sdk 6,
+//! `wasi:http@0.3.0-rc-2026-03-15`, which Spin 4.0.x implements). Spin
+//! reuses such an instance for many requests, several at once, so the
+//! instance keeps its configuration, state cache and tables between them
+//! (`instance`), as a Worker isolate does.
+//!
+//! A thin adapter: all decisions live in [`greenlight_common::edge`]. This
+//! file turns the incoming request into a [`RequestHead`] and carries out
+//! what `edge::begin` says: replies, admin calls (`edge::kv` over the
+//! key-value store) and forwards to the chosen origin. An upload is pumped
+//! to the origin under the origin timer; the origin's answer is handed to
+//! the client as the stream it is.
+//!
+//! Nothing on a request path panics: configuration and origin failures become
+//! 502 problem documents, store failures during admin calls 503.
+
+mod body;
+mod instance;
+mod store;
+
+use body::{ClientBody, OriginTimer};
+use futures::future::{join, select, Either};
+use greenlight_common::admin::MAX_ADMIN_BODY;
+use greenlight_common::edge::kv;
+use greenlight_common::edge::{
+    self, AfterAttempt, Begin, BodyMode, Forward, Reply, RequestHead, UrlParts, REWRITE_READ_LIMIT,
+};
+use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
+use spin_sdk::wasip3::http::client;
+use spin_sdk::wasip3::http::types::{
+    ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme,
+};
+use spin_sdk::wasip3::{wit_future, wit_stream};
+use std::pin::pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Headers Spin adds to every incoming request (`spin-full-url`,
+/// `spin-path-info`, `spin-client-addr`, ...): runtime internals, read here
+/// where needed and never forwarded to an origin.
+const SPIN_HEADER_PREFIX: &str = "spin-";
+
+/// The component's `wasi:http/handler` export (what spin-sdk's
+/// `#[http_service]` writes, on the raw `wasi:http` types: the bodies stay
+/// the streams they are).
+struct Component;
+spin_sdk::wasip3::http::service::export!(Component);
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Component {
+    async fn handle(req: Request) -> Result<Response, ErrorCode> {
+        Ok(match serve(req, now_ms()).await {
+            Ok(resp) => resp,
+            Err(answer) => {
+                if let Some(body) = answer.unread {
+                    body.drain();
+                }
+                reply_response(&answer.reply)
+            }
+        })
+    }
+}
+
+/// An answer the edge makes itself, and the client's body it did not read
+/// (read and dropped after the answer: [`ClientBody::drain`]).
+struct EdgeAnswer {
+    reply: Reply,
+    unread: Option<ClientBody>,
+}
+
+impl From<Reply> for EdgeAnswer {
+    fn from(reply: Reply) -> EdgeAnswer {
+        EdgeAnswer {
+            reply,
+            unread: None,
+        }
+    }
+}
+
+/// Serves one request up to the origin's response head; `Err` is an
+/// answer the edge made itself.
+async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
+    let cfg = instance::config()
+        .await
+        .map_err(|e| Reply::misconfigured(&e))?;
+    let method = req.get_method();
+    let method_name = method_name(&method);
+    let path_with_query = req.get_path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_with_query.as_str(), None),
+    };
+    let entries = req.get_headers().copy_all();
+    // Spin sets `spin-client-addr` itself (ip:port); the port is dropped so
+    // one caller is one bucket.
+    let client_addr = header_value(&entries, "spin-client-addr");
+    let mut headers = edge::joined_headers(&entries, SPIN_HEADER_PREFIX);
+    // The host the client asked for (`x-forwarded-host`, `location`
+    // rewrites), should the host not list `host` among the fields.
+    if !headers.iter().any(|(k, _)| k == "host") {
+        if let Some(authority) = req.get_authority() {
+            headers.push(("host".into(), authority));
+        }
+    }
+    // The scheme the client used, for `x-forwarded-proto`: the request's own
+    // when the host fills it in, else that of the URL in `spin-full-url`.
+    let full_url = header_value(&entries, "spin-full-url");
+    let scheme = match req.get_scheme() {
+        Some(Scheme::Http) => Some("http"),
+        Some(Scheme::Https) => Some("https"),
+        _ => full_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(s, _)| s)
+            .filter(|s| matches!(*s, "http" | "https")),
+    };
+    let head = RequestHead {
+        method: &method_name,
+        path,
+        query,
+        scheme,
+        headers: &headers,
+        client_addr: client_addr.as_deref().map(edge::strip_port),
+    };
+    let kv = store::Kv::open();
+    let kv = kv.as_deref().ok();
+    let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
+        (Some(url), Some(kid)) => std::rc::Rc::new(
+            kv::remote_jwks_config(kv, &cfg, kid.as_deref(), now_ms, || fetch_jwks(url)).await,
+        ),
+        _ => cfg,
+    };
+    let loaded = instance::state(kv, &cfg, now_ms);
+    let mut tables = instance::Instance { kv, cfg: &cfg };
+    let random = random_u64();
+    let begun = edge::begin(&cfg, &loaded, &head, now_ms, random, &mut tables);
+    let length = header_value(&entries, "content-length");
+    drop(entries);
+    let client = ClientBody::open(req);
+    match begun {
+        // Refused or answered by the edge itself: at once, whatever the
+        // body; what the client still sends is read and dropped after.
+        Begin::Reply(reply) => Err(EdgeAnswer {
+            reply,
+            unread: Some(client),
+        }),
+        Begin::Admin(call) => {
+            let mut client = client;
+            let body = client
+                .read(MAX_ADMIN_BODY + 1)
+                .await
+                .map_err(|_| Reply::incomplete_body())?;
+            let Some(kv) = kv else {
+                return Err(Reply::store_unavailable("opening the store failed").into());
+            };
+            let reply = kv::commit_admin(kv, &cfg, &call, &method_name, &body, now_ms).await;
+            instance::state_changed();
+            Err(EdgeAnswer {
+                reply,
+                unread: Some(client),
+            })
+        }
+        Begin::Forward(fwd, mode) => {
+            let body = match mode {
+                // Known to be at most MAX_REPLAY_BODY: kept to send twice.
+                BodyMode::Buffer => RequestBody::Buffered(
+                    read_whole(client, MAX_REPLAY_BODY as usize, length.as_deref()).await?,
+                ),
+                BodyMode::Stream => RequestBody::Stream(Some(client)),
+                BodyMode::Empty => RequestBody::Empty,
+                // A model route's body: read whole (one byte over the limit
+                // tells it is too large), rewritten per attempt.
+                BodyMode::Rewrite => RequestBody::Rewrite(
+                    read_whole(client, REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
+                ),
+            };
+            let request = OutboundRequest {
+                method,
+                content_length: length,
+            };
+            forward_with_failover(&request, body, fwd, &mut tables)
+                .await
+                .map_err(EdgeAnswer::from)
+        }
+    }
+}
+
+/// Reads a body the edge keeps before forwarding (up to `limit` bytes).
+/// A body that broke off, went silent, or ended short of its announced
+/// length is the client's failure: the request is answered 400 and never
+/// reaches (nor counts against) an origin.
+async fn read_whole(
+    client: ClientBody,
+    limit: usize,
+    content_length: Option<&str>,
+) -> Result<Vec<u8>, Reply> {
+    let bytes = client
+        .read_whole(limit)
+        .await
+        .map_err(|_| Reply::incomplete_body())?;
+    if edge::body_complete(content_length, bytes.len(), limit) {
+        Ok(bytes)
+    } else {
+        Err(Reply::incomplete_body())
+    }
+}
+
+/// What a forwarded request carries: the client's stream (sent once), a
+/// small body kept in memory so a retry can send it again, a model route's
+/// body, rewritten for each attempt's color, or nothing.
+enum RequestBody {
+    Stream(Option<ClientBody>),
+    Buffered(Vec<u8>),
+    Rewrite(Vec<u8>),
+    Empty,
+}
+
+/// What every attempt at an origin sends besides its URL and headers.
+struct OutboundRequest {
+    method: Method,
+    content_length: Option<String>,
+}
+
+/// Forwards to the chosen origin; on failure, retries once on the other live
+/// color when the core says so, and otherwise answers 502/503.
+async fn forward_with_failover(
+    request: &OutboundRequest,
+    mut body: RequestBody,
+    mut fwd: Forward,
+    tables: &mut instance::Instance<'_>,
+) -> Result<Response, Reply> {
+    loop {
+        let started = now_ms();
+        let attempt_body = match &mut body {
+            RequestBody::Stream(client) => AttemptBody::Stream(client.take()),
+            RequestBody::Buffered(bytes) => AttemptBody::Bytes(bytes.clone()),
+            // A body the edge cannot rewrite is refused before any origin
+            // sees it.
+            RequestBody::Rewrite(raw) => AttemptBody::Rewritten(fwd.model_body(raw)?),
+            RequestBody::Empty => AttemptBody::Empty,
+        };
+        let (outcome, resp) = match forward(request, attempt_body, &fwd).await {
+            Ok(resp) => (AttemptOutcome::Answered(resp.get_status_code()), Some(resp)),
+            Err(Failure::TimedOut) => (
+                AttemptOutcome::TimedOut {
+                    after_ms: fwd.timeout_ms,
+                },
+                None,
+            ),
+            Err(Failure::Unreachable(detail)) => (AttemptOutcome::Unreachable(detail), None),
+            // The client is gone: its answer goes nowhere, and the origin
+            // did nothing wrong (not counted, not retried).
+            Err(Failure::ClientGone) => return Err(Reply::incomplete_body()),
+            // The edge could not build the request: no origin saw it.
+            Err(Failure::NotSent(reply)) => return Err(reply),
+        };
+        let now = now_ms();
+        match edge::attempted(&fwd, &outcome, now.saturating_sub(started), now, tables) {
+            AfterAttempt::Deliver => {
+                let resp = resp.ok_or_else(|| Reply::origin_failed("origin response lost"))?;
+                return deliver(resp, &request.method, &fwd);
+            }
+            AfterAttempt::Retry(next) => fwd = *next,
+            AfterAttempt::Reply(reply) => return Err(reply),
+        }
+    }
+}
+
+/// The body of one attempt.
+enum AttemptBody {
+    /// The client's stream; `None` once an earlier attempt sent it.
+    Stream(Option<ClientBody>),
+    Bytes(Vec<u8>),
+    /// A model route's body with this attempt's model.
+    Rewritten(Vec<u8>),
+    Empty,
+}
+
+/// Why an attempt got no response.
+enum Failure {
+    TimedOut,
+    Unreachable(String),
+    /// The client's upload broke off: no origin's fault, nothing to retry.
+    ClientGone,
+    /// The request could not be built (the runtime refused its headers):
+    /// answered as it says, no origin's fault.
+    NotSent(Reply),
+}
+
+/// Sends one attempt to the origin and waits for its response head. The
+/// timeout covers the time spent waiting on the origin (connecting, taking
+/// the body, sending the response headers; see [`OriginTimer`]); the body
+/// then streams at the origin's pace.
+async fn forward(
+    request: &OutboundRequest,
+    body: AttemptBody,
+    fwd: &Forward,
+) -> Result<Response, Failure> {
+    let unreachable = |detail: String| {
+        // The client gets a class of failure; the details name the origin.
+        eprintln!("greenlight: {} origin: {detail}", fwd.decision.color);
+        Failure::Unreachable(unreachable_class(&detail).to_string())
+    };
+    let target = UrlParts::parse(&fwd.url)
+        .ok_or_else(|| unreachable(format!("bad origin URL {:?}", fwd.url)))?;
+    let mut entries: Vec<(String, Vec<u8>)> = fwd
+        .request_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .collect();
+    // `content-length` is hop-by-hop for the core (platforms compute it);
+    // here it frames the body passed through unchanged, so keep it; a
+    // model route's rewritten body has its own length.
+    let length = match &body {
+        AttemptBody::Rewritten(bytes) => Some(bytes.len().to_string()),
+        AttemptBody::Empty => None,
+        _ => request.content_length.clone(),
+    };
+    if let Some(len) = &length {
+        entries.push(("content-length".into(), len.as_bytes().to_vec()));
+    }
+    let fields = Fields::from_list(&entries).map_err(|e| {
+        Failure::NotSent(Reply::headers_not_forwardable(format!(
+            "the runtime refused the request's headers: {e:?}"
+        )))
+    })?;
+    let timer = OriginTimer::new(fwd.timeout_ms);
+    // The body: the client's stream pumped under the timer, bytes written
+    // by a task of their own, or none.
+    let (contents, trailers, upload) = match body {
+        AttemptBody::Stream(Some(client)) => {
+            let (writer, reader) = wit_stream::new::<u8>();
+            let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+            (
+                Some(reader),
+                trailers,
+                Some((client, writer, trailers_writer)),
+            )
+        }
+        AttemptBody::Bytes(bytes) | AttemptBody::Rewritten(bytes) => {
+            (Some(body::bytes_stream(bytes)), body::no_trailers(), None)
+        }
+        AttemptBody::Stream(None) | AttemptBody::Empty => (None, body::no_trailers(), None),
+    };
+    // Connecting is bounded by the host too; the wait for the response
+    // head by `timer` alone (the host's first-byte timeout would count a
+    // slow upload as the origin's silence).
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(fwd.timeout_ms.saturating_mul(1_000_000)));
+    let (out, _sent) = Request::new(fields, contents, trailers, Some(options));
+    let scheme = if target.scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let set =
+        |ok: Result<(), ()>, what: &str| ok.map_err(|()| unreachable(format!("invalid {what}")));
+    set(out.set_method(&request.method), "method")?;
+    set(out.set_scheme(Some(&scheme)), "scheme")?;
+    set(out.set_authority(Some(target.authority)), "authority")?;
+    set(out.set_path_with_query(Some(target.path_and_query)), "path")?;
+    timer.run();
+    let head = async {
+        let resp = client::send(out).await;
+        timer.stop();
+        resp
+    };
+    let send_body = async {
+        if let Some((client, writer, trailers)) = upload {
+            client.pump(writer, trailers, &timer).await;
+        }
+    };
+    let exchange = pin!(join(send_body, head));
+    let expired = pin!(timer.expired());
+    let result = match select(exchange, expired).await {
+        Either::Left(((_, resp), _)) => Some(resp),
+        // Dropping the exchange drops the request and its body.
+        Either::Right(_) => None,
+    };
+    if timer.fired_for_client() {
+        return Err(Failure::ClientGone);
+    }
+    match result {
+        Some(resp) => resp.map_err(|e| classify(e, fwd)),
+        None => Err(Failure::TimedOut),
+    }
+}
+
+/// An attempt's error: the class for the client, the details for the log.
+fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
+    match e {
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => Failure::TimedOut,
+        e => {
+            let detail = format!("{e:?}");
+            eprintln!(
+                "greenlight: {} origin {}: {detail}",
+                fwd.decision.color,
+                edge::origin_of(&fwd.url)
+            );
+            Failure::Unreachable(unreachable_class(&detail).to_string())
+        }
+    }
+}
+
+/// The origin's answer for the client: its status, the headers the client
+/// gets ([`Forward::client_response_headers`], on bytes: header values
+/// that are not UTF-8 pass unchanged), and its body and trailers as the
+/// streams they are. A body cut short by the origin is cut short for the
+/// client too, never completed silently. A body-less answer (HEAD, 204,
+/// 304) keeps the origin's `content-length` and sends no body stream.
+fn deliver(resp: Response, method: &Method, fwd: &Forward) -> Result<Response, Reply> {
+    let status = resp.get_status_code();
+    let headers = fwd.client_response_headers(&resp.get_headers().copy_all());
+    let fields = Fields::from_list(&headers).map_err(|e| {
+        Reply::origin_failed(format!("origin response headers not accepted: {e:?}"))
+    })?;
+    let bodyless = matches!(method, Method::Head) || status == 204 || status == 304 || status < 200;
+    let (result, reader) = wit_future::new(|| Ok(()));
+    let (stream, trailers) = Response::consume_body(resp, reader);
+    drop(result);
+    let (out, _) = if bodyless {
+        drop((stream, trailers));
+        Response::new(fields, None, body::no_trailers())
+    } else {
+        Response::new(fields, Some(stream), trailers)
+    };
+    out.set_status_code(status)
+        .map_err(|()| Reply::origin_failed(format!("origin sent status {status}")))?;
+    Ok(out)
+}
+
+/// A reply the edge made itself.
+fn reply_response(reply: &Reply) -> Response {
+    let entries: Vec<(String, Vec<u8>)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+        .chain(std::iter::once((
+            "content-length".to_string(),
+            reply.body.len().to_string().into_bytes(),
+        )))
+        .collect();
+    let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
+    let contents = body::bytes_stream(reply.body.as_bytes().to_vec());
+    let (resp, _) = Response::new(fields, Some(contents), body::no_trailers());
+    let _ = resp.set_status_code(reply.status);
+    resp
+}
+
+async fn fetch_jwks(url: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
+    let resp = match spin_sdk::http::get(url).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            eprintln!("greenlight: JWKS fetch failed: {e}");
+            return None;
+        }
+    };
+    let status = resp.status().as_u16();
+    let cache_control = resp
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    use spin_sdk::http::body::IncomingBodyExt;
+    let body = resp.into_body().bytes().await.ok()?;
+    Some((status, cache_control, body.to_vec()))
+}
+
+/// The method as the core reads it.
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(m) => m.clone(),
+    }
+}
+
+/// One header's value (the first, if repeated).
+fn header_value(entries: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    entries
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+// ---- time and randomness ------------------------------------------------
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Fresh randomness (wasi:random).
+pub(crate) fn random_u64() -> u64 {
+    spin_sdk::wasip3::random::random::get_random_u64()
+}
