@@ -156,19 +156,6 @@ pub async fn serve_direct_over(
     Ok(edge)
 }
 
-/// Stops the Worker `edge` runs and hands back its scratch directory (its
-/// configuration, KV and the rollout object's storage), to change what it
-/// persisted the way an operator could between two deployments, then
-/// [`serve`] it again.
-pub fn stop(mut edge: RunningEdge) -> anyhow::Result<tempfile::TempDir> {
-    let Some(scratch) = edge._process.scratch.take() else {
-        bail!("the edge has no scratch directory");
-    };
-    // Dropping the process group kills wrangler and workerd and waits.
-    drop(edge);
-    Ok(scratch)
-}
-
 /// The rollout object's storage as workerd persists it locally: the one
 /// SQLite file of the `RolloutObject` namespace under `--persist-to`.
 pub fn rollout_object_db(scratch: &Path) -> anyhow::Result<PathBuf> {

@@ -95,6 +95,19 @@ impl Runtime {
 }
 
 impl RunningEdge {
+    /// Stops the edge and hands back its scratch directory (configuration,
+    /// store, a Worker's rollout object storage), to change what it
+    /// persisted the way an operator could between two deployments, then
+    /// serve it again (`cloudflare::serve`, `spin::serve`).
+    pub fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
+        let Some(scratch) = self._process.scratch.take() else {
+            anyhow::bail!("the edge has no scratch directory");
+        };
+        // Dropping the process group kills the runtime and waits.
+        drop(self);
+        Ok(scratch)
+    }
+
     /// Waits until the edge in `process` answers on `port` (any HTTP answer:
     /// the admin health path needs credentials), then hands it out; on
     /// failure the error carries the tail of the runtime's log.

@@ -269,16 +269,31 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
     if let Some(document) = &setup.backup_document {
         put_document(scratch.path(), LAST_GOOD_KEY, document)?;
     }
+    launch(&spin, scratch, setup.tls.as_ref()).await
+}
+
+/// Starts `spin up` again on an edge's scratch directory (its manifest,
+/// variables and key-value store), as [`RunningEdge::stop`] left it:
+/// a new process, so new instances, over what the last one persisted.
+pub async fn serve(scratch: tempfile::TempDir) -> anyhow::Result<RunningEdge> {
+    launch(&spin_binary()?, scratch, None).await
+}
+
+async fn launch(
+    spin: &Path,
+    scratch: tempfile::TempDir,
+    tls: Option<&crate::edge::EdgeTls>,
+) -> anyhow::Result<RunningEdge> {
     let port = free_port();
-    let mut cmd = Command::new(&spin);
+    let mut cmd = Command::new(spin);
     cmd.arg("up")
         .arg("-f")
-        .arg(&manifest)
+        .arg(scratch.path().join("spin.toml"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--state-dir")
         .arg(scratch.path().join("state"))
         .arg("--variable")
-        .arg(format!("@{}", vars_file.display()))
+        .arg(format!("@{}", scratch.path().join("vars.json").display()))
         // The component's stdio goes to the state directory's logs/.
         .arg("--quiet")
         .env("SPIN_TELEMETRY_DISABLED", "1")
@@ -290,7 +305,7 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
     if let Some(config) = std::env::var_os("GREENLIGHT_SPIN_RUNTIME_CONFIG") {
         cmd.arg("--runtime-config-file").arg(config);
     }
-    if let Some(tls) = &setup.tls {
+    if let Some(tls) = tls {
         cmd.arg("--tls-cert")
             .arg(&tls.files.cert)
             .arg("--tls-key")
@@ -303,7 +318,7 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
         process,
         scratch,
         Duration::from_secs(90),
-        setup.tls.as_ref(),
+        tls,
     )
     .await
 }

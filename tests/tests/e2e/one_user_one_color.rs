@@ -320,9 +320,27 @@ async fn health_follows_the_epoch_after_a_hand_edit(runtime: Runtime) {
     edited.candidate_weight_bp = 1_000;
     let document = edited.to_json();
     let rig = match runtime {
+        // An instance never serves an older epoch than one it served, so a
+        // hand edit that lowers the epoch is made between two runs of the
+        // edge, as on Workers: `spin up` stopped, the store's document
+        // rewritten (its health record kept), `spin up` again.
         Runtime::Spin => {
-            rig.edge.put_state_document(&document).await.unwrap();
-            rig
+            use greenlight_e2e::spin;
+            let Rig {
+                blue,
+                green,
+                edge,
+                http,
+            } = rig;
+            let scratch = edge.stop().unwrap();
+            spin::put_state_document(scratch.path(), &document).unwrap();
+            let edge = spin::serve(scratch).await.unwrap();
+            Rig {
+                blue,
+                green,
+                edge,
+                http,
+            }
         }
         Runtime::Cloudflare => {
             // On Workers the rollout object holds the document: the edit is
@@ -336,7 +354,7 @@ async fn health_follows_the_epoch_after_a_hand_edit(runtime: Runtime) {
                 edge,
                 http,
             } = rig;
-            let scratch = cloudflare::stop(edge).unwrap();
+            let scratch = edge.stop().unwrap();
             let keys = cloudflare::object_keys(scratch.path()).unwrap();
             assert!(keys.contains(&"health".to_string()), "{keys:?}");
             assert_eq!(
