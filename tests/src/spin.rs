@@ -197,17 +197,17 @@ pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     start_component(&built_wasm()?, setup).await
 }
 
-/// The manifest a component is run with: the pass-through baseline of the
-/// benchmarks has its own (`bench/passthrough-spin/spin.toml`); greenlight
-/// and its variants use `edge/spin/spin.toml`.
+/// The manifest a component is run with: the pass-through baselines of the
+/// benchmarks have their own (`bench/passthrough-spin*/spin.toml`);
+/// greenlight's builds and their variants use `edge/spin/spin.toml`.
 fn manifest_for(component: &Path) -> PathBuf {
-    if component
-        .file_name()
-        .is_some_and(|n| n == "greenlight_passthrough_spin.wasm")
-    {
-        root().join("bench/passthrough-spin/spin.toml")
-    } else {
-        component_dir().join("spin.toml")
+    let name = component.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match name {
+        "greenlight_passthrough_spin.wasm" => root().join("bench/passthrough-spin/spin.toml"),
+        "greenlight_passthrough_spin_wasip3.wasm" => {
+            root().join("bench/passthrough-spin-wasip3/spin.toml")
+        }
+        _ => component_dir().join("spin.toml"),
     }
 }
 

@@ -5,10 +5,15 @@
 //! same origin, and sends requests to them in rounds (one request each, in
 //! a random order per round) so both see the same machine load. Cloudflare
 //! then measures two references against the same pass-through, for the
-//! record (see `measure_cloudflare`). Last line:
-//! `edge_overhead_ratio=<x.xx> wasm_gzip_bytes=<n> spin_edge_overhead_ratio=<x.xx> spin_wasm_gzip_bytes=<n>`.
+//! record (see `measure_cloudflare`). Spin has two builds, each measured
+//! against a pass-through of its own WASI version. Last line:
+//! `edge_overhead_ratio=<x.xx> wasm_gzip_bytes=<n> spin_edge_overhead_ratio=<x.xx>
+//! spin_wasm_gzip_bytes=<n> spin_p99_ms=<x> spin_passthrough_p99_ms=<x>
+//! spin_p2_edge_overhead_ratio=<x.xx> spin_p2_wasm_gzip_bytes=<n>` (the
+//! unprefixed Spin keys are the WASIp3 build's).
 
 use anyhow::Context;
+use greenlight_e2e::spin::SpinBuild;
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
 use greenlight_test_origin::{Behavior, Origin};
 use hdrhistogram::Histogram;
@@ -32,7 +37,16 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(5_000);
     let blue = Origin::start("127.0.0.1:0".parse()?, "blue", Behavior::default()).await?;
     let green = Origin::start("127.0.0.1:0".parse()?, "green", Behavior::default()).await?;
-    let setup = fixtures::edge_setup(&blue.url(), &green.url());
+    let mut setup = fixtures::edge_setup(&blue.url(), &green.url());
+    // For experiments: EDGE_OVERHEAD_EDGE_VARS="NAME=VALUE,..." sets edge
+    // variables beyond the manifests' defaults.
+    for pair in std::env::var("EDGE_OVERHEAD_EDGE_VARS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+    {
+        setup.vars.insert(pair.0.into(), pair.1.into());
+    }
     let mut pass_setup = EdgeSetup::default();
     pass_setup.vars.insert("ORIGIN".into(), blue.url());
     // The Spin host only lets a component reach the origins it was given.
@@ -58,18 +72,30 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let spin_wasm = spin::built_wasm()?;
+    // Both Spin builds, each against the pass-through of its own WASI
+    // version, all four (each its own `spin up`, Spin's default reuse
+    // settings) in the same rounds.
+    let p3_wasm = spin::built_build(SpinBuild::Wasip3)?;
+    let p2_wasm = spin::built_build(SpinBuild::Wasip2)?;
     let mut spin_edges = vec![
-        spin::start(&setup).await?,
+        spin::start_component(&p3_wasm, &setup).await?,
         spin::start_component(
-            &spin_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
+            &p3_wasm.with_file_name("greenlight_passthrough_spin_wasip3.wasm"),
+            &pass_setup,
+        )
+        .await?,
+        spin::start_component(&p2_wasm, &setup).await?,
+        spin::start_component(
+            &p2_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
             &pass_setup,
         )
         .await?,
     ];
     let mut spin_targets = vec![
-        target("spin greenlight", &spin_edges[0], true),
-        target("spin pass-through", &spin_edges[1], false),
+        target("spin greenlight (wasip3)", &spin_edges[0], true),
+        target("spin pass-through (wasip3)", &spin_edges[1], false),
+        target("spin greenlight (wasip2)", &spin_edges[2], true),
+        target("spin pass-through (wasip2)", &spin_edges[3], false),
     ];
     // For experiments: other builds of the greenlight component.
     let variants = std::env::var("EDGE_OVERHEAD_VARIANT_COMPONENTS").unwrap_or_default();
@@ -80,23 +106,28 @@ async fn main() -> anyhow::Result<()> {
         spin_targets.push(target(name, &spin_edges[spin_edges.len() - 1], true));
     }
     let spin_h = measure(&spin_targets, requests).await?;
+    let p99_ms = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+    let spin_keys = format!(
+        "spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={} spin_p99_ms={:.2} \
+         spin_passthrough_p99_ms={:.2} spin_p2_edge_overhead_ratio={:.2} spin_p2_wasm_gzip_bytes={}",
+        p50(&spin_h[0]) / p50(&spin_h[1]),
+        gzip_len(&p3_wasm)?,
+        p99_ms(&spin_h[0]),
+        p99_ms(&spin_h[1]),
+        p50(&spin_h[2]) / p50(&spin_h[3]),
+        gzip_len(&p2_wasm)?,
+    );
     if only == "spin" {
-        println!(
-            "spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
-            p50(&spin_h[0]) / p50(&spin_h[1]),
-            gzip_len(&spin_wasm)?
-        );
+        println!("{spin_keys}");
         return Ok(());
     }
     let Some((cf_greenlight, cf_pass)) = cf_result else {
         return Ok(());
     };
     println!(
-        "edge_overhead_ratio={:.2} wasm_gzip_bytes={} spin_edge_overhead_ratio={:.2} spin_wasm_gzip_bytes={}",
+        "edge_overhead_ratio={:.2} wasm_gzip_bytes={} {spin_keys}",
         p50(&cf_greenlight) / p50(&cf_pass),
         gzip_len(&cloudflare::built_wasm()?)?,
-        p50(&spin_h[0]) / p50(&spin_h[1]),
-        gzip_len(&spin_wasm)?,
     );
     Ok(())
 }

@@ -134,16 +134,17 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
     let begun = edge::begin(&cfg, &loaded, &head, now_ms, random, &mut tables);
     let length = header_value(&entries, "content-length");
     drop(entries);
-    let client = ClientBody::open(req);
+    // The client's body is opened only where it is read or drained.
+    let client = || ClientBody::open(req);
     match begun {
         // Refused or answered by the edge itself: at once, whatever the
         // body; what the client still sends is read and dropped after.
         Begin::Reply(reply) => Err(EdgeAnswer {
             reply,
-            unread: Some(client),
+            unread: Some(client()),
         }),
         Begin::Admin(call) => {
-            let mut client = client;
+            let mut client = client();
             let body = client
                 .read(MAX_ADMIN_BODY + 1)
                 .await
@@ -162,14 +163,14 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
             let body = match mode {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
                 BodyMode::Buffer => RequestBody::Buffered(
-                    read_whole(client, MAX_REPLAY_BODY as usize, length.as_deref()).await?,
+                    read_whole(client(), MAX_REPLAY_BODY as usize, length.as_deref()).await?,
                 ),
-                BodyMode::Stream => RequestBody::Stream(Some(client)),
+                BodyMode::Stream => RequestBody::Stream(Some(client())),
                 BodyMode::Empty => RequestBody::Empty,
                 // A model route's body: read whole (one byte over the limit
                 // tells it is too large), rewritten per attempt.
                 BodyMode::Rewrite => RequestBody::Rewrite(
-                    read_whole(client, REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
+                    read_whole(client(), REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
                 ),
             };
             let request = OutboundRequest {
@@ -322,7 +323,6 @@ async fn forward(
             "the runtime refused the request's headers: {e:?}"
         )))
     })?;
-    let timer = OriginTimer::new(fwd.timeout_ms);
     // The body: the client's stream pumped under the timer, bytes written
     // by a task of their own, or none.
     let (contents, trailers, upload) = match body {
@@ -340,11 +340,18 @@ async fn forward(
         }
         AttemptBody::Stream(None) | AttemptBody::Empty => (None, body::no_trailers(), None),
     };
-    // Connecting is bounded by the host too; the wait for the response
-    // head by `timer` alone (the host's first-byte timeout would count a
-    // slow upload as the origin's silence).
+    // Connecting is bounded by the host. The wait for the response head
+    // is bounded by the host's first-byte timeout when the body is in
+    // memory (or there is none): the edge then waits on nobody but the
+    // origin. A streamed upload waits on the client too, so `timer` bounds
+    // it, paused while the client sends nothing (the host's first-byte
+    // timeout would count a slow upload as the origin's silence).
+    let timeout_ns = fwd.timeout_ms.saturating_mul(1_000_000);
     let options = RequestOptions::new();
-    let _ = options.set_connect_timeout(Some(fwd.timeout_ms.saturating_mul(1_000_000)));
+    let _ = options.set_connect_timeout(Some(timeout_ns));
+    if upload.is_none() {
+        let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    }
     let (out, _sent) = Request::new(fields, contents, trailers, Some(options));
     let scheme = if target.scheme == "https" {
         Scheme::Https
@@ -357,18 +364,17 @@ async fn forward(
     set(out.set_scheme(Some(&scheme)), "scheme")?;
     set(out.set_authority(Some(target.authority)), "authority")?;
     set(out.set_path_with_query(Some(target.path_and_query)), "path")?;
+    let Some((client, writer, trailers)) = upload else {
+        return client::send(out).await.map_err(|e| classify(e, fwd));
+    };
+    let timer = OriginTimer::new(fwd.timeout_ms);
     timer.run();
     let head = async {
         let resp = client::send(out).await;
         timer.stop();
         resp
     };
-    let send_body = async {
-        if let Some((client, writer, trailers)) = upload {
-            client.pump(writer, trailers, &timer).await;
-        }
-    };
-    let exchange = pin!(join(send_body, head));
+    let exchange = pin!(join(client.pump(writer, trailers, &timer), head));
     let expired = pin!(timer.expired());
     let result = match select(exchange, expired).await {
         Either::Left(((_, resp), _)) => Some(resp),
