@@ -24,5 +24,10 @@ else
   # inconclusive.
   log "the dashboard's rollouts, alone on the machine"
   cargo test -p greenlight-e2e --test e2e -- --test-threads=1 dashboard_rollout::
+  # Every Spin suite above ran the WASIp3 build; the WASIp2 build (every
+  # other Spin) runs the suites of its contract.
+  log "the WASIp2 Spin build: conformance, linearizable, path confusion, hostile input"
+  GREENLIGHT_SPIN_BUILD=wasip2 cargo test -p greenlight-e2e --test e2e -- --test-threads=2 \
+    conformance::spin:: linearizable::spin:: path_confusion::spin:: hostile_input::spin::
 fi
 log "all tests passed in $(( $(date +%s) - started )) s"

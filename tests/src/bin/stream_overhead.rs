@@ -7,9 +7,13 @@
 //! origin, in the same run, visited in rounds (one request each, a random
 //! order per round, as in bench/edge-overhead). Per request: the time from
 //! sending to the first body byte (the first event), then the rest is read.
-//! Last line: `stream_ttfb_ratio=<x.xx> spin_stream_ttfb_ratio=<x.xx>`
-//! (p50 through greenlight ÷ p50 through the pass-through).
+//! Spin's two builds are each measured against a pass-through of their own
+//! WASI version. Last line: `stream_ttfb_ratio=<x.xx>
+//! spin_stream_ttfb_ratio=<x.xx> spin_p2_stream_ttfb_ratio=<x.xx>` (p50
+//! through greenlight ÷ p50 through the pass-through; the unprefixed Spin
+//! key is the WASIp3 build's).
 
+use greenlight_e2e::spin::SpinBuild;
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
 use greenlight_test_origin::{Behavior, Origin, SseStream};
 use hdrhistogram::Histogram;
@@ -73,16 +77,29 @@ async fn main() -> anyhow::Result<()> {
         line.push(format!("stream_ttfb_ratio={:.2}", p50(&h[0]) / p50(&h[1])));
     }
     if only != "cloudflare" {
-        let wasm = spin::built_wasm()?;
-        let greenlight = spin::start(&setup).await?;
-        let pass = spin::start_component(
-            &wasm.with_file_name("greenlight_passthrough_spin.wasm"),
-            &pass_setup,
-        )
-        .await?;
+        // Both Spin builds, each against a pass-through of its own WASI
+        // version, in the same rounds.
+        let p3 = spin::built_build(SpinBuild::Wasip3)?;
+        let p2 = spin::built_build(SpinBuild::Wasip2)?;
+        let edges = [
+            spin::start_component(&p3, &setup).await?,
+            spin::start_component(
+                &p3.with_file_name("greenlight_passthrough_spin_wasip3.wasm"),
+                &pass_setup,
+            )
+            .await?,
+            spin::start_component(&p2, &setup).await?,
+            spin::start_component(
+                &p2.with_file_name("greenlight_passthrough_spin.wasm"),
+                &pass_setup,
+            )
+            .await?,
+        ];
         let mut targets = vec![
-            target("spin greenlight", &greenlight, true),
-            target("spin pass-through", &pass, false),
+            target("spin greenlight (wasip3)", &edges[0], true),
+            target("spin pass-through (wasip3)", &edges[1], false),
+            target("spin greenlight (wasip2)", &edges[2], true),
+            target("spin pass-through (wasip2)", &edges[3], false),
         ];
         // Other builds of the greenlight component (`:`-separated), measured
         // in the same rounds and printed; not part of the last line.
@@ -97,8 +114,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let h = measure(&targets, rounds, budget).await?;
         line.push(format!(
-            "spin_stream_ttfb_ratio={:.2}",
-            p50(&h[0]) / p50(&h[1])
+            "spin_stream_ttfb_ratio={:.2} spin_p2_stream_ttfb_ratio={:.2}",
+            p50(&h[0]) / p50(&h[1]),
+            p50(&h[2]) / p50(&h[3])
         ));
     }
     println!("{}", line.join(" "));

@@ -51,10 +51,8 @@ fn manifest_version_trigger_and_source() {
     let source = component["source"]
         .as_str()
         .expect("component source is a path");
-    assert_eq!(
-        source,
-        "../../target/wasm32-wasip2/release/greenlight_edge_spin.wasm"
-    );
+    // Where scripts/build-spin.sh copies the chosen build.
+    assert_eq!(source, "../../target/spin/greenlight_edge_spin.wasm");
 }
 
 #[test]
