@@ -24,6 +24,9 @@ pub struct EdgeSetup {
     /// Serve HTTPS with this certificate (`wrangler dev --local-protocol
     /// https --https-cert-path/--https-key-path`, `spin up --tls-cert/--tls-key`).
     pub tls: Option<EdgeTls>,
+    /// More arguments for `spin up` (instance reuse settings); the Worker
+    /// ignores them.
+    pub spin_up_args: Vec<String>,
 }
 
 /// The certificate an HTTPS edge serves, and the CA that signed it.

@@ -269,20 +269,21 @@ pub async fn start_component(component: &Path, setup: &EdgeSetup) -> anyhow::Res
     if let Some(document) = &setup.backup_document {
         put_document(scratch.path(), LAST_GOOD_KEY, document)?;
     }
-    launch(&spin, scratch, setup.tls.as_ref()).await
+    launch(&spin, scratch, setup.tls.as_ref(), &setup.spin_up_args).await
 }
 
 /// Starts `spin up` again on an edge's scratch directory (its manifest,
 /// variables and key-value store), as [`RunningEdge::stop`] left it:
 /// a new process, so new instances, over what the last one persisted.
 pub async fn serve(scratch: tempfile::TempDir) -> anyhow::Result<RunningEdge> {
-    launch(&spin_binary()?, scratch, None).await
+    launch(&spin_binary()?, scratch, None, &[]).await
 }
 
 async fn launch(
     spin: &Path,
     scratch: tempfile::TempDir,
     tls: Option<&crate::edge::EdgeTls>,
+    args: &[String],
 ) -> anyhow::Result<RunningEdge> {
     let port = free_port();
     let mut cmd = Command::new(spin);
@@ -296,6 +297,7 @@ async fn launch(
         .arg(format!("@{}", scratch.path().join("vars.json").display()))
         // The component's stdio goes to the state directory's logs/.
         .arg("--quiet")
+        .args(args)
         .env("SPIN_TELEMETRY_DISABLED", "1")
         .env_remove("SPIN_LOG_DIR");
     // Another key-value store (e.g. Redis) for every Spin edge of a run:

@@ -30,5 +30,6 @@ mod one_user_one_color;
 mod path_confusion;
 mod remote_jwks;
 mod soak;
+mod spin_instances;
 mod spin_manifest;
 mod transparent_proxy;
