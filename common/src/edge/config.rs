@@ -68,6 +68,9 @@ pub const SECRET_VARIABLES: &[&str] = &[
     "ORIGIN_SIGNING_SECRET",
     "BLUE_ORIGIN_HEADERS",
     "GREEN_ORIGIN_HEADERS",
+    // Who knows the salt can compute every user's bucket, and so which
+    // users a canary reaches.
+    "ROLLOUT_SALT",
 ];
 
 /// The variables without which [`EdgeConfig::from_lookup`] fails.
