@@ -13,10 +13,12 @@
 
 use super::{load_state, replaces_backup, run_admin, state_from_backup, AdminCall, EdgeConfig};
 use super::{LoadedState, Reply, StateLoad};
+use crate::admin::TableSize;
 use crate::health::HEALTH_KEY;
 use crate::http::{LAST_GOOD_KEY, STATE_KEY};
 use crate::jwks::CachedJwks;
 use crate::state::RolloutState;
+use crate::{admin_guard, ratelimit};
 use std::future::Future;
 
 /// Claimed (atomic increment) by the one admin call that writes the first
@@ -296,4 +298,129 @@ pub fn count_failure_in<S: AtomicStore>(
         now_ms,
     );
     let _ = store.set(HEALTH_KEY, record.to_json().as_bytes());
+}
+
+/// The pipeline's tables kept in the store, shared by every instance
+/// (`edge::Platform` for a Spin build): per-caller tables are key-value
+/// slots, the health record a stored document. Kept in the store rather
+/// than in an instance even where instances are reused: Spin runs as many
+/// instances as its load asks for, and a caller spread over them would get
+/// each instance's limit. A store that cannot be opened counts nothing and
+/// limits nothing: the limits protect origins, they must not take the edge
+/// down with the store. `wasi:http` (0.2, and 0.3 as Spin 4.0 implements
+/// it) has no upgrade and hides `transfer-encoding` (a forbidden field).
+pub struct StoreTables<'a, S> {
+    pub store: Option<&'a S>,
+    pub cfg: &'a EdgeConfig,
+}
+
+impl<S: AtomicStore + ListKeys> super::Platform for StoreTables<'_, S> {
+    const RUNTIME: &'static str = "spin";
+    const TABLES_IN: &'static str = "store";
+    const REFUSES_WEBSOCKETS: Option<&'static str> = Some("Spin (wasi:http)");
+    const HIDES_TRANSFER_ENCODING: bool = true;
+    const DROPS_GET_BODY: bool = false;
+
+    /// The caller's table lives in its key-value slot. Not atomic:
+    /// concurrent failures of one caller may be counted once each
+    /// instance, so a caller gets at most its concurrency in extra
+    /// attempts. A store that cannot be read counts nothing (an empty
+    /// table).
+    fn guard_admin(&mut self, action: super::Action, caller: &str, now_ms: u64) -> super::Action {
+        let Some(store) = self.store else {
+            return action;
+        };
+        let key = admin_guard::slot_key(caller);
+        let stored = store.get(&key).ok().flatten();
+        let mut failures = admin_guard::AdminFailures::from_json(stored.as_deref());
+        let (action, changed) = super::guard_admin(
+            action,
+            caller,
+            &mut failures,
+            now_ms,
+            admin_guard::CALLERS_PER_SLOT,
+        );
+        if changed {
+            let _ = store.set(&key, failures.to_json().as_bytes());
+        }
+        action
+    }
+
+    /// Buckets are spread over a fixed number of slot keys that forget
+    /// idle callers, so the keys written stay bounded. Not atomic:
+    /// concurrent requests of one caller may each see the same count (the
+    /// limit can be exceeded by the concurrency, never tightened). A store
+    /// failure lets the request through.
+    fn take_token(
+        &mut self,
+        limit: ratelimit::RateLimit,
+        caller: &str,
+        now_ms: u64,
+    ) -> Result<(), ratelimit::RetryAfter> {
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let key = ratelimit::slot_key(caller);
+        let stored = store.get(&key).ok().flatten();
+        let (verdict, doc) = ratelimit::take_in_slot(stored.as_deref(), caller, limit, now_ms);
+        let _ = store.set(&key, doc.as_bytes());
+        verdict
+    }
+
+    /// Read-modify-write of the health document: concurrent failures may
+    /// be counted once, enough to cross a threshold.
+    fn count_failure(
+        &mut self,
+        fwd: &super::Forward,
+        outcome: &crate::failover::AttemptOutcome,
+        now_ms: u64,
+    ) {
+        if let Some(store) = self.store {
+            count_failure_in(store, self.cfg, fwd, outcome, now_ms);
+        }
+    }
+
+    /// Counted by listing the keys (admin only: not on a request's path).
+    fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String> {
+        let store = self.store.ok_or("the store could not be opened")?;
+        let keys = store
+            .keys()
+            .map_err(|e| format!("listing the store's keys: {e}"))?;
+        let count = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count() as u64;
+        // In key order (readers get a map).
+        Ok(vec![
+            (
+                "admin_failure_slots",
+                TableSize {
+                    entries: count(admin_guard::SLOT_PREFIX),
+                    cap: admin_guard::STORED_SLOTS,
+                },
+            ),
+            (
+                "keys",
+                TableSize {
+                    entries: keys.len() as u64,
+                    cap: ratelimit::STORED_SLOTS + admin_guard::STORED_SLOTS + FIXED_KEYS,
+                },
+            ),
+            (
+                "rate_limit_slots",
+                TableSize {
+                    entries: count(ratelimit::SLOT_PREFIX),
+                    cap: ratelimit::STORED_SLOTS,
+                },
+            ),
+        ])
+    }
+}
+
+/// Keys other than the slots: the state, its backup, the health record,
+/// the create claim, the compare-and-swap probe and the JWKS cache (and
+/// room for a few more).
+const FIXED_KEYS: u64 = 16;
+
+/// A store whose keys can be listed (the isolate report's table sizes).
+pub trait ListKeys {
+    /// Every key (bounded by the store's own pages).
+    fn keys(&self) -> Result<Vec<String>, String>;
 }

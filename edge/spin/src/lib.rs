@@ -119,8 +119,8 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         _ => cfg,
     };
     let loaded = kv::read_state(store.as_ref().ok(), None, &cfg);
-    let mut tables = store::StoreTables {
-        kv: store.as_ref(),
+    let mut tables = kv::StoreTables {
+        store: store.as_ref().ok(),
         cfg: &cfg,
     };
     let random = random_u64(now_ms);
@@ -225,7 +225,7 @@ async fn forward_with_failover(
     request: &OutboundRequest,
     mut body: RequestBody,
     mut fwd: Forward,
-    tables: &mut store::StoreTables<'_>,
+    tables: &mut kv::StoreTables<'_, store::Kv>,
 ) -> Result<Delivery, Reply> {
     loop {
         let started = now_ms();

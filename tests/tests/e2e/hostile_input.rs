@@ -38,7 +38,6 @@ use greenlight_common::admin::Problem;
 use greenlight_common::auth::{AuthError, MAX_TOKEN_LEN};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
 use greenlight_e2e::rig::{header, Rig};
-use greenlight_e2e::spin::SpinBuild;
 use greenlight_e2e::Runtime;
 use jsonwebtoken::Algorithm;
 use reqwest::header::HeaderValue;
@@ -764,13 +763,12 @@ async fn isolate_tables_are_admin_only_and_bounded(runtime: Runtime) {
     for (name, t) in &view.tables {
         assert!(t.entries <= t.cap, "{name}: {t:?}");
     }
-    // Where the tables live: a Worker isolate's and a reused Spin
-    // instance's memory count callers; the WASIp2 Spin build's store
+    // Where the tables live: a Worker isolate's memory counts callers;
+    // Spin's store (both builds: instances come and go with the load)
     // counts slots.
-    let (tables_in, guard) = match (runtime, SpinBuild::of_run()) {
-        (Runtime::Cloudflare, _) => ("isolate", "admin_failure_callers"),
-        (Runtime::Spin, SpinBuild::Wasip3) => ("instance", "admin_failure_callers"),
-        (Runtime::Spin, SpinBuild::Wasip2) => ("store", "admin_failure_slots"),
+    let (tables_in, guard) = match runtime {
+        Runtime::Cloudflare => ("isolate", "admin_failure_callers"),
+        Runtime::Spin => ("store", "admin_failure_slots"),
     };
     assert_eq!(view.tables_in, tables_in);
     assert!(view.tables[guard].entries >= 1, "{view:?}");

@@ -1,33 +1,23 @@
 //! What an instance keeps between the requests Spin gives it, as a Worker
-//! isolate does: the configuration (read once), the rollout state (reused
-//! for `STATE_CACHE_TTL_MS`, never older than one it served), the
-//! rate-limit buckets and the admin failure table. Requests an instance
-//! serves at once share these tables and nothing else; no borrow of them
-//! is held across an await.
+//! isolate does: the configuration (read once) and the rollout state
+//! (reused for `STATE_CACHE_TTL_MS`, never older than one it served). The
+//! per-caller tables stay in the store (`edge::kv::StoreTables`): Spin runs
+//! as many instances as its load asks for, and a caller spread over them
+//! would get each instance's limit. Requests an instance serves at once
+//! share these and nothing else; no borrow of them is held across an
+//! await.
 
 use crate::store::Kv;
-use greenlight_common::admin::TableSize;
-use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::kv;
-use greenlight_common::edge::CONFIG_VARIABLES;
-use greenlight_common::edge::{self, Action, EdgeConfig, Forward, LoadedState, Platform};
-use greenlight_common::failover::AttemptOutcome;
-use greenlight_common::ratelimit::{Limiter, RateLimit, RetryAfter};
+use greenlight_common::edge::{EdgeConfig, LoadedState, CONFIG_VARIABLES};
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// Callers with a rate-limit bucket, and with an admin failure record, an
-/// instance keeps at most (a flood of distinct callers cannot grow them).
-const MAX_LIMITED_CALLERS: usize = 10_000;
-const MAX_ADMIN_FAILURE_CALLERS: usize = 10_000;
 
 thread_local! {
     static CONFIG: RefCell<Option<Result<Rc<EdgeConfig>, ConfigError>>> = const { RefCell::new(None) };
     /// The state served and when it was read (ms).
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
-    static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
-    static ADMIN_FAILURES: RefCell<AdminFailures> = RefCell::new(AdminFailures::default());
 }
 
 /// The configuration from Spin variables (lower-cased names), read by the
@@ -96,59 +86,4 @@ pub fn state_changed() {
             *read_at = 0;
         }
     });
-}
-
-/// The instance as the pipeline's platform: tables in memory, health in
-/// the store (`GET state` reads it there, whichever instance counted).
-/// `wasi:http` 0.3 (as Spin 4.0 implements it) has no upgrade and hides
-/// `transfer-encoding`.
-pub struct Instance<'a> {
-    pub kv: Option<&'a Kv>,
-    pub cfg: &'a EdgeConfig,
-}
-
-impl Platform for Instance<'_> {
-    const RUNTIME: &'static str = "spin";
-    const TABLES_IN: &'static str = "instance";
-    const REFUSES_WEBSOCKETS: Option<&'static str> = Some("Spin (wasi:http 0.3)");
-    const HIDES_TRANSFER_ENCODING: bool = true;
-    const DROPS_GET_BODY: bool = false;
-
-    fn guard_admin(&mut self, action: Action, caller: &str, now_ms: u64) -> Action {
-        ADMIN_FAILURES.with_borrow_mut(|failures| {
-            edge::guard_admin(action, caller, failures, now_ms, MAX_ADMIN_FAILURE_CALLERS).0
-        })
-    }
-
-    fn take_token(&mut self, limit: RateLimit, key: &str, now_ms: u64) -> Result<(), RetryAfter> {
-        LIMITER.with_borrow_mut(|l| {
-            l.get_or_insert_with(|| Limiter::new(limit, MAX_LIMITED_CALLERS))
-                .take(key, now_ms)
-        })
-    }
-
-    fn count_failure(&mut self, fwd: &Forward, outcome: &AttemptOutcome, now_ms: u64) {
-        if let Some(kv) = self.kv {
-            kv::count_failure_in(kv, self.cfg, fwd, outcome, now_ms);
-        }
-    }
-
-    fn sizes(&self) -> Result<Vec<(&'static str, TableSize)>, String> {
-        let size = |entries: usize, cap: usize| TableSize {
-            entries: entries as u64,
-            cap: cap as u64,
-        };
-        Ok(vec![
-            (
-                "admin_failure_callers",
-                ADMIN_FAILURES.with_borrow(|f| size(f.len(), MAX_ADMIN_FAILURE_CALLERS)),
-            ),
-            (
-                "rate_limit_callers",
-                LIMITER.with_borrow(|l| {
-                    size(l.as_ref().map_or(0, Limiter::callers), MAX_LIMITED_CALLERS)
-                }),
-            ),
-        ])
-    }
 }

@@ -129,7 +129,10 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
         _ => cfg,
     };
     let loaded = instance::state(kv, &cfg, now_ms);
-    let mut tables = instance::Instance { kv, cfg: &cfg };
+    let mut tables = kv::StoreTables {
+        store: kv,
+        cfg: &cfg,
+    };
     let random = random_u64();
     let begun = edge::begin(&cfg, &loaded, &head, now_ms, random, &mut tables);
     let length = header_value(&entries, "content-length");
@@ -226,7 +229,7 @@ async fn forward_with_failover(
     request: &OutboundRequest,
     mut body: RequestBody,
     mut fwd: Forward,
-    tables: &mut instance::Instance<'_>,
+    tables: &mut kv::StoreTables<'_, store::Kv>,
 ) -> Result<Response, Reply> {
     loop {
         let started = now_ms();
