@@ -424,3 +424,22 @@ pub trait ListKeys {
     /// Every key (bounded by the store's own pages).
     fn keys(&self) -> Result<Vec<String>, String>;
 }
+
+/// Every key of a store that lists them a page at a time: `page(cursor)`
+/// gives a page's keys and the cursor of the next (`None` after the last).
+/// Bounded: a cursor that never ends stops after 10 000 pages.
+pub fn collect_pages(
+    mut page: impl FnMut(Option<&str>) -> Result<(Vec<String>, Option<String>), String>,
+) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let (more, next) = page(cursor.as_deref())?;
+        keys.extend(more);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(keys)
+}

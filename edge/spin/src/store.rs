@@ -28,22 +28,13 @@ impl Kv {
 /// The store's keys, listed page by page (the isolate report).
 impl ListKeys for Kv {
     fn keys(&self) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
-        let mut cursor: Option<String> = None;
-        // Bounded: the store holds a few hundred keys; a cursor that never
-        // ends stops after this many pages.
-        for _ in 0..10_000 {
+        kv::collect_pages(|cursor| {
             let page = self
                 .bucket
-                .list_keys(cursor.as_deref())
+                .list_keys(cursor)
                 .map_err(|e| format!("{e:?}"))?;
-            keys.extend(page.keys);
-            match page.cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        Ok(keys)
+            Ok((page.keys, page.cursor))
+        })
     }
 }
 

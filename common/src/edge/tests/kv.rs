@@ -164,3 +164,22 @@ fn routing_reads_the_document_then_the_last_good_state_then_the_backup() {
     assert_eq!((none.state.epoch, none.degraded), (0, true));
     assert!(kv::read_state::<Memory>(None, None, &cfg).degraded);
 }
+
+#[test]
+fn keys_are_collected_across_pages_and_a_cursor_that_never_ends_stops() {
+    let pages = [vec!["a", "b"], vec!["c"]];
+    let keys = kv::collect_pages(|cursor| {
+        let i = cursor.map_or(0, |c| c.parse::<usize>().unwrap());
+        let next = (i + 1 < pages.len()).then(|| (i + 1).to_string());
+        Ok((pages[i].iter().map(|k| k.to_string()).collect(), next))
+    })
+    .unwrap();
+    assert_eq!(keys, ["a", "b", "c"]);
+    let mut calls = 0;
+    let endless = kv::collect_pages(|_| {
+        calls += 1;
+        Ok((Vec::new(), Some("again".into())))
+    });
+    assert_eq!((endless.unwrap().len(), calls), (0, 10_000));
+    assert!(kv::collect_pages(|_| Err("down".into())).is_err());
+}

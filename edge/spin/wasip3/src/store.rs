@@ -4,7 +4,7 @@
 //! 3.0 over the same stores as `spin:key-value`, so both builds of the
 //! adapter share one store.
 
-use greenlight_common::edge::kv::{AtomicStore, ListKeys, Swap};
+use greenlight_common::edge::kv::{self, AtomicStore, ListKeys, Swap};
 use spin_sdk::experimental::wasi::keyvalue::atomics::{self, Cas, CasError};
 use spin_sdk::experimental::wasi::keyvalue::store::{self, Bucket};
 use std::cell::RefCell;
@@ -78,21 +78,12 @@ impl AtomicStore for Kv {
 /// The store's keys, listed page by page (the isolate report).
 impl ListKeys for Kv {
     fn keys(&self) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
-        let mut cursor: Option<String> = None;
-        // Bounded: the store holds a few hundred keys; a cursor that never
-        // ends stops after this many pages.
-        for _ in 0..10_000 {
+        kv::collect_pages(|cursor| {
             let page = self
                 .bucket
-                .list_keys(cursor.as_deref())
+                .list_keys(cursor)
                 .map_err(|e| format!("{e:?}"))?;
-            keys.extend(page.keys);
-            match page.cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        Ok(keys)
+            Ok((page.keys, page.cursor))
+        })
     }
 }
