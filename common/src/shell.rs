@@ -49,9 +49,9 @@
 //! `timeout` when no response headers came in time, `error\n<message>`
 //! otherwise.
 
-use crate::edge::{self, BodyMode, Forward, Reply, RequestHead};
+use crate::edge::{BodyMode, Forward, Reply, RequestHead};
 use crate::failover::{unreachable_class, AttemptOutcome, FIRST_FAILED_STATUS};
-use crate::http::{path_and_query, split_lines, RESPONSE_HOP_BY_HOP};
+use crate::http::{path_and_query, split_lines};
 
 /// Where each field of a step sits once the step is split at `\n`. The
 /// shell reads them through tables of the same names (`FORWARD`, `REPLY`,
@@ -196,22 +196,8 @@ pub fn forward(
 /// (`set-cookie` and `vary` are added to the origin's own, never replace
 /// them).
 fn push_direct_delivery_delta(out: &mut String, fwd: &Forward) {
-    let mut deletes: Vec<&str> = RESPONSE_HOP_BY_HOP
-        .iter()
-        .copied()
-        .filter(|name| *name != "connection")
-        .collect();
-    for (name, _) in &fwd.response_headers {
-        let owned = !edge::appended_response_header(name);
-        if owned && !deletes.iter().any(|d| d.eq_ignore_ascii_case(name)) {
-            deletes.push(name);
-        }
-    }
-    let appends = fwd
-        .response_headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()));
-    push_fields(out, &deletes, appends);
+    let fixed = fwd.fixed_delivery();
+    push_fields(out, &fixed.deletes, fixed.appends.iter().copied());
 }
 
 /// A `deliver` step: the origin's headers minus hop-by-hop ones and the

@@ -1,11 +1,13 @@
 use super::config::EdgeConfig;
-use super::headers::{keep_origin_response_header, private_cache_control, HEADER_PRINCIPAL};
+use super::headers::{
+    appended_response_header, keep_origin_response_header, private_cache_control, HEADER_PRINCIPAL,
+};
 use super::reply::Reply;
 use crate::color::Color;
 use crate::decide::{RouteDecision, RouteReason};
 use crate::failover::{AttemptOutcome, MAX_REPLAY_BODY};
 use crate::health::HealthRecord;
-use crate::http::{connection_tokens, HEADER_COLOR, HEADER_REASON};
+use crate::http::{connection_tokens, HEADER_COLOR, HEADER_REASON, RESPONSE_HOP_BY_HOP};
 use crate::model::{self, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
 use crate::origin_auth;
 use crate::origin_headers::OriginHeaders;
@@ -263,6 +265,34 @@ impl Forward {
         self.private || self.location_rewrite.is_some()
     }
 
+    /// How the origin's answer is delivered without reading its headers:
+    /// delete every hop-by-hop name and every header the edge sets itself,
+    /// then append the edge's headers (`set-cookie` and `vary` are added to
+    /// the origin's own, never replace them). It gives what
+    /// [`Forward::client_response_headers`] gives (order aside) when the
+    /// forward does not [`Forward::needs_origin_headers`] and the answer
+    /// carries no `Connection` header (whose tokens name more hop-by-hop
+    /// fields; `wasi:http` never shows one).
+    pub fn fixed_delivery(&self) -> FixedDelivery<'_> {
+        let mut deletes: Vec<&str> = RESPONSE_HOP_BY_HOP
+            .iter()
+            .copied()
+            .filter(|name| *name != "connection")
+            .collect();
+        for (name, _) in &self.response_headers {
+            let owned = !appended_response_header(name);
+            if owned && !deletes.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                deletes.push(name);
+            }
+        }
+        let appends = self
+            .response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        FixedDelivery { deletes, appends }
+    }
+
     /// The value the client gets for origin response header `name`
     /// (already kept by [`keep_origin_response_header`]), when the edge
     /// changes it.
@@ -431,4 +461,13 @@ impl FieldValue for Vec<u8> {
     fn from_text(text: String) -> Self {
         text.into_bytes()
     }
+}
+
+/// The change [`Forward::fixed_delivery`] makes to an origin's headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedDelivery<'a> {
+    /// Names removed (in any spelling) from the origin's headers.
+    pub deletes: Vec<&'a str>,
+    /// Headers then appended, in order.
+    pub appends: Vec<(&'a str, &'a str)>,
 }

@@ -501,3 +501,51 @@ fn ipv6_callers_count_by_their_slash_64() {
         Some("ip:2001:db8:1:2::/64")
     );
 }
+
+#[test]
+fn the_fixed_delivery_gives_the_same_headers_without_reading_them() {
+    let cfg = config();
+    let origin = headers(&[
+        ("set-cookie", "a=1"),
+        ("cache-control", "public, max-age=600"),
+        ("vary", "accept-encoding"),
+        ("content-length", "12"),
+        ("keep-alive", "timeout=5"),
+        ("x-greenlight-color", "forged"),
+        ("X-Greenlight-Epoch", "999"),
+        ("etag", "\"x\""),
+    ]);
+    let cookie = [("cookie", "greenlight-id=abcdef0123456789")];
+    let keyed = [("x-api-key", "app-key")];
+    // A browser with the edge's cookie during a canary; an API client
+    // outside one (in a canary its id goes into a cookie: private).
+    for (state, path, who) in [
+        (canary(5_000), "/public/x", &cookie[..]),
+        (RolloutState::initial("s"), "/api/x", &keyed[..]),
+    ] {
+        let f = forward(run(&cfg, &state, path, who));
+        assert!(!f.needs_origin_headers());
+        let fixed = f.fixed_delivery();
+        let mut applied: Vec<(String, String)> = origin
+            .iter()
+            .filter(|(k, _)| !fixed.deletes.iter().any(|d| d.eq_ignore_ascii_case(k)))
+            .cloned()
+            .collect();
+        applied.extend(
+            fixed
+                .appends
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let mut want = f.client_response_headers(&origin);
+        let lower = |l: &mut Vec<(String, String)>| {
+            for (k, _) in l.iter_mut() {
+                *k = k.to_ascii_lowercase();
+            }
+            l.sort();
+        };
+        lower(&mut applied);
+        lower(&mut want);
+        assert_eq!(applied, want, "{who:?}");
+    }
+}
