@@ -265,6 +265,44 @@ impl Forward {
         self.private || self.location_rewrite.is_some()
     }
 
+    /// What the pipeline counts for an attempt ([`super::attempted`]): the
+    /// status it answered with, or why it got no response. `Err` is the
+    /// answer when no origin is to blame: the client went away, or the
+    /// request could not be built.
+    pub fn attempt_outcome(
+        &self,
+        result: Result<u16, AttemptFailure>,
+    ) -> Result<AttemptOutcome, Reply> {
+        match result {
+            Ok(status) => Ok(AttemptOutcome::Answered(status)),
+            Err(AttemptFailure::TimedOut) => Ok(AttemptOutcome::TimedOut {
+                after_ms: self.timeout_ms,
+            }),
+            Err(AttemptFailure::Unreachable(class)) => Ok(AttemptOutcome::Unreachable(class)),
+            // Its answer goes nowhere, and the origin did nothing wrong
+            // (not counted, not retried).
+            Err(AttemptFailure::ClientGone) => Err(Reply::incomplete_body()),
+            // No origin saw it.
+            Err(AttemptFailure::NotSent(reply)) => Err(reply),
+        }
+    }
+
+    /// The origin request's header fields for a runtime that takes raw
+    /// fields (`wasi:http`): [`Forward::request_headers`], and the
+    /// `content-length` given. The core drops `content-length` as
+    /// hop-by-hop (platforms that build the body compute it); where the
+    /// adapter passes the body through unchanged it frames that body, and a
+    /// model route's rewritten body has its own.
+    pub fn origin_fields(&self, content_length: Option<&str>) -> Vec<(String, Vec<u8>)> {
+        self.request_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .chain(
+                content_length.map(|len| ("content-length".to_string(), len.as_bytes().to_vec())),
+            )
+            .collect()
+    }
+
     /// How the origin's answer is delivered without reading its headers:
     /// delete every hop-by-hop name and every header the edge sets itself,
     /// then append the edge's headers (`set-cookie` and `vary` are added to
@@ -470,4 +508,18 @@ pub struct FixedDelivery<'a> {
     pub deletes: Vec<&'a str>,
     /// Headers then appended, in order.
     pub appends: Vec<(&'a str, &'a str)>,
+}
+
+/// Why an attempt an adapter made got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptFailure {
+    TimedOut,
+    /// The class of failure the client is told
+    /// ([`crate::failover::unreachable_class`]).
+    Unreachable(String),
+    /// The client's upload broke off: no origin's fault, nothing to retry.
+    ClientGone,
+    /// The request could not be built (the runtime refused its headers):
+    /// answered as it says, no origin's fault.
+    NotSent(Reply),
 }

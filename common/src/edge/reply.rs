@@ -14,6 +14,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Its header fields for a runtime that takes raw fields (`wasi:http`),
+    /// with the `content-length` of its body.
+    pub fn fields(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .chain(std::iter::once((
+                "content-length".to_string(),
+                self.body.len().to_string().into_bytes(),
+            )))
+            .collect()
+    }
+
     pub fn auth_error(e: AuthError) -> Reply {
         Reply {
             status: e.status(),

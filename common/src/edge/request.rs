@@ -180,6 +180,69 @@ mod raw_field_tests {
     use super::*;
 
     #[test]
+    fn a_spin_head_reads_host_scheme_and_caller_from_spins_fields() {
+        let fields = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let entries = fields(&[
+            ("spin-full-url", "https://edge.example/a?b=1"),
+            ("spin-client-addr", "192.0.2.7:5123"),
+            ("Content-Length", "5"),
+            ("content-length", "6"),
+        ]);
+        let raw = SpinHead::read(
+            "POST".into(),
+            Some("/a?b=1".into()),
+            &entries,
+            || Some("edge.example".into()),
+            None,
+        );
+        let head = raw.head();
+        assert_eq!(
+            (head.method, head.path, head.query),
+            ("POST", "/a", Some("b=1"))
+        );
+        assert_eq!(head.scheme, Some("https"));
+        assert_eq!(head.client_addr, Some("192.0.2.7"));
+        assert_eq!(
+            head.headers,
+            &[
+                ("content-length".to_string(), "5, 6".to_string()),
+                ("host".to_string(), "edge.example".to_string())
+            ]
+        );
+        assert_eq!(raw.content_length.as_deref(), Some("5"));
+        assert!(!raw.transfer_encoding);
+        // The fields' own host wins, and the authority is not asked for;
+        // the request's own scheme wins over the URL's.
+        let entries = fields(&[("host", "h"), ("transfer-encoding", "chunked")]);
+        let raw = SpinHead::read(
+            "GET".into(),
+            None,
+            &entries,
+            || panic!("asked"),
+            Some("http"),
+        );
+        let head = raw.head();
+        assert_eq!(
+            (head.path, head.query, head.scheme),
+            ("/", None, Some("http"))
+        );
+        assert_eq!(head.client_addr, None);
+        assert!(raw.transfer_encoding);
+        let ftp = fields(&[("spin-full-url", "ftp://x/")]);
+        assert_eq!(
+            SpinHead::read("GET".into(), None, &ftp, || None, None)
+                .head()
+                .scheme,
+            None
+        );
+    }
+
+    #[test]
     fn raw_fields_are_joined_lower_cased_and_runtime_headers_dropped() {
         let entries = vec![
             ("Accept".to_string(), b"a".to_vec()),
@@ -216,5 +279,92 @@ mod raw_field_tests {
         assert_eq!(UrlParts::parse("http://o"), None);
         assert_eq!(origin_of("http://o:1/secret?x"), "http://o:1");
         assert_eq!(origin_of("http://o"), "http://o");
+    }
+}
+
+/// What a Spin component (either `wasi:http` version) reads of a request
+/// before the pipeline runs: the method and path, the headers joined as
+/// [`RequestHead`] wants them without Spin's own `spin-*` ones, the
+/// caller's address from `spin-client-addr` (its port dropped, so one
+/// caller is one bucket), the scheme, and the raw framing headers the
+/// adapter forwards with the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinHead {
+    method: String,
+    path_with_query: String,
+    headers: Vec<(String, String)>,
+    client_addr: Option<String>,
+    scheme: Option<&'static str>,
+    /// The first `content-length` as sent.
+    pub content_length: Option<String>,
+    /// Whether the fields carry a `transfer-encoding`.
+    pub transfer_encoding: bool,
+}
+
+/// Spin's own request headers (`spin-full-url`, `spin-client-addr`, ...):
+/// runtime internals, read where needed and never forwarded.
+pub const SPIN_HEADER_PREFIX: &str = "spin-";
+
+impl SpinHead {
+    /// `authority` is asked for only when the fields lack `host` (the host
+    /// the client asked for, for `x-forwarded-host` and `location`
+    /// rewrites); `scheme` is the request's own, when the runtime fills it
+    /// in, else that of the URL in `spin-full-url`.
+    pub fn read(
+        method: String,
+        path_with_query: Option<String>,
+        entries: &[(String, Vec<u8>)],
+        authority: impl FnOnce() -> Option<String>,
+        scheme: Option<&'static str>,
+    ) -> SpinHead {
+        let field = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        let mut headers = joined_headers(entries, SPIN_HEADER_PREFIX);
+        if !headers.iter().any(|(k, _)| k == "host") {
+            if let Some(authority) = authority() {
+                headers.push(("host".into(), authority));
+            }
+        }
+        let scheme = scheme.or_else(|| {
+            let url = field("spin-full-url")?;
+            match url.split_once("://")?.0 {
+                "http" => Some("http"),
+                "https" => Some("https"),
+                _ => None,
+            }
+        });
+        SpinHead {
+            method,
+            path_with_query: path_with_query.unwrap_or_else(|| "/".into()),
+            headers,
+            client_addr: field("spin-client-addr"),
+            scheme,
+            content_length: field("content-length"),
+            transfer_encoding: field("transfer-encoding").is_some(),
+        }
+    }
+
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The head the pipeline reads.
+    pub fn head(&self) -> RequestHead<'_> {
+        let (path, query) = match self.path_with_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.path_with_query.as_str(), None),
+        };
+        RequestHead {
+            method: &self.method,
+            path,
+            query,
+            scheme: self.scheme,
+            headers: &self.headers,
+            client_addr: self.client_addr.as_deref().map(strip_port),
+        }
     }
 }

@@ -18,10 +18,10 @@ use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::kv;
 use greenlight_common::edge::{
-    self, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, Reply, RequestHead, UrlParts,
-    CONFIG_VARIABLES, REWRITE_READ_LIMIT,
+    self, AfterAttempt, AttemptFailure, Begin, BodyMode, EdgeConfig, Forward, Reply, SpinHead,
+    UrlParts, CONFIG_VARIABLES, REWRITE_READ_LIMIT,
 };
-use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
+use greenlight_common::failover::{unreachable_class, MAX_REPLAY_BODY};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
@@ -30,11 +30,6 @@ use spin_sdk::wit::wasi::http0_2_0::types::{
     OutgoingResponse, RequestOptions, Scheme,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Headers Spin adds to every incoming request (`spin-full-url`,
-/// `spin-path-info`, `spin-client-addr`, ...): runtime internals, read here
-/// where needed and never forwarded to an origin.
-const SPIN_HEADER_PREFIX: &str = "spin-";
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -69,48 +64,20 @@ impl From<Reply> for EdgeAnswer {
 /// answer the edge made itself.
 async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer> {
     let cfg = config().map_err(|e| Reply::misconfigured(&e))?;
-    let method = method_name(&req.method());
-    let path_with_query = req.path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = match path_with_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_with_query.as_str(), None),
-    };
-    let entries = req.headers().entries();
-    // Spin sets `spin-client-addr` itself (ip:port); the port is dropped so
-    // one caller is one bucket.
-    let client_addr = entries
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("spin-client-addr"))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    let mut headers = edge::joined_headers(&entries, SPIN_HEADER_PREFIX);
-    // The host the client asked for (`x-forwarded-host`, `location`
-    // rewrites), should the host not list `host` among the fields.
-    if !headers.iter().any(|(k, _)| k == "host") {
-        if let Some(authority) = req.authority() {
-            headers.push(("host".into(), authority));
-        }
-    }
-    // The scheme the client used, for `x-forwarded-proto`: the request's own
-    // when the host fills it in, else that of the URL Spin reports in
-    // `spin-full-url`.
-    let full_url = header_value(&entries, "spin-full-url");
     let scheme = match req.scheme() {
         Some(Scheme::Http) => Some("http"),
         Some(Scheme::Https) => Some("https"),
-        _ => full_url
-            .as_deref()
-            .and_then(|u| u.split_once("://"))
-            .map(|(s, _)| s)
-            .filter(|s| matches!(*s, "http" | "https")),
+        _ => None,
     };
-    let head = RequestHead {
-        method: &method,
-        path,
-        query,
+    let raw = SpinHead::read(
+        method_name(&req.method()),
+        req.path_with_query(),
+        &req.headers().entries(),
+        || req.authority(),
         scheme,
-        headers: &headers,
-        client_addr: client_addr.as_deref().map(edge::strip_port),
-    };
+    );
+    let head = raw.head();
+    let method = raw.method();
     let store = store::Kv::open();
     let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
         (Some(url), Some(kid)) => {
@@ -143,12 +110,11 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
             let store = store
                 .as_ref()
                 .map_err(|e| Reply::store_unavailable(format!("opening the store: {e}")))?;
-            let reply = kv::commit_admin(store, &cfg, &call, &method, &body, now_ms).await;
+            let reply = kv::commit_admin(store, &cfg, &call, method, &body, now_ms).await;
             Err(EdgeAnswer { reply, unread })
         }
         Begin::Forward(fwd, mode) => {
-            let length = header_value(&entries, "content-length");
-            let transfer_encoding = header_value(&entries, "transfer-encoding").is_some();
+            let length = raw.content_length.clone();
             let body = match mode {
                 // Known to be at most MAX_REPLAY_BODY: kept to send twice.
                 BodyMode::Buffer => RequestBody::Buffered(
@@ -162,7 +128,7 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
                     read_whole(&req, REWRITE_READ_LIMIT as usize, length.as_deref()).await?,
                 ),
             };
-            let has_body = has_body(length.as_deref(), transfer_encoding, &method);
+            let has_body = has_body(length.as_deref(), raw.transfer_encoding, method);
             let request = OutboundRequest {
                 method: req.method(),
                 content_length: length,
@@ -236,21 +202,11 @@ async fn forward_with_failover(
             // sees it.
             RequestBody::Rewrite(raw) => AttemptBody::Rewritten(fwd.model_body(raw)?),
         };
-        let (outcome, resp) = match forward(request, attempt_body, &fwd).await {
-            Ok(resp) => (AttemptOutcome::Answered(resp.status()), Some(resp)),
-            Err(Failure::TimedOut) => (
-                AttemptOutcome::TimedOut {
-                    after_ms: fwd.timeout_ms,
-                },
-                None,
-            ),
-            Err(Failure::Unreachable(detail)) => (AttemptOutcome::Unreachable(detail), None),
-            // The client is gone: its answer goes nowhere, and the origin
-            // did nothing wrong (not counted, not retried).
-            Err(Failure::ClientGone) => return Err(Reply::incomplete_body()),
-            // The edge could not build the request: no origin saw it.
-            Err(Failure::NotSent(reply)) => return Err(reply),
+        let (result, resp) = match forward(request, attempt_body, &fwd).await {
+            Ok(resp) => (Ok(resp.status()), Some(resp)),
+            Err(failure) => (Err(failure), None),
         };
+        let outcome = fwd.attempt_outcome(result)?;
         let now = now_ms();
         match edge::attempted(&fwd, &outcome, now.saturating_sub(started), now, tables) {
             AfterAttempt::Deliver => {
@@ -271,17 +227,6 @@ enum AttemptBody {
     Rewritten(Vec<u8>),
 }
 
-/// Why an attempt got no response.
-enum Failure {
-    TimedOut,
-    Unreachable(String),
-    /// The client's upload broke off: no origin's fault, nothing to retry.
-    ClientGone,
-    /// The request could not be built (the runtime refused its headers):
-    /// answered as it says, no origin's fault.
-    NotSent(Reply),
-}
-
 /// Sends one attempt to the origin and waits for its response head. The
 /// timeout covers the time spent waiting on the origin (connecting, taking
 /// the body, sending the response headers; see [`pump::OriginTimer`]); the
@@ -290,11 +235,11 @@ async fn forward(
     request: &OutboundRequest,
     body: AttemptBody,
     fwd: &Forward,
-) -> Result<IncomingResponse, Failure> {
+) -> Result<IncomingResponse, AttemptFailure> {
     let unreachable = |detail: String| {
         // The client gets a class of failure; the details name the origin.
         eprintln!("greenlight: {} origin: {detail}", fwd.decision.color);
-        Failure::Unreachable(unreachable_class(&detail).to_string())
+        AttemptFailure::Unreachable(unreachable_class(&detail).to_string())
     };
     let target = UrlParts::parse(&fwd.url)
         .ok_or_else(|| unreachable(format!("bad origin URL {:?}", fwd.url)))?;
@@ -303,23 +248,14 @@ async fn forward(
     } else {
         Scheme::Http
     };
-    let mut entries: Vec<(String, Vec<u8>)> = fwd
-        .request_headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-        .collect();
-    // `content-length` is hop-by-hop for the core (platforms compute it);
-    // here it frames the body passed through unchanged, so keep it; a
-    // model route's rewritten body has its own length.
+    // A model route's rewritten body has its own length.
     let length = match &body {
         AttemptBody::Rewritten(bytes) => Some(bytes.len().to_string()),
         _ => request.content_length.clone(),
     };
-    if let Some(len) = &length {
-        entries.push(("content-length".into(), len.as_bytes().to_vec()));
-    }
+    let entries = fwd.origin_fields(length.as_deref());
     let fields = Fields::from_list(&entries).map_err(|e| {
-        Failure::NotSent(Reply::headers_not_forwardable(format!(
+        AttemptFailure::NotSent(Reply::headers_not_forwardable(format!(
             "the runtime refused the request's headers: {e:?}"
         )))
     })?;
@@ -376,15 +312,17 @@ async fn forward(
     match futures::future::select(exchange, expired).await {
         futures::future::Either::Left((resp, _)) => resp.map_err(|e| classify(e, fwd)),
         // Dropping the exchange drops the request and its body.
-        futures::future::Either::Right(_) if timer.fired_for_client() => Err(Failure::ClientGone),
-        futures::future::Either::Right(_) => Err(Failure::TimedOut),
+        futures::future::Either::Right(_) if timer.fired_for_client() => {
+            Err(AttemptFailure::ClientGone)
+        }
+        futures::future::Either::Right(_) => Err(AttemptFailure::TimedOut),
     }
 }
 
 /// An attempt's error: the class for the client, the details for the log.
-fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
+fn classify(e: ErrorCode, fwd: &Forward) -> AttemptFailure {
     match e {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => Failure::TimedOut,
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => AttemptFailure::TimedOut,
         e => {
             let detail = format!("{e:?}");
             eprintln!(
@@ -392,7 +330,7 @@ fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
                 fwd.decision.color,
                 edge::origin_of(&fwd.url)
             );
-            Failure::Unreachable(unreachable_class(&detail).to_string())
+            AttemptFailure::Unreachable(unreachable_class(&detail).to_string())
         }
     }
 }
@@ -466,15 +404,7 @@ impl Delivery {
 
 /// Sends a reply the edge made itself.
 async fn send_reply(out: spin_sdk::wit::wasi::http0_2_0::types::ResponseOutparam, reply: &Reply) {
-    let entries: Vec<(String, Vec<u8>)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-        .chain(std::iter::once((
-            "content-length".to_string(),
-            reply.body.len().to_string().into_bytes(),
-        )))
-        .collect();
+    let entries = reply.fields();
     let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);
     let _ = response.set_status_code(reply.status);
@@ -513,14 +443,6 @@ fn has_body(content_length: Option<&str>, transfer_encoding: bool, method: &str)
         Some(len) => len.trim() != "0",
         None => transfer_encoding || !(method == "GET" || method == "HEAD"),
     }
-}
-
-/// One header's value (the first, if repeated).
-fn header_value(entries: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    entries
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 /// The configuration, from Spin variables (lower-cased names). Spin runs a

@@ -260,3 +260,36 @@ fn a_body_read_before_forwarding_must_be_whole() {
     assert!(body_complete(None, 3, 1_024));
     assert!(body_complete(Some("x"), 0, 1_024));
 }
+
+#[test]
+fn an_attempt_the_client_or_the_edge_broke_is_answered_not_counted() {
+    let f = forward(run(
+        &config(),
+        &RolloutState::initial("s"),
+        "/public/x",
+        &[],
+    ));
+    assert_eq!(
+        f.attempt_outcome(Ok(503)),
+        Ok(AttemptOutcome::Answered(503))
+    );
+    assert_eq!(
+        f.attempt_outcome(Err(AttemptFailure::TimedOut)),
+        Ok(AttemptOutcome::TimedOut {
+            after_ms: f.timeout_ms
+        })
+    );
+    assert_eq!(
+        f.attempt_outcome(Err(AttemptFailure::Unreachable("refused".into()))),
+        Ok(AttemptOutcome::Unreachable("refused".into()))
+    );
+    assert_eq!(
+        f.attempt_outcome(Err(AttemptFailure::ClientGone)),
+        Err(Reply::incomplete_body())
+    );
+    let refused = Reply::headers_not_forwardable("no");
+    assert_eq!(
+        f.attempt_outcome(Err(AttemptFailure::NotSent(refused.clone()))),
+        Err(refused)
+    );
+}

@@ -23,9 +23,10 @@ use futures::future::{join, select, Either};
 use greenlight_common::admin::MAX_ADMIN_BODY;
 use greenlight_common::edge::kv;
 use greenlight_common::edge::{
-    self, AfterAttempt, Begin, BodyMode, Forward, Reply, RequestHead, UrlParts, REWRITE_READ_LIMIT,
+    self, AfterAttempt, AttemptFailure, Begin, BodyMode, Forward, Reply, SpinHead, UrlParts,
+    REWRITE_READ_LIMIT,
 };
-use greenlight_common::failover::{unreachable_class, AttemptOutcome, MAX_REPLAY_BODY};
+use greenlight_common::failover::{unreachable_class, MAX_REPLAY_BODY};
 use spin_sdk::wasip3::http::client;
 use spin_sdk::wasip3::http::types::{
     ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme,
@@ -33,11 +34,6 @@ use spin_sdk::wasip3::http::types::{
 use spin_sdk::wasip3::{wit_future, wit_stream};
 use std::pin::pin;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Headers Spin adds to every incoming request (`spin-full-url`,
-/// `spin-path-info`, `spin-client-addr`, ...): runtime internals, read here
-/// where needed and never forwarded to an origin.
-const SPIN_HEADER_PREFIX: &str = "spin-";
 
 /// The component's `wasi:http/handler` export (what spin-sdk's
 /// `#[http_service]` writes, on the raw `wasi:http` types: the bodies stay
@@ -82,44 +78,19 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
         .await
         .map_err(|e| Reply::misconfigured(&e))?;
     let method = req.get_method();
-    let method_name = method_name(&method);
-    let path_with_query = req.get_path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = match path_with_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_with_query.as_str(), None),
-    };
-    let entries = req.get_headers().copy_all();
-    // Spin sets `spin-client-addr` itself (ip:port); the port is dropped so
-    // one caller is one bucket.
-    let client_addr = header_value(&entries, "spin-client-addr");
-    let mut headers = edge::joined_headers(&entries, SPIN_HEADER_PREFIX);
-    // The host the client asked for (`x-forwarded-host`, `location`
-    // rewrites), should the host not list `host` among the fields.
-    if !headers.iter().any(|(k, _)| k == "host") {
-        if let Some(authority) = req.get_authority() {
-            headers.push(("host".into(), authority));
-        }
-    }
-    // The scheme the client used, for `x-forwarded-proto`: the request's own
-    // when the host fills it in, else that of the URL in `spin-full-url`.
-    let full_url = header_value(&entries, "spin-full-url");
     let scheme = match req.get_scheme() {
         Some(Scheme::Http) => Some("http"),
         Some(Scheme::Https) => Some("https"),
-        _ => full_url
-            .as_deref()
-            .and_then(|u| u.split_once("://"))
-            .map(|(s, _)| s)
-            .filter(|s| matches!(*s, "http" | "https")),
+        _ => None,
     };
-    let head = RequestHead {
-        method: &method_name,
-        path,
-        query,
+    let raw = SpinHead::read(
+        method_name(&method),
+        req.get_path_with_query(),
+        &req.get_headers().copy_all(),
+        || req.get_authority(),
         scheme,
-        headers: &headers,
-        client_addr: client_addr.as_deref().map(edge::strip_port),
-    };
+    );
+    let head = raw.head();
     let kv = store::Kv::open();
     let kv = kv.as_deref().ok();
     let cfg = match (&cfg.jwks_url, edge::jwks_key_id(&head)) {
@@ -135,8 +106,7 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
     };
     let random = random_u64();
     let begun = edge::begin(&cfg, &loaded, &head, now_ms, random, &mut tables);
-    let length = header_value(&entries, "content-length");
-    drop(entries);
+    let length = raw.content_length.clone();
     // The client's body is opened only where it is read or drained.
     let client = || ClientBody::open(req);
     match begun {
@@ -155,7 +125,7 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
             let Some(kv) = kv else {
                 return Err(Reply::store_unavailable("opening the store failed").into());
             };
-            let reply = kv::commit_admin(kv, &cfg, &call, &method_name, &body, now_ms).await;
+            let reply = kv::commit_admin(kv, &cfg, &call, raw.method(), &body, now_ms).await;
             instance::state_changed();
             Err(EdgeAnswer {
                 reply,
@@ -241,21 +211,11 @@ async fn forward_with_failover(
             RequestBody::Rewrite(raw) => AttemptBody::Rewritten(fwd.model_body(raw)?),
             RequestBody::Empty => AttemptBody::Empty,
         };
-        let (outcome, resp) = match forward(request, attempt_body, &fwd).await {
-            Ok(resp) => (AttemptOutcome::Answered(resp.get_status_code()), Some(resp)),
-            Err(Failure::TimedOut) => (
-                AttemptOutcome::TimedOut {
-                    after_ms: fwd.timeout_ms,
-                },
-                None,
-            ),
-            Err(Failure::Unreachable(detail)) => (AttemptOutcome::Unreachable(detail), None),
-            // The client is gone: its answer goes nowhere, and the origin
-            // did nothing wrong (not counted, not retried).
-            Err(Failure::ClientGone) => return Err(Reply::incomplete_body()),
-            // The edge could not build the request: no origin saw it.
-            Err(Failure::NotSent(reply)) => return Err(reply),
+        let (result, resp) = match forward(request, attempt_body, &fwd).await {
+            Ok(resp) => (Ok(resp.get_status_code()), Some(resp)),
+            Err(failure) => (Err(failure), None),
         };
+        let outcome = fwd.attempt_outcome(result)?;
         let now = now_ms();
         match edge::attempted(&fwd, &outcome, now.saturating_sub(started), now, tables) {
             AfterAttempt::Deliver => {
@@ -278,17 +238,6 @@ enum AttemptBody {
     Empty,
 }
 
-/// Why an attempt got no response.
-enum Failure {
-    TimedOut,
-    Unreachable(String),
-    /// The client's upload broke off: no origin's fault, nothing to retry.
-    ClientGone,
-    /// The request could not be built (the runtime refused its headers):
-    /// answered as it says, no origin's fault.
-    NotSent(Reply),
-}
-
 /// Sends one attempt to the origin and waits for its response head. The
 /// timeout covers the time spent waiting on the origin (connecting, taking
 /// the body, sending the response headers; see [`OriginTimer`]); the body
@@ -297,32 +246,23 @@ async fn forward(
     request: &OutboundRequest,
     body: AttemptBody,
     fwd: &Forward,
-) -> Result<Response, Failure> {
+) -> Result<Response, AttemptFailure> {
     let unreachable = |detail: String| {
         // The client gets a class of failure; the details name the origin.
         eprintln!("greenlight: {} origin: {detail}", fwd.decision.color);
-        Failure::Unreachable(unreachable_class(&detail).to_string())
+        AttemptFailure::Unreachable(unreachable_class(&detail).to_string())
     };
     let target = UrlParts::parse(&fwd.url)
         .ok_or_else(|| unreachable(format!("bad origin URL {:?}", fwd.url)))?;
-    let mut entries: Vec<(String, Vec<u8>)> = fwd
-        .request_headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-        .collect();
-    // `content-length` is hop-by-hop for the core (platforms compute it);
-    // here it frames the body passed through unchanged, so keep it; a
-    // model route's rewritten body has its own length.
+    // A model route's rewritten body has its own length.
     let length = match &body {
         AttemptBody::Rewritten(bytes) => Some(bytes.len().to_string()),
         AttemptBody::Empty => None,
         _ => request.content_length.clone(),
     };
-    if let Some(len) = &length {
-        entries.push(("content-length".into(), len.as_bytes().to_vec()));
-    }
+    let entries = fwd.origin_fields(length.as_deref());
     let fields = Fields::from_list(&entries).map_err(|e| {
-        Failure::NotSent(Reply::headers_not_forwardable(format!(
+        AttemptFailure::NotSent(Reply::headers_not_forwardable(format!(
             "the runtime refused the request's headers: {e:?}"
         )))
     })?;
@@ -385,18 +325,18 @@ async fn forward(
         Either::Right(_) => None,
     };
     if timer.fired_for_client() {
-        return Err(Failure::ClientGone);
+        return Err(AttemptFailure::ClientGone);
     }
     match result {
         Some(resp) => resp.map_err(|e| classify(e, fwd)),
-        None => Err(Failure::TimedOut),
+        None => Err(AttemptFailure::TimedOut),
     }
 }
 
 /// An attempt's error: the class for the client, the details for the log.
-fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
+fn classify(e: ErrorCode, fwd: &Forward) -> AttemptFailure {
     match e {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => Failure::TimedOut,
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => AttemptFailure::TimedOut,
         e => {
             let detail = format!("{e:?}");
             eprintln!(
@@ -404,7 +344,7 @@ fn classify(e: ErrorCode, fwd: &Forward) -> Failure {
                 fwd.decision.color,
                 edge::origin_of(&fwd.url)
             );
-            Failure::Unreachable(unreachable_class(&detail).to_string())
+            AttemptFailure::Unreachable(unreachable_class(&detail).to_string())
         }
     }
 }
@@ -438,15 +378,7 @@ fn deliver(resp: Response, method: &Method, fwd: &Forward) -> Result<Response, R
 
 /// A reply the edge made itself.
 fn reply_response(reply: &Reply) -> Response {
-    let entries: Vec<(String, Vec<u8>)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-        .chain(std::iter::once((
-            "content-length".to_string(),
-            reply.body.len().to_string().into_bytes(),
-        )))
-        .collect();
+    let entries = reply.fields();
     let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let contents = body::bytes_stream(reply.body.as_bytes().to_vec());
     let (resp, _) = Response::new(fields, Some(contents), body::no_trailers());
@@ -487,14 +419,6 @@ fn method_name(method: &Method) -> String {
         Method::Patch => "PATCH".into(),
         Method::Other(m) => m.clone(),
     }
-}
-
-/// One header's value (the first, if repeated).
-fn header_value(entries: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    entries
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 // ---- time and randomness ------------------------------------------------
