@@ -324,3 +324,34 @@ async fn launch(
     )
     .await
 }
+
+/// The benchmarks' Spin line-up: each build of the adapter beside the
+/// pass-through of its own WASI version, each under its own `spin up`
+/// (Spin's default reuse settings). In this order, with their names:
+/// greenlight and pass-through (wasip3), greenlight and pass-through
+/// (wasip2); greenlight runs with `setup`, the pass-throughs with
+/// `pass_setup`.
+pub async fn start_builds_beside_passthroughs(
+    setup: &EdgeSetup,
+    pass_setup: &EdgeSetup,
+) -> anyhow::Result<Vec<(&'static str, RunningEdge)>> {
+    let mut edges = Vec::with_capacity(4);
+    for (build, pass, names) in [
+        (
+            SpinBuild::Wasip3,
+            "greenlight_passthrough_spin_wasip3.wasm",
+            ["spin greenlight (wasip3)", "spin pass-through (wasip3)"],
+        ),
+        (
+            SpinBuild::Wasip2,
+            "greenlight_passthrough_spin.wasm",
+            ["spin greenlight (wasip2)", "spin pass-through (wasip2)"],
+        ),
+    ] {
+        let wasm = built_build(build)?;
+        edges.push((names[0], start_component(&wasm, setup).await?));
+        let pass = start_component(&wasm.with_file_name(pass), pass_setup).await?;
+        edges.push((names[1], pass));
+    }
+    Ok(edges)
+}

@@ -73,30 +73,20 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Both Spin builds, each against the pass-through of its own WASI
-    // version, all four (each its own `spin up`, Spin's default reuse
-    // settings) in the same rounds.
+    // version, all four in the same rounds.
     let p3_wasm = spin::built_build(SpinBuild::Wasip3)?;
     let p2_wasm = spin::built_build(SpinBuild::Wasip2)?;
-    let mut spin_edges = vec![
-        spin::start_component(&p3_wasm, &setup).await?,
-        spin::start_component(
-            &p3_wasm.with_file_name("greenlight_passthrough_spin_wasip3.wasm"),
-            &pass_setup,
-        )
-        .await?,
-        spin::start_component(&p2_wasm, &setup).await?,
-        spin::start_component(
-            &p2_wasm.with_file_name("greenlight_passthrough_spin.wasm"),
-            &pass_setup,
-        )
-        .await?,
-    ];
-    let mut spin_targets = vec![
-        target("spin greenlight (wasip3)", &spin_edges[0], true),
-        target("spin pass-through (wasip3)", &spin_edges[1], false),
-        target("spin greenlight (wasip2)", &spin_edges[2], true),
-        target("spin pass-through (wasip2)", &spin_edges[3], false),
-    ];
+    let mut spin_edges = Vec::new();
+    let mut names = Vec::new();
+    for (name, edge) in spin::start_builds_beside_passthroughs(&setup, &pass_setup).await? {
+        names.push(name);
+        spin_edges.push(edge);
+    }
+    let mut spin_targets: Vec<Target> = names
+        .iter()
+        .zip(&spin_edges)
+        .map(|(name, edge)| target(*name, edge, name.contains("greenlight")))
+        .collect();
     // For experiments: other builds of the greenlight component.
     let variants = std::env::var("EDGE_OVERHEAD_VARIANT_COMPONENTS").unwrap_or_default();
     for (i, variant) in variants.split(':').filter(|v| !v.is_empty()).enumerate() {

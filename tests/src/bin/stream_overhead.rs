@@ -13,7 +13,6 @@
 //! through greenlight ÷ p50 through the pass-through; the unprefixed Spin
 //! key is the WASIp3 build's).
 
-use greenlight_e2e::spin::SpinBuild;
 use greenlight_e2e::{cloudflare, fixtures, spin, EdgeSetup, RunningEdge};
 use greenlight_test_origin::{Behavior, Origin, SseStream};
 use hdrhistogram::Histogram;
@@ -79,28 +78,11 @@ async fn main() -> anyhow::Result<()> {
     if only != "cloudflare" {
         // Both Spin builds, each against a pass-through of its own WASI
         // version, in the same rounds.
-        let p3 = spin::built_build(SpinBuild::Wasip3)?;
-        let p2 = spin::built_build(SpinBuild::Wasip2)?;
-        let edges = [
-            spin::start_component(&p3, &setup).await?,
-            spin::start_component(
-                &p3.with_file_name("greenlight_passthrough_spin_wasip3.wasm"),
-                &pass_setup,
-            )
-            .await?,
-            spin::start_component(&p2, &setup).await?,
-            spin::start_component(
-                &p2.with_file_name("greenlight_passthrough_spin.wasm"),
-                &pass_setup,
-            )
-            .await?,
-        ];
-        let mut targets = vec![
-            target("spin greenlight (wasip3)", &edges[0], true),
-            target("spin pass-through (wasip3)", &edges[1], false),
-            target("spin greenlight (wasip2)", &edges[2], true),
-            target("spin pass-through (wasip2)", &edges[3], false),
-        ];
+        let edges = spin::start_builds_beside_passthroughs(&setup, &pass_setup).await?;
+        let mut targets: Vec<Target> = edges
+            .iter()
+            .map(|(name, edge)| target(*name, edge, name.contains("greenlight")))
+            .collect();
         // Other builds of the greenlight component (`:`-separated), measured
         // in the same rounds and printed; not part of the last line.
         let variants = std::env::var("STREAM_OVERHEAD_VARIANT_COMPONENTS").unwrap_or_default();

@@ -319,42 +319,28 @@ async fn health_follows_the_epoch_after_a_hand_edit(runtime: Runtime) {
     edited.epoch = 1;
     edited.candidate_weight_bp = 1_000;
     let document = edited.to_json();
-    let rig = match runtime {
-        // An instance never serves an older epoch than one it served, so a
-        // hand edit that lowers the epoch is made between two runs of the
-        // edge, as on Workers: `spin up` stopped, the store's document
-        // rewritten (its health record kept), `spin up` again.
+    // The edit is made the way an operator can, between two runs of the
+    // edge (a running Spin instance never serves an older epoch than one
+    // it served).
+    let Rig {
+        blue,
+        green,
+        edge,
+        http,
+    } = rig;
+    let scratch = edge.stop().unwrap();
+    let edge = match runtime {
+        // The store's document rewritten, its health record kept.
         Runtime::Spin => {
             use greenlight_e2e::spin;
-            let Rig {
-                blue,
-                green,
-                edge,
-                http,
-            } = rig;
-            let scratch = edge.stop().unwrap();
             spin::put_state_document(scratch.path(), &document).unwrap();
-            let edge = spin::serve(scratch).await.unwrap();
-            Rig {
-                blue,
-                green,
-                edge,
-                http,
-            }
+            spin::serve(scratch).await.unwrap()
         }
+        // The rollout object holds the document: the object's copy
+        // removed, KV's rewritten, so the object takes it over on its next
+        // start, with its health record (epoch 4) kept.
         Runtime::Cloudflare => {
-            // On Workers the rollout object holds the document: the edit is
-            // made the way an operator can, between two runs: the object's
-            // copy removed, KV's rewritten, so the object takes it over on
-            // its next start, with its health record (epoch 4) kept.
             use greenlight_e2e::cloudflare;
-            let Rig {
-                blue,
-                green,
-                edge,
-                http,
-            } = rig;
-            let scratch = edge.stop().unwrap();
             let keys = cloudflare::object_keys(scratch.path()).unwrap();
             assert!(keys.contains(&"health".to_string()), "{keys:?}");
             assert_eq!(
@@ -364,14 +350,14 @@ async fn health_follows_the_epoch_after_a_hand_edit(runtime: Runtime) {
             cloudflare::put_state_document(scratch.path(), &document)
                 .await
                 .unwrap();
-            let edge = cloudflare::serve(scratch).await.unwrap();
-            Rig {
-                blue,
-                green,
-                edge,
-                http,
-            }
+            cloudflare::serve(scratch).await.unwrap()
         }
+    };
+    let rig = Rig {
+        blue,
+        green,
+        edge,
+        http,
     };
     let now = rig.state().await;
     assert_eq!(now.state.epoch, 1, "the edge serves the edited document");
