@@ -105,16 +105,30 @@ pub enum AdminRoute {
 }
 
 impl AdminRoute {
+    pub const ALL: [AdminRoute; 6] = [
+        AdminRoute::State,
+        AdminRoute::Weight,
+        AdminRoute::Promote,
+        AdminRoute::Rollback,
+        AdminRoute::Abort,
+        AdminRoute::Isolate,
+    ];
+
     /// The route for a path under the admin prefix (`rest` excludes it).
     pub fn parse(rest: &str) -> Option<AdminRoute> {
-        match rest.trim_end_matches('/') {
-            "state" => Some(AdminRoute::State),
-            "weight" => Some(AdminRoute::Weight),
-            "promote" => Some(AdminRoute::Promote),
-            "rollback" => Some(AdminRoute::Rollback),
-            "abort" => Some(AdminRoute::Abort),
-            "isolate" => Some(AdminRoute::Isolate),
-            _ => None,
+        let rest = rest.trim_end_matches('/');
+        AdminRoute::ALL.into_iter().find(|r| r.name() == rest)
+    }
+
+    /// Its path under the admin prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminRoute::State => "state",
+            AdminRoute::Weight => "weight",
+            AdminRoute::Promote => "promote",
+            AdminRoute::Rollback => "rollback",
+            AdminRoute::Abort => "abort",
+            AdminRoute::Isolate => "isolate",
         }
     }
 
@@ -374,7 +388,12 @@ pub fn handle_with_health(
         _ => current,
     };
     match base.apply(op, req.expected_epoch, meta) {
-        Ok(next) => AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next)),
+        Ok(mut next) => {
+            // The declared actor is the caller's word; the credential is
+            // what the edge verified.
+            next.last_change.credential = identity.to_string();
+            AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next))
+        }
         Err(e) => AdminOutcome::problem(problem_of(&e)),
     }
 }

@@ -25,8 +25,12 @@ pub const REALM: &str = "greenlight";
 pub enum Role {
     /// May use the preview override header/cookie.
     Preview,
-    /// May call the admin API.
+    /// May call every admin route.
     Admin,
+    /// May change the rollout through the admin API (and read it).
+    Operator,
+    /// May read the rollout through the admin API.
+    Viewer,
 }
 
 impl Role {
@@ -34,6 +38,8 @@ impl Role {
         match name {
             "preview" | "greenlight:preview" => Some(Role::Preview),
             "admin" | "greenlight:admin" => Some(Role::Admin),
+            "operator" | "greenlight:operator" => Some(Role::Operator),
+            "viewer" | "greenlight:viewer" => Some(Role::Viewer),
             _ => None,
         }
     }

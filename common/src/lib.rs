@@ -13,11 +13,12 @@
 //!   [`origin_auth`] (signing requests to origins), [`admin_guard`],
 //!   [`ratelimit`], [`identity`] (sticky users), [`path`] (one reading of a
 //!   path);
-//! - the admin API: [`admin`], and [`object`] (the Workers rollout object);
+//! - the admin API: [`admin`], [`admin_credentials`] (who may call it), and [`object`] (the Workers rollout object);
 //! - HTTP and wire formats: [`http`], [`shell`] (the Worker's JS/Rust
 //!   protocol), [`duration`], [`config_error`].
 
 pub mod admin;
+pub mod admin_credentials;
 pub mod admin_guard;
 pub mod auth;
 pub mod color;

@@ -219,6 +219,7 @@ impl RolloutState {
         next.last_change = ChangeRecord {
             op: op.name().to_string(),
             actor: meta.actor,
+            credential: String::new(),
             at_ms: meta.at_ms,
             reason: meta.reason,
         };

@@ -91,7 +91,13 @@ pub struct PreviewRules {
 #[serde(deny_unknown_fields)]
 pub struct ChangeRecord {
     pub op: String,
+    /// Who the caller said was acting (the request's `actor`), else the
+    /// credential's name.
     pub actor: String,
+    /// The name of the admin credential the edge verified for this change
+    /// ([`crate::admin_credentials`]); empty for the initial state.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
     /// Unix time in milliseconds.
     pub at_ms: u64,
     pub reason: String,
@@ -181,6 +187,7 @@ impl RolloutState {
             last_change: ChangeRecord {
                 op: "init".to_string(),
                 actor: "greenlight".to_string(),
+                credential: String::new(),
                 at_ms: 0,
                 reason: "initial state".to_string(),
             },

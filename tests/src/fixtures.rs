@@ -14,6 +14,11 @@ pub const APP_KEY: &str = "gl_app_3b1d0c7e";
 pub const QA_KEY: &str = "gl_qa_9f2e61aa";
 /// An API key with the admin role.
 pub const OPS_KEY: &str = "gl_ops_51c0ffee";
+/// Named admin tokens (`ADMIN_CREDENTIALS`): a viewer and an operator.
+pub const VIEWER_TOKEN: &str = "test-viewer-token-vera-0123";
+pub const VIEWER_NAME: &str = "vera";
+pub const OPERATOR_TOKEN: &str = "test-operator-token-otto-4567";
+pub const OPERATOR_NAME: &str = "otto@example.com";
 pub const HS256_SECRET: &str = "e2e-hs256-secret-0123456789abcdef0123";
 pub const ISSUER: &str = "https://issuer.greenlight.test";
 pub const AUDIENCE: &str = "greenlight-e2e";
@@ -32,12 +37,17 @@ pub fn edge_setup(blue_origin: &str, green_origin: &str) -> EdgeSetup {
         {"id": "qa", "sha256": hash_api_key(QA_KEY), "roles": ["preview"]},
         {"id": "ops", "sha256": hash_api_key(OPS_KEY), "roles": ["admin", "preview"]},
     ]);
+    let admins = json!([
+        {"name": VIEWER_NAME, "sha256": hash_api_key(VIEWER_TOKEN), "role": "viewer"},
+        {"name": OPERATOR_NAME, "sha256": hash_api_key(OPERATOR_TOKEN), "role": "operator"},
+    ]);
     let jwks: serde_json::Value = serde_json::from_str(JWKS).unwrap_or_default();
     let mut setup = EdgeSetup::default();
     for (k, v) in [
         ("BLUE_ORIGIN", blue_origin.to_string()),
         ("GREEN_ORIGIN", green_origin.to_string()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+        ("ADMIN_CREDENTIALS", admins.to_string()),
         ("AUTH_ROUTES", "/public:off,/:required".to_string()),
         ("API_KEYS", api_keys.to_string()),
         ("JWT_HS256_SECRET", HS256_SECRET.to_string()),

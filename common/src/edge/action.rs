@@ -68,8 +68,12 @@ pub fn action(
 fn admin_action(cfg: &EdgeConfig, req: &RequestHead<'_>, path: &str, now_s: u64) -> Action {
     match cfg.authorize_admin(req.credentials(), now_s) {
         Err(e) => Action::Reply(Reply::auth_error(e)),
-        Ok(identity) => match path.strip_prefix(ADMIN_PREFIX).and_then(AdminRoute::parse) {
-            Some(route) => Action::Admin(AdminCall { route, identity }),
+        Ok(caller) => match path.strip_prefix(ADMIN_PREFIX).and_then(AdminRoute::parse) {
+            Some(route) if caller.may_call(route) => Action::Admin(AdminCall {
+                route,
+                identity: caller.name,
+            }),
+            Some(route) => Action::Reply(Reply::role_too_low(&caller, route)),
             None => Action::Reply(Reply::problem(Problem::new(
                 404,
                 "not-found",

@@ -1,6 +1,6 @@
+use crate::admin_credentials::{AdminCaller, AdminCredentials, AdminRole};
 use crate::auth::{
     parse_algorithms, parse_routes, ApiKeyEntry, AuthConfig, AuthError, Credentials, JwtSettings,
-    Role,
 };
 use crate::color::Color;
 use crate::config_error::ConfigError;
@@ -11,9 +11,7 @@ use crate::model::ModelRoutes;
 use crate::origin_headers::OriginHeaders;
 use crate::path::{EscapedSlashes, PathPolicy};
 use crate::ratelimit::RateLimit;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Default lifetime of the in-isolate state cache. Low, because a promote or
 /// rollback must be seen quickly; the KV read it saves is still the common case.
@@ -37,6 +35,7 @@ pub const CONFIG_VARIABLES: &[&str] = &[
     "AUTH_ROUTES",
     "STATE_CACHE_TTL_MS",
     "ADMIN_TOKEN",
+    "ADMIN_CREDENTIALS",
     "ROLLOUT_SALT",
     "ORIGIN_SIGNING_SECRET",
     "ORIGIN_TIMEOUT_MS",
@@ -64,6 +63,8 @@ pub const CONFIG_VARIABLES: &[&str] = &[
 /// The variables in [`CONFIG_VARIABLES`] that hold secrets.
 pub const SECRET_VARIABLES: &[&str] = &[
     "ADMIN_TOKEN",
+    // Digests only, but they name every admin and their roles.
+    "ADMIN_CREDENTIALS",
     "JWT_HS256_SECRET",
     "ORIGIN_SIGNING_SECRET",
     "BLUE_ORIGIN_HEADERS",
@@ -85,7 +86,8 @@ pub struct EdgeConfig {
     pub blue_origin: String,
     pub green_origin: String,
     pub auth: AuthConfig,
-    admin_token_digest: Option<[u8; 32]>,
+    /// The admin bearer tokens (`ADMIN_TOKEN`, `ADMIN_CREDENTIALS`).
+    admin: AdminCredentials,
     pub state_cache_ttl_ms: u64,
     /// Salt of the initial state, used until an admin writes one.
     pub default_salt: String,
@@ -253,9 +255,10 @@ impl EdgeConfig {
             blue_origin: vars.origin("BLUE_ORIGIN")?,
             green_origin: vars.origin("GREEN_ORIGIN")?,
             auth: AuthConfig::new(routes, api_keys, jwt)?,
-            admin_token_digest: vars
-                .nonempty("ADMIN_TOKEN")
-                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            admin: AdminCredentials::parse(
+                vars.nonempty("ADMIN_TOKEN").as_deref(),
+                vars.nonempty("ADMIN_CREDENTIALS").as_deref(),
+            )?,
             state_cache_ttl_ms,
             default_salt: vars
                 .nonempty("ROLLOUT_SALT")
@@ -318,24 +321,28 @@ impl EdgeConfig {
         }
     }
 
-    /// Authorises an admin call: the admin bearer secret, or a credential
-    /// with the `admin` role. Returns the identity to record.
-    pub fn authorize_admin(&self, creds: Credentials<'_>, now_s: u64) -> Result<String, AuthError> {
-        if let (Some(digest), Some(auth), None) =
-            (&self.admin_token_digest, creds.authorization, creds.api_key)
-        {
-            if let Some(token) = crate::auth::bearer_token(auth) {
-                let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-                if bool::from(given.ct_eq(digest)) {
-                    return Ok("admin-token".to_string());
-                }
-                // Not the admin secret: it may still be a JWT with the role.
+    /// Authenticates an admin caller: a bearer token from `ADMIN_TOKEN` or
+    /// `ADMIN_CREDENTIALS`, else an API key or JWT with an admin role
+    /// ([`AdminRole::of_roles`]). What the caller may do per route is
+    /// [`AdminCaller::may_call`].
+    pub fn authorize_admin(
+        &self,
+        creds: Credentials<'_>,
+        now_s: u64,
+    ) -> Result<AdminCaller, AuthError> {
+        if let (Some(auth), None) = (creds.authorization, creds.api_key) {
+            if let Some(caller) = crate::auth::bearer_token(auth).and_then(|t| self.admin.caller(t))
+            {
+                return Ok(caller);
             }
+            // Not an admin token: it may still be a JWT with a role.
         }
         match self.auth.identify(creds, now_s)? {
             None => Err(AuthError::Missing),
-            Some(p) if p.has(Role::Admin) => Ok(p.id),
-            Some(_) => Err(AuthError::Forbidden),
+            Some(p) => match AdminRole::of_roles(&p.roles) {
+                Some(role) => Ok(AdminCaller { name: p.id, role }),
+                None => Err(AuthError::Forbidden),
+            },
         }
     }
 }

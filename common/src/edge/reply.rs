@@ -1,6 +1,8 @@
-use crate::admin::{AdminOutcome, Problem};
+use crate::admin::{AdminOutcome, AdminRoute, Problem};
+use crate::admin_credentials::AdminCaller;
 use crate::auth::AuthError;
 use crate::config_error::ConfigError;
+use crate::http::ADMIN_PREFIX;
 use crate::model::ModelError;
 use crate::path::{self};
 use crate::ratelimit::RetryAfter;
@@ -48,6 +50,29 @@ impl Reply {
             ],
             body: o.body.clone(),
         }
+    }
+
+    /// 403: an admin caller whose role does not reach the route's. The
+    /// caller is authenticated, so the problem may say what is missing.
+    pub fn role_too_low(caller: &AdminCaller, route: AdminRoute) -> Reply {
+        let mut reply = Reply::problem(Problem::new(
+            403,
+            "forbidden",
+            "this credential's role may not do that",
+            format!(
+                "{} is a {}; {} {ADMIN_PREFIX}{} needs {}",
+                caller.name,
+                caller.role.name(),
+                route.method(),
+                route.name(),
+                route.required_role().name()
+            ),
+        ));
+        reply.headers.push((
+            "www-authenticate".into(),
+            AuthError::Forbidden.www_authenticate(),
+        ));
+        reply
     }
 
     pub fn problem(p: Problem) -> Reply {

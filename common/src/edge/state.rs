@@ -8,6 +8,9 @@ pub struct LoadedState {
 }
 
 /// What a read of the state document leaves to do.
+// Returned once per read and unpacked at once: boxing the state would cost
+// an allocation on every read for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateLoad {
     Ready(LoadedState),

@@ -4,9 +4,10 @@
 //! refused admin call, 2 bad input, 3 the run itself failed.
 //!
 //! One module per command: [`load`], [`admin`] (status, weight, promote,
-//! rollback, abort), [`report`] (merge), [`origin`].
+//! rollback, abort), [`credential`], [`report`] (merge), [`origin`].
 
 mod admin;
+mod credential;
 mod load;
 mod origin;
 mod output;
@@ -42,6 +43,8 @@ enum Cmd {
     Rollback(admin::ChangeArgs),
     /// Cancel a canary in progress.
     Abort(admin::ChangeArgs),
+    /// Make a named admin token and its ADMIN_CREDENTIALS entry.
+    Credential(credential::CredentialArgs),
     /// Run a test origin that answers with its color.
     Origin(origin::OriginArgs),
     /// Reports from saved runs (`merge`: several agents' --hlog files, one verdict).
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Cmd::Promote(a) => admin::promote(a).await,
             Cmd::Rollback(a) => admin::rollback(a).await,
             Cmd::Abort(a) => admin::abort(a).await,
+            Cmd::Credential(a) => credential::run(a),
             Cmd::Origin(a) => origin::run(a).await,
             Cmd::Report(r) => report::run(r),
         }

@@ -427,15 +427,21 @@ pub fn describe(v: &StateView) -> String {
     if let Some(t) = s.rollback_target {
         out.push_str(&format!("rollback   to {t}\n"));
     }
+    let c = &s.last_change;
+    // The credential the edge verified, when the declared actor is another.
+    let by = if c.credential.is_empty() || c.credential == c.actor {
+        c.actor.clone()
+    } else {
+        format!("{} (credential {})", c.actor, c.credential)
+    };
     out.push_str(&format!(
-        "sticky     {} (salt {:?}, {} population per canary)\nlast       {} by {} at {} ms: {}\n",
+        "sticky     {} (salt {:?}, {} population per canary)\nlast       {} by {by} at {} ms: {}\n",
         if s.stickiness.enabled { "on" } else { "off" },
         s.stickiness.salt,
         v.population.as_str(),
-        s.last_change.op,
-        s.last_change.actor,
-        s.last_change.at_ms,
-        s.last_change.reason
+        c.op,
+        c.at_ms,
+        c.reason
     ));
     let a = v.allowed;
     let allowed: Vec<&str> = [

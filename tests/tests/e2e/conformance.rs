@@ -5,7 +5,10 @@
 use futures::future::join_all;
 use greenlight_common::admin::{Problem, StateView};
 use greenlight_common::{Color, Phase};
-use greenlight_e2e::fixtures::{self, ADMIN_TOKEN, APP_KEY, OPS_KEY, QA_KEY};
+use greenlight_e2e::fixtures::{
+    self, ADMIN_TOKEN, APP_KEY, OPERATOR_NAME, OPERATOR_TOKEN, OPS_KEY, QA_KEY, VIEWER_NAME,
+    VIEWER_TOKEN,
+};
 use greenlight_e2e::{RunningEdge, Runtime};
 use greenlight_test_origin::{Behavior, Origin};
 use jsonwebtoken::Algorithm;
@@ -531,7 +534,74 @@ async fn origins_only_accept_signed_edge_traffic(runtime: Runtime) {
     assert_eq!((rig.green.hits(), rig.green.refused()), (0, 1));
 }
 
+/// Named admin credentials: a viewer reads and changes nothing, an
+/// operator changes the rollout and is recorded by name, whatever actor it
+/// declares; the shared admin token keeps working.
+async fn admin_credentials_have_their_roles(runtime: Runtime) {
+    let rig = Rig::start(runtime).await;
+    let as_viewer = |path: &str| rig.get(path).bearer_auth(VIEWER_TOKEN);
+    let resp = as_viewer("/__greenlight/state").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: StateView = resp.json().await.unwrap();
+    assert_eq!(view.state.epoch, 0);
+    for route in ["weight", "promote", "rollback", "abort"] {
+        let resp = rig
+            .post(&format!("/__greenlight/{route}"))
+            .bearer_auth(VIEWER_TOKEN)
+            .json(&serde_json::json!({"expected_epoch": 0, "weight_percent": 50}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "viewer {route}");
+        assert!(header(&resp, "www-authenticate").contains("insufficient_scope"));
+        let problem: Problem = resp.json().await.unwrap();
+        assert!(
+            problem.detail.contains(VIEWER_NAME) && problem.detail.contains("needs operator"),
+            "{problem:?}"
+        );
+    }
+    assert_eq!(
+        rig.state().await.state.epoch,
+        0,
+        "a viewer changed the state"
+    );
+
+    let resp = rig
+        .post("/__greenlight/weight")
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({
+            "expected_epoch": 0, "weight_percent": 10, "actor": "release bot", "reason": "e2e"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: StateView = resp.json().await.unwrap();
+    let change = &view.state.last_change;
+    assert_eq!(
+        (
+            view.state.epoch,
+            change.actor.as_str(),
+            change.credential.as_str()
+        ),
+        (1, "release bot", OPERATOR_NAME)
+    );
+    // What the viewer reads is what the operator committed.
+    let seen: StateView = as_viewer("/__greenlight/state")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen.state.last_change.credential, OPERATOR_NAME);
+    let undone = rig.change("rollback", serde_json::json!({})).await;
+    assert_eq!(undone.state.last_change.credential, "admin-token");
+    assert_eq!(rig.origin_hits(), 0, "an admin call reached an origin");
+}
+
 greenlight_e2e::for_each_runtime!(
+    admin_credentials_have_their_roles,
     auth_failures_never_reach_the_origin,
     every_credential_kind_is_accepted,
     weighted_split_is_sticky_and_converges,

@@ -48,6 +48,134 @@ fn admin_requires_token_or_role() {
     assert_eq!(r.status, 404);
 }
 
+/// `ADMIN_CREDENTIALS` with one token per role, and API keys and a JWT
+/// role beside them.
+fn config_with_roles() -> EdgeConfig {
+    let creds = format!(
+        r#"[{{"name":"vera","sha256":"{}","role":"viewer"}},{{"name":"otto","sha256":"{}","role":"operator"}},{{"name":"ada","sha256":"{}","role":"admin"}}]"#,
+        hash_api_key("viewer-token"),
+        hash_api_key("operator-token"),
+        hash_api_key("admin-named-token"),
+    );
+    let keys = format!(
+        r#"[{{"id":"app","sha256":"{}"}},{{"id":"watch","sha256":"{}","roles":["viewer"]}},{{"id":"deploy","sha256":"{}","roles":["operator","preview"]}}]"#,
+        hash_api_key("app-key"),
+        hash_api_key("watch-key"),
+        hash_api_key("deploy-key"),
+    );
+    config_with(&[("ADMIN_CREDENTIALS", &creds), ("API_KEYS", &keys)])
+}
+
+#[test]
+fn each_role_reaches_its_routes_and_no_further() {
+    let cfg = config_with_roles();
+    let s = RolloutState::initial("s");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let callers = [
+        (
+            "vera",
+            vec![("authorization", bearer("viewer-token"))],
+            false,
+        ),
+        (
+            "k:watch",
+            vec![("x-api-key", "watch-key".to_string())],
+            false,
+        ),
+        (
+            "otto",
+            vec![("authorization", bearer("operator-token"))],
+            true,
+        ),
+        (
+            "k:deploy",
+            vec![("x-api-key", "deploy-key".to_string())],
+            true,
+        ),
+        (
+            "ada",
+            vec![("authorization", bearer("admin-named-token"))],
+            true,
+        ),
+        (
+            "admin-token",
+            vec![("authorization", bearer("admin-secret"))],
+            true,
+        ),
+    ];
+    for (name, h, may_change) in callers {
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for route in AdminRoute::ALL {
+            let action = run(&cfg, &s, &format!("/__greenlight/{}", route.name()), &h);
+            let reads = route.method() == "GET";
+            match action {
+                Action::Admin(call) if reads || may_change => {
+                    assert_eq!((call.route, call.identity.as_str()), (route, name))
+                }
+                Action::Reply(r) if !reads && !may_change => {
+                    assert_eq!(r.status, 403, "{name} {route:?}");
+                    assert_eq!(
+                        header(&r.headers, "www-authenticate"),
+                        Some("Bearer realm=\"greenlight\", error=\"insufficient_scope\"")
+                    );
+                    let p: Problem = serde_json::from_str(&r.body).unwrap();
+                    assert!(p.detail.contains(name), "{}", p.detail);
+                    assert!(p.detail.contains("needs operator"), "{}", p.detail);
+                }
+                other => panic!("{name} {route:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_key_without_an_admin_role_is_forbidden_and_a_wrong_token_unknown() {
+    let cfg = config_with_roles();
+    let s = RolloutState::initial("s");
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/__greenlight/state",
+        &[("x-api-key", "app-key")],
+    ));
+    assert_eq!(r.status, 403);
+    let r = reply(run(
+        &cfg,
+        &s,
+        "/__greenlight/state",
+        &[("authorization", "Bearer viewer-token-not")],
+    ));
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn a_change_records_the_verified_credential_beside_the_declared_actor() {
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let call = AdminCall {
+        route: AdminRoute::Weight,
+        identity: "otto".into(),
+    };
+    let change = |body: &[u8]| {
+        run_admin(&config(), &call, "POST", body, &loaded, None, NOW_MS)
+            .new_state
+            .unwrap()
+            .last_change
+    };
+    let declared = change(br#"{"expected_epoch":0,"weight_bp":100,"actor":"release bot"}"#);
+    assert_eq!(
+        (declared.actor.as_str(), declared.credential.as_str()),
+        ("release bot", "otto")
+    );
+    let plain = change(br#"{"expected_epoch":0,"weight_bp":100}"#);
+    assert_eq!(
+        (plain.actor.as_str(), plain.credential.as_str()),
+        ("otto", "otto")
+    );
+}
+
 #[test]
 fn admin_round_trip_through_run_admin() {
     let loaded = LoadedState {

@@ -10,7 +10,7 @@ mod routing;
 mod state;
 
 use super::*;
-use crate::admin::AdminRoute;
+use crate::admin::{AdminRoute, Problem};
 use crate::auth::hash_api_key;
 use crate::auth::ApiKeyEntry;
 use crate::color::Color;
