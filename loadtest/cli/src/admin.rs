@@ -19,9 +19,9 @@ pub struct AdminArgs {
     /// Config file with admin_token / edge (default ~/.config/greenlight/config.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Print the state as JSON.
-    #[arg(long)]
-    json: bool,
+    /// Write the state as JSON to FILE (`-` or no FILE: standard output).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -132,13 +132,20 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
     };
     match op(client).await {
         Ok(view) => {
-            if args.json {
-                print_stdout(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&view).unwrap_or_default()
-                ));
-            } else {
-                print_stdout(&admin_client::describe(&view));
+            let json = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            match &args.json {
+                None => print_stdout(&admin_client::describe(&view)),
+                Some(path) if path.as_os_str() == "-" => print_stdout(&json),
+                Some(path) => {
+                    if let Err(e) = std::fs::write(path, json) {
+                        eprintln!("greenlight: cannot write {}: {e}", path.display());
+                        return ExitCode::from(3);
+                    }
+                    print_stdout(&admin_client::describe(&view));
+                }
             }
             ExitCode::SUCCESS
         }

@@ -3,8 +3,8 @@
 mod config;
 mod live;
 
-use crate::output::{print_stdout, usage_exit, Usage};
-use crate::verdicts::{candidate_of, summaries, verdict_exit_code, write_json};
+use crate::output::{print_human, usage_exit, Usage};
+use crate::verdicts::{candidate_of, json_to_stdout, summaries, verdict_exit_code, write_json};
 use clap::{Args, ValueEnum};
 use config::LoadPlan;
 use greenlight_engine::client::{self, Control, LoadConfig, Mode};
@@ -112,9 +112,14 @@ pub struct LoadArgs {
     /// Extra request header `name: value` (repeatable; without --scenario).
     #[arg(long = "header", short = 'H', conflicts_with = "scenario")]
     headers: Vec<String>,
-    /// Write the JSON report here.
-    #[arg(long)]
+    /// Write the JSON report to FILE (`-`: standard output, the summary
+    /// then goes to standard error).
+    #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Exit 0 on an inconclusive verdict (default: exit 4, so a gate fails
+    /// closed when the run could not tell).
+    #[arg(long)]
+    allow_inconclusive: bool,
     /// Write an HdrHistogram interval log here (per color: corrected and
     /// service latency, time to first byte, events per second of streams),
     /// for `greenlight report merge` and HdrHistogram's tools.
@@ -255,7 +260,7 @@ pub async fn run(a: LoadArgs) -> ExitCode {
     if !seen.locations.is_empty() {
         report.locations = Some(seen);
     }
-    print_summary(&report);
+    print_summary(&report, json_to_stdout(a.json.as_deref()));
     write_files(&a, &report, &snap, hlog)
 }
 
@@ -301,15 +306,16 @@ async fn comparison_or_fallback(
 }
 
 /// The side-by-side summary, and why there is no verdict when there is none.
-fn print_summary(report: &Report) {
-    print_stdout(&report.human());
+fn print_summary(report: &Report, json_on_stdout: bool) {
+    let mut text = report.human();
     if report.verdict.is_none() {
         let seen: Vec<&str> = report.colors.keys().map(|c| c.as_str()).collect();
-        print_stdout(&format!(
+        text.push_str(&format!(
             "\nno verdict: it needs responses from both blue and green (x-greenlight-color); saw: {}\n",
             if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
         ));
     }
+    print_human(&text, json_on_stdout);
 }
 
 /// `--json`, `--hlog` and `--hgrm-dir`; a file that cannot be written
@@ -320,7 +326,7 @@ fn write_files(
     snap: &Snapshot,
     hlog: Option<HlogWriter>,
 ) -> ExitCode {
-    let mut code = verdict_exit_code(report);
+    let mut code = verdict_exit_code(report, a.allow_inconclusive);
     if let Some(path) = &a.json {
         if let Err(failed) = write_json(path, report) {
             code = failed;

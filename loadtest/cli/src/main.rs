@@ -1,7 +1,9 @@
 //! `greenlight`: load with a verdict, the admin API client, and a test origin.
 //!
-//! Exit codes: 0 success (verdict Pass or Inconclusive), 1 verdict Fail or a
-//! refused admin call, 2 bad input, 3 the run itself failed.
+//! Exit codes: 0 success (verdict Pass, or nothing to judge), 1 verdict Fail
+//! or a refused admin call, 2 bad input, 3 the run itself failed (or a file
+//! could not be written), 4 verdict Inconclusive (0 with
+//! `--allow-inconclusive`).
 //!
 //! One module per command: [`load`], [`admin`] (status, weight, promote,
 //! rollback, abort), [`credential`], [`report`] (merge), [`origin`].

@@ -20,6 +20,16 @@ pub fn print_stdout(text: &str) {
     let _ = out.flush();
 }
 
+/// Prints a human-readable report: to stdout, or to stderr when stdout
+/// carries the JSON report (`--json -`), so that stays parseable.
+pub fn print_human(text: &str, json_on_stdout: bool) {
+    if json_on_stdout {
+        eprint!("{text}");
+    } else {
+        print_stdout(text);
+    }
+}
+
 /// Reports a user mistake: exit code 2.
 pub fn usage_exit(msg: &str) -> ExitCode {
     eprintln!("greenlight: error: {msg}");

@@ -1,8 +1,8 @@
 //! `greenlight report merge`: one summary, JSON report and verdict from the
 //! `--hlog` interval logs of load agents that ran side by side.
 
-use crate::output::{print_stdout, usage_exit};
-use crate::verdicts::{parse_baseline, summaries, verdict_exit_code, write_json};
+use crate::output::{print_human, usage_exit};
+use crate::verdicts::{json_to_stdout, parse_baseline, summaries, verdict_exit_code, write_json};
 use clap::{Args, Subcommand};
 use greenlight_engine::report::Report;
 use greenlight_verdict::policy_args::PolicyArgs;
@@ -22,9 +22,13 @@ pub struct MergeArgs {
     /// Interval logs written by `greenlight load --hlog`.
     #[arg(required = true)]
     logs: Vec<PathBuf>,
-    /// Write the JSON report here.
-    #[arg(long)]
+    /// Write the JSON report to FILE (`-`: standard output, the summary
+    /// then goes to standard error).
+    #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Exit 0 on an inconclusive verdict (default: exit 4).
+    #[arg(long)]
+    allow_inconclusive: bool,
     #[command(flatten)]
     policy: PolicyArgs,
     /// The color treated as the baseline.
@@ -70,8 +74,8 @@ fn merge(a: MergeArgs) -> ExitCode {
         false,
         verdict,
     );
-    print_stdout(&report.human());
-    let mut code = verdict_exit_code(&report);
+    print_human(&report.human(), json_to_stdout(a.json.as_deref()));
+    let mut code = verdict_exit_code(&report, a.allow_inconclusive);
     if let Some(path) = &a.json {
         if let Err(failed) = write_json(path, &report) {
             code = failed;

@@ -244,8 +244,25 @@ fn load_against_a_plain_origin_reports_unknown_color() {
         "--hgrm-dir",
         dir.path().to_str().unwrap(),
     ]);
+    // `--json -`: the report on stdout, the summary on stderr.
+    let piped = greenlight(&[
+        "load",
+        &url,
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--quiet",
+        "--json",
+        "-",
+    ]);
     let _ = origin.kill();
     let _ = origin.wait();
+    let piped_report =
+        greenlight_engine::report::Report::from_json(&String::from_utf8_lossy(&piped.stdout))
+            .unwrap();
+    assert_eq!(piped_report.requests, 50);
+    assert!(String::from_utf8_lossy(&piped.stderr).contains("no verdict"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
