@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Takes docs/dashboard.png: the real dashboard under Xvfb, watching a local
-# demo — two `greenlight origin`s (green a little slower), the real Worker
-# under `wrangler dev --local` when it is built (scripts/build-worker.sh),
-# a canary at 25 %, and load driven by the dashboard itself.
-# Without the built Worker the load goes straight at the blue origin and the
-# state panel shows the "edge unreachable" banner.
+# demo: two `greenlight origin`s (green a little slower), the real Worker
+# under `wrangler dev --local` (built first by scripts/build-worker.sh), a
+# canary at 25 %, and load driven by the dashboard itself.
+# Fails (exit 1) when the edge does not come up or does not take the canary,
+# so a broken setup cannot pass for a picture; CI runs it for that reason.
 # Installs what is missing (apt-get), bounded in time, loopback only.
 # Usage: scripts/screenshot-dashboard.sh [out.png]  (env: SETTLE_S=30 seconds of load before the shot, RATE=40 req/s;
 # local workerd under `wrangler dev` saturates well below 300 req/s on 2 shared cores)
@@ -15,6 +15,7 @@ SETTLE_S="${SETTLE_S:-30}"
 ensure_apt xvfb xauth x11-apps imagemagick xdotool "${DASHBOARD_APT_PACKAGES[@]}"
 
 cd "$ROOT"
+"$ROOT/scripts/build-worker.sh"
 log "building greenlight and greenlight-dashboard"
 nice -n 10 cargo build -q -p greenlight-cli --bin greenlight -p greenlight-harness-gui --bin greenlight-dashboard >&2
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
@@ -52,11 +53,15 @@ spawn "$SCRATCH/green.log" "$BIN/greenlight" origin --color green --port "$GREEN
 wait_http "http://127.0.0.1:$BLUE_PORT/" && wait_http "http://127.0.0.1:$GREEN_PORT/"
 
 export GREENLIGHT_ADMIN_TOKEN="screenshot-admin-token-0123456789"
+# A key with the preview role: the dashboard's comparison traffic (half to
+# each color whatever the weight), as a release manager would run it.
+export GREENLIGHT_PREVIEW_KEY="screenshot-preview-key-0123456789"
+PREVIEW_SHA256="$(printf '%s' "$GREENLIGHT_PREVIEW_KEY" | sha256sum | cut -d' ' -f1)"
 CF="$ROOT/edge/cloudflare"
-EDGE=""
-if [ -f "$CF/build/index.js" ] && [ -x "$CF/node_modules/.bin/wrangler" ]; then
-  EDGE_PORT=$(free_port); INSPECT_PORT=$(free_port)
-  cat >"$SCRATCH/wrangler.toml" <<TOML
+EDGE_PORT=$(free_port); INSPECT_PORT=$(free_port)
+# The bindings of edge/cloudflare/wrangler.toml (the KV namespace the edges
+# read, the rollout object that decides changes), local vars.
+cat >"$SCRATCH/wrangler.toml" <<TOML
 name = "greenlight-screenshot"
 main = "$CF/build/index.js"
 compatibility_date = "2025-09-01"
@@ -65,35 +70,40 @@ compatibility_date = "2025-09-01"
 binding = "GREENLIGHT_STATE"
 id = "screenshot"
 
+[[durable_objects.bindings]]
+name = "GREENLIGHT_ROLLOUT"
+class_name = "RolloutObject"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["RolloutObject"]
+
 [vars]
 BLUE_ORIGIN = "http://127.0.0.1:$BLUE_PORT"
 GREEN_ORIGIN = "http://127.0.0.1:$GREEN_PORT"
 ADMIN_TOKEN = "$GREENLIGHT_ADMIN_TOKEN"
-AUTH_ROUTES = "/:off"
+AUTH_ROUTES = "/:optional"
+API_KEYS = '[{"id":"preview","sha256":"$PREVIEW_SHA256","roles":["preview"]}]'
 ROLLOUT_SALT = "screenshot"
 TOML
-  log "starting the Worker under wrangler dev on :$EDGE_PORT"
-  pushd "$SCRATCH" >/dev/null
-  spawn "$SCRATCH/wrangler.log" env CI=true WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
-    CLOUDFLARE_CF_FETCH_ENABLED=false NO_COLOR=1 XDG_CONFIG_HOME="$SCRATCH/xdg" \
-    "$CF/node_modules/.bin/wrangler" dev --local --config "$SCRATCH/wrangler.toml" \
-      --ip 127.0.0.1 --port "$EDGE_PORT" --inspector-port "$INSPECT_PORT" \
-      --persist-to "$SCRATCH/state" --show-interactive-dev-session=false
-  popd >/dev/null
-  if wait_http "http://127.0.0.1:$EDGE_PORT/__greenlight/health"; then
-    EDGE="http://127.0.0.1:$EDGE_PORT"
-    "$BIN/greenlight" weight 25 --edge "$EDGE" --reason "canary for the screenshot" >/dev/null
-  else
-    log "wrangler dev did not come up; see below. Falling back to the origin only."
-    tail -20 "$SCRATCH/wrangler.log" >&2 || true
-  fi
-fi
-if [ -n "$EDGE" ]; then
-  TARGET="$EDGE/"
-else
-  EDGE="http://127.0.0.1:$(free_port)"   # nothing listens: the banner shows it
-  TARGET="http://127.0.0.1:$BLUE_PORT/"
-fi
+log "starting the Worker under wrangler dev on :$EDGE_PORT"
+pushd "$SCRATCH" >/dev/null
+spawn "$SCRATCH/wrangler.log" env CI=true WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false \
+  CLOUDFLARE_CF_FETCH_ENABLED=false NO_COLOR=1 XDG_CONFIG_HOME="$SCRATCH/xdg" \
+  "$CF/node_modules/.bin/wrangler" dev --local --config "$SCRATCH/wrangler.toml" \
+    --ip 127.0.0.1 --port "$EDGE_PORT" --inspector-port "$INSPECT_PORT" \
+    --persist-to "$SCRATCH/state" --show-interactive-dev-session=false
+popd >/dev/null
+EDGE="http://127.0.0.1:$EDGE_PORT"
+TARGET="$EDGE/"
+edge_failed() {
+  log "$1; the Worker's log ends:"
+  tail -20 "$SCRATCH/wrangler.log" >&2 || true
+  exit 1
+}
+wait_http "$EDGE/__greenlight/state" || edge_failed "wrangler dev did not come up"
+"$BIN/greenlight" weight 25 --edge "$EDGE" --reason "canary for the screenshot" >/dev/null \
+  || edge_failed "the edge did not take the canary"
 
 log "dashboard under Xvfb (edge $EDGE, load at $TARGET), settling ${SETTLE_S}s"
 mkdir -p "$(dirname "$OUT")"
@@ -119,4 +129,6 @@ done
 if [ ! -s "$OUT" ]; then
   log "no screenshot taken"; cat "$SCRATCH/xvfb.log" >&2; exit 1
 fi
+# The edge still answers after the dashboard drove it.
+"$BIN/greenlight" status --edge "$EDGE" >/dev/null || edge_failed "the edge stopped answering"
 log "saved $OUT ($(identify -format '%wx%h' "$OUT" 2>/dev/null || echo '?'))"
