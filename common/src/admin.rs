@@ -3,6 +3,7 @@
 //! [`handle`], writes `new_state` back when there is one, and replies.
 
 use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
+use crate::history::{History, MAX_EVIDENCE_BYTES};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
 use crate::state::{Population, RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,13 @@ pub struct ChangeRequest {
     pub actor: Option<String>,
     #[serde(default)]
     pub reason: String,
+    /// For `undo`: the epoch whose state to restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_epoch: Option<u64>,
+    /// What decided the change (a verdict, a link), kept in the history
+    /// with it; at most [`MAX_EVIDENCE_BYTES`] serialised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 /// RFC 9457 problem details, used for every admin error.
@@ -102,16 +110,22 @@ pub enum AdminRoute {
     /// memory ([`IsolateView`]). Answered by that instance, never by the
     /// rollout's store or object.
     Isolate,
+    /// `GET history`: the last committed changes ([`crate::history`]).
+    History,
+    /// `POST undo`: an earlier state from the history, as a new change.
+    Undo,
 }
 
 impl AdminRoute {
-    pub const ALL: [AdminRoute; 6] = [
+    pub const ALL: [AdminRoute; 8] = [
         AdminRoute::State,
         AdminRoute::Weight,
         AdminRoute::Promote,
         AdminRoute::Rollback,
         AdminRoute::Abort,
         AdminRoute::Isolate,
+        AdminRoute::History,
+        AdminRoute::Undo,
     ];
 
     /// The route for a path under the admin prefix (`rest` excludes it).
@@ -129,12 +143,14 @@ impl AdminRoute {
             AdminRoute::Rollback => "rollback",
             AdminRoute::Abort => "abort",
             AdminRoute::Isolate => "isolate",
+            AdminRoute::History => "history",
+            AdminRoute::Undo => "undo",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            AdminRoute::State | AdminRoute::Isolate => "GET",
+            AdminRoute::State | AdminRoute::Isolate | AdminRoute::History => "GET",
             _ => "POST",
         }
     }
@@ -147,6 +163,8 @@ pub struct AdminOutcome {
     pub content_type: &'static str,
     pub body: String,
     pub new_state: Option<RolloutState>,
+    /// The evidence the change carried, for its history entry.
+    pub evidence: Option<serde_json::Value>,
 }
 
 impl AdminOutcome {
@@ -156,6 +174,7 @@ impl AdminOutcome {
             content_type: "application/json",
             body: serde_json::to_string(view).unwrap_or_default(),
             new_state,
+            evidence: None,
         }
     }
 
@@ -165,6 +184,17 @@ impl AdminOutcome {
             content_type: "application/problem+json",
             body: serde_json::to_string(&p).unwrap_or_default(),
             new_state: None,
+            evidence: None,
+        }
+    }
+
+    fn json(body: String) -> AdminOutcome {
+        AdminOutcome {
+            status: 200,
+            content_type: "application/json",
+            body,
+            new_state: None,
+            evidence: None,
         }
     }
 }
@@ -238,12 +268,7 @@ pub fn isolate_outcome(method: &str, report: &IsolateReport<'_>) -> AdminOutcome
             "use GET for this admin route",
         ));
     }
-    AdminOutcome {
-        status: 200,
-        content_type: "application/json",
-        body: report.to_json(),
-        new_state: None,
-    }
+    AdminOutcome::json(report.to_json())
 }
 
 /// `s` as a JSON string literal.
@@ -281,6 +306,35 @@ pub fn wasm_memory_bytes() -> u64 {
     }
 }
 
+/// What an admin call is handled against besides its request: the
+/// committed state, and the documents stored beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminContext<'a> {
+    pub current: &'a RolloutState,
+    /// True when the edge serves from a fallback state.
+    pub degraded: bool,
+    /// The stored health record, judged into `GET state`'s view.
+    pub health: Option<&'a HealthRecord>,
+    pub policy: HealthPolicy,
+    /// The stored history (`GET history`, `POST undo`).
+    pub history: Option<&'a History>,
+    pub now_ms: u64,
+}
+
+impl<'a> AdminContext<'a> {
+    /// `current` alone: no health record, no history.
+    pub fn of(current: &'a RolloutState, degraded: bool, now_ms: u64) -> AdminContext<'a> {
+        AdminContext {
+            current,
+            degraded,
+            health: None,
+            policy: HealthPolicy::default(),
+            history: None,
+            now_ms,
+        }
+    }
+}
+
 /// Handles one authenticated admin call against `current`.
 pub fn handle(
     route: AdminRoute,
@@ -291,32 +345,31 @@ pub fn handle(
     degraded: bool,
     now_ms: u64,
 ) -> AdminOutcome {
-    handle_with_health(
+    handle_in(
         route,
         method,
         body,
         identity,
-        current,
-        degraded,
-        None,
-        HealthPolicy::default(),
-        now_ms,
+        &AdminContext::of(current, degraded, now_ms),
     )
 }
 
-/// [`handle`], with the stored health record judged into `GET state`'s view.
-#[allow(clippy::too_many_arguments)]
-pub fn handle_with_health(
+/// Handles one authenticated admin call in `ctx`.
+pub fn handle_in(
     route: AdminRoute,
     method: &str,
     body: &[u8],
     identity: &str,
-    current: &RolloutState,
-    degraded: bool,
-    health: Option<&HealthRecord>,
-    policy: HealthPolicy,
-    now_ms: u64,
+    ctx: &AdminContext<'_>,
 ) -> AdminOutcome {
+    let AdminContext {
+        current,
+        degraded,
+        health,
+        policy,
+        history,
+        now_ms,
+    } = *ctx;
     if !method.eq_ignore_ascii_case(route.method()) {
         return AdminOutcome::problem(Problem::new(
             405,
@@ -342,6 +395,13 @@ pub fn handle_with_health(
                 "isolate is answered by the edge instance itself",
             ))
         }
+        AdminRoute::History => {
+            let view = history
+                .map(History::view)
+                .unwrap_or_else(|| History::default().view());
+            return AdminOutcome::json(serde_json::to_string(&view).unwrap_or_default());
+        }
+        AdminRoute::Undo => return undo(body, identity, current, history, now_ms),
         AdminRoute::Weight => None,
         AdminRoute::Promote => Some(RolloutOp::Promote),
         AdminRoute::Rollback => Some(RolloutOp::Rollback),
@@ -387,15 +447,82 @@ pub fn handle_with_health(
         }
         _ => current,
     };
-    match base.apply(op, req.expected_epoch, meta) {
+    committed(
+        base.apply(op, req.expected_epoch, meta),
+        identity,
+        req.evidence,
+    )
+}
+
+/// The answer to a change: the new state with the credential that made
+/// it, and its evidence for the history.
+fn committed(
+    applied: Result<RolloutState, RolloutError>,
+    identity: &str,
+    evidence: Option<serde_json::Value>,
+) -> AdminOutcome {
+    match applied {
         Ok(mut next) => {
             // The declared actor is the caller's word; the credential is
             // what the edge verified.
             next.last_change.credential = identity.to_string();
-            AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next))
+            AdminOutcome {
+                evidence,
+                ..AdminOutcome::ok(&StateView::of(next.clone(), false), Some(next))
+            }
         }
         Err(e) => AdminOutcome::problem(problem_of(&e)),
     }
+}
+
+/// `POST undo`: the state of `to_epoch`, from the history, as a new change.
+fn undo(
+    body: &[u8],
+    identity: &str,
+    current: &RolloutState,
+    history: Option<&History>,
+    now_ms: u64,
+) -> AdminOutcome {
+    let req = match parse_change(body) {
+        Ok(r) => r,
+        Err(p) => return AdminOutcome::problem(p),
+    };
+    let bad = |detail: String| {
+        AdminOutcome::problem(Problem::new(400, "bad-request", "invalid undo", detail))
+    };
+    if req.weight_bp.is_some() || req.weight_percent.is_some() || req.population.is_some() {
+        return bad("undo takes expected_epoch, to_epoch, reason, actor and evidence".into());
+    }
+    let Some(to_epoch) = req.to_epoch else {
+        return bad("send to_epoch: the epoch whose state to restore".into());
+    };
+    let Some(target) = history.and_then(|h| h.state_at(to_epoch)) else {
+        let kept = match history.and_then(History::span) {
+            Some((first, last)) => format!("it holds epochs {first} to {last}"),
+            None => "it is empty".to_string(),
+        };
+        return AdminOutcome::problem(Problem::new(
+            404,
+            "not-in-history",
+            "epoch not in the history",
+            format!("epoch {to_epoch} is not in the edge's history: {kept}"),
+        ));
+    };
+    let reason = if req.reason.is_empty() {
+        format!("undo to epoch {to_epoch}")
+    } else {
+        req.reason.clone()
+    };
+    let meta = ChangeMeta {
+        actor: req.actor.clone().unwrap_or_else(|| identity.to_string()),
+        at_ms: now_ms,
+        reason,
+    };
+    committed(
+        current.restore(target, req.expected_epoch, meta),
+        identity,
+        req.evidence,
+    )
 }
 
 fn parse_change(body: &[u8]) -> Result<ChangeRequest, Problem> {
@@ -424,7 +551,17 @@ fn parse_change(body: &[u8]) -> Result<ChangeRequest, Problem> {
     if first != Some(&b'{') {
         return Err(malformed("the body must be a JSON object".into()));
     }
-    serde_json::from_slice::<ChangeRequest>(body).map_err(|e| malformed(e.to_string()))
+    let req =
+        serde_json::from_slice::<ChangeRequest>(body).map_err(|e| malformed(e.to_string()))?;
+    if let Some(evidence) = &req.evidence {
+        let size = serde_json::to_string(evidence).map_or(0, |t| t.len());
+        if size > MAX_EVIDENCE_BYTES {
+            return Err(malformed(format!(
+                "evidence is {size} bytes serialised; at most {MAX_EVIDENCE_BYTES}"
+            )));
+        }
+    }
+    Ok(req)
 }
 
 fn weight_of(req: &ChangeRequest) -> Result<u16, Problem> {

@@ -56,10 +56,12 @@ impl AdminRoute {
     /// The least role that may call this route.
     pub fn required_role(self) -> AdminRole {
         match self {
-            AdminRoute::State | AdminRoute::Isolate => AdminRole::Viewer,
-            AdminRoute::Weight | AdminRoute::Promote | AdminRoute::Rollback | AdminRoute::Abort => {
-                AdminRole::Operator
-            }
+            AdminRoute::State | AdminRoute::Isolate | AdminRoute::History => AdminRole::Viewer,
+            AdminRoute::Weight
+            | AdminRoute::Promote
+            | AdminRoute::Rollback
+            | AdminRoute::Abort
+            | AdminRoute::Undo => AdminRole::Operator,
         }
     }
 }
@@ -246,12 +248,13 @@ mod tests {
             name: "x".into(),
             role,
         };
-        let reads = [AdminRoute::State, AdminRoute::Isolate];
+        let reads = [AdminRoute::State, AdminRoute::Isolate, AdminRoute::History];
         let changes = [
             AdminRoute::Weight,
             AdminRoute::Promote,
             AdminRoute::Rollback,
             AdminRoute::Abort,
+            AdminRoute::Undo,
         ];
         for route in reads {
             for role in [AdminRole::Viewer, AdminRole::Operator, AdminRole::Admin] {

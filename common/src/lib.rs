@@ -13,7 +13,8 @@
 //!   [`origin_auth`] (signing requests to origins), [`admin_guard`],
 //!   [`ratelimit`], [`identity`] (sticky users), [`path`] (one reading of a
 //!   path);
-//! - the admin API: [`admin`], [`admin_credentials`] (who may call it), and [`object`] (the Workers rollout object);
+//! - the admin API: [`admin`], [`admin_credentials`] (who may call it),
+//!   [`history`] (the last committed changes), and [`object`] (the Workers rollout object);
 //! - HTTP and wire formats: [`http`], [`shell`] (the Worker's JS/Rust
 //!   protocol), [`duration`], [`config_error`].
 
@@ -28,6 +29,7 @@ pub mod duration;
 pub mod edge;
 pub mod failover;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod identity;
 pub mod jwks;

@@ -14,11 +14,14 @@
 //! Protocols (one string each way, like [`crate::shell`]):
 //! - call (edge → object): `<route>\t<method>\t<identity, percent-encoded>`,
 //!   the admin body as the request body.
-//! - answer (object → edge): `<status>\n<committed document or empty>\n<body>`.
+//! - answer (object → edge): `<status>\n<committed document or empty>\n<history
+//!   document or empty>\n<body>`; the object stores the two documents in one
+//!   transactional write.
 
 use crate::admin::{AdminOutcome, AdminRoute, StateView};
-use crate::edge::{self, AdminCall, EdgeConfig, LoadedState, Reply};
+use crate::edge::{self, AdminCall, AdminDocs, EdgeConfig, LoadedState, Reply};
 use crate::health::{self, HealthRecord};
+use crate::history::History;
 use crate::http::ADMIN_PREFIX;
 use crate::state::RolloutState;
 
@@ -33,17 +36,6 @@ pub const OBJECT_NAME: &str = "rollout";
 pub const PUBLISH_INTERVAL_MS: u64 = 1_000;
 /// Shortest time between two health reports of one edge instance.
 pub const HEALTH_REPORT_INTERVAL_MS: u64 = 1_000;
-
-fn route_name(route: AdminRoute) -> &'static str {
-    match route {
-        AdminRoute::State => "state",
-        AdminRoute::Weight => "weight",
-        AdminRoute::Promote => "promote",
-        AdminRoute::Rollback => "rollback",
-        AdminRoute::Abort => "abort",
-        AdminRoute::Isolate => "isolate",
-    }
-}
 
 /// Percent-encodes everything but unreserved characters, so any identity
 /// (a JWT `sub` may hold line feeds or non-ASCII) fits one header line.
@@ -80,7 +72,7 @@ fn percent_decode(s: &str) -> Option<String> {
 pub fn encode_call(call: &AdminCall, method: &str) -> String {
     format!(
         "{}\t{}\t{}",
-        route_name(call.route),
+        call.route.name(),
         percent_encode(method),
         percent_encode(&call.identity)
     )
@@ -121,43 +113,73 @@ pub fn seed(
     }
 }
 
-/// What the object answers the edge, and the document it committed.
+/// What the object answers the edge, the document it committed, and the
+/// history with that change recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectAnswer {
     pub status: u16,
     /// The document the object stored (a `200` to a change), which it then
     /// publishes; every other answer changed nothing.
     pub committed: Option<String>,
+    /// The history document to store with `committed` (one line of JSON).
+    pub history: Option<String>,
     pub body: String,
 }
 
 impl ObjectAnswer {
-    pub fn of(outcome: &AdminOutcome) -> ObjectAnswer {
+    /// The answer to `outcome`; a committed change is recorded in
+    /// `history` (the object's stored document) as a change from `before`.
+    pub fn of(
+        outcome: &AdminOutcome,
+        before: &RolloutState,
+        history: Option<&str>,
+    ) -> ObjectAnswer {
+        let recorded = outcome.new_state.as_ref().map(|next| {
+            let mut h = History::from_json(history);
+            h.record(before, next, outcome.evidence.clone());
+            h.to_json()
+        });
         ObjectAnswer {
             status: outcome.status,
             committed: outcome.new_state.as_ref().map(RolloutState::to_json),
+            history: recorded,
             body: outcome.body.clone(),
         }
     }
 
-    /// `<status>\n<committed or empty>\n<body>` (a document is one line of JSON).
+    /// An answer that changed nothing.
+    pub fn refused(status: u16, body: String) -> ObjectAnswer {
+        ObjectAnswer {
+            status,
+            committed: None,
+            history: None,
+            body,
+        }
+    }
+
+    /// `<status>\n<committed or empty>\n<history or empty>\n<body>` (each
+    /// document is one line of JSON).
     pub fn encode(&self) -> String {
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             self.status,
             self.committed.as_deref().unwrap_or(""),
+            self.history.as_deref().unwrap_or(""),
             self.body
         )
     }
 
     pub fn decode(text: &str) -> Option<ObjectAnswer> {
-        let mut parts = text.splitn(3, '\n');
+        let mut parts = text.splitn(4, '\n');
         let status = parts.next()?.parse().ok()?;
         let committed = parts.next()?;
+        let history = parts.next()?;
         let body = parts.next()?.to_string();
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
         Some(ObjectAnswer {
             status,
-            committed: (!committed.is_empty()).then(|| committed.to_string()),
+            committed: some(committed),
+            history: some(history),
             body,
         })
     }
@@ -204,6 +226,7 @@ pub fn edge_answer(
         },
         body,
         new_state: None,
+        evidence: None,
     });
     (reply, shown)
 }
@@ -218,27 +241,28 @@ pub fn replaces(cached: Option<&LoadedState>, read: &LoadedState) -> bool {
 }
 
 /// Runs one admin call inside the object against its current document
-/// (`loaded`) and health record. The caller replaces its document with
-/// [`ObjectAnswer::committed`] before it handles anything else.
+/// (`loaded`), health record and history (`docs`). The caller replaces its
+/// documents with [`ObjectAnswer::committed`] and
+/// [`ObjectAnswer::history`] before it handles anything else.
 pub fn change(
     cfg: &EdgeConfig,
     call_line: &str,
     body: &[u8],
     loaded: &LoadedState,
-    health: Option<&str>,
+    docs: AdminDocs<'_>,
     now_ms: u64,
 ) -> ObjectAnswer {
     let Some((call, method)) = decode_call(call_line) else {
-        return ObjectAnswer::of(&AdminOutcome::problem(crate::admin::Problem::new(
+        let problem = AdminOutcome::problem(crate::admin::Problem::new(
             400,
             "bad-request",
             "malformed admin call",
             "the rollout object could not read the call",
-        )));
+        ));
+        return ObjectAnswer::refused(problem.status, problem.body);
     };
-    ObjectAnswer::of(&edge::run_admin(
-        cfg, &call, &method, body, loaded, health, now_ms,
-    ))
+    let outcome = edge::run_admin(cfg, &call, &method, body, loaded, docs, now_ms);
+    ObjectAnswer::of(&outcome, &loaded.state, docs.history)
 }
 
 /// Merges an edge instance's health report into the object's record and
@@ -352,6 +376,49 @@ mod tests {
     }
 
     #[test]
+    fn a_committed_change_comes_back_with_its_history() {
+        let cfg = cfg();
+        let doc = seed(None, None, None, "s");
+        let line = call(AdminRoute::Weight, "otto");
+        let body = br#"{"expected_epoch":0,"weight_bp":300,"evidence":{"run":7}}"#;
+        let a = change(&cfg, &line, body, &doc, AdminDocs::default(), 5);
+        assert_eq!(a.status, 200);
+        let history = History::from_json(a.history.as_deref());
+        let epochs: Vec<u64> = history.entries.iter().map(|e| e.state.epoch).collect();
+        assert_eq!(epochs, [0, 1]);
+        assert_eq!(
+            history.entries[1].evidence,
+            Some(serde_json::json!({"run": 7}))
+        );
+        assert_eq!(ObjectAnswer::decode(&a.encode()), Some(a.clone()));
+        // Undo through the object, from the history it holds.
+        let next = LoadedState {
+            state: RolloutState::from_json(a.committed.as_deref().unwrap()).unwrap(),
+            degraded: false,
+        };
+        let docs = AdminDocs {
+            health: None,
+            history: a.history.as_deref(),
+        };
+        let undo = call(AdminRoute::Undo, "otto");
+        let u = change(
+            &cfg,
+            &undo,
+            br#"{"expected_epoch":1,"to_epoch":0}"#,
+            &next,
+            docs,
+            9,
+        );
+        assert_eq!(u.status, 200, "{}", u.body);
+        let restored = RolloutState::from_json(u.committed.as_deref().unwrap()).unwrap();
+        assert_eq!((restored.epoch, restored.candidate_weight_bp), (2, 0));
+        assert_eq!(History::from_json(u.history.as_deref()).entries.len(), 3);
+        // A read changes nothing and stores nothing.
+        let get = change(&cfg, &call(AdminRoute::History, "v"), b"", &next, docs, 9);
+        assert_eq!((get.status, get.committed, get.history), (200, None, None));
+    }
+
+    #[test]
     fn calls_round_trip_any_identity() {
         for identity in ["admin", "s:a\nb\tc", "k:ops", "s:ünï%20", ""] {
             let line = call(AdminRoute::Weight, identity);
@@ -379,7 +446,7 @@ mod tests {
         // Fifty changes at epoch 0, handled one at a time as the object does.
         for i in 0..50u32 {
             let body = format!(r#"{{"expected_epoch":0,"weight_bp":{}}}"#, i + 1);
-            let a = change(&cfg, &line, body.as_bytes(), &doc, None, 5);
+            let a = change(&cfg, &line, body.as_bytes(), &doc, AdminDocs::default(), 5);
             let a = ObjectAnswer::decode(&a.encode()).unwrap();
             match a.status {
                 200 => {
@@ -395,7 +462,7 @@ mod tests {
         }
         assert_eq!(winners, 1);
         assert_eq!((doc.state.epoch, doc.state.candidate_weight_bp), (1, 1));
-        let a = change(&cfg, "junk", b"{}", &doc, None, 5);
+        let a = change(&cfg, "junk", b"{}", &doc, AdminDocs::default(), 5);
         assert_eq!((a.status, a.committed), (400, None));
     }
 

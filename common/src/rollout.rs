@@ -125,6 +125,73 @@ impl RolloutState {
         }
     }
 
+    /// Undo to an earlier state: `to`'s routing (colors, weight, rollback
+    /// target, stickiness and its salt, so the same users are in the canary
+    /// again, preview rules) as a new change, `undo`, at the next epoch.
+    pub fn restore(
+        &self,
+        to: &RolloutState,
+        expected_epoch: u64,
+        meta: ChangeMeta,
+    ) -> Result<RolloutState, RolloutError> {
+        if expected_epoch != self.epoch {
+            return Err(RolloutError::StaleEpoch {
+                expected: expected_epoch,
+                current: self.epoch,
+            });
+        }
+        if meta.actor.len() > MAX_TEXT_LEN {
+            return Err(RolloutError::TextTooLong("actor"));
+        }
+        if meta.reason.len() > MAX_TEXT_LEN {
+            return Err(RolloutError::TextTooLong("reason"));
+        }
+        let invalid = |why: String| RolloutError::InvalidTransition {
+            op: "undo",
+            phase: self.phase(),
+            why,
+        };
+        if to.epoch >= self.epoch {
+            return Err(invalid(format!(
+                "epoch {} is not earlier than the current epoch {}",
+                to.epoch, self.epoch
+            )));
+        }
+        let Some(next_epoch) = self.epoch.checked_add(1) else {
+            return Err(invalid(
+                "the epoch is at its maximum; write a state document with a lower epoch".into(),
+            ));
+        };
+        let next = RolloutState {
+            epoch: next_epoch,
+            last_change: ChangeRecord {
+                op: "undo".into(),
+                actor: meta.actor,
+                credential: String::new(),
+                at_ms: meta.at_ms,
+                reason: meta.reason,
+            },
+            ..to.clone()
+        };
+        let routing_of = |s: &RolloutState| {
+            (
+                s.active,
+                s.candidate,
+                s.candidate_weight_bp,
+                s.rollback_target,
+                s.stickiness.clone(),
+                s.preview.clone(),
+            )
+        };
+        if routing_of(&next) == routing_of(self) {
+            return Err(invalid(format!(
+                "the state already routes as it did at epoch {}",
+                to.epoch
+            )));
+        }
+        Ok(next)
+    }
+
     /// Applies `op` if `expected_epoch` matches and the transition is valid.
     pub fn apply(
         &self,

@@ -418,6 +418,7 @@ export default {
 const STORAGE_STATE = "state";
 const STORAGE_HEALTH = "health";
 const STORAGE_PUBLISHED = "published";
+const STORAGE_HISTORY = "rollout-history"; // common::history::HISTORY_KEY
 const STATE_KEY = "rollout-state";
 const LAST_GOOD_KEY = "rollout-state.last-good";
 // A failed or interrupted publish is retried by an alarm this much later.
@@ -430,15 +431,17 @@ export class RolloutObject {
     this.doc = undefined; // the committed document (JSON)
     this.degraded = false; // seeded from an unreadable KV document
     this.health = undefined; // merged health record (JSON)
+    this.history = undefined; // the last committed changes (JSON)
     this.version = 0; // commits since this object started
     this.published = 0; // the version KV holds
     this.lastPublish = -1; // when KV was last written (ms; -1: never)
     this.publishing = false;
     ctx.blockConcurrencyWhile(async () => {
-      const [stored, health, published] = await Promise.all([
+      const [stored, health, published, history] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
         ctx.storage.get(STORAGE_HEALTH),
         ctx.storage.get(STORAGE_PUBLISHED),
+        ctx.storage.get(STORAGE_HISTORY),
       ]);
       let kvDoc;
       let kvBackup;
@@ -457,6 +460,7 @@ export class RolloutObject {
       this.degraded = seed.slice(0, nl) === "1";
       this.doc = seed.slice(nl + 1);
       this.health = health;
+      this.history = history;
       // Storage holds a document KV may not have yet (the object stopped
       // before publishing it): the alarm set with that change publishes it.
       if (stored !== undefined && published === false) this.version = 1;
@@ -475,25 +479,35 @@ export class RolloutObject {
         this.doc,
         this.degraded,
         this.health,
+        this.history,
         Date.now(),
       );
+      // <status>\n<committed>\n<history>\n<body> (object::ObjectAnswer).
       const first = answer.indexOf("\n");
       const second = answer.indexOf("\n", first + 1);
+      const third = answer.indexOf("\n", second + 1);
       const status = Number(answer.slice(0, first));
       const committed = answer.slice(first + 1, second);
+      const history = answer.slice(second + 1, third);
       if (committed !== "") {
         this.doc = committed;
         this.degraded = false;
         this.version += 1;
+        this.history = history;
         // Not awaited: the output gate holds every answer until this write
         // is durable, and a failed write resets the object (its memory
         // with it), so no one is told about a change that was not stored.
-        this.ctx.storage.put({ [STORAGE_STATE]: committed, [STORAGE_PUBLISHED]: false });
+        // The state and its history entry are one transactional write.
+        this.ctx.storage.put({
+          [STORAGE_STATE]: committed,
+          [STORAGE_HISTORY]: history,
+          [STORAGE_PUBLISHED]: false,
+        });
         // The backstop if this object stops before KV holds the change.
         this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
         this.publish();
       }
-      return new Response(answer.slice(second + 1), { status });
+      return new Response(answer.slice(third + 1), { status });
     }
     if (path === "/health") {
       const merged = wasm.objectHealth(this.health, await request.text(), this.doc);

@@ -34,6 +34,18 @@ pub struct JsHeap {
 }
 
 impl RunningEdge {
+    /// Stops the edge and serves it again from the same scratch directory,
+    /// so what its stores hold (key-value, the rollout object) carries over,
+    /// as across a redeploy.
+    pub async fn restart(self) -> anyhow::Result<RunningEdge> {
+        let runtime = self.runtime;
+        let scratch = self.stop()?;
+        match runtime {
+            Runtime::Cloudflare => crate::cloudflare::serve(scratch).await,
+            Runtime::Spin => crate::spin::serve(scratch).await,
+        }
+    }
+
     /// Replaces the state document in the running edge's key-value store
     /// from outside the edge, the way another writer (or a corruption)
     /// would: no route of the edge is involved. Cloudflare: `wrangler kv key

@@ -78,7 +78,8 @@ fn admin_action(cfg: &EdgeConfig, req: &RequestHead<'_>, path: &str, now_s: u64)
                 404,
                 "not-found",
                 "no such admin route",
-                "admin routes: state, weight, promote, rollback, abort, isolate (lower case)",
+                "admin routes: state, weight, promote, rollback, abort, isolate, history, undo \
+                 (lower case)",
             ))),
         },
     }

@@ -3,9 +3,10 @@ use super::config::EdgeConfig;
 use super::reply::Reply;
 use super::request::{caller_ip, caller_key, RequestHead};
 use super::state::LoadedState;
-use crate::admin::{self, AdminOutcome, AdminRoute};
+use crate::admin::{self, AdminContext, AdminOutcome, AdminRoute};
 use crate::admin_guard::AdminFailures;
 use crate::health::HealthRecord;
+use crate::history::History;
 use crate::http::ADMIN_NAMESPACE;
 use crate::path::{self};
 
@@ -59,30 +60,43 @@ pub fn guard_admin(
     }
 }
 
+/// The stored documents an admin call may need beside the state, as the
+/// adapter read them ([`AdminCall::wants_health`], [`AdminCall::wants_history`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminDocs<'a> {
+    /// The health document ([`crate::health`]).
+    pub health: Option<&'a str>,
+    /// The history document ([`crate::history`]).
+    pub history: Option<&'a str>,
+}
+
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
-/// before replying.
-///
-/// `health` is the stored health document (see [`crate::health`]); the
-/// adapter reads it only for `GET state` ([`AdminCall::wants_health`]).
+/// before replying, and records it in the history
+/// ([`crate::history::History::record`]).
 pub fn run_admin(
     cfg: &EdgeConfig,
     call: &AdminCall,
     method: &str,
     body: &[u8],
     loaded: &LoadedState,
-    health: Option<&str>,
+    docs: AdminDocs<'_>,
     now_ms: u64,
 ) -> AdminOutcome {
-    admin::handle_with_health(
+    let health = HealthRecord::from_json(docs.health);
+    let history = docs.history.map(|h| History::from_json(Some(h)));
+    admin::handle_in(
         call.route,
         method,
         body,
         &call.identity,
-        &loaded.state,
-        loaded.degraded,
-        HealthRecord::from_json(health).as_ref(),
-        cfg.health,
-        now_ms,
+        &AdminContext {
+            current: &loaded.state,
+            degraded: loaded.degraded,
+            health: health.as_ref(),
+            policy: cfg.health,
+            history: history.as_ref(),
+            now_ms,
+        },
     )
 }
 
@@ -90,5 +104,11 @@ impl AdminCall {
     /// Whether the call reports health, so the adapter reads that document.
     pub fn wants_health(&self) -> bool {
         self.route == AdminRoute::State
+    }
+
+    /// Whether the call reads the history, so the adapter reads that
+    /// document.
+    pub fn wants_history(&self) -> bool {
+        matches!(self.route, AdminRoute::History | AdminRoute::Undo)
     }
 }

@@ -11,10 +11,13 @@
 //! checked to really compare (a store that swaps unconditionally would lose
 //! updates; the change is refused instead).
 
-use super::{load_state, replaces_backup, run_admin, state_from_backup, AdminCall, EdgeConfig};
+use super::{
+    load_state, replaces_backup, run_admin, state_from_backup, AdminCall, AdminDocs, EdgeConfig,
+};
 use super::{LoadedState, Reply, StateLoad};
 use crate::admin::TableSize;
 use crate::health::HEALTH_KEY;
+use crate::history::{History, HISTORY_KEY};
 use crate::http::{LAST_GOOD_KEY, STATE_KEY};
 use crate::jwks::CachedJwks;
 use crate::state::RolloutState;
@@ -117,13 +120,19 @@ pub async fn commit_admin<S: AtomicStore>(
             Err(e) => return unavailable("reading the state", e),
         };
         let fresh = loaded(Some(store), Ok(current.as_deref()), None, cfg);
-        let health = if call.wants_health() {
-            store.get(HEALTH_KEY).ok().flatten()
-        } else {
-            None
+        let read = |wanted: bool, key: &str| {
+            wanted
+                .then(|| store.get(key).ok().flatten())
+                .flatten()
+                .and_then(|d| String::from_utf8(d).ok())
         };
-        let health = health.as_deref().and_then(|h| std::str::from_utf8(h).ok());
-        let outcome = run_admin(cfg, call, method, body, &fresh, health, now_ms);
+        let health = read(call.wants_health(), HEALTH_KEY);
+        let history = read(call.wants_history(), HISTORY_KEY);
+        let docs = AdminDocs {
+            health: health.as_deref(),
+            history: history.as_deref(),
+        };
+        let outcome = run_admin(cfg, call, method, body, &fresh, docs, now_ms);
         let Some(next) = &outcome.new_state else {
             return Reply::from_admin(&outcome);
         };
@@ -150,6 +159,7 @@ pub async fn commit_admin<S: AtomicStore>(
         match store.swap(cas, json.as_bytes()) {
             Ok(Swap::Done) => {
                 write_backup(store, &json, next.epoch);
+                record_history(store, &fresh.state, next, outcome.evidence.clone());
                 return Reply::from_admin(&outcome);
             }
             // Another change won: the next attempt reads it (and answers 409).
@@ -175,6 +185,31 @@ fn write_backup<S: AtomicStore>(store: &S, json: &str, epoch: u64) {
             return;
         }
         match store.swap(cas, json.as_bytes()) {
+            Ok(Swap::Lost) => continue,
+            Ok(Swap::Done) | Err(_) => return,
+        }
+    }
+}
+
+/// Records a committed change in the history document, with a
+/// compare-and-swap so two instances that committed back to back both
+/// land. Best effort, like the backup: the change itself is stored, and
+/// an entry this misses is recovered by the next change's record
+/// ([`History::record`]).
+fn record_history<S: AtomicStore>(
+    store: &S,
+    before: &RolloutState,
+    after: &RolloutState,
+    evidence: Option<serde_json::Value>,
+) {
+    for _ in 0..ADMIN_ATTEMPTS {
+        let Ok((cas, current)) = store.watch(HISTORY_KEY) else {
+            return;
+        };
+        let text = current.as_deref().and_then(|d| std::str::from_utf8(d).ok());
+        let mut history = History::from_json(text);
+        history.record(before, after, evidence.clone());
+        match store.swap(cas, history.to_json().as_bytes()) {
             Ok(Swap::Lost) => continue,
             Ok(Swap::Done) | Err(_) => return,
         }

@@ -11,8 +11,8 @@ use greenlight_common::admin::TableSize;
 use greenlight_common::admin_guard::AdminFailures;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::{
-    self, Action, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, LoadedState, Platform, Reply,
-    StateLoad,
+    self, Action, AdminDocs, AfterAttempt, Begin, BodyMode, EdgeConfig, Forward, LoadedState,
+    Platform, Reply, StateLoad,
 };
 use greenlight_common::failover::{AttemptOutcome, MAX_REPLAY_BODY};
 use greenlight_common::health::HealthRecord;
@@ -489,6 +489,7 @@ pub fn object_seed(
 
 /// One admin call inside the object (`object::change`); the answer as
 /// `object::ObjectAnswer::encode`.
+#[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = objectChange)]
 pub fn object_change(
     env: Env,
@@ -497,18 +498,14 @@ pub fn object_change(
     document: &str,
     degraded: bool,
     health: Option<String>,
+    history: Option<String>,
     now_ms: f64,
 ) -> String {
     let cfg = match config(&env) {
         Ok(cfg) => cfg,
         Err(e) => {
             let reply = Reply::misconfigured(&e);
-            return ObjectAnswer {
-                status: reply.status,
-                committed: None,
-                body: reply.body,
-            }
-            .encode();
+            return ObjectAnswer::refused(reply.status, reply.body).encode();
         }
     };
     let loaded = object::seed(Some(document), None, None, &cfg.default_salt);
@@ -516,7 +513,11 @@ pub fn object_change(
         degraded: degraded || loaded.degraded,
         ..loaded
     };
-    object::change(&cfg, call, body, &loaded, health.as_deref(), now_ms as u64).encode()
+    let docs = AdminDocs {
+        health: health.as_deref(),
+        history: history.as_deref(),
+    };
+    object::change(&cfg, call, body, &loaded, docs, now_ms as u64).encode()
 }
 
 /// The object's health record with an edge's report merged in, or `None`

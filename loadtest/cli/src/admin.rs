@@ -1,5 +1,5 @@
 //! The edge admin commands: `greenlight status`, `weight`, `promote`,
-//! `rollback` and `abort`.
+//! `rollback`, `abort`, `history` and `undo`.
 
 use crate::output::{print_stdout, usage_exit};
 use clap::Args;
@@ -45,6 +45,24 @@ pub struct WeightArgs {
     /// first every time). Unset: unchanged.
     #[arg(long, value_parser = parse_population)]
     population: Option<Population>,
+    #[command(flatten)]
+    change: ChangeArgs,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Show at most this many changes, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+#[derive(Args)]
+pub struct UndoArgs {
+    /// The epoch whose state to restore (see `greenlight history`).
+    #[arg(long)]
+    to_epoch: u64,
     #[command(flatten)]
     change: ChangeArgs,
 }
@@ -104,31 +122,45 @@ pub async fn abort(a: ChangeArgs) -> ExitCode {
     .await
 }
 
+/// `greenlight undo --to-epoch N`: the state of epoch N as a new change.
+pub async fn undo(u: UndoArgs) -> ExitCode {
+    let (to, e, r) = (u.to_epoch, u.change.epoch, u.change.reason.clone());
+    admin(&u.change.admin, move |c| {
+        Box::pin(async move { c.undo(to, e, &r).await })
+    })
+    .await
+}
+
+/// `greenlight history`: the edge's last committed changes.
+pub async fn history(h: HistoryArgs) -> ExitCode {
+    let client = match client(&h.admin) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.history().await {
+        Ok(mut view) => {
+            view.changes.truncate(h.limit);
+            let json = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            output(
+                &h.admin,
+                &json,
+                &admin_client::describe_history(&view, h.limit),
+            )
+        }
+        Err(e) => failed(e),
+    }
+}
+
 type AdminFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<StateView, AdminError>> + Send>>;
 
 async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) -> ExitCode {
-    let config = match &args.config {
-        Some(p) => ClientConfig::load(p, false),
-        None => match ClientConfig::default_path() {
-            Some(p) => ClientConfig::load(&p, true),
-            None => Ok(ClientConfig::default()),
-        },
-    };
-    let config = match config {
+    let client = match client(args) {
         Ok(c) => c,
-        Err(e) => return usage_exit(&e.to_string()),
-    };
-    let Some(edge) = args.edge.clone().or_else(|| config.edge.clone()) else {
-        return usage_exit("no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)");
-    };
-    let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
-    if args.transport.tls.insecure && edge.starts_with("https") {
-        eprintln!("greenlight: {}", greenlight_engine::tls::INSECURE_WARNING);
-    }
-    let client = match AdminClient::with_options(&edge, token, &args.transport.options()) {
-        Ok(c) => c,
-        Err(e) => return usage_exit(&e.to_string()),
+        Err(code) => return code,
     };
     match op(client).await {
         Ok(view) => {
@@ -136,21 +168,58 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
                 "{}\n",
                 serde_json::to_string_pretty(&view).unwrap_or_default()
             );
-            match &args.json {
-                None => print_stdout(&admin_client::describe(&view)),
-                Some(path) if path.as_os_str() == "-" => print_stdout(&json),
-                Some(path) => {
-                    if let Err(e) = std::fs::write(path, json) {
-                        eprintln!("greenlight: cannot write {}: {e}", path.display());
-                        return ExitCode::from(3);
-                    }
-                    print_stdout(&admin_client::describe(&view));
-                }
-            }
-            ExitCode::SUCCESS
+            output(args, &json, &admin_client::describe(&view))
         }
-        Err(AdminError::Usage(m)) => usage_exit(&m),
-        Err(e) => {
+        Err(e) => failed(e),
+    }
+}
+
+/// The admin client from the flags, the environment and the config file;
+/// a usage error is the exit code.
+fn client(args: &AdminArgs) -> Result<AdminClient, ExitCode> {
+    let config = match &args.config {
+        Some(p) => ClientConfig::load(p, false),
+        None => match ClientConfig::default_path() {
+            Some(p) => ClientConfig::load(&p, true),
+            None => Ok(ClientConfig::default()),
+        },
+    };
+    let config = config.map_err(|e| usage_exit(&e.to_string()))?;
+    let Some(edge) = args.edge.clone().or_else(|| config.edge.clone()) else {
+        return Err(usage_exit(
+            "no edge URL: pass --edge http://host:port (or set GREENLIGHT_EDGE)",
+        ));
+    };
+    let token = admin_client::resolve_token(std::env::var(admin_client::TOKEN_ENV).ok(), &config);
+    if args.transport.tls.insecure && edge.starts_with("https") {
+        eprintln!("greenlight: {}", greenlight_engine::tls::INSECURE_WARNING);
+    }
+    AdminClient::with_options(&edge, token, &args.transport.options())
+        .map_err(|e| usage_exit(&e.to_string()))
+}
+
+/// Prints the text, or writes the JSON where `--json` says (`-`: standard
+/// output, the text then not printed).
+fn output(args: &AdminArgs, json: &str, text: &str) -> ExitCode {
+    match &args.json {
+        None => print_stdout(text),
+        Some(path) if path.as_os_str() == "-" => print_stdout(json),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, json) {
+                eprintln!("greenlight: cannot write {}: {e}", path.display());
+                return ExitCode::from(3);
+            }
+            print_stdout(text);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A refused or failed admin call: a usage mistake exits 2, the rest 1.
+fn failed(e: AdminError) -> ExitCode {
+    match e {
+        AdminError::Usage(m) => usage_exit(&m),
+        e => {
             eprintln!("greenlight: {e}");
             ExitCode::from(1)
         }

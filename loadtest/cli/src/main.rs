@@ -6,7 +6,7 @@
 //! `--allow-inconclusive`).
 //!
 //! One module per command: [`load`], [`admin`] (status, weight, promote,
-//! rollback, abort), [`credential`], [`report`] (merge), [`origin`].
+//! rollback, abort, history, undo), [`credential`], [`report`] (merge), [`origin`].
 
 mod admin;
 mod credential;
@@ -45,6 +45,10 @@ enum Cmd {
     Rollback(admin::ChangeArgs),
     /// Cancel a canary in progress.
     Abort(admin::ChangeArgs),
+    /// The edge's last committed changes: who, when, why, before and after.
+    History(admin::HistoryArgs),
+    /// Restore the state of an earlier epoch (from the history) as a new change.
+    Undo(admin::UndoArgs),
     /// Make a named admin token and its ADMIN_CREDENTIALS entry.
     Credential(credential::CredentialArgs),
     /// Run a test origin that answers with its color.
@@ -83,6 +87,8 @@ fn main() -> ExitCode {
             Cmd::Promote(a) => admin::promote(a).await,
             Cmd::Rollback(a) => admin::rollback(a).await,
             Cmd::Abort(a) => admin::abort(a).await,
+            Cmd::History(h) => admin::history(h).await,
+            Cmd::Undo(u) => admin::undo(u).await,
             Cmd::Credential(a) => credential::run(a),
             Cmd::Origin(a) => origin::run(a).await,
             Cmd::Report(r) => report::run(r),

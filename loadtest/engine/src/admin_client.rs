@@ -6,7 +6,7 @@ use crate::tls::{self, TlsOptions};
 use crate::transport::with_causes;
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
-use greenlight_common::state::Population;
+use greenlight_common::state::{Population, WEIGHT_SCALE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
@@ -267,6 +267,28 @@ impl AdminClient {
         self.call(reqwest::Method::GET, "isolate", None).await
     }
 
+    /// `GET /__greenlight/history`: the last committed changes, newest
+    /// first.
+    pub async fn history(&self) -> Result<greenlight_common::history::HistoryView, AdminError> {
+        self.call(reqwest::Method::GET, "history", None).await
+    }
+
+    /// `POST /__greenlight/undo`: the state of `to_epoch` (from the edge's
+    /// history) as a new change.
+    pub async fn undo(
+        &self,
+        to_epoch: u64,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        let req = ChangeRequest {
+            to_epoch: Some(to_epoch),
+            reason: reason.to_string(),
+            ..ChangeRequest::default()
+        };
+        self.change(AdminRoute::Undo, req, expected_epoch).await
+    }
+
     /// A change; `expected_epoch: None` reads the current epoch first.
     pub async fn change(
         &self,
@@ -274,15 +296,10 @@ impl AdminClient {
         mut req: ChangeRequest,
         expected_epoch: Option<u64>,
     ) -> Result<StateView, AdminError> {
-        let name = match route {
-            AdminRoute::State | AdminRoute::Isolate => {
-                return Err(AdminError::Usage(format!("{route:?} is not a change")))
-            }
-            AdminRoute::Weight => "weight",
-            AdminRoute::Promote => "promote",
-            AdminRoute::Rollback => "rollback",
-            AdminRoute::Abort => "abort",
-        };
+        if route.method() != "POST" {
+            return Err(AdminError::Usage(format!("{route:?} is not a change")));
+        }
+        let name = route.name();
         req.expected_epoch = match expected_epoch {
             Some(e) => e,
             None => self.state().await?.state.epoch,
@@ -411,6 +428,47 @@ fn brief_error(text: &str) -> String {
         }
     }
     text.trim().chars().take(200).collect()
+}
+
+/// The history as a table for terminals, newest first, at most `limit`
+/// changes.
+pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: usize) -> String {
+    let mut out = format!(
+        "{:>6}  {:<20}  {:<10}  {:<24}  {:>8}  {:<6}  reason\n",
+        "epoch", "when (UTC)", "op", "by (credential)", "weight", "active"
+    );
+    for c in view.changes.iter().take(limit) {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.at_ms);
+        let by = if c.credential.is_empty() || c.credential == c.actor {
+            c.actor.clone()
+        } else {
+            format!("{} ({})", c.actor, c.credential)
+        };
+        let weight = format!(
+            "{:.2}%",
+            f64::from(c.after.candidate_weight_bp) / f64::from(WEIGHT_SCALE) * 100.0
+        );
+        out.push_str(&format!(
+            "{:>6}  {:<20}  {:<10}  {:<24}  {:>8}  {:<6}  {}\n",
+            c.epoch,
+            humantime::format_rfc3339_seconds(when),
+            c.op,
+            by,
+            weight,
+            c.after.active,
+            c.reason
+        ));
+        if let Some(evidence) = &c.evidence {
+            out.push_str(&format!("{:>6}  evidence: {evidence}\n", ""));
+        }
+    }
+    let shown = view.changes.len().min(limit);
+    out.push_str(&format!(
+        "{shown} of {} kept (the edge keeps the last {})\n",
+        view.changes.len(),
+        view.limit
+    ));
+    out
 }
 
 /// A few lines describing a state, for terminals.
@@ -631,5 +689,51 @@ mod tests {
         );
         assert!(AdminClient::new("not a url", None).is_err());
         assert!(AdminClient::new("ftp://x", None).is_err());
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+    use greenlight_common::history::History;
+    use greenlight_common::rollout::{ChangeMeta, RolloutOp};
+    use greenlight_common::RolloutState;
+
+    #[test]
+    fn the_history_table_names_who_when_and_what() {
+        let s0 = RolloutState::initial("s");
+        let mut s1 = s0
+            .apply(
+                RolloutOp::SetWeight { weight_bp: 2_500 },
+                0,
+                ChangeMeta {
+                    actor: "release bot".into(),
+                    at_ms: 1_700_000_000_000,
+                    reason: "step 2".into(),
+                },
+            )
+            .unwrap();
+        s1.last_change.credential = "otto".into();
+        let mut h = History::default();
+        h.record(&s0, &s1, Some(serde_json::json!({"verdict": "pass"})));
+        let text = describe_history(&h.view(), 10);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("2023-11-14T22:13:20Z"), "{text}");
+        assert!(lines[1].contains("release bot (otto)"), "{text}");
+        assert!(
+            lines[1].contains("25.00%") && lines[1].contains("step 2"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(r#"evidence: {"verdict":"pass"}"#),
+            "{text}"
+        );
+        assert!(lines[3].contains("init"), "{text}");
+        assert_eq!(lines[4], "2 of 2 kept (the edge keeps the last 100)");
+        let one = describe_history(&h.view(), 1);
+        assert!(
+            one.ends_with("1 of 2 kept (the edge keeps the last 100)\n"),
+            "{one}"
+        );
     }
 }

@@ -600,7 +600,126 @@ async fn admin_credentials_have_their_roles(runtime: Runtime) {
     assert_eq!(rig.origin_hits(), 0, "an admin call reached an origin");
 }
 
+/// The edge keeps its history: every change with its credential and
+/// evidence, across a restart of the edge; undo restores an earlier
+/// state as a new change.
+async fn history_survives_a_restart_and_undo_restores(runtime: Runtime) {
+    use greenlight_common::history::HistoryView;
+    let Rig {
+        blue,
+        green,
+        edge,
+        http,
+    } = Rig::start(runtime).await;
+    let post = |edge: &RunningEdge, route: &str, token: &str, body: serde_json::Value| {
+        http.post(format!("{}/__greenlight/{route}", edge.base_url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let history = |edge: &RunningEdge| {
+        let request = http
+            .get(format!("{}/__greenlight/history", edge.base_url))
+            .bearer_auth(VIEWER_TOKEN)
+            .send();
+        async move {
+            let resp = request.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<HistoryView>().await.unwrap()
+        }
+    };
+    let evidence = serde_json::json!({"verdict": "pass", "p99_ms": 12.5});
+    let resp = post(
+        &edge,
+        "weight",
+        OPERATOR_TOKEN,
+        serde_json::json!({"expected_epoch": 0, "weight_percent": 10, "evidence": evidence}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = post(
+        &edge,
+        "weight",
+        ADMIN_TOKEN,
+        serde_json::json!({"expected_epoch": 1, "weight_percent": 30, "reason": "step"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let before = history(&edge).await;
+    let seen: Vec<(u64, &str)> = before
+        .changes
+        .iter()
+        .map(|c| (c.epoch, c.credential.as_str()))
+        .collect();
+    assert_eq!(seen, [(2, "admin-token"), (1, OPERATOR_NAME), (0, "")]);
+    assert_eq!(before.changes[1].evidence.as_ref(), Some(&evidence));
+    assert_eq!(
+        before.changes[0]
+            .before
+            .as_ref()
+            .map(|b| b.candidate_weight_bp),
+        Some(1_000)
+    );
+
+    let edge = edge.restart().await.unwrap();
+    assert_eq!(history(&edge).await, before, "the history after a restart");
+
+    // A viewer may read it but not undo; an operator undoes to epoch 1.
+    let resp = post(
+        &edge,
+        "undo",
+        VIEWER_TOKEN,
+        serde_json::json!({"expected_epoch": 2, "to_epoch": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 403);
+    // Through the CLI, as an operator would: `greenlight undo`, then
+    // `greenlight history --json -`.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(greenlight_e2e::process::greenlight_bin())
+            .args(args)
+            .args(["--edge", &edge.base_url])
+            .env("GREENLIGHT_ADMIN_TOKEN", OPERATOR_TOKEN)
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "greenlight {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = cli(&["undo", "--to-epoch", "1", "--json", "-"]);
+    let view: StateView = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        (
+            view.state.epoch,
+            view.state.candidate_weight_bp,
+            view.state.last_change.op.as_str()
+        ),
+        (3, 1_000, "undo")
+    );
+    let after = history(&edge).await;
+    let printed: HistoryView = serde_json::from_str(&cli(&["history", "--json", "-"])).unwrap();
+    assert_eq!(printed, after);
+    let table = cli(&["history", "--limit", "2"]);
+    assert!(table.contains("undo to epoch 1"), "{table}");
+    assert_eq!(after.changes[0].epoch, 3);
+    assert_eq!(after.changes[0].credential, OPERATOR_NAME);
+    assert_eq!(
+        after.changes[0].after.stickiness.salt, before.changes[1].after.stickiness.salt,
+        "the same users are in the canary again"
+    );
+    assert_eq!(
+        blue.hits() + green.hits(),
+        0,
+        "an admin call reached an origin"
+    );
+}
+
 greenlight_e2e::for_each_runtime!(
+    history_survives_a_restart_and_undo_restores,
     admin_credentials_have_their_roles,
     auth_failures_never_reach_the_origin,
     every_credential_kind_is_accepted,

@@ -159,10 +159,18 @@ fn a_change_records_the_verified_credential_beside_the_declared_actor() {
         identity: "otto".into(),
     };
     let change = |body: &[u8]| {
-        run_admin(&config(), &call, "POST", body, &loaded, None, NOW_MS)
-            .new_state
-            .unwrap()
-            .last_change
+        run_admin(
+            &config(),
+            &call,
+            "POST",
+            body,
+            &loaded,
+            AdminDocs::default(),
+            NOW_MS,
+        )
+        .new_state
+        .unwrap()
+        .last_change
     };
     let declared = change(br#"{"expected_epoch":0,"weight_bp":100,"actor":"release bot"}"#);
     assert_eq!(
@@ -192,7 +200,7 @@ fn admin_round_trip_through_run_admin() {
         "POST",
         br#"{"expected_epoch":0,"weight_percent":20}"#,
         &loaded,
-        None,
+        AdminDocs::default(),
         NOW_MS,
     );
     let next = o.new_state.unwrap();
@@ -226,7 +234,18 @@ fn state_reports_the_health_of_the_color_under_test() {
     };
     assert!(call.wants_health());
     let view = |doc: Option<&str>| -> crate::admin::StateView {
-        let o = run_admin(&cfg, &call, "GET", b"", &loaded, doc, NOW_MS + 2);
+        let o = run_admin(
+            &cfg,
+            &call,
+            "GET",
+            b"",
+            &loaded,
+            AdminDocs {
+                health: doc,
+                history: None,
+            },
+            NOW_MS + 2,
+        );
         serde_json::from_str(&o.body).unwrap()
     };
     let h = view(Some(&once.to_json())).health.unwrap();

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::edge::kv::{self, AtomicStore, Swap};
+use crate::history::HISTORY_KEY;
 use crate::http::{LAST_GOOD_KEY, STATE_KEY};
 use std::cell::RefCell;
 use std::future::Future;
@@ -113,6 +114,102 @@ fn the_first_change_creates_the_document_and_its_backup() {
     assert_eq!(weight(&store, 0, 30).status, 409, "a stale epoch");
     assert_eq!(weight(&store, 1, 30).status, 200);
     assert_eq!(stored(&store, LAST_GOOD_KEY).epoch, 2);
+}
+
+fn call(store: &Memory, route: AdminRoute, method: &str, body: &str) -> Reply {
+    let call = AdminCall {
+        route,
+        identity: "otto".into(),
+    };
+    run(kv::commit_admin(
+        store,
+        &config(),
+        &call,
+        method,
+        body.as_bytes(),
+        NOW_MS,
+    ))
+}
+
+#[test]
+fn every_change_is_kept_in_the_history_and_undo_restores_one() {
+    use crate::history::HistoryView;
+    let store = Memory::default();
+    assert_eq!(weight(&store, 0, 20).status, 200);
+    let evidence =
+        r#"{"expected_epoch":1,"weight_percent":50,"evidence":{"verdict":"pass","p99_ms":12.5}}"#;
+    assert_eq!(
+        call(&store, AdminRoute::Weight, "POST", evidence).status,
+        200
+    );
+    let view = |store: &Memory| -> HistoryView {
+        let r = call(store, AdminRoute::History, "GET", "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let h = view(&store);
+    let epochs: Vec<u64> = h.changes.iter().map(|c| c.epoch).collect();
+    assert_eq!(epochs, [2, 1, 0], "newest first, from the initial state");
+    assert_eq!(h.changes[0].credential, "otto");
+    assert_eq!(h.changes[1].credential, "admin-token");
+    assert_eq!(
+        h.changes[0].evidence,
+        Some(serde_json::json!({"verdict": "pass", "p99_ms": 12.5}))
+    );
+    assert_eq!(
+        h.changes[0].before.as_ref().map(|b| b.candidate_weight_bp),
+        Some(2_000)
+    );
+    // Undo to epoch 1: its weight again, as change 3.
+    let r = call(
+        &store,
+        AdminRoute::Undo,
+        "POST",
+        r#"{"expected_epoch":2,"to_epoch":1}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = stored(&store, STATE_KEY);
+    assert_eq!(
+        (
+            now.epoch,
+            now.candidate_weight_bp,
+            now.last_change.op.as_str()
+        ),
+        (3, 2_000, "undo")
+    );
+    assert_eq!(now.last_change.reason, "undo to epoch 1");
+    assert_eq!(now.stickiness.salt, stored_at(&store, 1).stickiness.salt);
+    assert_eq!(view(&store).changes[0].epoch, 3);
+    // Not in the history, stale, or not earlier: refused, nothing changed.
+    let refused = [
+        (r#"{"expected_epoch":3,"to_epoch":9}"#, 404),
+        (r#"{"expected_epoch":2,"to_epoch":1}"#, 409),
+        (r#"{"expected_epoch":3,"to_epoch":3}"#, 409),
+        (r#"{"expected_epoch":3}"#, 400),
+        (r#"{"expected_epoch":3,"to_epoch":1,"weight_bp":5}"#, 400),
+    ];
+    for (body, status) in refused {
+        let r = call(&store, AdminRoute::Undo, "POST", body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    assert_eq!(stored(&store, STATE_KEY).epoch, 3);
+}
+
+/// The state the history holds for `epoch`.
+fn stored_at(store: &Memory, epoch: u64) -> RolloutState {
+    let bytes = store.map.borrow().get(HISTORY_KEY).cloned().unwrap();
+    let h = crate::history::History::from_json(std::str::from_utf8(&bytes).ok());
+    h.state_at(epoch).cloned().unwrap()
+}
+
+#[test]
+fn evidence_over_its_limit_is_refused() {
+    let store = Memory::default();
+    let big = "x".repeat(crate::history::MAX_EVIDENCE_BYTES);
+    let body = format!(r#"{{"expected_epoch":0,"weight_percent":5,"evidence":"{big}"}}"#);
+    let r = call(&store, AdminRoute::Weight, "POST", &body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("evidence"), "{}", r.body);
 }
 
 #[test]
