@@ -7,6 +7,7 @@ use crate::backend::{Event, LoadRequest, LoadStatus, ManualOp, Request};
 use crate::metrics::MetricsView;
 use crate::settings::Settings;
 use greenlight_common::admin::StateView;
+use greenlight_common::history::HistoryView;
 use greenlight_common::rollout::Phase;
 use greenlight_engine::admin_client::{AdminError, AdminOptions};
 use greenlight_engine::sampling::PreviewCredential;
@@ -98,6 +99,8 @@ pub struct AppState {
     pub load: LoadStatus,
     pub rollout: Option<RolloutStatus>,
     pub audit: VecDeque<AuditEntry>,
+    /// The edge's own history of committed changes (newest first).
+    pub history: Option<HistoryView>,
     pub confirm: Option<Confirm>,
     /// A manual change is in flight (buttons disabled until it answers).
     pub in_flight: Option<ManualOp>,
@@ -130,6 +133,7 @@ impl AppState {
             load: LoadStatus::default(),
             rollout: None,
             audit: VecDeque::new(),
+            history: None,
             confirm: None,
             in_flight: None,
             weight_input: 5.0,
@@ -394,6 +398,7 @@ impl AppState {
                     self.audit.pop_front();
                 }
             }
+            Event::History(h) => self.history = Some(h),
             Event::Metrics(m) => self.metrics = Some(m),
             Event::Load(l) => {
                 if let Some(m) = &l.message {

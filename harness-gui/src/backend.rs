@@ -4,6 +4,7 @@
 
 use crate::metrics::{self, MetricsView};
 use greenlight_common::admin::StateView;
+use greenlight_common::history::HistoryView;
 use greenlight_common::Color;
 use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions};
 use greenlight_engine::client::{self as engine, Control};
@@ -124,6 +125,9 @@ pub enum Event {
         result: Result<StateView, AdminError>,
     },
     Audit(AuditEntry),
+    /// The edge's history, read again whenever the epoch moves (an edge
+    /// without the route keeps the last one shown).
+    History(HistoryView),
     Metrics(Arc<MetricsView>),
     Load(LoadStatus),
     Rollout(RolloutStatus),
@@ -504,10 +508,13 @@ async fn state_poller(
     refresh: Arc<Notify>,
     every: Duration,
 ) {
+    // The epoch whose history was last read.
+    let mut history_of = None;
     loop {
         let client = lock(&shared).client.clone();
         if let Some(c) = client {
             let r = c.state().await;
+            let epoch = r.as_ref().ok().map(|v| v.state.epoch);
             if let Ok(v) = &r {
                 let mut s = lock(&shared);
                 if s.active != Some(v.state.active) {
@@ -516,6 +523,12 @@ async fn state_poller(
                 }
             }
             sink.send(Event::State(r));
+            if epoch.is_some() && epoch != history_of {
+                if let Ok(h) = c.history().await {
+                    history_of = epoch;
+                    sink.send(Event::History(h));
+                }
+            }
         }
         tokio::select! {
             _ = refresh.notified() => {}

@@ -132,6 +132,10 @@ fn promote_then_rollback_through_the_buttons() {
     );
     assert_eq!(calls[0].body["expected_epoch"], 0);
     assert!(shows(&h, "promote done: epoch 1"));
+    wait_for(&mut h, "the edge's history", Duration::from_secs(5), |h| {
+        shows(h, "tester@dashboard (k:test)")
+    });
+    assert!(shows(&h, "2 changes kept at the edge"));
     assert!(shows(&h, "promote by tester@dashboard") || shows(&h, "promote by k:test"));
     wait_for(
         &mut h,

@@ -13,6 +13,7 @@
 mod audit_log;
 mod charts;
 mod controls;
+mod history;
 mod locations;
 mod policy;
 mod style;
@@ -51,6 +52,8 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
                         ui.separator();
                         locations::ui(ui, l);
                     }
+                    ui.separator();
+                    history::ui(ui, s.history.as_ref());
                     ui.separator();
                     audit_log::ui(ui, s.audit_path.as_deref(), &s.audit);
                 });

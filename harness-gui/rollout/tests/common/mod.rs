@@ -3,7 +3,8 @@
 //! (each color with its own latency).
 #![allow(dead_code)]
 
-use greenlight_common::admin::{handle, AdminOutcome, AdminRoute, Problem};
+use greenlight_common::admin::{handle_in, AdminContext, AdminOutcome, AdminRoute, Problem};
+use greenlight_common::history::History;
 use greenlight_common::http::ADMIN_PREFIX;
 use greenlight_common::rollout::{ChangeMeta, RolloutOp};
 use greenlight_common::RolloutState;
@@ -44,16 +45,20 @@ impl FakeEdge {
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (c2, s2) = (calls.clone(), state.clone());
+        // The edge's history, as the real edges keep it.
+        let history = Arc::new(Mutex::new(History::default()));
         let seq = Arc::new(AtomicU64::new(0));
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (calls, state, seq) = (c2.clone(), s2.clone(), seq.clone());
+                let (calls, state, seq, history) =
+                    (c2.clone(), s2.clone(), seq.clone(), history.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-                        let (calls, state, seq) = (calls.clone(), state.clone(), seq.clone());
+                        let (calls, state, seq, history) =
+                            (calls.clone(), state.clone(), seq.clone(), history.clone());
                         async move {
                             let path = req.uri().path().to_string();
                             let method = req.method().to_string();
@@ -65,7 +70,8 @@ impl FakeEdge {
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let resp = if let Some(rest) = path.strip_prefix(ADMIN_PREFIX) {
                                 let route = AdminRoute::parse(rest).unwrap_or(AdminRoute::State);
-                                if route != AdminRoute::State {
+                                // Reads are not calls the tests count.
+                                if route.method() == "POST" {
                                     calls.lock().unwrap().push(Call {
                                         method: method.clone(),
                                         route: rest.to_string(),
@@ -81,16 +87,19 @@ impl FakeEdge {
                                     ))
                                 } else {
                                     let cur = state.lock().unwrap().clone();
-                                    let o = handle(
+                                    let mut kept = history.lock().unwrap();
+                                    let o = handle_in(
                                         route,
                                         &method,
                                         &body,
                                         "k:test",
-                                        &cur,
-                                        false,
-                                        1_700_000_000_000,
+                                        &AdminContext {
+                                            history: Some(&kept),
+                                            ..AdminContext::of(&cur, false, 1_700_000_000_000)
+                                        },
                                     );
                                     if let Some(n) = &o.new_state {
+                                        kept.record(&cur, n, o.evidence.clone());
                                         *state.lock().unwrap() = n.clone();
                                     }
                                     o
