@@ -158,7 +158,8 @@ fn record_canary(requests: u64, seconds: u64) -> Arc<Recorder> {
     rec
 }
 
-/// The dashboard's state during a canary at 10 %, with a full audit panel.
+/// The dashboard's state during a canary at 10 %, with a full audit panel
+/// and a full edge history.
 fn canary_state(view: Arc<metrics::MetricsView>) -> AppState {
     let mut state = AppState::new(Settings::default(), None, Some("t".into()));
     let mut s = RolloutState::initial("bench");
@@ -173,6 +174,30 @@ fn canary_state(view: Arc<metrics::MetricsView>) -> AppState {
             },
         )
         .unwrap_or(s);
+    // A full edge history: its limit of changes, each with evidence.
+    let mut history = greenlight_common::history::History::default();
+    let mut at = s.clone();
+    for i in 0..greenlight_common::history::HISTORY_LIMIT as u64 {
+        let weight_bp = if at.candidate_weight_bp == 1000 {
+            2000
+        } else {
+            1000
+        };
+        let Ok(next) = at.apply(
+            RolloutOp::SetWeight { weight_bp },
+            at.epoch,
+            ChangeMeta {
+                actor: format!("operator {i}"),
+                at_ms: 1_700_000_000_000 + i * 1000,
+                reason: "step".into(),
+            },
+        ) else {
+            break;
+        };
+        history.record(&at, &next, Some(serde_json::json!({"verdict": "pass"})));
+        at = next;
+    }
+    state.apply(harness_gui::backend::Event::History(history.view()));
     state.apply(harness_gui::backend::Event::State(Ok(StateView::of(
         s, false,
     ))));
