@@ -411,6 +411,14 @@ pub fn handle_in(
         Ok(r) => r,
         Err(p) => return AdminOutcome::problem(p),
     };
+    if req.to_epoch.is_some() {
+        return AdminOutcome::problem(Problem::new(
+            400,
+            "bad-request",
+            "to_epoch belongs to an undo",
+            "send to_epoch with POST /__greenlight/undo",
+        ));
+    }
     let op = match fixed_op {
         Some(op) => op,
         None => match weight_of(&req) {

@@ -21,6 +21,11 @@ pub const HISTORY_KEY: &str = "rollout-history";
 pub const HISTORY_LIMIT: usize = 100;
 /// Largest `evidence` a change may carry, serialised.
 pub const MAX_EVIDENCE_BYTES: usize = 4 * 1024;
+/// Largest stored history, serialised: the oldest entries go first beyond
+/// it, so a history full of evidence stays within every store's value
+/// limit (128 KiB for a key-value-backed Durable Object; Spin's stores
+/// allow more).
+pub const MAX_HISTORY_BYTES: usize = 96 * 1024;
 
 /// The stored history, oldest first; epochs strictly increase.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +89,19 @@ impl History {
         });
         let over = self.entries.len().saturating_sub(HISTORY_LIMIT);
         self.entries.drain(..over);
+        // Each entry's share of the document (its JSON and a comma).
+        let sizes: Vec<usize> = self
+            .entries
+            .iter()
+            .map(|e| serde_json::to_string(e).map_or(0, |t| t.len() + 1))
+            .collect();
+        let mut total: usize = sizes.iter().sum::<usize>() + "{\"entries\":[]}".len();
+        let mut drop = 0;
+        while total > MAX_HISTORY_BYTES && drop + 1 < sizes.len() {
+            total -= sizes[drop];
+            drop += 1;
+        }
+        self.entries.drain(..drop);
     }
 
     fn last_epoch(&self) -> Option<u64> {
@@ -258,6 +276,19 @@ mod tests {
             Some((21, HISTORY_LIMIT as u64 + 20)),
             "the oldest went first"
         );
+    }
+
+    #[test]
+    fn evidence_never_grows_it_past_its_byte_budget() {
+        let s = chain(HISTORY_LIMIT as u64);
+        let big = serde_json::json!({ "notes": "x".repeat(MAX_EVIDENCE_BYTES - 20) });
+        let mut h = History::default();
+        for w in s.windows(2) {
+            h.record(&w[0], &w[1], Some(big.clone()));
+            assert!(h.to_json().len() <= MAX_HISTORY_BYTES);
+        }
+        assert!(h.entries.len() < HISTORY_LIMIT, "{}", h.entries.len());
+        assert_eq!(h.span().map(|(_, last)| last), Some(HISTORY_LIMIT as u64));
     }
 
     #[test]

@@ -360,3 +360,27 @@ fn failed_admin_authentications_are_limited_per_caller() {
     assert_eq!(call("/api/x", "198.51.100.9", "Bearer guess").0, 401);
     assert_eq!(failures.len(), 1);
 }
+
+#[test]
+fn to_epoch_belongs_to_an_undo_only() {
+    let loaded = LoadedState {
+        state: RolloutState::initial("s"),
+        degraded: false,
+    };
+    let call = AdminCall {
+        route: AdminRoute::Weight,
+        identity: "otto".into(),
+    };
+    let body = br#"{"expected_epoch":0,"weight_bp":100,"to_epoch":0}"#;
+    let o = run_admin(
+        &config(),
+        &call,
+        "POST",
+        body,
+        &loaded,
+        AdminDocs::default(),
+        NOW_MS,
+    );
+    assert_eq!((o.status, o.new_state), (400, None), "{}", o.body);
+    assert!(o.body.contains("undo"), "{}", o.body);
+}
