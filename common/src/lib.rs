@@ -6,7 +6,8 @@
 //!
 //! The modules, by what they are about:
 //! - the rollout: [`state`] (the document), [`rollout`] (its state machine),
-//!   [`mod@decide`] (which color a request gets), [`health`], [`color`];
+//!   [`plan`] (a plan of steps the edge carries out), [`mod@decide`] (which
+//!   color a request gets), [`health`], [`color`];
 //! - the edge's request pipeline: [`edge`] (its phases and their order),
 //!   [`failover`], [`model`] (AI model routes), [`origin_headers`];
 //! - security: [`auth`] (API keys, JWT, JWKS), [`jwks`] (the remote key set),
@@ -14,7 +15,8 @@
 //!   [`ratelimit`], [`identity`] (sticky users), [`path`] (one reading of a
 //!   path);
 //! - the admin API: [`admin`], [`admin_credentials`] (who may call it),
-//!   [`history`] (the last committed changes), and [`object`] (the Workers rollout object);
+//!   [`history`] (the last committed changes), and [`object`] (the Workers
+//!   rollout object);
 //! - HTTP and wire formats: [`http`], [`shell`] (the Worker's JS/Rust
 //!   protocol), [`duration`], [`config_error`].
 
@@ -38,6 +40,7 @@ pub mod object;
 pub mod origin_auth;
 pub mod origin_headers;
 pub mod path;
+pub mod plan;
 pub mod ratelimit;
 pub mod rollout;
 pub mod shell;
