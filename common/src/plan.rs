@@ -392,7 +392,8 @@ mod tests {
             s.validate()
         };
         assert_eq!(with(&|_| {}), Ok(()));
-        let cases: [(&dyn Fn(&mut PlanSpec), &str); 6] = [
+        type Edit<'a> = &'a dyn Fn(&mut PlanSpec);
+        let cases: [(Edit, &str); 6] = [
             (&|s| s.steps_bp.clear(), "1 to"),
             (&|s| s.steps_bp = vec![500, 500], "increase"),
             (&|s| s.steps_bp = vec![0, 500], "within"),
