@@ -203,27 +203,7 @@ impl AuditFile {
     }
 }
 
-/// `2025-11-27 08:10:03Z` (UTC) from Unix ms.
-pub fn format_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use greenlight_engine::admin_client::format_utc;
 
 /// `08:10:03` (UTC) from Unix ms, for compact tables.
 pub fn format_time(ms: u64) -> String {
@@ -310,9 +290,9 @@ mod tests {
 
     #[test]
     fn formats_utc() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_utc(1_700_000_000_123), "2023-11-14 22:13:20Z");
-        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(format_time(1_700_000_000_123), "22:13:20");
     }
 }

@@ -430,6 +430,12 @@ fn brief_error(text: &str) -> String {
     text.trim().chars().take(200).collect()
 }
 
+/// `2023-11-14T22:13:20Z` (RFC 3339, UTC, whole seconds) from Unix ms.
+pub fn format_utc(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// The history as a table for terminals, newest first, at most `limit`
 /// changes.
 pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: usize) -> String {
@@ -438,7 +444,6 @@ pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: u
         "epoch", "when (UTC)", "op", "by (credential)", "weight", "active"
     );
     for c in view.changes.iter().take(limit) {
-        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.at_ms);
         let by = if c.credential.is_empty() || c.credential == c.actor {
             c.actor.clone()
         } else {
@@ -451,7 +456,7 @@ pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: u
         out.push_str(&format!(
             "{:>6}  {:<20}  {:<10}  {:<24}  {:>8}  {:<6}  {}\n",
             c.epoch,
-            humantime::format_rfc3339_seconds(when),
+            format_utc(c.at_ms),
             c.op,
             by,
             weight,
