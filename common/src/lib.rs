@@ -7,7 +7,8 @@
 //! The modules, by what they are about:
 //! - the rollout: [`state`] (the document), [`rollout`] (its state machine),
 //!   [`plan`] (a plan of steps the edge carries out), [`mod@decide`] (which
-//!   color a request gets), [`health`], [`color`];
+//!   color a request gets), [`health`], [`telemetry`] (real users' requests
+//!   per color), [`color`];
 //! - the edge's request pipeline: [`edge`] (its phases and their order),
 //!   [`failover`], [`model`] (AI model routes), [`origin_headers`];
 //! - security: [`auth`] (API keys, JWT, JWKS), [`jwks`] (the remote key set),
@@ -45,6 +46,7 @@ pub mod ratelimit;
 pub mod rollout;
 pub mod shell;
 pub mod state;
+pub mod telemetry;
 
 pub use color::Color;
 pub use decide::{decide, RequestFacts, RouteDecision, RouteReason};
