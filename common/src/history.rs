@@ -104,6 +104,19 @@ impl History {
         self.entries.drain(..drop);
     }
 
+    /// The stored `document` with a change from `before` to `after`
+    /// recorded ([`History::record`]), as the document to store.
+    pub fn recorded(
+        document: Option<&str>,
+        before: &RolloutState,
+        after: &RolloutState,
+        evidence: Option<serde_json::Value>,
+    ) -> String {
+        let mut history = History::from_json(document);
+        history.record(before, after, evidence);
+        history.to_json()
+    }
+
     fn last_epoch(&self) -> Option<u64> {
         self.entries.last().map(|e| e.state.epoch)
     }

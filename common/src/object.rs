@@ -134,11 +134,10 @@ impl ObjectAnswer {
         before: &RolloutState,
         history: Option<&str>,
     ) -> ObjectAnswer {
-        let recorded = outcome.new_state.as_ref().map(|next| {
-            let mut h = History::from_json(history);
-            h.record(before, next, outcome.evidence.clone());
-            h.to_json()
-        });
+        let recorded = outcome
+            .new_state
+            .as_ref()
+            .map(|next| History::recorded(history, before, next, outcome.evidence.clone()));
         ObjectAnswer {
             status: outcome.status,
             committed: outcome.new_state.as_ref().map(RolloutState::to_json),

@@ -125,15 +125,9 @@ impl RolloutState {
         }
     }
 
-    /// Undo to an earlier state: `to`'s routing (colors, weight, rollback
-    /// target, stickiness and its salt, so the same users are in the canary
-    /// again, preview rules) as a new change, `undo`, at the next epoch.
-    pub fn restore(
-        &self,
-        to: &RolloutState,
-        expected_epoch: u64,
-        meta: ChangeMeta,
-    ) -> Result<RolloutState, RolloutError> {
+    /// What every change must satisfy before its own rules: the caller
+    /// saw the current epoch, and its texts fit the document.
+    fn check_change(&self, expected_epoch: u64, meta: &ChangeMeta) -> Result<(), RolloutError> {
         if expected_epoch != self.epoch {
             return Err(RolloutError::StaleEpoch {
                 expected: expected_epoch,
@@ -146,6 +140,19 @@ impl RolloutState {
         if meta.reason.len() > MAX_TEXT_LEN {
             return Err(RolloutError::TextTooLong("reason"));
         }
+        Ok(())
+    }
+
+    /// Undo to an earlier state: `to`'s routing (colors, weight, rollback
+    /// target, stickiness and its salt, so the same users are in the canary
+    /// again, preview rules) as a new change, `undo`, at the next epoch.
+    pub fn restore(
+        &self,
+        to: &RolloutState,
+        expected_epoch: u64,
+        meta: ChangeMeta,
+    ) -> Result<RolloutState, RolloutError> {
+        self.check_change(expected_epoch, &meta)?;
         let invalid = |why: String| RolloutError::InvalidTransition {
             op: "undo",
             phase: self.phase(),
@@ -199,18 +206,7 @@ impl RolloutState {
         expected_epoch: u64,
         meta: ChangeMeta,
     ) -> Result<RolloutState, RolloutError> {
-        if expected_epoch != self.epoch {
-            return Err(RolloutError::StaleEpoch {
-                expected: expected_epoch,
-                current: self.epoch,
-            });
-        }
-        if meta.actor.len() > MAX_TEXT_LEN {
-            return Err(RolloutError::TextTooLong("actor"));
-        }
-        if meta.reason.len() > MAX_TEXT_LEN {
-            return Err(RolloutError::TextTooLong("reason"));
-        }
+        self.check_change(expected_epoch, &meta)?;
         let phase = self.phase();
         let invalid = |why: &str| RolloutError::InvalidTransition {
             op: op.name(),

@@ -103,6 +103,18 @@ pub struct ChangeRecord {
     pub reason: String,
 }
 
+impl ChangeRecord {
+    /// Who made the change, for people: the declared actor, with the
+    /// verified credential when that is another name.
+    pub fn by(&self) -> String {
+        if self.credential.is_empty() || self.credential == self.actor {
+            self.actor.clone()
+        } else {
+            format!("{} ({})", self.actor, self.credential)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateError {
     /// Not JSON, wrong types, unknown or missing fields.

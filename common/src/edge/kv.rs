@@ -176,19 +176,9 @@ pub async fn commit_admin<S: AtomicStore>(
 /// cannot leave the older backup last. Best effort: the change itself is
 /// stored; a store failure here leaves the previous backup.
 fn write_backup<S: AtomicStore>(store: &S, json: &str, epoch: u64) {
-    for _ in 0..ADMIN_ATTEMPTS {
-        let Ok((cas, current)) = store.watch(LAST_GOOD_KEY) else {
-            return;
-        };
-        let held = current.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-        if !replaces_backup(held, epoch) {
-            return;
-        }
-        match store.swap(cas, json.as_bytes()) {
-            Ok(Swap::Lost) => continue,
-            Ok(Swap::Done) | Err(_) => return,
-        }
-    }
+    rewrite(store, LAST_GOOD_KEY, |held| {
+        replaces_backup(held, epoch).then(|| json.to_string())
+    });
 }
 
 /// Records a committed change in the history document, with a
@@ -202,14 +192,24 @@ fn record_history<S: AtomicStore>(
     after: &RolloutState,
     evidence: Option<serde_json::Value>,
 ) {
+    rewrite(store, HISTORY_KEY, |held| {
+        Some(History::recorded(held, before, after, evidence.clone()))
+    });
+}
+
+/// Replaces the document under `key` with what `next` makes of the one
+/// held (`None`: leave it), by compare-and-swap, read again when another
+/// writer got in between. Best effort: gives up on a store failure.
+fn rewrite<S: AtomicStore>(store: &S, key: &str, next: impl Fn(Option<&str>) -> Option<String>) {
     for _ in 0..ADMIN_ATTEMPTS {
-        let Ok((cas, current)) = store.watch(HISTORY_KEY) else {
+        let Ok((cas, current)) = store.watch(key) else {
             return;
         };
-        let text = current.as_deref().and_then(|d| std::str::from_utf8(d).ok());
-        let mut history = History::from_json(text);
-        history.record(before, after, evidence.clone());
-        match store.swap(cas, history.to_json().as_bytes()) {
+        let held = current.as_deref().and_then(|d| std::str::from_utf8(d).ok());
+        let Some(value) = next(held) else {
+            return;
+        };
+        match store.swap(cas, value.as_bytes()) {
             Ok(Swap::Lost) => continue,
             Ok(Swap::Done) | Err(_) => return,
         }

@@ -3,7 +3,6 @@
 
 use egui::{RichText, Ui};
 use greenlight_common::history::HistoryView;
-use greenlight_common::state::WEIGHT_SCALE;
 use rollout::audit::format_time;
 
 /// Newest first: epoch, time, op, weight after, who (declared actor and
@@ -35,17 +34,15 @@ pub(super) fn ui(ui: &mut Ui, history: Option<&HistoryView>) {
                         ui.label(RichText::new(c.epoch.to_string()).small());
                         ui.label(RichText::new(format_time(c.at_ms)).monospace().small());
                         ui.label(RichText::new(&c.op).small());
-                        let weight = f64::from(c.after.candidate_weight_bp)
-                            / f64::from(WEIGHT_SCALE)
-                            * 100.0;
                         ui.label(
-                            RichText::new(format!("{} · {weight:.2}%", c.after.active)).small(),
+                            RichText::new(format!(
+                                "{} · {:.2}%",
+                                c.after.active,
+                                c.after.candidate_percent()
+                            ))
+                            .small(),
                         );
-                        let by = if c.credential.is_empty() || c.credential == c.actor {
-                            c.actor.clone()
-                        } else {
-                            format!("{} ({})", c.actor, c.credential)
-                        };
+                        let by = c.after.last_change.by();
                         let mut hover = c.reason.clone();
                         if let Some(e) = &c.evidence {
                             hover.push_str(&format!("\nevidence: {e}"));

@@ -6,7 +6,7 @@ use crate::tls::{self, TlsOptions};
 use crate::transport::with_causes;
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
-use greenlight_common::state::{Population, WEIGHT_SCALE};
+use greenlight_common::state::Population;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
@@ -444,21 +444,13 @@ pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: u
         "epoch", "when (UTC)", "op", "by (credential)", "weight", "active"
     );
     for c in view.changes.iter().take(limit) {
-        let by = if c.credential.is_empty() || c.credential == c.actor {
-            c.actor.clone()
-        } else {
-            format!("{} ({})", c.actor, c.credential)
-        };
-        let weight = format!(
-            "{:.2}%",
-            f64::from(c.after.candidate_weight_bp) / f64::from(WEIGHT_SCALE) * 100.0
-        );
+        let weight = format!("{:.2}%", c.after.candidate_percent());
         out.push_str(&format!(
             "{:>6}  {:<20}  {:<10}  {:<24}  {:>8}  {:<6}  {}\n",
             c.epoch,
             format_utc(c.at_ms),
             c.op,
-            by,
+            c.after.last_change.by(),
             weight,
             c.after.active,
             c.reason
