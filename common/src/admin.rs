@@ -4,7 +4,8 @@
 
 use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
 use crate::history::{History, MAX_EVIDENCE_BYTES};
-use crate::rollout::{AllowedOps, ChangeMeta, Phase, RolloutError, RolloutOp};
+use crate::plan::PlanSpec;
+use crate::rollout::{AllowedOps, ChangeMeta, Phase, PlanControl, RolloutError, RolloutOp};
 use crate::state::{Population, RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ pub struct ChangeRequest {
     /// with it; at most [`MAX_EVIDENCE_BYTES`] serialised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<serde_json::Value>,
+    /// For `plan/start`: the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSpec>,
 }
 
 /// RFC 9457 problem details, used for every admin error.
@@ -114,10 +118,16 @@ pub enum AdminRoute {
     History,
     /// `POST undo`: an earlier state from the history, as a new change.
     Undo,
+    /// `POST plan/start`: a rollout plan the edge carries out ([`crate::plan`]).
+    PlanStart,
+    /// `POST plan/pause`, `plan/resume`, `plan/abort`: the plan in progress.
+    PlanPause,
+    PlanResume,
+    PlanAbort,
 }
 
 impl AdminRoute {
-    pub const ALL: [AdminRoute; 8] = [
+    pub const ALL: [AdminRoute; 12] = [
         AdminRoute::State,
         AdminRoute::Weight,
         AdminRoute::Promote,
@@ -126,6 +136,10 @@ impl AdminRoute {
         AdminRoute::Isolate,
         AdminRoute::History,
         AdminRoute::Undo,
+        AdminRoute::PlanStart,
+        AdminRoute::PlanPause,
+        AdminRoute::PlanResume,
+        AdminRoute::PlanAbort,
     ];
 
     /// The route for a path under the admin prefix (`rest` excludes it).
@@ -145,6 +159,10 @@ impl AdminRoute {
             AdminRoute::Isolate => "isolate",
             AdminRoute::History => "history",
             AdminRoute::Undo => "undo",
+            AdminRoute::PlanStart => "plan/start",
+            AdminRoute::PlanPause => "plan/pause",
+            AdminRoute::PlanResume => "plan/resume",
+            AdminRoute::PlanAbort => "plan/abort",
         }
     }
 
@@ -402,6 +420,16 @@ pub fn handle_in(
             return AdminOutcome::json(serde_json::to_string(&view).unwrap_or_default());
         }
         AdminRoute::Undo => return undo(body, identity, current, history, now_ms),
+        AdminRoute::PlanStart => return plan_call(None, body, identity, current, now_ms),
+        AdminRoute::PlanPause => {
+            return plan_call(Some(PlanControl::Pause), body, identity, current, now_ms)
+        }
+        AdminRoute::PlanResume => {
+            return plan_call(Some(PlanControl::Resume), body, identity, current, now_ms)
+        }
+        AdminRoute::PlanAbort => {
+            return plan_call(Some(PlanControl::Abort), body, identity, current, now_ms)
+        }
         AdminRoute::Weight => None,
         AdminRoute::Promote => Some(RolloutOp::Promote),
         AdminRoute::Rollback => Some(RolloutOp::Rollback),
@@ -418,6 +446,9 @@ pub fn handle_in(
             "to_epoch belongs to an undo",
             "send to_epoch with POST /__greenlight/undo",
         ));
+    }
+    if req.plan.is_some() {
+        return AdminOutcome::problem(plan_elsewhere());
     }
     let op = match fixed_op {
         Some(op) => op,
@@ -533,6 +564,64 @@ fn undo(
     )
 }
 
+fn plan_elsewhere() -> Problem {
+    Problem::new(
+        400,
+        "bad-request",
+        "plan belongs to a plan start",
+        "send plan with POST /__greenlight/plan/start",
+    )
+}
+
+/// `POST plan/start` (`control` `None`) and the plan's pause, resume and
+/// abort.
+fn plan_call(
+    control: Option<PlanControl>,
+    body: &[u8],
+    identity: &str,
+    current: &RolloutState,
+    now_ms: u64,
+) -> AdminOutcome {
+    let req = match parse_change(body) {
+        Ok(r) => r,
+        Err(p) => return AdminOutcome::problem(p),
+    };
+    let bad = |detail: &str| {
+        AdminOutcome::problem(Problem::new(
+            400,
+            "bad-request",
+            "invalid plan call",
+            detail.to_string(),
+        ))
+    };
+    if req.weight_bp.is_some()
+        || req.weight_percent.is_some()
+        || req.population.is_some()
+        || req.to_epoch.is_some()
+    {
+        return bad("a plan call takes expected_epoch, reason, actor, evidence and (to start) plan");
+    }
+    let meta = ChangeMeta {
+        actor: req.actor.clone().unwrap_or_else(|| identity.to_string()),
+        at_ms: now_ms,
+        reason: req.reason.clone(),
+    };
+    let applied = match (control, req.plan) {
+        (None, Some(spec)) if spec.lease_ms.is_some() => {
+            return bad("lease_ms: this edge judges a plan by origin health and dwell; it holds no leases yet")
+        }
+        (None, Some(spec)) => current.start_plan(spec, req.expected_epoch, meta),
+        (None, None) => {
+            return bad(
+                "send plan: {\"steps_bp\": [...], \"dwell_ms\": ..., \"on_failure\": \"rollback\"|\"hold\"}",
+            )
+        }
+        (Some(control), None) => current.control_plan(control, req.expected_epoch, meta),
+        (Some(_), Some(_)) => return AdminOutcome::problem(plan_elsewhere()),
+    };
+    committed(applied, identity, req.evidence)
+}
+
 fn parse_change(body: &[u8]) -> Result<ChangeRequest, Problem> {
     if body.len() > MAX_ADMIN_BODY {
         return Err(Problem::new(
@@ -610,6 +699,9 @@ fn problem_of(e: &RolloutError) -> Problem {
         }
         RolloutError::TextTooLong(_) => {
             Problem::new(400, "bad-request", "malformed admin request", e.to_string())
+        }
+        RolloutError::InvalidPlan(_) => {
+            Problem::new(400, "bad-plan", "invalid plan", e.to_string())
         }
     }
 }

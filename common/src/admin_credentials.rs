@@ -61,7 +61,11 @@ impl AdminRoute {
             | AdminRoute::Promote
             | AdminRoute::Rollback
             | AdminRoute::Abort
-            | AdminRoute::Undo => AdminRole::Operator,
+            | AdminRoute::Undo
+            | AdminRoute::PlanStart
+            | AdminRoute::PlanPause
+            | AdminRoute::PlanResume
+            | AdminRoute::PlanAbort => AdminRole::Operator,
         }
     }
 }

@@ -64,7 +64,7 @@ impl HealthRecord {
         }
     }
 
-    fn get(&self, color: Color) -> &ColorFailures {
+    pub fn get(&self, color: Color) -> &ColorFailures {
         match color {
             Color::Blue => &self.blue,
             Color::Green => &self.green,

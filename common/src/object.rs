@@ -264,6 +264,44 @@ pub fn change(
     ObjectAnswer::of(&outcome, &loaded.state, docs.history)
 }
 
+/// The plan's change due at `now_ms` against the object's document and
+/// health record ([`edge::plan_step`]), as an answer to commit like an
+/// admin change's (status 200, its history entry recorded); `None` when
+/// nothing is due. The object runs it from its alarm and after merging a
+/// health report, with no await between reading its document and
+/// replacing it, so a plan's change is made once.
+pub fn plan_tick(
+    cfg: &EdgeConfig,
+    document: &str,
+    health: Option<&str>,
+    history: Option<&str>,
+    now_ms: u64,
+) -> Option<ObjectAnswer> {
+    let before = RolloutState::from_json(document).ok()?;
+    let next = edge::plan_step(cfg, &before, health, now_ms)?;
+    let outcome = AdminOutcome {
+        status: 200,
+        content_type: "application/json",
+        body: String::new(),
+        new_state: Some(next),
+        evidence: None,
+    };
+    Some(ObjectAnswer::of(&outcome, &before, history))
+}
+
+/// When the object's alarm next rings: the earlier of a pending
+/// key-value publish's retry and the plan's next deadline (one alarm per
+/// object serves both). `None`: no alarm is needed.
+pub fn next_alarm(document: &str, publish_retry_at: Option<u64>) -> Option<u64> {
+    let deadline = RolloutState::from_json(document)
+        .ok()
+        .and_then(|state| edge::next_plan_deadline(&state));
+    match (deadline, publish_retry_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Merges an edge instance's health report into the object's record and
 /// counts the write; `None` when the report is unreadable. The record
 /// follows the epoch of the object's document (`current_epoch`), also when

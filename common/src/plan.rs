@@ -95,6 +95,18 @@ pub enum PlanStatus {
 }
 
 impl PlanStatus {
+    /// Its name, as in the JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlanStatus::Running => "running",
+            PlanStatus::Paused => "paused",
+            PlanStatus::Held { .. } => "held",
+            PlanStatus::Promoted => "promoted",
+            PlanStatus::RolledBack { .. } => "rolled_back",
+            PlanStatus::Aborted => "aborted",
+        }
+    }
+
     /// Whether the plan has ended (nothing will move it again).
     pub fn ended(&self) -> bool {
         matches!(
@@ -154,6 +166,19 @@ impl PlanRun {
             step: 0,
             step_since_ms: now_ms,
             status: PlanStatus::Running,
+        }
+    }
+
+    /// The plan after an operator's change took over from it: one in
+    /// progress is aborted, an ended one stays as it ended.
+    pub fn taken_over(&self) -> PlanRun {
+        PlanRun {
+            status: if self.status.ended() {
+                self.status.clone()
+            } else {
+                PlanStatus::Aborted
+            },
+            ..self.clone()
         }
     }
 

@@ -3,6 +3,7 @@
 //! an error saying exactly why the change was refused.
 
 use crate::color::Color;
+use crate::plan::{self, Gates, PlanRun, PlanSpec, PlanStatus};
 use crate::state::{ChangeRecord, Population, RolloutState, MAX_TEXT_LEN, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -79,6 +80,8 @@ pub enum RolloutError {
     },
     WeightOutOfRange(u32),
     TextTooLong(&'static str),
+    /// A plan an operator sent that cannot run; says what to fix.
+    InvalidPlan(String),
 }
 
 impl fmt::Display for RolloutError {
@@ -97,6 +100,7 @@ impl fmt::Display for RolloutError {
             RolloutError::TextTooLong(field) => {
                 write!(f, "{field} is longer than {MAX_TEXT_LEN} bytes")
             }
+            RolloutError::InvalidPlan(why) => write!(f, "invalid plan: {why}"),
         }
     }
 }
@@ -127,7 +131,7 @@ impl RolloutState {
 
     /// What every change must satisfy before its own rules: the caller
     /// saw the current epoch, and its texts fit the document.
-    fn check_change(&self, expected_epoch: u64, meta: &ChangeMeta) -> Result<(), RolloutError> {
+    pub(crate) fn check_change(&self, expected_epoch: u64, meta: &ChangeMeta) -> Result<(), RolloutError> {
         if expected_epoch != self.epoch {
             return Err(RolloutError::StaleEpoch {
                 expected: expected_epoch,
@@ -178,6 +182,9 @@ impl RolloutState {
                 at_ms: meta.at_ms,
                 reason: meta.reason,
             },
+            // An undo restores routing, never an old plan: one in
+            // progress ends here, as any operator's change ends it.
+            plan: self.plan.as_ref().map(PlanRun::taken_over),
             ..to.clone()
         };
         let routing_of = |s: &RolloutState| {
@@ -278,6 +285,9 @@ impl RolloutState {
                 next.candidate_weight_bp = 0;
             }
         }
+        // An operator's change takes over from a plan in progress; the
+        // plan's own steps set the plan again after this.
+        next.plan = self.plan.as_ref().map(PlanRun::taken_over);
         next.epoch = next_epoch;
         next.last_change = ChangeRecord {
             op: op.name().to_string(),
@@ -288,6 +298,196 @@ impl RolloutState {
         };
         Ok(next)
     }
+}
+
+/// What an operator does to a plan in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanControl {
+    /// Stop the clock: no step is judged until resumed.
+    Pause,
+    /// Go on after a pause or a hold; the step in force dwells again.
+    Resume,
+    /// End the plan; a canary goes back to 0 %.
+    Abort,
+}
+
+impl PlanControl {
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanControl::Pause => "plan_pause",
+            PlanControl::Resume => "plan_resume",
+            PlanControl::Abort => "plan_abort",
+        }
+    }
+}
+
+/// Who makes a plan's own changes, in their change records.
+pub const PLAN_ACTOR: &str = "greenlight-plan";
+
+impl RolloutState {
+    /// Whether a plan is under way (running, paused or held).
+    pub fn plan_in_progress(&self) -> Option<&PlanRun> {
+        self.plan.as_ref().filter(|p| !p.status.ended())
+    }
+
+    /// The next epoch's document with the same routing: a change that
+    /// only concerns the plan.
+    fn bump(&self, op: &str, meta: ChangeMeta) -> Result<RolloutState, RolloutError> {
+        let Some(epoch) = self.epoch.checked_add(1) else {
+            return Err(RolloutError::InvalidTransition {
+                op: "plan",
+                phase: self.phase(),
+                why: "the epoch is at its maximum; write a state document with a lower epoch"
+                    .into(),
+            });
+        };
+        Ok(RolloutState {
+            epoch,
+            last_change: ChangeRecord {
+                op: op.to_string(),
+                actor: meta.actor,
+                credential: String::new(),
+                at_ms: meta.at_ms,
+                reason: meta.reason,
+            },
+            ..self.clone()
+        })
+    }
+
+    /// Starts `spec` at its first step, as one change: the candidate's
+    /// weight becomes the first step's. Refused while another plan is in
+    /// progress.
+    pub fn start_plan(
+        &self,
+        spec: PlanSpec,
+        expected_epoch: u64,
+        meta: ChangeMeta,
+    ) -> Result<RolloutState, RolloutError> {
+        self.check_change(expected_epoch, &meta)?;
+        spec.validate().map_err(RolloutError::InvalidPlan)?;
+        if let Some(run) = self.plan_in_progress() {
+            return Err(RolloutError::InvalidTransition {
+                op: "plan_start",
+                phase: self.phase(),
+                why: format!(
+                    "a plan is {} at step {} of {}; abort it first",
+                    run.status.name(),
+                    run.step + 1,
+                    run.spec.steps_bp.len()
+                ),
+            });
+        }
+        let now_ms = meta.at_ms;
+        let first = spec.steps_bp[0];
+        let mut next = if first == self.candidate_weight_bp {
+            self.bump("plan_start", meta)?
+        } else {
+            self.apply(RolloutOp::SetWeight { weight_bp: first }, expected_epoch, meta)?
+        };
+        next.last_change.op = "plan_start".into();
+        next.plan = Some(PlanRun::start(spec, now_ms));
+        Ok(next)
+    }
+
+    /// Pauses, resumes or aborts the plan in progress, as one change.
+    pub fn control_plan(
+        &self,
+        control: PlanControl,
+        expected_epoch: u64,
+        meta: ChangeMeta,
+    ) -> Result<RolloutState, RolloutError> {
+        self.check_change(expected_epoch, &meta)?;
+        let invalid = |why: String| RolloutError::InvalidTransition {
+            op: control.name(),
+            phase: self.phase(),
+            why,
+        };
+        let Some(run) = self.plan_in_progress() else {
+            return Err(invalid(match &self.plan {
+                Some(ended) => format!("the plan has ended ({})", ended.status.name()),
+                None => "no plan was started".into(),
+            }));
+        };
+        let now_ms = meta.at_ms;
+        let status = match (control, &run.status) {
+            (PlanControl::Pause, PlanStatus::Running) => PlanStatus::Paused,
+            (PlanControl::Resume, PlanStatus::Paused | PlanStatus::Held { .. }) => {
+                PlanStatus::Running
+            }
+            (PlanControl::Abort, _) => PlanStatus::Aborted,
+            (_, status) => return Err(invalid(format!("the plan is {}", status.name()))),
+        };
+        let mut next = if control == PlanControl::Abort && self.phase() == Phase::Canary {
+            self.apply(RolloutOp::Abort, expected_epoch, meta)?
+        } else {
+            self.bump(control.name(), meta)?
+        };
+        next.last_change.op = control.name().into();
+        next.plan = Some(PlanRun {
+            status,
+            // A resumed step dwells in full again: what it showed before
+            // the pause or hold is not evidence for now.
+            step_since_ms: if control == PlanControl::Resume {
+                now_ms
+            } else {
+                run.step_since_ms
+            },
+            ..run.clone()
+        });
+        Ok(next)
+    }
+
+    /// The plan's own next change at `now_ms`, from what the gates show:
+    /// a step, the promote, a rollback or a hold ([`plan::tick`]). `None`
+    /// when nothing is due. A change the rollout refuses holds the plan
+    /// with the reason.
+    pub fn advance_plan(&self, gates: &Gates, now_ms: u64) -> Option<RolloutState> {
+        let run = self.plan.as_ref()?;
+        let tick = plan::tick(run, gates, now_ms)?;
+        let meta = ChangeMeta {
+            actor: PLAN_ACTOR.into(),
+            at_ms: now_ms,
+            reason: fit(&tick.why),
+        };
+        let (applied, op) = match tick.op {
+            Some(op) => (
+                self.apply(op, self.epoch, meta.clone()),
+                format!("plan_{}", op.name()),
+            ),
+            None => (self.bump("plan_hold", meta.clone()), "plan_hold".into()),
+        };
+        let (mut next, run) = match applied {
+            Ok(next) => (next, tick.run),
+            Err(e) => {
+                let reason = format!("the plan's change was refused: {e}");
+                let held = PlanRun {
+                    status: PlanStatus::Held {
+                        reason: reason.clone(),
+                    },
+                    ..run.clone()
+                };
+                let meta = ChangeMeta {
+                    reason: fit(&reason),
+                    ..meta
+                };
+                (self.bump("plan_hold", meta).ok()?, held)
+            }
+        };
+        if next.last_change.op != "plan_hold" {
+            next.last_change.op = op;
+        }
+        next.plan = Some(run);
+        Some(next)
+    }
+}
+
+/// `text` cut to fit a change record's field, at a character boundary.
+fn fit(text: &str) -> String {
+    let mut end = text.len().min(MAX_TEXT_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The salt of the canary that starts at `epoch`: derived from the previous

@@ -2,6 +2,7 @@
 //! cache miss and what the admin API writes.
 
 use crate::color::Color;
+use crate::plan::PlanRun;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -31,6 +32,11 @@ pub struct RolloutState {
     pub stickiness: Stickiness,
     pub preview: PreviewRules,
     pub last_change: ChangeRecord,
+    /// The rollout plan the edge carries out ([`crate::plan`]), kept in
+    /// the document so each of its steps is a change like any other: one
+    /// winner per epoch, in the history. Absent until a plan is started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanRun>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +209,7 @@ impl RolloutState {
                 at_ms: 0,
                 reason: "initial state".to_string(),
             },
+            plan: None,
         }
     }
 
@@ -270,6 +277,18 @@ impl RolloutState {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return invalid(format!("preview.cookie {c:?} is not a valid cookie name"));
+            }
+        }
+        if let Some(plan) = &self.plan {
+            if let Err(e) = plan.spec.validate() {
+                return invalid(format!("plan: {e}"));
+            }
+            if plan.step >= plan.spec.steps_bp.len() {
+                return invalid(format!(
+                    "plan.step {} is past its {} steps",
+                    plan.step,
+                    plan.spec.steps_bp.len()
+                ));
             }
         }
         let lc = &self.last_change;

@@ -436,6 +436,7 @@ export class RolloutObject {
     this.published = 0; // the version KV holds
     this.lastPublish = -1; // when KV was last written (ms; -1: never)
     this.publishing = false;
+    this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
     ctx.blockConcurrencyWhile(async () => {
       const [stored, health, published, history] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
@@ -463,7 +464,10 @@ export class RolloutObject {
       this.history = history;
       // Storage holds a document KV may not have yet (the object stopped
       // before publishing it): the alarm set with that change publishes it.
-      if (stored !== undefined && published === false) this.version = 1;
+      if (stored !== undefined && published === false) {
+        this.version = 1;
+        this.retryAt = Date.now();
+      }
     });
   }
 
@@ -482,38 +486,16 @@ export class RolloutObject {
         this.history,
         Date.now(),
       );
-      // <status>\n<committed>\n<history>\n<body> (object::ObjectAnswer).
-      const first = answer.indexOf("\n");
-      const second = answer.indexOf("\n", first + 1);
-      const third = answer.indexOf("\n", second + 1);
-      const status = Number(answer.slice(0, first));
-      const committed = answer.slice(first + 1, second);
-      const history = answer.slice(second + 1, third);
-      if (committed !== "") {
-        this.doc = committed;
-        this.degraded = false;
-        this.version += 1;
-        this.history = history;
-        // Not awaited: the output gate holds every answer until this write
-        // is durable, and a failed write resets the object (its memory
-        // with it), so no one is told about a change that was not stored.
-        // The state and its history entry are one transactional write.
-        this.ctx.storage.put({
-          [STORAGE_STATE]: committed,
-          [STORAGE_HISTORY]: history,
-          [STORAGE_PUBLISHED]: false,
-        });
-        // The backstop if this object stops before KV holds the change.
-        this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
-        this.publish();
-      }
-      return new Response(answer.slice(third + 1), { status });
+      const { status, body: reply } = this.commit(answer);
+      return new Response(reply, { status });
     }
     if (path === "/health") {
       const merged = wasm.objectHealth(this.health, await request.text(), this.doc);
       if (merged !== undefined) {
         this.health = merged;
         this.ctx.storage.put(STORAGE_HEALTH, merged);
+        // A running plan fails at once on an unhealthy candidate.
+        this.planTick();
       }
       return new Response(null, { status: 204 });
     }
@@ -521,6 +503,54 @@ export class RolloutObject {
       return new Response(this.doc, { headers: { "x-greenlight-degraded": this.degraded ? "1" : "0" } });
     }
     return new Response("not found", { status: 404 });
+  }
+
+  // Takes an answer of the core (<status>\n<committed>\n<history>\n<body>,
+  // object::ObjectAnswer) and, when it committed a change, stores and
+  // publishes it. Synchronous up to the storage write, so nothing runs
+  // between the core reading this.doc and its replacement.
+  commit(answer) {
+    const first = answer.indexOf("\n");
+    const second = answer.indexOf("\n", first + 1);
+    const third = answer.indexOf("\n", second + 1);
+    const status = Number(answer.slice(0, first));
+    const committed = answer.slice(first + 1, second);
+    const history = answer.slice(second + 1, third);
+    if (committed !== "") {
+      this.doc = committed;
+      this.degraded = false;
+      this.version += 1;
+      this.history = history;
+      // Not awaited: the output gate holds every answer until this write
+      // is durable, and a failed write resets the object (its memory
+      // with it), so no one is told about a change that was not stored.
+      // The state and its history entry are one transactional write.
+      this.ctx.storage.put({
+        [STORAGE_STATE]: committed,
+        [STORAGE_HISTORY]: history,
+        [STORAGE_PUBLISHED]: false,
+      });
+      // The backstop if this object stops before KV holds the change.
+      this.retryAt = Date.now() + PUBLISH_RETRY_MS;
+      this.schedule();
+      this.publish();
+    }
+    return { status, body: answer.slice(third + 1) };
+  }
+
+  // The plan's change, if one is due now (object::plan_tick).
+  planTick() {
+    const answer = wasm.objectPlanTick(this.env, this.doc, this.health, this.history, Date.now());
+    if (answer !== undefined) this.commit(answer);
+  }
+
+  // One alarm serves a pending publish's retry and the plan's next
+  // deadline: set it to the earlier of the two, or clear it.
+  schedule() {
+    const pending = this.published < this.version ? this.retryAt : -1;
+    const at = wasm.objectNextAlarm(this.doc, pending);
+    if (at >= 0) this.ctx.storage.setAlarm(at);
+    else this.ctx.storage.deleteAlarm();
   }
 
   // Writes the newest document to KV until KV holds it; one loop at a time.
@@ -546,10 +576,12 @@ export class RolloutObject {
           this.published = version;
           if (version === this.version) {
             await this.ctx.storage.put(STORAGE_PUBLISHED, true);
+            this.schedule();
           }
         } catch (e) {
           // KV refused (rate limit, outage): the alarm tries again.
-          await this.ctx.storage.setAlarm(Date.now() + PUBLISH_RETRY_MS);
+          this.retryAt = Date.now() + PUBLISH_RETRY_MS;
+          this.schedule();
           break;
         }
       }
@@ -560,5 +592,7 @@ export class RolloutObject {
 
   async alarm() {
     if (this.published < this.version) await this.publish();
+    this.planTick();
+    this.schedule();
   }
 }

@@ -170,6 +170,61 @@ pub async fn commit_admin<S: AtomicStore>(
     Reply::store_unavailable("the state kept changing during this call; retry")
 }
 
+/// The request path's plan check (Spin has no alarms): when the state an
+/// instance routes by shows a plan past its deadline, the plan's change
+/// ([`advance_plan`]); `None` otherwise, at the cost of no store read.
+pub fn plan_check<S: AtomicStore>(
+    store: Option<&S>,
+    cfg: &EdgeConfig,
+    routing: &RolloutState,
+    now_ms: u64,
+) -> Option<RolloutState> {
+    if !super::plan_due(routing, now_ms) {
+        return None;
+    }
+    advance_plan(store?, cfg, now_ms)
+}
+
+/// Commits the plan's change if one is due ([`super::plan_step`]), with a
+/// compare-and-swap like an admin change, so of several instances that
+/// find the same deadline passed exactly one makes the change; the others
+/// read it and find nothing due. The committed state, or `None` (nothing
+/// due, another instance won, or the store failed: the next request tries
+/// again).
+pub fn advance_plan<S: AtomicStore>(
+    store: &S,
+    cfg: &EdgeConfig,
+    now_ms: u64,
+) -> Option<RolloutState> {
+    for _ in 0..ADMIN_ATTEMPTS {
+        let (cas, current) = store.watch(STATE_KEY).ok()?;
+        let text = current.as_deref().and_then(|d| std::str::from_utf8(d).ok())?;
+        let state = RolloutState::from_json(text).ok()?;
+        if !super::plan_running(&state) {
+            return None;
+        }
+        let health = store
+            .get(HEALTH_KEY)
+            .ok()
+            .flatten()
+            .and_then(|d| String::from_utf8(d).ok());
+        let next = super::plan_step(cfg, &state, health.as_deref(), now_ms)?;
+        if !honours_compare_and_swap(store).ok()? {
+            return None;
+        }
+        let json = next.to_json();
+        match store.swap(cas, json.as_bytes()).ok()? {
+            Swap::Done => {
+                write_backup(store, &json, next.epoch);
+                record_history(store, &state, &next, None);
+                return Some(next);
+            }
+            Swap::Lost => continue,
+        }
+    }
+    None
+}
+
 /// Writes `json`, committed at `epoch`, as the backup copy unless the
 /// backup already holds that epoch or a later one ([`replaces_backup`]),
 /// with a compare-and-swap so two instances that committed back to back
@@ -332,7 +387,15 @@ pub fn count_failure_in<S: AtomicStore>(
         outcome,
         now_ms,
     );
-    let _ = store.set(HEALTH_KEY, record.to_json().as_bytes());
+    if store.set(HEALTH_KEY, record.to_json().as_bytes()).is_err() {
+        return;
+    }
+    // A running plan fails at once on an unhealthy candidate, not at its
+    // next deadline: the failure that crosses the threshold judges it.
+    let color = record.get(fwd.decision.color);
+    if color.in_window >= cfg.health.threshold {
+        advance_plan(store, cfg, now_ms);
+    }
 }
 
 /// The pipeline's tables kept in the store, shared by every instance

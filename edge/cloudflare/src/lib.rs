@@ -520,6 +520,37 @@ pub fn object_change(
     object::change(&cfg, call, body, &loaded, docs, now_ms as u64).encode()
 }
 
+/// The plan's change due now inside the object (`object::plan_tick`), as
+/// `object::ObjectAnswer::encode`; `None` when nothing is due (or the
+/// configuration is invalid: the plan then waits, as every request fails).
+#[wasm_bindgen(js_name = objectPlanTick)]
+pub fn object_plan_tick(
+    env: Env,
+    document: &str,
+    health: Option<String>,
+    history: Option<String>,
+    now_ms: f64,
+) -> Option<String> {
+    let cfg = config(&env).ok()?;
+    object::plan_tick(
+        &cfg,
+        document,
+        health.as_deref(),
+        history.as_deref(),
+        now_ms as u64,
+    )
+    .map(|answer| answer.encode())
+}
+
+/// When the object's alarm next rings (ms), or -1 for none: the plan's
+/// next deadline or a pending publish's retry (`publish_retry_at`, -1 for
+/// none), whichever is first.
+#[wasm_bindgen(js_name = objectNextAlarm)]
+pub fn object_next_alarm(document: &str, publish_retry_at: f64) -> f64 {
+    let retry = (publish_retry_at >= 0.0).then_some(publish_retry_at as u64);
+    object::next_alarm(document, retry).map_or(-1.0, |at| at as f64)
+}
+
 /// The object's health record with an edge's report merged in, or `None`
 /// to keep the stored one (an unreadable report). The record follows the
 /// epoch of the object's `document`.

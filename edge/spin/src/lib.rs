@@ -86,6 +86,14 @@ async fn serve(req: IncomingRequest, now_ms: u64) -> Result<Delivery, EdgeAnswer
         _ => cfg,
     };
     let loaded = kv::read_state(store.as_ref().ok(), None, &cfg);
+    // The first request after a plan's deadline makes its change.
+    let loaded = match kv::plan_check(store.as_ref().ok(), &cfg, &loaded.state, now_ms) {
+        Some(state) => edge::LoadedState {
+            state,
+            degraded: false,
+        },
+        None => loaded,
+    };
     let mut tables = kv::StoreTables {
         store: store.as_ref().ok(),
         cfg: &cfg,

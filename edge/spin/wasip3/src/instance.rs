@@ -87,3 +87,14 @@ pub fn state_changed() {
         }
     });
 }
+
+/// This instance committed `state` (a plan's change): it routes by it from
+/// now on, as if just read.
+pub fn changed_to(state: greenlight_common::RolloutState, now_ms: u64) -> Rc<LoadedState> {
+    let loaded = Rc::new(LoadedState {
+        state,
+        degraded: false,
+    });
+    STATE.set(Some((loaded.clone(), now_ms)));
+    loaded
+}

@@ -99,7 +99,11 @@ async fn serve(req: Request, now_ms: u64) -> Result<Response, EdgeAnswer> {
         ),
         _ => cfg,
     };
-    let loaded = instance::state(kv, &cfg, now_ms);
+    let mut loaded = instance::state(kv, &cfg, now_ms);
+    // The first request after a plan's deadline makes its change.
+    if let Some(state) = kv::plan_check(kv, &cfg, &loaded.state, now_ms) {
+        loaded = instance::changed_to(state, now_ms);
+    }
     let mut tables = kv::StoreTables {
         store: kv,
         cfg: &cfg,
