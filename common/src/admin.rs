@@ -599,7 +599,9 @@ fn plan_call(
         || req.population.is_some()
         || req.to_epoch.is_some()
     {
-        return bad("a plan call takes expected_epoch, reason, actor, evidence and (to start) plan");
+        return bad(
+            "a plan call takes expected_epoch, reason, actor, evidence and (to start) plan",
+        );
     }
     let meta = ChangeMeta {
         actor: req.actor.clone().unwrap_or_else(|| identity.to_string()),

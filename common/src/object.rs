@@ -456,6 +456,49 @@ mod tests {
     }
 
     #[test]
+    fn the_alarm_steps_a_plan_and_is_set_for_its_next_deadline() {
+        let cfg = cfg();
+        let doc = seed(None, None, None, "s");
+        let body = br#"{"expected_epoch":0,"plan":{"steps_bp":[2500],"dwell_ms":4000,"on_failure":"rollback"}}"#;
+        let started = change(
+            &cfg,
+            &call(AdminRoute::PlanStart, "otto"),
+            body,
+            &doc,
+            AdminDocs::default(),
+            1_000,
+        );
+        assert_eq!(started.status, 200, "{}", started.body);
+        let document = started.committed.clone().unwrap();
+        // The alarm rings at the deadline, or at a publish retry before it.
+        assert_eq!(next_alarm(&document, None), Some(5_000));
+        assert_eq!(next_alarm(&document, Some(3_000)), Some(3_000));
+        assert_eq!(next_alarm(&document, Some(9_000)), Some(5_000));
+        assert_eq!(
+            plan_tick(&cfg, &document, None, started.history.as_deref(), 4_999),
+            None
+        );
+        let done = plan_tick(&cfg, &document, None, started.history.as_deref(), 5_000).unwrap();
+        let promoted = RolloutState::from_json(done.committed.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (promoted.epoch, promoted.last_change.op.as_str()),
+            (2, "plan_promote")
+        );
+        let history = History::from_json(done.history.as_deref());
+        assert_eq!(
+            history.entries.len(),
+            3,
+            "the plan's change is in the history"
+        );
+        // An ended plan needs no alarm; a pending publish still does.
+        let document = done.committed.unwrap();
+        assert_eq!(next_alarm(&document, None), None);
+        assert_eq!(next_alarm(&document, Some(7_000)), Some(7_000));
+        assert_eq!(plan_tick(&cfg, &document, None, None, u64::MAX), None);
+        assert_eq!(plan_tick(&cfg, "not json", None, None, u64::MAX), None);
+    }
+
+    #[test]
     fn calls_round_trip_any_identity() {
         for identity in ["admin", "s:a\nb\tc", "k:ops", "s:ünï%20", ""] {
             let line = call(AdminRoute::Weight, identity);

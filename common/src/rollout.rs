@@ -131,7 +131,11 @@ impl RolloutState {
 
     /// What every change must satisfy before its own rules: the caller
     /// saw the current epoch, and its texts fit the document.
-    pub(crate) fn check_change(&self, expected_epoch: u64, meta: &ChangeMeta) -> Result<(), RolloutError> {
+    pub(crate) fn check_change(
+        &self,
+        expected_epoch: u64,
+        meta: &ChangeMeta,
+    ) -> Result<(), RolloutError> {
         if expected_epoch != self.epoch {
             return Err(RolloutError::StaleEpoch {
                 expected: expected_epoch,
@@ -382,7 +386,11 @@ impl RolloutState {
         let mut next = if first == self.candidate_weight_bp {
             self.bump("plan_start", meta)?
         } else {
-            self.apply(RolloutOp::SetWeight { weight_bp: first }, expected_epoch, meta)?
+            self.apply(
+                RolloutOp::SetWeight { weight_bp: first },
+                expected_epoch,
+                meta,
+            )?
         };
         next.last_change.op = "plan_start".into();
         next.plan = Some(PlanRun::start(spec, now_ms));
@@ -536,6 +544,146 @@ mod tests {
 
     fn apply(s: &RolloutState, op: RolloutOp) -> Result<RolloutState, RolloutError> {
         s.apply(op, s.epoch, meta())
+    }
+
+    fn plan(steps: &[u16]) -> PlanSpec {
+        PlanSpec {
+            steps_bp: steps.to_vec(),
+            dwell_ms: 1_000,
+            on_failure: plan::OnFailure::Rollback,
+            lease_ms: None,
+            on_missing_evidence: plan::OnFailure::Hold,
+        }
+    }
+
+    #[test]
+    fn a_plan_starts_steps_and_promotes_as_changes() {
+        let t0 = meta().at_ms;
+        let s0 = RolloutState::initial("s");
+        let s1 = s0.start_plan(plan(&[1_000, 5_000]), 0, meta()).unwrap();
+        assert_eq!((s1.epoch, s1.candidate_weight_bp), (1, 1_000));
+        assert_eq!(s1.last_change.op, "plan_start");
+        assert_ne!(
+            s1.stickiness.salt, s0.stickiness.salt,
+            "a new canary's population"
+        );
+        let healthy = Gates::default();
+        assert_eq!(s1.advance_plan(&healthy, t0 + 999), None, "still dwelling");
+        let s2 = s1.advance_plan(&healthy, t0 + 1_000).unwrap();
+        assert_eq!((s2.epoch, s2.candidate_weight_bp), (2, 5_000));
+        assert_eq!(s2.last_change.op, "plan_set_weight");
+        assert_eq!(s2.last_change.actor, PLAN_ACTOR);
+        assert_eq!(
+            s2.stickiness.salt, s1.stickiness.salt,
+            "steps keep the population"
+        );
+        let s3 = s2.advance_plan(&healthy, t0 + 2_000).unwrap();
+        assert_eq!(s3.phase(), Phase::Promoted);
+        assert_eq!(s3.last_change.op, "plan_promote");
+        assert_eq!(s3.plan.as_ref().unwrap().status, PlanStatus::Promoted);
+        assert_eq!(
+            s3.advance_plan(&healthy, u64::MAX),
+            None,
+            "an ended plan rests"
+        );
+        // The document carries the plan and reads back whole.
+        assert_eq!(RolloutState::from_json(&s3.to_json()).unwrap(), s3);
+        // A new plan may start once the last one ended.
+        assert!(s3.start_plan(plan(&[500]), 3, meta()).is_ok());
+    }
+
+    #[test]
+    fn an_unhealthy_candidate_rolls_the_plan_back_at_once() {
+        let s1 = RolloutState::initial("s")
+            .start_plan(plan(&[1_000, 5_000]), 0, meta())
+            .unwrap();
+        let sick = Gates {
+            unhealthy: Some("green failed".into()),
+            ..Gates::default()
+        };
+        let s2 = s1.advance_plan(&sick, meta().at_ms + 1).unwrap();
+        assert_eq!((s2.candidate_weight_bp, s2.phase()), (0, Phase::Stable));
+        assert_eq!(s2.last_change.op, "plan_rollback");
+        assert!(s2.last_change.reason.contains("green failed"));
+        assert!(matches!(
+            s2.plan.as_ref().unwrap().status,
+            PlanStatus::RolledBack { .. }
+        ));
+        // Held instead: the weight stays, the plan waits for an operator.
+        let mut spec = plan(&[1_000, 5_000]);
+        spec.on_failure = plan::OnFailure::Hold;
+        let h1 = RolloutState::initial("s")
+            .start_plan(spec, 0, meta())
+            .unwrap();
+        let h2 = h1.advance_plan(&sick, meta().at_ms + 1).unwrap();
+        assert_eq!(
+            (h2.candidate_weight_bp, h2.last_change.op.as_str()),
+            (1_000, "plan_hold")
+        );
+        let h3 = h2
+            .control_plan(PlanControl::Resume, h2.epoch, meta())
+            .unwrap();
+        assert_eq!(h3.plan.as_ref().unwrap().status, PlanStatus::Running);
+    }
+
+    #[test]
+    fn operators_pause_resume_abort_and_take_over() {
+        let t0 = meta().at_ms;
+        let s1 = RolloutState::initial("s")
+            .start_plan(plan(&[1_000, 5_000]), 0, meta())
+            .unwrap();
+        // Only one plan at a time, and every call checks the epoch.
+        assert!(matches!(
+            s1.start_plan(plan(&[500]), 1, meta()),
+            Err(RolloutError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            s1.control_plan(PlanControl::Pause, 0, meta()),
+            Err(RolloutError::StaleEpoch { .. })
+        ));
+        let paused = s1.control_plan(PlanControl::Pause, 1, meta()).unwrap();
+        assert_eq!(paused.last_change.op, "plan_pause");
+        assert_eq!(paused.candidate_weight_bp, 1_000);
+        assert_eq!(paused.advance_plan(&Gates::default(), u64::MAX), None);
+        assert!(paused.control_plan(PlanControl::Pause, 2, meta()).is_err());
+        let later = ChangeMeta {
+            at_ms: t0 + 5_000,
+            ..meta()
+        };
+        let resumed = paused.control_plan(PlanControl::Resume, 2, later).unwrap();
+        assert_eq!(
+            resumed.advance_plan(&Gates::default(), t0 + 5_999),
+            None,
+            "a resumed step dwells in full again"
+        );
+        let aborted = resumed.control_plan(PlanControl::Abort, 3, meta()).unwrap();
+        assert_eq!(
+            (aborted.candidate_weight_bp, aborted.phase()),
+            (0, Phase::Stable)
+        );
+        assert_eq!(aborted.plan.as_ref().unwrap().status, PlanStatus::Aborted);
+        assert!(aborted.control_plan(PlanControl::Abort, 4, meta()).is_err());
+        // An operator's own change ends the plan it overrides.
+        let manual = apply(&s1, RolloutOp::Promote).unwrap();
+        assert_eq!(manual.plan.as_ref().unwrap().status, PlanStatus::Aborted);
+        assert_eq!(manual.advance_plan(&Gates::default(), u64::MAX), None);
+        // A bad plan is refused with the reason.
+        assert!(matches!(
+            RolloutState::initial("s").start_plan(plan(&[5_000, 1_000]), 0, meta()),
+            Err(RolloutError::InvalidPlan(why)) if why.contains("increase")
+        ));
+    }
+
+    #[test]
+    fn undo_never_brings_back_an_old_plan() {
+        let s1 = RolloutState::initial("s")
+            .start_plan(plan(&[1_000, 5_000]), 0, meta())
+            .unwrap();
+        let s2 = s1.control_plan(PlanControl::Abort, 1, meta()).unwrap();
+        let s3 = s2.restore(&s1, 2, meta()).unwrap();
+        assert_eq!(s3.candidate_weight_bp, 1_000);
+        assert_eq!(s3.plan.as_ref().unwrap().status, PlanStatus::Aborted);
+        assert_eq!(s3.advance_plan(&Gates::default(), u64::MAX), None);
     }
 
     #[test]

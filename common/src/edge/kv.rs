@@ -198,7 +198,9 @@ pub fn advance_plan<S: AtomicStore>(
 ) -> Option<RolloutState> {
     for _ in 0..ADMIN_ATTEMPTS {
         let (cas, current) = store.watch(STATE_KEY).ok()?;
-        let text = current.as_deref().and_then(|d| std::str::from_utf8(d).ok())?;
+        let text = current
+            .as_deref()
+            .and_then(|d| std::str::from_utf8(d).ok())?;
         let state = RolloutState::from_json(text).ok()?;
         if !super::plan_running(&state) {
             return None;

@@ -280,3 +280,148 @@ fn keys_are_collected_across_pages_and_a_cursor_that_never_ends_stops() {
     assert_eq!((endless.unwrap().len(), calls), (0, 10_000));
     assert!(kv::collect_pages(|_| Err("down".into())).is_err());
 }
+
+fn start_plan(store: &Memory, expected_epoch: u64) -> Reply {
+    let body = format!(
+        r#"{{"expected_epoch":{expected_epoch},"plan":{{"steps_bp":[1000,5000],"dwell_ms":1000,"on_failure":"rollback"}}}}"#
+    );
+    call(store, AdminRoute::PlanStart, "POST", &body)
+}
+
+#[test]
+fn a_plan_is_started_and_controlled_through_admin_calls() {
+    let store = Memory::default();
+    let r = start_plan(&store, 0);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = stored(&store, STATE_KEY);
+    assert_eq!((s.epoch, s.candidate_weight_bp), (1, 1_000));
+    assert_eq!(s.last_change.credential, "otto");
+    assert_eq!(start_plan(&store, 1).status, 409, "one plan at a time");
+    let control = |route, epoch: u64| {
+        let body = format!(r#"{{"expected_epoch":{epoch}}}"#);
+        call(&store, route, "POST", &body).status
+    };
+    assert_eq!(control(AdminRoute::PlanPause, 1), 200);
+    assert_eq!(control(AdminRoute::PlanPause, 2), 409, "already paused");
+    assert_eq!(control(AdminRoute::PlanResume, 1), 409, "stale epoch");
+    assert_eq!(control(AdminRoute::PlanResume, 2), 200);
+    assert_eq!(control(AdminRoute::PlanAbort, 3), 200);
+    let s = stored(&store, STATE_KEY);
+    assert_eq!((s.epoch, s.candidate_weight_bp), (4, 0));
+    let ops: Vec<String> = {
+        let r = call(&store, AdminRoute::History, "GET", "");
+        let h: crate::history::HistoryView = serde_json::from_str(&r.body).unwrap();
+        h.changes
+            .iter()
+            .map(|c| c.after.last_change.op.clone())
+            .collect()
+    };
+    assert_eq!(
+        ops,
+        [
+            "plan_abort",
+            "plan_resume",
+            "plan_pause",
+            "plan_start",
+            "init"
+        ]
+    );
+    // Bodies that belong elsewhere, and plans that cannot run.
+    let refused = [
+        (AdminRoute::PlanStart, r#"{"expected_epoch":4}"#, 400),
+        (
+            AdminRoute::PlanStart,
+            r#"{"expected_epoch":4,"plan":{"steps_bp":[10],"dwell_ms":5}}"#,
+            400,
+        ),
+        (
+            AdminRoute::PlanStart,
+            r#"{"expected_epoch":4,"weight_bp":5,"plan":{"steps_bp":[10],"dwell_ms":5000,"on_failure":"hold"}}"#,
+            400,
+        ),
+        (
+            AdminRoute::PlanPause,
+            r#"{"expected_epoch":4,"plan":{"steps_bp":[10],"dwell_ms":5000,"on_failure":"hold"}}"#,
+            400,
+        ),
+        (
+            AdminRoute::Weight,
+            r#"{"expected_epoch":4,"weight_bp":5,"plan":{"steps_bp":[10],"dwell_ms":5000,"on_failure":"hold"}}"#,
+            400,
+        ),
+        (AdminRoute::PlanPause, r#"{"expected_epoch":4}"#, 409),
+        (AdminRoute::PlanStart, "", 400),
+    ];
+    for (route, body, status) in refused {
+        let r = call(&store, route, "POST", body);
+        assert_eq!(r.status, status, "{} {body}: {}", route.name(), r.body);
+    }
+    assert_eq!(stored(&store, STATE_KEY).epoch, 4, "nothing changed");
+}
+
+#[test]
+fn the_first_request_after_a_deadline_makes_the_plans_change_once() {
+    let store = Memory::default();
+    assert_eq!(start_plan(&store, 0).status, 200);
+    let cfg = config();
+    let routing = stored(&store, STATE_KEY);
+    // Before the dwell is over, nothing is read.
+    *store.interleave.borrow_mut() = None;
+    assert_eq!(
+        kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 999),
+        None
+    );
+    let next = kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 1_000).unwrap();
+    assert_eq!((next.epoch, next.candidate_weight_bp), (2, 5_000));
+    assert_eq!(stored(&store, STATE_KEY), next);
+    assert_eq!(stored(&store, LAST_GOOD_KEY).epoch, 2);
+    assert_eq!(stored_at(&store, 2).last_change.op, "plan_set_weight");
+    // Another instance, still routing by epoch 1, finds nothing due.
+    assert_eq!(
+        kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 1_001),
+        None
+    );
+    assert_eq!(stored(&store, STATE_KEY).epoch, 2);
+    // One that loses the swap to a concurrent step reads it and stops.
+    let mut other = next.clone();
+    other.epoch = 3;
+    other.plan = other.plan.map(|p| p.taken_over());
+    *store.interleave.borrow_mut() = Some((STATE_KEY.into(), other.to_json().into_bytes()));
+    assert_eq!(
+        kv::plan_check(Some(&store), &cfg, &next, NOW_MS + 2_000),
+        None
+    );
+    assert_eq!(stored(&store, STATE_KEY), other);
+}
+
+#[test]
+fn an_unhealthy_candidate_rolls_the_plan_back_before_its_deadline() {
+    use crate::failover::AttemptOutcome;
+    let store = Memory::default();
+    assert_eq!(start_plan(&store, 0).status, 200);
+    let cfg = config();
+    let mut record = None;
+    for i in 0..cfg.health.threshold {
+        record = Some(count_failure(
+            &cfg,
+            record,
+            1,
+            Color::Green,
+            &AttemptOutcome::Answered(500),
+            NOW_MS + u64::from(i),
+        ));
+    }
+    let record = record.unwrap();
+    store
+        .set(crate::health::HEALTH_KEY, record.to_json().as_bytes())
+        .unwrap();
+    let next = kv::advance_plan(&store, &cfg, NOW_MS + 10).unwrap();
+    assert_eq!((next.epoch, next.candidate_weight_bp), (2, 0));
+    assert_eq!(next.last_change.op, "plan_rollback");
+    assert!(
+        next.last_change.reason.contains("green failed 5 times"),
+        "{}",
+        next.last_change.reason
+    );
+    assert_eq!(kv::advance_plan(&store, &cfg, NOW_MS + 20), None, "ended");
+}
