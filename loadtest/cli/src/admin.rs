@@ -27,13 +27,13 @@ pub struct AdminArgs {
 #[derive(Args)]
 pub struct ChangeArgs {
     #[command(flatten)]
-    admin: AdminArgs,
+    pub(crate) admin: AdminArgs,
     /// Expected epoch (default: read from a fresh GET /__greenlight/state).
     #[arg(long)]
-    epoch: Option<u64>,
+    pub(crate) epoch: Option<u64>,
     /// Why, for the audit trail.
     #[arg(long, default_value = "")]
-    reason: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Args)]
@@ -154,10 +154,13 @@ pub async fn history(h: HistoryArgs) -> ExitCode {
     }
 }
 
-type AdminFuture =
+pub(crate) type AdminFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<StateView, AdminError>> + Send>>;
 
-async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) -> ExitCode {
+pub(crate) async fn admin(
+    args: &AdminArgs,
+    op: impl FnOnce(AdminClient) -> AdminFuture,
+) -> ExitCode {
     let client = match client(args) {
         Ok(c) => c,
         Err(code) => return code,
@@ -176,7 +179,7 @@ async fn admin(args: &AdminArgs, op: impl FnOnce(AdminClient) -> AdminFuture) ->
 
 /// The admin client from the flags, the environment and the config file;
 /// a usage error is the exit code.
-fn client(args: &AdminArgs) -> Result<AdminClient, ExitCode> {
+pub(crate) fn client(args: &AdminArgs) -> Result<AdminClient, ExitCode> {
     let config = match &args.config {
         Some(p) => ClientConfig::load(p, false),
         None => match ClientConfig::default_path() {
@@ -200,7 +203,7 @@ fn client(args: &AdminArgs) -> Result<AdminClient, ExitCode> {
 
 /// Prints the text, or writes the JSON where `--json` says (`-`: standard
 /// output, the text then not printed).
-fn output(args: &AdminArgs, json: &str, text: &str) -> ExitCode {
+pub(crate) fn output(args: &AdminArgs, json: &str, text: &str) -> ExitCode {
     match &args.json {
         None => print_stdout(text),
         Some(path) if path.as_os_str() == "-" => print_stdout(json),
@@ -216,7 +219,7 @@ fn output(args: &AdminArgs, json: &str, text: &str) -> ExitCode {
 }
 
 /// A refused or failed admin call: a usage mistake exits 2, the rest 1.
-fn failed(e: AdminError) -> ExitCode {
+pub(crate) fn failed(e: AdminError) -> ExitCode {
     match e {
         AdminError::Usage(m) => usage_exit(&m),
         e => {

@@ -1,18 +1,20 @@
 //! `greenlight`: load with a verdict, the admin API client, and a test origin.
 //!
-//! Exit codes: 0 success (verdict Pass, or nothing to judge), 1 verdict Fail
-//! or a refused admin call, 2 bad input, 3 the run itself failed (or a file
-//! could not be written), 4 verdict Inconclusive (0 with
-//! `--allow-inconclusive`).
+//! Exit codes: 0 success (verdict Pass, or nothing to judge; a watched plan
+//! promoted), 1 verdict Fail, a refused admin call, or a watched plan rolled
+//! back or aborted, 2 bad input, 3 the run itself failed (or a file could
+//! not be written), 4 verdict Inconclusive (0 with `--allow-inconclusive`),
+//! 5 a watched plan stopped for an operator (paused or held).
 //!
 //! One module per command: [`load`], [`admin`] (status, weight, promote,
-//! rollback, abort, history, undo), [`credential`], [`report`] (merge), [`origin`].
+//! rollback, abort, history, undo), [`plan`] (rollout), [`credential`], [`report`] (merge), [`origin`].
 
 mod admin;
 mod credential;
 mod load;
 mod origin;
 mod output;
+mod plan;
 mod report;
 mod verdicts;
 
@@ -49,6 +51,9 @@ enum Cmd {
     History(admin::HistoryArgs),
     /// Restore the state of an earlier epoch (from the history) as a new change.
     Undo(admin::UndoArgs),
+    /// A rollout plan held at the edge: start, status [--watch], pause, resume, abort.
+    #[command(subcommand)]
+    Rollout(plan::RolloutCmd),
     /// Make a named admin token and its ADMIN_CREDENTIALS entry.
     Credential(credential::CredentialArgs),
     /// Run a test origin that answers with its color.
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             Cmd::Abort(a) => admin::abort(a).await,
             Cmd::History(h) => admin::history(h).await,
             Cmd::Undo(u) => admin::undo(u).await,
+            Cmd::Rollout(r) => plan::run(r).await,
             Cmd::Credential(a) => credential::run(a),
             Cmd::Origin(a) => origin::run(a).await,
             Cmd::Report(r) => report::run(r),

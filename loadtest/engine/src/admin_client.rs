@@ -6,7 +6,10 @@ use crate::tls::{self, TlsOptions};
 use crate::transport::with_causes;
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
+use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus};
+use greenlight_common::rollout::PlanControl;
 use greenlight_common::state::Population;
+use greenlight_common::RolloutState;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
@@ -379,6 +382,37 @@ impl AdminClient {
         self.simple(AdminRoute::Abort, expected_epoch, reason).await
     }
 
+    /// `POST plan/start`: the edge carries out `plan` from its first step.
+    pub async fn start_plan(
+        &self,
+        plan: PlanSpec,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        let req = ChangeRequest {
+            plan: Some(plan),
+            reason: reason.to_string(),
+            ..ChangeRequest::default()
+        };
+        self.change(AdminRoute::PlanStart, req, expected_epoch)
+            .await
+    }
+
+    /// `POST plan/pause`, `plan/resume` or `plan/abort`.
+    pub async fn control_plan(
+        &self,
+        control: PlanControl,
+        expected_epoch: Option<u64>,
+        reason: &str,
+    ) -> Result<StateView, AdminError> {
+        let route = match control {
+            PlanControl::Pause => AdminRoute::PlanPause,
+            PlanControl::Resume => AdminRoute::PlanResume,
+            PlanControl::Abort => AdminRoute::PlanAbort,
+        };
+        self.simple(route, expected_epoch, reason).await
+    }
+
     async fn simple(
         &self,
         route: AdminRoute,
@@ -468,6 +502,62 @@ pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: u
     out
 }
 
+/// The plan in `state`, in one line: where it is and, while it runs,
+/// when its step is judged.
+pub fn describe_plan(state: &RolloutState) -> Option<String> {
+    let run = state.plan.as_ref()?;
+    let steps: Vec<String> = run
+        .spec
+        .steps_bp
+        .iter()
+        .map(|bp| format!("{}%", f64::from(*bp) / 100.0))
+        .collect();
+    let at = format!(
+        "step {} of {} ({})",
+        run.step + 1,
+        steps.len(),
+        steps.join(" → ")
+    );
+    Some(match &run.status {
+        PlanStatus::Running => format!(
+            "running, {at}; judged at {}",
+            format_utc(run.deadline_ms(None).unwrap_or_default())
+        ),
+        PlanStatus::Paused => format!("paused at {at}"),
+        PlanStatus::Held { reason } => format!("held at {at}: {reason}"),
+        PlanStatus::Promoted => format!("promoted after {} steps", steps.len()),
+        PlanStatus::RolledBack { reason } => format!("rolled back at {at}: {reason}"),
+        PlanStatus::Aborted => format!("aborted at {at}"),
+    })
+}
+
+/// A plan from the command line's flags: candidate shares in percent,
+/// each step's dwell, and what a failed gate does. Errors say what to fix.
+pub fn plan_from_flags(
+    steps_percent: &[f64],
+    dwell: std::time::Duration,
+    on_failure: OnFailure,
+) -> Result<PlanSpec, String> {
+    let mut steps_bp = Vec::with_capacity(steps_percent.len());
+    for &p in steps_percent {
+        if !(p.is_finite() && p > 0.0 && p <= 100.0) {
+            return Err(format!(
+                "step {p} must be within 0 (excluded) and 100 percent"
+            ));
+        }
+        steps_bp.push((p * 100.0).round() as u16);
+    }
+    let spec = PlanSpec {
+        steps_bp,
+        dwell_ms: u64::try_from(dwell.as_millis()).unwrap_or(u64::MAX),
+        on_failure,
+        lease_ms: None,
+        on_missing_evidence: OnFailure::Hold,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
 /// A few lines describing a state, for terminals.
 pub fn describe(v: &StateView) -> String {
     let s = &v.state;
@@ -510,6 +600,9 @@ pub fn describe(v: &StateView) -> String {
     .map(|(n, _)| *n)
     .collect();
     out.push_str(&format!("allowed    {}\n", allowed.join(", ")));
+    if let Some(plan) = describe_plan(s) {
+        out.push_str(&format!("plan       {plan}\n"));
+    }
     if v.degraded {
         out.push_str(
             "WARNING    the edge is serving from a fallback state (stored document unreadable)\n",

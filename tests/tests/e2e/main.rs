@@ -28,6 +28,7 @@ mod load_verdict;
 mod locations;
 mod one_user_one_color;
 mod path_confusion;
+mod plan_at_the_edge;
 mod remote_jwks;
 mod soak;
 mod spin_instances;
