@@ -4,7 +4,7 @@
 
 use crate::health::{assess, HealthPolicy, HealthRecord, HealthView};
 use crate::history::{History, MAX_EVIDENCE_BYTES};
-use crate::plan::PlanSpec;
+use crate::plan::{PlanEvidence, PlanSpec, Verdict};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, PlanControl, RolloutError, RolloutOp};
 use crate::state::{Population, RolloutState, WEIGHT_SCALE};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,10 @@ pub struct StateView {
     /// (`state.stickiness.population`, spelled out even when `fresh`).
     #[serde(default)]
     pub population: Population,
+    /// The evidence and lease a harness holds for the plan in progress
+    /// (`GET state` and `plan/evidence`, for a plan that takes evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<PlanEvidence>,
 }
 
 impl StateView {
@@ -41,6 +45,7 @@ impl StateView {
             state,
             degraded,
             health: None,
+            evidence: None,
         }
     }
 }
@@ -76,6 +81,10 @@ pub struct ChangeRequest {
     /// For `plan/start`: the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSpec>,
+    /// For `plan/evidence`: the verdict for the step at `expected_epoch`
+    /// (none: the post only renews the lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 /// RFC 9457 problem details, used for every admin error.
@@ -124,10 +133,13 @@ pub enum AdminRoute {
     PlanPause,
     PlanResume,
     PlanAbort,
+    /// `POST plan/evidence`: a harness's verdict for the step in force and
+    /// the renewal of its lease ([`crate::plan::PlanEvidence`]).
+    PlanEvidence,
 }
 
 impl AdminRoute {
-    pub const ALL: [AdminRoute; 12] = [
+    pub const ALL: [AdminRoute; 13] = [
         AdminRoute::State,
         AdminRoute::Weight,
         AdminRoute::Promote,
@@ -140,6 +152,7 @@ impl AdminRoute {
         AdminRoute::PlanPause,
         AdminRoute::PlanResume,
         AdminRoute::PlanAbort,
+        AdminRoute::PlanEvidence,
     ];
 
     /// The route for a path under the admin prefix (`rest` excludes it).
@@ -163,6 +176,7 @@ impl AdminRoute {
             AdminRoute::PlanPause => "plan/pause",
             AdminRoute::PlanResume => "plan/resume",
             AdminRoute::PlanAbort => "plan/abort",
+            AdminRoute::PlanEvidence => "plan/evidence",
         }
     }
 
@@ -183,6 +197,9 @@ pub struct AdminOutcome {
     pub new_state: Option<RolloutState>,
     /// The evidence the change carried, for its history entry.
     pub evidence: Option<serde_json::Value>,
+    /// The plan's evidence document to store (`POST plan/evidence`), which
+    /// changes no state.
+    pub new_evidence: Option<String>,
 }
 
 impl AdminOutcome {
@@ -193,6 +210,7 @@ impl AdminOutcome {
             body: serde_json::to_string(view).unwrap_or_default(),
             new_state,
             evidence: None,
+            new_evidence: None,
         }
     }
 
@@ -203,6 +221,7 @@ impl AdminOutcome {
             body: serde_json::to_string(&p).unwrap_or_default(),
             new_state: None,
             evidence: None,
+            new_evidence: None,
         }
     }
 
@@ -213,6 +232,7 @@ impl AdminOutcome {
             body,
             new_state: None,
             evidence: None,
+            new_evidence: None,
         }
     }
 }
@@ -336,6 +356,8 @@ pub struct AdminContext<'a> {
     pub policy: HealthPolicy,
     /// The stored history (`GET history`, `POST undo`).
     pub history: Option<&'a History>,
+    /// The plan's evidence document (`GET state`).
+    pub evidence: Option<&'a PlanEvidence>,
     pub now_ms: u64,
 }
 
@@ -348,6 +370,7 @@ impl<'a> AdminContext<'a> {
             health: None,
             policy: HealthPolicy::default(),
             history: None,
+            evidence: None,
             now_ms,
         }
     }
@@ -386,6 +409,7 @@ pub fn handle_in(
         health,
         policy,
         history,
+        evidence,
         now_ms,
     } = *ctx;
     if !method.eq_ignore_ascii_case(route.method()) {
@@ -401,6 +425,9 @@ pub fn handle_in(
         AdminRoute::State => {
             let mut view = StateView::of(current.clone(), degraded);
             view.health = Some(assess(health, current, policy, now_ms));
+            view.evidence = evidence
+                .filter(|_| current.plan_in_progress().is_some())
+                .cloned();
             return AdminOutcome::ok(&view, None);
         }
         // The adapters answer it ([`isolate_outcome`]); nothing here knows
@@ -430,6 +457,7 @@ pub fn handle_in(
         AdminRoute::PlanAbort => {
             return plan_call(Some(PlanControl::Abort), body, identity, current, now_ms)
         }
+        AdminRoute::PlanEvidence => return plan_evidence(body, identity, current, now_ms),
         AdminRoute::Weight => None,
         AdminRoute::Promote => Some(RolloutOp::Promote),
         AdminRoute::Rollback => Some(RolloutOp::Rollback),
@@ -449,6 +477,9 @@ pub fn handle_in(
     }
     if req.plan.is_some() {
         return AdminOutcome::problem(plan_elsewhere());
+    }
+    if req.verdict.is_some() {
+        return AdminOutcome::problem(verdict_elsewhere());
     }
     let op = match fixed_op {
         Some(op) => op,
@@ -564,6 +595,71 @@ fn undo(
     )
 }
 
+fn verdict_elsewhere() -> Problem {
+    Problem::new(
+        400,
+        "bad-request",
+        "verdict belongs to plan evidence",
+        "send verdict with POST /__greenlight/plan/evidence",
+    )
+}
+
+/// `POST plan/evidence`: the caller's verdict for the step at
+/// `expected_epoch` (the step in force) and its lease, renewed by the
+/// plan's `lease_ms` from now. Stored apart from the state: no epoch moves.
+fn plan_evidence(body: &[u8], identity: &str, current: &RolloutState, now_ms: u64) -> AdminOutcome {
+    let req = match parse_change(body) {
+        Ok(r) => r,
+        Err(p) => return AdminOutcome::problem(p),
+    };
+    if req.weight_bp.is_some()
+        || req.weight_percent.is_some()
+        || req.population.is_some()
+        || req.to_epoch.is_some()
+        || req.plan.is_some()
+    {
+        return AdminOutcome::problem(Problem::new(
+            400,
+            "bad-request",
+            "invalid plan evidence",
+            "plan evidence takes expected_epoch and verdict (pass, fail, inconclusive)",
+        ));
+    }
+    let refused = |why: String| {
+        AdminOutcome::problem(Problem::new(
+            409,
+            "invalid-transition",
+            "invalid transition",
+            format!("plan evidence is not taken now: {why}"),
+        ))
+    };
+    if req.expected_epoch != current.epoch {
+        return AdminOutcome::problem(problem_of(&RolloutError::StaleEpoch {
+            expected: req.expected_epoch,
+            current: current.epoch,
+        }));
+    }
+    let Some(run) = current.plan_in_progress() else {
+        return refused("no plan is in progress".into());
+    };
+    let Some(lease_ms) = run.spec.lease_ms else {
+        return refused("this plan takes no evidence (it was started without lease_ms)".into());
+    };
+    let evidence = PlanEvidence {
+        epoch: current.epoch,
+        verdict: req.verdict,
+        holder: identity.to_string(),
+        lease_until_ms: now_ms.saturating_add(lease_ms),
+        at_ms: now_ms,
+    };
+    let mut view = StateView::of(current.clone(), false);
+    view.evidence = Some(evidence.clone());
+    AdminOutcome {
+        new_evidence: Some(evidence.to_json()),
+        ..AdminOutcome::ok(&view, None)
+    }
+}
+
 fn plan_elsewhere() -> Problem {
     Problem::new(
         400,
@@ -603,15 +699,15 @@ fn plan_call(
             "a plan call takes expected_epoch, reason, actor, evidence and (to start) plan",
         );
     }
+    if req.verdict.is_some() {
+        return AdminOutcome::problem(verdict_elsewhere());
+    }
     let meta = ChangeMeta {
         actor: req.actor.clone().unwrap_or_else(|| identity.to_string()),
         at_ms: now_ms,
         reason: req.reason.clone(),
     };
     let applied = match (control, req.plan) {
-        (None, Some(spec)) if spec.lease_ms.is_some() => {
-            return bad("lease_ms: this edge judges a plan by origin health and dwell; it holds no leases yet")
-        }
         (None, Some(spec)) => current.start_plan(spec, req.expected_epoch, meta),
         (None, None) => {
             return bad(

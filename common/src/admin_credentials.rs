@@ -65,7 +65,8 @@ impl AdminRoute {
             | AdminRoute::PlanStart
             | AdminRoute::PlanPause
             | AdminRoute::PlanResume
-            | AdminRoute::PlanAbort => AdminRole::Operator,
+            | AdminRoute::PlanAbort
+            | AdminRoute::PlanEvidence => AdminRole::Operator,
         }
     }
 }

@@ -15,8 +15,9 @@
 //! - call (edge → object): `<route>\t<method>\t<identity, percent-encoded>`,
 //!   the admin body as the request body.
 //! - answer (object → edge): `<status>\n<committed document or empty>\n<history
-//!   document or empty>\n<body>`; the object stores the two documents in one
-//!   transactional write.
+//!   document or empty>\n<evidence document or empty>\n<body>`; the object
+//!   stores the state and history in one transactional write, and the
+//!   plan's evidence (which changes no state) on its own.
 
 use crate::admin::{AdminOutcome, AdminRoute, StateView};
 use crate::edge::{self, AdminCall, AdminDocs, EdgeConfig, LoadedState, Reply};
@@ -123,6 +124,8 @@ pub struct ObjectAnswer {
     pub committed: Option<String>,
     /// The history document to store with `committed` (one line of JSON).
     pub history: Option<String>,
+    /// The plan's evidence document to store (one line of JSON).
+    pub evidence: Option<String>,
     pub body: String,
 }
 
@@ -142,6 +145,7 @@ impl ObjectAnswer {
             status: outcome.status,
             committed: outcome.new_state.as_ref().map(RolloutState::to_json),
             history: recorded,
+            evidence: outcome.new_evidence.clone(),
             body: outcome.body.clone(),
         }
     }
@@ -152,33 +156,37 @@ impl ObjectAnswer {
             status,
             committed: None,
             history: None,
+            evidence: None,
             body,
         }
     }
 
-    /// `<status>\n<committed or empty>\n<history or empty>\n<body>` (each
-    /// document is one line of JSON).
+    /// `<status>\n<committed or empty>\n<history or empty>\n<evidence or
+    /// empty>\n<body>` (each document is one line of JSON).
     pub fn encode(&self) -> String {
         format!(
-            "{}\n{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{}",
             self.status,
             self.committed.as_deref().unwrap_or(""),
             self.history.as_deref().unwrap_or(""),
+            self.evidence.as_deref().unwrap_or(""),
             self.body
         )
     }
 
     pub fn decode(text: &str) -> Option<ObjectAnswer> {
-        let mut parts = text.splitn(4, '\n');
+        let mut parts = text.splitn(5, '\n');
         let status = parts.next()?.parse().ok()?;
         let committed = parts.next()?;
         let history = parts.next()?;
+        let evidence = parts.next()?;
         let body = parts.next()?.to_string();
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
         Some(ObjectAnswer {
             status,
             committed: some(committed),
             history: some(history),
+            evidence: some(evidence),
             body,
         })
     }
@@ -226,6 +234,7 @@ pub fn edge_answer(
         body,
         new_state: None,
         evidence: None,
+        new_evidence: None,
     });
     (reply, shown)
 }
@@ -273,29 +282,33 @@ pub fn change(
 pub fn plan_tick(
     cfg: &EdgeConfig,
     document: &str,
-    health: Option<&str>,
-    history: Option<&str>,
+    docs: AdminDocs<'_>,
     now_ms: u64,
 ) -> Option<ObjectAnswer> {
     let before = RolloutState::from_json(document).ok()?;
-    let next = edge::plan_step(cfg, &before, health, now_ms)?;
+    let next = edge::plan_step(cfg, &before, docs.health, docs.evidence, now_ms)?;
     let outcome = AdminOutcome {
         status: 200,
         content_type: "application/json",
         body: String::new(),
         new_state: Some(next),
         evidence: None,
+        new_evidence: None,
     };
-    Some(ObjectAnswer::of(&outcome, &before, history))
+    Some(ObjectAnswer::of(&outcome, &before, docs.history))
 }
 
 /// When the object's alarm next rings: the earlier of a pending
 /// key-value publish's retry and the plan's next deadline (one alarm per
 /// object serves both). `None`: no alarm is needed.
-pub fn next_alarm(document: &str, publish_retry_at: Option<u64>) -> Option<u64> {
+pub fn next_alarm(
+    document: &str,
+    evidence: Option<&str>,
+    publish_retry_at: Option<u64>,
+) -> Option<u64> {
     let deadline = RolloutState::from_json(document)
         .ok()
-        .and_then(|state| edge::next_plan_deadline(&state));
+        .and_then(|state| edge::next_plan_deadline(&state, evidence));
     match (deadline, publish_retry_at) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -434,8 +447,8 @@ mod tests {
             degraded: false,
         };
         let docs = AdminDocs {
-            health: None,
             history: a.history.as_deref(),
+            ..AdminDocs::default()
         };
         let undo = call(AdminRoute::Undo, "otto");
         let u = change(
@@ -458,6 +471,10 @@ mod tests {
     #[test]
     fn the_alarm_steps_a_plan_and_is_set_for_its_next_deadline() {
         let cfg = cfg();
+        let docs = |history| AdminDocs {
+            history,
+            ..AdminDocs::default()
+        };
         let doc = seed(None, None, None, "s");
         let body = br#"{"expected_epoch":0,"plan":{"steps_bp":[2500],"dwell_ms":4000,"on_failure":"rollback"}}"#;
         let started = change(
@@ -471,14 +488,14 @@ mod tests {
         assert_eq!(started.status, 200, "{}", started.body);
         let document = started.committed.clone().unwrap();
         // The alarm rings at the deadline, or at a publish retry before it.
-        assert_eq!(next_alarm(&document, None), Some(5_000));
-        assert_eq!(next_alarm(&document, Some(3_000)), Some(3_000));
-        assert_eq!(next_alarm(&document, Some(9_000)), Some(5_000));
+        assert_eq!(next_alarm(&document, None, None), Some(5_000));
+        assert_eq!(next_alarm(&document, None, Some(3_000)), Some(3_000));
+        assert_eq!(next_alarm(&document, None, Some(9_000)), Some(5_000));
         assert_eq!(
-            plan_tick(&cfg, &document, None, started.history.as_deref(), 4_999),
+            plan_tick(&cfg, &document, docs(started.history.as_deref()), 4_999),
             None
         );
-        let done = plan_tick(&cfg, &document, None, started.history.as_deref(), 5_000).unwrap();
+        let done = plan_tick(&cfg, &document, docs(started.history.as_deref()), 5_000).unwrap();
         let promoted = RolloutState::from_json(done.committed.as_deref().unwrap()).unwrap();
         assert_eq!(
             (promoted.epoch, promoted.last_change.op.as_str()),
@@ -492,10 +509,65 @@ mod tests {
         );
         // An ended plan needs no alarm; a pending publish still does.
         let document = done.committed.unwrap();
-        assert_eq!(next_alarm(&document, None), None);
-        assert_eq!(next_alarm(&document, Some(7_000)), Some(7_000));
-        assert_eq!(plan_tick(&cfg, &document, None, None, u64::MAX), None);
-        assert_eq!(plan_tick(&cfg, "not json", None, None, u64::MAX), None);
+        assert_eq!(next_alarm(&document, None, None), None);
+        assert_eq!(next_alarm(&document, None, Some(7_000)), Some(7_000));
+        assert_eq!(
+            plan_tick(&cfg, &document, AdminDocs::default(), u64::MAX),
+            None
+        );
+        assert_eq!(
+            plan_tick(&cfg, "not json", AdminDocs::default(), u64::MAX),
+            None
+        );
+    }
+
+    #[test]
+    fn evidence_is_stored_apart_and_its_lease_moves_the_alarm() {
+        let cfg = cfg();
+        let doc = seed(None, None, None, "s");
+        let body = br#"{"expected_epoch":0,"plan":{"steps_bp":[2500],"dwell_ms":4000,"on_failure":"rollback","lease_ms":10000}}"#;
+        let started = change(
+            &cfg,
+            &call(AdminRoute::PlanStart, "o"),
+            body,
+            &doc,
+            AdminDocs::default(),
+            1_000,
+        );
+        let document = started.committed.unwrap();
+        let loaded = LoadedState {
+            state: RolloutState::from_json(&document).unwrap(),
+            degraded: false,
+        };
+        let posted = change(
+            &cfg,
+            &call(AdminRoute::PlanEvidence, "harness"),
+            br#"{"expected_epoch":1}"#,
+            &loaded,
+            AdminDocs::default(),
+            2_000,
+        );
+        assert_eq!(posted.status, 200, "{}", posted.body);
+        assert_eq!(
+            (posted.committed.as_deref(), posted.history.as_deref()),
+            (None, None)
+        );
+        let evidence = posted.evidence.clone().unwrap();
+        assert_eq!(ObjectAnswer::decode(&posted.encode()), Some(posted));
+        // Waiting on the lease: the alarm rings when it runs out.
+        assert_eq!(next_alarm(&document, Some(&evidence), None), Some(12_000));
+        assert_eq!(next_alarm(&document, None, None), Some(5_000));
+        let docs = AdminDocs {
+            evidence: Some(&evidence),
+            ..AdminDocs::default()
+        };
+        assert_eq!(plan_tick(&cfg, &document, docs, 11_999), None);
+        let lapsed = plan_tick(&cfg, &document, docs, 12_000).unwrap();
+        let held = RolloutState::from_json(lapsed.committed.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            held.last_change.op, "plan_hold",
+            "the default rule for missing evidence"
+        );
     }
 
     #[test]

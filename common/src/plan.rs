@@ -137,6 +137,54 @@ pub enum Verdict {
     Inconclusive,
 }
 
+/// Where the evidence document is stored beside the state (Spin's store;
+/// the rollout object's storage).
+pub const EVIDENCE_KEY: &str = "rollout-evidence";
+
+/// What a harness posted for the step in force (`POST plan/evidence`):
+/// its verdict, and the lease it holds while it drives the plan. Kept
+/// apart from the state document: renewing a lease changes no routing and
+/// bumps no epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanEvidence {
+    /// The epoch the verdict is for: a plan's step is one epoch, so a
+    /// verdict never counts for a later step.
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The credential that holds the lease.
+    pub holder: String,
+    /// Until when it holds it (ms); each post renews it by the plan's
+    /// `lease_ms`.
+    pub lease_until_ms: u64,
+    /// When it was posted (ms).
+    pub at_ms: u64,
+}
+
+impl PlanEvidence {
+    /// The stored document; `None` when missing or unreadable (no lease).
+    pub fn from_json(doc: Option<&str>) -> Option<PlanEvidence> {
+        doc.and_then(|d| serde_json::from_str(d).ok())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// What the gates see at `epoch`: the verdict when it is for that
+    /// step, and the lease whatever the step.
+    pub fn gates_at(evidence: Option<&PlanEvidence>, epoch: u64) -> Gates {
+        Gates {
+            unhealthy: None,
+            verdict: evidence
+                .filter(|e| e.epoch == epoch)
+                .and_then(|e| e.verdict),
+            lease_until_ms: evidence.map(|e| e.lease_until_ms),
+        }
+    }
+}
+
 /// What the gates show when the plan is judged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gates {

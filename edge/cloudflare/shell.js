@@ -418,6 +418,7 @@ export default {
 const STORAGE_STATE = "state";
 const STORAGE_HEALTH = "health";
 const STORAGE_PUBLISHED = "published";
+const STORAGE_EVIDENCE = "evidence";
 const STORAGE_HISTORY = "rollout-history"; // common::history::HISTORY_KEY
 const STATE_KEY = "rollout-state";
 const LAST_GOOD_KEY = "rollout-state.last-good";
@@ -432,17 +433,19 @@ export class RolloutObject {
     this.degraded = false; // seeded from an unreadable KV document
     this.health = undefined; // merged health record (JSON)
     this.history = undefined; // the last committed changes (JSON)
+    this.evidence = undefined; // a harness's verdict and lease for the plan (JSON)
     this.version = 0; // commits since this object started
     this.published = 0; // the version KV holds
     this.lastPublish = -1; // when KV was last written (ms; -1: never)
     this.publishing = false;
     this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
     ctx.blockConcurrencyWhile(async () => {
-      const [stored, health, published, history] = await Promise.all([
+      const [stored, health, published, history, evidence] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
         ctx.storage.get(STORAGE_HEALTH),
         ctx.storage.get(STORAGE_PUBLISHED),
         ctx.storage.get(STORAGE_HISTORY),
+        ctx.storage.get(STORAGE_EVIDENCE),
       ]);
       let kvDoc;
       let kvBackup;
@@ -462,6 +465,7 @@ export class RolloutObject {
       this.doc = seed.slice(nl + 1);
       this.health = health;
       this.history = history;
+      this.evidence = evidence;
       // Storage holds a document KV may not have yet (the object stopped
       // before publishing it): the alarm set with that change publishes it.
       if (stored !== undefined && published === false) {
@@ -484,6 +488,7 @@ export class RolloutObject {
         this.degraded,
         this.health,
         this.history,
+        this.evidence,
         Date.now(),
       );
       const { status, body: reply } = this.commit(answer);
@@ -505,17 +510,22 @@ export class RolloutObject {
     return new Response("not found", { status: 404 });
   }
 
-  // Takes an answer of the core (<status>\n<committed>\n<history>\n<body>,
-  // object::ObjectAnswer) and, when it committed a change, stores and
-  // publishes it. Synchronous up to the storage write, so nothing runs
-  // between the core reading this.doc and its replacement.
+  // Takes an answer of the core (<status>\n<committed>\n<history>\n
+  // <evidence>\n<body>, object::ObjectAnswer) and, when it committed a
+  // change, stores and publishes it. Synchronous up to the storage write,
+  // so nothing runs between the core reading this.doc and its replacement.
   commit(answer) {
-    const first = answer.indexOf("\n");
-    const second = answer.indexOf("\n", first + 1);
-    const third = answer.indexOf("\n", second + 1);
-    const status = Number(answer.slice(0, first));
-    const committed = answer.slice(first + 1, second);
-    const history = answer.slice(second + 1, third);
+    const cut = [];
+    let at = -1;
+    for (let i = 0; i < 4; i++) {
+      at = answer.indexOf("\n", at + 1);
+      cut.push(at);
+    }
+    const status = Number(answer.slice(0, cut[0]));
+    const committed = answer.slice(cut[0] + 1, cut[1]);
+    const history = answer.slice(cut[1] + 1, cut[2]);
+    const evidence = answer.slice(cut[2] + 1, cut[3]);
+    const body = answer.slice(cut[3] + 1);
     if (committed !== "") {
       this.doc = committed;
       this.degraded = false;
@@ -535,12 +545,28 @@ export class RolloutObject {
       this.schedule();
       this.publish();
     }
-    return { status, body: answer.slice(third + 1) };
+    if (evidence !== "") {
+      // A verdict or a lease renewal: no state changed, but it may decide
+      // the plan now (a failing verdict, a pass after the dwell) and moves
+      // its deadline (the lease).
+      this.evidence = evidence;
+      this.ctx.storage.put(STORAGE_EVIDENCE, evidence);
+      this.planTick();
+      this.schedule();
+    }
+    return { status, body };
   }
 
   // The plan's change, if one is due now (object::plan_tick).
   planTick() {
-    const answer = wasm.objectPlanTick(this.env, this.doc, this.health, this.history, Date.now());
+    const answer = wasm.objectPlanTick(
+      this.env,
+      this.doc,
+      this.health,
+      this.history,
+      this.evidence,
+      Date.now(),
+    );
     if (answer !== undefined) this.commit(answer);
   }
 
@@ -548,7 +574,7 @@ export class RolloutObject {
   // deadline: set it to the earlier of the two, or clear it.
   schedule() {
     const pending = this.published < this.version ? this.retryAt : -1;
-    const at = wasm.objectNextAlarm(this.doc, pending);
+    const at = wasm.objectNextAlarm(this.doc, this.evidence, pending);
     if (at >= 0) this.ctx.storage.setAlarm(at);
     else this.ctx.storage.deleteAlarm();
   }

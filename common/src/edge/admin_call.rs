@@ -9,6 +9,7 @@ use crate::health::HealthRecord;
 use crate::history::History;
 use crate::http::ADMIN_NAMESPACE;
 use crate::path::{self};
+use crate::plan::PlanEvidence;
 
 /// An admin call that passed authorisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct AdminDocs<'a> {
     pub health: Option<&'a str>,
     /// The history document ([`crate::history`]).
     pub history: Option<&'a str>,
+    /// The plan's evidence document ([`crate::plan::PlanEvidence`]).
+    pub evidence: Option<&'a str>,
 }
 
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
@@ -84,6 +87,7 @@ pub fn run_admin(
 ) -> AdminOutcome {
     let health = HealthRecord::from_json(docs.health);
     let history = docs.history.map(|h| History::from_json(Some(h)));
+    let evidence = PlanEvidence::from_json(docs.evidence);
     admin::handle_in(
         call.route,
         method,
@@ -95,6 +99,7 @@ pub fn run_admin(
             health: health.as_ref(),
             policy: cfg.health,
             history: history.as_ref(),
+            evidence: evidence.as_ref(),
             now_ms,
         },
     )
@@ -110,5 +115,11 @@ impl AdminCall {
     /// document.
     pub fn wants_history(&self) -> bool {
         matches!(self.route, AdminRoute::History | AdminRoute::Undo)
+    }
+
+    /// Whether the call shows the plan's evidence, so the adapter reads
+    /// that document.
+    pub fn wants_evidence(&self) -> bool {
+        self.route == AdminRoute::State
     }
 }

@@ -20,6 +20,7 @@ use crate::health::HEALTH_KEY;
 use crate::history::{History, HISTORY_KEY};
 use crate::http::{LAST_GOOD_KEY, STATE_KEY};
 use crate::jwks::CachedJwks;
+use crate::plan::EVIDENCE_KEY;
 use crate::state::RolloutState;
 use crate::{admin_guard, ratelimit};
 use std::future::Future;
@@ -128,11 +129,22 @@ pub async fn commit_admin<S: AtomicStore>(
         };
         let health = read(call.wants_health(), HEALTH_KEY);
         let history = read(call.wants_history(), HISTORY_KEY);
+        let evidence = read(call.wants_evidence(), EVIDENCE_KEY);
         let docs = AdminDocs {
             health: health.as_deref(),
             history: history.as_deref(),
+            evidence: evidence.as_deref(),
         };
         let outcome = run_admin(cfg, call, method, body, &fresh, docs, now_ms);
+        if let Some(evidence) = &outcome.new_evidence {
+            if let Err(e) = store.set(EVIDENCE_KEY, evidence.as_bytes()) {
+                return unavailable("writing the plan's evidence", e);
+            }
+            // A failing verdict acts at once; a passing one after the
+            // dwell moves the plan on now.
+            advance_plan(store, cfg, now_ms);
+            return Reply::from_admin(&outcome);
+        }
         let Some(next) = &outcome.new_state else {
             return Reply::from_admin(&outcome);
         };
@@ -210,7 +222,11 @@ pub fn advance_plan<S: AtomicStore>(
             .ok()
             .flatten()
             .and_then(|d| String::from_utf8(d).ok());
-        let next = super::plan_step(cfg, &state, health.as_deref(), now_ms)?;
+        let evidence = super::plan_wants_evidence(&state)
+            .then(|| store.get(EVIDENCE_KEY).ok().flatten())
+            .flatten()
+            .and_then(|d| String::from_utf8(d).ok());
+        let next = super::plan_step(cfg, &state, health.as_deref(), evidence.as_deref(), now_ms)?;
         if !honours_compare_and_swap(store).ok()? {
             return None;
         }

@@ -499,6 +499,7 @@ pub fn object_change(
     degraded: bool,
     health: Option<String>,
     history: Option<String>,
+    evidence: Option<String>,
     now_ms: f64,
 ) -> String {
     let cfg = match config(&env) {
@@ -516,6 +517,7 @@ pub fn object_change(
     let docs = AdminDocs {
         health: health.as_deref(),
         history: history.as_deref(),
+        evidence: evidence.as_deref(),
     };
     object::change(&cfg, call, body, &loaded, docs, now_ms as u64).encode()
 }
@@ -529,26 +531,26 @@ pub fn object_plan_tick(
     document: &str,
     health: Option<String>,
     history: Option<String>,
+    evidence: Option<String>,
     now_ms: f64,
 ) -> Option<String> {
     let cfg = config(&env).ok()?;
-    object::plan_tick(
-        &cfg,
-        document,
-        health.as_deref(),
-        history.as_deref(),
-        now_ms as u64,
-    )
-    .map(|answer| answer.encode())
+    let docs = AdminDocs {
+        health: health.as_deref(),
+        history: history.as_deref(),
+        evidence: evidence.as_deref(),
+    };
+    object::plan_tick(&cfg, document, docs, now_ms as u64).map(|answer| answer.encode())
 }
 
 /// When the object's alarm next rings (ms), or -1 for none: the plan's
-/// next deadline or a pending publish's retry (`publish_retry_at`, -1 for
-/// none), whichever is first.
+/// next deadline (its dwell, or the `evidence` lease it waits on) or a
+/// pending publish's retry (`publish_retry_at`, -1 for none), whichever
+/// is first.
 #[wasm_bindgen(js_name = objectNextAlarm)]
-pub fn object_next_alarm(document: &str, publish_retry_at: f64) -> f64 {
+pub fn object_next_alarm(document: &str, evidence: Option<String>, publish_retry_at: f64) -> f64 {
     let retry = (publish_retry_at >= 0.0).then_some(publish_retry_at as u64);
-    object::next_alarm(document, retry).map_or(-1.0, |at| at as f64)
+    object::next_alarm(document, evidence.as_deref(), retry).map_or(-1.0, |at| at as f64)
 }
 
 /// The object's health record with an edge's report merged in, or `None`

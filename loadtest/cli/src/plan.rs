@@ -1,14 +1,15 @@
 //! `greenlight rollout`: a rollout plan the edge carries out by itself
-//! (`start`, `status`, `pause`, `resume`, `abort`). Once started, the plan
-//! goes on or rolls back whether or not this command still runs.
+//! (`start`, `status`, `pause`, `resume`, `abort`), and the evidence a
+//! harness posts for it (`evidence`). Once started, the plan goes on or
+//! rolls back whether or not this command still runs.
 
 use crate::admin::{self, AdminArgs, ChangeArgs};
 use crate::output::{print_stdout, usage_exit};
 use clap::{Args, Subcommand, ValueEnum};
 use greenlight_common::admin::StateView;
-use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus};
+use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus, Verdict};
 use greenlight_common::rollout::PlanControl;
-use greenlight_engine::admin_client::{self, AdminClient};
+use greenlight_engine::admin_client::{self, AdminClient, AdminError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +31,36 @@ pub enum RolloutCmd {
     Resume(ChangeArgs),
     /// End the plan; a canary goes back to 0 %.
     Abort(ChangeArgs),
+    /// Post a verdict for the step in force, or hold the plan's lease
+    /// (`--hold`), for a plan started with `--lease`.
+    Evidence(EvidenceArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VerdictArg {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+#[derive(Args)]
+pub struct EvidenceArgs {
+    /// The verdict for the step in force (none: only renew the lease).
+    #[arg(long, value_enum)]
+    verdict: Option<VerdictArg>,
+    /// Keep renewing the lease every `--every` until the plan is no longer
+    /// in progress (or this process is stopped: the lease then runs out
+    /// and the plan's rule for missing evidence applies).
+    #[arg(long, conflicts_with = "verdict")]
+    hold: bool,
+    /// How often `--hold` renews the lease (well within the plan's lease).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    every: Duration,
+    /// The epoch of the step the verdict is for (default: the current one).
+    #[arg(long)]
+    epoch: Option<u64>,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,9 +80,18 @@ pub struct StartArgs {
     /// How long each step runs before it is judged (e.g. `30s`, `5m`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     dwell: Duration,
-    /// What a failed gate (the candidate's origin health) does.
+    /// What a failed gate (the candidate's origin health, a failing
+    /// verdict) does.
     #[arg(long, value_enum, default_value = "rollback")]
     on_failure: FailureRule,
+    /// Each step also needs a passing verdict from a harness holding a
+    /// lease of this length (`greenlight rollout evidence`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease: Option<Duration>,
+    /// What the plan does when a step's dwell is over, no passing verdict
+    /// came and no lease is held.
+    #[arg(long, value_enum, default_value = "hold", requires = "lease")]
+    on_missing_evidence: FailureRule,
     /// The plan as JSON instead of the flags
     /// (`{"steps_bp": [500, 2500], "dwell_ms": 60000, "on_failure": "rollback"}`).
     #[arg(long, value_name = "FILE", conflicts_with = "steps")]
@@ -83,6 +123,7 @@ pub async fn run(cmd: RolloutCmd) -> ExitCode {
         RolloutCmd::Pause(a) => control(PlanControl::Pause, a).await,
         RolloutCmd::Resume(a) => control(PlanControl::Resume, a).await,
         RolloutCmd::Abort(a) => control(PlanControl::Abort, a).await,
+        RolloutCmd::Evidence(a) => evidence(a).await,
     }
 }
 
@@ -96,11 +137,12 @@ fn spec_of(a: &StartArgs) -> Result<PlanSpec, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         return Ok(spec);
     }
-    let rule = match a.on_failure {
+    let rule = |r: FailureRule| match r {
         FailureRule::Rollback => OnFailure::Rollback,
         FailureRule::Hold => OnFailure::Hold,
     };
-    admin_client::plan_from_flags(&a.steps, a.dwell, rule)
+    let lease = a.lease.map(|d| (d, rule(a.on_missing_evidence)));
+    admin_client::plan_from_flags(&a.steps, a.dwell, rule(a.on_failure), lease)
 }
 
 async fn start(a: StartArgs) -> ExitCode {
@@ -154,6 +196,69 @@ async fn control(control: PlanControl, a: ChangeArgs) -> ExitCode {
         Box::pin(async move { c.control_plan(control, epoch, &reason).await })
     })
     .await
+}
+
+async fn evidence(a: EvidenceArgs) -> ExitCode {
+    let verdict = a.verdict.map(|v| match v {
+        VerdictArg::Pass => Verdict::Pass,
+        VerdictArg::Fail => Verdict::Fail,
+        VerdictArg::Inconclusive => Verdict::Inconclusive,
+    });
+    if !a.hold {
+        return admin::admin(&a.admin, move |c| {
+            Box::pin(async move { c.post_evidence(verdict, a.epoch).await })
+        })
+        .await;
+    }
+    if a.every.is_zero() {
+        return usage_exit("--every must be more than 0");
+    }
+    let client = match admin::client(&a.admin) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Renews at each step's epoch; a step that moved on in between (a
+    // 409) is read again at the next renewal.
+    loop {
+        match client.post_evidence(None, None).await {
+            Ok(view) => {
+                if let Some(held) = &view.evidence {
+                    print_stdout(&format!(
+                        "{}  lease held by {} until {} (epoch {})\n",
+                        admin_client::format_utc(held.at_ms),
+                        held.holder,
+                        admin_client::format_utc(held.lease_until_ms),
+                        held.epoch
+                    ));
+                }
+            }
+            Err(AdminError::Conflict(p)) => {
+                let view = match client.state().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        eprintln!("greenlight: reading the state: {e}");
+                        tokio::time::sleep(a.every).await;
+                        continue;
+                    }
+                };
+                match view.state.plan_in_progress() {
+                    None => {
+                        print_stdout(&line(&view));
+                        return ExitCode::SUCCESS;
+                    }
+                    Some(run) if run.spec.lease_ms.is_none() => {
+                        eprintln!("greenlight: {}", p.detail);
+                        return ExitCode::from(1);
+                    }
+                    // The step moved on between the read and the post.
+                    Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+                continue;
+            }
+            Err(e) => eprintln!("greenlight: renewing the lease: {e}"),
+        }
+        tokio::time::sleep(a.every).await;
+    }
 }
 
 /// One line for a state: its epoch, change and plan.

@@ -6,7 +6,7 @@ use crate::tls::{self, TlsOptions};
 use crate::transport::with_causes;
 use greenlight_common::admin::{AdminRoute, ChangeRequest, Problem, StateView};
 use greenlight_common::http::ADMIN_PREFIX;
-use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus};
+use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus, Verdict};
 use greenlight_common::rollout::PlanControl;
 use greenlight_common::state::Population;
 use greenlight_common::RolloutState;
@@ -398,6 +398,30 @@ impl AdminClient {
             .await
     }
 
+    /// `POST plan/evidence`: `verdict` for the step in force at
+    /// `expected_epoch` (`None`: read it first), renewing the caller's
+    /// lease. No epoch moves; the view shows the evidence held.
+    pub async fn post_evidence(
+        &self,
+        verdict: Option<Verdict>,
+        expected_epoch: Option<u64>,
+    ) -> Result<StateView, AdminError> {
+        let req = ChangeRequest {
+            expected_epoch: match expected_epoch {
+                Some(e) => e,
+                None => self.state().await?.state.epoch,
+            },
+            verdict,
+            ..ChangeRequest::default()
+        };
+        self.call(
+            reqwest::Method::POST,
+            AdminRoute::PlanEvidence.name(),
+            Some(&req),
+        )
+        .await
+    }
+
     /// `POST plan/pause`, `plan/resume` or `plan/abort`.
     pub async fn control_plan(
         &self,
@@ -518,9 +542,20 @@ pub fn describe_plan(state: &RolloutState) -> Option<String> {
         steps.len(),
         steps.join(" → ")
     );
+    let evidence = match run.spec.lease_ms {
+        Some(ms) => format!(
+            "; each step needs a passing verdict from a lease holder ({} ms lease, else {})",
+            ms,
+            match run.spec.on_missing_evidence {
+                OnFailure::Rollback => "rollback",
+                OnFailure::Hold => "hold",
+            }
+        ),
+        None => String::new(),
+    };
     Some(match &run.status {
         PlanStatus::Running => format!(
-            "running, {at}; judged at {}",
+            "running, {at}; judged from {}{evidence}",
             format_utc(run.deadline_ms(None).unwrap_or_default())
         ),
         PlanStatus::Paused => format!("paused at {at}"),
@@ -537,6 +572,7 @@ pub fn plan_from_flags(
     steps_percent: &[f64],
     dwell: std::time::Duration,
     on_failure: OnFailure,
+    lease: Option<(std::time::Duration, OnFailure)>,
 ) -> Result<PlanSpec, String> {
     let mut steps_bp = Vec::with_capacity(steps_percent.len());
     for &p in steps_percent {
@@ -551,8 +587,8 @@ pub fn plan_from_flags(
         steps_bp,
         dwell_ms: u64::try_from(dwell.as_millis()).unwrap_or(u64::MAX),
         on_failure,
-        lease_ms: None,
-        on_missing_evidence: OnFailure::Hold,
+        lease_ms: lease.map(|(d, _)| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        on_missing_evidence: lease.map_or(OnFailure::Hold, |(_, rule)| rule),
     };
     spec.validate()?;
     Ok(spec)

@@ -7,7 +7,13 @@
 //!   request after each deadline makes the change.
 //! - A green that answers 500 is rolled back by the health gate, before
 //!   its first step's dwell is over.
-//! - Two operators pausing the plan at once: one winner, one 409; a
+//! - A plan that needs evidence: a harness holds its lease
+//!   (`greenlight rollout evidence --hold`) and a passing verdict moves the
+//!   first step on; the holder is killed, its lease runs out, and the
+//!   plan's rule for missing evidence (rollback) applies. Nothing but admin
+//!   reads reach the edge meanwhile (on Spin, the admin call after a
+//!   deadline makes the change).
+//! - Two operators pausing the plan at once: one winner, the others 409; a
 //!   viewer changes nothing.
 
 use greenlight_common::admin::StateView;
@@ -25,8 +31,28 @@ use std::time::{Duration, Instant};
 greenlight_e2e::for_each_runtime!(
     a_killed_harness_leaves_an_equal_green_promoted,
     a_killed_harness_leaves_a_failing_green_rolled_back,
+    a_lease_that_runs_out_applies_the_plans_rule,
     two_operators_pausing_at_once_get_one_winner
 );
+
+/// Runs `greenlight` with `args` against the rig's edge as the operator;
+/// returns its exit code and output.
+async fn cli(rig: &Rig, args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(greenlight_bin())
+        .args(args)
+        .args(["--edge", &rig.edge.base_url])
+        .env(TOKEN_ENV, OPERATOR_TOKEN)
+        .env("HOME", "/nonexistent")
+        .output()
+        .await
+        .expect("running greenlight");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
 
 /// Starts `greenlight rollout start --watch` with `plan` and kills it
 /// (SIGKILL) once the edge shows the plan at its first step. Returns what
@@ -256,4 +282,78 @@ async fn two_operators_pausing_at_once_get_one_winner(runtime: Runtime) {
     .unwrap();
     assert_eq!(resp.status(), 403, "a viewer aborts nothing");
     assert_eq!(rig.state().await.state.epoch, 2);
+}
+
+async fn a_lease_that_runs_out_applies_the_plans_rule(runtime: Runtime) {
+    let rig = Rig::start(runtime, |_| {}).await;
+    let (code, out) = cli(
+        &rig,
+        &[
+            "rollout",
+            "start",
+            "--steps",
+            "10,50",
+            "--dwell",
+            "1s",
+            "--lease",
+            "2s",
+            "--on-missing-evidence",
+            "rollback",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    let mut holder = tokio::process::Command::new(greenlight_bin())
+        .args(["rollout", "evidence", "--hold", "--every", "300ms"])
+        .args(["--edge", &rig.edge.base_url])
+        .env(TOKEN_ENV, OPERATOR_TOKEN)
+        .env("HOME", "/nonexistent")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the lease holder");
+    // The holder's lease shows in the state; the dwell passes, and without
+    // a verdict the plan waits on the lease.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let view = rig.state().await;
+    let held = view.evidence.as_ref().expect("the lease in the state");
+    assert_eq!(held.holder, OPERATOR_NAME);
+    assert_eq!(
+        view.state.epoch, 1,
+        "no verdict, no step: {:?}",
+        view.state.plan
+    );
+    // A passing verdict moves the first step on at once.
+    let (code, out) = cli(&rig, &["rollout", "evidence", "--verdict", "pass"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let view = rig.state().await;
+    assert_eq!(
+        (view.state.epoch, view.state.candidate_weight_bp),
+        (2, 5_000),
+        "{out}"
+    );
+    // The harness dies; its lease runs out 2 s after its last renewal.
+    holder.start_kill().expect("SIGKILL");
+    let _ = holder.wait().await;
+    let killed = Instant::now();
+    let end = until_the_plan_ends(&rig, false, Duration::from_secs(20)).await;
+    let took = killed.elapsed();
+    let plan = end.state.plan.as_ref().unwrap();
+    let PlanStatus::RolledBack { reason } = &plan.status else {
+        panic!("not rolled back: {plan:?}");
+    };
+    assert!(reason.contains("no lease"), "{reason}");
+    assert_eq!((plan.step, end.state.candidate_weight_bp), (1, 0));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let plan_ops: Vec<String> = changes(&rig)
+        .await
+        .into_iter()
+        .filter(|(_, actor)| actor == PLAN_ACTOR)
+        .map(|(op, _)| op)
+        .collect();
+    assert_eq!(plan_ops, ["plan_set_weight", "plan_rollback"]);
+    eprintln!(
+        "plan_at_the_edge runtime={} outcome=lease_ran_out seconds_after_kill={:.1}",
+        runtime.name(),
+        took.as_secs_f64()
+    );
 }

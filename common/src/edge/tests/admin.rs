@@ -242,7 +242,7 @@ fn state_reports_the_health_of_the_color_under_test() {
             &loaded,
             AdminDocs {
                 health: doc,
-                history: None,
+                ..AdminDocs::default()
             },
             NOW_MS + 2,
         );

@@ -425,3 +425,134 @@ fn an_unhealthy_candidate_rolls_the_plan_back_before_its_deadline() {
     );
     assert_eq!(kv::advance_plan(&store, &cfg, NOW_MS + 20), None, "ended");
 }
+
+#[test]
+fn a_harness_holds_a_lease_and_its_verdicts_decide_each_step() {
+    let store = Memory::default();
+    let cfg = config();
+    let body = r#"{"expected_epoch":0,"plan":{"steps_bp":[1000,5000],"dwell_ms":1000,"on_failure":"rollback","lease_ms":3000,"on_missing_evidence":"rollback"}}"#;
+    assert_eq!(
+        call(&store, AdminRoute::PlanStart, "POST", body).status,
+        200
+    );
+    let evidence = |epoch: u64, verdict: &str, now_ms: u64| {
+        let call = AdminCall {
+            route: AdminRoute::PlanEvidence,
+            identity: "harness".into(),
+        };
+        let body = format!(r#"{{"expected_epoch":{epoch}{verdict}}}"#);
+        run(kv::commit_admin(
+            &store,
+            &cfg,
+            &call,
+            "POST",
+            body.as_bytes(),
+            now_ms,
+        ))
+    };
+    // A lease renewal changes no epoch; the view shows it.
+    let r = evidence(1, "", NOW_MS + 10);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view: crate::admin::StateView = serde_json::from_str(&r.body).unwrap();
+    let held = view.evidence.unwrap();
+    assert_eq!(
+        (held.holder.as_str(), held.lease_until_ms),
+        ("harness", NOW_MS + 3_010)
+    );
+    assert_eq!(stored(&store, STATE_KEY).epoch, 1);
+    let shown = call(&store, AdminRoute::State, "GET", "");
+    assert!(
+        shown.body.contains(r#""holder":"harness""#),
+        "{}",
+        shown.body
+    );
+    // Dwell over, lease held, no verdict: the plan waits.
+    let routing = stored(&store, STATE_KEY);
+    assert_eq!(
+        kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 1_500),
+        None
+    );
+    // A pass after the dwell moves it on at once.
+    assert_eq!(
+        evidence(1, r#","verdict":"pass""#, NOW_MS + 1_600).status,
+        200
+    );
+    let s = stored(&store, STATE_KEY);
+    assert_eq!((s.epoch, s.candidate_weight_bp), (2, 5_000));
+    // A verdict for a step no longer in force is stale.
+    assert_eq!(
+        evidence(1, r#","verdict":"pass""#, NOW_MS + 1_700).status,
+        409
+    );
+    // Nobody posts for step 2: once the lease runs out, the rule for
+    // missing evidence (here rollback) applies.
+    // (the pass renewed the lease to 3 s after it)
+    let routing = stored(&store, STATE_KEY);
+    assert_eq!(
+        kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 4_599),
+        None
+    );
+    let done = kv::plan_check(Some(&store), &cfg, &routing, NOW_MS + 4_600).unwrap();
+    assert_eq!((done.epoch, done.candidate_weight_bp), (3, 0));
+    assert!(
+        done.last_change.reason.contains("no lease"),
+        "{}",
+        done.last_change.reason
+    );
+    // No plan in progress: evidence is refused.
+    assert_eq!(evidence(3, "", NOW_MS + 3_100).status, 409);
+}
+
+#[test]
+fn a_failing_verdict_rolls_back_at_once_and_evidence_needs_a_leased_plan() {
+    let store = Memory::default();
+    let leased = r#"{"expected_epoch":0,"plan":{"steps_bp":[1000],"dwell_ms":60000,"on_failure":"rollback","lease_ms":30000}}"#;
+    assert_eq!(
+        call(&store, AdminRoute::PlanStart, "POST", leased).status,
+        200
+    );
+    let r = call(
+        &store,
+        AdminRoute::PlanEvidence,
+        "POST",
+        r#"{"expected_epoch":1,"verdict":"fail"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = stored(&store, STATE_KEY);
+    assert_eq!((s.epoch, s.last_change.op.as_str()), (2, "plan_rollback"));
+    // A plan without a lease takes no evidence; a verdict belongs only here.
+    let store = Memory::default();
+    assert_eq!(start_plan(&store, 0).status, 200);
+    let cases = [
+        (
+            AdminRoute::PlanEvidence,
+            r#"{"expected_epoch":1,"verdict":"pass"}"#,
+            409,
+        ),
+        (
+            AdminRoute::PlanEvidence,
+            r#"{"expected_epoch":1,"weight_bp":3}"#,
+            400,
+        ),
+        (
+            AdminRoute::PlanEvidence,
+            r#"{"expected_epoch":1,"verdict":"maybe"}"#,
+            400,
+        ),
+        (
+            AdminRoute::Weight,
+            r#"{"expected_epoch":1,"weight_bp":3,"verdict":"pass"}"#,
+            400,
+        ),
+        (
+            AdminRoute::PlanPause,
+            r#"{"expected_epoch":1,"verdict":"pass"}"#,
+            400,
+        ),
+    ];
+    for (route, body, status) in cases {
+        let r = call(&store, route, "POST", body);
+        assert_eq!(r.status, status, "{} {body}: {}", route.name(), r.body);
+    }
+    assert_eq!(stored(&store, STATE_KEY).epoch, 1);
+}
