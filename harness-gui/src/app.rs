@@ -3,13 +3,14 @@
 //! [`Action`]s into worker [`Request`]s. The `ui` module only draws this
 //! state and emits actions, so all behaviour here is unit-tested.
 
-use crate::backend::{Event, LoadRequest, LoadStatus, ManualOp, Request};
+use crate::backend::{EdgePlanOp, Event, LoadRequest, LoadStatus, ManualOp, Request};
 use crate::metrics::MetricsView;
 use crate::settings::Settings;
 use greenlight_common::admin::StateView;
 use greenlight_common::history::HistoryView;
+use greenlight_common::plan::{OnFailure, PlanSpec, PlanStatus};
 use greenlight_common::rollout::Phase;
-use greenlight_engine::admin_client::{AdminError, AdminOptions};
+use greenlight_engine::admin_client::{plan_from_flags, AdminError, AdminOptions};
 use greenlight_engine::sampling::PreviewCredential;
 use rollout::audit::AuditEntry;
 use rollout::synthetic::Sampling;
@@ -54,6 +55,8 @@ pub struct Notice {
 pub struct Confirm {
     pub op: ManualOp,
     pub expected_epoch: u64,
+    /// The plan a start at the edge would start.
+    pub plan: Option<PlanSpec>,
     /// What will happen, in words.
     pub text: String,
 }
@@ -190,6 +193,33 @@ impl AppState {
                     && (0.0..=100.0).contains(&p)
                     && (p * 100.0).round() as u16 != v.state.candidate_weight_bp
             }
+            ManualOp::EdgePlan(plan_op) => {
+                let status = v.state.plan_in_progress().map(|run| &run.status);
+                match plan_op {
+                    EdgePlanOp::Start => status.is_none() && !self.rollout_running(),
+                    EdgePlanOp::Pause => status == Some(&PlanStatus::Running),
+                    EdgePlanOp::Resume => {
+                        matches!(status, Some(PlanStatus::Paused | PlanStatus::Held { .. }))
+                    }
+                    EdgePlanOp::Abort => status.is_some(),
+                }
+            }
+        }
+    }
+
+    /// The plan the rollout panel describes, run at the edge: its steps
+    /// and dwell, rolled back when the candidate turns unhealthy.
+    fn edge_plan(&mut self) -> Option<PlanSpec> {
+        if !self.store_steps_text() {
+            return None;
+        }
+        let dwell = Duration::from_secs(self.settings.dwell_s);
+        match plan_from_flags(&self.settings.steps, dwell, OnFailure::Rollback, None) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                self.notice(Level::Error, format!("the plan: {e}"));
+                None
+            }
         }
     }
 
@@ -247,11 +277,28 @@ impl AppState {
             );
             return;
         }
+        let plan = match op {
+            ManualOp::EdgePlan(EdgePlanOp::Start) => match self.edge_plan() {
+                Some(plan) => Some(plan),
+                None => return,
+            },
+            _ => None,
+        };
         if let Some(v) = &self.view {
+            let mut text = describe_change(op, v);
+            if let Some(plan) = &plan {
+                text.push_str(&format!(
+                    " Steps {}, {} s each; the edge rolls back by itself if {} turns unhealthy, whoever is watching.",
+                    format_steps(&self.settings.steps),
+                    plan.dwell_ms / 1_000,
+                    v.state.candidate
+                ));
+            }
             self.confirm = Some(Confirm {
                 op,
                 expected_epoch: v.state.epoch,
-                text: describe_change(op, v),
+                plan,
+                text,
             });
         }
     }
@@ -265,6 +312,7 @@ impl AppState {
             op: c.op,
             expected_epoch: c.expected_epoch,
             reason,
+            plan: c.plan,
         })
     }
 
@@ -542,6 +590,18 @@ pub fn describe_change(op: ManualOp, v: &StateView) -> String {
                 "Set {cand}'s share from {w}% to {p}%: {direction} users (sticky per identity) go to {cand}, the rest stay on {active}. {epoch}"
             )
         }
+        ManualOp::EdgePlan(EdgePlanOp::Start) => format!(
+            "Start a rollout plan held at the edge: {cand} goes through its steps and is promoted at the end. {epoch}"
+        ),
+        ManualOp::EdgePlan(EdgePlanOp::Pause) => format!(
+            "Pause the edge's plan: {cand} stays at {w}% and no step is judged until it is resumed. {epoch}"
+        ),
+        ManualOp::EdgePlan(EdgePlanOp::Resume) => format!(
+            "Resume the edge's plan: the step in force ({w}% on {cand}) dwells again in full, then goes on. {epoch}"
+        ),
+        ManualOp::EdgePlan(EdgePlanOp::Abort) => format!(
+            "Abort the edge's plan: it ends, and {cand}'s share drops from {w}% to 0%. {epoch}"
+        ),
     }
 }
 
@@ -631,6 +691,60 @@ mod tests {
         // Cancel drops the confirmation without a request.
         a.handle(Action::Ask(ManualOp::Promote));
         assert!(a.handle(Action::Cancel).is_empty() && a.confirm.is_none());
+    }
+
+    #[test]
+    fn a_plan_at_the_edge_is_started_and_controlled_from_the_panel() {
+        let mut a = app();
+        let start = ManualOp::EdgePlan(EdgePlanOp::Start);
+        let pause = ManualOp::EdgePlan(EdgePlanOp::Pause);
+        assert!(a.can(start) && !a.can(pause));
+        a.steps_text = "10, 50".into();
+        a.settings.dwell_s = 30;
+        a.handle(Action::Ask(start));
+        let c = a.confirm.clone().unwrap();
+        assert!(c.text.contains("Steps 10, 50"), "{}", c.text);
+        let reqs = a.handle(Action::Confirm);
+        let [Request::Change {
+            op,
+            plan: Some(plan),
+            ..
+        }] = &reqs[..]
+        else {
+            panic!("{reqs:?}");
+        };
+        assert_eq!(*op, start);
+        assert_eq!(
+            (plan.steps_bp.clone(), plan.dwell_ms),
+            (vec![1_000, 5_000], 30_000)
+        );
+        // The edge shows it running: it may be paused or aborted, not started again.
+        let started = RolloutState::initial("x")
+            .start_plan(
+                plan.clone(),
+                0,
+                ChangeMeta {
+                    actor: "me".into(),
+                    at_ms: 1,
+                    reason: String::new(),
+                },
+            )
+            .unwrap();
+        a.in_flight = None;
+        a.apply(Event::State(Ok(StateView::of(started, false))));
+        assert!(!a.can(start) && a.can(pause));
+        assert!(a.can(ManualOp::EdgePlan(EdgePlanOp::Abort)));
+        assert!(!a.can(ManualOp::EdgePlan(EdgePlanOp::Resume)));
+        // Steps that cannot make a plan are refused with the reason.
+        a.apply(Event::State(Ok(view(&[]))));
+        a.steps_text = "50, 10".into();
+        a.handle(Action::Ask(start));
+        assert!(a.confirm.is_none());
+        assert!(
+            a.notice.as_ref().is_some_and(|n| n.text.contains("step")),
+            "{:?}",
+            a.notice
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use crate::metrics::{self, MetricsView};
 use greenlight_common::admin::StateView;
 use greenlight_common::history::HistoryView;
+use greenlight_common::plan::PlanSpec;
+use greenlight_common::rollout::PlanControl;
 use greenlight_common::Color;
 use greenlight_engine::admin_client::{AdminClient, AdminError, AdminOptions};
 use greenlight_engine::client::{self as engine, Control};
@@ -28,6 +30,18 @@ pub enum ManualOp {
     Promote,
     Rollback,
     Abort,
+    /// The rollout plan the edge carries out by itself.
+    EdgePlan(EdgePlanOp),
+}
+
+/// What the dashboard does to the plan held at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgePlanOp {
+    /// Start the steps and dwell of the rollout panel at the edge.
+    Start,
+    Pause,
+    Resume,
+    Abort,
 }
 
 impl ManualOp {
@@ -37,12 +51,17 @@ impl ManualOp {
             ManualOp::Promote => "promote".into(),
             ManualOp::Rollback => "rollback".into(),
             ManualOp::Abort => "abort".into(),
+            ManualOp::EdgePlan(EdgePlanOp::Start) => "plan start at the edge".into(),
+            ManualOp::EdgePlan(EdgePlanOp::Pause) => "plan pause".into(),
+            ManualOp::EdgePlan(EdgePlanOp::Resume) => "plan resume".into(),
+            ManualOp::EdgePlan(EdgePlanOp::Abort) => "plan abort".into(),
         }
     }
 
-    /// The admin call this change makes.
-    pub fn command(self, expected_epoch: u64, reason: String) -> Command {
-        match self {
+    /// The admin call this change makes (the edge plan's calls are made by
+    /// [`ManualOp::execute`] itself).
+    pub fn command(self, expected_epoch: u64, reason: String) -> Option<Command> {
+        Some(match self {
             ManualOp::Weight(percent) => Command::SetWeight {
                 percent,
                 expected_epoch,
@@ -60,7 +79,38 @@ impl ManualOp {
                 expected_epoch,
                 reason,
             },
-        }
+            ManualOp::EdgePlan(_) => return None,
+        })
+    }
+
+    /// Makes the change at the edge; `plan` is the plan an
+    /// [`EdgePlanOp::Start`] starts.
+    pub async fn execute(
+        self,
+        client: &AdminClient,
+        actor: &str,
+        expected_epoch: u64,
+        reason: String,
+        plan: Option<PlanSpec>,
+    ) -> Result<StateView, AdminError> {
+        let control = match self {
+            ManualOp::EdgePlan(EdgePlanOp::Start) => {
+                let Some(plan) = plan else {
+                    return Err(AdminError::Usage("no plan to start".into()));
+                };
+                return client.start_plan(plan, Some(expected_epoch), &reason).await;
+            }
+            ManualOp::EdgePlan(EdgePlanOp::Pause) => PlanControl::Pause,
+            ManualOp::EdgePlan(EdgePlanOp::Resume) => PlanControl::Resume,
+            ManualOp::EdgePlan(EdgePlanOp::Abort) => PlanControl::Abort,
+            op => match op.command(expected_epoch, reason) {
+                Some(command) => return command.execute(client, actor).await,
+                None => return Err(AdminError::Usage(format!("{} is no change", op.name()))),
+            },
+        };
+        client
+            .control_plan(control, Some(expected_epoch), &reason)
+            .await
     }
 }
 
@@ -98,6 +148,8 @@ pub enum Request {
         op: ManualOp,
         expected_epoch: u64,
         reason: String,
+        /// The plan an [`EdgePlanOp::Start`] starts.
+        plan: Option<PlanSpec>,
     },
     StartLoad(LoadRequest),
     StopLoad,
@@ -292,6 +344,7 @@ fn handle(
             op,
             expected_epoch,
             reason,
+            plan,
         } => {
             let (client, actor) = {
                 let s = lock(shared);
@@ -308,8 +361,7 @@ fn handle(
             tokio::spawn(async move {
                 let e = Some(expected_epoch);
                 let result = op
-                    .command(expected_epoch, reason.clone())
-                    .execute(&client, &actor)
+                    .execute(&client, &actor, expected_epoch, reason.clone(), plan)
                     .await;
                 if let (Ok(view), Some(t)) = (&result, &locations) {
                     t.mark_change(view.state.epoch);

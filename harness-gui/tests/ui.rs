@@ -197,6 +197,55 @@ fn promote_then_rollback_through_the_buttons() {
 }
 
 #[test]
+fn a_plan_at_the_edge_is_started_paused_and_aborted_from_the_dashboard() {
+    let edge = FakeEdge::start(0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(dashboard(
+        &edge.url,
+        Some(TOKEN),
+        &dir.path().join("audit.jsonl"),
+        Duration::from_millis(200),
+    ));
+    wait_for(&mut h, "the first state", Duration::from_secs(10), |h| {
+        shows(h, "epoch 0")
+    });
+    assert!(shows(&h, "no plan started at the edge"));
+    assert!(disabled(&h, "Pause edge plan") && disabled(&h, "Abort edge plan"));
+    h.get_by_label("Run at the edge").click_accesskit();
+    h.run();
+    assert!(
+        shows(&h, "whoever is watching"),
+        "the confirmation says what it does"
+    );
+    h.get_by_label("Confirm").click_accesskit();
+    wait_for(
+        &mut h,
+        "the plan at the edge",
+        Duration::from_secs(10),
+        |h| shows(h, "edge plan running · step 1/"),
+    );
+    let calls = edge.calls();
+    assert_eq!(calls.last().unwrap().route, "plan/start");
+    assert!(calls.last().unwrap().body["plan"]["steps_bp"].is_array());
+    for (button, status) in [
+        ("Pause edge plan", "paused"),
+        ("Abort edge plan", "aborted"),
+    ] {
+        wait_for(&mut h, button, Duration::from_secs(5), |h| {
+            !disabled(h, button)
+        });
+        h.get_by_label(button).click_accesskit();
+        h.run();
+        h.get_by_label("Confirm").click_accesskit();
+        wait_for(&mut h, status, Duration::from_secs(10), |h| {
+            shows(h, &format!("edge plan {status}"))
+        });
+    }
+    let routes: Vec<String> = edge.calls().into_iter().map(|c| c.route).collect();
+    assert_eq!(routes, ["plan/start", "plan/pause", "plan/abort"]);
+}
+
+#[test]
 fn a_409_refreshes_and_says_so() {
     let edge = FakeEdge::start(0, 0);
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,9 @@ pub enum UserCmd {
 }
 
 /// What the driver reports while it runs.
+// A few a second at most, moved straight to the receiver: boxing the
+// state would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum DriveEvent {
     Status(RolloutStatus),

@@ -3,9 +3,11 @@
 
 use super::style::{color_text, verdict_color, AMBER, GREEN, RED};
 use crate::app::{Action, AppState, Reach};
-use crate::backend::ManualOp;
+use crate::backend::{EdgePlanOp, ManualOp};
 use egui::{RichText, Ui};
+use greenlight_common::plan::PlanStatus;
 use greenlight_common::state::Population;
+use greenlight_engine::admin_client::describe_plan;
 use rollout::audit::format_time;
 use rollout::{format_steps, Finish, OnInconclusive, RolloutStatus};
 
@@ -138,6 +140,49 @@ fn actions_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
     }
 }
 
+/// The plan held at the edge: where it is, and its controls. It goes on
+/// or rolls back whether or not this dashboard runs.
+fn edge_plan_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("At the edge").strong());
+        let ops = [
+            (EdgePlanOp::Start, "Run at the edge"),
+            (EdgePlanOp::Pause, "Pause edge plan"),
+            (EdgePlanOp::Resume, "Resume edge plan"),
+            (EdgePlanOp::Abort, "Abort edge plan"),
+        ];
+        for (op, label) in ops {
+            let op = ManualOp::EdgePlan(op);
+            action_button(ui, s.can(op), label, Action::Ask(op), out);
+        }
+    });
+    let Some(state) = s.view.as_ref().map(|v| &v.state) else {
+        return;
+    };
+    let Some(run) = &state.plan else {
+        ui.label(RichText::new("no plan started at the edge").weak());
+        return;
+    };
+    let n = run.spec.steps_bp.len().max(1);
+    let done = match run.status {
+        PlanStatus::Promoted => n,
+        _ => run.step + 1,
+    };
+    let color = match run.status {
+        PlanStatus::Promoted => GREEN,
+        PlanStatus::RolledBack { .. } | PlanStatus::Aborted => RED,
+        PlanStatus::Paused | PlanStatus::Held { .. } => AMBER,
+        PlanStatus::Running => ui.visuals().text_color(),
+    };
+    ui.add(
+        egui::ProgressBar::new(done as f32 / n as f32)
+            .text(format!("edge plan {} · step {done}/{n}", run.status.name())),
+    );
+    if let Some(text) = describe_plan(state) {
+        ui.add(egui::Label::new(RichText::new(text).color(color)).wrap());
+    }
+}
+
 /// The automated rollout: its plan, its buttons and how far it got.
 fn rollout_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
     ui.heading("Automated rollout");
@@ -176,6 +221,7 @@ fn rollout_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
         action_button(ui, running && paused, "Resume", Action::ResumeRollout, out);
         action_button(ui, running, "Abort rollout", Action::AbortRollout, out);
     });
+    edge_plan_section(ui, s, out);
     if let Some(r) = &s.rollout {
         let (frac, text) = rollout_progress(r);
         ui.add(egui::ProgressBar::new(frac).text(text));

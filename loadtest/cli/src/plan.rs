@@ -112,6 +112,12 @@ pub struct StatusArgs {
     /// How often `--watch` reads the state.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     interval: Duration,
+    /// With `--watch`: never stop, across plans. On Spin, which has no
+    /// alarms, each read is the admin call that makes a plan's change
+    /// due while no traffic arrives: run it as a service beside an idle
+    /// edge.
+    #[arg(long, requires = "watch")]
+    forever: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -181,12 +187,32 @@ async fn status(a: StatusArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if a.forever {
+        return drive(&client, a.interval).await;
+    }
     match client.state().await {
         Ok(view) => {
             print_stdout(&line(&view));
             watch(&client, a.interval, view).await
         }
         Err(e) => admin::failed(e),
+    }
+}
+
+/// `status --watch --forever`: a line per change, until stopped.
+async fn drive(client: &AdminClient, interval: Duration) -> ExitCode {
+    let mut seen = None;
+    loop {
+        match client.state().await {
+            Ok(view) => {
+                if seen != Some(view.state.epoch) {
+                    print_stdout(&line(&view));
+                    seen = Some(view.state.epoch);
+                }
+            }
+            Err(e) => eprintln!("greenlight: reading the state: {e}"),
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

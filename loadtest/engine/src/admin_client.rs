@@ -540,7 +540,7 @@ pub fn describe_plan(state: &RolloutState) -> Option<String> {
         "step {} of {} ({})",
         run.step + 1,
         steps.len(),
-        steps.join(" → ")
+        steps.join(", ")
     );
     let evidence = match run.spec.lease_ms {
         Some(ms) => format!(
