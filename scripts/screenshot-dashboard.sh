@@ -2,8 +2,9 @@
 # Takes docs/dashboard.png: the real dashboard under Xvfb, watching a local
 # demo: two `greenlight origin`s (green a little slower), the real Worker
 # under `wrangler dev --local` (built first by scripts/build-worker.sh), a
-# canary at 25 %, and load driven by the dashboard itself.
-# Fails (exit 1) when the edge does not come up or does not take the canary,
+# rollout plan held at the edge at its first step (25 %), and load driven
+# by the dashboard itself.
+# Fails (exit 1) when the edge does not come up or does not take the plan,
 # so a broken setup cannot pass for a picture; CI runs it for that reason.
 # Installs what is missing (apt-get), bounded in time, loopback only.
 # Usage: scripts/screenshot-dashboard.sh [out.png]  (env: SETTLE_S=30 seconds of load before the shot, RATE=40 req/s;
@@ -49,7 +50,7 @@ wait_http() {
 
 BLUE_PORT=$(free_port); GREEN_PORT=$(free_port)
 spawn "$SCRATCH/blue.log" "$BIN/greenlight" origin --color blue --port "$BLUE_PORT" --latency lognormal:4ms,0.3
-spawn "$SCRATCH/green.log" "$BIN/greenlight" origin --color green --port "$GREEN_PORT" --latency lognormal:6ms,0.35 --error-rate 0.5%
+spawn "$SCRATCH/green.log" "$BIN/greenlight" origin --color green --port "$GREEN_PORT" --latency lognormal:6ms,0.35 --error-rate 0.1%
 wait_http "http://127.0.0.1:$BLUE_PORT/" && wait_http "http://127.0.0.1:$GREEN_PORT/"
 
 export GREENLIGHT_ADMIN_TOKEN="screenshot-admin-token-0123456789"
@@ -102,8 +103,10 @@ edge_failed() {
   exit 1
 }
 wait_http "$EDGE/__greenlight/state" || edge_failed "wrangler dev did not come up"
-"$BIN/greenlight" weight 25 --edge "$EDGE" --reason "canary for the screenshot" >/dev/null \
-  || edge_failed "the edge did not take the canary"
+# Long steps: the picture shows the plan at its first step, not its end.
+"$BIN/greenlight" rollout start --steps 25,50,75 --dwell 10m --edge "$EDGE" \
+  --reason "plan for the screenshot" >/dev/null \
+  || edge_failed "the edge did not take the plan"
 
 log "dashboard under Xvfb (edge $EDGE, load at $TARGET), settling ${SETTLE_S}s"
 mkdir -p "$(dirname "$OUT")"
@@ -130,5 +133,7 @@ if [ ! -s "$OUT" ]; then
   log "no screenshot taken"; cat "$SCRATCH/xvfb.log" >&2; exit 1
 fi
 # The edge still answers after the dashboard drove it.
-"$BIN/greenlight" status --edge "$EDGE" >/dev/null || edge_failed "the edge stopped answering"
+"$BIN/greenlight" status --edge "$EDGE" >"$SCRATCH/status.txt" || edge_failed "the edge stopped answering"
+grep -q "^plan       running" "$SCRATCH/status.txt" \
+  || { cat "$SCRATCH/status.txt" >&2; edge_failed "the plan is no longer running"; }
 log "saved $OUT ($(identify -format '%wx%h' "$OUT" 2>/dev/null || echo '?'))"
