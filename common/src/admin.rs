@@ -7,11 +7,15 @@ use crate::history::{History, MAX_EVIDENCE_BYTES};
 use crate::plan::{PlanEvidence, PlanSpec, Verdict};
 use crate::rollout::{AllowedOps, ChangeMeta, Phase, PlanControl, RolloutError, RolloutOp};
 use crate::state::{Population, RolloutState, WEIGHT_SCALE};
+use crate::telemetry::Tally;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Largest admin request body accepted.
 pub const MAX_ADMIN_BODY: usize = 16 * 1024;
+
+/// The content type of the Prometheus text exposition format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What `GET /__greenlight/state` and every successful change return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,10 +140,15 @@ pub enum AdminRoute {
     /// `POST plan/evidence`: a harness's verdict for the step in force and
     /// the renewal of its lease ([`crate::plan::PlanEvidence`]).
     PlanEvidence,
+    /// `GET metrics`: real users' answers per epoch and color
+    /// ([`crate::telemetry::MetricsView`]).
+    Metrics,
+    /// `GET metrics/prometheus`: the same in the Prometheus text format.
+    MetricsPrometheus,
 }
 
 impl AdminRoute {
-    pub const ALL: [AdminRoute; 13] = [
+    pub const ALL: [AdminRoute; 15] = [
         AdminRoute::State,
         AdminRoute::Weight,
         AdminRoute::Promote,
@@ -153,6 +162,8 @@ impl AdminRoute {
         AdminRoute::PlanResume,
         AdminRoute::PlanAbort,
         AdminRoute::PlanEvidence,
+        AdminRoute::Metrics,
+        AdminRoute::MetricsPrometheus,
     ];
 
     /// The route for a path under the admin prefix (`rest` excludes it).
@@ -177,12 +188,18 @@ impl AdminRoute {
             AdminRoute::PlanResume => "plan/resume",
             AdminRoute::PlanAbort => "plan/abort",
             AdminRoute::PlanEvidence => "plan/evidence",
+            AdminRoute::Metrics => "metrics",
+            AdminRoute::MetricsPrometheus => "metrics/prometheus",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            AdminRoute::State | AdminRoute::Isolate | AdminRoute::History => "GET",
+            AdminRoute::State
+            | AdminRoute::Isolate
+            | AdminRoute::History
+            | AdminRoute::Metrics
+            | AdminRoute::MetricsPrometheus => "GET",
             _ => "POST",
         }
     }
@@ -358,6 +375,8 @@ pub struct AdminContext<'a> {
     pub history: Option<&'a History>,
     /// The plan's evidence document (`GET state`).
     pub evidence: Option<&'a PlanEvidence>,
+    /// Real users' summed counts (`GET metrics`).
+    pub telemetry: Option<&'a Tally>,
     pub now_ms: u64,
 }
 
@@ -371,6 +390,7 @@ impl<'a> AdminContext<'a> {
             policy: HealthPolicy::default(),
             history: None,
             evidence: None,
+            telemetry: None,
             now_ms,
         }
     }
@@ -410,6 +430,7 @@ pub fn handle_in(
         policy,
         history,
         evidence,
+        telemetry,
         now_ms,
     } = *ctx;
     if !method.eq_ignore_ascii_case(route.method()) {
@@ -445,6 +466,18 @@ pub fn handle_in(
                 .map(History::view)
                 .unwrap_or_else(|| History::default().view());
             return AdminOutcome::json(serde_json::to_string(&view).unwrap_or_default());
+        }
+        AdminRoute::Metrics => {
+            let view = telemetry
+                .map(Tally::view)
+                .unwrap_or_else(|| Tally::default().view());
+            return AdminOutcome::json(serde_json::to_string(&view).unwrap_or_default());
+        }
+        AdminRoute::MetricsPrometheus => {
+            return AdminOutcome {
+                content_type: PROMETHEUS_CONTENT_TYPE,
+                ..AdminOutcome::json(telemetry.map(Tally::to_prometheus).unwrap_or_default())
+            }
         }
         AdminRoute::Undo => return undo(body, identity, current, history, now_ms),
         AdminRoute::PlanStart => return plan_call(None, body, identity, current, now_ms),

@@ -56,7 +56,11 @@ impl AdminRoute {
     /// The least role that may call this route.
     pub fn required_role(self) -> AdminRole {
         match self {
-            AdminRoute::State | AdminRoute::Isolate | AdminRoute::History => AdminRole::Viewer,
+            AdminRoute::State
+            | AdminRoute::Isolate
+            | AdminRoute::History
+            | AdminRoute::Metrics
+            | AdminRoute::MetricsPrometheus => AdminRole::Viewer,
             AdminRoute::Weight
             | AdminRoute::Promote
             | AdminRoute::Rollback

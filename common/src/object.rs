@@ -212,11 +212,11 @@ pub fn edge_answer(
     }
     let mut body = body;
     let mut shown = None;
+    let route = head_path
+        .strip_prefix(ADMIN_PREFIX)
+        .and_then(AdminRoute::parse);
     if status == 200 {
         if let Ok(mut view) = serde_json::from_str::<StateView>(&body) {
-            let route = head_path
-                .strip_prefix(ADMIN_PREFIX)
-                .and_then(AdminRoute::parse);
             if route == Some(AdminRoute::State) && degraded_here && !view.degraded {
                 view.degraded = true;
                 body = serde_json::to_string(&view).unwrap_or(body);
@@ -226,7 +226,9 @@ pub fn edge_answer(
     }
     let reply = Reply::from_admin(&AdminOutcome {
         status,
-        content_type: if status == 200 {
+        content_type: if status == 200 && route == Some(AdminRoute::MetricsPrometheus) {
+            crate::admin::PROMETHEUS_CONTENT_TYPE
+        } else if status == 200 {
             "application/json"
         } else {
             "application/problem+json"

@@ -43,7 +43,9 @@
 //! Any step may be preceded by `persist\n<delay ms>\n`: the shell then
 //! sends this isolate's health record to the rollout object that many ms
 //! after responding (one report a second at most, however many failures:
-//! `crate::object::ReportThrottle`).
+//! `crate::object::ReportThrottle`); and by `flush\n<delay ms>\n`: the
+//! shell then sends this isolate's telemetry batch that many ms later
+//! (`crate::telemetry::FlushThrottle`).
 //!
 //! Attempt results (shell → Rust): `<status>\n<headers…>` for an answer,
 //! `timeout` when no response headers came in time, `error\n<message>`
@@ -97,6 +99,27 @@ pub fn admin(call_line: &str) -> String {
 /// `step` preceded by a health report due in `delay_ms`.
 pub fn persist(delay_ms: u64, step: &str) -> String {
     format!("{PERSIST_PREFIX}{delay_ms}\n{step}")
+}
+
+/// Prefix of a step after which the telemetry batch must be flushed
+/// (`flush\n<delay ms>\n<step>`).
+pub const FLUSH_PREFIX: &str = "flush\n";
+
+/// `step` preceded by a telemetry flush due in `delay_ms`.
+pub fn flush(delay_ms: u64, step: &str) -> String {
+    format!("{FLUSH_PREFIX}{delay_ms}\n{step}")
+}
+
+/// The value of header `name` in the shell's header lines
+/// (`<name>\n<value>\n…`).
+pub fn header_in_lines<'a>(lines: &'a str, name: &str) -> Option<&'a str> {
+    let mut fields = lines.split('\n');
+    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+        if k.eq_ignore_ascii_case(name) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// A request head as the shell sends it: `<method>\n<url>\n<headers…>`.

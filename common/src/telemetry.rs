@@ -100,6 +100,8 @@ pub struct Measured {
     pub total_us: Option<u64>,
     /// Body bytes sent to the client.
     pub bytes: u64,
+    /// When it was answered (Unix ms): the window of a series.
+    pub at_ms: u64,
 }
 
 /// The counts of one color in one epoch.
@@ -110,10 +112,18 @@ pub struct Counts {
     pub ttfb_us: BTreeMap<u64, u64>,
     pub total_us: BTreeMap<u64, u64>,
     pub bytes: u64,
+    /// The first and last answer counted (Unix ms): the window the counts
+    /// cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
 }
 
 impl Counts {
     pub fn record(&mut self, m: &Measured) {
+        self.first_ms = Some(self.first_ms.map_or(m.at_ms, |f| f.min(m.at_ms)));
+        self.last_ms = Some(self.last_ms.map_or(m.at_ms, |l| l.max(m.at_ms)));
         *self.answers.entry(m.class).or_default() += 1;
         if let Some(t) = m.ttfb_us {
             *self.ttfb_us.entry(bucket_floor(t.max(1))).or_default() += 1;
@@ -137,6 +147,11 @@ impl Counts {
             }
         }
         self.bytes = self.bytes.saturating_add(other.bytes);
+        self.first_ms = match (self.first_ms, other.first_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ms = self.last_ms.max(other.last_ms);
     }
 
     /// Every answer counted.
@@ -264,6 +279,29 @@ impl Tally {
                 histogram(&mut out, name, *color, *epoch, pick(c));
             }
         }
+        for (name, help, pick) in [
+            (
+                "greenlight_window_start_seconds",
+                "When the first answer counted in the series was sent (Unix time).",
+                (|c: &Counts| c.first_ms) as fn(&Counts) -> Option<u64>,
+            ),
+            (
+                "greenlight_window_end_seconds",
+                "When the last answer counted in the series was sent (Unix time).",
+                |c: &Counts| c.last_ms,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for ((color, epoch), c) in &self.series {
+                if let Some(ms) = pick(c) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{color=\"{color}\",epoch=\"{epoch}\"}} {}",
+                        ms as f64 / 1_000.0
+                    );
+                }
+            }
+        }
         out.push_str(
             "# HELP greenlight_response_bytes_total Body bytes sent to real users.\n\
              # TYPE greenlight_response_bytes_total counter\n",
@@ -276,6 +314,204 @@ impl Tally {
             );
         }
         out
+    }
+}
+
+/// Where the summed counts are stored (Spin's store; the rollout object's
+/// storage).
+pub const TELEMETRY_KEY: &str = "rollout-telemetry";
+/// Epochs whose counts are kept where they are summed: the one in force
+/// and the ones before it, so a comparison of the last steps stays
+/// readable and the document stays bounded.
+pub const KEPT_EPOCHS: usize = 8;
+/// Shortest time between two flushes of one edge instance.
+pub const FLUSH_INTERVAL_MS: u64 = 1_000;
+/// Most extra delay added to a flush, so instances started together do
+/// not flush together.
+pub const FLUSH_JITTER_MS: u64 = 250;
+
+impl Tally {
+    /// Drops every epoch but the latest `epochs`.
+    pub fn keep_latest(&mut self, epochs: usize) {
+        let mut seen: Vec<u64> = self.series.keys().map(|(_, e)| *e).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() > epochs {
+            let oldest_kept = seen[seen.len() - epochs];
+            self.series.retain(|(_, e), _| *e >= oldest_kept);
+        }
+    }
+
+    /// A batch added to the stored sum (`None`: nothing stored yet, or
+    /// unreadable, which starts over), bounded to [`KEPT_EPOCHS`]. `None`
+    /// when the batch is unreadable: the stored sum stays.
+    pub fn merge_batch(stored: Option<&str>, batch: &str) -> Option<String> {
+        let batch = Tally::from_json(batch)?;
+        let mut sum = stored.and_then(Tally::from_json).unwrap_or_default();
+        sum.merge(&batch);
+        sum.keep_latest(KEPT_EPOCHS);
+        Some(sum.to_json())
+    }
+
+    /// What `GET /__greenlight/metrics` shows.
+    pub fn view(&self) -> MetricsView {
+        let mut epochs: BTreeMap<u64, EpochView> = BTreeMap::new();
+        for ((color, epoch), c) in &self.series {
+            let e = epochs.entry(*epoch).or_insert_with(|| EpochView {
+                epoch: *epoch,
+                from_ms: c.first_ms,
+                to_ms: c.last_ms,
+                colors: BTreeMap::new(),
+            });
+            e.from_ms = match (e.from_ms, c.first_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            e.to_ms = e.to_ms.max(c.last_ms);
+            e.colors.insert(*color, CountsView::of(c));
+        }
+        MetricsView {
+            kept_epochs: KEPT_EPOCHS,
+            epochs: epochs.into_values().rev().collect(),
+        }
+    }
+}
+
+/// `GET /__greenlight/metrics`: real users' answers per epoch (newest
+/// first) and color.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    pub kept_epochs: usize,
+    pub epochs: Vec<EpochView>,
+}
+
+impl MetricsView {
+    /// The counts of `epoch`, if kept.
+    pub fn epoch(&self, epoch: u64) -> Option<&EpochView> {
+        self.epochs.iter().find(|e| e.epoch == epoch)
+    }
+}
+
+/// One epoch's counts: the window they cover (first and last answer, Unix
+/// ms) and each color's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochView {
+    pub epoch: u64,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    pub colors: BTreeMap<Color, CountsView>,
+}
+
+/// One color's counts in one epoch, with the figures a reader wants and
+/// the buckets to judge from (`[floor µs, count]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountsView {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub answers: BTreeMap<AnswerClass, u64>,
+    pub ttfb_p50_ms: Option<f64>,
+    pub ttfb_p99_ms: Option<f64>,
+    pub total_p50_ms: Option<f64>,
+    pub total_p99_ms: Option<f64>,
+    pub bytes: u64,
+    pub ttfb_buckets_us: Vec<(u64, u64)>,
+    pub total_buckets_us: Vec<(u64, u64)>,
+}
+
+impl CountsView {
+    pub fn of(c: &Counts) -> CountsView {
+        let ms = |b: &BTreeMap<u64, u64>, q| quantile(b, q).map(|us| us as f64 / 1_000.0);
+        let requests = c.requests();
+        CountsView {
+            requests,
+            errors: c.errors(),
+            error_rate: if requests == 0 {
+                0.0
+            } else {
+                c.errors() as f64 / requests as f64
+            },
+            answers: c.answers.clone(),
+            ttfb_p50_ms: ms(&c.ttfb_us, 0.5),
+            ttfb_p99_ms: ms(&c.ttfb_us, 0.99),
+            total_p50_ms: ms(&c.total_us, 0.5),
+            total_p99_ms: ms(&c.total_us, 0.99),
+            bytes: c.bytes,
+            ttfb_buckets_us: c.ttfb_us.iter().map(|(f, n)| (*f, *n)).collect(),
+            total_buckets_us: c.total_us.iter().map(|(f, n)| (*f, *n)).collect(),
+        }
+    }
+}
+
+/// When an edge instance flushes its counts: at most once per
+/// [`FLUSH_INTERVAL_MS`], plus up to [`FLUSH_JITTER_MS`], however many
+/// requests it answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushThrottle {
+    last_flush_ms: Option<u64>,
+    scheduled: bool,
+}
+
+impl FlushThrottle {
+    /// An answer was counted at `now_ms`: `Some(delay)` when a flush must
+    /// be scheduled `delay` ms from now, `None` when one already is.
+    /// `random` spreads the jitter.
+    pub fn on_record(&mut self, now_ms: u64, random: u64) -> Option<u64> {
+        if self.scheduled {
+            return None;
+        }
+        self.scheduled = true;
+        let due = match self.last_flush_ms {
+            Some(at) => (at + FLUSH_INTERVAL_MS).saturating_sub(now_ms),
+            None => 0,
+        };
+        Some(due + random % (FLUSH_JITTER_MS + 1))
+    }
+
+    /// The scheduled flush runs at `now_ms`.
+    pub fn flushing(&mut self, now_ms: u64) {
+        self.scheduled = false;
+        self.last_flush_ms = Some(now_ms);
+    }
+
+    /// Whether a flush is due at `now_ms` for an instance that flushes at
+    /// the end of a request rather than on a timer (Spin).
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.last_flush_ms
+            .is_none_or(|at| now_ms >= at + FLUSH_INTERVAL_MS)
+    }
+}
+
+/// What an edge instance keeps between flushes: its counts since the
+/// last flush and when the next one is due. A flush that fails loses the
+/// batch's counts, never a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    tally: Tally,
+    throttle: FlushThrottle,
+}
+
+impl Pending {
+    /// Counts an answer; `Some(delay)`: schedule a flush `delay` ms from
+    /// now ([`FlushThrottle::on_record`]).
+    pub fn record(&mut self, color: Color, epoch: u64, m: &Measured, random: u64) -> Option<u64> {
+        self.tally.record(color, epoch, m);
+        self.throttle.on_record(m.at_ms, random)
+    }
+
+    /// The batch to send now (one line of JSON), and a clean slate; `None`
+    /// when nothing was counted.
+    pub fn take(&mut self, now_ms: u64) -> Option<String> {
+        self.throttle.flushing(now_ms);
+        if self.tally.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.tally).to_json())
+    }
+
+    /// Series held, for the instance report.
+    pub fn series(&self) -> usize {
+        self.tally.series.len()
     }
 }
 
@@ -312,6 +548,7 @@ mod tests {
             ttfb_us: Some(ttfb_us),
             total_us: Some(total_us),
             bytes,
+            at_ms: 0,
         }
     }
 
@@ -365,6 +602,7 @@ mod tests {
                 ttfb_us: None,
                 total_us: None,
                 bytes: 0,
+                at_ms: 0,
             });
         }
         assert_eq!((c.requests(), c.errors()), (6, 2));
@@ -408,6 +646,7 @@ mod tests {
                 ttfb_us: None,
                 total_us: None,
                 bytes: 0,
+                at_ms: 0,
             },
         );
         let text = t.to_prometheus();

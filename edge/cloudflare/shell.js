@@ -224,6 +224,23 @@ async function reportHealth(env, delay) {
 
 // STATE_SOURCE = "object": isolates read the document from the object
 // itself instead of KV (measured in the README; KV is the default).
+// Sends this isolate's telemetry batch to the rollout object, where the
+// batches are summed. A batch that fails to arrive is lost (its counts,
+// never a request); the next one starts from zero.
+async function flushTelemetry(env, delay) {
+  if (delay > 0) await sleep(delay);
+  const batch = wasm.takeTelemetry(Date.now());
+  if (batch === undefined) return;
+  try {
+    await rolloutObject(env).fetch("https://rollout/telemetry", {
+      method: "POST",
+      body: batch,
+    });
+  } catch (e) {
+    // Lost with the batch: counts, not requests.
+  }
+}
+
 async function loadEdge(env) {
   if (env.STATE_SOURCE === "object") {
     let doc;
@@ -299,11 +316,20 @@ export default {
     let raw; // a model route's body as the client sent it
     let response; // the last origin response
     for (;;) {
-      if (step.startsWith("persist\n")) {
-        // persist\n<delay ms>\n<step>
-        const at = step.indexOf("\n", "persist\n".length);
-        ctx.waitUntil(reportHealth(env, Number(step.slice("persist\n".length, at))));
-        step = step.slice(at + 1);
+      for (;;) {
+        if (step.startsWith("persist\n")) {
+          // persist\n<delay ms>\n<step>
+          const at = step.indexOf("\n", "persist\n".length);
+          ctx.waitUntil(reportHealth(env, Number(step.slice("persist\n".length, at))));
+          step = step.slice(at + 1);
+        } else if (step.startsWith("flush\n")) {
+          // flush\n<delay ms>\n<step>
+          const at = step.indexOf("\n", "flush\n".length);
+          ctx.waitUntil(flushTelemetry(env, Number(step.slice("flush\n".length, at))));
+          step = step.slice(at + 1);
+        } else {
+          break;
+        }
       }
       const kind = step.slice(0, step.indexOf("\n"));
       if (kind === "forward") {
@@ -383,8 +409,11 @@ export default {
           // one, goes to Rust: a Response cannot carry a 1xx status.)
           const status = response.status;
           if (status >= 200 && status < Number(fields[FORWARD.deliverBelow]) && !response.headers.has("connection")) {
-            // The answer Rust said in advance it would pass on this way.
-            finished.push(id);
+            // The answer Rust said in advance it would pass on this way,
+            // counted in this isolate's telemetry (flushed at most once a
+            // second).
+            const flushIn = wasm.answered(id, status, started, Date.now(), response.headers.get("content-length") ?? undefined);
+            if (flushIn >= 0) ctx.waitUntil(flushTelemetry(env, flushIn));
             return rewrap(response, response.status, fields, responseDeltaAt);
           }
           report = response.status + "\n" + headerLines(response.headers);
@@ -419,6 +448,7 @@ const STORAGE_STATE = "state";
 const STORAGE_HEALTH = "health";
 const STORAGE_PUBLISHED = "published";
 const STORAGE_EVIDENCE = "evidence";
+const STORAGE_TELEMETRY = "rollout-telemetry"; // common::telemetry::TELEMETRY_KEY
 const STORAGE_HISTORY = "rollout-history"; // common::history::HISTORY_KEY
 const STATE_KEY = "rollout-state";
 const LAST_GOOD_KEY = "rollout-state.last-good";
@@ -434,18 +464,20 @@ export class RolloutObject {
     this.health = undefined; // merged health record (JSON)
     this.history = undefined; // the last committed changes (JSON)
     this.evidence = undefined; // a harness's verdict and lease for the plan (JSON)
+    this.telemetry = undefined; // real users' answers summed over isolates (JSON)
     this.version = 0; // commits since this object started
     this.published = 0; // the version KV holds
     this.lastPublish = -1; // when KV was last written (ms; -1: never)
     this.publishing = false;
     this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
     ctx.blockConcurrencyWhile(async () => {
-      const [stored, health, published, history, evidence] = await Promise.all([
+      const [stored, health, published, history, evidence, telemetry] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
         ctx.storage.get(STORAGE_HEALTH),
         ctx.storage.get(STORAGE_PUBLISHED),
         ctx.storage.get(STORAGE_HISTORY),
         ctx.storage.get(STORAGE_EVIDENCE),
+        ctx.storage.get(STORAGE_TELEMETRY),
       ]);
       let kvDoc;
       let kvBackup;
@@ -466,6 +498,7 @@ export class RolloutObject {
       this.health = health;
       this.history = history;
       this.evidence = evidence;
+      this.telemetry = telemetry;
       // Storage holds a document KV may not have yet (the object stopped
       // before publishing it): the alarm set with that change publishes it.
       if (stored !== undefined && published === false) {
@@ -489,6 +522,7 @@ export class RolloutObject {
         this.health,
         this.history,
         this.evidence,
+        this.telemetry,
         Date.now(),
       );
       const { status, body: reply } = this.commit(answer);
@@ -501,6 +535,14 @@ export class RolloutObject {
         this.ctx.storage.put(STORAGE_HEALTH, merged);
         // A running plan fails at once on an unhealthy candidate.
         this.planTick();
+      }
+      return new Response(null, { status: 204 });
+    }
+    if (path === "/telemetry") {
+      const merged = wasm.objectTelemetry(this.telemetry, await request.text());
+      if (merged !== undefined) {
+        this.telemetry = merged;
+        this.ctx.storage.put(STORAGE_TELEMETRY, merged);
       }
       return new Response(null, { status: 204 });
     }

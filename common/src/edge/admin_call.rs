@@ -10,6 +10,7 @@ use crate::history::History;
 use crate::http::ADMIN_NAMESPACE;
 use crate::path::{self};
 use crate::plan::PlanEvidence;
+use crate::telemetry::Tally;
 
 /// An admin call that passed authorisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,8 @@ pub struct AdminDocs<'a> {
     pub history: Option<&'a str>,
     /// The plan's evidence document ([`crate::plan::PlanEvidence`]).
     pub evidence: Option<&'a str>,
+    /// Real users' summed counts ([`crate::telemetry::Tally`]).
+    pub telemetry: Option<&'a str>,
 }
 
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)
@@ -88,6 +91,7 @@ pub fn run_admin(
     let health = HealthRecord::from_json(docs.health);
     let history = docs.history.map(|h| History::from_json(Some(h)));
     let evidence = PlanEvidence::from_json(docs.evidence);
+    let telemetry = docs.telemetry.and_then(Tally::from_json);
     admin::handle_in(
         call.route,
         method,
@@ -100,6 +104,7 @@ pub fn run_admin(
             policy: cfg.health,
             history: history.as_ref(),
             evidence: evidence.as_ref(),
+            telemetry: telemetry.as_ref(),
             now_ms,
         },
     )
@@ -121,5 +126,14 @@ impl AdminCall {
     /// that document.
     pub fn wants_evidence(&self) -> bool {
         self.route == AdminRoute::State
+    }
+
+    /// Whether the call shows real users' counts, so the adapter reads
+    /// that document.
+    pub fn wants_telemetry(&self) -> bool {
+        matches!(
+            self.route,
+            AdminRoute::Metrics | AdminRoute::MetricsPrometheus
+        )
     }
 }

@@ -11,6 +11,7 @@ use crate::http::{connection_tokens, HEADER_COLOR, HEADER_REASON, RESPONSE_HOP_B
 use crate::model::{self, ModelRoutes, HEADER_MODEL, MAX_MODEL_BODY};
 use crate::origin_auth;
 use crate::origin_headers::OriginHeaders;
+use crate::telemetry::{AnswerClass, Measured};
 use std::sync::Arc;
 
 /// A request to forward to an origin.
@@ -451,6 +452,41 @@ pub enum BodyMode {
 /// How much of the body a [`BodyMode::Rewrite`] reads: one byte over the
 /// limit tells a body that is too large.
 pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
+
+/// What one attempt at an origin counts in real users' telemetry
+/// ([`crate::telemetry`]): its color and epoch, its class, the time to the
+/// origin's response head (`elapsed_ms`, when it answered) and the body's
+/// announced length. The body itself streams through untouched, so its
+/// last byte is not timed.
+pub fn measured(
+    fwd: &Forward,
+    outcome: &AttemptOutcome,
+    elapsed_ms: u64,
+    content_length: Option<&str>,
+    now_ms: u64,
+) -> (Color, u64, Measured) {
+    let (class, ttfb_us) = match outcome {
+        AttemptOutcome::Answered(status) => (
+            AnswerClass::of_status(*status),
+            Some(elapsed_ms.saturating_mul(1_000)),
+        ),
+        _ => (AnswerClass::OriginFailure, None),
+    };
+    let bytes = content_length
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    (
+        fwd.decision.color,
+        fwd.decision.epoch,
+        Measured {
+            class,
+            ttfb_us,
+            total_us: None,
+            bytes,
+            at_ms: now_ms,
+        },
+    )
+}
 
 /// `record` (the instance's own, or the stored one parsed) with one more
 /// failure of `color` counted, for the adapter to keep or store under

@@ -22,6 +22,7 @@ use crate::http::{LAST_GOOD_KEY, STATE_KEY};
 use crate::jwks::CachedJwks;
 use crate::plan::EVIDENCE_KEY;
 use crate::state::RolloutState;
+use crate::telemetry::TELEMETRY_KEY;
 use crate::{admin_guard, ratelimit};
 use std::future::Future;
 
@@ -130,10 +131,12 @@ pub async fn commit_admin<S: AtomicStore>(
         let health = read(call.wants_health(), HEALTH_KEY);
         let history = read(call.wants_history(), HISTORY_KEY);
         let evidence = read(call.wants_evidence(), EVIDENCE_KEY);
+        let telemetry = read(call.wants_telemetry(), TELEMETRY_KEY);
         let docs = AdminDocs {
             health: health.as_deref(),
             history: history.as_deref(),
             evidence: evidence.as_deref(),
+            telemetry: telemetry.as_deref(),
         };
         let outcome = run_admin(cfg, call, method, body, &fresh, docs, now_ms);
         if let Some(evidence) = &outcome.new_evidence {
@@ -241,6 +244,15 @@ pub fn advance_plan<S: AtomicStore>(
         }
     }
     None
+}
+
+/// Adds an instance's telemetry batch to the sum in the store, by
+/// compare-and-swap so concurrent flushes of several instances all land.
+/// Best effort: a store failure loses the batch's counts, never a request.
+pub fn add_telemetry<S: AtomicStore>(store: &S, batch: &str) {
+    rewrite(store, TELEMETRY_KEY, |held| {
+        crate::telemetry::Tally::merge_batch(held, batch)
+    });
 }
 
 /// Writes `json`, committed at `epoch`, as the backup copy unless the

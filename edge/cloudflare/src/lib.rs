@@ -20,6 +20,7 @@ use greenlight_common::http::{HeaderLookup, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
 use greenlight_common::object::{self, ObjectAnswer, ReportThrottle};
 use greenlight_common::ratelimit::{Limiter, RateLimit, RetryAfter};
+use greenlight_common::telemetry::{Pending as Unflushed, Tally};
 use greenlight_common::{shell, RolloutState};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -62,6 +63,58 @@ thread_local! {
     static REPORTS: RefCell<ReportThrottle> = RefCell::new(ReportThrottle::default());
     /// Forwards waiting for their attempt's result, by attempt id.
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    /// Real users' answers counted since this isolate's last flush to the
+    /// rollout object.
+    static TELEMETRY: RefCell<Unflushed> = RefCell::new(Unflushed::default());
+}
+
+/// Counts one attempt in this isolate's telemetry; `Some(delay)`: a flush
+/// is to be scheduled (`shell::flush`).
+fn count_attempt(
+    fwd: &Forward,
+    outcome: &AttemptOutcome,
+    elapsed_ms: u64,
+    content_length: Option<&str>,
+    now_ms: u64,
+) -> Option<u64> {
+    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms);
+    // Spreads the flush jitter; no secret rides on it.
+    let spread = now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
+    TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, spread))
+}
+
+/// The shell delivered attempt `id`'s answer (`status`, a 2xx the core
+/// said to deliver as it came) itself: the forward is done, and counted.
+/// Returns the delay of the telemetry flush to schedule, or -1.
+#[wasm_bindgen(js_name = answered)]
+pub fn answered(id: u32, status: u16, started_ms: f64, now_ms: f64, length: Option<String>) -> f64 {
+    let Some(pending) = PENDING.with_borrow_mut(|p| p.take(id)) else {
+        return -1.0;
+    };
+    let now_ms = now_ms as u64;
+    let elapsed_ms = now_ms.saturating_sub(started_ms as u64);
+    count_attempt(
+        &pending.fwd,
+        &AttemptOutcome::Answered(status),
+        elapsed_ms,
+        length.as_deref(),
+        now_ms,
+    )
+    .map_or(-1.0, |delay| delay as f64)
+}
+
+/// This isolate's telemetry batch for the rollout object, if it counted
+/// anything since the last one; the flush after it is scheduled anew.
+#[wasm_bindgen(js_name = takeTelemetry)]
+pub fn take_telemetry(now_ms: f64) -> Option<String> {
+    TELEMETRY.with_borrow_mut(|t| t.take(now_ms as u64))
+}
+
+/// The object's summed telemetry with an isolate's batch added, or `None`
+/// to keep the stored sum (an unreadable batch).
+#[wasm_bindgen(js_name = objectTelemetry)]
+pub fn object_telemetry(stored: Option<String>, batch: &str) -> Option<String> {
+    Tally::merge_batch(stored.as_deref(), batch)
 }
 
 /// Callers one isolate keeps buckets for before it forgets idle ones.
@@ -281,6 +334,10 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             pending.fwd.decision.color
         );
     }
+    let length = result
+        .header_lines
+        .and_then(|lines| shell::header_in_lines(lines, "content-length"));
+    let flush_in = count_attempt(&pending.fwd, &result.outcome, elapsed_ms, length, now_ms);
     let mut isolate = Isolate::default();
     let step = match edge::attempted(
         &pending.fwd,
@@ -316,8 +373,12 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
         }
         AfterAttempt::Reply(reply) => shell::reply(&reply),
     };
-    match isolate.report_in {
+    let step = match isolate.report_in {
         Some(delay_ms) => shell::persist(delay_ms, &step),
+        None => step,
+    };
+    match flush_in {
+        Some(delay_ms) => shell::flush(delay_ms, &step),
         None => step,
     }
 }
@@ -500,6 +561,7 @@ pub fn object_change(
     health: Option<String>,
     history: Option<String>,
     evidence: Option<String>,
+    telemetry: Option<String>,
     now_ms: f64,
 ) -> String {
     let cfg = match config(&env) {
@@ -518,6 +580,7 @@ pub fn object_change(
         health: health.as_deref(),
         history: history.as_deref(),
         evidence: evidence.as_deref(),
+        telemetry: telemetry.as_deref(),
     };
     object::change(&cfg, call, body, &loaded, docs, now_ms as u64).encode()
 }
@@ -539,6 +602,7 @@ pub fn object_plan_tick(
         health: health.as_deref(),
         history: history.as_deref(),
         evidence: evidence.as_deref(),
+        telemetry: None,
     };
     object::plan_tick(&cfg, document, docs, now_ms as u64).map(|answer| answer.encode())
 }

@@ -33,4 +33,5 @@ mod remote_jwks;
 mod soak;
 mod spin_instances;
 mod spin_manifest;
+mod telemetry;
 mod transparent_proxy;

@@ -10,7 +10,9 @@
 use crate::store::Kv;
 use greenlight_common::config_error::ConfigError;
 use greenlight_common::edge::kv;
-use greenlight_common::edge::{EdgeConfig, LoadedState, CONFIG_VARIABLES};
+use greenlight_common::edge::{self, EdgeConfig, Forward, LoadedState, CONFIG_VARIABLES};
+use greenlight_common::failover::AttemptOutcome;
+use greenlight_common::telemetry::Pending;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -18,6 +20,35 @@ thread_local! {
     static CONFIG: RefCell<Option<Result<Rc<EdgeConfig>, ConfigError>>> = const { RefCell::new(None) };
     /// The state served and when it was read (ms).
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
+    /// Real users' answers counted since this instance's last flush.
+    static TELEMETRY: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+/// Counts one attempt at an origin in this instance's telemetry, and
+/// schedules the flush that sends it (at most one a second, jittered) as a
+/// task that runs after the answer: no request waits on the store for it.
+pub fn count_attempt(
+    fwd: &Forward,
+    outcome: &AttemptOutcome,
+    elapsed_ms: u64,
+    content_length: Option<&str>,
+    now_ms: u64,
+) {
+    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms);
+    let random = crate::random_u64();
+    let Some(delay) = TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, random)) else {
+        return;
+    };
+    spin_sdk::wasip3::spawn(async move {
+        crate::body::sleep_ms(delay).await;
+        let Some(batch) = TELEMETRY.with_borrow_mut(|t| t.take(crate::now_ms())) else {
+            return;
+        };
+        // A store that cannot be opened loses the batch: counts only.
+        if let Ok(store) = Kv::open() {
+            kv::add_telemetry(&*store, &batch);
+        }
+    });
 }
 
 /// The configuration from Spin variables (lower-cased names), read by the

@@ -221,6 +221,17 @@ async fn forward_with_failover(
         };
         let outcome = fwd.attempt_outcome(result)?;
         let now = now_ms();
+        let length = resp
+            .as_ref()
+            .and_then(|r| r.get_headers().get("content-length").into_iter().next())
+            .and_then(|v| String::from_utf8(v).ok());
+        instance::count_attempt(
+            &fwd,
+            &outcome,
+            now.saturating_sub(started),
+            length.as_deref(),
+            now,
+        );
         match edge::attempted(&fwd, &outcome, now.saturating_sub(started), now, tables) {
             AfterAttempt::Deliver => {
                 let resp = resp.ok_or_else(|| Reply::origin_failed("origin response lost"))?;
@@ -427,7 +438,7 @@ fn method_name(method: &Method) -> String {
 
 // ---- time and randomness ------------------------------------------------
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -1,0 +1,184 @@
+//! Real users' telemetry through the real runtimes (the Worker served
+//! directly on workerd, the WASIp3 Spin build under `spin up`): requests
+//! from fresh anonymous users at a 50 % canary, a green origin slower than
+//! blue or failing. Within the flush interval `GET /__greenlight/metrics`
+//! counts every attempt per color and epoch (exactly: each request once,
+//! plus the failed attempt of each one retried on blue), green's time to
+//! first byte is the slower, its errors are its own, and the Prometheus
+//! text parses with a real parser and agrees.
+
+use greenlight_common::telemetry::{AnswerClass, MetricsView};
+use greenlight_common::Color;
+use greenlight_e2e::fixtures::VIEWER_TOKEN;
+use greenlight_e2e::rig::Rig;
+use greenlight_e2e::Runtime;
+use greenlight_test_origin::{Behavior, LatencyDist};
+use std::time::{Duration, Instant};
+
+greenlight_e2e::for_each_runtime!(
+    a_slower_green_shows_in_the_metrics,
+    a_failing_greens_errors_are_its_own
+);
+
+const REQUESTS: u64 = 200;
+
+fn latency(spec: &str) -> Behavior {
+    Behavior {
+        latency: LatencyDist::parse(spec).unwrap(),
+        ..Behavior::default()
+    }
+}
+
+async fn start(runtime: Runtime, blue: Behavior, green: Behavior) -> Rig {
+    let rig = match runtime {
+        Runtime::Cloudflare => Rig::start_direct_with(runtime, blue, green, |_| {}).await,
+        Runtime::Spin => Rig::start_with(runtime, blue, green, |_| {}).await,
+    };
+    let epoch = rig.state().await.state.epoch;
+    let resp = rig
+        .admin_post(
+            "weight",
+            serde_json::json!({"expected_epoch": epoch, "weight_percent": 50}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    rig
+}
+
+/// Sends `REQUESTS` requests from fresh anonymous users, eight at a time.
+async fn traffic(rig: &Rig) {
+    let mut left = REQUESTS;
+    while left > 0 {
+        let batch = left.min(8);
+        let calls = (0..batch).map(|_| rig.get("/public/telemetry").send());
+        for resp in futures::future::join_all(calls).await {
+            assert_eq!(resp.expect("a request").status(), 200);
+        }
+        left -= batch;
+    }
+}
+
+async fn metrics(rig: &Rig) -> MetricsView {
+    let resp = rig
+        .get("/__greenlight/metrics")
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Reads the metrics until the epoch in force counts `want` attempts (the
+/// flush interval plus its jitter, and a margin); returns them and how long
+/// after the last answer they were complete.
+async fn counted(rig: &Rig, want: u64) -> (MetricsView, Duration) {
+    let epoch = rig.state().await.state.epoch;
+    let sent = Instant::now();
+    loop {
+        let view = metrics(rig).await;
+        let have: u64 = view
+            .epoch(epoch)
+            .map(|e| e.colors.values().map(|c| c.requests).sum())
+            .unwrap_or(0);
+        assert!(have <= want, "counted {have} of {want}: {view:#?}");
+        if have == want {
+            return (view, sent.elapsed());
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "counted {have} of {want} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_slower_green_shows_in_the_metrics(runtime: Runtime) {
+    let rig = start(runtime, latency("fixed:5ms"), latency("fixed:40ms")).await;
+    traffic(&rig).await;
+    let (view, lag) = counted(&rig, REQUESTS).await;
+    let epoch = rig.state().await.state.epoch;
+    let e = view.epoch(epoch).unwrap();
+    let (blue, green) = (&e.colors[&Color::Blue], &e.colors[&Color::Green]);
+    assert_eq!(blue.requests + green.requests, REQUESTS);
+    assert_eq!(rig.blue.hits() + rig.green.hits(), REQUESTS);
+    assert_eq!(
+        green.requests,
+        rig.green.hits(),
+        "each attempt counted once"
+    );
+    assert!(
+        blue.requests > 40 && green.requests > 40,
+        "{blue:?} {green:?}"
+    );
+    assert_eq!((blue.errors, green.errors), (0, 0));
+    let (b50, g50) = (blue.ttfb_p50_ms.unwrap(), green.ttfb_p50_ms.unwrap());
+    assert!(g50 >= 40.0 && b50 < 30.0, "ttfb p50 blue {b50} green {g50}");
+    assert!(e.from_ms.is_some() && e.to_ms >= e.from_ms);
+    // The same counts in the Prometheus text, read by a real parser.
+    let text = rig
+        .get("/__greenlight/metrics/prometheus")
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 200);
+    assert!(
+        text.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        text.headers()
+    );
+    let text = text.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let answered = |color: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric == "greenlight_answers_total"
+                    && s.labels.get("color") == Some(color)
+                    && s.labels.get("epoch") == Some(&epoch.to_string())
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(answered("blue") as u64, blue.requests);
+    assert_eq!(answered("green") as u64, green.requests);
+    eprintln!(
+        "telemetry runtime={} requests={REQUESTS} blue={} green={} ttfb_p50_blue_ms={b50} ttfb_p50_green_ms={g50} complete_after_ms={}",
+        runtime.name(),
+        blue.requests,
+        green.requests,
+        lag.as_millis()
+    );
+}
+
+async fn a_failing_greens_errors_are_its_own(runtime: Runtime) {
+    let failing = Behavior {
+        error_rate: 1.0,
+        ..Behavior::default()
+    };
+    let rig = start(runtime, Behavior::default(), failing).await;
+    traffic(&rig).await;
+    // Every green attempt failed and was retried on blue: blue answered
+    // every request, green's attempts are all errors.
+    let green_attempts = rig.green.hits();
+    assert!(green_attempts > 40, "{green_attempts}");
+    let (view, _) = counted(&rig, REQUESTS + green_attempts).await;
+    let epoch = rig.state().await.state.epoch;
+    let e = view.epoch(epoch).unwrap();
+    let (blue, green) = (&e.colors[&Color::Blue], &e.colors[&Color::Green]);
+    assert_eq!(blue.requests, REQUESTS);
+    assert_eq!((blue.errors, green.errors), (0, green_attempts));
+    assert_eq!(
+        green.answers.get(&AnswerClass::ServerError),
+        Some(&green_attempts)
+    );
+    assert_eq!(green.error_rate, 1.0);
+}
