@@ -457,14 +457,19 @@ pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
 /// ([`crate::telemetry`]): its color and epoch, its class, the time to the
 /// origin's response head (`elapsed_ms`, when it answered) and the body's
 /// announced length. The body itself streams through untouched, so its
-/// last byte is not timed.
+/// last byte is not timed. `None` for a preview override: a tester's (or
+/// the harness's comparison) request, which follows no weight, is no
+/// real user's.
 pub fn measured(
     fwd: &Forward,
     outcome: &AttemptOutcome,
     elapsed_ms: u64,
     content_length: Option<&str>,
     now_ms: u64,
-) -> (Color, u64, Measured) {
+) -> Option<(Color, u64, Measured)> {
+    if fwd.decision.reason == RouteReason::Override {
+        return None;
+    }
     let (class, ttfb_us) = match outcome {
         AttemptOutcome::Answered(status) => (
             AnswerClass::of_status(*status),
@@ -475,7 +480,7 @@ pub fn measured(
     let bytes = content_length
         .and_then(|l| l.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    (
+    Some((
         fwd.decision.color,
         fwd.decision.epoch,
         Measured {
@@ -485,7 +490,7 @@ pub fn measured(
             bytes,
             at_ms: now_ms,
         },
-    )
+    ))
 }
 
 /// `record` (the instance's own, or the stored one parsed) with one more

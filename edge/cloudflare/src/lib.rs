@@ -77,7 +77,7 @@ fn count_attempt(
     content_length: Option<&str>,
     now_ms: u64,
 ) -> Option<u64> {
-    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms);
+    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms)?;
     // Spreads the flush jitter; no secret rides on it.
     let spread = now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
     TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, spread))

@@ -161,7 +161,11 @@ impl<F: FnMut(DriveEvent)> Driver<'_, F> {
         let steps = format_steps(&plan.steps);
         let detail = format!("steps {steps}, dwell {:?}", plan.dwell);
         self.record(AuditEntry::info(&self.actor, "rollout start", None, detail));
+        let judge = self.evidence.judge_mode();
         let sampling = match self.evidence.sampling() {
+            _ if !self.evidence.has_load() => format!(
+                "no synthetic load: each step is judged on real users' answers as the edge counted them in its epoch (--judge {judge})"
+            ),
             Sampling::Weighted { why } => {
                 let p = self.ctrl.plan();
                 fallback_notice(
@@ -175,6 +179,14 @@ impl<F: FnMut(DriveEvent)> Driver<'_, F> {
             s => s.describe(),
         };
         self.ctrl.remark(Duration::ZERO, sampling);
+        if judge.wants_real() && self.evidence.has_load() {
+            self.ctrl.remark(
+                Duration::ZERO,
+                format!(
+                    "real users' answers in each step's epoch are judged too (--judge {judge})"
+                ),
+            );
+        }
     }
 
     /// Applies the operator's commands; an abort may ask for an admin call.
@@ -217,6 +229,13 @@ impl<F: FnMut(DriveEvent)> Driver<'_, F> {
         match self.client.state().await {
             Ok(v) => {
                 self.state_failures = 0;
+                if self.evidence.judge_mode().wants_real() {
+                    // An edge without telemetry keeps the last counts read
+                    // (or none): the real evidence is then missing.
+                    if let Ok(m) = self.client.metrics().await {
+                        self.evidence.observe_real_users(m, v.state.epoch);
+                    }
+                }
                 self.ctrl.observe_state(&v);
                 (self.on_event)(DriveEvent::State(v));
             }

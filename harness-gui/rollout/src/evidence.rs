@@ -1,15 +1,18 @@
 //! The evidence the analysis judges: what the load engine's recorder
-//! gathered since the current step began. With comparison traffic the
-//! verdict compares the comparison samples (equal per color, whatever the
-//! weight); otherwise every request the recorder saw.
+//! gathered since the current step began (with comparison traffic the
+//! comparison samples, equal per color whatever the weight; otherwise
+//! every request the recorder saw), and real users' answers as the edge
+//! counted them in the epoch in force ([`Judge`] says which).
 
 use crate::controller::{no_evidence, Analysis};
 use crate::synthetic::Sampling;
+use greenlight_common::telemetry::MetricsView;
 use greenlight_common::Color;
 use greenlight_engine::histogram::{SeenColor, SummaryOf};
+use greenlight_engine::real_users;
 use greenlight_engine::recorder::{comparison_window, weighted_window, window, Recorder, Snapshot};
 use greenlight_verdict::routing_check::RoutingCheck;
-use greenlight_verdict::{judge, judge_sequential, ColorSummary, Judgement, Policy};
+use greenlight_verdict::{judge, judge_sequential, judged, ColorSummary, Judge, Judgement, Policy};
 use std::sync::Arc;
 
 pub struct Evidence {
@@ -18,6 +21,10 @@ pub struct Evidence {
     sampling: Sampling,
     /// Synthetic load, requests/s (for estimates).
     rate: f64,
+    judge: Judge,
+    /// The edge's real-user counts, last read, and the epoch in force.
+    real: Option<MetricsView>,
+    epoch: Option<u64>,
 }
 
 impl Evidence {
@@ -29,7 +36,31 @@ impl Evidence {
             base,
             sampling,
             rate,
+            judge: Judge::Synthetic,
+            real: None,
+            epoch: None,
         }
+    }
+
+    /// Judged on `judge`'s evidence (synthetic by default).
+    pub fn with_judge(self, judge: Judge) -> Evidence {
+        Evidence { judge, ..self }
+    }
+
+    pub fn judge_mode(&self) -> Judge {
+        self.judge
+    }
+
+    /// Whether synthetic load is measured.
+    pub fn has_load(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// The edge's real-user counts as just read, with the epoch in force:
+    /// the real evidence is that epoch's counts.
+    pub fn observe_real_users(&mut self, view: MetricsView, epoch: u64) {
+        self.real = Some(view);
+        self.epoch = Some(epoch);
     }
 
     /// Starts over from now (a new step: its evidence is its own).
@@ -52,9 +83,26 @@ impl Evidence {
 
     /// The judgement of the candidate against `active`.
     pub fn judge(&self, look: Analysis, policy: &Policy, active: Color) -> Judgement {
-        let Some(rec) = &self.recorder else {
+        let synthetic = self
+            .judge
+            .wants_synthetic()
+            .then(|| self.synthetic(look, policy, active))
+            .flatten();
+        if self.judge == Judge::Synthetic && synthetic.is_none() {
             return no_evidence("no load is being measured, so there is no evidence");
+        }
+        let real = match (&self.real, self.epoch) {
+            (Some(view), Some(epoch)) if self.judge.wants_real() => {
+                real_users::judge_epoch(view, epoch, active, policy, look == Analysis::Live)
+            }
+            _ => None,
         };
+        judged(self.judge, synthetic, real)
+    }
+
+    /// The judgement on the recorder's samples, `None` without load.
+    fn synthetic(&self, look: Analysis, policy: &Policy, active: Color) -> Option<Judgement> {
+        let rec = self.recorder.as_ref()?;
         let now = rec.snapshot();
         let colors = if self.sampling.is_comparison() {
             comparison_window(&now, self.base.as_ref())
@@ -64,10 +112,10 @@ impl Evidence {
         let (bk, ck) = (SeenColor::from(active), SeenColor::from(active.other()));
         let base = ColorSummary::of_color(&colors[bk.index()], bk);
         let cand = ColorSummary::of_color(&colors[ck.index()], ck);
-        match look {
+        Some(match look {
             Analysis::Live => judge_sequential(policy, &base, &cand),
             Analysis::EndOfStep => judge(policy, &base, &cand),
-        }
+        })
     }
 
     /// The split of weighted traffic since the step began against

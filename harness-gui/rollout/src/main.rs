@@ -66,9 +66,17 @@ struct Cli {
     /// chat-completions body; see `greenlight load --scenario`).
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// Do not drive load (the analysis then has no evidence).
+    /// Do not drive load (only real users' answers are then evidence:
+    /// `--judge real` or `both`).
     #[arg(long)]
     no_load: bool,
+    /// Which evidence each step is judged on: `synthetic` (this run's own
+    /// load), `real` (real users' answers as the edge counted them in the
+    /// step's epoch: `GET /__greenlight/metrics`), or `both` (the synthetic
+    /// verdict, which real users can veto; thin real evidence holds
+    /// nothing up).
+    #[arg(long, value_enum, default_value = "both")]
+    judge: greenlight_verdict::Judge,
     /// Load rate, requests/s.
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
@@ -126,6 +134,7 @@ struct HeadlessRollout {
     load: Option<SyntheticLoad>,
     /// Load rate, requests/s (for the evidence's estimates).
     rate: f64,
+    judge: greenlight_verdict::Judge,
     audit: AuditFile,
 }
 
@@ -170,12 +179,16 @@ fn configure(cli: &Cli) -> Result<HeadlessRollout, String> {
     )?;
     let client = admin_client(cli)?;
     let load = synthetic_load(cli, timeout)?;
+    if cli.no_load && cli.judge == greenlight_verdict::Judge::Synthetic {
+        return Err("--no-load with --judge synthetic leaves no evidence: judge real users (--judge real or both)".into());
+    }
     Ok(HeadlessRollout {
         plan,
         timeout,
         client,
         load,
         rate: cli.rate,
+        judge: cli.judge,
         audit: AuditFile::new(cli.audit.clone()),
     })
 }
@@ -226,7 +239,8 @@ async fn run(r: HeadlessRollout) -> ExitCode {
         Ok(l) => l,
         Err(e) => return usage(&e),
     };
-    let mut evidence = Evidence::since_now(load.recorder.clone(), sampling, r.rate);
+    let mut evidence =
+        Evidence::since_now(load.recorder.clone(), sampling, r.rate).with_judge(r.judge);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     abort_on_ctrl_c(tx.clone());
     let mut progress = Progress::new(r.plan.steps.len(), tx);

@@ -276,6 +276,13 @@ impl AdminClient {
         self.call(reqwest::Method::GET, "history", None).await
     }
 
+    /// `GET /__greenlight/metrics`: real users' answers per epoch and
+    /// color, as the edge counted them.
+    pub async fn metrics(&self) -> Result<greenlight_common::telemetry::MetricsView, AdminError> {
+        self.call(reqwest::Method::GET, AdminRoute::Metrics.name(), None)
+            .await
+    }
+
     /// `POST /__greenlight/undo`: the state of `to_epoch` (from the edge's
     /// history) as a new change.
     pub async fn undo(

@@ -22,6 +22,7 @@ pub mod client;
 pub mod histogram;
 pub mod hlog;
 pub mod locations;
+pub mod real_users;
 pub mod recorder;
 pub mod report;
 pub mod sampling;

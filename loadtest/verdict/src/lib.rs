@@ -21,6 +21,7 @@
 //! - `policy_args` (feature `clap`): the policy's command-line flags
 
 mod fixed;
+mod judge;
 mod judgement;
 mod policy;
 #[cfg(feature = "clap")]
@@ -30,6 +31,7 @@ mod sequential;
 pub mod stats;
 
 pub use fixed::judge;
+pub use judge::{judged, Judge};
 pub use judgement::{ColorSummary, Judgement, LatencyCheck, SequentialCheck, Verdict};
 pub use policy::{ErrorCheck, Metric, Policy};
 pub use sequential::judge_sequential;

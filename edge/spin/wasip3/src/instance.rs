@@ -34,7 +34,10 @@ pub fn count_attempt(
     content_length: Option<&str>,
     now_ms: u64,
 ) {
-    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms);
+    let Some((color, epoch, m)) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms)
+    else {
+        return;
+    };
     let random = crate::random_u64();
     let Some(delay) = TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, random)) else {
         return;
