@@ -332,6 +332,15 @@ pub fn attempt_result(report: &str, timeout_ms: u64) -> AttemptResult<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_header_is_found_in_the_shells_lines_in_any_case() {
+        let lines = "content-type\ntext/plain\nContent-Length\n42";
+        assert_eq!(super::header_in_lines(lines, "content-length"), Some("42"));
+        assert_eq!(super::header_in_lines(lines, "etag"), None);
+        assert_eq!(super::header_in_lines("", "etag"), None);
+        assert_eq!(super::header_in_lines("odd", "odd"), None);
+    }
+
     use super::*;
     use crate::color::Color;
     use crate::decide::{RouteDecision, RouteReason};

@@ -634,6 +634,72 @@ mod tests {
     }
 
     #[test]
+    fn the_sum_keeps_the_latest_epochs_and_shows_each_window() {
+        let mut stored: Option<String> = None;
+        for epoch in 1..=10u64 {
+            let mut batch = Tally::default();
+            for i in 0..3u64 {
+                let m = Measured {
+                    at_ms: 1_000 * epoch + i,
+                    ..ok(2_000, 3_000, 5)
+                };
+                batch.record(Color::Blue, epoch, &m);
+                batch.record(Color::Green, epoch, &m);
+            }
+            stored = Tally::merge_batch(stored.as_deref(), &batch.to_json());
+            assert!(stored.is_some());
+        }
+        assert_eq!(Tally::merge_batch(stored.as_deref(), "not a batch"), None);
+        let sum = Tally::from_json(stored.as_deref().unwrap()).unwrap();
+        let view = sum.view();
+        let epochs: Vec<u64> = view.epochs.iter().map(|e| e.epoch).collect();
+        assert_eq!(
+            epochs,
+            (3..=10).rev().collect::<Vec<_>>(),
+            "newest first, 8 kept"
+        );
+        let e = view.epoch(10).unwrap();
+        assert_eq!((e.from_ms, e.to_ms), (Some(10_000), Some(10_002)));
+        let blue = &e.colors[&Color::Blue];
+        assert_eq!((blue.requests, blue.errors, blue.bytes), (3, 0, 15));
+        assert_eq!(blue.ttfb_p50_ms, Some(bucket_floor(2_000) as f64 / 1_000.0));
+        assert_eq!(blue.ttfb_buckets_us, vec![(bucket_floor(2_000), 3)]);
+        // A stored sum that cannot be read starts over rather than block.
+        assert!(Tally::merge_batch(Some("{"), &Tally::default().to_json()).is_some());
+    }
+
+    #[test]
+    fn an_instance_flushes_at_most_once_a_second_with_jitter() {
+        let mut p = Pending::default();
+        let m = |at_ms| Measured {
+            at_ms,
+            ..ok(1, 1, 1)
+        };
+        // The first answer schedules a flush at once (plus jitter).
+        let first = p.record(Color::Blue, 1, &m(10_000), 7).unwrap();
+        assert!(first <= FLUSH_JITTER_MS, "{first}");
+        assert_eq!(
+            p.record(Color::Blue, 1, &m(10_001), 7),
+            None,
+            "one is scheduled"
+        );
+        assert_eq!(p.series(), 1);
+        let batch = p.take(10_100).unwrap();
+        assert_eq!(
+            Tally::from_json(&batch).unwrap().series[&(Color::Blue, 1)].requests(),
+            2
+        );
+        assert_eq!(p.take(10_200), None, "nothing counted since");
+        // The next is due a second after the last flush.
+        let next = p.record(Color::Green, 1, &m(10_300), 0).unwrap();
+        assert_eq!(next, 10_200 + FLUSH_INTERVAL_MS - 10_300);
+        let mut t = FlushThrottle::default();
+        assert!(t.due(0));
+        t.flushing(5_000);
+        assert!(!t.due(5_999) && t.due(6_000));
+    }
+
+    #[test]
     fn the_prometheus_text_has_every_series_and_cumulative_buckets() {
         let mut t = Tally::default();
         t.record(Color::Blue, 4, &ok(800, 3_000, 100));

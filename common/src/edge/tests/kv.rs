@@ -556,3 +556,40 @@ fn a_failing_verdict_rolls_back_at_once_and_evidence_needs_a_leased_plan() {
     }
     assert_eq!(stored(&store, STATE_KEY).epoch, 1);
 }
+
+#[test]
+fn telemetry_batches_add_up_in_the_store_and_read_back_as_metrics() {
+    use crate::telemetry::{AnswerClass, Measured, Tally, TELEMETRY_KEY};
+    let store = Memory::default();
+    let batch = |n: u64| {
+        let mut t = Tally::default();
+        for i in 0..n {
+            t.record(
+                Color::Green,
+                4,
+                &Measured {
+                    class: AnswerClass::Success,
+                    ttfb_us: Some(12_000),
+                    total_us: None,
+                    bytes: 1,
+                    at_ms: NOW_MS + i,
+                },
+            );
+        }
+        t.to_json()
+    };
+    kv::add_telemetry(&store, &batch(3));
+    kv::add_telemetry(&store, &batch(2));
+    let r = call(&store, AdminRoute::Metrics, "GET", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view: crate::telemetry::MetricsView = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(view.epoch(4).unwrap().colors[&Color::Green].requests, 5);
+    let text = call(&store, AdminRoute::MetricsPrometheus, "GET", "");
+    assert!(
+        text.body
+            .contains(r#"greenlight_answers_total{color="green",epoch="4",class="2xx"} 5"#),
+        "{}",
+        text.body
+    );
+    assert!(store.map.borrow().contains_key(TELEMETRY_KEY));
+}
