@@ -104,6 +104,8 @@ pub struct AppState {
     pub audit: VecDeque<AuditEntry>,
     /// The edge's own history of committed changes (newest first).
     pub history: Option<HistoryView>,
+    /// Real users' answers as the edge counted them.
+    pub real_users: Option<greenlight_common::telemetry::MetricsView>,
     pub confirm: Option<Confirm>,
     /// A manual change is in flight (buttons disabled until it answers).
     pub in_flight: Option<ManualOp>,
@@ -137,6 +139,7 @@ impl AppState {
             rollout: None,
             audit: VecDeque::new(),
             history: None,
+            real_users: None,
             confirm: None,
             in_flight: None,
             weight_input: 5.0,
@@ -447,6 +450,7 @@ impl AppState {
                 }
             }
             Event::History(h) => self.history = Some(h),
+            Event::RealUsers(m) => self.real_users = Some(m),
             Event::Metrics(m) => self.metrics = Some(m),
             Event::Load(l) => {
                 if let Some(m) = &l.message {

@@ -180,6 +180,8 @@ pub enum Event {
     /// The edge's history, read again whenever the epoch moves (an edge
     /// without the route keeps the last one shown).
     History(HistoryView),
+    /// Real users' answers as the edge counted them.
+    RealUsers(greenlight_common::telemetry::MetricsView),
     Metrics(Arc<MetricsView>),
     Load(LoadStatus),
     Rollout(RolloutStatus),
@@ -504,7 +506,7 @@ fn start_rollout(plan: RolloutPlan, shared: &Arc<Mutex<Shared>>, sink: &Sink, au
         },
         0.0,
     ));
-    let mut evidence = Evidence::since_now(recorder, sampling, rate);
+    let mut evidence = Evidence::since_now(recorder, sampling, rate).with_judge(plan.judge);
     {
         let mut s = lock(shared);
         s.rollout = Some(tx);
@@ -575,6 +577,11 @@ async fn state_poller(
                 }
             }
             sink.send(Event::State(r));
+            // Real users' counts, for the panel beside the synthetic
+            // figures (an edge without the route shows none).
+            if let Ok(m) = c.metrics().await {
+                sink.send(Event::RealUsers(m));
+            }
             if epoch.is_some() && epoch != history_of {
                 if let Ok(h) = c.history().await {
                     history_of = epoch;

@@ -67,6 +67,8 @@ pub struct Settings {
     /// Extra dwells allowed when a step's analysis is inconclusive.
     pub max_extensions: u32,
     pub on_inconclusive: OnInconclusive,
+    /// Which evidence the automated rollout judges each step on.
+    pub judge: greenlight_verdict::Judge,
     pub load: LoadSettings,
 }
 
@@ -81,6 +83,7 @@ impl Default for Settings {
             dwell_s: 30,
             max_extensions: 2,
             on_inconclusive: OnInconclusive::Pause,
+            judge: greenlight_verdict::Judge::default(),
             load: LoadSettings::default(),
         }
     }
@@ -173,14 +176,16 @@ impl Settings {
 
     /// The automated-rollout plan these settings describe.
     pub fn rollout_plan(&self) -> Result<RolloutPlan, String> {
-        RolloutPlan::new(
+        let mut plan = RolloutPlan::new(
             self.steps.clone(),
             Duration::from_secs(self.dwell_s),
             self.max_extensions,
             self.on_inconclusive,
             self.policy.clone(),
             self.actor.clone(),
-        )
+        )?;
+        plan.judge = self.judge;
+        Ok(plan)
     }
 }
 

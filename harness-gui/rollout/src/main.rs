@@ -134,7 +134,6 @@ struct HeadlessRollout {
     load: Option<SyntheticLoad>,
     /// Load rate, requests/s (for the evidence's estimates).
     rate: f64,
-    judge: greenlight_verdict::Judge,
     audit: AuditFile,
 }
 
@@ -169,7 +168,7 @@ fn configure(cli: &Cli) -> Result<HeadlessRollout, String> {
     let steps = parse_steps(&cli.steps).map_err(|e| format!("--steps: {e}"))?;
     let dwell = parse_duration(&cli.dwell).map_err(|e| format!("--dwell: {}", e.0))?;
     let timeout = parse_duration(&cli.timeout).map_err(|e| format!("--timeout: {}", e.0))?;
-    let plan = RolloutPlan::new(
+    let mut plan = RolloutPlan::new(
         steps,
         dwell,
         cli.max_extensions,
@@ -177,6 +176,7 @@ fn configure(cli: &Cli) -> Result<HeadlessRollout, String> {
         policy,
         cli.actor.clone(),
     )?;
+    plan.judge = cli.judge;
     let client = admin_client(cli)?;
     let load = synthetic_load(cli, timeout)?;
     if cli.no_load && cli.judge == greenlight_verdict::Judge::Synthetic {
@@ -188,7 +188,6 @@ fn configure(cli: &Cli) -> Result<HeadlessRollout, String> {
         client,
         load,
         rate: cli.rate,
-        judge: cli.judge,
         audit: AuditFile::new(cli.audit.clone()),
     })
 }
@@ -240,7 +239,7 @@ async fn run(r: HeadlessRollout) -> ExitCode {
         Err(e) => return usage(&e),
     };
     let mut evidence =
-        Evidence::since_now(load.recorder.clone(), sampling, r.rate).with_judge(r.judge);
+        Evidence::since_now(load.recorder.clone(), sampling, r.rate).with_judge(r.plan.judge);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     abort_on_ctrl_c(tx.clone());
     let mut progress = Progress::new(r.plan.steps.len(), tx);

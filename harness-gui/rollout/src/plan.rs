@@ -1,6 +1,7 @@
 //! The automated-rollout plan: the steps, how long to dwell at each, and
 //! what to do when a step stays inconclusive. Validated once, then read-only.
 
+use greenlight_verdict::Judge;
 use greenlight_verdict::Policy;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub struct RolloutPlan {
     pub on_inconclusive: OnInconclusive,
     pub policy: Policy,
     pub actor: String,
+    /// Which evidence each step is judged on (real users can veto by
+    /// default: [`Judge::Both`]).
+    pub judge: Judge,
 }
 
 impl RolloutPlan {
@@ -84,6 +88,7 @@ impl RolloutPlan {
             on_inconclusive,
             policy,
             actor,
+            judge: Judge::default(),
         })
     }
 

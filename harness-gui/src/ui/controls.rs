@@ -200,6 +200,18 @@ fn rollout_section(ui: &mut Ui, s: &mut AppState, out: &mut Vec<Action>) {
             ui.add(egui::DragValue::new(&mut s.settings.max_extensions).range(0..=10))
                 .labelled_by(l.id);
             ui.end_row();
+            let l = ui.label("Judge on");
+            egui::ComboBox::from_id_salt("judge")
+                .selected_text(s.settings.judge.as_str())
+                .show_ui(ui, |ui| {
+                    for j in greenlight_verdict::Judge::ALL {
+                        ui.selectable_value(&mut s.settings.judge, j, j.as_str());
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text("synthetic: the load's samples; real: real users counted by the edge; both: the load's verdict, which real users can veto");
+            ui.end_row();
             let l = ui.label("If inconclusive");
             egui::ComboBox::from_id_salt("on-inconclusive")
                 .selected_text(s.settings.on_inconclusive.as_str())

@@ -16,6 +16,7 @@ mod controls;
 mod history;
 mod locations;
 mod policy;
+mod real_users;
 mod style;
 mod top_bar;
 mod verdict;
@@ -47,6 +48,13 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
                 .id_salt("verdict-scroll")
                 .show(ui, |ui| {
                     verdict::ui(ui, s.metrics.as_deref());
+                    ui.separator();
+                    real_users::ui(
+                        ui,
+                        s.real_users.as_ref(),
+                        s.view.as_ref().map(|v| v.state.epoch),
+                    );
+                    ui.separator();
                     policy::ui(ui, &mut s.settings.policy, &mut out);
                     if let Some(l) = s.metrics.as_deref().and_then(|m| m.locations.as_ref()) {
                         ui.separator();

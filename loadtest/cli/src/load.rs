@@ -14,9 +14,10 @@ use greenlight_engine::report::{hgrm, Report, SamplingReport};
 use greenlight_engine::sampling;
 use greenlight_engine::tls::TlsArgs;
 use greenlight_engine::users::SimulatedUsers;
+use greenlight_engine::{admin_client, real_users};
 use greenlight_verdict::policy_args::PolicyArgs;
 use greenlight_verdict::routing_check::RoutingCheck;
-use greenlight_verdict::{judge, Judgement, Policy};
+use greenlight_verdict::{judge, judged, Judge, Judgement, Policy};
 use live::{HlogWriter, Watch};
 use reqwest::Url;
 use std::path::PathBuf;
@@ -152,6 +153,18 @@ pub struct LoadArgs {
     /// weighted requests' split against it with a binomial interval.
     #[arg(long)]
     expect_weight: Option<f64>,
+    /// Which evidence the verdict judges: `synthetic` (this run's own
+    /// requests; the default, as a load run needs no admin access), `real`
+    /// (real users as the edge counted them in the epoch in force when the
+    /// run ends: `GET /__greenlight/metrics` with `$GREENLIGHT_ADMIN_TOKEN`,
+    /// viewer role), or `both` (this run's verdict, which real users can
+    /// veto).
+    #[arg(long, value_enum, default_value = "synthetic")]
+    judge: Judge,
+    /// The edge whose counts `--judge real|both` reads (default: the
+    /// target URL's scheme, host and port).
+    #[arg(long, env = "GREENLIGHT_EDGE")]
+    edge: Option<String>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -231,6 +244,12 @@ pub async fn run(a: LoadArgs) -> ExitCode {
         Some(j) => Some(j),
         None => summaries(&snap, baseline, comparing).map(|(b, c)| judge(&policy, &b, &c)),
     };
+    let verdict = if a.judge.wants_real() {
+        let real = real_users(&a, &target, &policy, baseline).await;
+        Some(judged(a.judge, verdict, real))
+    } else {
+        verdict
+    };
     let routing_check = a.expect_weight.and_then(|w| {
         let cand = snap.weighted_requests(candidate_of(baseline));
         RoutingCheck::of(
@@ -262,6 +281,43 @@ pub async fn run(a: LoadArgs) -> ExitCode {
     }
     print_summary(&report, json_to_stdout(a.json.as_deref()));
     write_files(&a, &report, &snap, hlog)
+}
+
+/// The verdict on the real users the edge counted in the epoch in force
+/// now; `None` (said on standard error) when the counts cannot be read.
+async fn real_users(
+    a: &LoadArgs,
+    target: &str,
+    policy: &Policy,
+    baseline: greenlight_engine::histogram::SeenColor,
+) -> Option<Judgement> {
+    let edge = match &a.edge {
+        Some(e) => e.clone(),
+        None => {
+            let u = Url::parse(target).ok()?;
+            u.origin().ascii_serialization()
+        }
+    };
+    let token = std::env::var(admin_client::TOKEN_ENV).ok();
+    let client = match admin_client::AdminClient::new(&edge, token) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("greenlight: real users: {e}");
+            return None;
+        }
+    };
+    let (state, metrics) = match (client.state().await, client.metrics().await) {
+        (Ok(s), Ok(m)) => (s, m),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("greenlight: real users: reading {edge}: {e}");
+            return None;
+        }
+    };
+    let active = match baseline.as_str() {
+        "green" => greenlight_common::Color::Green,
+        _ => greenlight_common::Color::Blue,
+    };
+    real_users::judge_epoch(&metrics, state.state.epoch, active, policy, false)
 }
 
 /// Comparison traffic only where the edge honours the preview; else says

@@ -11,10 +11,12 @@
 //! real evidence is always one epoch's counts.
 
 use crate::judgement::{Judgement, Verdict};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Judge {
     /// The harness's own requests only.
@@ -29,6 +31,8 @@ pub enum Judge {
 }
 
 impl Judge {
+    pub const ALL: [Judge; 3] = [Judge::Synthetic, Judge::Real, Judge::Both];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Judge::Synthetic => "synthetic",

@@ -20,7 +20,7 @@ greenlight_e2e::for_each_runtime!(
     a_failing_greens_errors_are_its_own
 );
 
-const REQUESTS: u64 = 200;
+const REQUESTS: u64 = 600;
 
 fn latency(spec: &str) -> Behavior {
     Behavior {
@@ -150,6 +150,25 @@ async fn a_slower_green_shows_in_the_metrics(runtime: Runtime) {
     };
     assert_eq!(answered("blue") as u64, blue.requests);
     assert_eq!(answered("green") as u64, green.requests);
+    // `greenlight load --judge real` fails green on these counts alone: its
+    // own load goes to blue's origin directly, so it has no verdict of its
+    // own to give.
+    let out = tokio::process::Command::new(greenlight_e2e::process::greenlight_bin())
+        .args(["load", &format!("{}/direct", rig.blue.url())])
+        .args(["--rate", "20", "--duration", "1s", "--quiet"])
+        .args(["--judge", "real", "--edge", &rig.edge.base_url])
+        .env(greenlight_engine::admin_client::TOKEN_ENV, VIEWER_TOKEN)
+        .env("HOME", "/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(printed.contains("real users"), "{printed}");
     eprintln!(
         "telemetry runtime={} requests={REQUESTS} blue={} green={} ttfb_p50_blue_ms={b50} ttfb_p50_green_ms={g50} complete_after_ms={}",
         runtime.name(),
