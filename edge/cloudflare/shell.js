@@ -412,7 +412,7 @@ export default {
             // The answer Rust said in advance it would pass on this way,
             // counted in this isolate's telemetry (flushed at most once a
             // second).
-            const flushIn = wasm.answered(id, status, started, Date.now(), response.headers.get("content-length") ?? undefined);
+            const flushIn = wasm.answered(id, status, started, Date.now(), Number(response.headers.get("content-length") ?? NaN));
             if (flushIn >= 0) ctx.waitUntil(flushTelemetry(env, flushIn));
             return rewrap(response, response.status, fields, responseDeltaAt);
           }

@@ -456,7 +456,7 @@ pub const REWRITE_READ_LIMIT: u64 = MAX_MODEL_BODY + 1;
 /// What one attempt at an origin counts in real users' telemetry
 /// ([`crate::telemetry`]): its color and epoch, its class, the time to the
 /// origin's response head (`elapsed_ms`, when it answered) and the body's
-/// announced length. The body itself streams through untouched, so its
+/// announced length ([`announced_bytes`]). The body itself streams through untouched, so its
 /// last byte is not timed. `None` for a preview override: a tester's (or
 /// the harness's comparison) request, which follows no weight, is no
 /// real user's.
@@ -464,7 +464,7 @@ pub fn measured(
     fwd: &Forward,
     outcome: &AttemptOutcome,
     elapsed_ms: u64,
-    content_length: Option<&str>,
+    bytes: u64,
     now_ms: u64,
 ) -> Option<(Color, u64, Measured)> {
     if fwd.decision.reason == RouteReason::Override {
@@ -477,9 +477,6 @@ pub fn measured(
         ),
         _ => (AnswerClass::OriginFailure, None),
     };
-    let bytes = content_length
-        .and_then(|l| l.trim().parse::<u64>().ok())
-        .unwrap_or(0);
     Some((
         fwd.decision.color,
         fwd.decision.epoch,
@@ -496,6 +493,13 @@ pub fn measured(
 /// `record` (the instance's own, or the stored one parsed) with one more
 /// failure of `color` counted, for the adapter to keep or store under
 /// [`crate::health::HEALTH_KEY`].
+/// A body's announced length (`content-length`), 0 when it has none.
+pub fn announced_bytes(content_length: Option<&str>) -> u64 {
+    content_length
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 pub fn count_failure(
     cfg: &EdgeConfig,
     record: Option<HealthRecord>,

@@ -74,30 +74,38 @@ fn count_attempt(
     fwd: &Forward,
     outcome: &AttemptOutcome,
     elapsed_ms: u64,
-    content_length: Option<&str>,
+    bytes: u64,
     now_ms: u64,
 ) -> Option<u64> {
-    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms)?;
+    let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, bytes, now_ms)?;
     // Spreads the flush jitter; no secret rides on it.
     let spread = now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
     TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, spread))
 }
 
 /// The shell delivered attempt `id`'s answer (`status`, a 2xx the core
-/// said to deliver as it came) itself: the forward is done, and counted.
-/// Returns the delay of the telemetry flush to schedule, or -1.
+/// said to deliver as it came, `length` its `content-length` as a number)
+/// itself: the forward is done, and counted. Returns the delay of the
+/// telemetry flush to schedule, or -1.
 #[wasm_bindgen(js_name = answered)]
-pub fn answered(id: u32, status: u16, started_ms: f64, now_ms: f64, length: Option<String>) -> f64 {
+pub fn answered(id: u32, status: u16, started_ms: f64, now_ms: f64, length: f64) -> f64 {
     let Some(pending) = PENDING.with_borrow_mut(|p| p.take(id)) else {
         return -1.0;
     };
     let now_ms = now_ms as u64;
     let elapsed_ms = now_ms.saturating_sub(started_ms as u64);
+    // A number, not the header's text: no string crosses into wasm on the
+    // common path. NaN (no or a bad `content-length`) counts no bytes.
+    let bytes = if length.is_finite() && length >= 0.0 {
+        length as u64
+    } else {
+        0
+    };
     count_attempt(
         &pending.fwd,
         &AttemptOutcome::Answered(status),
         elapsed_ms,
-        length.as_deref(),
+        bytes,
         now_ms,
     )
     .map_or(-1.0, |delay| delay as f64)
@@ -334,10 +342,12 @@ pub fn after_attempt(id: u32, report: &str, started_ms: f64, now_ms: f64) -> Str
             pending.fwd.decision.color
         );
     }
-    let length = result
-        .header_lines
-        .and_then(|lines| shell::header_in_lines(lines, "content-length"));
-    let flush_in = count_attempt(&pending.fwd, &result.outcome, elapsed_ms, length, now_ms);
+    let bytes = edge::announced_bytes(
+        result
+            .header_lines
+            .and_then(|lines| shell::header_in_lines(lines, "content-length")),
+    );
+    let flush_in = count_attempt(&pending.fwd, &result.outcome, elapsed_ms, bytes, now_ms);
     let mut isolate = Isolate::default();
     let step = match edge::attempted(
         &pending.fwd,

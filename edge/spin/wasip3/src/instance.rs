@@ -34,8 +34,8 @@ pub fn count_attempt(
     content_length: Option<&str>,
     now_ms: u64,
 ) {
-    let Some((color, epoch, m)) = edge::measured(fwd, outcome, elapsed_ms, content_length, now_ms)
-    else {
+    let bytes = edge::announced_bytes(content_length);
+    let Some((color, epoch, m)) = edge::measured(fwd, outcome, elapsed_ms, bytes, now_ms) else {
         return;
     };
     let random = crate::random_u64();
