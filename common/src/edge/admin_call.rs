@@ -89,9 +89,21 @@ pub fn run_admin(
     now_ms: u64,
 ) -> AdminOutcome {
     let health = HealthRecord::from_json(docs.health);
-    let history = docs.history.map(|h| History::from_json(Some(h)));
-    let evidence = PlanEvidence::from_json(docs.evidence);
-    let telemetry = docs.telemetry.and_then(Tally::from_json);
+    // The history and the telemetry sum run to tens of KiB: each document
+    // is read only by the calls that use it (the rollout object passes all
+    // of them to every call).
+    let history = call
+        .wants_history()
+        .then(|| docs.history.map(|h| History::from_json(Some(h))))
+        .flatten();
+    let evidence = call
+        .wants_evidence()
+        .then(|| PlanEvidence::from_json(docs.evidence))
+        .flatten();
+    let telemetry = call
+        .wants_telemetry()
+        .then(|| docs.telemetry.and_then(Tally::from_json))
+        .flatten();
     admin::handle_in(
         call.route,
         method,

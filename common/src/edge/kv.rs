@@ -246,13 +246,66 @@ pub fn advance_plan<S: AtomicStore>(
     None
 }
 
+/// Attempts at adding a telemetry batch: the flush runs after the answers
+/// it counts, so it may wait out the other instances' flushes.
+const TELEMETRY_ATTEMPTS: usize = 50;
+
 /// Adds an instance's telemetry batch to the sum in the store, by
-/// compare-and-swap so concurrent flushes of several instances all land.
-/// Best effort: a store failure loses the batch's counts, never a request.
-pub fn add_telemetry<S: AtomicStore>(store: &S, batch: &str) {
-    rewrite(store, TELEMETRY_KEY, |held| {
-        crate::telemetry::Tally::merge_batch(held, batch)
-    });
+/// compare-and-swap so concurrent flushes of several instances all land;
+/// after a lost swap it waits 1 to 8 ms (random) and reads the sum again.
+/// `Err` says why the batch was lost (a store failure, or the sum kept
+/// changing): its counts, never a request.
+pub async fn add_telemetry<S: AtomicStore>(store: &S, batch: &str) -> Result<(), String> {
+    // A compare-and-swap on a missing key is a plain insert in Spin's
+    // stores: two first flushes would both "win". The first is created
+    // once, empty, by the one instance that claims it.
+    if store.get(TELEMETRY_KEY)?.is_none() {
+        create_telemetry(store).await?;
+    }
+    let mut last = String::from("the sum kept changing");
+    for _ in 0..TELEMETRY_ATTEMPTS {
+        // A store busy with other writers (SQLite's lock) fails a read or
+        // a swap now and then: tried again like a lost swap.
+        let attempt = store.watch(TELEMETRY_KEY).and_then(|(cas, current)| {
+            let held = current.as_deref().and_then(|d| std::str::from_utf8(d).ok());
+            let sum = crate::telemetry::Tally::merge_batch(held, batch)
+                .ok_or_else(|| "the batch is unreadable".to_string())?;
+            store.swap(cas, sum.as_bytes())
+        });
+        match attempt {
+            Ok(Swap::Done) => return Ok(()),
+            Ok(Swap::Lost) => {}
+            Err(e) if e == "the batch is unreadable" => return Err(e),
+            Err(e) => last = e,
+        }
+        store.pause(1 + store.random() % 8).await;
+    }
+    Err(format!("{last} ({TELEMETRY_ATTEMPTS} attempts)"))
+}
+
+/// Claimed (atomic increment) by the instance that writes the first,
+/// empty, telemetry sum.
+pub const TELEMETRY_CLAIM_KEY: &str = "rollout-telemetry.created";
+
+/// Makes sure the telemetry sum exists before a batch is swapped in: the
+/// instance that claims it first writes it empty; the others wait for it
+/// (up to [`CREATE_WAIT_MS`], then write it themselves, as a writer that
+/// stopped would otherwise block every flush).
+async fn create_telemetry<S: AtomicStore>(store: &S) -> Result<(), String> {
+    let empty = crate::telemetry::Tally::default().to_json();
+    if store.increment(TELEMETRY_CLAIM_KEY, 1)? == 1 {
+        return store.set(TELEMETRY_KEY, empty.as_bytes());
+    }
+    for _ in 0..CREATE_WAIT_MS / CREATE_POLL_MS {
+        if store.get(TELEMETRY_KEY)?.is_some() {
+            return Ok(());
+        }
+        store.pause(CREATE_POLL_MS).await;
+    }
+    if store.get(TELEMETRY_KEY)?.is_none() {
+        store.set(TELEMETRY_KEY, empty.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Writes `json`, committed at `epoch`, as the backup copy unless the

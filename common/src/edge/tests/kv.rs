@@ -578,8 +578,9 @@ fn telemetry_batches_add_up_in_the_store_and_read_back_as_metrics() {
         }
         t.to_json()
     };
-    kv::add_telemetry(&store, &batch(3));
-    kv::add_telemetry(&store, &batch(2));
+    run(kv::add_telemetry(&store, &batch(3))).unwrap();
+    run(kv::add_telemetry(&store, &batch(2))).unwrap();
+    assert!(run(kv::add_telemetry(&store, "not a batch")).is_err());
     let r = call(&store, AdminRoute::Metrics, "GET", "");
     assert_eq!(r.status, 200, "{}", r.body);
     let view: crate::telemetry::MetricsView = serde_json::from_str(&r.body).unwrap();

@@ -49,9 +49,13 @@ pub fn count_attempt(
         let Some(batch) = TELEMETRY.with_borrow_mut(|t| t.take(crate::now_ms())) else {
             return;
         };
-        // A store that cannot be opened loses the batch: counts only.
-        if let Ok(store) = Kv::open() {
-            kv::add_telemetry(&*store, &batch);
+        // A batch that cannot be stored is lost: its counts only.
+        let stored = match Kv::open() {
+            Ok(store) => kv::add_telemetry(&*store, &batch).await,
+            Err(e) => Err(format!("opening the store: {e}")),
+        };
+        if let Err(e) = stored {
+            eprintln!("greenlight: telemetry batch lost: {e}");
         }
     });
 }
