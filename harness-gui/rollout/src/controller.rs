@@ -732,20 +732,6 @@ fn failing(reasons: &[String]) -> String {
     }
 }
 
-pub(crate) fn no_evidence(why: &str) -> Judgement {
-    Judgement {
-        verdict: Verdict::Inconclusive,
-        mode: "none".into(),
-        reasons: vec![why.to_string()],
-        baseline_requests: 0,
-        candidate_requests: 0,
-        latency: None,
-        percentiles: Vec::new(),
-        errors: None,
-        sequential: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,7 +758,7 @@ mod tests {
                 Verdict::Fail => "latency: green is slower than blue beyond the tolerance".into(),
                 _ => format!("{v}"),
             }],
-            ..no_evidence("")
+            ..Judgement::no_evidence("")
         }
     }
 

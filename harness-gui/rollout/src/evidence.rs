@@ -4,7 +4,7 @@
 //! every request the recorder saw), and real users' answers as the edge
 //! counted them in the epoch in force ([`Judge`] says which).
 
-use crate::controller::{no_evidence, Analysis};
+use crate::controller::Analysis;
 use crate::synthetic::Sampling;
 use greenlight_common::telemetry::MetricsView;
 use greenlight_common::Color;
@@ -89,7 +89,7 @@ impl Evidence {
             .then(|| self.synthetic(look, policy, active))
             .flatten();
         if self.judge == Judge::Synthetic && synthetic.is_none() {
-            return no_evidence("no load is being measured, so there is no evidence");
+            return Judgement::no_evidence("no load is being measured, so there is no evidence");
         }
         let real = match (&self.real, self.epoch) {
             (Some(view), Some(epoch)) if self.judge.wants_real() => {

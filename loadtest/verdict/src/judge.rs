@@ -80,10 +80,12 @@ pub fn judged(judge: Judge, synthetic: Option<Judgement>, real: Option<Judgement
         j
     };
     match judge {
-        Judge::Synthetic => synthetic.unwrap_or_else(|| missing("no synthetic load was measured")),
-        Judge::Real => real
-            .map(|j| labelled(j, "real users"))
-            .unwrap_or_else(|| missing("the edge reported no real-user counts for this epoch")),
+        Judge::Synthetic => {
+            synthetic.unwrap_or_else(|| Judgement::no_evidence("no synthetic load was measured"))
+        }
+        Judge::Real => real.map(|j| labelled(j, "real users")).unwrap_or_else(|| {
+            Judgement::no_evidence("the edge reported no real-user counts for this epoch")
+        }),
         Judge::Both => match (synthetic, real) {
             (_, Some(r)) if r.verdict == Verdict::Fail => labelled(r, "real users"),
             (Some(mut s), r) => {
@@ -97,22 +99,8 @@ pub fn judged(judge: Judge, synthetic: Option<Judgement>, real: Option<Judgement
                 s
             }
             (None, Some(r)) => labelled(r, "real users"),
-            (None, None) => missing("neither synthetic load nor real-user counts"),
+            (None, None) => Judgement::no_evidence("neither synthetic load nor real-user counts"),
         },
-    }
-}
-
-fn missing(why: &str) -> Judgement {
-    Judgement {
-        verdict: Verdict::Inconclusive,
-        mode: "none".into(),
-        reasons: vec![why.to_string()],
-        baseline_requests: 0,
-        candidate_requests: 0,
-        latency: None,
-        percentiles: Vec::new(),
-        errors: None,
-        sequential: None,
     }
 }
 
@@ -127,7 +115,7 @@ mod tests {
             baseline_requests: n,
             candidate_requests: n,
             reasons: vec![format!("{verdict}")],
-            ..missing("")
+            ..Judgement::no_evidence("")
         }
     }
 

@@ -123,6 +123,23 @@ pub struct Judgement {
     pub sequential: Option<SequentialCheck>,
 }
 
+impl Judgement {
+    /// An inconclusive verdict with nothing to judge, saying why.
+    pub fn no_evidence(why: &str) -> Judgement {
+        Judgement {
+            verdict: Verdict::Inconclusive,
+            mode: "none".into(),
+            reasons: vec![why.to_string()],
+            baseline_requests: 0,
+            candidate_requests: 0,
+            latency: None,
+            percentiles: Vec::new(),
+            errors: None,
+            sequential: None,
+        }
+    }
+}
+
 pub(crate) fn combine(checks: &[Verdict]) -> Verdict {
     if checks.contains(&Verdict::Fail) {
         Verdict::Fail
