@@ -443,6 +443,14 @@ impl CountsView {
     }
 }
 
+/// The jitter of a flush scheduled at `now_ms` (0..=[`FLUSH_JITTER_MS`]):
+/// a hash of the time, which spreads instances that count at different
+/// moments without a call to the host's random source on every request
+/// (no secret rides on it).
+pub fn flush_jitter_ms(now_ms: u64) -> u64 {
+    (now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17) % (FLUSH_JITTER_MS + 1)
+}
+
 /// When an edge instance flushes its counts: at most once per
 /// [`FLUSH_INTERVAL_MS`], plus up to [`FLUSH_JITTER_MS`], however many
 /// requests it answers.
@@ -454,9 +462,9 @@ pub struct FlushThrottle {
 
 impl FlushThrottle {
     /// An answer was counted at `now_ms`: `Some(delay)` when a flush must
-    /// be scheduled `delay` ms from now, `None` when one already is.
-    /// `random` spreads the jitter.
-    pub fn on_record(&mut self, now_ms: u64, random: u64) -> Option<u64> {
+    /// be scheduled `delay` ms from now ([`flush_jitter_ms`] included),
+    /// `None` when one already is.
+    pub fn on_record(&mut self, now_ms: u64) -> Option<u64> {
         if self.scheduled {
             return None;
         }
@@ -465,7 +473,7 @@ impl FlushThrottle {
             Some(at) => (at + FLUSH_INTERVAL_MS).saturating_sub(now_ms),
             None => 0,
         };
-        Some(due + random % (FLUSH_JITTER_MS + 1))
+        Some(due + flush_jitter_ms(now_ms))
     }
 
     /// The scheduled flush runs at `now_ms`.
@@ -494,9 +502,9 @@ pub struct Pending {
 impl Pending {
     /// Counts an answer; `Some(delay)`: schedule a flush `delay` ms from
     /// now ([`FlushThrottle::on_record`]).
-    pub fn record(&mut self, color: Color, epoch: u64, m: &Measured, random: u64) -> Option<u64> {
+    pub fn record(&mut self, color: Color, epoch: u64, m: &Measured) -> Option<u64> {
         self.tally.record(color, epoch, m);
-        self.throttle.on_record(m.at_ms, random)
+        self.throttle.on_record(m.at_ms)
     }
 
     /// The batch to send now (one line of JSON), and a clean slate; `None`
@@ -676,10 +684,11 @@ mod tests {
             ..ok(1, 1, 1)
         };
         // The first answer schedules a flush at once (plus jitter).
-        let first = p.record(Color::Blue, 1, &m(10_000), 7).unwrap();
+        let first = p.record(Color::Blue, 1, &m(10_000)).unwrap();
+        assert_eq!(first, flush_jitter_ms(10_000));
         assert!(first <= FLUSH_JITTER_MS, "{first}");
         assert_eq!(
-            p.record(Color::Blue, 1, &m(10_001), 7),
+            p.record(Color::Blue, 1, &m(10_001)),
             None,
             "one is scheduled"
         );
@@ -691,8 +700,14 @@ mod tests {
         );
         assert_eq!(p.take(10_200), None, "nothing counted since");
         // The next is due a second after the last flush.
-        let next = p.record(Color::Green, 1, &m(10_300), 0).unwrap();
-        assert_eq!(next, 10_200 + FLUSH_INTERVAL_MS - 10_300);
+        let next = p.record(Color::Green, 1, &m(10_300)).unwrap();
+        assert_eq!(
+            next,
+            10_200 + FLUSH_INTERVAL_MS - 10_300 + flush_jitter_ms(10_300)
+        );
+        // The jitter spreads: consecutive milliseconds land far apart.
+        let spread: std::collections::BTreeSet<u64> = (0..64).map(flush_jitter_ms).collect();
+        assert!(spread.len() > 32, "{spread:?}");
         let mut t = FlushThrottle::default();
         assert!(t.due(0));
         t.flushing(5_000);

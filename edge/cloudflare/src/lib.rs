@@ -78,9 +78,7 @@ fn count_attempt(
     now_ms: u64,
 ) -> Option<u64> {
     let (color, epoch, m) = edge::measured(fwd, outcome, elapsed_ms, bytes, now_ms)?;
-    // Spreads the flush jitter; no secret rides on it.
-    let spread = now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
-    TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, spread))
+    TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m))
 }
 
 /// The shell delivered attempt `id`'s answer (`status`, a 2xx the core

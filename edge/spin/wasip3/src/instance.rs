@@ -38,10 +38,7 @@ pub fn count_attempt(
     let Some((color, epoch, m)) = edge::measured(fwd, outcome, elapsed_ms, bytes, now_ms) else {
         return;
     };
-    // Spreads the flush jitter; no secret rides on it, so no call to the
-    // host's random source on every request.
-    let spread = now_ms.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17;
-    let Some(delay) = TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m, spread)) else {
+    let Some(delay) = TELEMETRY.with_borrow_mut(|t| t.record(color, epoch, &m)) else {
         return;
     };
     spin_sdk::wasip3::spawn(async move {
