@@ -131,8 +131,9 @@ async fn until_the_plan_ends(rig: &Rig, traffic: bool, limit: Duration) -> State
     }
 }
 
-/// The changes the edge recorded, oldest first: (op, actor).
-async fn changes(rig: &Rig) -> Vec<(String, String)> {
+/// The ops of the changes the plan itself made (actor `greenlight-plan`),
+/// oldest first, as the edge's history recorded them.
+async fn plan_ops(rig: &Rig) -> Vec<String> {
     let resp = rig
         .get("/__greenlight/history")
         .bearer_auth(VIEWER_TOKEN)
@@ -144,12 +145,8 @@ async fn changes(rig: &Rig) -> Vec<(String, String)> {
     view.changes
         .iter()
         .rev()
-        .map(|c| {
-            (
-                c.after.last_change.op.clone(),
-                c.after.last_change.actor.clone(),
-            )
-        })
+        .filter(|c| c.after.last_change.actor == PLAN_ACTOR)
+        .map(|c| c.after.last_change.op.clone())
         .collect()
 }
 
@@ -167,12 +164,7 @@ async fn a_killed_harness_leaves_an_equal_green_promoted(runtime: Runtime) {
     assert_eq!(end.phase, Phase::Promoted);
     assert_eq!(end.state.active, greenlight_common::Color::Green);
     assert_eq!(end.state.last_change.actor, PLAN_ACTOR);
-    let plan_ops: Vec<String> = changes(&rig)
-        .await
-        .into_iter()
-        .filter(|(_, actor)| actor == PLAN_ACTOR)
-        .map(|(op, _)| op)
-        .collect();
+    let plan_ops = plan_ops(&rig).await;
     assert_eq!(
         plan_ops,
         ["plan_set_weight", "plan_promote"],
@@ -344,12 +336,7 @@ async fn a_lease_that_runs_out_applies_the_plans_rule(runtime: Runtime) {
     assert!(reason.contains("no lease"), "{reason}");
     assert_eq!((plan.step, end.state.candidate_weight_bp), (1, 0));
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let plan_ops: Vec<String> = changes(&rig)
-        .await
-        .into_iter()
-        .filter(|(_, actor)| actor == PLAN_ACTOR)
-        .map(|(op, _)| op)
-        .collect();
+    let plan_ops = plan_ops(&rig).await;
     assert_eq!(plan_ops, ["plan_set_weight", "plan_rollback"]);
     eprintln!(
         "plan_at_the_edge runtime={} outcome=lease_ran_out seconds_after_kill={:.1}",

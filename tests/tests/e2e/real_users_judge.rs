@@ -98,8 +98,9 @@ async fn rollout(
     (out.status.code(), log, rig.state().await)
 }
 
-async fn a_slower_green_is_rolled_back_on_real_users_alone(runtime: Runtime) {
-    let (code, log, end) = rollout(runtime, behaving("normal:30ms,4.5ms", 0.0)).await;
+/// The rollout with `green` ends rolled back on the real users' verdict.
+async fn rolled_back_on_real_users(runtime: Runtime, green: Behavior) {
+    let (code, log, end) = rollout(runtime, green).await;
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("real users"), "{log}");
     assert_eq!(
@@ -109,15 +110,12 @@ async fn a_slower_green_is_rolled_back_on_real_users_alone(runtime: Runtime) {
     );
 }
 
+async fn a_slower_green_is_rolled_back_on_real_users_alone(runtime: Runtime) {
+    rolled_back_on_real_users(runtime, behaving("normal:30ms,4.5ms", 0.0)).await
+}
+
 async fn a_green_with_errors_is_rolled_back_on_real_users_alone(runtime: Runtime) {
-    let (code, log, end) = rollout(runtime, behaving("normal:20ms,3ms", 0.05)).await;
-    assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("real users"), "{log}");
-    assert_eq!(
-        (end.phase, end.state.active),
-        (Phase::Stable, Color::Blue),
-        "{log}"
-    );
+    rolled_back_on_real_users(runtime, behaving("normal:20ms,3ms", 0.05)).await
 }
 
 async fn an_equal_green_is_promoted_on_real_users_alone(runtime: Runtime) {
