@@ -145,10 +145,14 @@ pub enum AdminRoute {
     Metrics,
     /// `GET metrics/prometheus`: the same in the Prometheus text format.
     MetricsPrometheus,
+    /// `GET replicas`: the Workers edge's read replicas and their lag
+    /// ([`crate::propagation::ReplicasView`]), answered by the rollout
+    /// object.
+    Replicas,
 }
 
 impl AdminRoute {
-    pub const ALL: [AdminRoute; 15] = [
+    pub const ALL: [AdminRoute; 16] = [
         AdminRoute::State,
         AdminRoute::Weight,
         AdminRoute::Promote,
@@ -164,6 +168,7 @@ impl AdminRoute {
         AdminRoute::PlanEvidence,
         AdminRoute::Metrics,
         AdminRoute::MetricsPrometheus,
+        AdminRoute::Replicas,
     ];
 
     /// The route for a path under the admin prefix (`rest` excludes it).
@@ -190,6 +195,7 @@ impl AdminRoute {
             AdminRoute::PlanEvidence => "plan/evidence",
             AdminRoute::Metrics => "metrics",
             AdminRoute::MetricsPrometheus => "metrics/prometheus",
+            AdminRoute::Replicas => "replicas",
         }
     }
 
@@ -199,7 +205,8 @@ impl AdminRoute {
             | AdminRoute::Isolate
             | AdminRoute::History
             | AdminRoute::Metrics
-            | AdminRoute::MetricsPrometheus => "GET",
+            | AdminRoute::MetricsPrometheus
+            | AdminRoute::Replicas => "GET",
             _ => "POST",
         }
     }
@@ -459,6 +466,16 @@ pub fn handle_in(
                 "not-found",
                 "no such admin route here",
                 "isolate is answered by the edge instance itself",
+            ))
+        }
+        // Only a Workers edge has replicas; its rollout object answers this
+        // before the call gets here.
+        AdminRoute::Replicas => {
+            return AdminOutcome::problem(Problem::new(
+                404,
+                "not-found",
+                "no such admin route here",
+                "replicas belong to a Workers edge's rollout object; this edge reads one store",
             ))
         }
         AdminRoute::History => {

@@ -60,7 +60,8 @@ impl AdminRoute {
             | AdminRoute::Isolate
             | AdminRoute::History
             | AdminRoute::Metrics
-            | AdminRoute::MetricsPrometheus => AdminRole::Viewer,
+            | AdminRoute::MetricsPrometheus
+            | AdminRoute::Replicas => AdminRole::Viewer,
             AdminRoute::Weight
             | AdminRoute::Promote
             | AdminRoute::Rollback

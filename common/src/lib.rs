@@ -17,7 +17,8 @@
 //!   path);
 //! - the admin API: [`admin`], [`admin_credentials`] (who may call it),
 //!   [`history`] (the last committed changes), and [`object`] (the Workers
-//!   rollout object);
+//!   rollout object), [`propagation`] (how a Workers edge's change reaches
+//!   every location);
 //! - HTTP and wire formats: [`http`], [`shell`] (the Worker's JS/Rust
 //!   protocol), [`duration`], [`config_error`].
 
@@ -42,6 +43,7 @@ pub mod origin_auth;
 pub mod origin_headers;
 pub mod path;
 pub mod plan;
+pub mod propagation;
 pub mod ratelimit;
 pub mod rollout;
 pub mod shell;

@@ -24,6 +24,7 @@ use crate::edge::{self, AdminCall, AdminDocs, EdgeConfig, LoadedState, Reply};
 use crate::health::{self, HealthRecord};
 use crate::history::History;
 use crate::http::ADMIN_PREFIX;
+use crate::propagation::ReplicaTable;
 use crate::state::RolloutState;
 
 /// The object's storage key of its document.
@@ -271,6 +272,10 @@ pub fn change(
         ));
         return ObjectAnswer::refused(problem.status, problem.body);
     };
+    if call.route == AdminRoute::Replicas {
+        let view = ReplicaTable::from_json(docs.replicas).view(now_ms);
+        return ObjectAnswer::refused(200, serde_json::to_string(&view).unwrap_or_default());
+    }
     let outcome = edge::run_admin(cfg, &call, &method, body, loaded, docs, now_ms);
     ObjectAnswer::of(&outcome, &loaded.state, docs.history)
 }

@@ -222,8 +222,6 @@ async function reportHealth(env, delay) {
   }
 }
 
-// STATE_SOURCE = "object": isolates read the document from the object
-// itself instead of KV (measured in the README; KV is the default).
 // Sends this isolate's telemetry batch to the rollout object, where the
 // batches are summed. A batch that fails to arrive is lost (its counts,
 // never a request); the next one starts from zero.
@@ -241,20 +239,61 @@ async function flushTelemetry(env, delay) {
   }
 }
 
-async function loadEdge(env) {
-  if (env.STATE_SOURCE === "object") {
-    let doc;
+// A region's read replica (StateReplica below), created in that region
+// (the hint counts only when the object is first created).
+const REPLICA_BINDING = "GREENLIGHT_REPLICA";
+function replicaObject(env, region) {
+  const ns = env[REPLICA_BINDING];
+  return ns.get(ns.idFromName("replica-" + region), { locationHint: region });
+}
+
+// Reads the state document the way Rust says (statePlace): the location's
+// cache, else its region's replica (whose answer fills the cache for
+// max-age seconds), else KV, read by Rust. Never throws: a failed read is
+// the next source's turn.
+async function readState(request, env) {
+  const cf = request.cf ?? {};
+  const how = wasm.statePlace(env, request.url, cf.colo, Number(cf.latitude), Number(cf.longitude));
+  if (how === "object") {
     try {
       const resp = await rolloutObject(env).fetch("https://rollout/document");
-      doc = resp.ok ? await resp.text() : undefined;
+      if (resp.ok) return { doc: await resp.text(), source: "object" };
     } catch (e) {
-      doc = undefined;
+      // An unreachable object degrades like an unreadable document.
     }
-    // An unreachable object degrades like an unreadable document.
-    await wasm.loadEdge(env, doc === undefined ? "{" : doc);
-  } else {
-    await wasm.loadEdge(env, undefined);
+    return { doc: "{", source: "object" };
   }
+  if (how.startsWith("replicas\n")) {
+    const [, key, region, maxAge] = how.split("\n");
+    try {
+      const hit = await caches.default.match(key);
+      if (hit !== undefined) return { doc: await hit.text(), source: "cache" };
+    } catch (e) {
+      // No cache here (workers.dev has none): the replica answers.
+    }
+    try {
+      const resp = await replicaObject(env, region).fetch("https://replica/document", {
+        headers: { "x-greenlight-region": region },
+      });
+      if (resp.ok) {
+        const doc = await resp.text();
+        try {
+          await caches.default.put(key, new Response(doc, { headers: { "cache-control": "max-age=" + maxAge } }));
+        } catch (e) {
+          // The next read asks the replica again.
+        }
+        return { doc, source: "replica" };
+      }
+    } catch (e) {
+      // The replica is unreachable: KV, the fallback.
+    }
+  }
+  return { doc: undefined, source: "kv" };
+}
+
+async function loadEdge(request, env) {
+  const read = await readState(request, env);
+  await wasm.loadEdge(env, read.doc, read.source);
 }
 
 // Attempts delivered without a second call into Rust, reported with the
@@ -305,8 +344,13 @@ export default {
     finished = [];
     let step = wasm.beginRequest(head, Date.now(), hi, lo, false, done);
     if (step === "load") {
-      await loadEdge(env);
+      await loadEdge(request, env);
       step = wasm.beginRequest(head, Date.now(), hi, lo, true, []);
+    } else if (step.startsWith("refresh\n")) {
+      // The state this isolate holds is past its TTL: this request goes
+      // on with it while a newer one is read.
+      ctx.waitUntil(loadEdge(request, env));
+      step = step.slice("refresh\n".length);
     }
     if (step.startsWith("admin\n")) {
       return adminCall(head, step.slice("admin\n".length), request, env);
@@ -470,6 +514,7 @@ export class RolloutObject {
     this.lastPublish = -1; // when KV was last written (ms; -1: never)
     this.publishing = false;
     this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
+    this.replicas = undefined; // what each region's replica confirmed (JSON)
     ctx.blockConcurrencyWhile(async () => {
       const [stored, health, published, history, evidence, telemetry] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
@@ -505,6 +550,9 @@ export class RolloutObject {
         this.version = 1;
         this.retryAt = Date.now();
       }
+      // A started object does not know what the replicas hold: it pushes
+      // its document to all of them (a replica keeps the newer of two).
+      this.pushAll(wasm.replicasCommitted(env, this.replicas, this.doc, Date.now()));
     });
   }
 
@@ -523,6 +571,7 @@ export class RolloutObject {
         this.history,
         this.evidence,
         this.telemetry,
+        this.replicas,
         Date.now(),
       );
       const { status, body: reply } = this.commit(answer);
@@ -584,6 +633,7 @@ export class RolloutObject {
       });
       // The backstop if this object stops before KV holds the change.
       this.retryAt = Date.now() + PUBLISH_RETRY_MS;
+      this.pushAll(wasm.replicasCommitted(this.env, this.replicas, committed, Date.now()));
       this.schedule();
       this.publish();
     }
@@ -616,7 +666,7 @@ export class RolloutObject {
   // deadline: set it to the earlier of the two, or clear it.
   schedule() {
     const pending = this.published < this.version ? this.retryAt : -1;
-    const at = wasm.objectNextAlarm(this.doc, this.evidence, pending);
+    const at = wasm.objectNextAlarm(this.doc, this.evidence, pending, this.replicas);
     if (at >= 0) this.ctx.storage.setAlarm(at);
     else this.ctx.storage.deleteAlarm();
   }
@@ -658,9 +708,107 @@ export class RolloutObject {
     }
   }
 
+  // Takes the replica record and regions of replicasCommitted or
+  // replicasDue (<table>\n<region>...) and pushes the document to those
+  // regions' replicas, all at once.
+  pushAll(answer) {
+    const lines = answer.split("\n");
+    this.replicas = lines[0];
+    for (const region of lines.slice(1)) this.push(region);
+  }
+
+  // Pushes the newest document to one replica; a failure is retried by
+  // the alarm, with a back-off (propagation::ReplicaTable).
+  async push(region) {
+    try {
+      // Only a durable change leaves the object (as with KV).
+      if (this.ctx.storage.sync) await this.ctx.storage.sync();
+      const resp = await replicaObject(this.env, region).fetch("https://replica/push", {
+        method: "POST",
+        headers: { "x-greenlight-region": region },
+        body: this.doc,
+      });
+      const text = await resp.text();
+      if (!resp.ok) throw new Error(`replica answered ${resp.status}: ${text.slice(0, 100)}`);
+      this.replicas = wasm.replicaConfirmed(this.replicas, region, Number(text), Date.now());
+    } catch (e) {
+      this.replicas = wasm.replicaFailed(this.replicas, region, String(e), Date.now());
+      this.schedule();
+    }
+  }
+
   async alarm() {
     if (this.published < this.version) await this.publish();
+    this.pushAll(wasm.replicasDue(this.replicas, Date.now()));
     this.planTick();
     this.schedule();
+  }
+}
+
+// A region's read replica of the rollout state: the rollout object pushes
+// it every commit; the locations of its region read it (through their
+// cache). It keeps the newest document it was given, and pulls the
+// object's document itself on a read when it has heard nothing for a
+// while (it may have been unreachable for a push) or holds nothing yet.
+const STORAGE_REPLICA = "replica";
+
+export class StateReplica {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+    this.doc = undefined; // the newest document it was given (JSON)
+    this.synced = -1; // when the object last pushed or was pulled (ms)
+    this.pulling = undefined; // the pull in flight
+    ctx.blockConcurrencyWhile(async () => {
+      this.doc = await ctx.storage.get(STORAGE_REPLICA);
+    });
+  }
+
+  // Keeps `doc` if it is newer than the one held; returns the epoch held.
+  take(doc) {
+    if (wasm.replicaTakes(this.doc, doc) >= 0) {
+      this.doc = doc;
+      this.ctx.storage.put(STORAGE_REPLICA, doc);
+    }
+    return this.doc === undefined ? -1 : wasm.documentEpoch(this.doc);
+  }
+
+  pull() {
+    if (this.pulling === undefined) {
+      this.pulling = (async () => {
+        try {
+          const resp = await rolloutObject(this.env).fetch("https://rollout/document");
+          if (resp.ok) {
+            this.take(await resp.text());
+            this.synced = Date.now();
+          }
+        } catch (e) {
+          // The object is unreachable: the next read tries again.
+        } finally {
+          this.pulling = undefined;
+        }
+      })();
+    }
+    return this.pulling;
+  }
+
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === "/push") {
+      const held = this.take(await request.text());
+      this.synced = Date.now();
+      return new Response(String(held));
+    }
+    if (path === "/document") {
+      if (this.doc === undefined) {
+        await this.pull();
+      } else if (wasm.replicaResyncDue(this.synced, Date.now())) {
+        // Not awaited: this read is answered with what is held.
+        this.pull();
+      }
+      if (this.doc === undefined) return new Response("no document yet", { status: 503 });
+      return new Response(this.doc);
+    }
+    return new Response("not found", { status: 404 });
   }
 }

@@ -24,6 +24,9 @@ pub const KV_BINDING: &str = "GREENLIGHT_STATE";
 /// The rollout object's binding and class (edge/cloudflare/shell.js).
 pub const OBJECT_BINDING: &str = "GREENLIGHT_ROLLOUT";
 pub const OBJECT_CLASS: &str = "RolloutObject";
+/// The read replicas' binding and class (edge/cloudflare/shell.js).
+pub const REPLICA_BINDING: &str = "GREENLIGHT_REPLICA";
+pub const REPLICA_CLASS: &str = "StateReplica";
 
 /// `edge/cloudflare` in this checkout.
 pub fn worker_dir() -> PathBuf {
@@ -299,10 +302,14 @@ fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     let object = if exports_object {
         format!(
             "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
-             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}]\n\n",
+             [[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
+             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}, {}]\n\n",
             quote(OBJECT_BINDING),
             quote(OBJECT_CLASS),
-            quote(OBJECT_CLASS)
+            quote(REPLICA_BINDING),
+            quote(REPLICA_CLASS),
+            quote(OBJECT_CLASS),
+            quote(REPLICA_CLASS)
         )
     } else {
         String::new()
@@ -344,4 +351,126 @@ pub fn built_wasm() -> anyhow::Result<PathBuf> {
     std::fs::metadata(&wasm)
         .with_context(|| format!("{} missing: run scripts/build-worker.sh", wasm.display()))?;
     Ok(wasm)
+}
+
+/// A location of [`Locations`]: its code and coordinates (`request.cf`).
+#[derive(Debug, Clone, Copy)]
+pub struct Location {
+    pub colo: &'static str,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl Location {
+    pub const fn at(colo: &'static str, latitude: f64, longitude: f64) -> Location {
+        Location {
+            colo,
+            latitude,
+            longitude,
+        }
+    }
+}
+
+/// The Worker served as several locations of one edge
+/// (`edge/cloudflare/serve-locations.mjs`): an isolate per location, one
+/// rollout object, one replica per region and one KV namespace between
+/// them. Stopped when dropped.
+pub struct Locations {
+    /// Each location's code and base URL, in the order asked for.
+    pub urls: Vec<(String, String)>,
+    process: crate::process::ProcessGroup,
+    _scratch: tempfile::TempDir,
+}
+
+impl Locations {
+    /// The base URL of location `i`.
+    pub fn url(&self, i: usize) -> &str {
+        &self.urls[i].1
+    }
+
+    /// Breaks or delays `region`'s replica (see locations-entry.mjs):
+    /// `fault` like `{"down": true}`, `{"fail_pushes": 2}`,
+    /// `{"push_ms": 150, "read_ms": 20}`; `{}` mends it.
+    pub async fn replica_fault(
+        &self,
+        client: &reqwest::Client,
+        region: &str,
+        fault: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}/__test/replica/{region}/fault", self.url(0));
+        let resp = client.post(&url).json(&fault).send().await?;
+        if !resp.status().is_success() {
+            bail!("setting the fault of {region}: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// How many reads and pushes `region`'s replica was sent.
+    pub async fn replica_stats(
+        &self,
+        client: &reqwest::Client,
+        region: &str,
+    ) -> anyhow::Result<(u64, u64)> {
+        let url = format!("{}/__test/replica/{region}/stats", self.url(0));
+        let v: serde_json::Value = client.get(&url).send().await?.json().await?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Ok((n("reads"), n("pushes")))
+    }
+
+    /// The tail of serve-locations' log.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+}
+
+/// Serves the built Worker as `locations` (the first also hosts the
+/// Durable Objects) with `setup`'s variables.
+pub async fn start_locations(
+    setup: &EdgeSetup,
+    locations: &[Location],
+) -> anyhow::Result<Locations> {
+    let scratch = prepare(&worker_dir().join("build/index.js"), setup).await?;
+    let spec: Vec<String> = locations
+        .iter()
+        .map(|l| format!("{}:{}:{}", l.colo, l.latitude, l.longitude))
+        .collect();
+    let mut cmd = quiet_command(Path::new("node"), scratch.path());
+    cmd.arg(worker_dir().join("serve-locations.mjs"))
+        .arg("--config")
+        .arg(scratch.path().join("wrangler.toml"))
+        .arg("--persist-to")
+        .arg(scratch.path().join("state"))
+        .args(["--locations", &spec.join(",")]);
+    let log = scratch.path().join("serve-locations.log");
+    let mut process = crate::process::ProcessGroup::spawn_logged(cmd, &log)?;
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| l == "ready") {
+            let urls = text
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.strip_prefix("location ")?.split(' ');
+                    let _index = f.next()?;
+                    Some((f.next()?.to_string(), f.next()?.to_string()))
+                })
+                .collect::<Vec<_>>();
+            if urls.len() != locations.len() {
+                bail!(
+                    "serve-locations named {} locations of {}:\n{text}",
+                    urls.len(),
+                    locations.len()
+                );
+            }
+            return Ok(Locations {
+                urls,
+                process,
+                _scratch: scratch,
+            });
+        }
+        if !process.is_running() || started.elapsed() > Duration::from_secs(120) {
+            bail!("serve-locations did not start:\n{}", process.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -74,6 +74,9 @@ pub struct AdminDocs<'a> {
     pub evidence: Option<&'a str>,
     /// Real users' summed counts ([`crate::telemetry::Tally`]).
     pub telemetry: Option<&'a str>,
+    /// The rollout object's record of its replicas
+    /// ([`crate::propagation::ReplicaTable`]).
+    pub replicas: Option<&'a str>,
 }
 
 /// Runs an authorised admin call. The adapter persists `new_state` (if any)

@@ -137,6 +137,7 @@ pub async fn commit_admin<S: AtomicStore>(
             history: history.as_deref(),
             evidence: evidence.as_deref(),
             telemetry: telemetry.as_deref(),
+            replicas: None,
         };
         let outcome = run_admin(cfg, call, method, body, &fresh, docs, now_ms);
         if let Some(evidence) = &outcome.new_evidence {

@@ -19,6 +19,7 @@ use greenlight_common::health::HealthRecord;
 use greenlight_common::http::{HeaderLookup, LAST_GOOD_KEY, STATE_KEY};
 use greenlight_common::jwks::CachedJwks;
 use greenlight_common::object::{self, ObjectAnswer, ReportThrottle};
+use greenlight_common::propagation::{self, ReadFrom, ReadPath, ReplicaTable, StateSource};
 use greenlight_common::ratelimit::{Limiter, RateLimit, RetryAfter};
 use greenlight_common::telemetry::{Pending as Unflushed, Tally};
 use greenlight_common::{shell, RolloutState};
@@ -42,7 +43,13 @@ thread_local! {
     /// without a new deployment, hence a new isolate); a bad configuration
     /// is remembered too and answered on every request.
     static CONFIG: RefCell<Option<Result<Rc<EdgeConfig>, ConfigError>>> = const { RefCell::new(None) };
+    /// Where this isolate reads the state (`STATE_SOURCE` and kin), read
+    /// with the configuration.
+    static READ_PATH: RefCell<Option<Rc<ReadPath>>> = const { RefCell::new(None) };
+    /// The state this isolate serves, and when it was read (ms).
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
+    /// The background refresh of `STATE` in flight, if any.
+    static REFRESH: RefCell<propagation::Refresh> = RefCell::new(propagation::Refresh::default());
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
     /// a busy PoP runs several (see README, "Guarantees and limits").
     static LIMITER: RefCell<Option<Limiter>> = const { RefCell::new(None) };
@@ -196,11 +203,36 @@ pub fn begin_request(
         Some(Err(e)) => return shell::reply(&Reply::misconfigured(&e)),
         None => return shell::LOAD.into(),
     };
-    let loaded = if fresh {
-        STATE.with(|s| s.borrow().as_ref().map(|(loaded, _)| loaded.clone()))
-    } else {
-        cached_state(&cfg, now_ms)
+    // A state past its TTL still serves this request; the shell reads a
+    // newer one in the background (no request waits on a remote read once
+    // the isolate holds a state).
+    let (loaded, refresh) = match STATE.with(|s| s.borrow().clone()) {
+        Some((loaded, read_ms)) => {
+            let due = !fresh
+                && REFRESH.with_borrow_mut(|r| r.start(read_ms, cfg.state_cache_ttl_ms, now_ms));
+            (Some(loaded), due)
+        }
+        None => (None, false),
     };
+    let step = begin_with(&cfg, loaded, head, now_ms, random_hi, random_lo, fresh);
+    // A load reads the state anyway.
+    if refresh && step != shell::LOAD {
+        shell::refresh(&step)
+    } else {
+        step
+    }
+}
+
+fn begin_with(
+    cfg: &Rc<EdgeConfig>,
+    loaded: Option<Rc<LoadedState>>,
+    head: &str,
+    now_ms: u64,
+    random_hi: u32,
+    random_lo: u32,
+    fresh: bool,
+) -> String {
+    let cfg = cfg.clone();
     let request = shell::ShellRequest::parse(head);
     let method = request.method;
     let head = request.head(CLIENT_ADDR_HEADER);
@@ -470,12 +502,44 @@ pub fn model_refusal(id: u32, body: &[u8]) -> String {
     )
 }
 
+/// Where this isolate reads the state, for the shell: `kv`, `object`, or
+/// `replicas\n<place>` (`propagation::Place::encode`: the location's cache
+/// key, its region's replica and the cache's period). `url` is the
+/// request's; `colo` and the coordinates are the location's
+/// (`request.cf`; NaN when unknown).
+#[wasm_bindgen(js_name = statePlace)]
+pub fn state_place(
+    env: Env,
+    url: &str,
+    colo: Option<String>,
+    latitude: f64,
+    longitude: f64,
+) -> String {
+    let Some(path) = read_path(&env) else {
+        return "kv".into();
+    };
+    match path.source {
+        StateSource::Kv => "kv".into(),
+        StateSource::Object => "object".into(),
+        StateSource::Replicas => {
+            let origin = shell::origin_of(url);
+            let known = |v: f64| v.is_finite().then_some(v);
+            match path.place(origin, colo.as_deref(), known(latitude), known(longitude)) {
+                Some(place) => format!("replicas\n{}", place.encode()),
+                None => "kv".into(),
+            }
+        }
+    }
+}
+
 /// Reads configuration (once per isolate) and the rollout state into this
-/// isolate's memory; the shell then begins the request again. `document`
-/// is the state document when the shell read it itself (from the rollout
-/// object, `STATE_SOURCE = "object"`); otherwise it is read from KV.
+/// isolate's memory; the shell then begins the request again (or, for a
+/// background refresh, the next request uses it). `document` is the state
+/// document as the shell read it from `source`: `cache` or `replica` (the
+/// fast path), `object` (`STATE_SOURCE = "object"`), or `kv`: then it is
+/// read here, from KV.
 #[wasm_bindgen(js_name = loadEdge)]
-pub async fn load_edge(env: Env, from_object: Option<String>) {
+pub async fn load_edge(env: Env, document: Option<String>, source: String) {
     if let Ok(cfg) = config(&env) {
         if let Some(url) = &cfg.jwks_url {
             let now = now_ms();
@@ -484,12 +548,22 @@ pub async fn load_edge(env: Env, from_object: Option<String>) {
                 fetch_jwks(url, now).await;
             }
         }
-        let source = match from_object {
-            Some(doc) => StateSource::Object(doc),
-            None => StateSource::Kv,
+        let read = match document {
+            Some(doc) if source != "kv" => StateRead::Read(doc),
+            _ => StateRead::Kv,
         };
-        load_state(&env, &cfg, now_ms(), source).await;
+        // KV is the fallback of the replicas' read path: an isolate that
+        // had to use it says so (degraded) until the fast path answers.
+        let fallback = read_path(&env).is_some_and(|p| p.source == StateSource::Replicas)
+            && ReadFrom::parse(&source) == ReadFrom::Fallback;
+        load_state(&env, &cfg, now_ms(), read, fallback).await;
     }
+    REFRESH.with_borrow_mut(propagation::Refresh::finished);
+}
+
+fn read_path(env: &Env) -> Option<Rc<ReadPath>> {
+    config(env).ok()?;
+    READ_PATH.with(|p| p.borrow().clone())
 }
 
 /// The rollout object's answer to the admin call of `head` (`status` 0:
@@ -570,6 +644,7 @@ pub fn object_change(
     history: Option<String>,
     evidence: Option<String>,
     telemetry: Option<String>,
+    replicas: Option<String>,
     now_ms: f64,
 ) -> String {
     let cfg = match config(&env) {
@@ -589,6 +664,7 @@ pub fn object_change(
         history: history.as_deref(),
         evidence: evidence.as_deref(),
         telemetry: telemetry.as_deref(),
+        replicas: replicas.as_deref(),
     };
     object::change(&cfg, call, body, &loaded, docs, now_ms as u64).encode()
 }
@@ -611,6 +687,7 @@ pub fn object_plan_tick(
         history: history.as_deref(),
         evidence: evidence.as_deref(),
         telemetry: None,
+        replicas: None,
     };
     object::plan_tick(&cfg, document, docs, now_ms as u64).map(|answer| answer.encode())
 }
@@ -619,10 +696,94 @@ pub fn object_plan_tick(
 /// next deadline (its dwell, or the `evidence` lease it waits on) or a
 /// pending publish's retry (`publish_retry_at`, -1 for none), whichever
 /// is first.
+/// A failed push to a replica (in `replicas`) is retried by the same alarm.
 #[wasm_bindgen(js_name = objectNextAlarm)]
-pub fn object_next_alarm(document: &str, evidence: Option<String>, publish_retry_at: f64) -> f64 {
-    let retry = (publish_retry_at >= 0.0).then_some(publish_retry_at as u64);
+pub fn object_next_alarm(
+    document: &str,
+    evidence: Option<String>,
+    publish_retry_at: f64,
+    replicas: Option<String>,
+) -> f64 {
+    let publish = (publish_retry_at >= 0.0).then_some(publish_retry_at as u64);
+    let push = ReplicaTable::from_json(replicas.as_deref()).next_retry();
+    let retry = match (publish, push) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     object::next_alarm(document, evidence.as_deref(), retry).map_or(-1.0, |at| at as f64)
+}
+
+// The read replicas (`StateReplica` in shell.js) and the primary's record
+// of them (`propagation::ReplicaTable`, kept by the rollout object as JSON).
+
+/// The rollout object committed (or, after a start, holds) `document`:
+/// `<table>\n<region>…`, its record of the replicas and the regions to
+/// push the document to now (none when isolates do not read replicas).
+#[wasm_bindgen(js_name = replicasCommitted)]
+pub fn replicas_committed(env: Env, table: Option<String>, document: &str, now_ms: f64) -> String {
+    let mut t = ReplicaTable::from_json(table.as_deref());
+    let regions = match read_path(&env) {
+        Some(path) if path.source == StateSource::Replicas => path.regions.clone(),
+        _ => Vec::new(),
+    };
+    let epoch = RolloutState::from_json(document).map_or(0, |s| s.epoch);
+    let push = t.committed(&regions, epoch, now_ms as u64);
+    lines(&t.to_json(), push.iter().copied())
+}
+
+/// The replica of `region` answered a push: it holds `epoch`.
+#[wasm_bindgen(js_name = replicaConfirmed)]
+pub fn replica_confirmed(table: Option<String>, region: &str, epoch: f64, now_ms: f64) -> String {
+    let mut t = ReplicaTable::from_json(table.as_deref());
+    t.confirmed(region, epoch as u64, now_ms as u64);
+    t.to_json()
+}
+
+/// A push to `region`'s replica failed (`error`): retried by the alarm.
+#[wasm_bindgen(js_name = replicaFailed)]
+pub fn replica_failed(table: Option<String>, region: &str, error: &str, now_ms: f64) -> String {
+    let mut t = ReplicaTable::from_json(table.as_deref());
+    t.failed(region, error, now_ms as u64);
+    t.to_json()
+}
+
+/// The alarm rang: `<table>\n<region>…`, the regions whose push is
+/// retried now.
+#[wasm_bindgen(js_name = replicasDue)]
+pub fn replicas_due(table: Option<String>, now_ms: f64) -> String {
+    let mut t = ReplicaTable::from_json(table.as_deref());
+    let due = t.due(now_ms as u64);
+    lines(&t.to_json(), due.iter().map(String::as_str))
+}
+
+/// Inside a replica: the epoch of `pushed` when the replica holding `held`
+/// takes it, else -1 (an older or unreadable document).
+#[wasm_bindgen(js_name = replicaTakes)]
+pub fn replica_takes(held: Option<String>, pushed: &str) -> f64 {
+    propagation::accepts(held.as_deref(), pushed).map_or(-1.0, |epoch| epoch as f64)
+}
+
+/// The epoch of a document (-1: unreadable).
+#[wasm_bindgen(js_name = documentEpoch)]
+pub fn document_epoch(document: &str) -> f64 {
+    RolloutState::from_json(document).map_or(-1.0, |s| s.epoch as f64)
+}
+
+/// Inside a replica last in touch with the primary at `synced_ms` (-1:
+/// never): whether it pulls the primary's document now.
+#[wasm_bindgen(js_name = replicaResyncDue)]
+pub fn replica_resync_due(synced_ms: f64, now_ms: f64) -> bool {
+    let synced = (synced_ms >= 0.0).then_some(synced_ms as u64);
+    propagation::resync_due(synced, now_ms as u64)
+}
+
+fn lines<'a>(first: &str, rest: impl Iterator<Item = &'a str>) -> String {
+    let mut out = first.to_string();
+    for line in rest {
+        out.push('\n');
+        out.push_str(line);
+    }
+    out
 }
 
 /// The object's health record with an edge's report merged in, or `None`
@@ -660,8 +821,14 @@ fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
         return cfg;
     }
     // Vars and secrets (`.dev.vars` locally) both appear as strings on `env`.
-    let cfg = EdgeConfig::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+    let lookup = |name: &str| env.var(name).ok().map(|v| v.to_string());
+    let cfg = EdgeConfig::from_lookup(lookup)
         .and_then(|cfg| cfg.check_platform("Cloudflare Workers").map(|()| cfg))
+        .and_then(|cfg| {
+            let path = ReadPath::from_lookup(lookup)?;
+            READ_PATH.with(|p| *p.borrow_mut() = Some(Rc::new(path)));
+            Ok(cfg)
+        })
         .map(Rc::new);
     if let Err(e) = &cfg {
         // The 502 says only that the configuration is invalid.
@@ -671,38 +838,46 @@ fn config(env: &Env) -> Result<Rc<EdgeConfig>, ConfigError> {
     cfg
 }
 
-fn cached_state(cfg: &EdgeConfig, now_ms: u64) -> Option<Rc<LoadedState>> {
-    STATE.with(|s| {
-        s.borrow()
-            .as_ref()
-            .filter(|(_, at)| now_ms.saturating_sub(*at) < cfg.state_cache_ttl_ms)
-            .map(|(loaded, _)| loaded.clone())
-    })
-}
-
 /// Caches `loaded` as this isolate's state, unless the isolate has seen a
 /// newer epoch: a KV read that started before an admin change (or a KV
 /// location that has not caught up) must not move the isolate back. The
 /// newer state stays, and counts as freshly read.
 fn remember_newer(loaded: Rc<LoadedState>, now_ms: u64) -> Rc<LoadedState> {
+    remember(loaded, false, now_ms)
+}
+
+/// [`remember_newer`]; with `fallback`, the state kept (the read one or a
+/// newer one already held) is flagged degraded.
+fn remember(loaded: Rc<LoadedState>, fallback: bool, now_ms: u64) -> Rc<LoadedState> {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let keep = match s.as_ref() {
             Some((mine, _)) if !object::replaces(Some(mine), &loaded) => mine.clone(),
             _ => loaded,
         };
+        let keep = if fallback && !keep.degraded {
+            Rc::new(LoadedState {
+                state: keep.state.clone(),
+                degraded: true,
+            })
+        } else {
+            keep
+        };
         *s = Some((keep.clone(), now_ms));
         keep
     })
 }
 
-/// Where an isolate reads the state document from.
-enum StateSource {
-    /// KV, as published by the rollout object (the default).
+/// The state document as the shell read it, or to be read from KV.
+enum StateRead {
+    Read(String),
     Kv,
-    /// The rollout object itself (read by the shell).
-    Object(String),
 }
+
+/// How long a location keeps KV's answer (s): KV's shortest `cacheTtl`.
+/// KV's default of 60 s would add a minute to every change a location
+/// reads from KV.
+const KV_CACHE_TTL_S: u64 = 30;
 
 /// Reads the state document; a KV failure or a bad document degrades to the
 /// last good state instead of failing the request.
@@ -710,17 +885,23 @@ async fn load_state(
     env: &Env,
     cfg: &EdgeConfig,
     now_ms: u64,
-    source: StateSource,
+    read: StateRead,
+    fallback: bool,
 ) -> Rc<LoadedState> {
     // Whatever is cached is the last good state: a degraded entry already
     // holds the previous good state (or the initial one) it fell back to, so
     // repeated bad reads keep serving it rather than dropping to the initial.
     let last_good: Option<RolloutState> =
         STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
-    let document = match (source, env.kv(KV_BINDING)) {
-        (StateSource::Object(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
-        (StateSource::Kv, Ok(kv)) => kv.get(STATE_KEY).text().await.map_err(|_| ()),
-        (StateSource::Kv, Err(_)) => Err(()),
+    let document = match (read, env.kv(KV_BINDING)) {
+        (StateRead::Read(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
+        (StateRead::Kv, Ok(kv)) => kv
+            .get(STATE_KEY)
+            .cache_ttl(KV_CACHE_TTL_S)
+            .text()
+            .await
+            .map_err(|_| ()),
+        (StateRead::Kv, Err(_)) => Err(()),
     };
     let document = document.as_ref().map(Option::as_deref).map_err(|_| ());
     let loaded = match edge::load_state(document, last_good.as_ref(), &cfg.default_salt) {
@@ -730,7 +911,7 @@ async fn load_state(
             &cfg.default_salt,
         ),
     };
-    remember_newer(Rc::new(loaded), now_ms)
+    remember(Rc::new(loaded), fallback, now_ms)
 }
 
 /// Fetches the remote JWKS into this isolate's cache (`greenlight_common::jwks`

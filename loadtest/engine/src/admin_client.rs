@@ -283,6 +283,15 @@ impl AdminClient {
             .await
     }
 
+    /// `GET /__greenlight/replicas` (Workers edges): each region's read
+    /// replica, the epoch it confirmed and how far behind it is.
+    pub async fn replicas(
+        &self,
+    ) -> Result<greenlight_common::propagation::ReplicasView, AdminError> {
+        self.call(reqwest::Method::GET, AdminRoute::Replicas.name(), None)
+            .await
+    }
+
     /// `POST /__greenlight/undo`: the state of `to_epoch` (from the edge's
     /// history) as a new change.
     pub async fn undo(

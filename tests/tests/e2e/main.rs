@@ -29,6 +29,7 @@ mod locations;
 mod one_user_one_color;
 mod path_confusion;
 mod plan_at_the_edge;
+mod propagation;
 mod real_users_judge;
 mod remote_jwks;
 mod soak;
