@@ -92,6 +92,13 @@ pub const REGIONS: [Region; 9] = [
 /// unreachable).
 pub const REPLICA_RESYNC_MS: u64 = 5_000;
 
+/// A replica out of touch with the primary for this long (no push
+/// confirmed, no pull answered) pulls before it answers a read, and
+/// answers `503` if that fails too: in a partition between the primary and
+/// a region, the region's locations then fall back to KV, and say so,
+/// rather than serve a copy that may be far behind without a sign.
+pub const REPLICA_STALE_MS: u64 = 30_000;
+
 /// The first retry of a failed push, doubled per consecutive failure up to
 /// [`PUSH_RETRY_MAX_MS`].
 pub const PUSH_RETRY_MS: u64 = 1_000;
@@ -319,20 +326,45 @@ impl Refresh {
     }
 }
 
-/// Whether a replica holding `held` takes `pushed`: when `pushed` parses
-/// and is newer (a missing or unreadable copy takes any readable one).
-/// Returns the pushed epoch when it does. Pushes can arrive out of order
-/// (a retry after a later commit): a replica never goes back.
-pub fn accepts(held: Option<&str>, pushed: &str) -> Option<u64> {
+/// Whether a replica holding `held` (a document, from the primary's
+/// `held_incarnation`) takes `pushed` from the primary's `incarnation`:
+/// when `pushed` parses and either comes from a later incarnation of the
+/// primary (a restarted primary is the authority, also when its epoch went
+/// down: a document rewritten by hand) or is newer than `held`. A missing
+/// or unreadable copy takes any readable one. Returns the pushed epoch
+/// when it is taken. Pushes and pulls of one incarnation can arrive out of
+/// order (a retry after a later commit): a replica never goes back within
+/// one.
+///
+/// An incarnation is when the primary started (ms): a later start has a
+/// larger one, so a push still in flight from a primary that has since
+/// restarted does not undo the new one's.
+pub fn accepts(
+    held: Option<&str>,
+    held_incarnation: Option<u64>,
+    pushed: &str,
+    incarnation: u64,
+) -> Option<u64> {
     let epoch = RolloutState::from_json(pushed).ok()?.epoch;
-    let held = held.and_then(|h| RolloutState::from_json(h).ok());
-    held.is_none_or(|h| epoch > h.epoch).then_some(epoch)
+    let Some(held) = held.and_then(|h| RolloutState::from_json(h).ok()) else {
+        return Some(epoch);
+    };
+    let held_incarnation = held_incarnation.unwrap_or(0);
+    let take =
+        incarnation > held_incarnation || (incarnation == held_incarnation && epoch > held.epoch);
+    take.then_some(epoch)
 }
 
 /// Whether a replica last in touch with the primary at `synced_ms` pulls
 /// the primary's document now.
 pub fn resync_due(synced_ms: Option<u64>, now_ms: u64) -> bool {
     synced_ms.is_none_or(|at| now_ms.saturating_sub(at) >= REPLICA_RESYNC_MS)
+}
+
+/// Whether a replica last in touch with the primary at `synced_ms` may
+/// answer a read with its copy without pulling first.
+pub fn fresh_enough(synced_ms: Option<u64>, now_ms: u64) -> bool {
+    synced_ms.is_some_and(|at| now_ms.saturating_sub(at) < REPLICA_STALE_MS)
 }
 
 /// The primary's record of its replicas: what each confirmed, and the
@@ -629,13 +661,28 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_takes_only_a_newer_readable_document() {
-        assert_eq!(accepts(None, &doc(3)), Some(3));
-        assert_eq!(accepts(Some("{"), &doc(3)), Some(3));
-        assert_eq!(accepts(Some(&doc(2)), &doc(3)), Some(3));
-        assert_eq!(accepts(Some(&doc(3)), &doc(3)), None);
-        assert_eq!(accepts(Some(&doc(4)), &doc(3)), None, "a late retry");
-        assert_eq!(accepts(Some(&doc(2)), "{"), None);
+    fn a_replica_takes_only_a_newer_readable_document_of_one_primary() {
+        assert_eq!(accepts(None, None, &doc(3), 7), Some(3));
+        assert_eq!(accepts(Some("{"), Some(7), &doc(3), 7), Some(3));
+        assert_eq!(accepts(Some(&doc(2)), Some(7), &doc(3), 7), Some(3));
+        assert_eq!(accepts(Some(&doc(3)), Some(7), &doc(3), 7), None);
+        assert_eq!(
+            accepts(Some(&doc(4)), Some(7), &doc(3), 7),
+            None,
+            "a late retry"
+        );
+        assert_eq!(accepts(Some(&doc(2)), Some(7), "{", 9), None);
+    }
+
+    #[test]
+    fn a_restarted_primary_is_the_authority_even_on_a_lower_epoch() {
+        // A document rewritten by hand while the primary was stopped.
+        assert_eq!(accepts(Some(&doc(4)), Some(7), &doc(1), 9), Some(1));
+        // A copy from before incarnations were kept.
+        assert_eq!(accepts(Some(&doc(4)), None, &doc(1), 9), Some(1));
+        // A push from an earlier incarnation, arriving late, does not
+        // undo the new one's.
+        assert_eq!(accepts(Some(&doc(1)), Some(9), &doc(5), 7), None);
     }
 
     #[test]
@@ -643,6 +690,15 @@ mod tests {
         assert!(resync_due(None, 0));
         assert!(!resync_due(Some(10_000), 10_000 + REPLICA_RESYNC_MS - 1));
         assert!(resync_due(Some(10_000), 10_000 + REPLICA_RESYNC_MS));
+    }
+
+    #[test]
+    fn a_replica_long_out_of_touch_pulls_before_it_answers() {
+        assert!(!fresh_enough(None, 0));
+        assert!(fresh_enough(Some(1_000), 1_000 + REPLICA_STALE_MS - 1));
+        assert!(!fresh_enough(Some(1_000), 1_000 + REPLICA_STALE_MS));
+        // Resyncing in the background comes well before that.
+        const { assert!(REPLICA_RESYNC_MS < REPLICA_STALE_MS) };
     }
 
     #[test]

@@ -515,6 +515,9 @@ export class RolloutObject {
     this.publishing = false;
     this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
     this.replicas = undefined; // what each region's replica confirmed (JSON)
+    // When this instance started: replicas take its documents over those
+    // of an earlier instance (propagation::accepts).
+    this.incarnation = Date.now();
     ctx.blockConcurrencyWhile(async () => {
       const [stored, health, published, history, evidence, telemetry] = await Promise.all([
         ctx.storage.get(STORAGE_STATE),
@@ -596,7 +599,12 @@ export class RolloutObject {
       return new Response(null, { status: 204 });
     }
     if (path === "/document") {
-      return new Response(this.doc, { headers: { "x-greenlight-degraded": this.degraded ? "1" : "0" } });
+      return new Response(this.doc, {
+        headers: {
+          "x-greenlight-degraded": this.degraded ? "1" : "0",
+          "x-greenlight-incarnation": String(this.incarnation),
+        },
+      });
     }
     return new Response("not found", { status: 404 });
   }
@@ -725,7 +733,7 @@ export class RolloutObject {
       if (this.ctx.storage.sync) await this.ctx.storage.sync();
       const resp = await replicaObject(this.env, region).fetch("https://replica/push", {
         method: "POST",
-        headers: { "x-greenlight-region": region },
+        headers: { "x-greenlight-region": region, "x-greenlight-incarnation": String(this.incarnation) },
         body: this.doc,
       });
       const text = await resp.text();
@@ -751,24 +759,30 @@ export class RolloutObject {
 // object's document itself on a read when it has heard nothing for a
 // while (it may have been unreachable for a push) or holds nothing yet.
 const STORAGE_REPLICA = "replica";
+const STORAGE_INCARNATION = "incarnation";
 
 export class StateReplica {
   constructor(ctx, env) {
     this.ctx = ctx;
     this.env = env;
     this.doc = undefined; // the newest document it was given (JSON)
+    this.incarnation = -1; // that of the object instance that gave it
     this.synced = -1; // when the object last pushed or was pulled (ms)
     this.pulling = undefined; // the pull in flight
     ctx.blockConcurrencyWhile(async () => {
-      this.doc = await ctx.storage.get(STORAGE_REPLICA);
+      const held = await ctx.storage.get([STORAGE_REPLICA, STORAGE_INCARNATION]);
+      this.doc = held.get(STORAGE_REPLICA);
+      this.incarnation = held.get(STORAGE_INCARNATION) ?? -1;
     });
   }
 
-  // Keeps `doc` if it is newer than the one held; returns the epoch held.
-  take(doc) {
-    if (wasm.replicaTakes(this.doc, doc) >= 0) {
+  // Keeps `doc`, from the object instance `incarnation`, if it replaces
+  // the one held (propagation::accepts); returns the epoch held.
+  take(doc, incarnation) {
+    if (wasm.replicaTakes(this.doc, this.incarnation, doc, incarnation) >= 0) {
       this.doc = doc;
-      this.ctx.storage.put(STORAGE_REPLICA, doc);
+      this.incarnation = incarnation;
+      this.ctx.storage.put({ [STORAGE_REPLICA]: doc, [STORAGE_INCARNATION]: incarnation });
     }
     return this.doc === undefined ? -1 : wasm.documentEpoch(this.doc);
   }
@@ -779,7 +793,8 @@ export class StateReplica {
         try {
           const resp = await rolloutObject(this.env).fetch("https://rollout/document");
           if (resp.ok) {
-            this.take(await resp.text());
+            const incarnation = Number(resp.headers.get("x-greenlight-incarnation") ?? 0);
+            this.take(await resp.text(), incarnation);
             this.synced = Date.now();
           }
         } catch (e) {
@@ -795,18 +810,26 @@ export class StateReplica {
   async fetch(request) {
     const path = new URL(request.url).pathname;
     if (path === "/push") {
-      const held = this.take(await request.text());
+      const incarnation = Number(request.headers.get("x-greenlight-incarnation") ?? 0);
+      const held = this.take(await request.text(), incarnation);
       this.synced = Date.now();
       return new Response(String(held));
     }
     if (path === "/document") {
-      if (this.doc === undefined) {
+      const now = Date.now();
+      if (!wasm.replicaFresh(this.synced, now)) {
+        // Nothing held, or out of touch with the object for long: the
+        // copy may be far behind, so it pulls first, and without an
+        // answer from the object it answers 503 (the location then reads
+        // KV and says so) rather than serve that copy.
         await this.pull();
-      } else if (wasm.replicaResyncDue(this.synced, Date.now())) {
+        if (this.doc === undefined || !wasm.replicaFresh(this.synced, Date.now())) {
+          return new Response("replica out of touch with the rollout object", { status: 503 });
+        }
+      } else if (wasm.replicaResyncDue(this.synced, now)) {
         // Not awaited: this read is answered with what is held.
         this.pull();
       }
-      if (this.doc === undefined) return new Response("no document yet", { status: 503 });
       return new Response(this.doc);
     }
     return new Response("not found", { status: 404 });

@@ -756,11 +756,25 @@ pub fn replicas_due(table: Option<String>, now_ms: f64) -> String {
     lines(&t.to_json(), due.iter().map(String::as_str))
 }
 
-/// Inside a replica: the epoch of `pushed` when the replica holding `held`
-/// takes it, else -1 (an older or unreadable document).
+/// Inside a replica: the epoch of `pushed` (from the rollout object's
+/// `incarnation`) when the replica holding `held` (from
+/// `held_incarnation`, -1: unknown) takes it, else -1
+/// (`propagation::accepts`).
 #[wasm_bindgen(js_name = replicaTakes)]
-pub fn replica_takes(held: Option<String>, pushed: &str) -> f64 {
-    propagation::accepts(held.as_deref(), pushed).map_or(-1.0, |epoch| epoch as f64)
+pub fn replica_takes(
+    held: Option<String>,
+    held_incarnation: f64,
+    pushed: &str,
+    incarnation: f64,
+) -> f64 {
+    let held_incarnation = (held_incarnation >= 0.0).then_some(held_incarnation as u64);
+    propagation::accepts(
+        held.as_deref(),
+        held_incarnation,
+        pushed,
+        incarnation as u64,
+    )
+    .map_or(-1.0, |epoch| epoch as f64)
 }
 
 /// The epoch of a document (-1: unreadable).
@@ -775,6 +789,15 @@ pub fn document_epoch(document: &str) -> f64 {
 pub fn replica_resync_due(synced_ms: f64, now_ms: f64) -> bool {
     let synced = (synced_ms >= 0.0).then_some(synced_ms as u64);
     propagation::resync_due(synced, now_ms as u64)
+}
+
+/// Inside a replica last in touch with the primary at `synced_ms` (-1:
+/// never): whether it answers a read with its copy without pulling first
+/// (`propagation::fresh_enough`).
+#[wasm_bindgen(js_name = replicaFresh)]
+pub fn replica_fresh(synced_ms: f64, now_ms: f64) -> bool {
+    let synced = (synced_ms >= 0.0).then_some(synced_ms as u64);
+    propagation::fresh_enough(synced, now_ms as u64)
 }
 
 fn lines<'a>(first: &str, rest: impl Iterator<Item = &'a str>) -> String {

@@ -42,6 +42,12 @@ async fn start_with_backup(
         setup
             .vars
             .insert("STATE_CACHE_TTL_MS".into(), TTL.as_millis().to_string());
+        // The documents are planted in KV: Worker isolates read KV itself
+        // here, not the replicas the rollout object fills (KV is their
+        // fallback; "How a change reaches every location").
+        if runtime == Runtime::Cloudflare {
+            setup.vars.insert("STATE_SOURCE".into(), "kv".into());
+        }
         setup.state_document = document;
         setup.backup_document = backup;
     })
