@@ -355,7 +355,7 @@ async fn a_failed_push_is_retried_and_only_its_region_waits() {
     );
     let (_, pushes_after) = rig.edge.replica_stats(&rig.client, "sam").await.unwrap();
     assert!(
-        pushes_after >= pushes_before + 1,
+        pushes_after > pushes_before,
         "sam was pushed again: {pushes_before} → {pushes_after}"
     );
     let view = rig.admin.replicas().await.unwrap();
