@@ -326,32 +326,28 @@ impl Refresh {
     }
 }
 
-/// Whether a replica holding `held` (a document, from the primary's
-/// `held_incarnation`) takes `pushed` from the primary's `incarnation`:
-/// when `pushed` parses and either comes from a later incarnation of the
-/// primary (a restarted primary is the authority, also when its epoch went
-/// down: a document rewritten by hand) or is newer than `held`. A missing
-/// or unreadable copy takes any readable one. Returns the pushed epoch
-/// when it is taken. Pushes and pulls of one incarnation can arrive out of
-/// order (a retry after a later commit): a replica never goes back within
-/// one.
+/// Whether a replica holding a document of epoch `held` (from the
+/// primary's `held_incarnation`) takes `pushed` from the primary's
+/// `incarnation`: when `pushed` parses and either comes from a later
+/// incarnation of the primary (a restarted primary is the authority, also
+/// when its epoch went down: a document rewritten by hand) or is newer. A
+/// replica holding nothing takes any readable document. Returns the pushed
+/// epoch when it is taken. Pushes and pulls of one incarnation can arrive
+/// out of order (a retry after a later commit): a replica never goes back
+/// within one.
 ///
 /// An incarnation is when the primary started (ms): a later start has a
 /// larger one, so a push still in flight from a primary that has since
 /// restarted does not undo the new one's.
-pub fn accepts(
-    held: Option<&str>,
-    held_incarnation: Option<u64>,
-    pushed: &str,
-    incarnation: u64,
-) -> Option<u64> {
+pub fn accepts(held: Option<(u64, u64)>, pushed: &str, incarnation: u64) -> Option<u64> {
     let epoch = RolloutState::from_json(pushed).ok()?.epoch;
-    let Some(held) = held.and_then(|h| RolloutState::from_json(h).ok()) else {
-        return Some(epoch);
+    let take = match held {
+        None => true,
+        Some((held_epoch, held_incarnation)) => {
+            incarnation > held_incarnation
+                || (incarnation == held_incarnation && epoch > held_epoch)
+        }
     };
-    let held_incarnation = held_incarnation.unwrap_or(0);
-    let take =
-        incarnation > held_incarnation || (incarnation == held_incarnation && epoch > held.epoch);
     take.then_some(epoch)
 }
 
@@ -662,27 +658,21 @@ mod tests {
 
     #[test]
     fn a_replica_takes_only_a_newer_readable_document_of_one_primary() {
-        assert_eq!(accepts(None, None, &doc(3), 7), Some(3));
-        assert_eq!(accepts(Some("{"), Some(7), &doc(3), 7), Some(3));
-        assert_eq!(accepts(Some(&doc(2)), Some(7), &doc(3), 7), Some(3));
-        assert_eq!(accepts(Some(&doc(3)), Some(7), &doc(3), 7), None);
-        assert_eq!(
-            accepts(Some(&doc(4)), Some(7), &doc(3), 7),
-            None,
-            "a late retry"
-        );
-        assert_eq!(accepts(Some(&doc(2)), Some(7), "{", 9), None);
+        assert_eq!(accepts(None, &doc(3), 7), Some(3));
+        assert_eq!(accepts(Some((2, 7)), &doc(3), 7), Some(3));
+        assert_eq!(accepts(Some((3, 7)), &doc(3), 7), None);
+        assert_eq!(accepts(Some((4, 7)), &doc(3), 7), None, "a late retry");
+        assert_eq!(accepts(Some((2, 7)), "{", 9), None);
+        assert_eq!(accepts(None, "{", 9), None);
     }
 
     #[test]
     fn a_restarted_primary_is_the_authority_even_on_a_lower_epoch() {
         // A document rewritten by hand while the primary was stopped.
-        assert_eq!(accepts(Some(&doc(4)), Some(7), &doc(1), 9), Some(1));
-        // A copy from before incarnations were kept.
-        assert_eq!(accepts(Some(&doc(4)), None, &doc(1), 9), Some(1));
+        assert_eq!(accepts(Some((4, 7)), &doc(1), 9), Some(1));
         // A push from an earlier incarnation, arriving late, does not
         // undo the new one's.
-        assert_eq!(accepts(Some(&doc(1)), Some(9), &doc(5), 7), None);
+        assert_eq!(accepts(Some((1, 9)), &doc(5), 7), None);
     }
 
     #[test]

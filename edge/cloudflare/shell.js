@@ -515,6 +515,8 @@ export class RolloutObject {
     this.publishing = false;
     this.retryAt = -1; // when a failed publish is tried again (ms; -1: none)
     this.replicas = undefined; // what each region's replica confirmed (JSON)
+    this.pushing = new Set(); // regions with a push in flight
+    this.behind = new Set(); // of those, regions committed to again since
     // When this instance started: replicas take its documents over those
     // of an earlier instance (propagation::accepts).
     this.incarnation = Date.now();
@@ -726,8 +728,15 @@ export class RolloutObject {
   }
 
   // Pushes the newest document to one replica; a failure is retried by
-  // the alarm, with a back-off (propagation::ReplicaTable).
+  // the alarm, with a back-off (propagation::ReplicaTable). One push per
+  // replica at a time: changes committed meanwhile go in one more push,
+  // of the newest document, when it is answered.
   async push(region) {
+    if (this.pushing.has(region)) {
+      this.behind.add(region);
+      return;
+    }
+    this.pushing.add(region);
     try {
       // Only a durable change leaves the object (as with KV).
       if (this.ctx.storage.sync) await this.ctx.storage.sync();
@@ -742,6 +751,9 @@ export class RolloutObject {
     } catch (e) {
       this.replicas = wasm.replicaFailed(this.replicas, region, String(e), Date.now());
       this.schedule();
+    } finally {
+      this.pushing.delete(region);
+      if (this.behind.delete(region)) this.push(region);
     }
   }
 
@@ -755,36 +767,32 @@ export class RolloutObject {
 
 // A region's read replica of the rollout state: the rollout object pushes
 // it every commit; the locations of its region read it (through their
-// cache). It keeps the newest document it was given, and pulls the
-// object's document itself on a read when it has heard nothing for a
-// while (it may have been unreachable for a push) or holds nothing yet.
-const STORAGE_REPLICA = "replica";
-const STORAGE_INCARNATION = "incarnation";
-
+// cache). It keeps the newest document it was given, in memory only: a
+// replica that starts again holds nothing and is out of touch, so it pulls
+// the object's document before it answers anyway. It also pulls on a read
+// when it has heard nothing for a while (it may have been unreachable for
+// a push).
 export class StateReplica {
   constructor(ctx, env) {
     this.ctx = ctx;
     this.env = env;
     this.doc = undefined; // the newest document it was given (JSON)
+    this.epoch = -1; // its epoch
     this.incarnation = -1; // that of the object instance that gave it
     this.synced = -1; // when the object last pushed or was pulled (ms)
     this.pulling = undefined; // the pull in flight
-    ctx.blockConcurrencyWhile(async () => {
-      const held = await ctx.storage.get([STORAGE_REPLICA, STORAGE_INCARNATION]);
-      this.doc = held.get(STORAGE_REPLICA);
-      this.incarnation = held.get(STORAGE_INCARNATION) ?? -1;
-    });
   }
 
   // Keeps `doc`, from the object instance `incarnation`, if it replaces
   // the one held (propagation::accepts); returns the epoch held.
   take(doc, incarnation) {
-    if (wasm.replicaTakes(this.doc, this.incarnation, doc, incarnation) >= 0) {
+    const epoch = wasm.replicaTakes(this.epoch, this.incarnation, doc, incarnation);
+    if (epoch >= 0) {
       this.doc = doc;
+      this.epoch = epoch;
       this.incarnation = incarnation;
-      this.ctx.storage.put({ [STORAGE_REPLICA]: doc, [STORAGE_INCARNATION]: incarnation });
     }
-    return this.doc === undefined ? -1 : wasm.documentEpoch(this.doc);
+    return this.epoch;
   }
 
   pull() {

@@ -757,30 +757,18 @@ pub fn replicas_due(table: Option<String>, now_ms: f64) -> String {
 }
 
 /// Inside a replica: the epoch of `pushed` (from the rollout object's
-/// `incarnation`) when the replica holding `held` (from
-/// `held_incarnation`, -1: unknown) takes it, else -1
+/// `incarnation`) when the replica holding a document of `held_epoch`
+/// (from `held_incarnation`; -1: it holds nothing) takes it, else -1
 /// (`propagation::accepts`).
 #[wasm_bindgen(js_name = replicaTakes)]
 pub fn replica_takes(
-    held: Option<String>,
+    held_epoch: f64,
     held_incarnation: f64,
     pushed: &str,
     incarnation: f64,
 ) -> f64 {
-    let held_incarnation = (held_incarnation >= 0.0).then_some(held_incarnation as u64);
-    propagation::accepts(
-        held.as_deref(),
-        held_incarnation,
-        pushed,
-        incarnation as u64,
-    )
-    .map_or(-1.0, |epoch| epoch as f64)
-}
-
-/// The epoch of a document (-1: unreadable).
-#[wasm_bindgen(js_name = documentEpoch)]
-pub fn document_epoch(document: &str) -> f64 {
-    RolloutState::from_json(document).map_or(-1.0, |s| s.epoch as f64)
+    let held = (held_epoch >= 0.0).then_some((held_epoch as u64, held_incarnation.max(0.0) as u64));
+    propagation::accepts(held, pushed, incarnation as u64).map_or(-1.0, |epoch| epoch as f64)
 }
 
 /// Inside a replica last in touch with the primary at `synced_ms` (-1:
