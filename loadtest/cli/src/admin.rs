@@ -154,6 +154,30 @@ pub async fn history(h: HistoryArgs) -> ExitCode {
     }
 }
 
+/// `greenlight replicas`: a Workers edge's read replicas (exit 1 while
+/// one is behind, so a script can wait on it).
+pub async fn replicas(a: AdminArgs) -> ExitCode {
+    let client = match client(&a) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.replicas().await {
+        Ok(view) => {
+            let json = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            let code = output(&a, &json, &admin_client::describe_replicas(&view));
+            if view.behind > 0 && code == ExitCode::SUCCESS {
+                ExitCode::from(1)
+            } else {
+                code
+            }
+        }
+        Err(e) => failed(e),
+    }
+}
+
 pub(crate) type AdminFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<StateView, AdminError>> + Send>>;
 

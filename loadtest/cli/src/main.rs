@@ -49,6 +49,8 @@ enum Cmd {
     Abort(admin::ChangeArgs),
     /// The edge's last committed changes: who, when, why, before and after.
     History(admin::HistoryArgs),
+    /// A Workers edge's read replicas: the epoch each confirmed and how far behind it is.
+    Replicas(admin::AdminArgs),
     /// Restore the state of an earlier epoch (from the history) as a new change.
     Undo(admin::UndoArgs),
     /// A rollout plan held at the edge: start, status [--watch], pause, resume, abort.
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             Cmd::Rollback(a) => admin::rollback(a).await,
             Cmd::Abort(a) => admin::abort(a).await,
             Cmd::History(h) => admin::history(h).await,
+            Cmd::Replicas(a) => admin::replicas(a).await,
             Cmd::Undo(u) => admin::undo(u).await,
             Cmd::Rollout(r) => plan::run(r).await,
             Cmd::Credential(a) => credential::run(a),

@@ -542,6 +542,36 @@ pub fn describe_history(view: &greenlight_common::history::HistoryView, limit: u
     out
 }
 
+/// `GET replicas` as a table: each region's replica, the epoch it
+/// confirmed, how long the last push took (or how long it has been
+/// behind), and failed pushes being retried.
+pub fn describe_replicas(view: &greenlight_common::propagation::ReplicasView) -> String {
+    let mut out = format!(
+        "{:<6}  {:>6}  {:<7}  {:>9}  {:>8}  last error\n",
+        "region", "epoch", "current", "lag", "failures"
+    );
+    for r in &view.replicas {
+        let epoch = r.epoch.map_or("-".to_string(), |e| e.to_string());
+        let lag = r.lag_ms.map_or("-".to_string(), |l| format!("{l} ms"));
+        out.push_str(&format!(
+            "{:<6}  {:>6}  {:<7}  {:>9}  {:>8}  {}\n",
+            r.region,
+            epoch,
+            if r.current { "yes" } else { "BEHIND" },
+            lag,
+            r.failures,
+            r.last_error.as_deref().unwrap_or("")
+        ));
+    }
+    out.push_str(&format!(
+        "epoch {}: {} of {} replicas behind\n",
+        view.epoch,
+        view.behind,
+        view.replicas.len()
+    ));
+    out
+}
+
 /// The plan in `state`, in one line: where it is and, while it runs,
 /// when its step is judged.
 pub fn describe_plan(state: &RolloutState) -> Option<String> {
@@ -876,6 +906,26 @@ mod history_tests {
         assert!(
             one.ends_with("1 of 2 kept (the edge keeps the last 100)\n"),
             "{one}"
+        );
+    }
+
+    #[test]
+    fn replicas_are_described_one_region_a_line_with_those_behind_marked() {
+        use greenlight_common::propagation::{ReplicaTable, REGIONS};
+        let mut t = ReplicaTable::default();
+        t.committed(&REGIONS[..2], 4, 1_000);
+        t.confirmed("wnam", 4, 1_080);
+        t.failed("enam", "replica answered 503", 1_100);
+        let text = describe_replicas(&t.view(3_000));
+        assert!(text.contains("wnam") && text.contains("80 ms"), "{text}");
+        assert!(
+            text.contains("enam") && text.contains("BEHIND") && text.contains("2000 ms"),
+            "{text}"
+        );
+        assert!(text.contains("replica answered 503"), "{text}");
+        assert!(
+            text.ends_with("epoch 4: 1 of 2 replicas behind\n"),
+            "{text}"
         );
     }
 }

@@ -9,6 +9,7 @@
 
 use greenlight_e2e::cloudflare::{self, Location, Locations};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
+use greenlight_e2e::process::built_binary;
 use greenlight_engine::admin_client::AdminClient;
 use greenlight_test_origin::{Behavior, Origin};
 use std::collections::BTreeMap;
@@ -297,6 +298,19 @@ async fn a_location_whose_replica_is_down_falls_back_to_kv_says_so_and_recovers(
         "{apac:?}"
     );
     assert_eq!(view.behind, 1, "{view:?}");
+    // The CLI shows the same, and exits 1 while a replica is behind.
+    let out = tokio::process::Command::new(built_binary("greenlight", "greenlight-cli"))
+        .args(["replicas", "--edge", rig.edge.url(0)])
+        .env("GREENLIGHT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("apac") && text.contains("BEHIND") && text.contains("1 of 9 replicas behind"),
+        "{text}"
+    );
 
     // Mended: the primary's retry (or the replica's own pull) catches it
     // up, and Singapore is back on the fast path by itself.
