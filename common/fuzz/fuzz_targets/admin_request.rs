@@ -176,7 +176,19 @@ fuzz_target!(|input: Input<'_>| {
         assert_eq!(p.status, out.status);
         return;
     }
+    // The read-only routes that answer with documents of their own.
+    if route == AdminRoute::MetricsPrometheus {
+        assert_eq!(out.content_type, admin::PROMETHEUS_CONTENT_TYPE);
+        assert!(out.new_state.is_none(), "GET metrics/prometheus changed the state");
+        return;
+    }
     assert_eq!(out.content_type, "application/json");
+    if route == AdminRoute::Metrics {
+        let _: greenlight_common::telemetry::MetricsView =
+            serde_json::from_str(&out.body).expect("metrics body is JSON");
+        assert!(out.new_state.is_none(), "GET metrics changed the state");
+        return;
+    }
     if route == AdminRoute::History {
         let _: greenlight_common::history::HistoryView =
             serde_json::from_str(&out.body).expect("history body is JSON");
