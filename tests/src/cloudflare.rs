@@ -293,27 +293,38 @@ fn wrangler_toml(bundle: &Path, setup: &EdgeSetup) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     // worker-build's index.js re-exports worker/shim.mjs (the shell,
     // minified: `export{… as RolloutObject, …}`).
-    let exports_object = [
-        bundle.to_path_buf(),
-        bundle.with_file_name("worker/shim.mjs"),
-    ]
-    .iter()
-    .any(|f| std::fs::read_to_string(f).is_ok_and(|js| js.contains(OBJECT_CLASS)));
-    let object = if exports_object {
-        format!(
-            "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
-             [[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n\
-             [[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}, {}]\n\n",
-            quote(OBJECT_BINDING),
-            quote(OBJECT_CLASS),
-            quote(REPLICA_BINDING),
-            quote(REPLICA_CLASS),
-            quote(OBJECT_CLASS),
-            quote(REPLICA_CLASS)
-        )
-    } else {
-        String::new()
+    let exports = |class: &str| {
+        [
+            bundle.to_path_buf(),
+            bundle.with_file_name("worker/shim.mjs"),
+        ]
+        .iter()
+        .any(|f| std::fs::read_to_string(f).is_ok_and(|js| js.contains(class)))
     };
+    // Builds from before the replicas (a bench's earlier build) have the
+    // object only.
+    let mut classes = Vec::new();
+    if exports(OBJECT_CLASS) {
+        classes.push((OBJECT_BINDING, OBJECT_CLASS));
+        if exports(REPLICA_CLASS) {
+            classes.push((REPLICA_BINDING, REPLICA_CLASS));
+        }
+    }
+    let mut object = String::new();
+    for (binding, class) in &classes {
+        object.push_str(&format!(
+            "[[durable_objects.bindings]]\nname = {}\nclass_name = {}\n\n",
+            quote(binding),
+            quote(class)
+        ));
+    }
+    if !classes.is_empty() {
+        let names: Vec<String> = classes.iter().map(|(_, c)| quote(c)).collect();
+        object.push_str(&format!(
+            "[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [{}]\n\n",
+            names.join(", ")
+        ));
+    }
     let mut out = format!(
         "name = \"greenlight-e2e\"\nmain = {}\ncompatibility_date = \"2025-09-01\"\n\n\
          [[kv_namespaces]]\nbinding = {}\nid = \"e2e\"\n\n{object}[vars]\n",
