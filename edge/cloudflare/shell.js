@@ -556,7 +556,8 @@ export class RolloutObject {
         this.retryAt = Date.now();
       }
       // A started object does not know what the replicas hold: it pushes
-      // its document to all of them (a replica keeps the newer of two).
+      // its document to all of them (a replica takes a later instance's
+      // document over the one it holds, even at a lower epoch).
       this.pushAll(wasm.replicasCommitted(env, this.replicas, this.doc, Date.now()));
     });
   }
