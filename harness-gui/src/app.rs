@@ -106,6 +106,8 @@ pub struct AppState {
     pub history: Option<HistoryView>,
     /// Real users' answers as the edge counted them.
     pub real_users: Option<greenlight_common::telemetry::MetricsView>,
+    /// A Workers edge's read replicas (`None`: the edge has none).
+    pub replicas: Option<greenlight_common::propagation::ReplicasView>,
     pub confirm: Option<Confirm>,
     /// A manual change is in flight (buttons disabled until it answers).
     pub in_flight: Option<ManualOp>,
@@ -140,6 +142,7 @@ impl AppState {
             audit: VecDeque::new(),
             history: None,
             real_users: None,
+            replicas: None,
             confirm: None,
             in_flight: None,
             weight_input: 5.0,
@@ -451,6 +454,7 @@ impl AppState {
             }
             Event::History(h) => self.history = Some(h),
             Event::RealUsers(m) => self.real_users = Some(m),
+            Event::Replicas(r) => self.replicas = Some(r),
             Event::Metrics(m) => self.metrics = Some(m),
             Event::Load(l) => {
                 if let Some(m) = &l.message {

@@ -182,6 +182,8 @@ pub enum Event {
     History(HistoryView),
     /// Real users' answers as the edge counted them.
     RealUsers(greenlight_common::telemetry::MetricsView),
+    /// A Workers edge's read replicas and how far behind each is.
+    Replicas(greenlight_common::propagation::ReplicasView),
     Metrics(Arc<MetricsView>),
     Load(LoadStatus),
     Rollout(RolloutStatus),
@@ -581,6 +583,10 @@ async fn state_poller(
             // figures (an edge without the route shows none).
             if let Ok(m) = c.metrics().await {
                 sink.send(Event::RealUsers(m));
+            }
+            // Workers edges only (a Spin edge answers 404: none shown).
+            if let Ok(r) = c.replicas().await {
+                sink.send(Event::Replicas(r));
             }
             if epoch.is_some() && epoch != history_of {
                 if let Ok(h) = c.history().await {

@@ -459,3 +459,30 @@ fn automated_rollout_can_be_aborted_mid_step() {
     h.get_by_label("Stop load").click_accesskit();
     h.run();
 }
+
+#[test]
+fn a_replica_behind_shows_in_the_replicas_panel() {
+    use greenlight_common::propagation::{ReplicaTable, REGIONS};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dashboard(
+        "",
+        None,
+        &dir.path().join("audit.jsonl"),
+        Duration::from_secs(60),
+    );
+    // Before any answer from a Workers edge: no panel.
+    let mut h = harness(d);
+    h.run();
+    assert!(!shows(&h, "Replicas (edge)"));
+    let mut t = ReplicaTable::default();
+    t.committed(&REGIONS[..3], 7, 1_000);
+    t.confirmed("wnam", 7, 1_060);
+    t.confirmed("enam", 7, 1_020);
+    t.failed("sam", "replica answered 503", 1_100);
+    h.state_mut().state.replicas = Some(t.view(2_500));
+    h.run();
+    assert!(shows(&h, "Replicas (edge)"));
+    assert!(shows(&h, "epoch 7: 1 of 3 replicas behind"));
+    assert!(shows(&h, "BEHIND 1500 ms"));
+    assert!(shows(&h, "60 ms"));
+}

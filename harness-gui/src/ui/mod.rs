@@ -7,6 +7,7 @@
 //! - [`verdict`] (right): the verdict and its statistics
 //! - [`policy`] (right): the verdict policy editor
 //! - [`locations`] (right): requests and convergence per location
+//! - [`replicas`] (right): a Workers edge's read replicas and their lag
 //! - [`audit_log`] (right): every action taken
 //! - [`charts`] (center): the four charts
 
@@ -17,6 +18,7 @@ mod history;
 mod locations;
 mod policy;
 mod real_users;
+mod replicas;
 mod style;
 mod top_bar;
 mod verdict;
@@ -54,6 +56,10 @@ pub fn dashboard(ui: &mut Ui, s: &mut AppState) -> Vec<Action> {
                         s.real_users.as_ref(),
                         s.view.as_ref().map(|v| v.state.epoch),
                     );
+                    if let Some(r) = &s.replicas {
+                        ui.separator();
+                        replicas::ui(ui, r);
+                    }
                     ui.separator();
                     policy::ui(ui, &mut s.settings.policy, &mut out);
                     if let Some(l) = s.metrics.as_deref().and_then(|m| m.locations.as_ref()) {
