@@ -60,8 +60,9 @@ export GREENLIGHT_PREVIEW_KEY="screenshot-preview-key-0123456789"
 PREVIEW_SHA256="$(printf '%s' "$GREENLIGHT_PREVIEW_KEY" | sha256sum | cut -d' ' -f1)"
 CF="$ROOT/edge/cloudflare"
 EDGE_PORT=$(free_port); INSPECT_PORT=$(free_port)
-# The bindings of edge/cloudflare/wrangler.toml (the KV namespace the edges
-# read, the rollout object that decides changes), local vars.
+# The bindings of edge/cloudflare/wrangler.toml (the KV namespace, the
+# rollout object that decides changes, the read replicas the edges read
+# through), local vars.
 cat >"$SCRATCH/wrangler.toml" <<TOML
 name = "greenlight-screenshot"
 main = "$CF/build/index.js"
@@ -75,9 +76,13 @@ id = "screenshot"
 name = "GREENLIGHT_ROLLOUT"
 class_name = "RolloutObject"
 
+[[durable_objects.bindings]]
+name = "GREENLIGHT_REPLICA"
+class_name = "StateReplica"
+
 [[migrations]]
 tag = "v1"
-new_sqlite_classes = ["RolloutObject"]
+new_sqlite_classes = ["RolloutObject", "StateReplica"]
 
 [vars]
 BLUE_ORIGIN = "http://127.0.0.1:$BLUE_PORT"

@@ -244,6 +244,10 @@ async function flushTelemetry(env, delay) {
 const REPLICA_BINDING = "GREENLIGHT_REPLICA";
 function replicaObject(env, region) {
   const ns = env[REPLICA_BINDING];
+  if (ns === undefined) {
+    // Said in GET replicas' last error and by every degraded answer.
+    throw new Error(`no ${REPLICA_BINDING} binding: add it (wrangler.toml) or set STATE_SOURCE = "kv"`);
+  }
   return ns.get(ns.idFromName("replica-" + region), { locationHint: region });
 }
 
