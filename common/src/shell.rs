@@ -120,16 +120,6 @@ pub fn refresh(step: &str) -> String {
     format!("{REFRESH_PREFIX}{step}")
 }
 
-/// `scheme://authority` of an absolute URL (the request's own, as the
-/// runtime gives it), without path, query or fragment.
-pub fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |at| at + 3);
-    let end = url[after_scheme..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |at| after_scheme + at);
-    &url[..end]
-}
-
 /// The value of header `name` in the shell's header lines
 /// (`<name>\n<value>\n…`).
 pub fn header_in_lines<'a>(lines: &'a str, name: &str) -> Option<&'a str> {
@@ -695,16 +685,5 @@ mod tests {
         assert_eq!(f[fwd::TIMEOUT_MS], fwd().timeout_ms.to_string());
         assert!(f[fwd::DELIVER_BELOW].parse::<u16>().is_ok());
         assert!(f[fwd::REQUEST_DELTA].parse::<usize>().is_ok());
-    }
-
-    #[test]
-    fn the_origin_of_a_url_is_its_scheme_and_authority() {
-        assert_eq!(
-            origin_of("https://edge.example/a/b?c"),
-            "https://edge.example"
-        );
-        assert_eq!(origin_of("http://127.0.0.1:8787"), "http://127.0.0.1:8787");
-        assert_eq!(origin_of("http://h:1?q=/x"), "http://h:1");
-        assert_eq!(origin_of("http://h#f"), "http://h");
     }
 }

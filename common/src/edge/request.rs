@@ -166,10 +166,12 @@ impl UrlParts<'_> {
     }
 }
 
-/// `scheme://host:port` of a URL, for error messages (never the path).
+/// `scheme://host:port` of a URL, without path, query or fragment: for
+/// error messages (never the path), and the edge's own origin for keys on
+/// its host.
 pub fn origin_of(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
+    match url[after_scheme..].find(['/', '?', '#']) {
         Some(i) => &url[..after_scheme + i],
         None => url,
     }
@@ -279,6 +281,12 @@ mod raw_field_tests {
         assert_eq!(UrlParts::parse("http://o"), None);
         assert_eq!(origin_of("http://o:1/secret?x"), "http://o:1");
         assert_eq!(origin_of("http://o"), "http://o");
+        assert_eq!(
+            origin_of("https://edge.example/a/b?c"),
+            "https://edge.example"
+        );
+        assert_eq!(origin_of("http://h:1?q=/x"), "http://h:1");
+        assert_eq!(origin_of("http://h#f"), "http://h");
     }
 }
 

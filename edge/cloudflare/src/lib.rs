@@ -522,7 +522,7 @@ pub fn state_place(
         StateSource::Kv => "kv".into(),
         StateSource::Object => "object".into(),
         StateSource::Replicas => {
-            let origin = shell::origin_of(url);
+            let origin = edge::origin_of(url);
             let known = |v: f64| v.is_finite().then_some(v);
             match path.place(origin, colo.as_deref(), known(latitude), known(longitude)) {
                 Some(place) => format!("replicas\n{}", place.encode()),
