@@ -24,6 +24,7 @@
 //! Everything here is pure: the Worker's shell does the reads and writes.
 
 use crate::config_error::ConfigError;
+use crate::edge::config::Vars;
 use crate::state::RolloutState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -143,11 +144,8 @@ impl ReadPath {
     /// From `STATE_SOURCE` (`replicas`, `kv` or `object`),
     /// `REPLICA_REGIONS` (comma-separated hints) and `LOCATION_CACHE_TTL_S`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ReadPath, ConfigError> {
-        let var = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let vars = Vars(lookup);
+        let var = |name: &str| vars.nonempty(name);
         let source = match var("STATE_SOURCE").as_deref() {
             None | Some("replicas") => StateSource::Replicas,
             Some("kv") => StateSource::Kv,

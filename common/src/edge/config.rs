@@ -347,8 +347,9 @@ impl EdgeConfig {
     }
 }
 
-/// The variables as `from_lookup` reads them.
-struct Vars<F>(F);
+/// The variables as `from_lookup` reads them (and
+/// [`crate::propagation::ReadPath::from_lookup`]).
+pub(crate) struct Vars<F>(pub(crate) F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     /// The value as set, untrimmed.
@@ -357,7 +358,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 
     /// The value trimmed, when not empty.
-    fn nonempty(&self, name: &str) -> Option<String> {
+    pub(crate) fn nonempty(&self, name: &str) -> Option<String> {
         self.raw(name)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())

@@ -28,7 +28,7 @@
 
 mod action;
 mod admin_call;
-mod config;
+pub(crate) mod config;
 mod forward;
 mod headers;
 pub mod kv;
