@@ -305,21 +305,24 @@ pub fn plan_tick(
     Some(ObjectAnswer::of(&outcome, &before, docs.history))
 }
 
-/// When the object's alarm next rings: the earlier of a pending
-/// key-value publish's retry and the plan's next deadline (one alarm per
-/// object serves both). `None`: no alarm is needed.
+/// When the object's alarm next rings: the earliest of a pending
+/// key-value publish's retry, a failed push's retry in its record of the
+/// replicas ([`ReplicaTable`], JSON) and the plan's next deadline (one
+/// alarm per object serves all three). `None`: no alarm is needed.
 pub fn next_alarm(
     document: &str,
     evidence: Option<&str>,
     publish_retry_at: Option<u64>,
+    replicas: Option<&str>,
 ) -> Option<u64> {
     let deadline = RolloutState::from_json(document)
         .ok()
         .and_then(|state| edge::next_plan_deadline(&state, evidence));
-    match (deadline, publish_retry_at) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let push_retry_at = ReplicaTable::from_json(replicas).next_retry();
+    [deadline, publish_retry_at, push_retry_at]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// Merges an edge instance's health report into the object's record and
@@ -495,9 +498,17 @@ mod tests {
         assert_eq!(started.status, 200, "{}", started.body);
         let document = started.committed.clone().unwrap();
         // The alarm rings at the deadline, or at a publish retry before it.
-        assert_eq!(next_alarm(&document, None, None), Some(5_000));
-        assert_eq!(next_alarm(&document, None, Some(3_000)), Some(3_000));
-        assert_eq!(next_alarm(&document, None, Some(9_000)), Some(5_000));
+        assert_eq!(next_alarm(&document, None, None, None), Some(5_000));
+        assert_eq!(next_alarm(&document, None, Some(3_000), None), Some(3_000));
+        assert_eq!(next_alarm(&document, None, Some(9_000), None), Some(5_000));
+        // And at a failed push's retry before both.
+        let mut replicas = ReplicaTable::default();
+        replicas.failed("weur", "refused", 1_500);
+        let replicas = replicas.to_json();
+        assert_eq!(
+            next_alarm(&document, None, Some(9_000), Some(&replicas)),
+            Some(2_500)
+        );
         assert_eq!(
             plan_tick(&cfg, &document, docs(started.history.as_deref()), 4_999),
             None
@@ -516,8 +527,12 @@ mod tests {
         );
         // An ended plan needs no alarm; a pending publish still does.
         let document = done.committed.unwrap();
-        assert_eq!(next_alarm(&document, None, None), None);
-        assert_eq!(next_alarm(&document, None, Some(7_000)), Some(7_000));
+        assert_eq!(next_alarm(&document, None, None, None), None);
+        assert_eq!(next_alarm(&document, None, Some(7_000), None), Some(7_000));
+        assert_eq!(
+            next_alarm(&document, None, None, Some(&replicas)),
+            Some(2_500)
+        );
         assert_eq!(
             plan_tick(&cfg, &document, AdminDocs::default(), u64::MAX),
             None
@@ -562,8 +577,11 @@ mod tests {
         let evidence = posted.evidence.clone().unwrap();
         assert_eq!(ObjectAnswer::decode(&posted.encode()), Some(posted));
         // Waiting on the lease: the alarm rings when it runs out.
-        assert_eq!(next_alarm(&document, Some(&evidence), None), Some(12_000));
-        assert_eq!(next_alarm(&document, None, None), Some(5_000));
+        assert_eq!(
+            next_alarm(&document, Some(&evidence), None, None),
+            Some(12_000)
+        );
+        assert_eq!(next_alarm(&document, None, None, None), Some(5_000));
         let docs = AdminDocs {
             evidence: Some(&evidence),
             ..AdminDocs::default()

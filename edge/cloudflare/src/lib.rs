@@ -694,9 +694,8 @@ pub fn object_plan_tick(
 
 /// When the object's alarm next rings (ms), or -1 for none: the plan's
 /// next deadline (its dwell, or the `evidence` lease it waits on) or a
-/// pending publish's retry (`publish_retry_at`, -1 for none), whichever
-/// is first.
-/// A failed push to a replica (in `replicas`) is retried by the same alarm.
+/// pending publish's retry (`publish_retry_at`, -1 for none) or a failed
+/// push's retry (in `replicas`), whichever is first.
 #[wasm_bindgen(js_name = objectNextAlarm)]
 pub fn object_next_alarm(
     document: &str,
@@ -705,12 +704,8 @@ pub fn object_next_alarm(
     replicas: Option<String>,
 ) -> f64 {
     let publish = (publish_retry_at >= 0.0).then_some(publish_retry_at as u64);
-    let push = ReplicaTable::from_json(replicas.as_deref()).next_retry();
-    let retry = match (publish, push) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    object::next_alarm(document, evidence.as_deref(), retry).map_or(-1.0, |at| at as f64)
+    object::next_alarm(document, evidence.as_deref(), publish, replicas.as_deref())
+        .map_or(-1.0, |at| at as f64)
 }
 
 // The read replicas (`StateReplica` in shell.js) and the primary's record
