@@ -30,6 +30,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use greenlight_e2e::cloudflare::{self, Location};
 use greenlight_e2e::fixtures::{self, ADMIN_TOKEN};
+use greenlight_e2e::flips::percentile;
 use greenlight_engine::admin_client::AdminClient;
 use greenlight_test_origin::{Behavior, Origin};
 use std::collections::BTreeSet;
@@ -142,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Every isolate has read the state once before the first flip.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (_, reads_before) = replica_totals(&edge, &http, &regions).await?;
+    let reads_before = replica_reads(&edge, &http, &regions).await?;
     let started = Instant::now();
 
     let mut everywhere = Vec::with_capacity(args.flips);
@@ -178,26 +179,24 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("flip {flip}: epoch {epoch} not seen everywhere within 15 s");
             continue;
         }
-        let took = |t: &Option<Instant>| {
-            t.map_or(0.0, |t| {
-                t.saturating_duration_since(at).as_secs_f64() * 1000.0
-            })
-        };
-        let last = firsts.iter().map(took).fold(0.0, f64::max);
+        let took =
+            |t: &Option<Instant>| t.map_or(Duration::ZERO, |t| t.saturating_duration_since(at));
+        let last = firsts.iter().map(took).max().unwrap_or_default();
         everywhere.push(last);
         here.push(took(&firsts[0]));
         if (flip + 1) % 10 == 0 {
             eprintln!(
-                "{} flips: last seen everywhere after {last:.0} ms",
-                flip + 1
+                "{} flips: last seen everywhere after {} ms",
+                flip + 1,
+                last.as_millis()
             );
         }
         // The next flip lands at a random phase of the caches' periods.
-        let pause = 200 + (rand_u64() % 1000);
+        let pause = 200 + rand::random::<u64>() % 1000;
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (_, reads_after) = replica_totals(&edge, &http, &regions).await?;
+    let reads_after = replica_reads(&edge, &http, &regions).await?;
     stop.store(true, Ordering::Relaxed);
     for p in pollers {
         p.await?;
@@ -224,15 +223,15 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("{missed} flips were not seen everywhere within 15 s (left out of the figures)");
     }
     println!(
-        "flip_seen_everywhere_p99_ms={:.0} replica_reads_per_location_s={:.2} \
-         flip_seen_everywhere_p50_ms={:.0} flip_seen_everywhere_max_ms={:.0} bound_ms={bound} \
-         location_one_p99_ms={:.0} degraded_answers={degraded} went_back={went_back} \
+        "flip_seen_everywhere_p99_ms={} replica_reads_per_location_s={:.2} \
+         flip_seen_everywhere_p50_ms={} flip_seen_everywhere_max_ms={} bound_ms={bound} \
+         location_one_p99_ms={} degraded_answers={degraded} went_back={went_back} \
          flips={} missed={missed} locations={locations} isolates={} poll_ms={}",
-        quantile(&everywhere, 0.99),
+        percentile(&everywhere, 0.99).as_millis(),
         reads_per_location_s,
-        quantile(&everywhere, 0.50),
-        quantile(&everywhere, 1.0),
-        quantile(&here, 0.99),
+        percentile(&everywhere, 0.50).as_millis(),
+        percentile(&everywhere, 1.0).as_millis(),
+        percentile(&here, 0.99).as_millis(),
         everywhere.len(),
         places.len(),
         args.poll_ms,
@@ -240,34 +239,15 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The replicas' reads and pushes, summed over `regions`.
-async fn replica_totals(
+/// The reads the replicas of `regions` received, summed.
+async fn replica_reads(
     edge: &cloudflare::Locations,
     http: &reqwest::Client,
     regions: &BTreeSet<&str>,
-) -> anyhow::Result<(u64, u64)> {
-    let mut pushes = 0;
+) -> anyhow::Result<u64> {
     let mut reads = 0;
     for region in regions {
-        let (r, p) = edge.replica_stats(http, region).await?;
-        reads += r;
-        pushes += p;
+        reads += edge.replica_stats(http, region).await?.0;
     }
-    Ok((pushes, reads))
-}
-
-/// The `q` quantile of `values` (nearest rank).
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-/// A random number for the flips' spacing (not security-relevant).
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
+    Ok(reads)
 }
