@@ -94,12 +94,7 @@ mod tests {
             verdict,
             mode: "fixed".into(),
             reasons: Vec::new(),
-            baseline_requests: 0,
-            candidate_requests: 0,
-            latency: None,
-            percentiles: Vec::new(),
-            errors: None,
-            sequential: None,
+            ..Judgement::no_evidence("")
         });
         let snap = Recorder::new().snapshot();
         Report::build("t", "open", None, &snap, 1.0, false, judgement)
