@@ -21,28 +21,23 @@ import {
   unstable_readConfig,
 } from "wrangler";
 import path from "node:path";
+import { parseFlags, stopOnSignals } from "./serve-lib.mjs";
 
 function parseArgs(argv) {
-  const out = { ip: "127.0.0.1", port: 8787 };
-  const names = {
-    "--config": "config",
-    "--persist-to": "persistTo",
-    "--ip": "ip",
-    "--port": "port",
-    "--https-key-path": "httpsKeyPath",
-    "--https-cert-path": "httpsCertPath",
-    "--inspector-port": "inspectorPort",
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = names[argv[i]];
-    if (key === undefined || argv[i + 1] === undefined) {
-      throw new Error(`unknown or incomplete argument ${argv[i]}`);
-    }
-    out[key] = argv[i + 1];
-  }
-  if (!out.config || !out.persistTo) {
-    throw new Error("--config and --persist-to are required");
-  }
+  const out = parseFlags(
+    argv,
+    {
+      "--config": "config",
+      "--persist-to": "persistTo",
+      "--ip": "ip",
+      "--port": "port",
+      "--https-key-path": "httpsKeyPath",
+      "--https-cert-path": "httpsCertPath",
+      "--inspector-port": "inspectorPort",
+    },
+    { ip: "127.0.0.1", port: 8787 },
+    ["--config", "--persist-to"],
+  );
   out.port = Number(out.port);
   if (out.inspectorPort !== undefined) out.inspectorPort = Number(out.inspectorPort);
   return out;
@@ -94,12 +89,4 @@ const mf = new Miniflare({
 const url = await mf.ready;
 console.log(`ready on ${url}`);
 
-let stopping = false;
-async function stop() {
-  if (stopping) return;
-  stopping = true;
-  await mf.dispose();
-  process.exit(0);
-}
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+stopOnSignals(mf);

@@ -21,25 +21,15 @@ import { Miniflare, Log, LogLevel } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseFlags, stopOnSignals } from "./serve-lib.mjs";
 
 function parseArgs(argv) {
-  const out = { ip: "127.0.0.1" };
-  const names = {
-    "--config": "config",
-    "--persist-to": "persistTo",
-    "--ip": "ip",
-    "--locations": "locations",
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = names[argv[i]];
-    if (key === undefined || argv[i + 1] === undefined) {
-      throw new Error(`unknown or incomplete argument ${argv[i]}`);
-    }
-    out[key] = argv[i + 1];
-  }
-  if (!out.config || !out.persistTo || !out.locations) {
-    throw new Error("--config, --persist-to and --locations are required");
-  }
+  const out = parseFlags(
+    argv,
+    { "--config": "config", "--persist-to": "persistTo", "--ip": "ip", "--locations": "locations" },
+    { ip: "127.0.0.1" },
+    ["--config", "--persist-to", "--locations"],
+  );
   out.locations = out.locations.split(",").map((spec) => {
     const [colo, latitude, longitude] = spec.split(":");
     if (!/^[A-Z0-9]{2,8}$/.test(colo ?? "") || !Number.isFinite(Number(latitude)) || !Number.isFinite(Number(longitude))) {
@@ -96,12 +86,4 @@ for (let i = 0; i < names.length; i++) {
 }
 console.log("ready");
 
-let stopping = false;
-async function stop() {
-  if (stopping) return;
-  stopping = true;
-  await mf.dispose();
-  process.exit(0);
-}
-process.on("SIGTERM", stop);
-process.on("SIGINT", stop);
+stopOnSignals(mf);
