@@ -485,3 +485,59 @@ pub async fn start_locations(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One answer a location gave its poller: when it came, the epoch that
+/// served it, and whether it was flagged degraded (`x-greenlight-degraded`).
+pub type Answer = (std::time::Instant, u64, bool);
+
+/// Every location's answers, in the order they came, as
+/// [`Locations::poll`] records them.
+pub type Answers = std::sync::Arc<std::sync::Mutex<Vec<Vec<Answer>>>>;
+
+impl Locations {
+    /// Asks every location `GET /public/where` every `every` until `stop`
+    /// is set (and never past `limit`: bounded), recording each answer's
+    /// epoch and degraded flag. Returns the record and the pollers.
+    pub fn poll(
+        &self,
+        http: &reqwest::Client,
+        every: Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        limit: Duration,
+    ) -> (Answers, Vec<tokio::task::JoinHandle<()>>) {
+        let answers: Answers =
+            std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::new(); self.urls.len()]));
+        let pollers = (0..self.urls.len())
+            .map(|i| {
+                let url = format!("{}/public/where", self.url(i));
+                let (http, answers, stop) = (http.clone(), answers.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && started.elapsed() < limit
+                    {
+                        tick.tick().await;
+                        let Ok(resp) = http.get(&url).send().await else {
+                            continue;
+                        };
+                        let epoch = resp
+                            .headers()
+                            .get("x-greenlight-epoch")
+                            .and_then(|v| v.to_str().ok()?.parse().ok());
+                        let degraded = resp.headers().contains_key("x-greenlight-degraded");
+                        if let Some(epoch) = epoch {
+                            answers.lock().unwrap_or_else(|e| e.into_inner())[i].push((
+                                std::time::Instant::now(),
+                                epoch,
+                                degraded,
+                            ));
+                        }
+                    }
+                })
+            })
+            .collect();
+        (answers, pollers)
+    }
+}

@@ -35,7 +35,7 @@ use greenlight_engine::admin_client::AdminClient;
 use greenlight_test_origin::{Behavior, Origin};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -69,9 +69,6 @@ const PLACES: [(Location, &str, u64, u64); 12] = [
 
 const STATE_CACHE_TTL_MS: u64 = 500;
 const LOCATION_CACHE_TTL_S: u64 = 1;
-
-/// Per isolate: the epochs it served, with when and whether degraded.
-type Answers = Vec<Vec<(Instant, u64, bool)>>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -109,38 +106,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let admin = AdminClient::new(edge.url(0), Some(ADMIN_TOKEN.into()))?;
 
-    let answers: Arc<Mutex<Answers>> = Arc::new(Mutex::new(vec![Vec::new(); places.len()]));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut pollers = Vec::new();
-    for i in 0..places.len() {
-        let url = format!("{}/public/where", edge.url(i));
-        let (http, answers, stop) = (http.clone(), answers.clone(), stop.clone());
-        let every = Duration::from_millis(args.poll_ms);
-        // Bounded: stopped after the last flip, and never past an hour.
-        pollers.push(tokio::spawn(async move {
-            let started = Instant::now();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(3600) {
-                tick.tick().await;
-                let Ok(resp) = http.get(&url).send().await else {
-                    continue;
-                };
-                let epoch = resp
-                    .headers()
-                    .get("x-greenlight-epoch")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                let degraded = resp.headers().contains_key("x-greenlight-degraded");
-                if let Some(epoch) = epoch {
-                    answers.lock().unwrap_or_else(|e| e.into_inner())[i].push((
-                        Instant::now(),
-                        epoch,
-                        degraded,
-                    ));
-                }
-            }
-        }));
-    }
+    // Bounded: stopped after the last flip, and never past an hour.
+    let (answers, pollers) = edge.poll(
+        &http,
+        Duration::from_millis(args.poll_ms),
+        stop.clone(),
+        Duration::from_secs(3600),
+    );
     // Every isolate has read the state once before the first flip.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reads_before = replica_reads(&edge, &http, &regions).await?;

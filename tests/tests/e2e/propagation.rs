@@ -13,7 +13,7 @@ use greenlight_e2e::process::built_binary;
 use greenlight_engine::admin_client::AdminClient;
 use greenlight_test_origin::{Behavior, Origin};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Frankfurt, Singapore, Sydney, São Paulo: four regions (weur, apac, oc,
@@ -37,7 +37,7 @@ const LOCATION_CACHE_TTL_S: &str = "1";
 #[derive(Default)]
 struct Seen {
     /// Per location: (when, epoch, degraded) of every answer, in order.
-    answers: Vec<Vec<(Instant, u64, bool)>>,
+    answers: Vec<Vec<cloudflare::Answer>>,
 }
 
 impl Seen {
@@ -77,7 +77,7 @@ struct Rig {
     edge: Locations,
     admin: AdminClient,
     client: reqwest::Client,
-    seen: Arc<Mutex<Seen>>,
+    answers: cloudflare::Answers,
     stop: Arc<std::sync::atomic::AtomicBool>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -104,46 +104,30 @@ impl Rig {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap();
-        let seen = Arc::new(Mutex::new(Seen {
-            answers: vec![Vec::new(); PLACES.len()],
-        }));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut pollers = Vec::new();
-        for i in 0..PLACES.len() {
-            let url = format!("{}/public/where", edge.url(i));
-            let (client, seen, stop) = (client.clone(), seen.clone(), stop.clone());
-            pollers.push(tokio::spawn(async move {
-                // Bounded: stopped by the test, and never past two minutes.
-                let started = Instant::now();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                    && started.elapsed() < Duration::from_secs(120)
-                {
-                    if let Ok(resp) = client.get(&url).send().await {
-                        let header = |name: &str| {
-                            resp.headers()
-                                .get(name)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string)
-                        };
-                        let epoch = header("x-greenlight-epoch").and_then(|e| e.parse().ok());
-                        let degraded = header("x-greenlight-degraded").is_some();
-                        if let Some(epoch) = epoch {
-                            seen.lock().unwrap().answers[i].push((Instant::now(), epoch, degraded));
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }));
-        }
+        // Bounded: stopped by the test, and never past two minutes.
+        let (answers, pollers) = edge.poll(
+            &client,
+            Duration::from_millis(20),
+            stop.clone(),
+            Duration::from_secs(120),
+        );
         Rig {
             _blue: blue,
             _green: green,
             edge,
             admin,
             client,
-            seen,
+            answers,
             stop,
             pollers,
+        }
+    }
+
+    /// What every location served so far.
+    fn seen(&self) -> Seen {
+        Seen {
+            answers: self.answers.lock().unwrap().clone(),
         }
     }
 
@@ -169,7 +153,7 @@ impl Rig {
     ) -> BTreeMap<usize, Duration> {
         loop {
             let got: BTreeMap<usize, Duration> = {
-                let seen = self.seen.lock().unwrap();
+                let seen = self.seen();
                 which
                     .iter()
                     .filter_map(|&i| {
@@ -184,12 +168,12 @@ impl Rig {
         }
     }
 
-    async fn finish(self) -> Seen {
+    async fn finish(mut self) -> Seen {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for p in self.pollers {
+        for p in std::mem::take(&mut self.pollers) {
             p.await.unwrap();
         }
-        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        let seen = self.seen();
         seen.assert_never_back();
         seen
     }
@@ -274,7 +258,7 @@ async fn a_location_whose_replica_is_down_falls_back_to_kv_says_so_and_recovers(
     assert_eq!(took.len(), ALL.len(), "{took:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     {
-        let seen = rig.seen.lock().unwrap();
+        let seen = rig.seen();
         assert!(
             seen.degraded_since(SIN, down_at),
             "Singapore reads KV: its answers say so"
@@ -332,7 +316,7 @@ async fn a_location_whose_replica_is_down_falls_back_to_kv_says_so_and_recovers(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let recovered = caught_up + Duration::from_secs(2);
     {
-        let seen = rig.seen.lock().unwrap();
+        let seen = rig.seen();
         assert!(
             !seen.degraded_since(SIN, recovered),
             "Singapore still degraded after its replica came back"
