@@ -214,7 +214,7 @@ pub fn begin_request(
         }
         None => (None, false),
     };
-    let step = begin_with(&cfg, loaded, head, now_ms, random_hi, random_lo, fresh);
+    let step = begin_with(cfg, loaded, head, now_ms, random_hi, random_lo, fresh);
     // A load reads the state anyway.
     if refresh && step != shell::LOAD {
         shell::refresh(&step)
@@ -224,7 +224,7 @@ pub fn begin_request(
 }
 
 fn begin_with(
-    cfg: &Rc<EdgeConfig>,
+    cfg: Rc<EdgeConfig>,
     loaded: Option<Rc<LoadedState>>,
     head: &str,
     now_ms: u64,
@@ -232,7 +232,6 @@ fn begin_with(
     random_lo: u32,
     fresh: bool,
 ) -> String {
-    let cfg = cfg.clone();
     let request = shell::ShellRequest::parse(head);
     let method = request.method;
     let head = request.head(CLIENT_ADDR_HEADER);
