@@ -48,6 +48,8 @@ thread_local! {
     static READ_PATH: RefCell<Option<Rc<ReadPath>>> = const { RefCell::new(None) };
     /// The state this isolate serves, and when it was read (ms).
     static STATE: RefCell<Option<(Rc<LoadedState>, u64)>> = const { RefCell::new(None) };
+    /// The last good document this isolate parsed, and its state.
+    static PARSED: RefCell<Option<(String, Rc<LoadedState>)>> = const { RefCell::new(None) };
     /// The background refresh of `STATE` in flight, if any.
     static REFRESH: RefCell<propagation::Refresh> = RefCell::new(propagation::Refresh::default());
     /// Rate-limit buckets of this isolate: the limit holds per isolate, and
@@ -893,11 +895,6 @@ async fn load_state(
     read: StateRead,
     fallback: bool,
 ) -> Rc<LoadedState> {
-    // Whatever is cached is the last good state: a degraded entry already
-    // holds the previous good state (or the initial one) it fell back to, so
-    // repeated bad reads keep serving it rather than dropping to the initial.
-    let last_good: Option<RolloutState> =
-        STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
     let document = match (read, env.kv(KV_BINDING)) {
         (StateRead::Read(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
         (StateRead::Kv, Ok(kv)) => kv
@@ -908,15 +905,40 @@ async fn load_state(
             .map_err(|_| ()),
         (StateRead::Kv, Err(_)) => Err(()),
     };
-    let document = document.as_ref().map(Option::as_deref).map_err(|_| ());
-    let loaded = match edge::load_state(document, last_good.as_ref(), &cfg.default_salt) {
+    // A refresh reads the same document again and again between changes:
+    // a good document's state depends on its text alone, so it is parsed
+    // once, not on every refresh.
+    if let Ok(Some(doc)) = &document {
+        let same = PARSED.with_borrow(|p| {
+            p.as_ref()
+                .filter(|(text, _)| text == doc)
+                .map(|(_, loaded)| loaded.clone())
+        });
+        if let Some(loaded) = same {
+            return remember(loaded, fallback, now_ms);
+        }
+    }
+    // Whatever is cached is the last good state: a degraded entry already
+    // holds the previous good state (or the initial one) it fell back to, so
+    // repeated bad reads keep serving it rather than dropping to the initial.
+    let last_good: Option<RolloutState> =
+        STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
+    let loaded = match edge::load_state(
+        document.as_ref().map(Option::as_deref).map_err(|_| ()),
+        last_good.as_ref(),
+        &cfg.default_salt,
+    ) {
         StateLoad::Ready(loaded) => loaded,
         StateLoad::NeedsBackup => edge::state_from_backup(
             read_key(env, LAST_GOOD_KEY).await.as_deref(),
             &cfg.default_salt,
         ),
     };
-    remember(Rc::new(loaded), fallback, now_ms)
+    let loaded = Rc::new(loaded);
+    if let (Ok(Some(doc)), false) = (document, loaded.degraded) {
+        PARSED.set(Some((doc, loaded.clone())));
+    }
+    remember(loaded, fallback, now_ms)
 }
 
 /// Fetches the remote JWKS into this isolate's cache (`greenlight_common::jwks`
