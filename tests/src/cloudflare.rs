@@ -44,6 +44,13 @@ pub async fn start_direct(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
     serve_direct_over(scratch, setup.tls.as_ref()).await
 }
 
+/// Starts the Worker whose entry module is `bundle` served directly (see
+/// the module's doc).
+pub async fn start_worker_direct(bundle: &Path, setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
+    let scratch = prepare(bundle, setup).await?;
+    serve_direct_over(scratch, setup.tls.as_ref()).await
+}
+
 /// Starts the Worker whose entry module is `bundle` under `wrangler dev` on
 /// free ports, with its own config, KV directory, inspector port and
 /// wrangler home, all in a scratch directory.

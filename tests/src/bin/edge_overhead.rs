@@ -147,8 +147,22 @@ async fn measure_cloudflare(
     requests: u64,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let passthrough_js = bench_dir.join("passthrough-worker/index.js");
-    let passthrough = cloudflare::start_worker(&passthrough_js, pass_setup).await?;
-    let mut edges = vec![cloudflare::start(setup).await?];
+    let direct = std::env::var("EDGE_OVERHEAD_SERVE").as_deref() == Ok("direct");
+    let start = |bundle: PathBuf, setup: EdgeSetup| async move {
+        if direct {
+            cloudflare::start_worker_direct(&bundle, &setup).await
+        } else {
+            cloudflare::start_worker(&bundle, &setup).await
+        }
+    };
+    let passthrough = start(passthrough_js.clone(), pass_setup.clone()).await?;
+    let mut edges = vec![
+        start(
+            cloudflare::worker_dir().join("build/index.js"),
+            setup.clone(),
+        )
+        .await?,
+    ];
     let mut targets = vec![
         target("cloudflare greenlight", &edges[0], true),
         target("cloudflare pass-through", &passthrough, false),
@@ -160,7 +174,7 @@ async fn measure_cloudflare(
     let mut variant_setup = setup.clone();
     variant_setup.vars.insert("ORIGIN".into(), blue.url());
     for (i, variant) in variants.split(':').filter(|v| !v.is_empty()).enumerate() {
-        edges.push(cloudflare::start_worker(Path::new(variant), &variant_setup).await?);
+        edges.push(start(PathBuf::from(variant), variant_setup.clone()).await?);
         let name = format!("cloudflare variant {}", i + 1);
         eprintln!("{name}: {variant}");
         targets.push(target(name, &edges[edges.len() - 1], true));
