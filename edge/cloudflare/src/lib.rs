@@ -29,6 +29,10 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::Env;
 
+#[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// The KV namespace binding that holds the rollout state document.
 const KV_BINDING: &str = "GREENLIGHT_STATE";
 
