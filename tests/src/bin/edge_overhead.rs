@@ -147,6 +147,9 @@ async fn measure_cloudflare(
     requests: u64,
 ) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let passthrough_js = bench_dir.join("passthrough-worker/index.js");
+    // For experiments: EDGE_OVERHEAD_SERVE=direct serves every Worker with
+    // serve-direct.mjs instead of `wrangler dev` (no proxy Worker, no
+    // devtools relay: one workerd per Worker).
     let direct = std::env::var("EDGE_OVERHEAD_SERVE").as_deref() == Ok("direct");
     let start = |bundle: PathBuf, setup: EdgeSetup| async move {
         if direct {
