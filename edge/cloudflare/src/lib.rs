@@ -899,6 +899,12 @@ async fn load_state(
     read: StateRead,
     fallback: bool,
 ) -> Rc<LoadedState> {
+    // Whatever is cached is the last good state: a degraded entry already
+    // holds the previous good state (or the initial one) it fell back to, so
+    // repeated bad reads keep serving it rather than dropping to the initial.
+    // Taken before the read: a change this isolate learns of meanwhile (an
+    // admin answer) is newer than the read and is kept by `remember`.
+    let last_good = STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.clone()));
     let document = match (read, env.kv(KV_BINDING)) {
         (StateRead::Read(doc), _) => Ok((!doc.is_empty()).then_some(doc)),
         (StateRead::Kv, Ok(kv)) => kv
@@ -922,14 +928,9 @@ async fn load_state(
             return remember(loaded, fallback, now_ms);
         }
     }
-    // Whatever is cached is the last good state: a degraded entry already
-    // holds the previous good state (or the initial one) it fell back to, so
-    // repeated bad reads keep serving it rather than dropping to the initial.
-    let last_good: Option<RolloutState> =
-        STATE.with(|s| s.borrow().as_ref().map(|(l, _)| l.state.clone()));
     let loaded = match edge::load_state(
         document.as_ref().map(Option::as_deref).map_err(|_| ()),
-        last_good.as_ref(),
+        last_good.as_ref().map(|l| &l.state),
         &cfg.default_salt,
     ) {
         StateLoad::Ready(loaded) => loaded,
