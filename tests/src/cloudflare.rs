@@ -33,15 +33,19 @@ pub fn worker_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../edge/cloudflare")
 }
 
+/// The built greenlight Worker's entry module (`scripts/build-worker.sh`).
+pub fn built_bundle() -> PathBuf {
+    worker_dir().join("build/index.js")
+}
+
 /// Starts the greenlight Worker under `wrangler dev`.
 pub async fn start(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
-    start_worker(&worker_dir().join("build/index.js"), setup).await
+    start_worker(&built_bundle(), setup).await
 }
 
 /// Starts the greenlight Worker served directly (see the module's doc).
 pub async fn start_direct(setup: &EdgeSetup) -> anyhow::Result<RunningEdge> {
-    let scratch = prepare(&worker_dir().join("build/index.js"), setup).await?;
-    serve_direct_over(scratch, setup.tls.as_ref()).await
+    start_worker_direct(&built_bundle(), setup).await
 }
 
 /// Starts the Worker whose entry module is `bundle` served directly (see
@@ -447,7 +451,7 @@ pub async fn start_locations(
     setup: &EdgeSetup,
     locations: &[Location],
 ) -> anyhow::Result<Locations> {
-    let scratch = prepare(&worker_dir().join("build/index.js"), setup).await?;
+    let scratch = prepare(&built_bundle(), setup).await?;
     let spec: Vec<String> = locations
         .iter()
         .map(|l| format!("{}:{}:{}", l.colo, l.latitude, l.longitude))

@@ -159,13 +159,7 @@ async fn measure_cloudflare(
         }
     };
     let passthrough = start(passthrough_js.clone(), pass_setup.clone()).await?;
-    let mut edges = vec![
-        start(
-            cloudflare::worker_dir().join("build/index.js"),
-            setup.clone(),
-        )
-        .await?,
-    ];
+    let mut edges = vec![start(cloudflare::built_bundle(), setup.clone()).await?];
     let mut targets = vec![
         target("cloudflare greenlight", &edges[0], true),
         target("cloudflare pass-through", &passthrough, false),
